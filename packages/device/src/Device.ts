@@ -1,0 +1,60 @@
+import type { Arc, Flags, State } from "@lockstep/fsm"
+import type { Effect } from "effect"
+import type { DeviceError } from "./DeviceError.js"
+
+/** Device kinds. `pci` devices may do P2P; `mdev` cannot touch P2P pages; `ccw` and `ap` have no P2P. */
+export type DeviceKind = "pci" | "mdev" | "ccw" | "ap"
+
+/** Every device kind. */
+export const DeviceKinds: ReadonlyArray<DeviceKind> = ["pci", "mdev", "ccw", "ap"]
+
+/** Whether a device of this kind can ever be an end of a P2P edge. */
+export const kindMayDoP2P = (kind: DeviceKind): boolean => kind === "pci"
+
+/** What one read of a data session returned. */
+export type ReadResult =
+  /** Device state bytes, in order. */
+  | { readonly _tag: "Chunk"; readonly data: Uint8Array }
+  /** PRE_COPY only: nothing to read for now (initial and dirty bytes are both 0); read again later. */
+  | { readonly _tag: "NoData" }
+  /** STOP_COPY only: the final state has been read completely. */
+  | { readonly _tag: "End" }
+
+/** Pre-copy progress of a PRE_COPY / PRE_COPY_P2P saving session (`VFIO_MIG_GET_PRECOPY_INFO`). */
+export interface PrecopyInfo {
+  /** Bytes of the initial state not read yet; starts non-zero and only shrinks. */
+  readonly initialBytes: number
+  /** Bytes dirtied since they were read; may grow or shrink. */
+  readonly dirtyBytes: number
+}
+
+/**
+ * The port through which the coordinator drives one device. Every backend implements it:
+ * simulated devices, vfio-user devices, and (later) Linux VFIO character devices.
+ *
+ * Rules every implementation keeps:
+ * - `getState` asks the device; nothing is cached as truth.
+ * - `setState` performs exactly one legal arc of the device's flag set from its current state.
+ *   Anything else fails with `ArcRejected` and changes nothing. Combination transitions are
+ *   walked by the caller, so the caller controls interleaving across a group.
+ * - A failed arc fails with `ArcFailed`, which carries the state read back after the failure
+ *   (the original state, one along the path, or ERROR).
+ * - `read` is valid in a saving state (PRE_COPY, PRE_COPY_P2P, STOP_COPY), `write` only in
+ *   RESUMING, `precopyInfo` only in PRE_COPY / PRE_COPY_P2P. `stopCopyLength` in any state.
+ * - `reset` returns the device to RUNNING and closes any data session.
+ */
+export interface Device {
+  readonly id: string
+  readonly kind: DeviceKind
+  readonly flags: Flags
+  readonly getState: Effect.Effect<State, DeviceError>
+  readonly setState: (to: State) => Effect.Effect<void, DeviceError>
+  readonly read: (maxBytes: number) => Effect.Effect<ReadResult, DeviceError>
+  readonly write: (data: Uint8Array) => Effect.Effect<void, DeviceError>
+  readonly precopyInfo: Effect.Effect<PrecopyInfo, DeviceError>
+  readonly stopCopyLength: Effect.Effect<number, DeviceError>
+  readonly reset: Effect.Effect<void, DeviceError>
+}
+
+/** The arc a `setState(to)` from `from` asks for. */
+export const arcOf = (from: State, to: State): Arc => ({ from, to })

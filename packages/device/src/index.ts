@@ -1,0 +1,23 @@
+/**
+ * The `Device` port: what the coordinator needs from any migratable device backend.
+ *
+ * @packageDocumentation
+ */
+export {
+  arcOf,
+  type Device,
+  type DeviceKind,
+  DeviceKinds,
+  kindMayDoP2P,
+  type PrecopyInfo,
+  type ReadResult
+} from "./Device.js"
+export {
+  ArcFailed,
+  ArcRejected,
+  type DeviceError,
+  DeviceUnreachable,
+  type ErrorCode,
+  ResetFailed,
+  SessionFailed
+} from "./DeviceError.js"
