@@ -1,0 +1,7 @@
+/**
+ * The `lockstep` command-line interface.
+ *
+ * @packageDocumentation
+ */
+export { CliFailure, invalidInput } from "./CliFailure.js"
+export { lockstep, main } from "./Main.js"
