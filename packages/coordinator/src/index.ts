@@ -1,2 +1,59 @@
-/** Placeholder until the package is written. */
-export {}
+/**
+ * Coordination of a group of VFIO devices that DMA into each other: the group description and
+ * its P2P topology, the migratability rule, and the planner that turns the devices' kernel paths
+ * into a dependency graph that never lets an initiator write into a halted device.
+ *
+ * @packageDocumentation
+ */
+export {
+  decodeGroup,
+  type Group,
+  type GroupDevice,
+  GroupDocument,
+  type GroupError,
+  GroupFileNotJson,
+  GroupFileUnreadable,
+  type GroupProblem,
+  InvalidGroup,
+  loadGroupFile,
+  type TopologySpec
+} from "./Group.js"
+export * as Migratability from "./Migratability.js"
+export {
+  type Barrier,
+  type BarrierKind,
+  expandAfter,
+  formatPlan,
+  type Plan,
+  type PlanArc,
+  type PlanJson,
+  type PlanNode,
+  planJson
+} from "./Plan.js"
+export {
+  beginPrecopy,
+  type CycleArc,
+  DependencyCycle,
+  enterStopCopy,
+  PathRefused,
+  type PlanError,
+  planTransition,
+  prepareResume,
+  quiesce,
+  resume,
+  type StateAssignment,
+  stop,
+  UnknownDevice,
+  UnsafeEdge
+} from "./Planner.js"
+export type { Edge, P2PDomain, Topology } from "./Topology.js"
+export {
+  BadDependency,
+  BrokenPath,
+  maxViolations,
+  Overlap,
+  type PlanViolation,
+  type Span,
+  UnsafePlan,
+  verifyPlan
+} from "./Verification.js"
