@@ -1,2 +1,66 @@
-/** Placeholder until the package is written. */
-export {}
+/**
+ * vfio-user over a UNIX socket: the message codec, a client that drives a remote device
+ * through the `Device` port, and a server that exposes any `Device` to vfio-user clients.
+ *
+ * @packageDocumentation
+ */
+export {
+  type ClientOptions,
+  connect,
+  type DeviceInfo,
+  type RegionInfo,
+  type ServerInfo,
+  type VfioUserDevice
+} from "./Client.js"
+export {
+  decodeReply,
+  decodeRequest,
+  encodeReply,
+  encodeRequest,
+  FrameDecoder,
+  FrameHeadroom,
+  type Frames,
+  type Limits,
+  limitsFor,
+  matchReply
+} from "./Codec.js"
+export { ConnectFailed, ConnectionLost, ReplyTimeout, type RequestError, ServerError } from "./Connection.js"
+export { codeOfErrno, errnoOfCode, errnoOfDeviceError } from "./Errno.js"
+export {
+  type Capabilities,
+  Command,
+  type CommandName,
+  commandLabel,
+  commandOf,
+  commandOfNumber,
+  DefaultMaxDataXferSize,
+  DeviceInfoFlag,
+  type ErrorReply,
+  Feature,
+  FeatureOp,
+  type Frame,
+  type Header,
+  HeaderFlag,
+  HeaderSize,
+  isReplyTo,
+  MaxMessageSize,
+  NoDataFd,
+  type Operation,
+  ProtocolVersion,
+  RegionInfoFlag,
+  RegionInfoSize,
+  type Reply,
+  type ReplyOf,
+  type Request
+} from "./Message.js"
+export {
+  type Direction,
+  FieldInvalid,
+  FrameSizeInvalid,
+  type ProtocolError,
+  ReplyMismatch,
+  TruncatedFrame,
+  UnknownCommand,
+  UnsupportedCommand
+} from "./ProtocolError.js"
+export { ListenFailed, type ServerOptions, serve, type VfioUserServer } from "./Server.js"

@@ -1,0 +1,375 @@
+import {
+  ArcFailed,
+  ArcRejected,
+  arcOf,
+  type Device,
+  type DeviceKind,
+  DeviceUnreachable,
+  type PrecopyInfo,
+  type ReadResult,
+  ResetFailed,
+  SessionFailed
+} from "@lockstep/device"
+import { type Flags, flagNames, isArc, type State } from "@lockstep/fsm"
+import { Duration, Effect, type Scope } from "effect"
+import { limitsFor } from "./Codec.js"
+import {
+  type ConnectFailed,
+  type Connection,
+  openConnection,
+  type RequestError,
+  type ServerError
+} from "./Connection.js"
+import {
+  type Capabilities,
+  DefaultMaxDataXferSize,
+  HeaderSize,
+  isCount,
+  MaxMessageSize,
+  NoDataFd,
+  ProtocolVersion,
+  RegionInfoSize
+} from "./Message.js"
+import { FieldInvalid } from "./ProtocolError.js"
+
+/** Options of {@link connect}. */
+export interface ClientOptions {
+  /** Path of the server's UNIX socket. */
+  readonly path: string
+  /** The device id reported in errors and to the coordinator (default: the socket path). */
+  readonly id?: string
+  /** The device kind; vfio-user does not carry it (default `"pci"`). */
+  readonly kind?: DeviceKind
+  /** How long to wait for the connection and for each reply before the device counts as unreachable (default 5 s). */
+  readonly timeout?: Duration.Input
+  /** The `max_data_xfer_size` this client proposes, bounding what it accepts in one reply (default 1 MiB). */
+  readonly maxDataXferSize?: number
+  /**
+   * What `stopCopyLength` answers (a non-negative integer) when the server does not implement
+   * MIG_DATA_SIZE (it fails with EINVAL, EOPNOTSUPP, ENOSYS or ENOTTY). Without it, that case
+   * fails with `SessionFailed`.
+   */
+  readonly stopCopyLengthEstimate?: number
+}
+
+/** `VFIO_DEVICE_GET_INFO` as the server answered it. */
+export interface DeviceInfo {
+  /** `VFIO_DEVICE_FLAGS_*` (see `DeviceInfoFlag`). */
+  readonly flags: number
+  readonly numRegions: number
+  readonly numIrqs: number
+}
+
+/** `vfio_region_info` of one region (capabilities are never requested). */
+export interface RegionInfo {
+  readonly index: number
+  /** `VFIO_REGION_INFO_FLAG_*` (see `RegionInfoFlag`). */
+  readonly flags: number
+  readonly size: bigint
+  readonly offset: bigint
+  /** Size of the full answer the server has (more than 32 when it has region capabilities). */
+  readonly argsz: number
+}
+
+/** What the connection negotiated and learned about the device. */
+export interface ServerInfo {
+  readonly version: { readonly major: number; readonly minor: number }
+  /** The capabilities the server answered with. */
+  readonly capabilities: Capabilities
+  /** Largest data transfer the server accepts in one message. */
+  readonly maxDataXferSize: number
+  /** Largest migration or region data this client moves in one message: within 64 KiB and both peers' limits. */
+  readonly chunkSize: number
+  readonly device: DeviceInfo
+  /**
+   * Why DEVICE_FEATURE GET MIGRATION failed, if it did: the server then has no migration
+   * support and the device's flags are 0.
+   */
+  readonly migrationError: ServerError | undefined
+}
+
+/**
+ * A device reached over vfio-user: the `Device` port plus the region access and facts of the
+ * protocol. Requests are sent one at a time (each waits for its reply before the next is
+ * sent); calls from concurrent fibers queue.
+ */
+export interface VfioUserDevice extends Device {
+  readonly server: ServerInfo
+  /** GET_REGION_INFO of one region (`argsz` 32: no capabilities, no file descriptor). */
+  readonly regionInfo: (index: number) => Effect.Effect<RegionInfo, RequestError>
+  /** Reads `count` bytes of a region, in as many REGION_READ messages as the limits need. */
+  readonly regionRead: (region: number, offset: bigint, count: number) => Effect.Effect<Uint8Array, RequestError>
+  /** Writes bytes into a region, in as many REGION_WRITE messages as the limits need. */
+  readonly regionWrite: (region: number, offset: bigint, data: Uint8Array) => Effect.Effect<void, RequestError>
+}
+
+/** Error codes with which a server says it does not implement MIG_DATA_SIZE. */
+const unimplemented = new Set(["EINVAL", "EOPNOTSUPP", "ENOTSUP", "ENOSYS", "ENOTTY"])
+
+/** Fixed bytes before the data of a MIG_DATA_READ/WRITE message and of a REGION_READ/WRITE message. */
+const migDataOverhead = HeaderSize + 8
+const regionOverhead = HeaderSize + 16
+
+/** The state reported when the device cannot tell its own: ERROR, the reading that assumes the worst. */
+const unknownState: State = "ERROR"
+
+const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo, flags: Flags): VfioUserDevice => {
+  const device = options.id ?? options.path
+  const unreachable = (operation: string, error: RequestError) =>
+    new DeviceUnreachable({ device, operation, reason: error.message })
+
+  const readState = conn.call({ _tag: "GetDeviceState", argsz: 16 }).pipe(Effect.map((reply) => reply.state))
+
+  /**
+   * The state to report in an error, read back from the device. If even that fails, ERROR
+   * (the reading that assumes the worst), with the reason appended to the error's.
+   */
+  const readBack: Effect.Effect<{ readonly state: State; readonly note: string }> = readState.pipe(
+    Effect.map((state) => ({ state, note: "" })),
+    Effect.catch((error) =>
+      Effect.succeed({ state: unknownState, note: `; state unknown, reported as ERROR (${error.message})` })
+    )
+  )
+
+  const sessionFailed = (
+    operation: SessionFailed["operation"],
+    code: string,
+    reason: string
+  ): Effect.Effect<never, SessionFailed> =>
+    readBack.pipe(
+      Effect.flatMap(({ state, note }) =>
+        Effect.fail(new SessionFailed({ device, operation, code, reason: reason + note, state }))
+      )
+    )
+
+  /** Maps a request failure of a data or query operation to the port's errors. */
+  const inSession =
+    (operation: SessionFailed["operation"]) =>
+    (error: RequestError): Effect.Effect<never, SessionFailed | DeviceUnreachable> =>
+      error._tag === "ServerError"
+        ? sessionFailed(operation, error.code, error.message)
+        : Effect.fail(unreachable(operation, error))
+
+  const getState = readState.pipe(
+    Effect.catch(
+      (error): Effect.Effect<never, SessionFailed | DeviceUnreachable> =>
+        error._tag === "ServerError"
+          ? Effect.fail(
+              new SessionFailed({
+                device,
+                operation: "getState",
+                code: error.code,
+                reason: `${error.message}; state unknown, reported as ERROR`,
+                state: unknownState
+              })
+            )
+          : Effect.fail(unreachable("getState", error))
+    ),
+    Effect.withSpan("VfioUser.getState")
+  )
+
+  const setState = Effect.fn("VfioUser.setState")(function* (to: State) {
+    const from = yield* getState
+    const arc = arcOf(from, to)
+    if (!isArc(flags, from, to)) {
+      return yield* new ArcRejected({
+        device,
+        arc,
+        code: "EINVAL",
+        reason: `not a single legal arc for a device with flags [${flagNames(flags).join(", ")}]`
+      })
+    }
+    yield* conn
+      .call({ _tag: "SetDeviceState", argsz: 16, state: to, dataFd: NoDataFd })
+      .pipe(
+        Effect.catch(
+          (error): Effect.Effect<never, ArcFailed | DeviceUnreachable> =>
+            error._tag === "ServerError"
+              ? readBack.pipe(
+                  Effect.flatMap(({ state, note }) =>
+                    Effect.fail(
+                      new ArcFailed({ device, arc, code: error.code, reason: error.message + note, stateAfter: state })
+                    )
+                  )
+                )
+              : Effect.fail(unreachable("setState", error))
+        )
+      )
+  })
+
+  const read = Effect.fn("VfioUser.read")(function* (maxBytes: number) {
+    if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
+      return yield* sessionFailed("read", "EINVAL", `maxBytes must be a positive integer, got ${maxBytes}`)
+    }
+    const size = Math.min(maxBytes, server.chunkSize)
+    const reply = yield* conn.call({ _tag: "MigDataRead", argsz: 8 + size, size }).pipe(Effect.catch(inSession("read")))
+    if (reply.data.length > 0) return { _tag: "Chunk", data: reply.data } satisfies ReadResult
+    // An empty read ends the stream in STOP_COPY and means "nothing for now" in pre-copy.
+    const state = yield* getState
+    if (state === "STOP_COPY") return { _tag: "End" } satisfies ReadResult
+    if (state === "PRE_COPY" || state === "PRE_COPY_P2P") return { _tag: "NoData" } satisfies ReadResult
+    return yield* Effect.fail(
+      new SessionFailed({
+        device,
+        operation: "read",
+        code: "EINVAL",
+        reason: "the server answered a data read outside a saving state",
+        state
+      })
+    )
+  })
+
+  const write = Effect.fn("VfioUser.write")(function* (data: Uint8Array) {
+    for (let at = 0; at < data.length; at += server.chunkSize) {
+      const part = data.subarray(at, at + server.chunkSize)
+      yield* conn
+        .call({ _tag: "MigDataWrite", argsz: 8 + part.length, data: part })
+        .pipe(
+          Effect.catch(
+            (error): Effect.Effect<never, SessionFailed | DeviceUnreachable> =>
+              error._tag === "ServerError"
+                ? sessionFailed("write", error.code, `${error.message} (after ${at} of ${data.length} bytes)`)
+                : Effect.fail(unreachable("write", error))
+          )
+        )
+    }
+  })
+
+  const precopyInfo: Effect.Effect<PrecopyInfo, SessionFailed> = sessionFailed(
+    "precopyInfo",
+    "EOPNOTSUPP",
+    "vfio-user has no message for VFIO_MIG_GET_PRECOPY_INFO"
+  ).pipe(Effect.withSpan("VfioUser.precopyInfo"))
+
+  const stopCopyLength = conn.call({ _tag: "GetStopCopySize", argsz: 16 }).pipe(
+    Effect.catch((error): Effect.Effect<{ readonly length: bigint }, SessionFailed | DeviceUnreachable> => {
+      if (error._tag !== "ServerError") return Effect.fail(unreachable("stopCopyLength", error))
+      if (unimplemented.has(error.code) && options.stopCopyLengthEstimate !== undefined) {
+        return Effect.succeed({ length: BigInt(options.stopCopyLengthEstimate) })
+      }
+      return sessionFailed("stopCopyLength", error.code, error.message)
+    }),
+    Effect.flatMap(
+      (reply): Effect.Effect<number, SessionFailed> =>
+        reply.length > BigInt(Number.MAX_SAFE_INTEGER)
+          ? sessionFailed("stopCopyLength", "EOVERFLOW", `stop_copy_length ${reply.length} is not a safe integer`)
+          : Effect.succeed(Number(reply.length))
+    ),
+    Effect.withSpan("VfioUser.stopCopyLength")
+  )
+
+  const reset = conn.call({ _tag: "DeviceReset" }).pipe(
+    Effect.asVoid,
+    Effect.mapError((error) =>
+      error._tag === "ServerError"
+        ? new ResetFailed({ device, code: error.code, reason: error.message })
+        : unreachable("reset", error)
+    ),
+    Effect.withSpan("VfioUser.reset")
+  )
+
+  const regionInfo = Effect.fn("VfioUser.regionInfo")(function* (index: number) {
+    const reply = yield* conn.call({ _tag: "GetRegionInfo", argsz: RegionInfoSize, index })
+    return { index: reply.index, flags: reply.flags, size: reply.size, offset: reply.offset, argsz: reply.argsz }
+  })
+
+  const regionChunk = Math.min(
+    MaxMessageSize - regionOverhead,
+    server.maxDataXferSize,
+    options.maxDataXferSize ?? DefaultMaxDataXferSize
+  )
+
+  const regionRead = Effect.fn("VfioUser.regionRead")(function* (region: number, offset: bigint, count: number) {
+    const out = new Uint8Array(count)
+    for (let at = 0; at < count; at += regionChunk) {
+      const part = Math.min(regionChunk, count - at)
+      const reply = yield* conn.call({ _tag: "RegionRead", offset: offset + BigInt(at), region, count: part })
+      out.set(reply.data, at)
+    }
+    return out
+  })
+
+  const regionWrite = Effect.fn("VfioUser.regionWrite")(function* (region: number, offset: bigint, data: Uint8Array) {
+    for (let at = 0; at < data.length; at += regionChunk) {
+      const part = data.subarray(at, at + regionChunk)
+      yield* conn.call({ _tag: "RegionWrite", offset: offset + BigInt(at), region, data: part })
+    }
+  })
+
+  return {
+    id: device,
+    kind: options.kind ?? "pci",
+    flags,
+    server,
+    getState,
+    setState,
+    read,
+    write,
+    precopyInfo,
+    stopCopyLength,
+    reset,
+    regionInfo,
+    regionRead,
+    regionWrite
+  }
+}
+
+/**
+ * Connects to a vfio-user server and negotiates: VERSION 0.2 (proposing no file descriptors
+ * and no twin socket), DEVICE_GET_INFO, and DEVICE_FEATURE GET MIGRATION for the migration
+ * flags (a server that refuses it has no migration support: flags 0). The device is usable
+ * until the scope closes, which closes the socket.
+ *
+ * Every reply is checked (size, fields, msg_id, command); a protocol violation closes the
+ * connection. Through the `Device` port, an error reply becomes the port's error for the
+ * operation (with the errno name as `code`), and everything else (a closed socket, a silent
+ * server past the timeout, a protocol violation) becomes `DeviceUnreachable`.
+ */
+export const connect = Effect.fn("VfioUser.connect")(function* (
+  options: ClientOptions
+): Effect.fn.Return<VfioUserDevice, ConnectFailed | RequestError, Scope.Scope> {
+  const own = options.maxDataXferSize ?? DefaultMaxDataXferSize
+  if (!isCount(own, 1)) return yield* Effect.die(new RangeError(`maxDataXferSize must be a u32 above 0, got ${own}`))
+  const estimate = options.stopCopyLengthEstimate
+  if (estimate !== undefined && !(Number.isSafeInteger(estimate) && estimate >= 0)) {
+    return yield* Effect.die(
+      new RangeError(`stopCopyLengthEstimate must be a non-negative safe integer, got ${estimate}`)
+    )
+  }
+  const conn = yield* openConnection({
+    path: options.path,
+    limits: limitsFor(own),
+    timeout: options.timeout ?? Duration.seconds(5)
+  })
+  const version = yield* conn.call({
+    _tag: "Version",
+    major: ProtocolVersion.major,
+    minor: ProtocolVersion.minor,
+    capabilities: { maxMsgFds: 0, maxDataXferSize: own }
+  })
+  if (version.capabilities.twinSocket?.supported === true) {
+    return yield* new FieldInvalid({
+      command: "VERSION",
+      msgId: 0,
+      direction: "reply",
+      field: "capabilities.twin_socket.supported",
+      value: "true",
+      expected: "absent or false: twin-socket mode was not proposed"
+    })
+  }
+  const info = yield* conn.call({ _tag: "DeviceGetInfo", argsz: 16 })
+  const migration = yield* conn.call({ _tag: "GetMigrationFlags", argsz: 16 }).pipe(
+    Effect.map((reply) => ({ flags: Number(reply.flags & 7n), error: undefined })),
+    Effect.catchTag("ServerError", (error) => Effect.succeed({ flags: 0, error }))
+  )
+  const maxDataXferSize = version.capabilities.maxDataXferSize ?? DefaultMaxDataXferSize
+  const server: ServerInfo = {
+    version: { major: version.major, minor: version.minor },
+    capabilities: version.capabilities,
+    maxDataXferSize,
+    chunkSize: Math.min(MaxMessageSize - migDataOverhead, maxDataXferSize, own),
+    device: { flags: info.flags, numRegions: info.numRegions, numIrqs: info.numIrqs },
+    migrationError: migration.error
+  }
+  return makeDevice(conn, options, server, migration.flags)
+})
