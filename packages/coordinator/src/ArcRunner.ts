@@ -1,6 +1,6 @@
 import type { Device, DeviceError } from "@lockstep/device"
 import type { Arc } from "@lockstep/fsm"
-import { Cause, Clock, Effect, Exit, Option, Queue } from "effect"
+import { Cause, Clock, Effect, Exit, Option, Queue, Scope } from "effect"
 import { ArcTimedOut, type FailureCause, TransitionInterrupted } from "./ExecutorError.js"
 
 /**
@@ -73,78 +73,86 @@ export const runGraph = (
   devices: ReadonlyMap<string, Device>,
   options: RunOptions = {}
 ): Effect.Effect<GraphOutcome> =>
-  Effect.gen(function* () {
-    const clock = yield* Clock.Clock
-    const now = () => clock.currentTimeMillisUnsafe()
-    const emit = options.onEvent ?? noEvents
-    const limit = options.concurrency ?? Number.POSITIVE_INFINITY
-    const timeoutMs = options.arcTimeoutMs ?? 30_000
-    const count = nodes.length
-    const pending = new Int32Array(count)
-    const dependents: Array<Array<number>> = Array.from({ length: count }, () => [])
-    nodes.forEach((node, i) => {
-      pending[i] = node.after.length
-      for (const d of node.after) dependents[d]?.push(i)
-    })
-    const ready: Array<number> = []
-    for (let i = count - 1; i >= 0; i--) if (pending[i] === 0) ready.push(i)
-    const release = (i: number) => {
-      for (const d of dependents[i] ?? []) {
-        pending[d] = (pending[d] ?? 0) - 1
-        if (pending[d] === 0) ready.push(d)
+  Effect.scoped(
+    Effect.gen(function* () {
+      // Arcs run in this scope: if the run is interrupted, closing it interrupts the arcs in
+      // flight and waits for them, so no arc of this graph outlives the run.
+      const scope = yield* Scope.Scope
+      const clock = yield* Clock.Clock
+      const now = () => clock.currentTimeMillisUnsafe()
+      const emit = options.onEvent ?? noEvents
+      const limit = options.concurrency ?? Number.POSITIVE_INFINITY
+      const timeoutMs = options.arcTimeoutMs ?? 30_000
+      const count = nodes.length
+      const pending = new Int32Array(count)
+      const dependents: Array<Array<number>> = Array.from({ length: count }, () => [])
+      nodes.forEach((node, i) => {
+        pending[i] = node.after.length
+        for (const d of node.after) dependents[d]?.push(i)
+      })
+      const ready: Array<number> = []
+      for (let i = count - 1; i >= 0; i--) if (pending[i] === 0) ready.push(i)
+      const release = (i: number) => {
+        for (const d of dependents[i] ?? []) {
+          pending[d] = (pending[d] ?? 0) - 1
+          if (pending[d] === 0) ready.push(d)
+        }
       }
-    }
-    const completions = yield* Queue.unbounded<Completion>()
-    const completed: Array<number> = []
-    let failure: { node: number; error: FailureCause } | undefined
-    let inFlight = 0
+      const completions = yield* Queue.unbounded<Completion>()
+      const completed: Array<number> = []
+      let failure: { node: number; error: FailureCause } | undefined
+      let inFlight = 0
 
-    const perform = (i: number, device: Device, arc: Arc) =>
-      device.setState(arc.to).pipe(
-        Effect.timeoutOrElse({
-          duration: timeoutMs,
-          orElse: () => Effect.fail(new ArcTimedOut({ device: device.id, arc, timeoutMs }))
-        }),
-        Effect.withSpan("Lockstep.arc", {
-          attributes: { "lockstep.device": device.id, "lockstep.from": arc.from, "lockstep.to": arc.to }
-        }),
-        Effect.exit,
-        Effect.flatMap((exit) => Queue.offer(completions, { node: i, exit }))
-      )
+      const perform = (i: number, device: Device, arc: Arc) =>
+        device.setState(arc.to).pipe(
+          Effect.timeoutOrElse({
+            duration: timeoutMs,
+            orElse: () => Effect.fail(new ArcTimedOut({ device: device.id, arc, timeoutMs }))
+          }),
+          Effect.withSpan("Lockstep.arc", {
+            attributes: { "lockstep.device": device.id, "lockstep.from": arc.from, "lockstep.to": arc.to }
+          }),
+          Effect.exit,
+          Effect.flatMap((exit) => Queue.offer(completions, { node: i, exit }))
+        )
 
-    while (true) {
-      while (failure === undefined && inFlight < limit) {
-        const i = ready.pop()
-        if (i === undefined) break
+      while (true) {
+        while (failure === undefined && inFlight < limit) {
+          const i = ready.pop()
+          if (i === undefined) break
+          const node = nodes[i]
+          if (node === undefined) continue
+          if (node.device === undefined || node.arc === undefined) {
+            completed.push(i)
+            release(i)
+            continue
+          }
+          const device = devices.get(node.device)
+          if (device === undefined) {
+            return yield* Effect.die(new Error(`plan names device ${node.device}, which the group does not have`))
+          }
+          inFlight++
+          emit({ _tag: "ArcStarted", id: node.id, device: node.device, arc: node.arc, at: now() })
+          yield* Effect.forkIn(perform(i, device, node.arc), scope, { startImmediately: true })
+        }
+        if (inFlight === 0) break
+        const { node: i, exit } = yield* Queue.take(completions)
+        inFlight--
         const node = nodes[i]
-        if (node === undefined) continue
-        if (node.device === undefined || node.arc === undefined) {
+        if (node?.device === undefined || node.arc === undefined) continue
+        if (Exit.isSuccess(exit)) {
           completed.push(i)
+          emit({ _tag: "ArcDone", id: node.id, device: node.device, arc: node.arc, at: now() })
           release(i)
           continue
         }
-        const device = devices.get(node.device)
-        if (device === undefined) {
-          return yield* Effect.die(new Error(`plan names device ${node.device}, which the group does not have`))
-        }
-        inFlight++
-        emit({ _tag: "ArcStarted", id: node.id, device: node.device, arc: node.arc, at: now() })
-        yield* Effect.forkChild(perform(i, device, node.arc), { startImmediately: true })
+        const error: FailureCause = Option.getOrElse(
+          Cause.findErrorOption(exit.cause),
+          () => new TransitionInterrupted()
+        )
+        emit({ _tag: "ArcFailed", id: node.id, device: node.device, arc: node.arc, at: now(), error })
+        failure ??= { node: i, error }
       }
-      if (inFlight === 0) break
-      const { node: i, exit } = yield* Queue.take(completions)
-      inFlight--
-      const node = nodes[i]
-      if (node?.device === undefined || node.arc === undefined) continue
-      if (Exit.isSuccess(exit)) {
-        completed.push(i)
-        emit({ _tag: "ArcDone", id: node.id, device: node.device, arc: node.arc, at: now() })
-        release(i)
-        continue
-      }
-      const error: FailureCause = Option.getOrElse(Cause.findErrorOption(exit.cause), () => new TransitionInterrupted())
-      emit({ _tag: "ArcFailed", id: node.id, device: node.device, arc: node.arc, at: now(), error })
-      failure ??= { node: i, error }
-    }
-    return { completed, failure: Option.fromNullishOr(failure) }
-  })
+      return { completed, failure: Option.fromNullishOr(failure) }
+    })
+  )

@@ -25,3 +25,12 @@ export type FailureCause = DeviceError | ArcTimedOut | TransitionInterrupted
 
 /** How each device ended after a failed transition and its rollback. */
 export type FinalStates = Readonly<Record<string, State | "UNKNOWN">>
+
+/** A device's state could not be read before the transition; nothing was touched. */
+export class StateUnreadable extends Data.TaggedError("StateUnreadable")<{
+  readonly device: string
+}> {
+  override get message(): string {
+    return `the state of ${this.device} could not be read`
+  }
+}

@@ -181,8 +181,19 @@ const unknownIn = (group: Group, assignment: StateAssignment | undefined): strin
  */
 export const planTransition = (
   group: Group,
-  request: { readonly from?: StateAssignment; readonly to: StateAssignment }
+  request: {
+    readonly from?: StateAssignment
+    readonly to: StateAssignment
+    /**
+     * Rollback mode: accept edges that are already unsafe before the plan (a device that failed
+     * into ERROR while its targets were halted). Nothing can order an exposure that already
+     * exists; the plan still orders every arc it adds, and the targets get out of the halted
+     * states without waiting for the initiator.
+     */
+    readonly allowUnsafeStart?: boolean
+  }
 ): Result.Result<Plan, PlanError> => {
+  const unsafeStartAllowed = request.allowUnsafeStart === true
   const unknownFrom = unknownIn(group, request.from)
   if (unknownFrom !== undefined) return Result.fail(new UnknownDevice({ device: unknownFrom, role: "from" }))
   const unknownTo = unknownIn(group, request.to)
@@ -245,7 +256,8 @@ export const planTransition = (
     const a = route(p)
     for (const q of topology.explicitTargets[p] ?? []) {
       const b = route(q)
-      if (initialClass(a) === "initiating" && initialClass(b) === "halted") return Result.fail(unsafe(a, b, "before"))
+      if (initialClass(a) === "initiating" && initialClass(b) === "halted" && !unsafeStartAllowed)
+        return Result.fail(unsafe(a, b, "before"))
       if (finalClass(a) === "initiating" && finalClass(b) === "halted") return Result.fail(unsafe(a, b, "after"))
       const w = a.initiating
       const v = b.halted
@@ -306,7 +318,7 @@ export const planTransition = (
     const members = (topology.domainMembers[d] ?? []).map(route)
     const initiatingBefore = members.find((r) => initialClass(r) === "initiating")
     const haltedBefore = members.find((r) => initialClass(r) === "halted")
-    if (initiatingBefore !== undefined && haltedBefore !== undefined)
+    if (initiatingBefore !== undefined && haltedBefore !== undefined && !unsafeStartAllowed)
       return Result.fail(unsafe(initiatingBefore, haltedBefore, "before"))
     const initiatingAfter = members.find((r) => finalClass(r) === "initiating")
     const haltedAfter = members.find((r) => finalClass(r) === "halted")

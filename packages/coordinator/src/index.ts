@@ -5,6 +5,28 @@
  *
  * @packageDocumentation
  */
+
+export { type ArcEvent, type GraphNode, type GraphOutcome, type RunOptions, runGraph } from "./ArcRunner.js"
+export {
+  type ErrorPolicy,
+  executePlanned,
+  type GroupRuntime,
+  graphOf,
+  rollbackTarget,
+  type TransitionEvent,
+  TransitionFailed,
+  type TransitionOptions,
+  TransitionRefused,
+  type TransitionReport,
+  transition
+} from "./Executor.js"
+export {
+  ArcTimedOut,
+  type FailureCause,
+  type FinalStates,
+  StateUnreadable,
+  TransitionInterrupted
+} from "./ExecutorError.js"
 export {
   decodeGroup,
   type Group,

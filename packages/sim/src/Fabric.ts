@@ -68,8 +68,11 @@ const quiesced = 2
 const halted = 4
 const classBits = { initiating, quiesced, halted } as const
 const bitsOf = (s: State): number => classBits[stateClass(s)]
-const maskOf = (engine: SimEngine): number =>
-  bitsOf(engine.state) | (engine.inFlight === undefined ? 0 : bitsOf(engine.inFlight.to))
+const maskOf = (engine: SimEngine): number => {
+  // A freshly reset device has bus mastering off: RUNNING, but it cannot initiate DMA.
+  const own = engine.busMasterOff ? quiesced : bitsOf(engine.state)
+  return own | (engine.inFlight === undefined ? 0 : bitsOf(engine.inFlight.to))
+}
 
 /** A violation still open keeps a mutable end; the log hands out snapshots. */
 type OpenViolation = { -readonly [K in keyof InvariantViolation]: InvariantViolation[K] }

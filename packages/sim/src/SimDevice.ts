@@ -57,6 +57,13 @@ export class SimEngine {
   state: State = "RUNNING"
   /** The arc in flight, if any. */
   inFlight: Arc | undefined = undefined
+  /**
+   * Set by a reset, cleared by the next arc. A reset (a PCI function-level reset) clears the
+   * Bus Master Enable bit of the command register: the function cannot issue DMA, P2P included,
+   * until its driver enables it again, which for a migration only follows a later arc. The
+   * fabric therefore does not count a freshly reset RUNNING device as initiating.
+   */
+  busMasterOff = false
   /** The device state that migrates. */
   readonly memory: Memory
   /** The fabric holding the device, if any. */
@@ -192,6 +199,7 @@ export class SimEngine {
     const nth = ++this.arcs
     const fault = this.deck.arc(arc, nth)
     this.inFlight = arc
+    this.busMasterOff = false
     this.emit({ _tag: "ArcStarted", device: this.id, at: now, ...this.status(), arc, nth })
     return Result.succeed({ arc, epoch: this.epoch, latencyMs: arcLatency(this.config, arc), fault })
   }
@@ -247,6 +255,7 @@ export class SimEngine {
     this.saving = undefined
     this.resume = undefined
     this.state = "RUNNING"
+    this.busMasterOff = true
     const base = { _tag: "Reset", device: this.id, at: now, state: this.state, from } as const
     this.emit(abortedArc === undefined ? base : { ...base, abortedArc })
   }

@@ -42,3 +42,5 @@ export {
 } from "./SimDeviceConfig.js"
 export { InvalidFabric, InvalidSimConfig } from "./SimError.js"
 export type { DeviceStatus, SimEvent, SimObserver } from "./SimEvent.js"
+export { type SimulatedGroup, type SimulateOptions, simulateGroup } from "./SimulatedGroup.js"
+export { runOnVirtualTime } from "./VirtualTime.js"

@@ -1,0 +1,272 @@
+import type { Device } from "@lockstep/device"
+import { type Arc, path, type State, stateClass } from "@lockstep/fsm"
+import { Clock, Data, Effect, Exit, Fiber, Option, Result } from "effect"
+import { type ArcEvent, type GraphNode, type RunOptions, runGraph } from "./ArcRunner.js"
+import { type FailureCause, type FinalStates, StateUnreadable, TransitionInterrupted } from "./ExecutorError.js"
+import type { Group } from "./Group.js"
+import type { Plan } from "./Plan.js"
+import { type PlanError, planTransition, type StateAssignment } from "./Planner.js"
+
+/** A group together with the live devices that back it, by id. */
+export interface GroupRuntime {
+  readonly group: Group
+  readonly devices: ReadonlyMap<string, Device>
+}
+
+/**
+ * What to do with a device found in ERROR after a failure:
+ * - `reset`: reset it (ERROR → RUNNING; both are initiating, so this never breaks the invariant);
+ * - `quarantine`: leave it in ERROR for diagnosis, and keep every device it may write into out
+ *   of the halted states (a target whose starting state is halted is reset instead).
+ */
+export type ErrorPolicy = "reset" | "quarantine"
+
+/** Options of a group transition. */
+export interface TransitionOptions extends RunOptions {
+  /** Default `reset`. */
+  readonly errorPolicy?: ErrorPolicy | undefined
+  /** Called synchronously for every event, in order. */
+  readonly onEvent?: ((event: TransitionEvent) => void) | undefined
+}
+
+/** Everything a group transition reports as it goes, arc events included. */
+export type TransitionEvent =
+  | ArcEvent
+  | { readonly _tag: "PlanReady"; readonly plan: Plan; readonly at: number }
+  | {
+      readonly _tag: "RollbackBegun"
+      readonly cause: FailureCause
+      readonly states: FinalStates
+      readonly at: number
+    }
+  | { readonly _tag: "DeviceReset"; readonly device: string; readonly from: State | "UNKNOWN"; readonly at: number }
+  | { readonly _tag: "DeviceQuarantined"; readonly device: string; readonly at: number }
+  | { readonly _tag: "RollbackDone"; readonly states: FinalStates; readonly ok: boolean; readonly at: number }
+
+/** A completed group transition. */
+export interface TransitionReport {
+  readonly plan: Plan
+  readonly from: Readonly<Record<string, State>>
+  readonly to: Readonly<Record<string, State>>
+  readonly startedAt: number
+  readonly finishedAt: number
+}
+
+/** The transition could not start: nothing was touched. */
+export class TransitionRefused extends Data.TaggedError("TransitionRefused")<{
+  readonly cause: PlanError | StateUnreadable
+}> {
+  override get message(): string {
+    return `the group transition was refused before any device was touched: ${this.cause.message}`
+  }
+}
+
+/**
+ * A group transition failed and was rolled back. Names the first cause (with its device and
+ * arc), how every device ended, whether the group is back where it started, and which devices
+ * were left in ERROR under the quarantine policy.
+ */
+export class TransitionFailed extends Data.TaggedError("TransitionFailed")<{
+  readonly cause: FailureCause
+  readonly device: string | undefined
+  readonly arc: Arc | undefined
+  readonly startStates: Readonly<Record<string, State>>
+  readonly finalStates: FinalStates
+  /** Every device not quarantined is back in its starting state (or RUNNING, see `rollbackTarget`). */
+  readonly rolledBack: boolean
+  readonly quarantined: ReadonlyArray<string>
+  /** A failure of the rollback itself, if it had one. */
+  readonly rollbackCause: FailureCause | PlanError | undefined
+}> {
+  override get message(): string {
+    const where = this.arc === undefined ? "" : ` (${this.device}: ${this.arc.from} → ${this.arc.to})`
+    const states = Object.entries(this.finalStates)
+      .map(([id, s]) => `${id}=${s}`)
+      .join(", ")
+    const outcome = this.rolledBack ? "the group was rolled back" : "the rollback did not complete"
+    return `group transition failed${where}: ${this.cause.message}; ${outcome}; devices now ${states}`
+  }
+}
+
+/** Builds the runnable graph of a plan: arcs, then barriers, dependencies as indices. */
+export const graphOf = (plan: Plan): ReadonlyArray<GraphNode> => {
+  const index = new Map<string, number>([
+    ...plan.arcs.map((a, i) => [a.id, i] as const),
+    ...plan.barriers.map((b, i) => [b.id, plan.arcs.length + i] as const)
+  ])
+  const deps = (after: ReadonlyArray<string>) => after.map((id) => index.get(id) ?? -1).filter((i) => i >= 0)
+  return [
+    ...plan.arcs.map((a) => ({ id: a.id, device: a.device, arc: { from: a.from, to: a.to }, after: deps(a.after) })),
+    ...plan.barriers.map((b) => ({ id: b.id, device: undefined, arc: undefined, after: deps(b.after) }))
+  ]
+}
+
+/** Every device's state as the device reports it now; `undefined` where it cannot be read. */
+const readStates = (runtime: GroupRuntime): Effect.Effect<Record<string, State | undefined>> =>
+  Effect.map(
+    Effect.forEach(
+      runtime.group.devices,
+      (d) => {
+        const device = runtime.devices.get(d.id)
+        const read = device === undefined ? Effect.succeed(Option.none<State>()) : Effect.option(device.getState)
+        return Effect.map(read, (s) => [d.id, Option.getOrUndefined(s)] as const)
+      },
+      { concurrency: "unbounded" }
+    ),
+    (rows) => Object.fromEntries(rows)
+  )
+
+const finalStatesOf = (runtime: GroupRuntime): Effect.Effect<Record<string, State | "UNKNOWN">> =>
+  Effect.map(readStates(runtime), (states) =>
+    Object.fromEntries(Object.entries(states).map(([id, s]) => [id, s ?? "UNKNOWN"]))
+  )
+
+/**
+ * Moves the group to the plan a planner makes from the devices' current states, as one
+ * transaction. Reads every device's state, plans (refusing before touching anything if that
+ * fails), and runs the plan's arcs as their dependencies allow. On a failure, timeout or
+ * interruption it stops issuing arcs, lets the arcs in flight settle, reads every device's real
+ * state, applies the ERROR policy, and rolls the group back to where it started with a plan
+ * that obeys the same invariant. The rollback itself cannot be interrupted.
+ */
+export const executePlanned = (
+  runtime: GroupRuntime,
+  planner: (group: Group, from: Readonly<Record<string, State>>) => Result.Result<Plan, PlanError>,
+  options: TransitionOptions = {}
+): Effect.Effect<TransitionReport, TransitionRefused | TransitionFailed> =>
+  Effect.gen(function* () {
+    const clock = yield* Clock.Clock
+    const now = () => clock.currentTimeMillisUnsafe()
+    const emit = options.onEvent ?? (() => {})
+    const startedAt = now()
+    const read = yield* readStates(runtime)
+    const start: Record<string, State> = {}
+    for (const [id, state] of Object.entries(read)) {
+      if (state === undefined) return yield* new TransitionRefused({ cause: new StateUnreadable({ device: id }) })
+      start[id] = state
+    }
+    const planned = planner(runtime.group, start)
+    if (Result.isFailure(planned)) return yield* new TransitionRefused({ cause: planned.failure })
+    const plan = planned.success
+    emit({ _tag: "PlanReady", plan, at: now() })
+    const nodes = graphOf(plan)
+    const runOptions: RunOptions = { ...options, onEvent: emit }
+
+    return yield* Effect.uninterruptibleMask((restore) =>
+      Effect.gen(function* () {
+        const forward = yield* Effect.exit(restore(runGraph(nodes, runtime.devices, runOptions)))
+        const outcome = Exit.isSuccess(forward) ? Option.some(forward.value) : Option.none()
+        const failure = Option.flatMap(outcome, (o) => o.failure)
+        if (Option.isSome(outcome) && Option.isNone(failure)) {
+          return { plan, from: start, to: plan.target, startedAt, finishedAt: now() } satisfies TransitionReport
+        }
+        const first = Option.getOrUndefined(failure)
+        const failedNode = first === undefined ? undefined : nodes[first.node]
+        const cause: FailureCause = first?.error ?? new TransitionInterrupted()
+        // The rollback runs in a fiber of its own: if this one is being interrupted, the arcs it
+        // forks would be interrupted with it, and the rollback must complete regardless.
+        const rolling = yield* Effect.forkDetach(rollback(runtime, start, cause, failedNode, options))
+        return yield* Fiber.join(rolling)
+      })
+    )
+  }).pipe(Effect.withSpan("Lockstep.transition"))
+
+/**
+ * Where rollback takes a device: back to its starting state, or RUNNING when the kernel
+ * forbids the way back (STOP_COPY cannot return to PRE_COPY: a source that was in pre-copy
+ * rolls back to RUNNING, and its migration must start over).
+ */
+export const rollbackTarget = (flags: number, current: State, start: State): State =>
+  current === "ERROR" || Result.isSuccess(path(current, start, flags)) ? start : "RUNNING"
+
+const rollback = (
+  runtime: GroupRuntime,
+  start: Readonly<Record<string, State>>,
+  cause: FailureCause,
+  failedNode: GraphNode | undefined,
+  options: TransitionOptions
+): Effect.Effect<never, TransitionFailed> =>
+  Effect.gen(function* () {
+    const clock = yield* Clock.Clock
+    const now = () => clock.currentTimeMillisUnsafe()
+    const emit = options.onEvent ?? (() => {})
+    const policy = options.errorPolicy ?? "reset"
+    const { group, devices } = runtime
+    // Never assume: read back what every device really is now.
+    let states = yield* finalStatesOf(runtime)
+    emit({ _tag: "RollbackBegun", cause, states, at: now() })
+
+    const resetDevice = (id: string) =>
+      Effect.gen(function* () {
+        const device = devices.get(id)
+        if (device === undefined) return
+        emit({ _tag: "DeviceReset", device: id, from: states[id] ?? "UNKNOWN", at: now() })
+        yield* Effect.ignore(
+          device.reset.pipe(
+            Effect.timeoutOrElse({ duration: options.arcTimeoutMs ?? 30_000, orElse: () => Effect.void })
+          )
+        )
+      })
+
+    const quarantined: Array<string> = []
+    const toReset = new Set<string>()
+    for (const d of group.devices) {
+      if (states[d.id] !== "ERROR") continue
+      if (policy === "reset") toReset.add(d.id)
+      else {
+        quarantined.push(d.id)
+        emit({ _tag: "DeviceQuarantined", device: d.id, at: now() })
+      }
+    }
+    // A quarantined device may still write into its targets: none of them may stay halted.
+    for (const id of quarantined) {
+      for (const target of group.topology.targetsOf(id)) {
+        const startState = start[target]
+        if (startState !== undefined && stateClass(startState) === "halted" && !quarantined.includes(target))
+          toReset.add(target)
+      }
+    }
+    yield* Effect.forEach(toReset, resetDevice, { concurrency: "unbounded", discard: true })
+    if (toReset.size > 0) states = yield* finalStatesOf(runtime)
+
+    const from: Record<string, State> = {}
+    const to: Record<string, State> = {}
+    for (const d of group.devices) {
+      const current = states[d.id]
+      if (current === undefined || current === "UNKNOWN") continue
+      from[d.id] = current
+      const startState = start[d.id] ?? "RUNNING"
+      to[d.id] =
+        quarantined.includes(d.id) || toReset.has(d.id) ? current : rollbackTarget(d.flags, current, startState)
+    }
+    let rollbackCause: FailureCause | PlanError | undefined
+    const planned = planTransition(group, { from, to, allowUnsafeStart: true })
+    if (Result.isFailure(planned)) rollbackCause = planned.failure
+    else {
+      const back = yield* runGraph(graphOf(planned.success), devices, { ...options, onEvent: emit })
+      rollbackCause = Option.getOrUndefined(back.failure)?.error
+    }
+    const finalStates = yield* finalStatesOf(runtime)
+    const rolledBack =
+      rollbackCause === undefined &&
+      group.devices.every((d) => quarantined.includes(d.id) || finalStates[d.id] === (to[d.id] ?? "UNKNOWN"))
+    emit({ _tag: "RollbackDone", states: finalStates, ok: rolledBack, at: now() })
+    return yield* new TransitionFailed({
+      cause,
+      device: failedNode?.device,
+      arc: failedNode?.arc,
+      startStates: start,
+      finalStates,
+      rolledBack,
+      quarantined,
+      rollbackCause
+    })
+  })
+
+/** Moves the group to `target` (one state for all, or per device) as one transaction; see `executePlanned`. */
+export const transition = (
+  runtime: GroupRuntime,
+  target: StateAssignment,
+  options: TransitionOptions = {}
+): Effect.Effect<TransitionReport, TransitionRefused | TransitionFailed> =>
+  executePlanned(runtime, (group, from) => planTransition(group, { from, to: target }), options)
