@@ -470,30 +470,30 @@ const quiescentOf: Partial<Record<State, State>> = { RUNNING: "RUNNING_P2P", PRE
  * RUNNING_P2P, PRE_COPY → PRE_COPY_P2P); everything else stays, devices without P2P included
  * (for them the quiescent state does not exist). From RUNNING by default.
  */
-export const quiesce = stepPlan((s, flags) => (hasFlag(flags, "P2P") ? (quiescentOf[s] ?? s) : s), "RUNNING")
+export const quiescePlan = stepPlan((s, flags) => (hasFlag(flags, "P2P") ? (quiescentOf[s] ?? s) : s), "RUNNING")
 
 /** Stop: every device to STOP, initiators quiesced before anyone halts. From RUNNING by default. */
-export const stop = stepPlan(() => "STOP", "RUNNING")
+export const stopPlan = stepPlan(() => "STOP", "RUNNING")
 
 /**
  * Begin pre-copy: devices that support PRE_COPY enter it (opening their saving session);
  * the others go to, or stay, RUNNING. From RUNNING by default.
  */
-export const beginPrecopy = stepPlan((_, flags) => (hasFlag(flags, "PRE_COPY") ? "PRE_COPY" : "RUNNING"), "RUNNING")
+export const beginPrecopyPlan = stepPlan((_, flags) => (hasFlag(flags, "PRE_COPY") ? "PRE_COPY" : "RUNNING"), "RUNNING")
 
 /**
  * Enter stop-copy (the switchover): every device to STOP_COPY, through the quiescent states,
  * every initiator quiesced before any target halts. From RUNNING by default; pass the current
  * states after `beginPrecopy` (PRE_COPY where supported).
  */
-export const enterStopCopy = stepPlan(() => "STOP_COPY", "RUNNING")
+export const enterStopCopyPlan = stepPlan(() => "STOP_COPY", "RUNNING")
 
 /** Prepare resume (destination): every device to RESUMING, ready to take a saved stream. From RUNNING by default. */
-export const prepareResume = stepPlan(() => "RESUMING", "RUNNING")
+export const prepareResumePlan = stepPlan(() => "RESUMING", "RUNNING")
 
 /**
  * Resume (destination, after the stream is written): every device RESUMING → STOP (which
  * validates the data) → quiesced → RUNNING, no device running again until all its targets
  * are out of the halted states. From RESUMING by default.
  */
-export const resume = stepPlan(() => "RUNNING", "RESUMING")
+export const resumePlan = stepPlan(() => "RUNNING", "RESUMING")

@@ -53,21 +53,36 @@ export {
   planJson
 } from "./Plan.js"
 export {
-  beginPrecopy,
+  beginPrecopyPlan,
   type CycleArc,
   DependencyCycle,
-  enterStopCopy,
+  enterStopCopyPlan,
   PathRefused,
   type PlanError,
   planTransition,
-  prepareResume,
-  quiesce,
-  resume,
+  prepareResumePlan,
+  quiescePlan,
+  resumePlan,
   type StateAssignment,
-  stop,
+  stopPlan,
   UnknownDevice,
   UnsafeEdge
 } from "./Planner.js"
+export {
+  fromPromiseDevice,
+  LockstepGroup,
+  type LockstepGroupOptions,
+  type PromiseDevice
+} from "./PromiseApi.js"
+export {
+  beginPrecopy,
+  enterStopCopy,
+  type GroupStep,
+  prepareResume,
+  quiesce,
+  resume,
+  stop
+} from "./Steps.js"
 export type { Edge, P2PDomain, Topology } from "./Topology.js"
 export {
   BadDependency,

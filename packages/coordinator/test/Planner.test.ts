@@ -1,18 +1,18 @@
 import { describe, expect, it } from "@effect/vitest"
 import {
-  beginPrecopy,
-  enterStopCopy,
+  beginPrecopyPlan,
+  enterStopCopyPlan,
   formatPlan,
   type Group,
   type Plan,
   type PlanError,
   planJson,
   planTransition,
-  prepareResume,
-  quiesce,
-  resume,
+  prepareResumePlan,
+  quiescePlan,
+  resumePlan,
   type StateAssignment,
-  stop,
+  stopPlan,
   verifyPlan
 } from "@lockstep/coordinator"
 import { AllFlagSets, path, type State, States, stateClass } from "@lockstep/fsm"
@@ -227,7 +227,7 @@ describe("planTransition", () => {
       device: "gpu9",
       role: "to"
     })
-    expect(refusal(stop(nicIntoGpu, { nic1: "RUNNING" }))).toMatchObject({ _tag: "UnknownDevice", role: "from" })
+    expect(refusal(stopPlan(nicIntoGpu, { nic1: "RUNNING" }))).toMatchObject({ _tag: "UnknownDevice", role: "from" })
   })
 
   it("refuses devices without P2P that write into each other: each would wait for the other", () => {
@@ -273,7 +273,7 @@ describe("planTransition", () => {
       ["gpu0", "gpu1", "gpu2", "gpu3"].map((d) => arcOf(plan, d, "RUNNING", "RUNNING_P2P").id)
     )
     expect(json.arcs.find((a) => a.id === arcOf(plan, "gpu2", "RUNNING_P2P", "STOP").id)?.after).toContain(nicStops.id)
-    expectSafe(planned(resume(group, "STOP_COPY")), group, "STOP_COPY")
+    expectSafe(planned(resumePlan(group, "STOP_COPY")), group, "STOP_COPY")
   })
 
   it("plans 1024 shared-IOMMU devices with O(N) dependencies", () => {
@@ -292,7 +292,7 @@ describe("named steps", () => {
   const group = groupOf(mixedDoc)
 
   it("quiesce moves initiating devices with P2P to their quiescent state and leaves the rest", () => {
-    const plan = planned(quiesce(group))
+    const plan = planned(quiescePlan(group))
     expect(plan.target).toMatchObject({
       gpu0: "RUNNING_P2P",
       nic0: "RUNNING_P2P",
@@ -302,24 +302,24 @@ describe("named steps", () => {
     })
     expectSafe(plan, group, "RUNNING")
     const fromPrecopy = { gpu0: "PRE_COPY", gpu1: "PRE_COPY" } as const
-    const precopy = planned(quiesce(group, fromPrecopy))
+    const precopy = planned(quiescePlan(group, fromPrecopy))
     expect(precopy.target).toMatchObject({ gpu0: "PRE_COPY_P2P", gpu1: "PRE_COPY_P2P", gpu2: "RUNNING_P2P" })
     expectSafe(precopy, group, fromPrecopy)
   })
 
   it("walks a whole migration: precopy, stop-copy on the source; resuming, resume on the destination", () => {
-    const precopy = planned(beginPrecopy(group))
+    const precopy = planned(beginPrecopyPlan(group))
     expect(precopy.target).toMatchObject({ gpu0: "PRE_COPY", gpu2: "RUNNING", nic0: "RUNNING", vgpu0: "PRE_COPY" })
     expectSafe(precopy, group, "RUNNING")
-    const switchover = planned(enterStopCopy(group, precopy.target))
+    const switchover = planned(enterStopCopyPlan(group, precopy.target))
     expect(Object.values(switchover.target).every((s) => s === "STOP_COPY")).toBe(true)
     expectSafe(switchover, group, precopy.target)
-    const resuming = planned(prepareResume(group))
+    const resuming = planned(prepareResumePlan(group))
     expectSafe(resuming, group, "RUNNING")
-    const resumed = planned(resume(group))
+    const resumed = planned(resumePlan(group))
     expect(Object.values(resumed.target).every((s) => s === "RUNNING")).toBe(true)
     expectSafe(resumed, group, "RESUMING")
-    const stopped = planned(stop(group))
+    const stopped = planned(stopPlan(group))
     expectSafe(stopped, group, "RUNNING")
   })
 })

@@ -1,0 +1,158 @@
+import {
+  ArcFailed,
+  type Device,
+  type DeviceError,
+  type DeviceKind,
+  DeviceUnreachable,
+  type PrecopyInfo,
+  type ReadResult
+} from "@lockstep/device"
+import type { Flags, State } from "@lockstep/fsm"
+import { Cause, Effect, Exit } from "effect"
+import {
+  type ErrorPolicy,
+  type GroupRuntime,
+  type TransitionEvent,
+  type TransitionFailed,
+  type TransitionRefused,
+  type TransitionReport,
+  transition
+} from "./Executor.js"
+import type { Group } from "./Group.js"
+import type { StateAssignment } from "./Planner.js"
+import { beginPrecopy, enterStopCopy, type GroupStep, prepareResume, quiesce, resume, stop } from "./Steps.js"
+
+/**
+ * A device as a VMM that does not use Effect implements it: the `Device` port with Promises.
+ * A rejection that is one of the port's typed errors (`ArcFailed`, `SessionFailed`, …) is kept
+ * as it is; any other rejection of `setState` becomes `ArcFailed` with the state read back.
+ */
+export interface PromiseDevice {
+  readonly id: string
+  readonly kind: DeviceKind
+  readonly flags: Flags
+  getState(): Promise<State>
+  setState(to: State): Promise<void>
+  read(maxBytes: number): Promise<ReadResult>
+  write(data: Uint8Array): Promise<void>
+  precopyInfo(): Promise<PrecopyInfo>
+  stopCopyLength(): Promise<number>
+  reset(): Promise<void>
+}
+
+const isDeviceError = (u: unknown): u is DeviceError =>
+  typeof u === "object" &&
+  u !== null &&
+  "_tag" in u &&
+  ["ArcRejected", "ArcFailed", "SessionFailed", "ResetFailed", "DeviceUnreachable"].includes(String(u._tag))
+
+/** Adapts a Promise-based device to the `Device` port. */
+export const fromPromiseDevice = (device: PromiseDevice): Device => {
+  const call = <A>(f: () => Promise<A>, orElse: (reason: string) => DeviceError) =>
+    Effect.tryPromise({
+      try: f,
+      catch: (u) => (isDeviceError(u) ? u : orElse(u instanceof Error ? u.message : String(u)))
+    })
+  const unreachable = (operation: string) => (reason: string) =>
+    new DeviceUnreachable({ device: device.id, operation, reason })
+  return {
+    id: device.id,
+    kind: device.kind,
+    flags: device.flags,
+    getState: call(() => device.getState(), unreachable("getState")),
+    setState: (to) =>
+      Effect.gen(function* () {
+        const from = yield* call(() => device.getState(), unreachable("getState"))
+        yield* Effect.tryPromise({ try: () => device.setState(to), catch: (u) => u }).pipe(
+          Effect.catch((u) =>
+            isDeviceError(u)
+              ? Effect.fail(u)
+              : Effect.flatMap(
+                  Effect.orElseSucceed(
+                    call(() => device.getState(), unreachable("getState")),
+                    () => "ERROR" as const
+                  ),
+                  (stateAfter) =>
+                    Effect.fail(
+                      new ArcFailed({
+                        device: device.id,
+                        arc: { from, to },
+                        code: "EIO",
+                        reason: u instanceof Error ? u.message : String(u),
+                        stateAfter
+                      })
+                    )
+                )
+          )
+        )
+      }),
+    read: (maxBytes) => call(() => device.read(maxBytes), unreachable("read")),
+    write: (data) => call(() => device.write(data), unreachable("write")),
+    precopyInfo: call(() => device.precopyInfo(), unreachable("precopyInfo")),
+    stopCopyLength: call(() => device.stopCopyLength(), unreachable("stopCopyLength")),
+    reset: call(() => device.reset(), unreachable("reset"))
+  }
+}
+
+/** Options of the Promise facade. */
+export interface LockstepGroupOptions {
+  readonly errorPolicy?: ErrorPolicy
+  readonly concurrency?: number
+  readonly arcTimeoutMs?: number
+  readonly onEvent?: (event: TransitionEvent) => void
+}
+
+/**
+ * The coordinator for VMMs that do not use Effect: every method is one group transaction and
+ * returns a Promise that rejects with `TransitionRefused` or `TransitionFailed` (the same
+ * typed errors as the Effect API, with `_tag`, `message`, the failed device and arc, and every
+ * device's final state).
+ */
+export class LockstepGroup {
+  readonly #runtime: GroupRuntime
+  readonly #options: LockstepGroupOptions
+
+  constructor(group: Group, devices: Iterable<PromiseDevice>, options: LockstepGroupOptions = {}) {
+    this.#runtime = { group, devices: new Map([...devices].map((d) => [d.id, fromPromiseDevice(d)])) }
+    this.#options = options
+  }
+
+  async #run(effect: Effect.Effect<TransitionReport, TransitionRefused | TransitionFailed>): Promise<TransitionReport> {
+    const exit = await Effect.runPromiseExit(effect)
+    if (Exit.isSuccess(exit)) return exit.value
+    throw Cause.squash(exit.cause)
+  }
+
+  #step(s: GroupStep): Promise<TransitionReport> {
+    return this.#run(s(this.#runtime, this.#options))
+  }
+
+  /** Moves the group to `target` (one state for all, or per device). */
+  transition(target: StateAssignment): Promise<TransitionReport> {
+    return this.#run(transition(this.#runtime, target, this.#options))
+  }
+  /** See `quiesce`. */
+  quiesce(): Promise<TransitionReport> {
+    return this.#step(quiesce)
+  }
+  /** See `stop`. */
+  stop(): Promise<TransitionReport> {
+    return this.#step(stop)
+  }
+  /** See `beginPrecopy`. */
+  beginPrecopy(): Promise<TransitionReport> {
+    return this.#step(beginPrecopy)
+  }
+  /** See `enterStopCopy`. */
+  enterStopCopy(): Promise<TransitionReport> {
+    return this.#step(enterStopCopy)
+  }
+  /** See `prepareResume`. */
+  prepareResume(): Promise<TransitionReport> {
+    return this.#step(prepareResume)
+  }
+  /** See `resume`. */
+  resume(): Promise<TransitionReport> {
+    return this.#step(resume)
+  }
+}
