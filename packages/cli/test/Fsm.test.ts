@@ -87,3 +87,11 @@ describe("the lockstep binary", () => {
     expect(r.stdout.trim()).toBe("STOP → RUNNING_P2P → RUNNING")
   })
 })
+
+describe("usage errors", () => {
+  it("exit 2 after printing the help and the error", async () => {
+    const r = await runCli("fsm", "path", "--from", "RUNNING")
+    expect(r.exitCode).toBe(2)
+    expect(r.stdout + r.stderr).toContain("--to")
+  })
+})

@@ -2,13 +2,22 @@ import { Console as NodeConsole } from "node:console"
 import { Writable } from "node:stream"
 import { NodeServices } from "@effect/platform-node"
 import { main } from "@lockstep/cli"
-import { Cause, Console, Effect, Exit, Runtime } from "effect"
+import { Console, Effect, Runtime } from "effect"
 
 /** What one CLI run printed, and how it ended. */
 export interface CliRun {
   readonly stdout: string
   readonly stderr: string
+  /** As the binary would exit: 0, the failure's exit code, or 130 when interrupted. */
   readonly exitCode: number
+}
+
+/** A CLI run still going (a server): what it printed so far, and a way to stop it. */
+export interface RunningCli {
+  readonly stdout: () => string
+  readonly stderr: () => string
+  /** Interrupts the run, as Ctrl-C or SIGTERM does the binary, and answers how it ended. */
+  readonly stop: () => Promise<CliRun>
 }
 
 const sink = (into: Array<string>) =>
@@ -19,14 +28,35 @@ const sink = (into: Array<string>) =>
     }
   })
 
-/** Runs `lockstep <args>` in this process, capturing what it prints and its exit code. */
-export const runCli = async (...args: ReadonlyArray<string>): Promise<CliRun> => {
+const start = (args: ReadonlyArray<string>, signal?: AbortSignal) => {
   const out: Array<string> = []
   const err: Array<string> = []
   const console = new NodeConsole({ stdout: sink(out), stderr: sink(err) })
-  const exit = await Effect.runPromiseExit(
-    main(args).pipe(Effect.provide(NodeServices.layer), Effect.provideService(Console.Console, console))
+  const done = Effect.runPromiseExit(
+    main(args).pipe(Effect.provide(NodeServices.layer), Effect.provideService(Console.Console, console)),
+    { signal }
+  ).then(
+    (exit) =>
+      new Promise<CliRun>((resolve) =>
+        Runtime.defaultTeardown(exit, (exitCode) => resolve({ stdout: out.join(""), stderr: err.join(""), exitCode }))
+      )
   )
-  const exitCode = Exit.isSuccess(exit) ? 0 : Runtime.getErrorExitCode(Cause.squash(exit.cause))
-  return { stdout: out.join(""), stderr: err.join(""), exitCode }
+  return { out, err, done }
+}
+
+/** Runs `lockstep <args>` in this process, capturing what it prints and its exit code. */
+export const runCli = (...args: ReadonlyArray<string>): Promise<CliRun> => start(args).done
+
+/** Starts `lockstep <args>` in this process without waiting for it to end. */
+export const startCli = (...args: ReadonlyArray<string>): RunningCli => {
+  const controller = new AbortController()
+  const { out, err, done } = start(args, controller.signal)
+  return {
+    stdout: () => out.join(""),
+    stderr: () => err.join(""),
+    stop: () => {
+      controller.abort()
+      return done
+    }
+  }
 }

@@ -1,0 +1,266 @@
+import { readFile } from "node:fs/promises"
+import { flagNames, type State } from "@lockstep/fsm"
+import { makeSimDevice, SimDeviceConfig } from "@lockstep/sim"
+import {
+  type Capabilities,
+  type ConnectFailed,
+  connect,
+  DeviceInfoFlag,
+  type ListenFailed,
+  type RegionInfo,
+  RegionInfoFlag,
+  serve,
+  type VfioUserDevice
+} from "@lockstep/vfio-user"
+import { Console, Effect, Option, Schema } from "effect"
+import { Command, Flag } from "effect/cli"
+import { CliFailure, invalidInput } from "./CliFailure.js"
+
+/** The id of the device `serve` exposes: it names the device in errors and seeds its memory. */
+const servedDeviceId = "sim0"
+
+/** The most regions `info` asks about: the server's count is untrusted, vfio-pci has 9. */
+const maxRegions = 64
+
+/** The region names of a vfio-pci device (`VFIO_PCI_*_REGION_INDEX`). */
+const pciRegionNames: ReadonlyArray<string> = ["BAR0", "BAR1", "BAR2", "BAR3", "BAR4", "BAR5", "ROM", "CONFIG", "VGA"]
+
+const socketFlag = (description: string) =>
+  Flag.String("socket").pipe(Flag.withMetavar("PATH"), Flag.withDescription(description))
+
+const operationFailed = (text: string): CliFailure => new CliFailure({ text, exitCode: 1 })
+
+const reasonOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+
+const indent = (text: string): string =>
+  text
+    .split("\n")
+    .map((line) => `  ${line}`)
+    .join("\n")
+
+const decodeSimConfig = Schema.decodeUnknownEffect(SimDeviceConfig)
+
+/**
+ * Reads a simulated device's configuration from a JSON file. Unknown keys are refused rather
+ * than dropped, so that a misspelt setting does not silently fall back to its default.
+ */
+const loadSimConfig = (file: string): Effect.Effect<SimDeviceConfig, CliFailure> =>
+  Effect.gen(function* () {
+    const text = yield* Effect.tryPromise({
+      try: () => readFile(file, "utf8"),
+      catch: (cause) =>
+        invalidInput(
+          cause instanceof Error && "code" in cause && cause.code === "ENOENT"
+            ? `${file}: no such device file`
+            : `${file}: cannot read the device file: ${reasonOf(cause)}`
+        )
+    })
+    const json: unknown = yield* Effect.try({
+      try: () => JSON.parse(text),
+      catch: (cause) => invalidInput(`${file}: the device file is not valid JSON: ${reasonOf(cause)}`)
+    })
+    return yield* decodeSimConfig(json, { errors: "all", onExcessProperty: "error" }).pipe(
+      Effect.mapError((error) =>
+        invalidInput(`${file}: not a valid simulated device configuration:\n${indent(error.message)}`)
+      )
+    )
+  })
+
+const formatBytes = (bytes: number): string => {
+  for (const [unit, size] of [
+    ["GiB", 2 ** 30],
+    ["MiB", 2 ** 20],
+    ["KiB", 2 ** 10]
+  ] as const) {
+    if (bytes >= size && bytes % size === 0) return `${bytes / size} ${unit}`
+  }
+  return `${bytes} bytes`
+}
+
+const listenFailed = (error: ListenFailed): CliFailure =>
+  operationFailed(
+    error.reason.includes("EADDRINUSE")
+      ? `cannot listen on ${error.path}: the path already exists (another server's socket, or one left by a server that exited); stop that server or remove the file, or choose another path`
+      : error.message
+  )
+
+const serveCommand = Command.make(
+  "serve",
+  {
+    socket: socketFlag("Path of the UNIX socket to create; it is removed when the server stops"),
+    sim: Flag.String("sim").pipe(
+      Flag.withMetavar("DEVICE.json"),
+      Flag.withDescription(
+        'A simulated device configuration (JSON), e.g. {"kind":"pci","flags":["STOP_COPY","PRE_COPY"],"stateSize":65536,"arcLatencyMs":5} (default: a pci device with all three flags and default sizes)'
+      ),
+      Flag.optional
+    )
+  },
+  (config) =>
+    Effect.gen(function* () {
+      const simConfig = yield* Option.match(config.sim, {
+        onNone: () => Effect.succeed<SimDeviceConfig>({}),
+        onSome: loadSimConfig
+      })
+      const device = yield* makeSimDevice(servedDeviceId, simConfig).pipe(
+        Effect.mapError((error) => invalidInput(error.message))
+      )
+      yield* serve({ path: config.socket, device }).pipe(Effect.mapError(listenFailed))
+      const { kind, flags, stateSize } = device.config
+      yield* Console.log(
+        `vfio-user server listening on ${config.socket}: simulated ${kind} device ${device.id}, flags ${flagNames(flags).join(", ")}, ${formatBytes(stateSize)} of state (Ctrl-C to stop)`
+      )
+      return yield* Effect.never
+    }).pipe(Effect.scoped)
+).pipe(
+  Command.withDescription(
+    "Serve one simulated device over vfio-user on a UNIX socket until interrupted (Ctrl-C or SIGTERM), so that vfio-user clients (lockstep vfio-user info, a VMM) can drive its migration states."
+  ),
+  Command.withShortDescription("Serve a simulated device on a UNIX socket until interrupted."),
+  Command.withExamples(({ commandPath }) => [
+    { command: `${commandPath.join(" ")} --socket /tmp/gpu0.sock`, description: "A pci device with all three flags" },
+    {
+      command: `${commandPath.join(" ")} --socket /tmp/nic0.sock --sim nic0.json`,
+      description: "A device configured by a JSON file"
+    }
+  ])
+)
+
+/** Names of the bits set in `value`, unknown bits as one hex number. */
+const bitNames = (table: Readonly<Record<string, number>>, value: number): Array<string> => {
+  const names = Object.entries(table)
+    .filter(([, bit]) => (value & bit) !== 0)
+    .map(([name]) => name)
+  const unknown = (value & ~Object.values(table).reduce((all, bit) => all | bit, 0)) >>> 0
+  return unknown === 0 ? names : [...names, `0x${unknown.toString(16)}`]
+}
+
+/** A u64 as a JSON number when it is exactly one, else as a decimal string. */
+const jsonU64 = (n: bigint): number | string => (n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString())
+
+/** What `info` learned about a server and its device. */
+interface ServerReport {
+  readonly socket: string
+  readonly device: VfioUserDevice
+  readonly regions: ReadonlyArray<RegionInfo>
+  /** The migration state, when the server supports migration. */
+  readonly state: State | undefined
+}
+
+const regionName = (report: ServerReport, region: RegionInfo): string | undefined =>
+  (report.device.server.device.flags & DeviceInfoFlag.PCI) !== 0 ? pciRegionNames[region.index] : undefined
+
+const infoJson = (report: ServerReport): string => {
+  const { server } = report.device
+  return JSON.stringify({
+    socket: report.socket,
+    version: server.version,
+    capabilities: server.capabilities,
+    device: {
+      flags: bitNames(DeviceInfoFlag, server.device.flags),
+      numRegions: server.device.numRegions,
+      numIrqs: server.device.numIrqs
+    },
+    regions: report.regions.map((region) => {
+      const name = regionName(report, region)
+      return {
+        index: region.index,
+        ...(name === undefined ? {} : { name }),
+        flags: bitNames(RegionInfoFlag, region.flags),
+        size: jsonU64(region.size),
+        offset: jsonU64(region.offset)
+      }
+    }),
+    migration: {
+      flags: flagNames(report.device.flags),
+      state: report.state ?? null,
+      ...(server.migrationError === undefined ? {} : { error: server.migrationError.message })
+    }
+  })
+}
+
+const formatCapabilities = (capabilities: Capabilities): string => {
+  const parts = [
+    capabilities.maxMsgFds === undefined ? [] : [`max_msg_fds ${capabilities.maxMsgFds}`],
+    capabilities.maxDataXferSize === undefined ? [] : [`max_data_xfer_size ${capabilities.maxDataXferSize}`],
+    capabilities.migration?.pgsize === undefined ? [] : [`migration pgsize ${capabilities.migration.pgsize}`],
+    capabilities.twinSocket?.supported === true ? ["twin_socket"] : []
+  ].flat()
+  return parts.length === 0 ? "(protocol defaults)" : parts.join(", ")
+}
+
+const formatInfo = (report: ServerReport): string => {
+  const { server } = report.device
+  const list = (names: ReadonlyArray<string>) => (names.length === 0 ? "(none)" : names.join(", "))
+  const shown = server.device.numRegions > report.regions.length ? ` (the first ${report.regions.length})` : ""
+  const migration =
+    server.migrationError === undefined
+      ? [`migration     flags ${list(flagNames(report.device.flags))}`, `state         ${report.state ?? "?"}`]
+      : [`migration     not supported (${server.migrationError.message})`]
+  return [
+    `socket        ${report.socket}`,
+    `protocol      vfio-user ${server.version.major}.${server.version.minor}`,
+    `capabilities  ${formatCapabilities(server.capabilities)}`,
+    `device        flags ${list(bitNames(DeviceInfoFlag, server.device.flags))}; ${server.device.numRegions} regions${shown}, ${server.device.numIrqs} irqs`,
+    ...report.regions.map((region) => {
+      const label = `region ${region.index}`.padEnd(14)
+      const name = (regionName(report, region) ?? "").padEnd(7)
+      return `${label}${name}size ${region.size}, flags ${list(bitNames(RegionInfoFlag, region.flags))}`
+    }),
+    ...migration
+  ].join("\n")
+}
+
+const connectFailed = (error: ConnectFailed): CliFailure => {
+  const start = `start one with "lockstep vfio-user serve --socket ${error.path}"`
+  if (error.reason.includes("ENOENT"))
+    return operationFailed(`no vfio-user server at ${error.path}: the socket does not exist; ${start}`)
+  if (error.reason.includes("ECONNREFUSED"))
+    return operationFailed(
+      `no vfio-user server at ${error.path}: the connection was refused (a socket left by a server that exited?); ${start}`
+    )
+  return operationFailed(error.message)
+}
+
+const infoCommand = Command.make(
+  "info",
+  {
+    socket: socketFlag("Path of the vfio-user server's UNIX socket"),
+    json: Flag.Boolean("json").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription(
+        'Print one JSON object: {"socket","version","capabilities","device","regions","migration":{"flags","state"}}'
+      )
+    )
+  },
+  (config) =>
+    Effect.gen(function* () {
+      const failed = (error: { readonly message: string }) => operationFailed(`${config.socket}: ${error.message}`)
+      const device = yield* connect({ path: config.socket }).pipe(
+        Effect.mapError((error) => (error._tag === "ConnectFailed" ? connectFailed(error) : failed(error)))
+      )
+      const count = Math.min(device.server.device.numRegions, maxRegions)
+      const regions = yield* Effect.forEach(
+        Array.from({ length: count }, (_, i) => i),
+        device.regionInfo
+      ).pipe(Effect.mapError(failed))
+      const state =
+        device.server.migrationError === undefined ? yield* device.getState.pipe(Effect.mapError(failed)) : undefined
+      const report: ServerReport = { socket: config.socket, device, regions, state }
+      yield* Console.log(config.json ? infoJson(report) : formatInfo(report))
+    }).pipe(Effect.scoped)
+).pipe(
+  Command.withDescription(
+    "Connect to a vfio-user server and print what it negotiates and exposes: protocol version and capabilities, device info, regions, migration flags and the current migration state."
+  ),
+  Command.withShortDescription("Print what a vfio-user server exposes and its migration state."),
+  Command.withExamples(({ commandPath }) => [
+    { command: `${commandPath.join(" ")} --socket /tmp/gpu0.sock --json`, description: "One JSON object" }
+  ])
+)
+
+/** `lockstep vfio-user …`: serve a simulated device, or inspect a server. */
+export const vfioUserCommand = Command.make("vfio-user").pipe(
+  Command.withDescription("Serve a simulated device over vfio-user, or inspect a vfio-user server."),
+  Command.withSubcommands([serveCommand, infoCommand])
+)
