@@ -1,0 +1,197 @@
+import type { Readable, Writable } from "node:stream"
+import { Effect, Option } from "effect"
+import type { ByteSink, ByteSource } from "./Transport.js"
+import {
+  TlsRefused,
+  TransportClosed,
+  type TransportError,
+  TransportFailed,
+  type TransportOperation
+} from "./TransportError.js"
+import { Waiters } from "./Waiters.js"
+
+/*
+ * Effect views of Node streams (sockets, TLS sockets, files), with Node's own flow control:
+ * a source pauses its stream once `readAheadBytes` are waiting to be read, a sink completes a
+ * write only while the stream's buffer is under its high-water mark and otherwise waits for
+ * 'drain'. Both are bounded by one write (one frame) beyond those marks.
+ */
+
+/** Whether the channel was torn down by this side; errors that follow are then `local`. */
+export interface Teardown {
+  readonly local: boolean
+}
+
+/** The string `code` of a Node error, or `UNKNOWN`. */
+export const codeOf = (error: unknown): string =>
+  typeof error === "object" && error !== null && "code" in error && typeof error.code === "string"
+    ? error.code
+    : "UNKNOWN"
+
+const reasonOf = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+const peerGone = new Set(["ECONNRESET", "EPIPE", "ECONNABORTED", "ETIMEDOUT", "ERR_STREAM_PREMATURE_CLOSE"])
+
+const locallyGone = new Set(["ERR_STREAM_DESTROYED", "ERR_STREAM_WRITE_AFTER_END", "ERR_STREAM_ALREADY_FINISHED"])
+
+/** Certificate verification failures OpenSSL reports without an `ERR_SSL_` prefix. */
+const certificateCodes = new Set([
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "CERT_SIGNATURE_FAILURE",
+  "CERT_NOT_YET_VALID",
+  "CERT_HAS_EXPIRED",
+  "CERT_REVOKED",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "INVALID_CA",
+  "ERR_TLS_CERT_ALTNAME_INVALID"
+])
+
+/** Whether a Node error is a TLS handshake or certificate failure. */
+export const isTlsFailure = (error: unknown): boolean => {
+  const code = codeOf(error)
+  return code.startsWith("ERR_SSL_") || certificateCodes.has(code)
+}
+
+/** The typed transport error for a Node error. */
+export const transportErrorOf = (operation: TransportOperation, error: unknown, teardown: Teardown): TransportError => {
+  const code = codeOf(error)
+  const reason = reasonOf(error)
+  if (isTlsFailure(error)) return new TlsRefused({ operation, code, reason })
+  if (teardown.local || locallyGone.has(code)) return new TransportClosed({ operation, by: "local", reason })
+  if (peerGone.has(code)) return new TransportClosed({ operation, by: "peer", reason: `${reason} (${code})` })
+  return new TransportFailed({ operation, code, reason })
+}
+
+/** The reading half of a Node stream as a `ByteSource`. */
+export const sourceOf = (readable: Readable, teardown: Teardown, readAheadBytes: number): ByteSource => {
+  const queue: Array<Uint8Array> = []
+  let queued = 0
+  let ended = false
+  let failure: TransportError | undefined
+  const waiters = new Waiters()
+  readable.on("data", (chunk: Uint8Array) => {
+    if (chunk.length === 0) return
+    queue.push(chunk)
+    queued += chunk.length
+    if (queued >= readAheadBytes) readable.pause()
+    waiters.wakeAll()
+  })
+  readable.on("end", () => {
+    ended = true
+    waiters.wakeAll()
+  })
+  readable.on("error", (error) => {
+    failure ??= transportErrorOf("read", error, teardown)
+    waiters.wakeAll()
+  })
+  readable.on("close", () => {
+    if (!ended) {
+      failure ??= teardown.local
+        ? new TransportClosed({ operation: "read", by: "local", reason: "the channel was closed" })
+        : new TransportClosed({ operation: "read", by: "peer", reason: "closed before the end of the stream" })
+    }
+    waiters.wakeAll()
+  })
+  const read: Effect.Effect<Option.Option<Uint8Array>, TransportError> = Effect.suspend(() => {
+    const chunk = queue.shift()
+    if (chunk !== undefined) {
+      queued -= chunk.length
+      if (queued < readAheadBytes && readable.isPaused()) readable.resume()
+      return Effect.succeed(Option.some(chunk))
+    }
+    if (failure !== undefined) return Effect.fail(failure)
+    if (ended) return Effect.succeed(Option.none())
+    if (readable.isPaused()) readable.resume()
+    return Effect.andThen(
+      waiters.until(() => queue.length > 0 || failure !== undefined || ended),
+      read
+    )
+  })
+  return { read }
+}
+
+/** The writing half of a Node stream as a `ByteSink`. */
+export const sinkOf = (writable: Writable, teardown: Teardown): ByteSink => {
+  let failure: TransportError | undefined
+  const waiters = new Waiters()
+  writable.on("drain", () => waiters.wakeAll())
+  writable.on("error", (error) => {
+    failure ??= transportErrorOf("write", error, teardown)
+    waiters.wakeAll()
+  })
+  writable.on("close", () => {
+    if (!writable.writableFinished) {
+      failure ??= new TransportClosed({
+        operation: "write",
+        by: teardown.local ? "local" : "peer",
+        reason: "the channel was closed"
+      })
+    }
+    waiters.wakeAll()
+  })
+  const refused = (operation: TransportOperation): TransportError | undefined => {
+    if (failure !== undefined) return failure
+    if (writable.writableEnded) {
+      return new TransportClosed({ operation, by: "local", reason: "the stream was already ended" })
+    }
+    if (writable.destroyed) return new TransportClosed({ operation, by: "local", reason: "the channel was closed" })
+    return undefined
+  }
+  /**
+   * Waits until the buffer is under its high-water mark again (or the stream was ended meanwhile:
+   * ending flushes it); fails if the stream fails or is torn down first.
+   */
+  const settled = (): boolean =>
+    !writable.writableNeedDrain || writable.writableEnded || failure !== undefined || writable.destroyed
+  const drained: Effect.Effect<void, TransportError> = Effect.suspend(() => {
+    if (failure !== undefined) return Effect.fail(failure)
+    if (writable.destroyed) {
+      return Effect.fail(new TransportClosed({ operation: "write", by: "local", reason: "the channel was closed" }))
+    }
+    return settled() ? Effect.void : Effect.andThen(waiters.until(settled), drained)
+  })
+  const write = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, TransportError> =>
+    Effect.suspend(() => {
+      const error = refused("write")
+      if (error !== undefined) return Effect.fail(error)
+      if (chunks.length === 1 && chunks[0] !== undefined) {
+        writable.write(chunks[0])
+      } else {
+        // One gather write: corked chunks leave as a single writev.
+        writable.cork()
+        for (const chunk of chunks) writable.write(chunk)
+        writable.uncork()
+      }
+      return drained
+    })
+  const end: Effect.Effect<void, TransportError> = Effect.suspend(() => {
+    const error = refused("end")
+    if (error !== undefined) return Effect.fail(error)
+    return Effect.callback<void, TransportError>((resume) => {
+      const onFinish = () => {
+        cleanup()
+        resume(Effect.void)
+      }
+      const onFailure = () => {
+        cleanup()
+        resume(Effect.fail(failure ?? new TransportClosed({ operation: "end", by: "peer", reason: "closed" })))
+      }
+      const cleanup = () => {
+        writable.off("finish", onFinish)
+        writable.off("error", onFailure)
+        writable.off("close", onFailure)
+      }
+      writable.once("finish", onFinish)
+      writable.once("error", onFailure)
+      writable.once("close", onFailure)
+      writable.end()
+      return Effect.sync(cleanup)
+    })
+  })
+  return { write, end }
+}
