@@ -6,7 +6,12 @@ import { makeSimDevice, type SimDevice } from "./SimDevice.js"
 import { SimDeviceConfig } from "./SimDeviceConfig.js"
 import { InvalidSimConfig } from "./SimError.js"
 
-/** A group of simulated devices behind a DMA fabric: a `GroupRuntime` the coordinator can drive. */
+/**
+ * A group of simulated devices behind a DMA fabric: a `GroupRuntime` the coordinator can drive.
+ * Devices backed by something else (a `"vfioUser"` key) are not simulated: `devices` holds only
+ * the simulated ones, and the fabric only the edges between them; merge the other backends'
+ * devices into the runtime yourself.
+ */
 export interface SimulatedGroup extends GroupRuntime {
   readonly devices: ReadonlyMap<string, SimDevice>
   readonly fabric: Fabric
@@ -34,6 +39,7 @@ const decodeSim = Schema.decodeUnknownEffect(SimDeviceConfig)
 export const simulateGroup = Effect.fn("Sim.simulateGroup")(function* (group: Group, options: SimulateOptions = {}) {
   const devices = new Map<string, SimDevice>()
   for (const d of group.devices) {
+    if (d.vfioUser !== undefined) continue
     const own =
       d.sim === undefined
         ? {}
@@ -57,7 +63,8 @@ export const simulateGroup = Effect.fn("Sim.simulateGroup")(function* (group: Gr
     devices.set(d.id, yield* makeSimDevice(d.id, config))
   }
   const edges: Array<P2PEdge> = []
-  for (const [initiator, target] of group.topology.edges()) edges.push({ initiator, target })
+  for (const [initiator, target] of group.topology.edges())
+    if (devices.has(initiator) && devices.has(target)) edges.push({ initiator, target })
   const fabric = yield* makeFabric({
     devices: devices.values(),
     edges,

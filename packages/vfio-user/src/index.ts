@@ -64,3 +64,4 @@ export {
   UnsupportedCommand
 } from "./ProtocolError.js"
 export { ListenFailed, type ServerOptions, serve, type VfioUserServer } from "./Server.js"
+export { type AttachedGroup, attachVfioUserDevices, VfioUserDeviceInvalid } from "./VfioUserGroup.js"

@@ -1,0 +1,81 @@
+import { FlagNames, type Flags, flagNames, flagsOf } from "@lockstep/fsm"
+import { Data, Effect, type Scope } from "effect"
+import { connect, type VfioUserDevice } from "./Client.js"
+
+/** A group file's vfio-user device could not be attached: names the device and why. */
+export class VfioUserDeviceInvalid extends Data.TaggedError("VfioUserDeviceInvalid")<{
+  readonly path: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `${this.path}: ${this.reason}`
+  }
+}
+
+/** A group document whose vfio-user devices are connected and whose flags come from their servers. */
+export interface AttachedGroup {
+  /** The document with every vfio-user device's `flags` filled in from its server. */
+  readonly document: unknown
+  /** The connected devices, by id. They stay connected until the scope closes. */
+  readonly devices: ReadonlyMap<string, VfioUserDevice>
+}
+
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+
+const declaredFlags = (u: unknown): Flags | undefined | "invalid" => {
+  if (u === undefined) return undefined
+  if (!Array.isArray(u)) return "invalid"
+  const names = u.filter((f): f is (typeof FlagNames)[number] => (FlagNames as ReadonlyArray<unknown>).includes(f))
+  return names.length === u.length ? flagsOf(names) : "invalid"
+}
+
+/**
+ * Connects every device of a raw group document that says `"vfioUser": {"socket": PATH}` and
+ * fills its `flags` from the server (`DEVICE_FEATURE` MIGRATION). A device that also declares
+ * `flags` must declare exactly the server's set: a disagreement is invalid input, not a guess.
+ * Other devices are left as they are; decode the result with `decodeGroup` afterwards.
+ */
+export const attachVfioUserDevices = Effect.fn("VfioUser.attachGroup")(function* (
+  document: unknown,
+  options: { readonly timeoutMs?: number } = {}
+): Effect.fn.Return<AttachedGroup, VfioUserDeviceInvalid, Scope.Scope> {
+  if (!isRecord(document) || !Array.isArray(document.devices)) return { document, devices: new Map() }
+  const devices = new Map<string, VfioUserDevice>()
+  const out: Array<unknown> = []
+  for (const [i, raw] of document.devices.entries()) {
+    if (!isRecord(raw) || raw.vfioUser === undefined) {
+      out.push(raw)
+      continue
+    }
+    const path = `devices[${i}].vfioUser`
+    const spec = raw.vfioUser
+    if (!isRecord(spec) || typeof spec.socket !== "string" || spec.socket.length === 0)
+      return yield* new VfioUserDeviceInvalid({ path, reason: 'expected {"socket": "PATH"}' })
+    const id = typeof raw.id === "string" ? raw.id : spec.socket
+    const kind = raw.kind === "pci" || raw.kind === "mdev" || raw.kind === "ccw" || raw.kind === "ap" ? raw.kind : "pci"
+    const device = yield* connect({
+      path: spec.socket,
+      id,
+      kind,
+      ...(options.timeoutMs === undefined ? {} : { timeout: options.timeoutMs })
+    }).pipe(
+      Effect.mapError(
+        (e) => new VfioUserDeviceInvalid({ path: `${path}.socket`, reason: `cannot attach ${id}: ${e.message}` })
+      )
+    )
+    const declared = declaredFlags(raw.flags)
+    if (declared === "invalid")
+      return yield* new VfioUserDeviceInvalid({
+        path: `devices[${i}].flags`,
+        reason: `expected a list of ${FlagNames.join(", ")}`
+      })
+    if (declared !== undefined && declared !== device.flags)
+      return yield* new VfioUserDeviceInvalid({
+        path: `devices[${i}].flags`,
+        reason: `declares ${flagNames(declared).join(",") || "no flags"} but the vfio-user server at ${spec.socket} reports ${flagNames(device.flags).join(",") || "no flags"}`
+      })
+    devices.set(id, device)
+    out.push({ ...raw, flags: flagNames(device.flags) })
+  }
+  return { document: { ...document, devices: out }, devices }
+})
