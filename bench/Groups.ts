@@ -1,0 +1,39 @@
+/*
+ * The groups the benchmarks run on, written as group documents and decoded by the product's own
+ * `decodeGroup`, so that they are exactly what a user's group file would give.
+ */
+import { decodeGroup, type Group } from "@lockstep/coordinator"
+import type { SimDeviceConfig } from "@lockstep/sim"
+import { Effect } from "effect"
+
+/** Every capability, as group documents name them. */
+const flags = ["STOP_COPY", "P2P", "PRE_COPY"] as const
+
+/** `n` PCI devices with every capability behind one IOMMU: every device may write into every other. */
+export const sharedIommuGroup = (n: number, prefix = "gpu"): Effect.Effect<Group> =>
+  decodeGroup({
+    devices: Array.from({ length: n }, (_, i) => ({ id: `${prefix}${i}`, kind: "pci", flags })),
+    topology: "shared-iommu"
+  }).pipe(Effect.orDie)
+
+/** Simulation parameters of the GPUs and the NIC of an accelerator group. */
+export interface AcceleratorSim {
+  readonly gpu: SimDeviceConfig
+  readonly nic: SimDeviceConfig
+}
+
+/**
+ * `size` devices: `size - 1` GPUs that all write into each other (one P2P domain) and a NIC that
+ * writes into every GPU (explicit edges; nothing writes into the NIC). Every device has every
+ * capability, as mlx5 and the GPUs with VFIO migration drivers do.
+ */
+export const acceleratorGroup = (size: number, sim: AcceleratorSim): Effect.Effect<Group> => {
+  const gpus = Array.from({ length: size - 1 }, (_, i) => `gpu${i}`)
+  return decodeGroup({
+    devices: [
+      ...gpus.map((id) => ({ id, kind: "pci", flags, sim: sim.gpu })),
+      { id: "nic", kind: "pci", flags, sim: sim.nic }
+    ],
+    topology: { domains: gpus.length > 1 ? [gpus] : [], edges: gpus.map((gpu) => ["nic", gpu]) }
+  }).pipe(Effect.orDie)
+}

@@ -1,0 +1,120 @@
+/**
+ * The destination host of figure 4, run as a worker thread so that it has a core of its own,
+ * as it would on its own machine. It receives raw bytes, or the framed stream (decoded and
+ * dropped, or written into its simulated devices, which then validate), and reports back.
+ */
+import * as net from "node:net"
+import { parentPort, workerData } from "node:worker_threads"
+import { makeSimDevice, type SimDevice } from "@lockstep/sim"
+import { FrameReader, TcpTransport } from "@lockstep/stream"
+import { Effect, Option, Queue } from "effect"
+import type { Command, DestinationSetup, Receiving, Report } from "./StreamProtocol.js"
+import { walkTo } from "./Walk.js"
+
+const port = parentPort
+if (port === null) throw new Error("StreamDestination runs as a worker thread")
+const setup = workerData as DestinationSetup
+const tell = (report: Report) => port.postMessage(report)
+
+/** A plain socket server that counts what it receives: one connection per run, reported in order. */
+const rawServer = (): Effect.Effect<{ readonly port: number; readonly next: () => Promise<number> }> =>
+  Effect.callback((resume) => {
+    const received: Array<number> = []
+    const waiting: Array<(bytes: number) => void> = []
+    const server = net.createServer((socket) => {
+      let bytes = 0
+      socket.on("data", (chunk: Buffer) => {
+        bytes += chunk.length
+      })
+      socket.on("end", () => {
+        socket.end()
+        const waiter = waiting.shift()
+        if (waiter === undefined) received.push(bytes)
+        else waiter(bytes)
+      })
+    })
+    const next = () =>
+      new Promise<number>((done) => {
+        const bytes = received.shift()
+        if (bytes === undefined) waiting.push(done)
+        else done(bytes)
+      })
+    server.listen(0, "127.0.0.1", () => {
+      const address = server.address()
+      server.unref()
+      resume(Effect.succeed({ port: typeof address === "object" && address !== null ? address.port : 0, next }))
+    })
+  })
+
+/** One framed stream from accept to its end; the payload is dropped or written into `devices`. */
+const receiveStream = (listener: TcpTransport.Listener, devices: ReadonlyArray<SimDevice> | undefined) =>
+  Effect.scoped(
+    Effect.gen(function* () {
+      const transport = yield* listener.accept
+      const reader = yield* FrameReader.make(transport)
+      let bytes = 0
+      for (;;) {
+        const next = yield* reader.next
+        if (Option.isNone(next)) break
+        const frame = next.value
+        if (frame._tag !== "Chunk") continue
+        bytes += frame.payload.length
+        const device = devices?.[frame.device]
+        if (device !== undefined) yield* device.write(frame.payload)
+      }
+      // RESUMING → STOP checks every page and the trailer of each device's saved state.
+      if (devices !== undefined) yield* Effect.forEach(devices, (d) => d.setState("STOP"), { discard: true })
+      return bytes
+    })
+  )
+
+const main = Effect.gen(function* () {
+  const devices: Array<SimDevice> = []
+  for (const id of setup.deviceIds) {
+    devices.push(
+      yield* makeSimDevice(id, {
+        arcLatencyMs: 0,
+        stateSize: setup.deviceStateBytes,
+        pageSize: setup.pageSize,
+        seed: 99
+      })
+    )
+  }
+  const commands = yield* Queue.unbounded<Command>()
+  port.on("message", (command: Command) => Queue.offerUnsafe(commands, command))
+  const listener = yield* TcpTransport.listen({})
+  const raw = yield* rawServer()
+  tell({ _tag: "Ready", streamPort: listener.port, rawPort: raw.port })
+
+  const receive = (receiving: Receiving): Effect.Effect<number, unknown> => {
+    switch (receiving) {
+      case "raw":
+        return Effect.promise(raw.next)
+      case "decode":
+        return receiveStream(listener, undefined)
+      case "resume":
+        return receiveStream(listener, devices)
+    }
+  }
+  for (;;) {
+    const command = yield* Queue.take(commands)
+    if (command._tag === "Close") return
+    if (command.receiving === "resume") yield* Effect.forEach(devices, (d) => walkTo(d, "RESUMING"), { discard: true })
+    const receiving = receive(command.receiving)
+    tell({ _tag: "Armed" })
+    const outcome = yield* Effect.result(receiving)
+    tell(
+      outcome._tag === "Success"
+        ? { _tag: "Received", bytes: outcome.success, valid: true, problem: undefined }
+        : { _tag: "Received", bytes: 0, valid: false, problem: String(outcome.failure) }
+    )
+  }
+})
+
+Effect.runPromise(Effect.scoped(main)).then(
+  () => port.close(),
+  (error: unknown) => {
+    tell({ _tag: "Received", bytes: 0, valid: false, problem: String(error) })
+    port.close()
+  }
+)

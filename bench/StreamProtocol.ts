@@ -1,0 +1,32 @@
+/*
+ * What the source side of figure 4 (the main thread) and the destination side (a worker
+ * thread, standing for the other host) tell each other. The bytes themselves travel over
+ * loopback TCP; these messages only arm and report the runs.
+ */
+
+/** What the destination does with what it receives. */
+export type Receiving =
+  /** Raw bytes on a plain socket, counted and dropped: the floor. */
+  | "raw"
+  /** Frames decoded and checked, payloads counted and dropped. */
+  | "decode"
+  /** Frames decoded and checked, payloads written into the destination devices, which then validate (→ STOP). */
+  | "resume"
+
+/** The destination's configuration, passed as `workerData`. */
+export interface DestinationSetup {
+  readonly deviceIds: ReadonlyArray<string>
+  readonly deviceStateBytes: number
+  readonly pageSize: number
+}
+
+/** Source → destination. */
+export type Command = { readonly _tag: "Arm"; readonly receiving: Receiving } | { readonly _tag: "Close" }
+
+/** Destination → source. */
+export type Report =
+  | { readonly _tag: "Ready"; readonly streamPort: number; readonly rawPort: number }
+  /** Listening and, for `resume`, every destination device in RESUMING: the source may start. */
+  | { readonly _tag: "Armed" }
+  /** Everything received: payload bytes, and whether every device validated (`resume`) or the stream ended cleanly. */
+  | { readonly _tag: "Received"; readonly bytes: number; readonly valid: boolean; readonly problem: string | undefined }

@@ -1,0 +1,151 @@
+/**
+ * Lockstep benchmarks. `npm run bench` prints the machine and a table of every figure;
+ * `-- --json` prints one JSON object per figure per line; `-- --quick` runs smaller sizes;
+ * `-- --figure 2,3` runs only those figures, in this process (what `node --cpu-prof` needs).
+ * Without `--figure`, each figure runs in a process of its own, so that one figure's heap,
+ * JIT state and peak RSS never leak into another's. Figures are printed, never asserted.
+ */
+import { spawn } from "node:child_process"
+import { fileURLToPath } from "node:url"
+import { parseArgs } from "node:util"
+import { Effect } from "effect"
+import { downtimeFigure } from "./Downtime.js"
+import { type Figure, figureMet, formatTable } from "./Figure.js"
+import { describeMachine, type Machine, thisMachine } from "./Machine.js"
+import { overheadFigure } from "./Overhead.js"
+import { planningFigure } from "./Planning.js"
+import { streamFigures } from "./StreamThroughput.js"
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    json: { type: "boolean", default: false },
+    figure: { type: "string", multiple: true, default: [] }
+  }
+})
+const quick = values.quick
+const selected = new Set(values.figure.flatMap((f) => f.split(",")).map(Number))
+
+const MiB = 2 ** 20
+
+/** Every figure's settings, full and quick. */
+const settings = {
+  downtime: {
+    sizes: [2, 8, 64],
+    gpuRemainingBytes: (quick ? 2 : 32) * MiB,
+    nicRemainingBytes: (quick ? 0.5 : 4) * MiB,
+    channelBytesPerSecond: 10e9
+  },
+  overhead: {
+    sizes: [256, 1024],
+    warmup: quick ? 1 : 3,
+    repetitions: quick ? 3 : 7,
+    checkedSizes: quick ? [256] : [256, 1024]
+  },
+  planning: { sizes: [1024, 4096] as const, warmup: quick ? 2 : 5, repetitions: quick ? 5 : 11 },
+  stream: {
+    devices: 8,
+    deviceStateBytes: (quick ? 16 : 128) * MiB,
+    warmup: quick ? 0 : 1,
+    repetitions: quick ? 1 : 3
+  }
+}
+
+/** The figures a process runs together: 4 and 5 come from the same runs. */
+const processes: ReadonlyArray<ReadonlyArray<number>> = [[1], [2], [3], [4, 5]]
+
+/** One line of `--json` output. */
+interface FigureLine extends Figure {
+  readonly met: boolean
+  readonly quick: boolean
+  readonly machine: Machine
+}
+
+const isFigureLine = (u: unknown): u is FigureLine =>
+  typeof u === "object" && u !== null && "figure" in u && "rows" in u && Array.isArray(u.rows)
+
+/** A line of a child's output as JSON, or `undefined` if it is not JSON. */
+const parseLine = (line: string): unknown => {
+  try {
+    return JSON.parse(line)
+  } catch {
+    return undefined
+  }
+}
+
+/** Runs the selected figures here, one JSON line or nothing per figure as it completes. */
+const runHere = (wanted: ReadonlySet<number>, machine: Machine): Effect.Effect<Array<Figure>> =>
+  Effect.gen(function* () {
+    const figures: Array<Figure> = []
+    const report = (figure: Figure) => {
+      if (!wanted.has(figure.figure)) return
+      figures.push(figure)
+      if (values.json) console.log(JSON.stringify({ ...figure, met: figureMet(figure), quick, machine }))
+    }
+    if (wanted.has(1)) report(yield* downtimeFigure(settings.downtime))
+    if (wanted.has(2)) report(yield* overheadFigure(settings.overhead))
+    if (wanted.has(3)) report(yield* planningFigure(settings.planning))
+    if (wanted.has(4) || wanted.has(5)) for (const figure of yield* streamFigures(settings.stream)) report(figure)
+    return figures
+  })
+
+/** Runs some figures in a child process of this script and collects their JSON lines. */
+const runChild = (figures: ReadonlyArray<number>): Effect.Effect<Array<FigureLine>, Error> =>
+  Effect.callback((resume) => {
+    const args = [
+      fileURLToPath(import.meta.url),
+      "--figure",
+      figures.join(","),
+      "--json",
+      ...(quick ? ["--quick"] : [])
+    ]
+    const child = spawn(process.execPath, [...process.execArgv, ...args], { stdio: ["ignore", "pipe", "inherit"] })
+    let out = ""
+    child.stdout.setEncoding("utf8")
+    child.stdout.on("data", (text: string) => {
+      out += text
+    })
+    child.on("error", (error) => resume(Effect.fail(error)))
+    child.on("close", (code) => {
+      const lines = out
+        .split("\n")
+        .filter((line) => line.trim() !== "")
+        .map(parseLine)
+      const parsed = lines.filter(isFigureLine)
+      resume(
+        code === 0 && parsed.length === lines.length
+          ? Effect.succeed(parsed)
+          : Effect.fail(new Error(`figures ${figures.join(", ")}: the benchmark process exited with ${code}`))
+      )
+    })
+    return Effect.sync(() => {
+      child.kill()
+    })
+  })
+
+const main = Effect.gen(function* () {
+  const machine = thisMachine()
+  if (!values.json) console.log(describeMachine(machine))
+  let figures: Array<Figure>
+  if (selected.size > 0) figures = yield* runHere(selected, machine)
+  else {
+    figures = []
+    for (const group of processes) {
+      const lines = yield* runChild(group)
+      for (const line of lines) {
+        if (values.json) console.log(JSON.stringify(line))
+        figures.push(line)
+      }
+    }
+  }
+  if (!values.json) {
+    console.log(formatTable(figures))
+    const missed = figures.filter((f) => !figureMet(f)).map((f) => f.figure)
+    console.log(missed.length === 0 ? "every goal met" : `goals missed in figure ${missed.join(", ")}`)
+  }
+})
+
+Effect.runPromise(main).catch((error: unknown) => {
+  console.error(error)
+  process.exitCode = 1
+})
