@@ -2,6 +2,7 @@ import type { Device, DeviceError } from "@lockstep/device"
 import type { Arc } from "@lockstep/fsm"
 import { Cause, Clock, Effect, Exit, Option, Queue, Scope } from "effect"
 import { ArcTimedOut, type FailureCause, TransitionInterrupted } from "./ExecutorError.js"
+import { PlantedBug } from "./PlantedBug.js"
 
 /**
  * One node of an executable dependency graph: an arc of one device, or a barrier (a join
@@ -92,10 +93,14 @@ export const runGraph = (
       })
       const ready: Array<number> = []
       for (let i = count - 1; i >= 0; i--) if (pending[i] === 0) ready.push(i)
+      // TEST-ONLY SEAM (see `PlantedBug`): an arc with several dependencies is released one early.
+      const early = (yield* PlantedBug) === "release-next-phase-early"
+      const releasedAt = (d: number) =>
+        early && nodes[d]?.arc !== undefined && (nodes[d]?.after.length ?? 0) > 1 ? 1 : 0
       const release = (i: number) => {
         for (const d of dependents[i] ?? []) {
           pending[d] = (pending[d] ?? 0) - 1
-          if (pending[d] === 0) ready.push(d)
+          if (pending[d] === releasedAt(d)) ready.push(d)
         }
       }
       const completions = yield* Queue.unbounded<Completion>()
@@ -116,8 +121,30 @@ export const runGraph = (
           Effect.flatMap((exit) => Queue.offer(completions, { node: i, exit }))
         )
 
+      const settle = ({ node: i, exit }: Completion): void => {
+        inFlight--
+        const node = nodes[i]
+        if (node?.device === undefined || node.arc === undefined) return
+        if (Exit.isSuccess(exit)) {
+          completed.push(i)
+          emit({ _tag: "ArcDone", id: node.id, device: node.device, arc: node.arc, at: now() })
+          release(i)
+          return
+        }
+        const error: FailureCause = Option.getOrElse(
+          Cause.findErrorOption(exit.cause),
+          () => new TransitionInterrupted()
+        )
+        emit({ _tag: "ArcFailed", id: node.id, device: node.device, arc: node.arc, at: now(), error })
+        failure ??= { node: i, error }
+      }
+
       while (true) {
         while (failure === undefined && inFlight < limit) {
+          // Hear whatever the arcs already started have reported before starting another: one
+          // that failed at once (into ERROR, say) must stop its peers from halting.
+          for (const completion of yield* Queue.clear(completions)) settle(completion)
+          if (failure !== undefined) break
           const i = ready.pop()
           if (i === undefined) break
           const node = nodes[i]
@@ -136,22 +163,7 @@ export const runGraph = (
           yield* Effect.forkIn(perform(i, device, node.arc), scope, { startImmediately: true })
         }
         if (inFlight === 0) break
-        const { node: i, exit } = yield* Queue.take(completions)
-        inFlight--
-        const node = nodes[i]
-        if (node?.device === undefined || node.arc === undefined) continue
-        if (Exit.isSuccess(exit)) {
-          completed.push(i)
-          emit({ _tag: "ArcDone", id: node.id, device: node.device, arc: node.arc, at: now() })
-          release(i)
-          continue
-        }
-        const error: FailureCause = Option.getOrElse(
-          Cause.findErrorOption(exit.cause),
-          () => new TransitionInterrupted()
-        )
-        emit({ _tag: "ArcFailed", id: node.id, device: node.device, arc: node.arc, at: now(), error })
-        failure ??= { node: i, error }
+        settle(yield* Queue.take(completions))
       }
       return { completed, failure: Option.fromNullishOr(failure) }
     })

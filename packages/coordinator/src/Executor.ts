@@ -1,11 +1,12 @@
-import type { Device } from "@lockstep/device"
+import { type Device, ResetFailed } from "@lockstep/device"
 import { type Arc, path, type State, stateClass } from "@lockstep/fsm"
 import { Clock, Data, Effect, Exit, Fiber, Option, Result } from "effect"
-import { type ArcEvent, type GraphNode, type RunOptions, runGraph } from "./ArcRunner.js"
+import { type ArcEvent, type GraphNode, type GraphOutcome, type RunOptions, runGraph } from "./ArcRunner.js"
 import { type FailureCause, type FinalStates, StateUnreadable, TransitionInterrupted } from "./ExecutorError.js"
 import type { Group } from "./Group.js"
 import type { Plan } from "./Plan.js"
 import { type PlanError, planTransition, type StateAssignment } from "./Planner.js"
+import { PlantedBug } from "./PlantedBug.js"
 
 /** A group together with the live devices that back it, by id. */
 export interface GroupRuntime {
@@ -16,6 +17,8 @@ export interface GroupRuntime {
 /**
  * What to do with a device found in ERROR after a failure:
  * - `reset`: reset it (ERROR → RUNNING; both are initiating, so this never breaks the invariant);
+ *   it stays in RUNNING, where its bus mastering is off until its next arc, so its targets still
+ *   roll back to halted starting states;
  * - `quarantine`: leave it in ERROR for diagnosis, and keep every device it may write into out
  *   of the halted states (a target whose starting state is halted is reset instead).
  */
@@ -72,7 +75,10 @@ export class TransitionFailed extends Data.TaggedError("TransitionFailed")<{
   readonly arc: Arc | undefined
   readonly startStates: Readonly<Record<string, State>>
   readonly finalStates: FinalStates
-  /** Every device not quarantined is back in its starting state (or RUNNING, see `rollbackTarget`). */
+  /**
+   * Every device not quarantined is back in its starting state (or the nearest one the kernel
+   * allows, see `rollbackTarget`); a device reset under the `reset` policy is in RUNNING.
+   */
   readonly rolledBack: boolean
   readonly quarantined: ReadonlyArray<string>
   /** A failure of the rollback itself, if it had one. */
@@ -165,26 +171,50 @@ export const executePlanned = (
         const cause: FailureCause = first?.error ?? new TransitionInterrupted()
         // The rollback runs in a fiber of its own: if this one is being interrupted, the arcs it
         // forks would be interrupted with it, and the rollback must complete regardless.
-        const rolling = yield* Effect.forkDetach(rollback(runtime, start, cause, failedNode, options))
+        const assumed = () => assumedStates(start, nodes, outcome)
+        const rolling = yield* Effect.forkDetach(rollback(runtime, start, cause, failedNode, options, assumed))
         return yield* Fiber.join(rolling)
       })
     )
   }).pipe(Effect.withSpan("Lockstep.transition"))
 
+/** The state outside the saving group with the same P2P class as a pre-copy state. */
+const outsideSaving: Partial<Record<State, State>> = { PRE_COPY: "RUNNING", PRE_COPY_P2P: "RUNNING_P2P" }
+
 /**
- * Where rollback takes a device: back to its starting state, or RUNNING when the kernel
- * forbids the way back (STOP_COPY cannot return to PRE_COPY: a source that was in pre-copy
- * rolls back to RUNNING, and its migration must start over).
+ * Where rollback takes a device: back to its starting state, or, when the kernel forbids the way
+ * back (STOP_COPY cannot return to PRE_COPY or PRE_COPY_P2P), to the state of the same P2P class
+ * outside the saving group: RUNNING for PRE_COPY, RUNNING_P2P for PRE_COPY_P2P. A source that was
+ * in pre-copy must then start its migration over; a device that started quiesced stays
+ * quiesced, so that a peer that started halted is never left with a running initiator.
  */
 export const rollbackTarget = (flags: number, current: State, start: State): State =>
-  current === "ERROR" || Result.isSuccess(path(current, start, flags)) ? start : "RUNNING"
+  current === "ERROR" || Result.isSuccess(path(current, start, flags)) ? start : (outsideSaving[start] ?? "RUNNING")
+
+/**
+ * TEST-ONLY SEAM (`forget-state-readback`): where the plan says the devices are, from the arcs
+ * that completed, a failed arc assumed to have left its device where it was.
+ */
+const assumedStates = (
+  start: Readonly<Record<string, State>>,
+  nodes: ReadonlyArray<GraphNode>,
+  outcome: Option.Option<GraphOutcome>
+): Record<string, State> => {
+  const states: Record<string, State> = { ...start }
+  for (const i of Option.match(outcome, { onNone: () => [], onSome: (o) => o.completed })) {
+    const node = nodes[i]
+    if (node?.device !== undefined && node.arc !== undefined) states[node.device] = node.arc.to
+  }
+  return states
+}
 
 const rollback = (
   runtime: GroupRuntime,
   start: Readonly<Record<string, State>>,
   cause: FailureCause,
   failedNode: GraphNode | undefined,
-  options: TransitionOptions
+  options: TransitionOptions,
+  assumed: () => Record<string, State>
 ): Effect.Effect<never, TransitionFailed> =>
   Effect.gen(function* () {
     const clock = yield* Clock.Clock
@@ -192,19 +222,28 @@ const rollback = (
     const emit = options.onEvent ?? (() => {})
     const policy = options.errorPolicy ?? "reset"
     const { group, devices } = runtime
+    const bug = yield* PlantedBug
     // Never assume: read back what every device really is now.
-    let states = yield* finalStatesOf(runtime)
+    let states: FinalStates = bug === "forget-state-readback" ? assumed() : yield* finalStatesOf(runtime)
     emit({ _tag: "RollbackBegun", cause, states, at: now() })
 
+    // A reset that fails or times out is the rollback's failure: the device is not where it must be.
+    const resetFailures: Array<FailureCause> = []
     const resetDevice = (id: string) =>
       Effect.gen(function* () {
         const device = devices.get(id)
         if (device === undefined) return
         emit({ _tag: "DeviceReset", device: id, from: states[id] ?? "UNKNOWN", at: now() })
-        yield* Effect.ignore(
-          device.reset.pipe(
-            Effect.timeoutOrElse({ duration: options.arcTimeoutMs ?? 30_000, orElse: () => Effect.void })
-          )
+        const timeoutMs = options.arcTimeoutMs ?? 30_000
+        yield* device.reset.pipe(
+          Effect.timeoutOrElse({
+            duration: timeoutMs,
+            orElse: () =>
+              Effect.fail(
+                new ResetFailed({ device: id, code: "ETIMEDOUT", reason: `no answer within ${timeoutMs} ms` })
+              )
+          }),
+          Effect.catch((error) => Effect.sync(() => resetFailures.push(error)))
         )
       })
 
@@ -239,17 +278,31 @@ const rollback = (
       to[d.id] =
         quarantined.includes(d.id) || toReset.has(d.id) ? current : rollbackTarget(d.flags, current, startState)
     }
-    let rollbackCause: FailureCause | PlanError | undefined
-    const planned = planTransition(group, { from, to, allowUnsafeStart: true })
-    if (Result.isFailure(planned)) rollbackCause = planned.failure
+    if (bug === "skip-rollback-of-one-device") {
+      // TEST-ONLY SEAM: one device that has to move back is left out of the rollback.
+      const skipped = group.devices.find((d) => from[d.id] !== to[d.id])
+      if (skipped !== undefined) to[skipped.id] = from[skipped.id] ?? "RUNNING"
+    }
+    let rollbackCause: FailureCause | PlanError | undefined = resetFailures[0]
+    const planned = planTransition(group, {
+      from,
+      to,
+      allowUnsafeStart: true,
+      busMasteringOff: [...toReset].filter((id) => states[id] === "RUNNING"),
+      plantedBug: bug
+    })
+    if (Result.isFailure(planned)) rollbackCause ??= planned.failure
     else {
       const back = yield* runGraph(graphOf(planned.success), devices, { ...options, onEvent: emit })
-      rollbackCause = Option.getOrUndefined(back.failure)?.error
+      rollbackCause ??= Option.getOrUndefined(back.failure)?.error
     }
     const finalStates = yield* finalStatesOf(runtime)
     const rolledBack =
       rollbackCause === undefined &&
-      group.devices.every((d) => quarantined.includes(d.id) || finalStates[d.id] === (to[d.id] ?? "UNKNOWN"))
+      group.devices.every(
+        // A device whose state cannot be read (unreachable) was not rolled back, whatever else happened.
+        (d) => quarantined.includes(d.id) || (to[d.id] !== undefined && finalStates[d.id] === to[d.id])
+      )
     emit({ _tag: "RollbackDone", states: finalStates, ok: rolledBack, at: now() })
     return yield* new TransitionFailed({
       cause,
@@ -269,4 +322,6 @@ export const transition = (
   target: StateAssignment,
   options: TransitionOptions = {}
 ): Effect.Effect<TransitionReport, TransitionRefused | TransitionFailed> =>
-  executePlanned(runtime, (group, from) => planTransition(group, { from, to: target }), options)
+  Effect.flatMap(PlantedBug, (plantedBug) =>
+    executePlanned(runtime, (group, from) => planTransition(group, { from, to: target, plantedBug }), options)
+  )

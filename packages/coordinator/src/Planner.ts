@@ -12,6 +12,7 @@ import { Data, Result } from "effect"
 import { orderNodes } from "./DependencyGraph.js"
 import type { Group } from "./Group.js"
 import type { Barrier, BarrierKind, Plan, PlanArc } from "./Plan.js"
+import type { PlantedBug } from "./PlantedBug.js"
 import type { Edge } from "./Topology.js"
 
 /**
@@ -101,6 +102,8 @@ interface DeviceRoute {
   readonly first: number
   readonly initiating: Window | undefined
   readonly halted: Window | undefined
+  /** Reset and staying: bus mastering is off, so it initiates nothing (see `busMasteringOff`). */
+  readonly quiet: boolean
 }
 
 /**
@@ -191,9 +194,18 @@ export const planTransition = (
      * states without waiting for the initiator.
      */
     readonly allowUnsafeStart?: boolean
+    /**
+     * Rollback mode: devices the rollback has just reset. A reset turns a device's bus mastering
+     * off until its next arc, so one that stays where it is (RUNNING) initiates nothing: it counts
+     * as quiesced, and its targets may go back to halted states around it.
+     */
+    readonly busMasteringOff?: ReadonlyArray<string>
+    /** TEST-ONLY SEAM (see `PlantedBug`): `stop-target-before-initiator-quiesces` drops the down-dependencies. */
+    readonly plantedBug?: PlantedBug | undefined
   }
 ): Result.Result<Plan, PlanError> => {
   const unsafeStartAllowed = request.allowUnsafeStart === true
+  const dropDown = request.plantedBug === "stop-target-before-initiator-quiesces"
   const unknownFrom = unknownIn(group, request.from)
   if (unknownFrom !== undefined) return Result.fail(new UnknownDevice({ device: unknownFrom, role: "from" }))
   const unknownTo = unknownIn(group, request.to)
@@ -220,12 +232,14 @@ export const planTransition = (
           after: j === 1 ? [] : [nodes.length - 1]
         })
       }
+      const quiet = states.length === 1 && request.busMasteringOff?.includes(device.id) === true
       return Result.succeed({
         id: device.id,
         path: states,
         first,
-        initiating: windowOf(states, "initiating", first),
-        halted: windowOf(states, "halted", first)
+        initiating: quiet ? undefined : windowOf(states, "initiating", first),
+        halted: windowOf(states, "halted", first),
+        quiet
       })
     })
   )
@@ -238,8 +252,8 @@ export const planTransition = (
     if (r === undefined) throw new RangeError(`Planner: no device at position ${p}`)
     return r
   }
-  const initialClass = (r: DeviceRoute) => stateClass(r.path[0] ?? "ERROR")
-  const finalClass = (r: DeviceRoute) => stateClass(r.path.at(-1) ?? "ERROR")
+  const initialClass = (r: DeviceRoute) => (r.quiet ? "quiesced" : stateClass(r.path[0] ?? "ERROR"))
+  const finalClass = (r: DeviceRoute) => (r.quiet ? "quiesced" : stateClass(r.path.at(-1) ?? "ERROR"))
   const unsafe = (a: DeviceRoute, b: DeviceRoute, moment: "before" | "after"): UnsafeEdge => {
     const end = moment === "before" ? 0 : -1
     return new UnsafeEdge({
@@ -262,7 +276,7 @@ export const planTransition = (
       const w = a.initiating
       const v = b.halted
       if (w === undefined || v === undefined) continue
-      if (typeof w.closes === "number" && typeof v.opens === "number") nodes[v.opens]?.after.push(w.closes)
+      if (typeof w.closes === "number" && typeof v.opens === "number" && !dropDown) nodes[v.opens]?.after.push(w.closes)
       if (typeof v.closes === "number" && typeof w.opens === "number") nodes[w.opens]?.after.push(v.closes)
     }
   }
@@ -331,12 +345,14 @@ export const planTransition = (
         const node = pick(route(p))
         return typeof node === "number" ? [{ device: p, node }] : []
       })
-    const down = connect(
-      bounds((r) => (r.initiating?.opens === "before" ? r.initiating.closes : undefined)),
-      bounds((r) => (r.halted?.closes === "after" ? r.halted.opens : undefined)),
-      "InitiatorsQuiesced",
-      d
-    )
+    const down = dropDown
+      ? undefined
+      : connect(
+          bounds((r) => (r.initiating?.opens === "before" ? r.initiating.closes : undefined)),
+          bounds((r) => (r.halted?.closes === "after" ? r.halted.opens : undefined)),
+          "InitiatorsQuiesced",
+          d
+        )
     if (down !== undefined) return Result.fail(down)
     const up = connect(
       bounds((r) => (r.halted?.opens === "before" ? r.halted.closes : undefined)),

@@ -1,0 +1,128 @@
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { describe, expect, it } from "@effect/vitest"
+import { decodeGroup, type GroupRuntime, transition } from "@lockstep/coordinator"
+import type { Device } from "@lockstep/device"
+import { type Flag, flagsOf } from "@lockstep/fsm"
+import { makeSimDevice, simulateGroup } from "@lockstep/sim"
+import { attachVfioUserDevices, serve } from "@lockstep/vfio-user"
+import { Effect, Exit, Scope } from "effect"
+
+const all: ReadonlyArray<Flag> = ["STOP_COPY", "P2P", "PRE_COPY"]
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "lockstep-mixed-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+/** Serves one simulated device over vfio-user; returns the server-side device for inspection. */
+const served = (dir: string, id: string, flags: ReadonlyArray<Flag>) =>
+  Effect.gen(function* () {
+    const device = yield* makeSimDevice(id, { arcLatencyMs: 0, stateSize: 64 * 1024, flags: flagsOf(flags) })
+    const socket = join(dir, `${id}.sock`)
+    yield* serve({ path: socket, device })
+    return { device, socket }
+  })
+
+const statesOf = (devices: Iterable<Device>) =>
+  Effect.forEach([...devices], (d) => Effect.map(d.getState, (s) => [d.id, s] as const)).pipe(
+    Effect.map((rows) => Object.fromEntries(rows))
+  )
+
+describe("a group mixing simulated and vfio-user devices", () => {
+  it.live("takes the vfio-user devices' flags from their servers and moves the whole group", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const nvme = yield* served(dir, "nvme0", ["STOP_COPY", "PRE_COPY"])
+      const gpu = yield* served(dir, "gpu1", all)
+      const attached = yield* attachVfioUserDevices({
+        devices: [
+          { id: "gpu0", kind: "pci", flags: all, sim: { arcLatencyMs: 0 } },
+          { id: "gpu1", kind: "pci", vfioUser: { socket: gpu.socket } },
+          { id: "nvme0", kind: "pci", vfioUser: { socket: nvme.socket } }
+        ],
+        topology: {
+          edges: [
+            ["gpu0", "gpu1"],
+            ["gpu1", "gpu0"],
+            ["gpu1", "nvme0"]
+          ]
+        }
+      })
+      const group = yield* decodeGroup(attached.document)
+      expect(group.devices.map((d) => d.flags)).toEqual([7, 7, 5])
+      const sim = yield* simulateGroup(group)
+      expect([...sim.devices.keys()]).toEqual(["gpu0"])
+      const runtime: GroupRuntime = { group, devices: new Map<string, Device>([...sim.devices, ...attached.devices]) }
+      yield* transition(runtime, "STOP_COPY")
+      expect(yield* statesOf(runtime.devices.values())).toEqual({
+        gpu0: "STOP_COPY",
+        gpu1: "STOP_COPY",
+        nvme0: "STOP_COPY"
+      })
+      // The server-side devices really moved.
+      expect(yield* gpu.device.getState).toBe("STOP_COPY")
+      expect(yield* nvme.device.getState).toBe("STOP_COPY")
+      yield* transition(runtime, "RUNNING")
+      expect(yield* nvme.device.getState).toBe("RUNNING")
+      yield* sim.fabric.assertNoViolations
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("refuses declared flags that disagree with the server, naming the device", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const nvme = yield* served(dir, "nvme0", ["STOP_COPY"])
+      const error = yield* Effect.flip(
+        attachVfioUserDevices({
+          devices: [{ id: "nvme0", kind: "pci", flags: all, vfioUser: { socket: nvme.socket } }]
+        })
+      )
+      expect(error.path).toBe("devices[0].flags")
+      expect(error.message).toContain("reports STOP_COPY")
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("names a socket nobody serves", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const error = yield* Effect.flip(
+        attachVfioUserDevices({ devices: [{ id: "nvme0", kind: "pci", vfioUser: { socket: join(dir, "none.sock") } }] })
+      )
+      expect(error.path).toBe("devices[0].vfioUser.socket")
+      expect(error.message).toContain("cannot attach nvme0")
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("rolls the group back when a vfio-user server goes away mid-transition", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const gpu0 = yield* makeSimDevice("gpu0", { arcLatencyMs: 0, stateSize: 64 * 1024 })
+      const socket = join(dir, "gpu0.sock")
+      const inner = yield* Scope.fork(yield* Effect.scope)
+      yield* serve({ path: socket, device: gpu0 }).pipe(Scope.provide(inner))
+      const attached = yield* attachVfioUserDevices(
+        {
+          devices: [
+            { id: "gpu0", kind: "pci", vfioUser: { socket } },
+            { id: "gpu1", kind: "pci", flags: all, sim: { arcLatencyMs: 5 } }
+          ]
+        },
+        { timeoutMs: 500 }
+      )
+      const group = yield* decodeGroup(attached.document)
+      const sim = yield* simulateGroup(group)
+      const runtime: GroupRuntime = { group, devices: new Map<string, Device>([...sim.devices, ...attached.devices]) }
+      // The server closes as soon as the group starts moving.
+      yield* Effect.forkChild(Effect.delay(Scope.close(inner, Exit.void), 2))
+      const error = yield* Effect.flip(transition(runtime, "STOP_COPY", { arcTimeoutMs: 1000 }))
+      expect(error._tag).toBe("TransitionFailed")
+      if (error._tag !== "TransitionFailed") return
+      expect(error.finalStates.gpu1).toBe("RUNNING")
+      expect(error.finalStates.gpu0).toBe("UNKNOWN")
+      expect(error.rolledBack).toBe(false)
+      expect(error.cause._tag).toBe("DeviceUnreachable")
+      yield* sim.fabric.assertNoViolations
+    }).pipe(Effect.scoped)
+  )
+})
