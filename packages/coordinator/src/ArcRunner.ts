@@ -114,9 +114,12 @@ export const runGraph = (
             duration: timeoutMs,
             orElse: () => Effect.fail(new ArcTimedOut({ device: device.id, arc, timeoutMs }))
           }),
-          Effect.withSpan("Lockstep.arc", {
-            attributes: { "lockstep.device": device.id, "lockstep.from": arc.from, "lockstep.to": arc.to }
-          }),
+          Effect.withSpan(
+            "Lockstep.arc",
+            { attributes: { "lockstep.device": device.id, "lockstep.from": arc.from, "lockstep.to": arc.to } },
+            // The span names its device and arc; a stack capture per arc costs more than its bookkeeping.
+            { captureStackTrace: false }
+          ),
           Effect.exit,
           Effect.flatMap((exit) => Queue.offer(completions, { node: i, exit }))
         )

@@ -258,11 +258,23 @@ const rollback = (
       }
     }
     // A quarantined device may still write into its targets: none of them may stay halted.
+    const guarded = new Set<string>()
     for (const id of quarantined) {
       for (const target of group.topology.targetsOf(id)) {
         const startState = start[target]
-        if (startState !== undefined && stateClass(startState) === "halted" && !quarantined.includes(target))
-          toReset.add(target)
+        if (quarantined.includes(target) || startState === undefined || stateClass(startState) !== "halted") continue
+        guarded.add(target)
+        toReset.add(target)
+      }
+    }
+    // RESUMING is left only by validating a complete stream (RESUMING → STOP) or by a reset: a
+    // device caught in RESUMING that did not start there is reset (to RUNNING, bus mastering off),
+    // then planned back to where it started like any other.
+    const outOfResuming = new Set<string>()
+    for (const d of group.devices) {
+      if (states[d.id] === "RESUMING" && start[d.id] !== "RESUMING" && !quarantined.includes(d.id)) {
+        toReset.add(d.id)
+        outOfResuming.add(d.id)
       }
     }
     yield* Effect.forEach(toReset, resetDevice, { concurrency: "unbounded", discard: true })
@@ -275,8 +287,11 @@ const rollback = (
       if (current === undefined || current === "UNKNOWN") continue
       from[d.id] = current
       const startState = start[d.id] ?? "RUNNING"
-      to[d.id] =
-        quarantined.includes(d.id) || toReset.has(d.id) ? current : rollbackTarget(d.flags, current, startState)
+      // Devices reset for the ERROR policy stay where the reset put them (and a quarantined
+      // device's targets must not go back to halted states); those reset only to leave RESUMING
+      // go back to where they started.
+      const stays = quarantined.includes(d.id) || (toReset.has(d.id) && !outOfResuming.has(d.id)) || guarded.has(d.id)
+      to[d.id] = stays ? current : rollbackTarget(d.flags, current, startState)
     }
     if (bug === "skip-rollback-of-one-device") {
       // TEST-ONLY SEAM: one device that has to move back is left out of the rollback.

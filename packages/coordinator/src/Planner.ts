@@ -102,7 +102,7 @@ interface DeviceRoute {
   readonly first: number
   readonly initiating: Window | undefined
   readonly halted: Window | undefined
-  /** Reset and staying: bus mastering is off, so it initiates nothing (see `busMasteringOff`). */
+  /** Reset and starting in RUNNING: bus mastering is off, so it initiates nothing until an arc into an initiating state (see `busMasteringOff`). */
   readonly quiet: boolean
 }
 
@@ -114,8 +114,8 @@ interface DeviceRoute {
  * class and stays open after the plan. An arc in flight counts as both its ends, hence "the arc
  * that leaves closes" at its end and "the arc that enters opens" at its start.
  */
-const windowOf = (states: Path, cls: StateClass, first: number): Window | undefined => {
-  const classAt = (j: number) => stateClass(states[j] ?? "ERROR")
+const windowOf = (states: Path, cls: StateClass, first: number, quietStart = false): Window | undefined => {
+  const classAt = (j: number) => (j === 0 && quietStart ? "quiesced" : stateClass(states[j] ?? "ERROR"))
   if (classAt(0) === cls) {
     for (let j = 1; j < states.length; j++) if (classAt(j) !== cls) return { opens: "before", closes: first + j - 1 }
     return { opens: "before", closes: "after" }
@@ -196,8 +196,9 @@ export const planTransition = (
     readonly allowUnsafeStart?: boolean
     /**
      * Rollback mode: devices the rollback has just reset. A reset turns a device's bus mastering
-     * off until its next arc, so one that stays where it is (RUNNING) initiates nothing: it counts
-     * as quiesced, and its targets may go back to halted states around it.
+     * off until an arc takes it into an initiating state, so while it is RUNNING, or on its way
+     * down from RUNNING, it initiates nothing: it counts as quiesced, and its targets may go back
+     * to halted states around it.
      */
     readonly busMasteringOff?: ReadonlyArray<string>
     /** TEST-ONLY SEAM (see `PlantedBug`): `stop-target-before-initiator-quiesces` drops the down-dependencies. */
@@ -232,12 +233,12 @@ export const planTransition = (
           after: j === 1 ? [] : [nodes.length - 1]
         })
       }
-      const quiet = states.length === 1 && request.busMasteringOff?.includes(device.id) === true
+      const quiet = states[0] === "RUNNING" && request.busMasteringOff?.includes(device.id) === true
       return Result.succeed({
         id: device.id,
         path: states,
         first,
-        initiating: quiet ? undefined : windowOf(states, "initiating", first),
+        initiating: windowOf(states, "initiating", first, quiet),
         halted: windowOf(states, "halted", first),
         quiet
       })
@@ -253,7 +254,8 @@ export const planTransition = (
     return r
   }
   const initialClass = (r: DeviceRoute) => (r.quiet ? "quiesced" : stateClass(r.path[0] ?? "ERROR"))
-  const finalClass = (r: DeviceRoute) => (r.quiet ? "quiesced" : stateClass(r.path.at(-1) ?? "ERROR"))
+  const finalClass = (r: DeviceRoute) =>
+    r.quiet && r.path.length === 1 ? "quiesced" : stateClass(r.path.at(-1) ?? "ERROR")
   const unsafe = (a: DeviceRoute, b: DeviceRoute, moment: "before" | "after"): UnsafeEdge => {
     const end = moment === "before" ? 0 : -1
     return new UnsafeEdge({

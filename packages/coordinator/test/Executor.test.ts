@@ -266,3 +266,23 @@ describe("transition: failure and rollback", () => {
     })
   )
 })
+
+describe("transition: rollback out of RESUMING", () => {
+  it.effect("a failed prepareResume resets the devices already in RESUMING", () =>
+    Effect.gen(function* () {
+      const sim = yield* simulate(
+        {
+          devices: ["gpu0", "gpu1", "gpu2"].map((id) => ({ id, kind: "pci", flags: all, sim: { arcLatencyMs: 1 } }))
+        },
+        { gpu2: [{ _tag: "FailArc", from: "STOP", to: "RESUMING" }] }
+      )
+      const error = yield* Effect.flip(runOnVirtualTime(transition(sim, "RESUMING")))
+      expect(error._tag).toBe("TransitionFailed")
+      if (error._tag !== "TransitionFailed") return
+      expect(error.rolledBack).toBe(true)
+      expect(error.finalStates).toEqual(same(sim.group, "RUNNING"))
+      expect(sim.fabric.trace().filter((e) => e._tag === "Reset").length).toBeGreaterThan(0)
+      yield* sim.fabric.assertNoViolations
+    })
+  )
+})

@@ -69,8 +69,9 @@ const halted = 4
 const classBits = { initiating, quiesced, halted } as const
 const bitsOf = (s: State): number => classBits[stateClass(s)]
 const maskOf = (engine: SimEngine): number => {
-  // A freshly reset device has bus mastering off: RUNNING, but it cannot initiate DMA.
-  const own = engine.busMasterOff ? quiesced : bitsOf(engine.state)
+  // A reset device has bus mastering off: RUNNING, but it cannot initiate DMA.
+  const bits = bitsOf(engine.state)
+  const own = engine.busMasterOff && bits === initiating ? quiesced : bits
   return own | (engine.inFlight === undefined ? 0 : bitsOf(engine.inFlight.to))
 }
 

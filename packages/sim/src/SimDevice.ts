@@ -58,10 +58,10 @@ export class SimEngine {
   /** The arc in flight, if any. */
   inFlight: Arc | undefined = undefined
   /**
-   * Set by a reset, cleared by the next arc. A reset (a PCI function-level reset) clears the
-   * Bus Master Enable bit of the command register: the function cannot issue DMA, P2P included,
-   * until its driver enables it again, which for a migration only follows a later arc. The
-   * fabric therefore does not count a freshly reset RUNNING device as initiating.
+   * Set by a reset, cleared by an arc into an initiating state. A reset (a PCI function-level
+   * reset) clears the Bus Master Enable bit of the command register: the function cannot issue
+   * DMA, P2P included, until its driver enables it again, which for a migration only happens when
+   * the device is made to run. The fabric therefore does not count a reset device as initiating.
    */
   busMasterOff = false
   /** The device state that migrates. */
@@ -199,7 +199,8 @@ export class SimEngine {
     const nth = ++this.arcs
     const fault = this.deck.arc(arc, nth)
     this.inFlight = arc
-    this.busMasterOff = false
+    // Only an arc into an initiating state has a driver enable bus mastering again.
+    if (stateClass(arc.to) === "initiating") this.busMasterOff = false
     this.emit({ _tag: "ArcStarted", device: this.id, at: now, ...this.status(), arc, nth })
     return Result.succeed({ arc, epoch: this.epoch, latencyMs: arcLatency(this.config, arc), fault })
   }
