@@ -3,7 +3,9 @@ import { Command } from "effect/cli"
 import { checkCommand } from "./CheckCommand.js"
 import { CliFailure } from "./CliFailure.js"
 import { fsmCommand } from "./FsmCommand.js"
+import { migrateCommand } from "./MigrateCommand.js"
 import { planCommand } from "./PlanCommand.js"
+import { simulateCommand } from "./SimulateCommand.js"
 import { vfioUserCommand } from "./VfioUserCommand.js"
 
 /** The `lockstep` command tree. */
@@ -11,7 +13,7 @@ export const lockstep = Command.make("lockstep").pipe(
   Command.withDescription(
     "Lockstep coordinates P2P-safe live migration of groups of VFIO devices. Run a subcommand with --help for details."
   ),
-  Command.withSubcommands([fsmCommand, checkCommand, planCommand, vfioUserCommand])
+  Command.withSubcommands([fsmCommand, checkCommand, planCommand, vfioUserCommand, simulateCommand, migrateCommand])
 )
 
 /**

@@ -1,2 +1,32 @@
-/** Placeholder until the package is written. */
-export {}
+/**
+ * Live migration of a group of VFIO devices between two groups joined by one channel.
+ *
+ * @packageDocumentation
+ */
+export * as Compatibility from "./Compatibility.js"
+export { migrateDestination } from "./DestinationSession.js"
+export { ArcTimings, criticalPathMs, type DowntimeEstimate, type EstimateInputs, estimateDowntime } from "./Estimate.js"
+export {
+  type DestinationSummary,
+  type DeviceTotals,
+  type EventSink,
+  feed,
+  type MigrationEvent,
+  type SourceSummary,
+  type SummaryBase,
+  type SwitchoverReason
+} from "./Events.js"
+export { checkManifest, describeRefusal, manifestOf, type Refusal } from "./Handshake.js"
+export * as Journal from "./Journal.js"
+export * from "./MigrationError.js"
+export type { DestinationOptions, LimitPolicy, SessionOptions, SourceOptions } from "./Options.js"
+export { type Phase, Phases, type Side } from "./Phase.js"
+export {
+  type RestoreOptions,
+  type RestoreSummary,
+  restoreGroup,
+  type SaveOptions,
+  type SaveSummary,
+  saveGroup
+} from "./Snapshot.js"
+export { migrateSource } from "./SourceSession.js"

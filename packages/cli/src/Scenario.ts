@@ -1,0 +1,239 @@
+import { readFile } from "node:fs/promises"
+import { decodeGroup, type ErrorPolicy, stop } from "@lockstep/coordinator"
+import type { Device } from "@lockstep/device"
+import type { State } from "@lockstep/fsm"
+import { Compatibility, type DestinationOptions, type SourceOptions } from "@lockstep/migration"
+import { FaultPlan, type SimulatedGroup, simulateGroup } from "@lockstep/sim"
+import { Effect, Schema } from "effect"
+import { CliFailure, invalidInput } from "./CliFailure.js"
+
+/*
+ * A scenario file is a group file (devices with their `sim` parameters, and a topology) plus
+ * optional keys that set up a simulated migration:
+ *
+ *   "seed": 7                          fabric and device memory seed (default 1)
+ *   "p2pWritesPerSecond": 2000         P2P writes per edge per second while the initiator runs (default 1000)
+ *   "faults": {"source": {"gpu0": [FAULT, …]}, "destination": {…}}
+ *                                      fault plans per side and device, replacing the device's sim.faults
+ *   "destination": {"sim": {"gpu1": {"stateSize": 131072}}}
+ *                                      sim parameters that differ on the destination (merged over the device's)
+ *   "migration": {"downtimeLimitMs", "bandwidthLimit", "maxRounds", "maxPrecopyMs", "onLimit",
+ *                 "precopy", "concurrency", "errorPolicy", "chunkBytes", "peerTimeoutMs", "arcTimeoutMs"}
+ *                                      migration options (see @lockstep/migration)
+ */
+
+const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
+const Positive = Schema.Finite.check(Schema.isGreaterThan(0))
+const AtLeastOne = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
+
+const MigrationSettings = Schema.Struct({
+  downtimeLimitMs: Schema.optionalKey(NonNegative),
+  bandwidthLimit: Schema.optionalKey(Positive),
+  maxRounds: Schema.optionalKey(AtLeastOne),
+  maxPrecopyMs: Schema.optionalKey(NonNegative),
+  onLimit: Schema.optionalKey(Schema.Literals(["switch", "abort"])),
+  precopy: Schema.optionalKey(Schema.Boolean),
+  concurrency: Schema.optionalKey(AtLeastOne),
+  errorPolicy: Schema.optionalKey(Schema.Literals(["reset", "quarantine"])),
+  chunkBytes: Schema.optionalKey(AtLeastOne),
+  peerTimeoutMs: Schema.optionalKey(Positive),
+  arcTimeoutMs: Schema.optionalKey(Positive)
+})
+
+/** The migration options a scenario sets. */
+export type MigrationSettings = typeof MigrationSettings.Type
+
+const ScenarioKeys = Schema.Struct({
+  devices: Schema.Unknown,
+  topology: Schema.optionalKey(Schema.Unknown),
+  seed: Schema.optionalKey(Schema.Int),
+  p2pWritesPerSecond: Schema.optionalKey(NonNegative),
+  faults: Schema.optionalKey(
+    Schema.Struct({
+      source: Schema.optionalKey(Schema.Record(Schema.String, FaultPlan)),
+      destination: Schema.optionalKey(Schema.Record(Schema.String, FaultPlan))
+    })
+  ),
+  destination: Schema.optionalKey(
+    Schema.Struct({
+      sim: Schema.optionalKey(Schema.Record(Schema.String, Schema.Record(Schema.String, Schema.Unknown)))
+    })
+  ),
+  migration: Schema.optionalKey(MigrationSettings)
+})
+
+const decodeKeys = Schema.decodeUnknownEffect(ScenarioKeys)
+
+/** Which group of a scenario. */
+export type Role = "source" | "destination"
+
+/** A scenario file, checked: the JSON of each side's group document, and the settings. */
+export interface Scenario {
+  readonly file: string
+  /** The group document of each side, faults and destination overrides merged in. */
+  readonly documents: Readonly<Record<Role, unknown>>
+  readonly seed: number
+  readonly writesPerSecond: number
+  readonly migration: MigrationSettings
+}
+
+type Json = { readonly [key: string]: unknown }
+const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v)
+const reasonOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
+
+/** The device documents of a group document, with `patch` applied to each device's `sim`. */
+const patchDevices = (doc: Json, patch: (id: string, sim: Json) => Json): Json => ({
+  ...doc,
+  devices: Array.isArray(doc.devices)
+    ? doc.devices.map((d: unknown) =>
+        isObject(d) && typeof d.id === "string" ? { ...d, sim: patch(d.id, isObject(d.sim) ? d.sim : {}) } : d
+      )
+    : doc.devices
+})
+
+/**
+ * Reads a scenario file. Everything wrong with it is the user's to fix: exit code 2, with the
+ * file name and what is wrong (unknown keys included, so a misspelt setting never silently
+ * falls back to its default).
+ */
+export const loadScenario = (file: string): Effect.Effect<Scenario, CliFailure> =>
+  Effect.gen(function* () {
+    const text = yield* Effect.tryPromise({
+      try: () => readFile(file, "utf8"),
+      catch: (cause) =>
+        invalidInput(
+          cause instanceof Error && "code" in cause && cause.code === "ENOENT"
+            ? `${file}: no such scenario file`
+            : `${file}: cannot read the scenario file: ${reasonOf(cause)}`
+        )
+    })
+    const json: unknown = yield* Effect.try({
+      try: () => JSON.parse(text),
+      catch: (cause) => invalidInput(`${file}: the scenario file is not valid JSON: ${reasonOf(cause)}`)
+    })
+    const keys = yield* decodeKeys(json, { errors: "all", onExcessProperty: "error" }).pipe(
+      Effect.mapError((e) => invalidInput(`${file}: not a valid scenario:\n  ${e.message.split("\n").join("\n  ")}`))
+    )
+    if (!isObject(json)) return yield* invalidInput(`${file}: a scenario is a JSON object`)
+    const group = yield* decodeGroup(json).pipe(Effect.mapError((e) => invalidInput(`${file}: ${e.message}`)))
+    const ids = new Set(group.devices.map((d) => d.id))
+    const named = [
+      ...Object.keys(keys.faults?.source ?? {}).map((id) => [`faults.source.${id}`, id] as const),
+      ...Object.keys(keys.faults?.destination ?? {}).map((id) => [`faults.destination.${id}`, id] as const),
+      ...Object.keys(keys.destination?.sim ?? {}).map((id) => [`destination.sim.${id}`, id] as const)
+    ].filter(([, id]) => !ids.has(id))
+    if (named.length > 0)
+      return yield* invalidInput(`${file}: ${named.map(([path, id]) => `${path}: unknown device "${id}"`).join("; ")}`)
+    const { seed, p2pWritesPerSecond, faults, destination, migration, ...groupKeys } = json
+    const side = (role: Role): unknown => {
+      const plans = keys.faults?.[role] ?? {}
+      const overrides = role === "destination" ? (keys.destination?.sim ?? {}) : {}
+      const faultsOf = (id: string) => {
+        const plan = isObject(faults) && isObject(faults[role]) ? faults[role][id] : undefined
+        return plans[id] === undefined ? {} : { faults: plan }
+      }
+      return patchDevices(groupKeys, (id, sim) => ({ ...sim, ...overrides[id], ...faultsOf(id) }))
+    }
+    return {
+      file,
+      documents: { source: side("source"), destination: side("destination") },
+      seed: keys.seed ?? 1,
+      writesPerSecond: keys.p2pWritesPerSecond ?? 1000,
+      migration: keys.migration ?? {}
+    }
+  })
+
+/**
+ * The simulated group of one side. The destination's memory differs from the source's (its
+ * seeds carry the role), and it is parked in STOP before anything else: an incoming group
+ * waits stopped, and never runs unless the migration commits. Its parking arcs count in the
+ * faults' `nth`.
+ */
+export const simulateSide = (scenario: Scenario, role: Role): Effect.Effect<SimulatedGroup, CliFailure> =>
+  Effect.gen(function* () {
+    const group = yield* decodeGroup(scenario.documents[role]).pipe(
+      Effect.mapError((e) => invalidInput(`${scenario.file} (${role}): ${e.message}`))
+    )
+    const sim = yield* simulateGroup(group, {
+      seed: scenario.seed,
+      writesPerSecond: scenario.writesPerSecond,
+      ...(role === "destination" ? { role } : {})
+    }).pipe(Effect.mapError((e) => invalidInput(`${scenario.file} (${role}): ${e.message}`)))
+    if (role === "destination")
+      yield* stop(sim).pipe(
+        Effect.mapError(
+          (e) =>
+            new CliFailure({ text: `the destination group could not be parked in STOP: ${e.message}`, exitCode: 1 })
+        )
+      )
+    return sim
+  })
+
+/** Compatibility data of simulated devices: their state size and page size. */
+export const simCompatibility = (groups: ReadonlyArray<SimulatedGroup>): Compatibility.Compatibility =>
+  Compatibility.jsonFacts((device: Device) => {
+    for (const g of groups) {
+      const sim = g.devices.get(device.id)
+      if (sim === device) return { stateSize: sim.config.stateSize, pageSize: sim.config.pageSize }
+    }
+    return undefined
+  })
+
+const sessionOptionsOf = (m: MigrationSettings) => ({
+  ...(m.concurrency === undefined ? {} : { concurrency: m.concurrency }),
+  ...(m.errorPolicy === undefined ? {} : { errorPolicy: m.errorPolicy satisfies ErrorPolicy }),
+  ...(m.peerTimeoutMs === undefined ? {} : { peerTimeoutMs: m.peerTimeoutMs }),
+  ...(m.arcTimeoutMs === undefined ? {} : { arcTimeoutMs: m.arcTimeoutMs })
+})
+
+/** The source options a scenario sets (journal and events are the caller's). */
+export const sourceOptionsOf = (m: MigrationSettings): SourceOptions => ({
+  ...sessionOptionsOf(m),
+  ...(m.downtimeLimitMs === undefined ? {} : { downtimeLimitMs: m.downtimeLimitMs }),
+  ...(m.bandwidthLimit === undefined ? {} : { bandwidthLimit: m.bandwidthLimit }),
+  ...(m.maxRounds === undefined ? {} : { maxRounds: m.maxRounds }),
+  ...(m.maxPrecopyMs === undefined ? {} : { maxPrecopyMs: m.maxPrecopyMs }),
+  ...(m.onLimit === undefined ? {} : { onLimit: m.onLimit }),
+  ...(m.precopy === undefined ? {} : { precopy: m.precopy }),
+  ...(m.chunkBytes === undefined ? {} : { chunkBytes: m.chunkBytes })
+})
+
+/** The destination options a scenario sets. */
+export const destinationOptionsOf = (m: MigrationSettings): DestinationOptions => sessionOptionsOf(m)
+
+/** Every device's state, as one JSON-ready record. */
+export const statesOf = (sim: SimulatedGroup): Effect.Effect<Record<string, State | "UNKNOWN">> =>
+  Effect.map(
+    Effect.forEach([...sim.devices.values()], (d) =>
+      d.getState.pipe(
+        Effect.catch(() => Effect.succeed<State | "UNKNOWN">("UNKNOWN")),
+        Effect.map((s) => [d.id, s] as const)
+      )
+    ),
+    (rows) => Object.fromEntries(rows)
+  )
+
+/** P2P violations the fabric recorded (pending writes landed first). */
+export const violationsOf = (sim: SimulatedGroup): Effect.Effect<number> =>
+  Effect.map(sim.fabric.settle, () => sim.fabric.violations().length)
+
+/** Bytes as a short text: `545.7 KiB`. */
+export const formatBytes = (bytes: number): string => {
+  for (const [unit, size] of [
+    ["GiB", 2 ** 30],
+    ["MiB", 2 ** 20],
+    ["KiB", 2 ** 10]
+  ] as const) {
+    if (bytes >= size) return `${(bytes / size).toFixed(1)} ${unit}`
+  }
+  return `${bytes} bytes`
+}
+
+/** Milliseconds as a short text: `49.1 ms`. */
+export const formatMs = (ms: number): string => `${Number.isInteger(ms) ? ms : ms.toFixed(1)} ms`
+
+/** States as `gpu0 RUNNING, gpu1 RUNNING`. */
+export const formatStates = (states: Readonly<Record<string, string>>): string =>
+  Object.entries(states)
+    .map(([id, s]) => `${id} ${s}`)
+    .join(", ")

@@ -1,0 +1,122 @@
+import type { Plan, TransitionEvent } from "@lockstep/coordinator"
+import type { Arc } from "@lockstep/fsm"
+
+/**
+ * How long arcs take, learnt from the arcs this side has run. A latency is looked up for the
+ * device and arc; failing that, the device's mean over the arcs it has run; failing that, the
+ * group's mean; failing that, an assumption.
+ */
+export class ArcTimings {
+  private readonly started = new Map<string, number>()
+  private readonly byArc = new Map<string, number>()
+  private readonly byDevice = new Map<string, { total: number; count: number }>()
+  private total = 0
+  private count = 0
+
+  constructor(private readonly assumedMs: number) {}
+
+  /** Feeds one event of a group transition. */
+  observe(event: TransitionEvent): void {
+    if (event._tag === "ArcStarted") this.started.set(event.id, event.at)
+    if (event._tag !== "ArcDone") return
+    const start = this.started.get(event.id)
+    if (start === undefined) return
+    this.started.delete(event.id)
+    const ms = event.at - start
+    this.byArc.set(key(event.device, event.arc), ms)
+    const d = this.byDevice.get(event.device) ?? { total: 0, count: 0 }
+    this.byDevice.set(event.device, { total: d.total + ms, count: d.count + 1 })
+    this.total += ms
+    this.count += 1
+  }
+
+  /** The expected latency of `arc` on `device`, in ms. */
+  latency(device: string, arc: Arc): number {
+    const seen = this.byArc.get(key(device, arc))
+    if (seen !== undefined) return seen
+    const d = this.byDevice.get(device)
+    if (d !== undefined && d.count > 0) return d.total / d.count
+    return this.count > 0 ? this.total / this.count : this.assumedMs
+  }
+}
+
+const key = (device: string, arc: Arc) => `${device}|${arc.from}>${arc.to}`
+
+/**
+ * The length of a plan's critical path: the longest chain of arcs through its dependencies
+ * (barriers take no time), each arc taking `latency`. This is the least time the plan can
+ * take when every arc runs as soon as its dependencies allow.
+ */
+export const criticalPathMs = (plan: Plan, latency: (device: string, arc: Arc) => number): number => {
+  const finish = new Map<string, number>()
+  const after = new Map<string, ReadonlyArray<string>>()
+  const own = new Map<string, number>()
+  for (const a of plan.arcs) {
+    after.set(a.id, a.after)
+    own.set(a.id, latency(a.device, { from: a.from, to: a.to }))
+  }
+  for (const b of plan.barriers) {
+    after.set(b.id, b.after)
+    own.set(b.id, 0)
+  }
+  const visit = (id: string): number => {
+    const known = finish.get(id)
+    if (known !== undefined) return known
+    let start = 0
+    for (const dep of after.get(id) ?? []) start = Math.max(start, visit(dep))
+    const end = start + (own.get(id) ?? 0)
+    finish.set(id, end)
+    return end
+  }
+  let longest = 0
+  for (const a of plan.arcs) longest = Math.max(longest, visit(a.id))
+  return longest
+}
+
+/**
+ * The downtime a switchover started now would cost, and its parts (all in ms):
+ *
+ *   totalMs = switchoverMs + transferMs + channelMs + resumeMs
+ *   switchoverMs = critical path of the source's switchover plan (current states → STOP_COPY)
+ *   transferMs   = remainingBytes / bandwidth × 1000, remainingBytes = Σ stopCopyLength over devices
+ *   channelMs    = 3 × one-way latency (last bytes, vote, decision) + the journal's write time
+ *   resumeMs     = the destination's critical path RESUMING → STOP → quiesced → RUNNING
+ *
+ * It ignores the overlap the session gets by draining each device as soon as it reaches
+ * STOP_COPY, so it errs on the high side.
+ */
+export interface DowntimeEstimate {
+  readonly totalMs: number
+  readonly switchoverMs: number
+  readonly transferMs: number
+  readonly channelMs: number
+  readonly resumeMs: number
+  readonly remainingBytes: number
+  /** Bytes per second the transfer part assumes; `Infinity` when nothing limits or measures it. */
+  readonly bandwidth: number
+}
+
+/** The inputs of {@link estimateDowntime}. */
+export interface EstimateInputs {
+  readonly switchoverMs: number
+  readonly remainingBytes: number
+  readonly bandwidth: number
+  readonly oneWayMs: number
+  readonly journalMs: number
+  readonly resumeMs: number
+}
+
+/** The downtime estimate from its inputs (see {@link DowntimeEstimate} for the formula). */
+export const estimateDowntime = (i: EstimateInputs): DowntimeEstimate => {
+  const transferMs = i.remainingBytes === 0 ? 0 : (i.remainingBytes / i.bandwidth) * 1000
+  const channelMs = 3 * i.oneWayMs + i.journalMs
+  return {
+    totalMs: i.switchoverMs + transferMs + channelMs + i.resumeMs,
+    switchoverMs: i.switchoverMs,
+    transferMs,
+    channelMs,
+    resumeMs: i.resumeMs,
+    remainingBytes: i.remainingBytes,
+    bandwidth: i.bandwidth
+  }
+}

@@ -1,0 +1,201 @@
+import type { FinalStates, Migratability, TransitionFailed, TransitionRefused } from "@lockstep/coordinator"
+import type { DeviceError } from "@lockstep/device"
+import type { FormatError, TransportError } from "@lockstep/stream"
+import { Data } from "effect"
+import { describeRefusal, type Refusal } from "./Handshake.js"
+import type { Phase, Side } from "./Phase.js"
+
+/** A group that is not migratable (`Migratability.check`): refused before any device is touched. */
+export class NotMigratable extends Data.TaggedError("NotMigratable")<{
+  readonly side: Side
+  readonly blockers: ReadonlyArray<Migratability.Blocker>
+}> {
+  override get message(): string {
+    return `the ${this.side} group is not migratable: ${this.blockers.map((b) => b.reason).join("; ")}`
+  }
+}
+
+/** The destination refused the manifest; `refusals` lists every reason. Nothing was touched on either side. */
+export class HandshakeRefused extends Data.TaggedError("HandshakeRefused")<{
+  readonly refusals: ReadonlyArray<Refusal>
+}> {
+  override get message(): string {
+    return `the destination refused the migration: ${this.refusals.map(describeRefusal).join("; ")}`
+  }
+}
+
+/** The peer gave up and said why (its own typed error, by tag and message). */
+export class PeerAborted extends Data.TaggedError("PeerAborted")<{
+  readonly peer: Side
+  readonly phase: Phase
+  /** The `_tag` of the peer's cause, e.g. `TransitionFailed`. */
+  readonly tag: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `the ${this.peer} aborted in ${this.phase} (${this.tag}): ${this.reason}`
+  }
+}
+
+/** The peer said nothing for longer than the peer timeout while this side waited for it. */
+export class PeerSilent extends Data.TaggedError("PeerSilent")<{
+  readonly waitingFor: string
+  readonly timeoutMs: number
+}> {
+  override get message(): string {
+    return `the peer was silent for ${this.timeoutMs} ms while this side waited for ${this.waitingFor}`
+  }
+}
+
+/** The peer sent something the session protocol does not allow here (a well-formed frame in the wrong place). */
+export class ProtocolViolation extends Data.TaggedError("ProtocolViolation")<{
+  readonly expected: string
+  readonly got: string
+}> {
+  override get message(): string {
+    return `protocol violation: expected ${this.expected}, got ${this.got}`
+  }
+}
+
+/** A device broke the `Device` port's rules (e.g. `NoData` from a STOP_COPY read). */
+export class DeviceMisbehaved extends Data.TaggedError("DeviceMisbehaved")<{
+  readonly device: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `${this.device}: ${this.reason}`
+  }
+}
+
+/**
+ * Pre-copy hit a limit with the downtime estimate still over the limit (or the destination's
+ * switchover-acks missing) and the policy is `abort`.
+ */
+export class PrecopyLimitReached extends Data.TaggedError("PrecopyLimitReached")<{
+  /** `rounds` or `time`: the configured limit; `stalled`: nothing left to pre-copy and the estimate is still over. */
+  readonly limit: "rounds" | "time" | "stalled"
+  readonly rounds: number
+  readonly estimateMs: number
+  readonly downtimeLimitMs: number
+  readonly unacknowledged: ReadonlyArray<string>
+}> {
+  override get message(): string {
+    const acks = this.unacknowledged.length === 0 ? "" : `; no switchover-ack yet for ${this.unacknowledged.join(", ")}`
+    const what =
+      this.limit === "stalled"
+        ? "nothing is left to pre-copy"
+        : `the ${this.limit} limit was reached (${this.rounds} rounds)`
+    return `${what} with the downtime estimate at ${fmt(this.estimateMs)} ms over the limit of ${this.downtimeLimitMs} ms${acks}, and the policy is to abort`
+  }
+}
+
+/** The journal could not be read or written. */
+export class JournalFailed extends Data.TaggedError("JournalFailed")<{
+  readonly operation: "read" | "begin" | "decide" | "complete" | "renounce"
+  readonly location: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `journal ${this.location}: ${this.operation} failed: ${this.reason}`
+  }
+}
+
+/** The source tried to record COMMIT but the journal already holds ABORT for this migration (the destination fenced it). */
+export class DecisionFenced extends Data.TaggedError("DecisionFenced")<{
+  readonly migration: string
+}> {
+  override get message(): string {
+    return `migration ${this.migration} was already decided ABORT in the journal (fenced by the destination); it cannot commit`
+  }
+}
+
+/**
+ * The destination voted to commit and then lost the source before hearing the decision, and
+ * could not read it from the source's journal. Its devices stay validated in STOP: neither
+ * running nor reset, until `Journal.ownership` of the source's journal says which side owns the group.
+ */
+export class CommitInDoubt extends Data.TaggedError("CommitInDoubt")<{
+  readonly migration: string
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `migration ${this.migration}: the commit decision is unknown (${this.reason}); the destination devices stay in STOP until the source's journal is read`
+  }
+}
+
+/** The destination's `beforeVote` hook failed. */
+export class PreparationFailed extends Data.TaggedError("PreparationFailed")<{
+  readonly reason: string
+}> {
+  override get message(): string {
+    return `preparing the destination to commit failed: ${this.reason}`
+  }
+}
+
+/** The session was interrupted from outside (a shutdown, a cancelled migration). */
+export class MigrationInterrupted extends Data.TaggedError("MigrationInterrupted") {
+  override get message(): string {
+    return "the migration was interrupted"
+  }
+}
+
+/** Every reason a migration can fail. */
+export type MigrationCause =
+  | NotMigratable
+  | HandshakeRefused
+  | PeerAborted
+  | PeerSilent
+  | ProtocolViolation
+  | DeviceMisbehaved
+  | PrecopyLimitReached
+  | JournalFailed
+  | DecisionFenced
+  | CommitInDoubt
+  | PreparationFailed
+  | MigrationInterrupted
+  | TransitionFailed
+  | TransitionRefused
+  | DeviceError
+  | TransportError
+  | FormatError
+
+/**
+ * A migration failed. Each side reports exactly one: `phase` says where it failed, `origin` on
+ * which side (or in the channel between them), `cause` why; `states` is how this side's devices
+ * ended. Before commit the source rolls back to RUNNING and the destination resets its devices
+ * and parks them in STOP; `recovered` says whether that completed.
+ */
+export class MigrationFailed extends Data.TaggedError("MigrationFailed")<{
+  /** The side reporting. */
+  readonly side: Side
+  readonly phase: Phase
+  /** Where the failure began: this side, the peer, or the channel between them. */
+  readonly origin: Side | "channel"
+  readonly cause: MigrationCause
+  /** The migration id agreed in the handshake, if it got that far. */
+  readonly migration: string | undefined
+  /** This side's devices after its recovery. */
+  readonly states: FinalStates
+  /** Source: back in RUNNING. Destination: reset and parked in STOP (or, in doubt, left in STOP). */
+  readonly recovered: boolean
+  /** What went wrong during the recovery, if anything did. */
+  readonly recoveryProblem: string | undefined
+}> {
+  override get message(): string {
+    const where =
+      this.origin === this.side ? "here" : this.origin === "channel" ? "in the channel" : `on the ${this.origin}`
+    const states = Object.entries(this.states)
+      .map(([id, s]) => `${id}=${s}`)
+      .join(", ")
+    const recovery = this.recovered
+      ? this.side === "source"
+        ? "the source group is back in RUNNING"
+        : this.cause._tag === "CommitInDoubt"
+          ? "the destination devices wait in STOP"
+          : "the destination devices were reset and parked in STOP"
+      : `recovery incomplete${this.recoveryProblem === undefined ? "" : ` (${this.recoveryProblem})`}`
+    return `${this.side}: migration failed in ${this.phase} (${where}): ${this.cause.message}; ${recovery}; devices now ${states}`
+  }
+}
+
+const fmt = (ms: number): string => (Number.isFinite(ms) ? ms.toFixed(1) : "∞")

@@ -1,0 +1,169 @@
+import {
+  type FinalStates,
+  type GroupRuntime,
+  stop,
+  type TransitionEvent,
+  type TransitionOptions
+} from "@lockstep/coordinator"
+import type { State } from "@lockstep/fsm"
+import type { FrameWriter } from "@lockstep/stream"
+import { Cause, Data, Effect, Exit, Option } from "effect"
+import type { ArcTimings } from "./Estimate.js"
+import type { EventSink } from "./Events.js"
+import type { MigrationCause } from "./MigrationError.js"
+import type { ResolvedSessionOptions } from "./Options.js"
+import type { Phase, Side } from "./Phase.js"
+import { encodeMessage, type SessionMessage } from "./SessionMessage.js"
+
+/** Internal: a cause, with the phase it happened in. Sessions turn it into one `MigrationFailed`. */
+export class SessionFault extends Data.TaggedError("SessionFault")<{
+  readonly cause: MigrationCause
+  readonly phase: Phase
+}> {}
+
+const channelTags: ReadonlySet<string> = new Set([
+  "TransportClosed",
+  "TransportTimeout",
+  "TlsRefused",
+  "ConnectFailed",
+  "TransportFailed",
+  "WrongMagic",
+  "UnsupportedVersion",
+  "ChecksumMismatch",
+  "UnknownFrameType",
+  "FrameTooLarge",
+  "MalformedFrame",
+  "FrameOutOfOrder",
+  "UnknownDevice",
+  "ChunkAfterDeviceEnd",
+  "DuplicateDeviceEnd",
+  "DeviceTotalMismatch",
+  "DeviceNotEnded",
+  "StreamTotalsMismatch",
+  "Truncated",
+  "DataAfterStreamEnd",
+  "PeerSilent"
+])
+
+/** Whether a cause is the channel's (transport or stream format) rather than either side's. */
+export const isChannelCause = (cause: MigrationCause): boolean => channelTags.has(cause._tag)
+
+/** Where a cause began, seen from `side`. */
+export const originOf = (side: Side, cause: MigrationCause): Side | "channel" => {
+  if (cause._tag === "PeerAborted") return cause.peer
+  if (cause._tag === "HandshakeRefused") return "destination"
+  if (cause._tag === "ProtocolViolation") return side === "source" ? "destination" : "source"
+  return isChannelCause(cause) ? "channel" : side
+}
+
+/** Phase bookkeeping: which phase a side is in, how long each took, and the events. */
+export class PhaseLog {
+  phase: Phase = "handshake"
+  private since: number
+  readonly durations: Partial<Record<Phase, number>> = {}
+
+  constructor(
+    private readonly side: Side,
+    private readonly emit: EventSink,
+    private readonly now: () => number
+  ) {
+    this.since = now()
+    emit({ _tag: "PhaseStarted", side, phase: this.phase, at: this.since })
+  }
+
+  /** Ends the current phase and starts `phase`. */
+  enter(phase: Phase): void {
+    this.end()
+    this.phase = phase
+    this.since = this.now()
+    this.emit({ _tag: "PhaseStarted", side: this.side, phase, at: this.since })
+  }
+
+  /** Ends the current phase (at the end of the session). */
+  end(): void {
+    if (this.durations[this.phase] !== undefined) return
+    const at = this.now()
+    this.durations[this.phase] = roundMs(at - this.since)
+    this.emit({ _tag: "PhaseEnded", side: this.side, phase: this.phase, at, durationMs: at - this.since })
+  }
+}
+
+/** The options of a group transition run by a session: its policies, its events forwarded, its arcs timed. */
+export const transitionOptions = (
+  o: ResolvedSessionOptions,
+  side: Side,
+  step: string,
+  timings: ArcTimings | undefined,
+  also?: (event: TransitionEvent) => void
+): TransitionOptions => ({
+  errorPolicy: o.errorPolicy,
+  arcTimeoutMs: o.arcTimeoutMs,
+  concurrency: o.arcConcurrency,
+  onEvent: (event) => {
+    timings?.observe(event)
+    also?.(event)
+    o.onEvent({ _tag: "GroupTransition", side, step, event })
+  }
+})
+
+/** Every device's state as it reports it now (`UNKNOWN` where it cannot). */
+export const readStates = (runtime: GroupRuntime): Effect.Effect<FinalStates> =>
+  Effect.map(
+    Effect.forEach(
+      runtime.group.devices,
+      (d) => {
+        const device = runtime.devices.get(d.id)
+        const state = device === undefined ? Effect.succeed(Option.none<State>()) : Effect.option(device.getState)
+        return Effect.map(state, (s) => [d.id, Option.getOrElse(s, (): State | "UNKNOWN" => "UNKNOWN")] as const)
+      },
+      { concurrency: "unbounded" }
+    ),
+    (rows) => Object.fromEntries(rows)
+  )
+
+/** Sends one session message as a control frame, about `device` (a manifest index) if given. */
+export const send = (
+  writer: FrameWriter.FrameWriter,
+  message: SessionMessage,
+  device?: number
+): Effect.Effect<void, FrameWriter.FrameWriteError> => {
+  const { kind, payload } = encodeMessage(message)
+  return writer.control(kind, device === undefined ? { payload } : { device, payload })
+}
+
+/** A failure's reason, as the `Aborted` message carries it to the peer. */
+export const abortMessage = (phase: Phase, cause: MigrationCause): SessionMessage => ({
+  _tag: "Aborted",
+  phase,
+  tag: cause._tag,
+  reason: cause.message
+})
+
+/**
+ * Takes a destination group out of a failed migration: resets every device (the only way out of
+ * RESUMING; a reset device has bus mastering off and starts no DMA), then parks the group in
+ * STOP so that nothing of the failed migration ever runs. Under the quarantine policy a device
+ * in ERROR is left for diagnosis and the group is not parked. Answers what went wrong, if anything.
+ */
+export const resetAndPark = (runtime: GroupRuntime, o: ResolvedSessionOptions): Effect.Effect<string | undefined> =>
+  Effect.gen(function* () {
+    const states = yield* readStates(runtime)
+    const keep = (id: string) => o.errorPolicy === "quarantine" && states[id] === "ERROR"
+    const resets = yield* Effect.forEach(
+      runtime.group.devices.filter((d) => !keep(d.id)),
+      (d) => {
+        const device = runtime.devices.get(d.id)
+        return device === undefined ? Effect.succeed(Exit.void) : Effect.exit(device.reset)
+      },
+      { concurrency: "unbounded" }
+    )
+    const failedResets = resets.filter(Exit.isFailure).map((e) => Cause.pretty(e.cause))
+    if (failedResets.length > 0) return `reset failed: ${failedResets.join("; ")}`
+    if (runtime.group.devices.some((d) => keep(d.id)))
+      return "a device in ERROR is quarantined; the group was not parked"
+    const parked = yield* Effect.exit(stop(runtime, transitionOptions(o, "destination", "park", undefined)))
+    return Exit.isFailure(parked) ? `parking in STOP failed: ${Cause.pretty(parked.cause)}` : undefined
+  })
+
+/** Milliseconds to the microsecond: virtual time and pacing make long fractions that mean nothing. */
+export const roundMs = (ms: number): number => Math.round(ms * 1000) / 1000

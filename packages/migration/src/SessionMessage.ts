@@ -1,0 +1,87 @@
+import type { Control, ControlKind } from "@lockstep/stream"
+import { Result, Schema } from "effect"
+import { RefusalSchema } from "./Handshake.js"
+import { Phases } from "./Phase.js"
+
+/*
+ * The session protocol rides in the stream's control frames: the frame's kind says what sort of
+ * message it is, its payload (JSON) says exactly which one. Source → destination travels in the
+ * data stream, between chunks; destination → source in the destination's own stream, which has
+ * no manifest and names devices by the source's manifest indices.
+ *
+ *   source → destination                      destination → source
+ *   Manifest (handshake offer)
+ *                                             accept  Accepted {migration}  | refuse Refused {refusals}
+ *   Chunk…
+ *   switchover-ack(d) InitialDataSent         switchover-ack(d) InitialDataReceived {resumeEstimateMs}
+ *   switchover-ack    SwitchoverBegun
+ *   Chunk…, DeviceEnd(d)…
+ *                                             commit  Prepared {validateMs}    (vote: validated, in STOP)
+ *   commit  Committed  (COMMIT is journalled)
+ *   StreamEnd
+ *                                             commit  Resumed {resumeMs}       (running), StreamEnd
+ *   abort   Aborted {phase, tag, reason}      abort   Aborted {…}              (either side, any time before the end)
+ */
+
+const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
+
+const messages = {
+  Accepted: Schema.TaggedStruct("Accepted", { migration: Schema.String }),
+  Refused: Schema.TaggedStruct("Refused", { refusals: Schema.Array(RefusalSchema) }),
+  InitialDataSent: Schema.TaggedStruct("InitialDataSent", { bytes: NonNegative }),
+  InitialDataReceived: Schema.TaggedStruct("InitialDataReceived", { resumeEstimateMs: NonNegative }),
+  SwitchoverBegun: Schema.TaggedStruct("SwitchoverBegun", {}),
+  Prepared: Schema.TaggedStruct("Prepared", { validateMs: NonNegative }),
+  Committed: Schema.TaggedStruct("Committed", {}),
+  Resumed: Schema.TaggedStruct("Resumed", { resumeMs: NonNegative }),
+  Aborted: Schema.TaggedStruct("Aborted", {
+    phase: Schema.Literals(Phases),
+    tag: Schema.String,
+    reason: Schema.String
+  })
+}
+
+const SessionMessageSchema = Schema.Union(Object.values(messages))
+
+/** One message of the session protocol. */
+export type SessionMessage = typeof SessionMessageSchema.Type
+
+/** The control kind each message travels as. */
+const kindOf: Readonly<Record<SessionMessage["_tag"], ControlKind>> = {
+  Accepted: "accept",
+  Refused: "refuse",
+  InitialDataSent: "switchover-ack",
+  InitialDataReceived: "switchover-ack",
+  SwitchoverBegun: "switchover-ack",
+  Prepared: "commit",
+  Committed: "commit",
+  Resumed: "commit",
+  Aborted: "abort"
+}
+
+/** The kind and payload of the control frame carrying `message`. */
+export const encodeMessage = (
+  message: SessionMessage
+): { readonly kind: ControlKind; readonly payload: Uint8Array } => ({
+  kind: kindOf[message._tag],
+  payload: new TextEncoder().encode(JSON.stringify(message))
+})
+
+const decodeJson = Schema.decodeUnknownResult(SessionMessageSchema)
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
+/** The message a control frame carries, or why it is not one (bad JSON, unknown message, kind that does not match). */
+export const decodeMessage = (control: Control): Result.Result<SessionMessage, string> => {
+  let json: unknown
+  try {
+    json = JSON.parse(utf8.decode(control.payload))
+  } catch (cause) {
+    return Result.fail(`a ${control.kind} control frame whose payload is not JSON (${String(cause)})`)
+  }
+  const decoded = decodeJson(json)
+  if (Result.isFailure(decoded)) return Result.fail(`a ${control.kind} control frame with an unknown payload`)
+  const message = decoded.success
+  return kindOf[message._tag] === control.kind
+    ? Result.succeed(message)
+    : Result.fail(`${message._tag} in a ${control.kind} control frame`)
+}

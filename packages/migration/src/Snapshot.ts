@@ -1,0 +1,284 @@
+import {
+  enterStopCopy,
+  type FinalStates,
+  type GroupRuntime,
+  Migratability,
+  prepareResume,
+  resume,
+  stop,
+  transition
+} from "@lockstep/coordinator"
+import type { Device } from "@lockstep/device"
+import { type ByteSink, type ByteSource, type Frame, FrameReader, FrameWriter, type Manifest } from "@lockstep/stream"
+import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option } from "effect"
+import { throttle } from "./Bandwidth.js"
+import type { DeviceTotals } from "./Events.js"
+import { checkManifest, manifestOf } from "./Handshake.js"
+import { loadDevices } from "./Loading.js"
+import {
+  HandshakeRefused,
+  type MigrationCause,
+  MigrationFailed,
+  MigrationInterrupted,
+  NotMigratable,
+  ProtocolViolation
+} from "./MigrationError.js"
+import { resolveSession, type SessionOptions } from "./Options.js"
+import { originOf, PhaseLog, readStates, resetAndPark, SessionFault, transitionOptions } from "./Session.js"
+import { drainDevice } from "./Transfer.js"
+
+/** Options of {@link saveGroup}. */
+export interface SaveOptions extends SessionOptions {
+  /** Largest read from a device, and largest chunk frame. Default 256 KiB. */
+  readonly chunkBytes?: number | undefined
+  /** The most bytes per second written. Default: no limit. */
+  readonly bandwidthLimit?: number | undefined
+  /** Where the group is left once saved: stopped with its state (`STOP_COPY`, the default) or running again. */
+  readonly leave?: "STOP_COPY" | "RUNNING" | undefined
+}
+
+/** What {@link saveGroup} wrote. */
+export interface SaveSummary {
+  readonly bytes: number
+  readonly devices: Readonly<Record<string, number>>
+  /** From the first stop-copy arc to the last device's end marker, in ms. */
+  readonly stoppedMs: number
+  readonly states: FinalStates
+}
+
+/**
+ * Saves a group's state into a byte sink (a file, say): the same stream a migration sends, with
+ * no pre-copy and no peer. The group goes to STOP_COPY through the quiescent states, each device
+ * is drained as soon as it gets there, and the stream is ended with its totals. On failure the
+ * group is rolled back to RUNNING.
+ */
+export const saveGroup: (
+  runtime: GroupRuntime,
+  sink: ByteSink,
+  options?: SaveOptions
+) => Effect.Effect<SaveSummary, MigrationFailed> = Effect.fn("Migration.save")(function* (
+  runtime: GroupRuntime,
+  sink: ByteSink,
+  options: SaveOptions = {}
+) {
+  const o = resolveSession(options)
+  const clock = yield* Clock.Clock
+  const now = () => clock.currentTimeMillisUnsafe()
+  const log = new PhaseLog("source", o.onEvent, now)
+  const fault = (cause: MigrationCause) => new SessionFault({ cause, phase: log.phase })
+  const located = <A, E extends MigrationCause>(effect: Effect.Effect<A, E>) => Effect.mapError(effect, fault)
+  const ids = runtime.group.devices.map((d) => d.id)
+  const indexOf = new Map(ids.map((id, i) => [id, i] as const))
+  const chunkBytes = Math.max(1, Math.floor(options.chunkBytes ?? 256 * 1024))
+  const pace = throttle(options.bandwidthLimit ?? Number.POSITIVE_INFINITY)
+  const sent = ids.map(() => 0)
+
+  const work = Effect.gen(function* () {
+    const report = Migratability.check(runtime.group)
+    if (!report.migratable) return yield* fault(new NotMigratable({ side: "source", blockers: report.blockers }))
+    const devices = yield* manifestOf(runtime, o.compatibility)
+    const writer = yield* located(FrameWriter.make(sink, { chunkBytes }))
+    yield* located(writer.manifest(devices))
+    log.enter("switchover")
+    let stopping = false
+    let first: number | undefined
+    const ready = ids.map(() => Deferred.makeUnsafe<boolean>())
+    const release = (i: number, go: boolean) => {
+      const d = ready[i]
+      if (d !== undefined) Deferred.doneUnsafe(d, Effect.succeed(go))
+    }
+    const drains = yield* Effect.forkChild(
+      Effect.forEach(
+        ids.map((_, i) => i),
+        (i) =>
+          Effect.gen(function* () {
+            const go = yield* Deferred.await(ready[i] ?? Deferred.makeUnsafe<boolean>())
+            if (!go || stopping) return
+            const device = runtime.devices.get(ids[i] ?? "")
+            if (device === undefined) return
+            const drained = yield* Effect.exit(drainDevice(device, i, writer, pace, chunkBytes, () => stopping))
+            if (Exit.isFailure(drained)) {
+              stopping = true
+              return yield* Effect.failCause(drained.cause)
+            }
+            sent[i] = drained.value
+          }),
+        { concurrency: o.concurrency, discard: true }
+      )
+    )
+    const switched = yield* Effect.exit(
+      enterStopCopy(
+        runtime,
+        transitionOptions(o, "source", "enterStopCopy", undefined, (event) => {
+          if (event._tag === "ArcStarted") first ??= event.at
+          if (event._tag === "ArcDone" && event.arc.to === "STOP_COPY") release(indexOf.get(event.device) ?? -1, true)
+        })
+      )
+    )
+    if (Exit.isFailure(switched)) {
+      stopping = true
+      for (let i = 0; i < ids.length; i++) release(i, false)
+      yield* Fiber.await(drains)
+      return yield* Effect.failCause(Cause.map(switched.cause, fault))
+    }
+    for (let i = 0; i < ids.length; i++) release(i, true)
+    log.enter("drain")
+    yield* Effect.mapError(Fiber.join(drains), fault)
+    const end = yield* located(writer.end)
+    const stoppedMs = now() - (first ?? now())
+    if (options.leave === "RUNNING")
+      yield* located(transition(runtime, "RUNNING", transitionOptions(o, "source", "resume", undefined)))
+    log.end()
+    return {
+      bytes: end.bytes,
+      devices: Object.fromEntries(ids.map((id, i) => [id, sent[i] ?? 0])),
+      stoppedMs,
+      states: yield* readStates(runtime)
+    } satisfies SaveSummary
+  })
+
+  return yield* Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function* () {
+      const outcome = yield* Effect.exit(restore(work))
+      if (Exit.isSuccess(outcome)) return outcome.value
+      const failure = Option.getOrElse(Cause.findErrorOption(outcome.cause), () => fault(new MigrationInterrupted()))
+      const back = yield* Effect.exit(
+        transition(runtime, "RUNNING", transitionOptions(o, "source", "rollback", undefined))
+      )
+      const states = yield* readStates(runtime)
+      const recovered = Exit.isSuccess(back) && ids.every((id) => states[id] === "RUNNING")
+      o.onEvent({ _tag: "Recovered", side: "source", ok: recovered, states, at: now() })
+      log.end()
+      return yield* new MigrationFailed({
+        side: "source",
+        phase: failure.phase,
+        origin: originOf("source", failure.cause),
+        cause: failure.cause,
+        migration: undefined,
+        states,
+        recovered,
+        recoveryProblem: Exit.isFailure(back) ? Cause.pretty(back.cause) : undefined
+      })
+    })
+  )
+})
+
+/** Options of {@link restoreGroup}. */
+export interface RestoreOptions extends SessionOptions {
+  /** Resume the group to RUNNING once its data is validated (default), or leave it validated in STOP. */
+  readonly resume?: boolean | undefined
+}
+
+/** What {@link restoreGroup} loaded. */
+export interface RestoreSummary {
+  readonly bytes: number
+  readonly devices: Readonly<Record<string, DeviceTotals>>
+  readonly states: FinalStates
+}
+
+/**
+ * Restores a saved stream (from {@link saveGroup}, or any stream without control frames) into
+ * a group: the manifest is checked against the group before any device is touched, every device
+ * goes to RESUMING, takes its data, validates (→ STOP), and resumes unless told not to. On
+ * failure the devices are reset and parked in STOP.
+ */
+export const restoreGroup: (
+  runtime: GroupRuntime,
+  source: ByteSource,
+  options?: RestoreOptions
+) => Effect.Effect<RestoreSummary, MigrationFailed> = Effect.fn("Migration.restore")(function* (
+  runtime: GroupRuntime,
+  source: ByteSource,
+  options: RestoreOptions = {}
+) {
+  const o = resolveSession(options)
+  const clock = yield* Clock.Clock
+  const now = () => clock.currentTimeMillisUnsafe()
+  const log = new PhaseLog("destination", o.onEvent, now)
+  const fault = (cause: MigrationCause) => new SessionFault({ cause, phase: log.phase })
+  const located = <A, E extends MigrationCause>(effect: Effect.Effect<A, E>) => Effect.mapError(effect, fault)
+  const reader = yield* FrameReader.make(source)
+  let touched = false
+  const nextFrame: Effect.Effect<Frame, SessionFault> = located(reader.next).pipe(
+    Effect.flatMap((frame) =>
+      Option.isSome(frame)
+        ? Effect.succeed(frame.value)
+        : Effect.fail(fault(new ProtocolViolation({ expected: "more frames", got: "the end of the stream" })))
+    )
+  )
+
+  const work = Effect.gen(function* () {
+    const first = yield* nextFrame
+    if (first._tag !== "Manifest")
+      return yield* fault(new ProtocolViolation({ expected: "the manifest", got: `a ${first._tag} frame` }))
+    const manifest: Manifest = first
+    const refusals = yield* checkManifest(manifest, runtime, o.compatibility)
+    if (refusals.length > 0) return yield* fault(new HandshakeRefused({ refusals }))
+    log.enter("prepare")
+    touched = true
+    yield* located(prepareResume(runtime, transitionOptions(o, "destination", "prepareResume", undefined)))
+    log.enter("drain")
+    const devices: ReadonlyArray<Device> = manifest.devices.map((d) => {
+      const device = runtime.devices.get(d.id)
+      if (device === undefined) throw new RangeError(`checked manifest names ${d.id}, which the runtime lacks`)
+      return device
+    })
+    const totals = yield* loadDevices({
+      manifest,
+      devices,
+      nextFrame,
+      onControl: (control) =>
+        Effect.fail(fault(new ProtocolViolation({ expected: "device data", got: `a ${control.kind} control frame` }))),
+      acknowledge: () => Effect.void,
+      located,
+      concurrency: typeof o.concurrency === "number" ? o.concurrency : devices.length,
+      queueDepth: 4,
+      emit: o.onEvent,
+      now
+    })
+    const end = yield* nextFrame
+    if (end._tag !== "StreamEnd")
+      return yield* fault(new ProtocolViolation({ expected: "the stream end", got: `a ${end._tag} frame` }))
+    const after = yield* located(reader.next)
+    if (Option.isSome(after))
+      return yield* fault(new ProtocolViolation({ expected: "nothing after the stream end", got: after.value._tag }))
+    log.enter("validate")
+    yield* located(stop(runtime, transitionOptions(o, "destination", "validate", undefined)))
+    if (options.resume !== false) {
+      log.enter("resume")
+      yield* located(resume(runtime, transitionOptions(o, "destination", "resume", undefined)))
+    }
+    log.end()
+    return {
+      bytes: end.bytes,
+      devices: Object.fromEntries(
+        manifest.devices.map((d, i) => [d.id, totals[i] ?? { precopyBytes: 0, stopCopyBytes: 0 }])
+      ),
+      states: yield* readStates(runtime)
+    } satisfies RestoreSummary
+  })
+
+  return yield* Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function* () {
+      const outcome = yield* Effect.exit(restore(work))
+      if (Exit.isSuccess(outcome)) return outcome.value
+      const failure = Option.getOrElse(Cause.findErrorOption(outcome.cause), () => fault(new MigrationInterrupted()))
+      const problem = touched ? yield* resetAndPark(runtime, o) : undefined
+      const states = yield* readStates(runtime)
+      const recovered =
+        problem === undefined && (!touched || runtime.group.devices.every((d) => states[d.id] === "STOP"))
+      o.onEvent({ _tag: "Recovered", side: "destination", ok: recovered, states, at: now() })
+      log.end()
+      return yield* new MigrationFailed({
+        side: "destination",
+        phase: failure.phase,
+        origin: originOf("destination", failure.cause),
+        cause: failure.cause,
+        migration: undefined,
+        states,
+        recovered,
+        recoveryProblem: problem
+      })
+    })
+  )
+})

@@ -1,0 +1,613 @@
+import {
+  beginPrecopy,
+  enterStopCopy,
+  enterStopCopyPlan,
+  type FinalStates,
+  type GroupRuntime,
+  Migratability,
+  planTransition,
+  transition
+} from "@lockstep/coordinator"
+import type { Device } from "@lockstep/device"
+import { hasFlag, type State } from "@lockstep/fsm"
+import { FrameReader, FrameWriter, type Manifest, type Transport, withTimeouts } from "@lockstep/stream"
+import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option, Queue, Result } from "effect"
+import { assumedRate, BandwidthMeter, throttle } from "./Bandwidth.js"
+import { ArcTimings, criticalPathMs, type DowntimeEstimate, estimateDowntime } from "./Estimate.js"
+import type { DeviceTotals, SourceSummary, SwitchoverReason } from "./Events.js"
+import { manifestOf } from "./Handshake.js"
+import {
+  DecisionFenced,
+  HandshakeRefused,
+  type MigrationCause,
+  MigrationFailed,
+  MigrationInterrupted,
+  NotMigratable,
+  PeerAborted,
+  PeerSilent,
+  PrecopyLimitReached,
+  ProtocolViolation
+} from "./MigrationError.js"
+import { resolveSource, type SourceOptions } from "./Options.js"
+import {
+  abortMessage,
+  isChannelCause,
+  originOf,
+  PhaseLog,
+  readStates,
+  roundMs,
+  SessionFault,
+  send,
+  transitionOptions
+} from "./Session.js"
+import { decodeMessage } from "./SessionMessage.js"
+import { drainDevice, precopyProgress, pumpPrecopy } from "./Transfer.js"
+
+type Accepted = { readonly _tag: "Accepted"; readonly migration: string }
+type Refused = { readonly _tag: "Refused"; readonly refusals: HandshakeRefused["refusals"] }
+
+/** An acknowledgement of one device's initial data, with the destination's resume estimate. */
+interface Ack {
+  readonly device: number
+  readonly resumeEstimateMs: number
+}
+
+/** How far the source got: what its summary and its recovery need. */
+interface SourceProgress {
+  migration: string | undefined
+  /** The journal knows the migration. */
+  begun: boolean
+  /** COMMIT is journalled: the source must stay stopped unless the destination renounces. */
+  committed: boolean
+  writer: FrameWriter.FrameWriter | undefined
+  rounds: number
+  reason: SwitchoverReason
+  estimate: DowntimeEstimate | undefined
+  oneWayMs: number
+  /** When the first switchover arc started. */
+  switchoverAt: number | undefined
+  switchoverCriticalPathMs: number
+  decidedAt: number | undefined
+  destinationResumeMs: number | undefined
+}
+
+/**
+ * The source side of a migration: offers `runtime`'s group over `transport`, pre-copies while
+ * the group runs, switches over, drains, and commits through the journal. The session owns the
+ * transport and closes it when done.
+ *
+ * On success the source group stays stopped (STOP_COPY): the destination owns it. On any
+ * failure before COMMIT is journalled (and after it, if the destination renounces a failed
+ * resume) the group is rolled back to RUNNING, the destination is told why, and the session
+ * fails with one `MigrationFailed`. If the channel is lost after COMMIT, the migration stands:
+ * the summary says the destination did not confirm.
+ */
+export const migrateSource: (
+  runtime: GroupRuntime,
+  transport: Transport,
+  options?: SourceOptions
+) => Effect.Effect<SourceSummary, MigrationFailed> = Effect.fn("Migration.source")(function* (
+  runtime: GroupRuntime,
+  transport: Transport,
+  options: SourceOptions = {}
+) {
+  const o = resolveSource(options)
+  const clock = yield* Clock.Clock
+  const now = () => clock.currentTimeMillisUnsafe()
+  const emit = o.onEvent
+  const startedAt = now()
+  const log = new PhaseLog("source", emit, now)
+  const timings = new ArcTimings(o.assumedArcLatencyMs)
+  const link = withTimeouts(transport, { write: o.peerTimeoutMs })
+  const ids = runtime.group.devices.map((d) => d.id)
+  const indexOf = new Map(ids.map((id, i) => [id, i] as const))
+  const totals: Array<{ precopyBytes: number; stopCopyBytes: number }> = ids.map(() => ({
+    precopyBytes: 0,
+    stopCopyBytes: 0
+  }))
+  const fault = (cause: MigrationCause) =>
+    new SessionFault({ cause, phase: cause._tag === "PeerAborted" ? cause.phase : log.phase })
+  const located = <A, E extends MigrationCause, R>(effect: Effect.Effect<A, E, R>) => Effect.mapError(effect, fault)
+
+  const s: SourceProgress = {
+    migration: undefined,
+    begun: false,
+    committed: false,
+    writer: undefined,
+    rounds: 0,
+    reason: "no-precopy",
+    estimate: undefined,
+    oneWayMs: 0,
+    switchoverAt: undefined,
+    switchoverCriticalPathMs: 0,
+    decidedAt: undefined,
+    destinationResumeMs: undefined
+  }
+
+  // What the destination says, read by a fiber of its own so that it is heard while this side
+  // is busy writing (a destination that aborts stops reading, and a blocked write must not hide it).
+  const answer = yield* Deferred.make<Accepted | Refused>()
+  const acks = yield* Queue.unbounded<Ack>()
+  const prepared = yield* Deferred.make<number>()
+  const resumed = yield* Deferred.make<number>()
+  const peerFailure = yield* Deferred.make<never, MigrationCause>()
+  const peerDone = yield* Deferred.make<void>()
+  const violation = (expected: string, got: string) =>
+    Deferred.fail(peerFailure, new ProtocolViolation({ expected, got }))
+
+  const listen = (reader: FrameReader.FrameReader): Effect.Effect<void> =>
+    Effect.gen(function* () {
+      for (;;) {
+        const next = yield* Effect.result(reader.next)
+        if (Result.isFailure(next)) return yield* Deferred.fail(peerFailure, next.failure)
+        if (Option.isNone(next.success)) {
+          if (!Deferred.isDoneUnsafe(resumed))
+            yield* violation("the destination's confirmation", "the end of its stream")
+          return
+        }
+        const frame = next.success.value
+        if (frame._tag === "StreamEnd") continue
+        if (frame._tag !== "Control") return yield* violation("control frames", `a ${frame._tag} frame`)
+        const decoded = decodeMessage(frame)
+        if (Result.isFailure(decoded)) return yield* violation("a session message", decoded.failure)
+        const message = decoded.success
+        switch (message._tag) {
+          case "Accepted":
+          case "Refused":
+            yield* Deferred.succeed(answer, message)
+            break
+          case "InitialDataReceived":
+            if (frame.device === undefined) return yield* violation("an acknowledged device", "none")
+            yield* Queue.offer(acks, { device: frame.device, resumeEstimateMs: message.resumeEstimateMs })
+            break
+          case "Prepared":
+            yield* Deferred.succeed(prepared, message.validateMs)
+            break
+          case "Resumed":
+            yield* Deferred.succeed(resumed, message.resumeMs)
+            break
+          case "Aborted":
+            // Keep reading to the end of its stream: hanging up on unread bytes would reset the
+            // connection under the destination.
+            yield* Deferred.fail(
+              peerFailure,
+              new PeerAborted({ peer: "destination", phase: message.phase, tag: message.tag, reason: message.reason })
+            )
+            break
+          default:
+            return yield* violation("a destination's message", message._tag)
+        }
+      }
+    }).pipe(Effect.ensuring(Deferred.succeed(peerDone, undefined)))
+
+  /** Waits for what the destination must say next; silence past the peer timeout fails. */
+  const expect = <A>(deferred: Deferred.Deferred<A>, what: string): Effect.Effect<A, SessionFault> =>
+    Deferred.await(deferred).pipe(
+      Effect.timeoutOrElse({
+        duration: o.peerTimeoutMs,
+        orElse: () => Effect.fail(fault(new PeerSilent({ waitingFor: what, timeoutMs: o.peerTimeoutMs })))
+      })
+    )
+
+  const deviceAt = (i: number): Device => {
+    const id = ids[i] ?? ""
+    const device = runtime.devices.get(id)
+    if (device === undefined) throw new RangeError(`no device ${id} in the group runtime`)
+    return device
+  }
+
+  const work: Effect.Effect<SourceSummary, SessionFault> = Effect.gen(function* () {
+    // Handshake: nothing is touched until the destination accepts and the journal knows.
+    const report = Migratability.check(runtime.group)
+    if (!report.migratable) return yield* fault(new NotMigratable({ side: "source", blockers: report.blockers }))
+    for (const id of ids) deviceAt(indexOf.get(id) ?? -1)
+    const writer = yield* located(FrameWriter.make(link, { chunkBytes: o.chunkBytes }))
+    s.writer = writer
+    const offeredAt = now()
+    yield* located(writer.manifest(devices))
+    const reply = yield* expect(answer, "the destination's answer to the manifest")
+    if (reply._tag === "Refused") return yield* fault(new HandshakeRefused({ refusals: reply.refusals }))
+    s.oneWayMs = (now() - offeredAt) / 2
+    const migration = reply.migration
+    s.migration = migration
+    const journalStart = now()
+    yield* located(o.journal.begin(migration))
+    s.begun = true
+    const journalMs = now() - journalStart
+    emit({ _tag: "HandshakeDone", side: "source", migration, at: now() })
+
+    // Prepare: PRE_COPY where supported.
+    log.enter("prepare")
+    const precopyDevices = o.precopy
+      ? runtime.group.devices.flatMap((d, i) => (hasFlag(d.flags, "PRE_COPY") ? [i] : []))
+      : []
+    let states: Readonly<Record<string, State>> = Object.fromEntries(ids.map((id): [string, State] => [id, "RUNNING"]))
+    if (precopyDevices.length > 0) {
+      const begun = yield* located(beginPrecopy(runtime, transitionOptions(o, "source", "beginPrecopy", timings)))
+      states = begun.to
+    }
+
+    // Pre-copy rounds.
+    const pace = throttle(o.bandwidthLimit)
+    const meter = new BandwidthMeter()
+    let stopping = false
+    const sentMarker = new Set<number>()
+    const acked = new Set<number>()
+    const takeAcks = (acksNow: ReadonlyArray<Ack>) => {
+      for (const ack of acksNow) {
+        if (acked.has(ack.device)) continue
+        acked.add(ack.device)
+        s.destinationResumeMs = Math.max(s.destinationResumeMs ?? 0, ack.resumeEstimateMs)
+        emit({ _tag: "InitialDataAcknowledged", side: "source", device: ids[ack.device] ?? "?", at: now() })
+      }
+    }
+    const unacknowledged = () => precopyDevices.filter((i) => !acked.has(i)).map((i) => ids[i] ?? "?")
+    const estimateNow: Effect.Effect<DowntimeEstimate, SessionFault> = Effect.gen(function* () {
+      const lengths = yield* located(
+        Effect.forEach(ids, (_, i) => deviceAt(i).stopCopyLength, { concurrency: "unbounded" })
+      )
+      const latency = (device: string, arc: { readonly from: State; readonly to: State }) =>
+        timings.latency(device, arc)
+      const switchPlan = enterStopCopyPlan(runtime.group, states)
+      const resumeGuess = planTransition(runtime.group, { from: "RESUMING", to: "RUNNING" })
+      return estimateDowntime({
+        switchoverMs: Result.isSuccess(switchPlan) ? criticalPathMs(switchPlan.success, latency) : 0,
+        remainingBytes: lengths.reduce((a, b) => a + b, 0),
+        bandwidth: assumedRate(meter, o.bandwidthLimit),
+        oneWayMs: s.oneWayMs,
+        journalMs,
+        resumeMs:
+          s.destinationResumeMs ?? (Result.isSuccess(resumeGuess) ? criticalPathMs(resumeGuess.success, latency) : 0)
+      })
+    })
+    const limitReached = (limit: "rounds" | "time" | "stalled", estimate: DowntimeEstimate) =>
+      o.onLimit === "switch"
+        ? Effect.succeed<SwitchoverReason>(limit)
+        : Effect.fail(
+            fault(
+              new PrecopyLimitReached({
+                limit,
+                rounds: s.rounds,
+                estimateMs: estimate.totalMs,
+                downtimeLimitMs: o.downtimeLimitMs,
+                unacknowledged: unacknowledged()
+              })
+            )
+          )
+
+    /** One device's share of a round: what it has now, then its initial-data marker once that is all sent. */
+    const pumpRound = (i: number) =>
+      Effect.gen(function* () {
+        const device = deviceAt(i)
+        // A round sends what is pending when it starts, so that it ends even while pages are
+        // dirtied faster than they are sent; without pre-copy info, the stop-copy length bounds it.
+        const info = yield* precopyProgress(device)
+        const budget = info === undefined ? yield* device.stopCopyLength : info.initialBytes + info.dirtyBytes
+        const pumped = yield* pumpPrecopy(device, i, writer, pace, o.chunkBytes, budget, () => stopping)
+        const total = totals[i]
+        if (total !== undefined) total.precopyBytes += pumped.bytes
+        if (!sentMarker.has(i) && !stopping) {
+          const after = info === undefined ? undefined : yield* precopyProgress(device)
+          // Without pre-copy info, a round that sent its whole budget (the stop-copy length
+          // when it began) has sent the initial data, which a saving session sends first.
+          const initialDone = after === undefined ? pumped.dry || pumped.bytes >= budget : after.initialBytes === 0
+          if (initialDone) {
+            sentMarker.add(i)
+            yield* send(writer, { _tag: "InitialDataSent", bytes: total?.precopyBytes ?? 0 }, i)
+            emit({ _tag: "InitialDataSent", device: device.id, bytes: total?.precopyBytes ?? 0, at: now() })
+          }
+        }
+        return pumped.bytes
+      })
+
+    /** Runs `step` on every device; a failure stops the others at their next chunk, never mid-frame. */
+    const everyDevice = <A, E extends MigrationCause>(
+      indices: ReadonlyArray<number>,
+      step: (i: number) => Effect.Effect<A, E>
+    ): Effect.Effect<ReadonlyArray<A>, SessionFault> =>
+      Effect.gen(function* () {
+        const exits = yield* Effect.forEach(
+          indices,
+          (i) =>
+            Effect.exit(step(i)).pipe(
+              Effect.tap((exit) =>
+                Effect.sync(() => {
+                  if (Exit.isFailure(exit)) stopping = true
+                })
+              )
+            ),
+          { concurrency: o.concurrency }
+        )
+        const values: Array<A> = []
+        for (const exit of exits) {
+          if (Exit.isSuccess(exit)) values.push(exit.value)
+          else return yield* Effect.failCause(Cause.map(exit.cause, fault))
+        }
+        return values
+      })
+
+    const precopyStart = now()
+    if (precopyDevices.length > 0) {
+      log.enter("precopy")
+      for (;;) {
+        s.rounds += 1
+        const roundStart = now()
+        const moved = yield* everyDevice(precopyDevices, pumpRound)
+        const bytes = moved.reduce((a, b) => a + b, 0)
+        const durationMs = now() - roundStart
+        meter.record(bytes, durationMs)
+        emit({
+          _tag: "RoundDone",
+          round: s.rounds,
+          bytes,
+          bytesByDevice: Object.fromEntries(precopyDevices.map((i, k) => [ids[i] ?? "?", moved[k] ?? 0])),
+          durationMs,
+          at: now()
+        })
+        takeAcks(yield* Queue.clear(acks))
+        const estimate = yield* estimateNow
+        s.estimate = estimate
+        emit({
+          _tag: "EstimateUpdated",
+          round: s.rounds,
+          estimate,
+          downtimeLimitMs: o.downtimeLimitMs,
+          unacknowledged: unacknowledged(),
+          at: now()
+        })
+        const allAcked = unacknowledged().length === 0
+        if (estimate.totalMs <= o.downtimeLimitMs && allAcked) {
+          s.reason = "converged"
+          break
+        }
+        if (s.rounds >= o.maxRounds) {
+          s.reason = yield* limitReached("rounds", estimate)
+          break
+        }
+        if (now() - precopyStart >= o.maxPrecopyMs) {
+          s.reason = yield* limitReached("time", estimate)
+          break
+        }
+        if (bytes === 0) {
+          if (allAcked) {
+            // Nothing to send and still over the limit: more rounds cannot lower the estimate.
+            s.reason = yield* limitReached("stalled", estimate)
+            break
+          }
+          const waited = Math.max(0, Math.min(o.peerTimeoutMs, o.maxPrecopyMs - (now() - precopyStart)))
+          const next = yield* Queue.take(acks).pipe(Effect.timeoutOption(waited))
+          if (Option.isNone(next) && waited >= o.peerTimeoutMs)
+            return yield* fault(
+              new PeerSilent({ waitingFor: `switchover-acks of ${unacknowledged().join(", ")}`, timeoutMs: waited })
+            )
+          if (Option.isSome(next)) takeAcks([next.value])
+        }
+      }
+    }
+
+    // Switchover: the group to STOP_COPY; each device drains as soon as it gets there.
+    log.enter("switchover")
+    emit({
+      _tag: "SwitchoverDecided",
+      reason: s.reason,
+      rounds: s.rounds,
+      estimateMs: s.estimate?.totalMs,
+      at: now()
+    })
+    yield* located(send(writer, { _tag: "SwitchoverBegun" }))
+    const ready = ids.map(() => Deferred.makeUnsafe<boolean>())
+    const release = (i: number, go: boolean) => {
+      const d = ready[i]
+      if (d !== undefined) Deferred.doneUnsafe(d, Effect.succeed(go))
+    }
+    const drainOne = (i: number) =>
+      Effect.gen(function* () {
+        const go = yield* Deferred.await(ready[i] ?? Deferred.makeUnsafe<boolean>())
+        if (!go || stopping) return
+        const bytes = yield* drainDevice(deviceAt(i), i, writer, pace, o.chunkBytes, () => stopping)
+        const total = totals[i]
+        if (total !== undefined) total.stopCopyBytes += bytes
+        if (!stopping) emit({ _tag: "DeviceDrained", side: "source", device: ids[i] ?? "?", bytes, at: now() })
+      })
+    const drains = yield* Effect.forkChild(
+      everyDevice(
+        ids.map((_, i) => i),
+        drainOne
+      )
+    )
+    const switched = yield* Effect.exit(
+      enterStopCopy(
+        runtime,
+        transitionOptions(o, "source", "enterStopCopy", timings, (event) => {
+          if (event._tag === "ArcStarted") s.switchoverAt ??= event.at
+          if (event._tag === "ArcDone" && event.arc.to === "STOP_COPY") release(indexOf.get(event.device) ?? -1, true)
+        })
+      )
+    )
+    if (Exit.isFailure(switched)) {
+      stopping = true
+      for (let i = 0; i < ids.length; i++) release(i, false)
+      yield* Fiber.await(drains)
+      return yield* Effect.failCause(Cause.map(switched.cause, fault))
+    }
+    for (let i = 0; i < ids.length; i++) release(i, true)
+    s.switchoverAt ??= now()
+    s.switchoverCriticalPathMs = criticalPathMs(switched.value.plan, (device, arc) => timings.latency(device, arc))
+    log.enter("drain")
+    yield* Fiber.join(drains)
+
+    // Validate (the destination's) and commit: COMMIT goes to the journal before anyone is told.
+    log.enter("validate")
+    yield* expect(prepared, "the destination's vote to commit")
+    log.enter("commit")
+    // The decision point: once begun, the journal write completes and its outcome is kept, even
+    // if the destination vanishes meanwhile (a write abandoned half-way could land later).
+    const decision = yield* located(
+      Effect.uninterruptible(
+        Effect.tap(o.journal.decide(migration, "commit"), (d) =>
+          Effect.sync(() => {
+            s.committed = d === "committed"
+            s.decidedAt = now()
+          })
+        )
+      )
+    )
+    emit({ _tag: "DecisionRecorded", side: "source", migration, decision, at: now() })
+    if (decision === "aborted") return yield* fault(new DecisionFenced({ migration }))
+    yield* located(send(writer, { _tag: "Committed" }))
+    yield* located(writer.end)
+
+    // Resume (the destination's): wait for its confirmation; the source stays stopped.
+    log.enter("resume")
+    const resumeMs = yield* expect(resumed, "the destination's confirmation that it runs")
+    return yield* finish(true, resumeMs)
+  })
+
+  /** The summary of a committed migration, confirmed or not. */
+  const finish = (confirmed: boolean, resumeMs: number | undefined): Effect.Effect<SourceSummary> =>
+    Effect.gen(function* () {
+      const migration = s.migration ?? ""
+      if (confirmed) {
+        const completed = yield* Effect.exit(o.journal.complete(migration))
+        if (Exit.isFailure(completed))
+          emit({ _tag: "Warning", side: "source", reason: `journal: ${Cause.pretty(completed.cause)}`, at: now() })
+      } else {
+        emit({
+          _tag: "Warning",
+          side: "source",
+          reason: `migration ${migration} is committed but the destination did not confirm that it runs; the source stays stopped`,
+          at: now()
+        })
+      }
+      yield* Deferred.await(peerDone).pipe(Effect.timeoutOption(o.closeGraceMs))
+      yield* transport.close
+      yield* Fiber.interrupt(listener)
+      log.end()
+      const states = yield* readStates(runtime)
+      const decidedAt = s.decidedAt ?? now()
+      const destinationPart = resumeMs ?? s.estimate?.resumeMs ?? 0
+      const summary: SourceSummary = {
+        side: "source",
+        migration,
+        bytes: totals.reduce((n, t) => n + t.precopyBytes + t.stopCopyBytes, 0),
+        devices: Object.fromEntries(ids.map((id, i): [string, DeviceTotals] => [id, totalsOf(totals[i])])),
+        phases: log.durations,
+        totalMs: roundMs(now() - startedAt),
+        states,
+        rounds: s.rounds,
+        switchover: s.reason,
+        estimate: s.estimate,
+        downtimeMs: roundMs(decidedAt - (s.switchoverAt ?? decidedAt) + s.oneWayMs + destinationPart),
+        switchoverCriticalPathMs: roundMs(s.switchoverCriticalPathMs),
+        confirmed
+      }
+      emit({ _tag: "Completed", summary, at: now() })
+      return summary
+    })
+
+  /** Rolls the group back to RUNNING after telling the destination why; answers the one error. */
+  const recover = (faultValue: SessionFault): Effect.Effect<never, MigrationFailed> =>
+    Effect.gen(function* () {
+      const { cause, phase } = faultValue
+      const warn = (reason: string) => emit({ _tag: "Warning", side: "source", reason, at: now() })
+      const migration = s.migration
+      let problem: string | undefined
+      const renounced = s.committed && cause._tag === "PeerAborted"
+      if (renounced && migration !== undefined) {
+        // The destination failed to resume, reset its devices and gave the group back.
+        const recorded = yield* Effect.exit(o.journal.renounce(migration, cause.message))
+        if (Exit.isFailure(recorded))
+          problem = `the journal could not record that the destination renounced: ${Cause.pretty(recorded.cause)}`
+      }
+      const writer = s.writer
+      if (cause._tag !== "PeerAborted" && cause._tag !== "HandshakeRefused" && writer !== undefined) {
+        const told = yield* Effect.exit(send(writer, abortMessage(phase, cause)).pipe(Effect.andThen(link.end)))
+        if (Exit.isFailure(told)) warn(`the destination could not be told: ${Cause.pretty(told.cause)}`)
+      } else {
+        const ended = yield* Effect.exit(link.end)
+        if (Exit.isFailure(ended)) warn(`could not end the stream to the destination: ${Cause.pretty(ended.cause)}`)
+      }
+      // Without a recorded renunciation the journal still says COMMIT: the source must stay stopped.
+      if (problem === undefined) {
+        const back = yield* Effect.exit(
+          transition(runtime, "RUNNING", transitionOptions(o, "source", "rollback", undefined))
+        )
+        if (Exit.isFailure(back)) problem = Cause.pretty(back.cause)
+      }
+      const states: FinalStates = yield* readStates(runtime)
+      const recovered = problem === undefined && ids.every((id) => states[id] === "RUNNING")
+      emit({ _tag: "Recovered", side: "source", ok: recovered, states, at: now() })
+      yield* Deferred.await(peerDone).pipe(Effect.timeoutOption(o.closeGraceMs))
+      yield* transport.close
+      yield* Fiber.interrupt(listener)
+      log.end()
+      return yield* new MigrationFailed({
+        side: "source",
+        phase,
+        origin: originOf("source", cause),
+        cause,
+        migration,
+        states,
+        recovered,
+        recoveryProblem: problem
+      })
+    })
+
+  // The listener outlives `work`: a failing source still hears the destination hang up.
+  const devices = yield* manifestOf(runtime, o.compatibility)
+  const manifest: Manifest = { _tag: "Manifest", devices }
+  const listener = yield* Effect.forkChild(listen(yield* FrameReader.make(link, { peerManifest: manifest })))
+
+  return yield* Effect.uninterruptibleMask((restore) =>
+    Effect.gen(function* () {
+      const outcome = yield* Effect.exit(
+        restore(Effect.raceFirst(work, Effect.mapError(Deferred.await(peerFailure), fault)))
+      )
+      if (Exit.isSuccess(outcome)) return outcome.value
+      let failure = Option.getOrElse(
+        Cause.findErrorOption(outcome.cause),
+        () => new SessionFault({ cause: new MigrationInterrupted(), phase: log.phase })
+      )
+      // A channel failure is often the echo of the destination aborting: prefer its own reason.
+      if (isChannelCause(failure.cause)) {
+        const told = yield* Deferred.await(peerFailure).pipe(Effect.flip, Effect.timeoutOption(o.closeGraceMs))
+        if (Option.isSome(told) && told.value._tag === "PeerAborted") failure = fault(told.value)
+      }
+      // A journal write can fail after landing: before rolling back, settle the decision. ABORT
+      // wins unless COMMIT is already recorded, and then the migration stands.
+      if (!s.committed && s.begun && s.migration !== undefined) {
+        const decided = yield* Effect.exit(o.journal.decide(s.migration, "abort", failure.cause.message))
+        if (Exit.isFailure(decided))
+          emit({ _tag: "Warning", side: "source", reason: `journal: ${Cause.pretty(decided.cause)}`, at: now() })
+        else {
+          emit({
+            _tag: "DecisionRecorded",
+            side: "source",
+            migration: s.migration,
+            decision: decided.value,
+            at: now()
+          })
+          if (decided.value === "committed") {
+            s.committed = true
+            const writer = s.writer
+            const told = writer === undefined ? undefined : yield* Effect.exit(send(writer, { _tag: "Committed" }))
+            if (told !== undefined && Exit.isFailure(told))
+              emit({
+                _tag: "Warning",
+                side: "source",
+                reason: `COMMIT stands but could not be sent: ${Cause.pretty(told.cause)}`,
+                at: now()
+              })
+          }
+        }
+      }
+      if (s.committed && failure.cause._tag !== "PeerAborted") return yield* finish(false, undefined)
+      return yield* recover(failure)
+    })
+  )
+})
+
+const totalsOf = (t: { precopyBytes: number; stopCopyBytes: number } | undefined): DeviceTotals => ({
+  precopyBytes: t?.precopyBytes ?? 0,
+  stopCopyBytes: t?.stopCopyBytes ?? 0
+})

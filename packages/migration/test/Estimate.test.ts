@@ -1,0 +1,87 @@
+import { describe, expect, it } from "@effect/vitest"
+import { decodeGroup, enterStopCopyPlan, resumePlan } from "@lockstep/coordinator"
+import { ArcTimings, criticalPathMs, estimateDowntime } from "@lockstep/migration"
+import { Effect, Result } from "effect"
+import { TestClock } from "effect/testing"
+import { throttle } from "../src/Bandwidth.js"
+import { threeGpus } from "./Harness.js"
+
+const withNic = {
+  devices: [
+    ...threeGpus.devices,
+    { id: "nic0", kind: "pci", flags: ["STOP_COPY", "P2P"] },
+    { id: "ccw0", kind: "ccw", flags: ["STOP_COPY"] }
+  ],
+  topology: "shared-iommu"
+}
+
+describe("Estimate", () => {
+  it.effect("the critical path of a switchover is the longest chain of arcs, barriers taking no time", () =>
+    Effect.gen(function* () {
+      const group = yield* decodeGroup(withNic)
+      const from = { gpu0: "PRE_COPY", gpu1: "PRE_COPY", gpu2: "PRE_COPY", nic0: "RUNNING", ccw0: "RUNNING" } as const
+      const plan = enterStopCopyPlan(group, from)
+      if (Result.isFailure(plan)) return yield* Effect.die(plan.failure)
+      // gpus: PRE_COPY → PRE_COPY_P2P → STOP_COPY; nic0: RUNNING → RUNNING_P2P → STOP → STOP_COPY; ccw0 alone.
+      expect(criticalPathMs(plan.success, () => 2)).toBe(6)
+      const slowGpu = (device: string) => (device === "gpu1" ? 10 : 1)
+      expect(criticalPathMs(plan.success, slowGpu)).toBe(20)
+      // Quiescing is a barrier: a slow quiesce of gpu1 holds every device's stop, not only its own.
+      const slowQuiesce = (device: string, arc: { readonly to: string }) =>
+        device === "gpu1" && arc.to === "PRE_COPY_P2P" ? 10 : 1
+      expect(criticalPathMs(plan.success, slowQuiesce)).toBe(12)
+      const resume = resumePlan(group, "STOP")
+      if (Result.isFailure(resume)) return yield* Effect.die(resume.failure)
+      expect(criticalPathMs(resume.success, () => 3)).toBe(6)
+    })
+  )
+
+  it("adds the parts of the estimate as its formula says", () => {
+    const e = estimateDowntime({
+      switchoverMs: 4,
+      remainingBytes: 1024 * 1024,
+      bandwidth: 100 * 1024 * 1024,
+      oneWayMs: 0.5,
+      journalMs: 1,
+      resumeMs: 6
+    })
+    expect(e).toEqual({
+      totalMs: 4 + 10 + 2.5 + 6,
+      switchoverMs: 4,
+      transferMs: 10,
+      channelMs: 2.5,
+      resumeMs: 6,
+      remainingBytes: 1024 * 1024,
+      bandwidth: 100 * 1024 * 1024
+    })
+    expect(
+      estimateDowntime({ ...e, oneWayMs: 0, journalMs: 0, remainingBytes: 0, bandwidth: Number.POSITIVE_INFINITY })
+        .transferMs
+    ).toBe(0)
+  })
+
+  it("learns arc latencies, falling back to the device's mean, the group's mean, then the assumption", () => {
+    const t = new ArcTimings(7)
+    const arc = { from: "PRE_COPY", to: "PRE_COPY_P2P" } as const
+    expect(t.latency("gpu0", arc)).toBe(7)
+    t.observe({ _tag: "ArcStarted", id: "a1", device: "gpu0", arc: { from: "RUNNING", to: "PRE_COPY" }, at: 10 })
+    t.observe({ _tag: "ArcDone", id: "a1", device: "gpu0", arc: { from: "RUNNING", to: "PRE_COPY" }, at: 14 })
+    t.observe({ _tag: "ArcStarted", id: "a2", device: "gpu1", arc, at: 10 })
+    t.observe({ _tag: "ArcDone", id: "a2", device: "gpu1", arc, at: 12 })
+    expect(t.latency("gpu1", arc)).toBe(2)
+    expect(t.latency("gpu0", arc)).toBe(4)
+    expect(t.latency("nic0", arc)).toBe(3)
+  })
+
+  it.effect("the throttle paces chunks at the bandwidth limit on virtual time", () =>
+    Effect.gen(function* () {
+      const pace = throttle(1000)
+      const paced = yield* Effect.forkChild(Effect.forEach([500, 500, 500], (n) => pace.pace(n), { discard: true }))
+      yield* TestClock.adjust(999)
+      expect(paced.pollUnsafe()).toBeUndefined()
+      yield* TestClock.adjust(1)
+      yield* Effect.yieldNow
+      expect(paced.pollUnsafe()).toBeDefined()
+    })
+  )
+})
