@@ -46,7 +46,7 @@ const timeBoth = async (down: () => Promise<unknown>, up: () => Promise<unknown>
 
 /** What `node --cpu-prof` shows when the per-arc goal is missed (see the benchmark report). */
 const overheadProfile =
-  "goal missed: per arc, runGraph forks the arc's fiber, races it against a 30 s timer (Effect.timeoutOrElse: two more forked fibers, a setTimeout, an interrupt), opens a Lockstep.arc span (withSpan: span object and a stack capture), and round-trips a Queue; the sim's Effect.fn span adds a stack capture too. Profile when this was written (node --cpu-prof, -- --figure 2): GC 19-27%, Effect fiber run loop, forkUnsafe/raceAllFirst ~15-19%, addSpanStackTrace ~5-6%, Queue releaseTakers ~12%. The same runs without the per-arc timeout and span took about half the time per arc."
+  "goal missed: the floor itself (awaited setState calls of the simulated devices, whose own Effect.fn span and bookkeeping cost ~14-19 µs per call on this machine) is near the goal, and runGraph adds one forked fiber, one span (no stack capture) and one completion per arc on top. An earlier version raced every arc against its own timer (Effect.timeoutOrElse) and a Queue and measured 75-86 µs/arc; one watchdog per run and a plain completion array halved it."
 
 /**
  * Figure 2: the coordinator's own cost per arc, in real time. A switchover of a shared-IOMMU

@@ -1,6 +1,6 @@
 import type { Device, DeviceError } from "@lockstep/device"
 import type { Arc } from "@lockstep/fsm"
-import { Cause, Clock, Effect, Exit, Option, Queue, Scope } from "effect"
+import { Cause, Clock, Deferred, Effect, Exit, type Fiber, Option, Scope } from "effect"
 import { ArcTimedOut, type FailureCause, TransitionInterrupted } from "./ExecutorError.js"
 import { PlantedBug } from "./PlantedBug.js"
 
@@ -57,7 +57,7 @@ export interface RunOptions {
 
 interface Completion {
   readonly node: number
-  readonly exit: Exit.Exit<void, DeviceError | ArcTimedOut>
+  readonly exit: Exit.Exit<void, DeviceError>
 }
 
 const noEvents = (_: ArcEvent) => {}
@@ -103,25 +103,63 @@ export const runGraph = (
           if (pending[d] === releasedAt(d)) ready.push(d)
         }
       }
-      const completions = yield* Queue.unbounded<Completion>()
-      const completed: Array<number> = []
+      // Completions arrive from the arcs' fibers into a plain array; the loop sleeps on a
+      // one-shot wake-up only when it has nothing to do (no queue and no fiber per completion).
+      const timedOut = new Uint8Array(count)
+      const finished = new Uint8Array(count)
+      const completions: Array<Completion> = []
+      let wake: Deferred.Deferred<void> | undefined
+      const complete = (completion: Completion) => {
+        finished[completion.node] = 1
+        completions.push(completion)
+        const w = wake
+        wake = undefined
+        if (w !== undefined) Deferred.doneUnsafe(w, Effect.void)
+      }
+      const completed: Array<Completion["node"]> = []
       let failure: { node: number; error: FailureCause } | undefined
       let inFlight = 0
 
+      // One watchdog for the whole run instead of a timer per arc: every arc gets the same
+      // timeout, so deadlines come in start order and the watchdog only watches the oldest.
+      const deadlines: Array<{
+        readonly node: number
+        readonly at: number
+        readonly fiber: Fiber.Fiber<void, DeviceError>
+      }> = []
+      let oldest = 0
+      let watchdogWake: Deferred.Deferred<void> | undefined
+      const watchdog = Effect.gen(function* () {
+        while (true) {
+          while (oldest < deadlines.length && finished[deadlines[oldest]?.node ?? 0] === 1) oldest++
+          const next = deadlines[oldest]
+          if (next === undefined) {
+            watchdogWake = Deferred.makeUnsafe<void>()
+            yield* Deferred.await(watchdogWake)
+            continue
+          }
+          const wait = next.at - now()
+          if (wait > 0) {
+            yield* Effect.sleep(wait)
+            continue
+          }
+          oldest++
+          timedOut[next.node] = 1
+          next.fiber.interruptUnsafe()
+        }
+      })
+      yield* Effect.forkIn(watchdog, scope)
+
       const perform = (i: number, device: Device, arc: Arc) =>
         device.setState(arc.to).pipe(
-          Effect.timeoutOrElse({
-            duration: timeoutMs,
-            orElse: () => Effect.fail(new ArcTimedOut({ device: device.id, arc, timeoutMs }))
-          }),
           Effect.withSpan(
             "Lockstep.arc",
             { attributes: { "lockstep.device": device.id, "lockstep.from": arc.from, "lockstep.to": arc.to } },
             // The span names its device and arc; a stack capture per arc costs more than its bookkeeping.
             { captureStackTrace: false }
           ),
-          Effect.exit,
-          Effect.flatMap((exit) => Queue.offer(completions, { node: i, exit }))
+          // Also when the watchdog interrupts it: every arc started reports its end.
+          Effect.onExit((exit) => Effect.sync(() => complete({ node: i, exit })))
         )
 
       const settle = ({ node: i, exit }: Completion): void => {
@@ -134,10 +172,10 @@ export const runGraph = (
           release(i)
           return
         }
-        const error: FailureCause = Option.getOrElse(
-          Cause.findErrorOption(exit.cause),
-          () => new TransitionInterrupted()
-        )
+        const error: FailureCause =
+          timedOut[i] === 1
+            ? new ArcTimedOut({ device: node.device, arc: node.arc, timeoutMs })
+            : Option.getOrElse(Cause.findErrorOption(exit.cause), () => new TransitionInterrupted())
         emit({ _tag: "ArcFailed", id: node.id, device: node.device, arc: node.arc, at: now(), error })
         failure ??= { node: i, error }
       }
@@ -146,7 +184,7 @@ export const runGraph = (
         while (failure === undefined && inFlight < limit) {
           // Hear whatever the arcs already started have reported before starting another: one
           // that failed at once (into ERROR, say) must stop its peers from halting.
-          for (const completion of yield* Queue.clear(completions)) settle(completion)
+          for (const completion of completions.splice(0)) settle(completion)
           if (failure !== undefined) break
           const i = ready.pop()
           if (i === undefined) break
@@ -163,10 +201,18 @@ export const runGraph = (
           }
           inFlight++
           emit({ _tag: "ArcStarted", id: node.id, device: node.device, arc: node.arc, at: now() })
-          yield* Effect.forkIn(perform(i, device, node.arc), scope, { startImmediately: true })
+          const fiber = yield* Effect.forkIn(perform(i, device, node.arc), scope, { startImmediately: true })
+          deadlines.push({ node: i, at: now() + timeoutMs, fiber })
+          const w = watchdogWake
+          watchdogWake = undefined
+          if (w !== undefined) Deferred.doneUnsafe(w, Effect.void)
         }
         if (inFlight === 0) break
-        settle(yield* Queue.take(completions))
+        if (completions.length === 0) {
+          wake = Deferred.makeUnsafe<void>()
+          yield* Deferred.await(wake)
+        }
+        for (const completion of completions.splice(0)) settle(completion)
       }
       return { completed, failure: Option.fromNullishOr(failure) }
     })
