@@ -2,6 +2,7 @@ import { Console, Effect } from "effect"
 import { Command } from "effect/cli"
 import { checkCommand } from "./CheckCommand.js"
 import { CliFailure } from "./CliFailure.js"
+import { demoCommand } from "./DemoCommand.js"
 import { fsmCommand } from "./FsmCommand.js"
 import { migrateCommand } from "./MigrateCommand.js"
 import { planCommand } from "./PlanCommand.js"
@@ -13,7 +14,15 @@ export const lockstep = Command.make("lockstep").pipe(
   Command.withDescription(
     "Lockstep coordinates P2P-safe live migration of groups of VFIO devices. Run a subcommand with --help for details."
   ),
-  Command.withSubcommands([fsmCommand, checkCommand, planCommand, vfioUserCommand, simulateCommand, migrateCommand])
+  Command.withSubcommands([
+    demoCommand,
+    simulateCommand,
+    checkCommand,
+    planCommand,
+    migrateCommand,
+    fsmCommand,
+    vfioUserCommand
+  ])
 )
 
 /**

@@ -103,7 +103,7 @@ export const loadScenario = (file: string): Effect.Effect<Scenario, CliFailure> 
       catch: (cause) =>
         invalidInput(
           cause instanceof Error && "code" in cause && cause.code === "ENOENT"
-            ? `${file}: no such scenario file`
+            ? `${file}: no such scenario file; give the path of one (lockstep demo --print-scenario prints one to start from)`
             : `${file}: cannot read the scenario file: ${reasonOf(cause)}`
         )
     })
@@ -111,6 +111,15 @@ export const loadScenario = (file: string): Effect.Effect<Scenario, CliFailure> 
       try: () => JSON.parse(text),
       catch: (cause) => invalidInput(`${file}: the scenario file is not valid JSON: ${reasonOf(cause)}`)
     })
+    return yield* decodeScenario(json, file)
+  })
+
+/**
+ * Checks a scenario given as a parsed JSON value (an embedded one, or a file's content);
+ * `file` names it in every message.
+ */
+export const decodeScenario = (json: unknown, file: string): Effect.Effect<Scenario, CliFailure> =>
+  Effect.gen(function* () {
     const keys = yield* decodeKeys(json, { errors: "all", onExcessProperty: "error" }).pipe(
       Effect.mapError((e) => invalidInput(`${file}: not a valid scenario:\n  ${e.message.split("\n").join("\n  ")}`))
     )

@@ -1,6 +1,9 @@
+import { writeFile } from "node:fs/promises"
 import {
   type DestinationSummary,
+  type EventSink,
   Journal,
+  type MigrationEvent,
   type MigrationFailed,
   migrateDestination,
   migrateSource,
@@ -12,7 +15,8 @@ import { MemoryTransport } from "@lockstep/stream"
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { TestClock } from "effect/testing"
-import { CliFailure } from "./CliFailure.js"
+import { CliFailure, invalidInput } from "./CliFailure.js"
+import { makeMigrationTimeline } from "./MigrationTimeline.js"
 import {
   destinationOptionsOf,
   formatBytes,
@@ -37,14 +41,30 @@ interface Simulation {
   /** Every destination device equalled its source byte for byte when the destination voted to commit. */
   readonly verified: boolean
   readonly violations: { readonly source: number; readonly destination: number }
+  /** P2P writes that landed on both fabrics: the traffic the invariant was checked against. */
+  readonly writes: number
   readonly final: { readonly source: Record<string, string>; readonly destination: Record<string, string> }
+  /** The timeline picture, when asked for. */
+  readonly svg: string | undefined
+}
+
+/** What a simulation reports as it goes, besides its result. */
+interface Observers {
+  readonly onEvent?: EventSink | undefined
+  /** Draw the timeline picture, under this title. */
+  readonly timelineTitle?: string | undefined
 }
 
 /** Runs both sides of the scenario over an in-memory channel, on the current Clock. */
-const simulate = (scenario: Scenario): Effect.Effect<Simulation, CliFailure> =>
+const simulate = (scenario: Scenario, observers: Observers = {}): Effect.Effect<Simulation, CliFailure> =>
   Effect.gen(function* () {
     const source = yield* simulateSide(scenario, "source")
     const destination = yield* simulateSide(scenario, "destination")
+    const timeline = observers.timelineTitle === undefined ? undefined : makeMigrationTimeline(source, destination)
+    const onEvent = (event: MigrationEvent) => {
+      observers.onEvent?.(event)
+      timeline?.onEvent(event)
+    }
     const journal = Journal.memory()
     const compatibility = simCompatibility([source, destination])
     const comparisons: Array<boolean> = []
@@ -70,7 +90,8 @@ const simulate = (scenario: Scenario): Effect.Effect<Simulation, CliFailure> =>
             ...sourceOptionsOf(m),
             bandwidthLimit: m.bandwidthLimit ?? simulatedBandwidth,
             journal,
-            compatibility
+            compatibility,
+            onEvent
           })
         ),
         Effect.exit(
@@ -78,27 +99,30 @@ const simulate = (scenario: Scenario): Effect.Effect<Simulation, CliFailure> =>
             ...destinationOptionsOf(m),
             decisionJournal: journal,
             compatibility,
-            beforeVote: verify
+            beforeVote: verify,
+            onEvent
           })
         )
       ],
       { concurrency: 2 }
     )
+    const violations = { source: yield* violationsOf(source), destination: yield* violationsOf(destination) }
     return {
       source: sourceExit,
       destination: destinationExit,
       verified: comparisons.length === source.devices.size && comparisons.every((same) => same),
-      violations: { source: yield* violationsOf(source), destination: yield* violationsOf(destination) },
-      final: { source: yield* statesOf(source), destination: yield* statesOf(destination) }
+      violations,
+      writes: source.fabric.writesLanded() + destination.fabric.writesLanded(),
+      final: { source: yield* statesOf(source), destination: yield* statesOf(destination) },
+      svg: observers.timelineTitle === undefined ? undefined : timeline?.render(observers.timelineTitle)
     }
   })
 
+const failureOf = (exit: Exit.Exit<unknown, MigrationFailed>): MigrationFailed | undefined =>
+  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.findErrorOption(exit.cause)) : undefined
+
 /** The error to report: the source's, unless only the destination failed. */
-const errorOf = (run: Simulation): MigrationFailed | undefined => {
-  const failed = (exit: Exit.Exit<unknown, MigrationFailed>) =>
-    Exit.isFailure(exit) ? Option.getOrUndefined(Cause.findErrorOption(exit.cause)) : undefined
-  return failed(run.source) ?? failed(run.destination)
-}
+const errorOf = (run: Simulation): MigrationFailed | undefined => failureOf(run.source) ?? failureOf(run.destination)
 
 const errorJson = (error: MigrationFailed) => ({
   _tag: error._tag,
@@ -109,16 +133,81 @@ const errorJson = (error: MigrationFailed) => ({
   cause: error.cause._tag
 })
 
-const formatRun = (run: Simulation): string => {
-  const violations = run.violations.source + run.violations.destination
+const devicesOf = (doc: unknown): ReadonlyArray<unknown> =>
+  typeof doc === "object" && doc !== null && "devices" in doc && Array.isArray(doc.devices) ? doc.devices : []
+
+const hasFaults = (device: unknown): boolean =>
+  typeof device === "object" &&
+  device !== null &&
+  "sim" in device &&
+  typeof device.sim === "object" &&
+  device.sim !== null &&
+  "faults" in device.sim &&
+  Array.isArray(device.sim.faults) &&
+  device.sim.faults.length > 0
+
+/** Whether the scenario injects faults into a device of either side (then a failure is what it is about). */
+const injectsFaults = (scenario: Scenario): boolean =>
+  Object.values(scenario.documents).some((doc) => devicesOf(doc).some(hasFaults))
+
+/**
+ * What the user can do about a failed migration, as a labelled sentence: `to fix` when the
+ * scenario has something to change, `why` when the failure is the fault the scenario injects.
+ */
+const adviceFor = (error: MigrationFailed, scenario: Scenario): string | undefined => {
+  const tag = error.cause._tag === "PeerAborted" ? error.cause.tag : error.cause._tag
+  switch (tag) {
+    case "NotMigratable":
+      return `to fix: give each device named the P2P flag, or declare a topology in which it writes into no peer (lockstep check ${scenario.file} lists every blocker)`
+    case "HandshakeRefused":
+      return "to fix: make the destination group offer the same devices as the source: the same ids, kinds and flags, and compatible state sizes"
+    case "PrecopyLimitReached":
+      return 'to fix: raise "migration.downtimeLimitMs" or "migration.bandwidthLimit", allow more pre-copy ("maxRounds", "maxPrecopyMs"), or set "onLimit": "switch" to switch over anyway'
+    case "PeerSilent":
+      return 'to fix: raise "migration.peerTimeoutMs", or find out why the peer stopped answering'
+    default:
+      return injectsFaults(scenario)
+        ? 'why: the scenario injects this fault ("faults", or a device\'s "sim.faults"); without it the migration succeeds'
+        : undefined
+  }
+}
+
+/** How each side ended after a failure, as one sentence. */
+const recoveryOf = (run: Simulation): string => {
+  if (errorOf(run)?.phase === "handshake") return "none needed: no device was touched"
+  const side = (exit: Exit.Exit<unknown, MigrationFailed>, name: "source" | "destination"): string => {
+    const error = failureOf(exit)
+    if (error === undefined) return Exit.isSuccess(exit) ? `the ${name} completed` : `the ${name} was interrupted`
+    if (!error.recovered)
+      return `the ${name} did not recover${error.recoveryProblem === undefined ? "" : ` (${error.recoveryProblem})`}`
+    if (name === "source") return "the source group is back in RUNNING"
+    return error.cause._tag === "CommitInDoubt"
+      ? "the destination devices wait in STOP for the commit decision"
+      : "the destination devices were reset and parked in STOP"
+  }
+  return `${side(run.source, "source")}; ${side(run.destination, "destination")}`
+}
+
+const formatViolations = (run: Simulation): string =>
+  `  P2P violations: ${run.violations.source + run.violations.destination} (source ${run.violations.source}, destination ${run.violations.destination}) among ${run.writes} P2P writes`
+
+const formatRun = (run: Simulation, scenario: Scenario): string => {
   const tail = [
-    `  P2P violations: ${violations} (source ${run.violations.source}, destination ${run.violations.destination})`,
+    formatViolations(run),
     `  source:      ${formatStates(run.final.source)}`,
     `  destination: ${formatStates(run.final.destination)}`
   ]
   const error = errorOf(run)
   if (error !== undefined || !Exit.isSuccess(run.source)) {
-    return [`migration failed in ${error?.phase ?? "?"}: ${error?.message ?? "interrupted"}`, ...tail].join("\n")
+    const origin =
+      error === undefined ? "" : error.origin === "channel" ? " (in the channel)" : ` (on the ${error.origin})`
+    const advice = error === undefined ? undefined : adviceFor(error, scenario)
+    return [
+      `migration failed in ${error?.phase ?? "?"}${origin}: ${error?.cause.message ?? "interrupted"}`,
+      `  recovery: ${recoveryOf(run)}`,
+      ...(advice === undefined ? [] : [`  ${advice}`]),
+      ...tail
+    ].join("\n")
   }
   const s = run.source.value
   const precopy = Object.values(s.devices).reduce((n, d) => n + d.precopyBytes, 0)
@@ -145,6 +234,156 @@ const formatRun = (run: Simulation): string => {
   ].join("\n")
 }
 
+/**
+ * Progress lines for a terminal, one per step that takes time: pre-copy rounds with their bytes
+ * and the downtime estimate, the switchover, the drain, the destination resuming, a recovery.
+ * Times are the simulation's virtual milliseconds from the first event.
+ */
+const progressLines = (print: (line: string) => void): EventSink => {
+  let t0: number | undefined
+  let sent = 0
+  const say = (at: number, text: string) => {
+    t0 ??= at
+    print(`lockstep: ${`${(at - t0).toFixed(1)} ms`.padStart(9)}  ${text}`)
+  }
+  let round: Extract<MigrationEvent, { _tag: "RoundDone" }> | undefined
+  return (event) => {
+    switch (event._tag) {
+      case "HandshakeDone":
+        if (event.side === "source") say(event.at, "handshake done: the destination accepted the group")
+        return
+      case "RoundDone":
+        sent += event.bytes
+        round = event
+        return
+      case "EstimateUpdated": {
+        const bytes =
+          round === undefined
+            ? ""
+            : `${formatBytes(round.bytes)} in ${formatMs(round.durationMs)} (${formatBytes(sent)} so far), `
+        const waiting =
+          event.unacknowledged.length === 0
+            ? ""
+            : `, waiting for the switchover-ack of ${event.unacknowledged.join(", ")}`
+        say(
+          event.at,
+          `pre-copy round ${event.round}: ${bytes}downtime estimate ${formatMs(Number(event.estimate.totalMs.toFixed(1)))} (limit ${formatMs(event.downtimeLimitMs)})${waiting}`
+        )
+        return
+      }
+      case "SwitchoverDecided":
+        say(event.at, `switchover (${event.reason}): the source group goes to STOP_COPY`)
+        return
+      case "PhaseEnded":
+        if (event.side === "source" && event.phase === "drain") say(event.at, "every device drained")
+        if (event.side === "destination" && event.phase === "validate")
+          say(event.at, "the destination validated the data")
+        return
+      case "Resumed":
+        say(event.at, `the destination group is RUNNING (resumed in ${formatMs(event.resumeMs)})`)
+        return
+      case "Recovered":
+        say(event.at, `the ${event.side} ${event.ok ? "recovered" : "did NOT recover"}: ${formatStates(event.states)}`)
+        return
+      default:
+        return
+    }
+  }
+}
+
+/** How `simulate` and `demo` run a scenario. */
+export interface ScenarioRunOptions {
+  /** Print one JSON object instead of the readable summary (and no progress). */
+  readonly json: boolean
+  /** Write the timeline picture (SVG) to this file. */
+  readonly timeline: Option.Option<string>
+  /** The picture's title. Default: the command and the scenario file. */
+  readonly title?: string | undefined
+}
+
+/**
+ * Runs a scenario on virtual time and prints its outcome; progress goes to stderr when it is a
+ * terminal and the output is readable text. Fails, after printing, when the migration failed
+ * or the simulation saw it go wrong.
+ */
+export const runScenario = (scenario: Scenario, options: ScenarioRunOptions): Effect.Effect<Simulation, CliFailure> =>
+  Effect.gen(function* () {
+    const console = yield* Console.Console
+    const showProgress = !options.json && process.stderr.isTTY === true
+    const run = yield* runOnVirtualTime(
+      simulate(scenario, {
+        onEvent: showProgress ? progressLines((line) => console.error(line)) : undefined,
+        timelineTitle: Option.isSome(options.timeline)
+          ? (options.title ?? `lockstep simulate ${scenario.file}`)
+          : undefined
+      })
+    ).pipe(Effect.provide(TestClock.layer()))
+    const violations = run.violations.source + run.violations.destination
+    const error = errorOf(run)
+    const ok = error === undefined && Exit.isSuccess(run.source) && Exit.isSuccess(run.destination)
+    if (Option.isSome(options.timeline) && run.svg !== undefined) {
+      const file = options.timeline.value
+      const svg = run.svg
+      yield* Effect.tryPromise({
+        try: () => writeFile(file, svg),
+        catch: (cause) =>
+          invalidInput(
+            `--timeline: cannot write ${file}: ${cause instanceof Error ? cause.message : String(cause)}; name a file in a directory you can write to`
+          )
+      })
+    }
+    if (options.json) {
+      const summary = Exit.isSuccess(run.source) ? run.source.value : undefined
+      yield* Console.log(
+        JSON.stringify(
+          ok && summary !== undefined
+            ? {
+                ok: true,
+                verified: run.verified,
+                violations,
+                downtimeMs: summary.downtimeMs,
+                rounds: summary.rounds,
+                bytes: summary.bytes,
+                final: run.final
+              }
+            : {
+                ok: false,
+                ...(error === undefined ? {} : { error: errorJson(error) }),
+                violations,
+                final: run.final
+              }
+        )
+      )
+    } else {
+      yield* Console.log(formatRun(run, scenario))
+      if (Option.isSome(options.timeline)) yield* Console.log(`  timeline: ${options.timeline.value}`)
+    }
+    if (!ok) return yield* new CliFailure({ text: "the migration failed", exitCode: 1, quiet: true })
+    if (!run.verified || violations > 0)
+      return yield* new CliFailure({
+        text: "the migration completed but the simulation saw it go wrong (state differs, or P2P violations)",
+        exitCode: 1
+      })
+    return run
+  })
+
+/** The `--json` flag of `simulate` and `demo`. */
+export const jsonFlag = Flag.Boolean("json").pipe(
+  Flag.withDefault(false),
+  Flag.withDescription(
+    'Print one JSON object and no progress: {"ok":true,"verified":true,"violations":0,"downtimeMs":…,"rounds":…,"bytes":…,"final":{"source":{…},"destination":{…}}}, or {"ok":false,"error":{"_tag","message",…},"violations":…,"final":…}'
+  )
+)
+
+/** The `--timeline FILE.svg` flag of `simulate` and `demo`. */
+export const timelineFlag = Flag.String("timeline").pipe(
+  Flag.withMetavar("FILE.svg"),
+  Flag.withDescription(
+    "Also draw the run as a timeline picture (standalone SVG): a lane per device of both groups with its states and arcs, the phases, the downtime window, and any P2P violation"
+  ),
+  Flag.optional
+)
+
 /** `lockstep simulate SCENARIO.json`: a whole migration between two simulated groups, on virtual time. */
 export const simulateCommand = Command.make(
   "simulate",
@@ -154,59 +393,25 @@ export const simulateCommand = Command.make(
         'A group file with per-device "sim" parameters, plus optional "seed", "p2pWritesPerSecond", "faults" {"source"|"destination": {id: [fault…]}}, "destination" {"sim": {id: {…}}} and "migration" options'
       )
     ),
-    json: Flag.Boolean("json").pipe(
-      Flag.withDefault(false),
-      Flag.withDescription(
-        'Print one JSON object: {"ok":true,"verified":true,"violations":0,"downtimeMs":…,"rounds":…,"bytes":…,"final":{"source":{…},"destination":{…}}}, or {"ok":false,"error":{"_tag","message",…},"violations":…,"final":…}'
-      )
-    )
+    json: jsonFlag,
+    timeline: timelineFlag
   },
   (config) =>
     Effect.gen(function* () {
       const scenario = yield* loadScenario(config.file)
-      const run = yield* runOnVirtualTime(simulate(scenario)).pipe(Effect.provide(TestClock.layer()))
-      const violations = run.violations.source + run.violations.destination
-      const error = errorOf(run)
-      const ok = error === undefined && Exit.isSuccess(run.source) && Exit.isSuccess(run.destination)
-      if (config.json) {
-        const summary = Exit.isSuccess(run.source) ? run.source.value : undefined
-        yield* Console.log(
-          JSON.stringify(
-            ok && summary !== undefined
-              ? {
-                  ok: true,
-                  verified: run.verified,
-                  violations,
-                  downtimeMs: summary.downtimeMs,
-                  rounds: summary.rounds,
-                  bytes: summary.bytes,
-                  final: run.final
-                }
-              : {
-                  ok: false,
-                  ...(error === undefined ? {} : { error: errorJson(error) }),
-                  violations,
-                  final: run.final
-                }
-          )
-        )
-      } else {
-        yield* Console.log(formatRun(run))
-      }
-      if (!ok) return yield* new CliFailure({ text: "the migration failed", exitCode: 1, quiet: true })
-      if (!run.verified || violations > 0)
-        return yield* new CliFailure({
-          text: "the migration completed but the simulation saw it go wrong (state differs, or P2P violations)",
-          exitCode: 1
-        })
+      yield* runScenario(scenario, { json: config.json, timeline: config.timeline })
     })
 ).pipe(
   Command.withDescription(
-    "Simulate a whole live migration: a source and a destination group of simulated devices (from the scenario's group, with its faults and options) joined by an in-memory channel, on virtual time, so downtime figures are deterministic. Prints the rounds, bytes, downtime and final states, verifies every destination device against its source byte for byte, and counts P2P violations. Exits 0 on success, 1 on a failed migration, 2 on invalid input."
+    "Simulate a whole live migration: a source and a destination group of simulated devices (from the scenario's group, with its faults and options) joined by an in-memory channel, on virtual time, so downtime figures are deterministic. Prints the rounds, bytes, downtime and final states, verifies every destination device against its source byte for byte, and counts P2P violations; on a terminal, progress goes to stderr as it runs. Exits 0 on success, 1 on a failed migration, 2 on invalid input."
   ),
   Command.withShortDescription("Simulate a live migration between two simulated groups."),
   Command.withExamples(({ commandPath }) => [
     { command: `${commandPath.join(" ")} scenario.json`, description: "A readable summary" },
-    { command: `${commandPath.join(" ")} scenario.json --json`, description: "One JSON object" }
+    { command: `${commandPath.join(" ")} scenario.json --json`, description: "One JSON object" },
+    {
+      command: `${commandPath.join(" ")} scenario.json --timeline run.svg`,
+      description: "The summary, and the run drawn as a picture"
+    }
   ])
 )

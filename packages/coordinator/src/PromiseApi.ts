@@ -18,7 +18,7 @@ import {
   type TransitionReport,
   transition
 } from "./Executor.js"
-import type { Group } from "./Group.js"
+import { decodeGroup, type Group } from "./Group.js"
 import type { StateAssignment } from "./Planner.js"
 import { beginPrecopy, enterStopCopy, type GroupStep, prepareResume, quiesce, resume, stop } from "./Steps.js"
 
@@ -111,6 +111,20 @@ export interface LockstepGroupOptions {
 export class LockstepGroup {
   readonly #runtime: GroupRuntime
   readonly #options: LockstepGroupOptions
+
+  /**
+   * Decodes a group document (JSON value) and builds the coordinator over `devices`. Rejects
+   * with `InvalidGroup`, which lists every `path: reason`.
+   */
+  static async fromDocument(
+    document: unknown,
+    devices: Iterable<PromiseDevice>,
+    options: LockstepGroupOptions = {}
+  ): Promise<LockstepGroup> {
+    const exit = await Effect.runPromiseExit(decodeGroup(document))
+    if (Exit.isFailure(exit)) throw Cause.squash(exit.cause)
+    return new LockstepGroup(exit.value, devices, options)
+  }
 
   constructor(group: Group, devices: Iterable<PromiseDevice>, options: LockstepGroupOptions = {}) {
     this.#runtime = { group, devices: new Map([...devices].map((d) => [d.id, fromPromiseDevice(d)])) }

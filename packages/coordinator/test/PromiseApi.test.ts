@@ -78,3 +78,13 @@ describe("LockstepGroup (Promise facade)", () => {
     await Effect.runPromise(sim.fabric.assertNoViolations)
   })
 })
+
+describe("LockstepGroup.fromDocument", () => {
+  it("rejects an invalid document with InvalidGroup naming the path", async () => {
+    const failure = await LockstepGroup.fromDocument({ devices: [{ id: "gpu0", kind: "gpu", flags: [] }] }, []).catch(
+      (e: unknown) => e
+    )
+    expect((failure as { _tag?: string })._tag).toBe("InvalidGroup")
+    expect(String((failure as Error).message)).toContain("devices[0].kind")
+  })
+})
