@@ -138,12 +138,12 @@ export const runGraph = (
             yield* Deferred.await(watchdogWake)
             continue
           }
+          // Sleep once until this arc's deadline (no re-reading of the clock: the deadline has come
+          // when the sleep ends), then time it out if it is still in flight.
           const wait = next.at - now()
-          if (wait > 0) {
-            yield* Effect.sleep(wait)
-            continue
-          }
+          if (wait > 0) yield* Effect.sleep(wait)
           oldest++
+          if (finished[next.node] === 1) continue
           timedOut[next.node] = 1
           next.fiber.interruptUnsafe()
         }
