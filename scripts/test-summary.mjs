@@ -16,7 +16,11 @@ try {
   process.exit(1)
 }
 const passed = report.numPassedTests ?? 0
-const failed = (report.numFailedTests ?? 0) + (report.numRuntimeErrorTestSuites ?? 0)
+// A file that failed without a failing test (it did not load, or held no test) counts as one failure.
+const brokenFiles = (report.testResults ?? []).filter(
+  (file) => file.status === "failed" && !(file.assertionResults ?? []).some((t) => t.status === "failed")
+).length
+const failed = (report.numFailedTests ?? 0) + brokenFiles
 const skipped = (report.numPendingTests ?? 0) + (report.numTodoTests ?? 0)
 process.stdout.write(`\n${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ""}\n`)
 process.exit(failed === 0 && report.success !== false && passed > 0 ? 0 : 1)
