@@ -12,8 +12,10 @@ import { jsonFlag, runScenario, timelineFlag } from "./SimulateCommand.js"
  */
 export const demoScenario = {
   devices: [
-    {
-      id: "gpu0",
+    // GPUs 0-7 differ only in how long they take to quiesce (3, 4, 5 ms in turn) and to enter
+    // stop-copy (8, 9, 10, 11 ms in turn).
+    ...Array.from({ length: 8 }, (_, i) => ({
+      id: `gpu${i}`,
       kind: "pci",
       flags: ["STOP_COPY", "P2P", "PRE_COPY"],
       sim: {
@@ -22,8 +24,8 @@ export const demoScenario = {
         dirtyBytesPerSecond: 4194304,
         arcLatenciesMs: {
           "RUNNING>PRE_COPY": 2,
-          "PRE_COPY>PRE_COPY_P2P": 3,
-          "PRE_COPY_P2P>STOP_COPY": 8,
+          "PRE_COPY>PRE_COPY_P2P": 3 + (i % 3),
+          "PRE_COPY_P2P>STOP_COPY": 8 + (i % 4),
           "STOP>RESUMING": 2,
           "RESUMING>STOP": 6,
           "STOP>RUNNING_P2P": 3,
@@ -31,147 +33,7 @@ export const demoScenario = {
         },
         arcLatencyMs: 1
       }
-    },
-    {
-      id: "gpu1",
-      kind: "pci",
-      flags: ["STOP_COPY", "P2P", "PRE_COPY"],
-      sim: {
-        stateSize: 8388608,
-        precopyInitialBytes: 6291456,
-        dirtyBytesPerSecond: 4194304,
-        arcLatenciesMs: {
-          "RUNNING>PRE_COPY": 2,
-          "PRE_COPY>PRE_COPY_P2P": 4,
-          "PRE_COPY_P2P>STOP_COPY": 9,
-          "STOP>RESUMING": 2,
-          "RESUMING>STOP": 6,
-          "STOP>RUNNING_P2P": 3,
-          "RUNNING_P2P>RUNNING": 1
-        },
-        arcLatencyMs: 1
-      }
-    },
-    {
-      id: "gpu2",
-      kind: "pci",
-      flags: ["STOP_COPY", "P2P", "PRE_COPY"],
-      sim: {
-        stateSize: 8388608,
-        precopyInitialBytes: 6291456,
-        dirtyBytesPerSecond: 4194304,
-        arcLatenciesMs: {
-          "RUNNING>PRE_COPY": 2,
-          "PRE_COPY>PRE_COPY_P2P": 5,
-          "PRE_COPY_P2P>STOP_COPY": 10,
-          "STOP>RESUMING": 2,
-          "RESUMING>STOP": 6,
-          "STOP>RUNNING_P2P": 3,
-          "RUNNING_P2P>RUNNING": 1
-        },
-        arcLatencyMs: 1
-      }
-    },
-    {
-      id: "gpu3",
-      kind: "pci",
-      flags: ["STOP_COPY", "P2P", "PRE_COPY"],
-      sim: {
-        stateSize: 8388608,
-        precopyInitialBytes: 6291456,
-        dirtyBytesPerSecond: 4194304,
-        arcLatenciesMs: {
-          "RUNNING>PRE_COPY": 2,
-          "PRE_COPY>PRE_COPY_P2P": 3,
-          "PRE_COPY_P2P>STOP_COPY": 11,
-          "STOP>RESUMING": 2,
-          "RESUMING>STOP": 6,
-          "STOP>RUNNING_P2P": 3,
-          "RUNNING_P2P>RUNNING": 1
-        },
-        arcLatencyMs: 1
-      }
-    },
-    {
-      id: "gpu4",
-      kind: "pci",
-      flags: ["STOP_COPY", "P2P", "PRE_COPY"],
-      sim: {
-        stateSize: 8388608,
-        precopyInitialBytes: 6291456,
-        dirtyBytesPerSecond: 4194304,
-        arcLatenciesMs: {
-          "RUNNING>PRE_COPY": 2,
-          "PRE_COPY>PRE_COPY_P2P": 4,
-          "PRE_COPY_P2P>STOP_COPY": 8,
-          "STOP>RESUMING": 2,
-          "RESUMING>STOP": 6,
-          "STOP>RUNNING_P2P": 3,
-          "RUNNING_P2P>RUNNING": 1
-        },
-        arcLatencyMs: 1
-      }
-    },
-    {
-      id: "gpu5",
-      kind: "pci",
-      flags: ["STOP_COPY", "P2P", "PRE_COPY"],
-      sim: {
-        stateSize: 8388608,
-        precopyInitialBytes: 6291456,
-        dirtyBytesPerSecond: 4194304,
-        arcLatenciesMs: {
-          "RUNNING>PRE_COPY": 2,
-          "PRE_COPY>PRE_COPY_P2P": 5,
-          "PRE_COPY_P2P>STOP_COPY": 9,
-          "STOP>RESUMING": 2,
-          "RESUMING>STOP": 6,
-          "STOP>RUNNING_P2P": 3,
-          "RUNNING_P2P>RUNNING": 1
-        },
-        arcLatencyMs: 1
-      }
-    },
-    {
-      id: "gpu6",
-      kind: "pci",
-      flags: ["STOP_COPY", "P2P", "PRE_COPY"],
-      sim: {
-        stateSize: 8388608,
-        precopyInitialBytes: 6291456,
-        dirtyBytesPerSecond: 4194304,
-        arcLatenciesMs: {
-          "RUNNING>PRE_COPY": 2,
-          "PRE_COPY>PRE_COPY_P2P": 3,
-          "PRE_COPY_P2P>STOP_COPY": 10,
-          "STOP>RESUMING": 2,
-          "RESUMING>STOP": 6,
-          "STOP>RUNNING_P2P": 3,
-          "RUNNING_P2P>RUNNING": 1
-        },
-        arcLatencyMs: 1
-      }
-    },
-    {
-      id: "gpu7",
-      kind: "pci",
-      flags: ["STOP_COPY", "P2P", "PRE_COPY"],
-      sim: {
-        stateSize: 8388608,
-        precopyInitialBytes: 6291456,
-        dirtyBytesPerSecond: 4194304,
-        arcLatenciesMs: {
-          "RUNNING>PRE_COPY": 2,
-          "PRE_COPY>PRE_COPY_P2P": 4,
-          "PRE_COPY_P2P>STOP_COPY": 11,
-          "STOP>RESUMING": 2,
-          "RESUMING>STOP": 6,
-          "STOP>RUNNING_P2P": 3,
-          "RUNNING_P2P>RUNNING": 1
-        },
-        arcLatencyMs: 1
-      }
-    },
+    })),
     {
       id: "nic0",
       kind: "pci",
@@ -201,7 +63,7 @@ export const demoScenario = {
     downtimeLimitMs: 60,
     bandwidthLimit: 1250000000
   }
-} as const
+}
 
 const demoName = "the demo scenario (examples/multi-gpu/scenario.json)"
 
