@@ -83,7 +83,9 @@ export const criticalPathMs = (plan: Plan, latency: (device: string, arc: Arc) =
  *   resumeMs     = the destination's critical path RESUMING → STOP → quiesced → RUNNING
  *
  * It ignores the overlap the session gets by draining each device as soon as it reaches
- * STOP_COPY, so it errs on the high side.
+ * STOP_COPY, which errs high. Arcs not run yet (the switchover's quiesce and stop-copy arcs, the
+ * destination's RESUMING → STOP and on) are timed as the device's other arcs were (see
+ * {@link ArcTimings}), which errs low when those arcs are slower than the pre-copy ones.
  */
 export interface DowntimeEstimate {
   readonly totalMs: number

@@ -1,10 +1,30 @@
 import { describe, expect, it } from "@effect/vitest"
 import { decodeGroup, enterStopCopyPlan, resumePlan } from "@lockstep/coordinator"
 import { ArcTimings, criticalPathMs, estimateDowntime } from "@lockstep/migration"
+import { runOnVirtualTime } from "@lockstep/sim"
 import { Effect, Result } from "effect"
 import { TestClock } from "effect/testing"
 import { throttle } from "../src/Bandwidth.js"
-import { threeGpus } from "./Harness.js"
+import { type GroupDoc, makePair, migrate, successOf, threeGpus } from "./Harness.js"
+
+/**
+ * Four GPUs with much dirtied state, so that a good part of the downtime is the stop-copy
+ * transfer, and one arc latency, so that the arcs run during pre-copy predict the switchover's.
+ */
+const busyGpus: GroupDoc = {
+  devices: ["gpu0", "gpu1", "gpu2", "gpu3"].map((id) => ({
+    id,
+    kind: "pci",
+    flags: ["STOP_COPY", "P2P", "PRE_COPY"],
+    sim: {
+      stateSize: 8 * 1024 * 1024,
+      precopyInitialBytes: 6 * 1024 * 1024,
+      dirtyBytesPerSecond: 64 * 1024 * 1024,
+      arcLatencyMs: 2
+    }
+  })),
+  topology: "shared-iommu"
+}
 
 const withNic = {
   devices: [
@@ -82,6 +102,26 @@ describe("Estimate", () => {
       yield* TestClock.adjust(1)
       yield* Effect.yieldNow
       expect(paced.pollUnsafe()).toBeDefined()
+    })
+  )
+
+  it.effect("the estimate at the switchover is within 25% of the measured downtime when stop-copy data dominates", () =>
+    Effect.gen(function* () {
+      const pair = yield* runOnVirtualTime(makePair(busyGpus))
+      const out = yield* runOnVirtualTime(
+        migrate(pair, { source: { bandwidthLimit: 500_000_000, downtimeLimitMs: 200 } })
+      )
+      const source = yield* successOf(out.source)
+      const decided = out.events.flatMap((e) => (e._tag === "SwitchoverDecided" ? [e] : []))
+      const estimate = source.estimate
+      if (estimate === undefined) return yield* Effect.die("no estimate")
+      expect(decided[0]?.estimateMs).toBe(estimate.totalMs)
+      // The stop-copy transfer is most of the downtime, and the estimate counts it.
+      const stopCopyBytes = Object.values(source.devices).reduce((n, d) => n + d.stopCopyBytes, 0)
+      expect(((stopCopyBytes / 500_000_000) * 1000) / source.downtimeMs).toBeGreaterThan(0.5)
+      expect(estimate.transferMs).toBeCloseTo((estimate.remainingBytes / 500_000_000) * 1000, 6)
+      expect(estimate.totalMs).toBeGreaterThanOrEqual(estimate.switchoverMs + estimate.transferMs + estimate.resumeMs)
+      expect(Math.abs(estimate.totalMs - source.downtimeMs) / source.downtimeMs).toBeLessThanOrEqual(0.25)
     })
   )
 })
