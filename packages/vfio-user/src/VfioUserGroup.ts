@@ -20,6 +20,9 @@ export interface AttachedGroup {
   readonly devices: ReadonlyMap<string, VfioUserDevice>
 }
 
+/** The keys of a device's `"vfioUser"` object. */
+const vfioUserKeys: ReadonlySet<string> = new Set(["socket", "stopCopyLengthEstimate"])
+
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
 const declaredFlags = (u: unknown): Flags | undefined | "invalid" => {
@@ -31,7 +34,9 @@ const declaredFlags = (u: unknown): Flags | undefined | "invalid" => {
 
 /**
  * Connects every device of a raw group document that says `"vfioUser": {"socket": PATH}` and
- * fills its `flags` from the server (`DEVICE_FEATURE` MIGRATION). A device that also declares
+ * fills its `flags` from the server (`DEVICE_FEATURE` MIGRATION). An optional
+ * `"stopCopyLengthEstimate": BYTES` is what a migration assumes for the device's STOP_COPY data
+ * if its server cannot tell (no MIG_DATA_SIZE); without it, a migration assumes the worst. A device that also declares
  * `flags` must declare exactly the server's set: a disagreement is invalid input, not a guess.
  * Other devices are left as they are; decode the result with `decodeGroup` afterwards.
  */
@@ -50,13 +55,29 @@ export const attachVfioUserDevices = Effect.fn("VfioUser.attachGroup")(function*
     const path = `devices[${i}].vfioUser`
     const spec = raw.vfioUser
     if (!isRecord(spec) || typeof spec.socket !== "string" || spec.socket.length === 0)
-      return yield* new VfioUserDeviceInvalid({ path, reason: 'expected {"socket": "PATH"}' })
+      return yield* new VfioUserDeviceInvalid({
+        path,
+        reason: 'expected {"socket": "PATH"} (and optionally "stopCopyLengthEstimate": BYTES)'
+      })
+    const unknown = Object.keys(spec).filter((key) => !vfioUserKeys.has(key))
+    if (unknown.length > 0)
+      return yield* new VfioUserDeviceInvalid({
+        path: `${path}.${unknown[0]}`,
+        reason: `unknown key; a vfio-user device takes ${[...vfioUserKeys].map((k) => `"${k}"`).join(" and ")}`
+      })
+    const estimate = spec.stopCopyLengthEstimate
+    if (estimate !== undefined && !(typeof estimate === "number" && Number.isSafeInteger(estimate) && estimate >= 0))
+      return yield* new VfioUserDeviceInvalid({
+        path: `${path}.stopCopyLengthEstimate`,
+        reason: `expected a whole number of bytes (0 or more), got ${JSON.stringify(estimate)}`
+      })
     const id = typeof raw.id === "string" ? raw.id : spec.socket
     const kind = raw.kind === "pci" || raw.kind === "mdev" || raw.kind === "ccw" || raw.kind === "ap" ? raw.kind : "pci"
     const device = yield* connect({
       path: spec.socket,
       id,
       kind,
+      ...(estimate === undefined ? {} : { stopCopyLengthEstimate: estimate }),
       ...(options.timeoutMs === undefined ? {} : { timeout: options.timeoutMs })
     }).pipe(
       Effect.mapError(

@@ -8,6 +8,7 @@ export {
   type ClientOptions,
   connect,
   type DeviceInfo,
+  type IrqInfo,
   type RegionInfo,
   type ServerInfo,
   type VfioUserDevice
@@ -36,12 +37,14 @@ export {
   DefaultMaxDataXferSize,
   DeviceInfoFlag,
   type ErrorReply,
+  expectationOf,
   Feature,
   FeatureOp,
   type Frame,
   type Header,
   HeaderFlag,
   HeaderSize,
+  IrqInfoSize,
   isReplyTo,
   MaxMessageSize,
   NoDataFd,
@@ -51,8 +54,10 @@ export {
   RegionInfoSize,
   type Reply,
   type ReplyOf,
-  type Request
+  type Request,
+  requestLabel
 } from "./Message.js"
+export { PciConfigSize, PciIdentity, pciConfigSpace } from "./PciConfig.js"
 export {
   type Direction,
   FieldInvalid,

@@ -191,7 +191,11 @@ describe("vfio-user client against malformed replies", () => {
       const device = yield* connected(
         afterNegotiation((request, frame) =>
           request._tag === "MigDataRead"
-            ? encodeReply(frame.header.msgId, { _tag: "MigDataRead", data: new Uint8Array(request.size + 1) })
+            ? encodeReply(frame.header.msgId, {
+                _tag: "MigDataRead",
+                data: new Uint8Array(request.size + 1),
+                padding: 0
+              })
             : getState(frame.header.msgId, "STOP_COPY")
         )
       )
@@ -253,7 +257,7 @@ describe("vfio-user client against malformed replies", () => {
     })
   )
 
-  it.live("MIG_DATA_SIZE refused with EINVAL: the configured estimate, or SessionFailed", () =>
+  it.live("MIG_DATA_SIZE refused with EINVAL: EOPNOTSUPP, the configured estimate exposed beside it", () =>
     Effect.gen(function* () {
       const script = afterNegotiation((request, frame) =>
         request._tag === "GetStopCopySize"
@@ -261,14 +265,34 @@ describe("vfio-user client against malformed replies", () => {
           : getState(frame.header.msgId, "RUNNING")
       )
       const estimated = yield* connected(script, { stopCopyLengthEstimate: 12_345 })
-      expect(yield* estimated.stopCopyLength).toBe(12_345)
+      expect(estimated.stopCopyLengthEstimate).toBe(12_345)
       const plain = yield* connected(script)
-      expect(yield* Effect.flip(plain.stopCopyLength)).toMatchObject({
-        _tag: "SessionFailed",
-        operation: "stopCopyLength",
-        code: "EINVAL",
-        state: "RUNNING"
-      })
+      expect(plain.stopCopyLengthEstimate).toBeUndefined()
+      for (const device of [estimated, plain]) {
+        const error = yield* Effect.flip(device.stopCopyLength)
+        expect(error).toMatchObject({
+          _tag: "SessionFailed",
+          operation: "stopCopyLength",
+          code: "EOPNOTSUPP",
+          state: "RUNNING"
+        })
+        // The refusal names the server, the command and what was expected of it.
+        expect(error.message).toContain("fake.sock refused DEVICE_FEATURE GET MIG_DATA_SIZE")
+        expect(error.message).toContain("with EINVAL; expected the length of the device's STOP_COPY data")
+      }
+    })
+  )
+
+  it.live("MIG_DATA_SIZE refused with another code: that code", () =>
+    Effect.gen(function* () {
+      const device = yield* connected(
+        afterNegotiation((request, frame) =>
+          request._tag === "GetStopCopySize"
+            ? encodeReply(frame.header.msgId, { _tag: "ErrorReply", command: Command.DEVICE_FEATURE, errno: 5 })
+            : getState(frame.header.msgId, "PRE_COPY")
+        )
+      )
+      expect(yield* Effect.flip(device.stopCopyLength)).toMatchObject({ code: "EIO", state: "PRE_COPY" })
     })
   )
 
@@ -319,10 +343,9 @@ describe("vfio-user server against malformed commands", () => {
       yield* peer.send(resetWithPayload)
       const reply = yield* peer.next
       expect(reply === "closed" ? undefined : reply.header).toMatchObject({ msgId: 6, command: 13, error: 22 })
-      expect(errnoOf(yield* ask(peer, 7, { _tag: "ProbeFeature", argsz: 8, feature: 2, get: true, set: true }))).toBe(0)
-      expect(errnoOf(yield* ask(peer, 8, { _tag: "ProbeFeature", argsz: 8, feature: 6, get: false, set: true }))).toBe(
-        95
-      )
+      const probe = { _tag: "ProbeFeature", argsz: 8, get: false, set: true, data: new Uint8Array(0) } as const
+      expect(errnoOf(yield* ask(peer, 7, { ...probe, feature: 2, get: true }))).toBe(0)
+      expect(errnoOf(yield* ask(peer, 8, { ...probe, feature: 6 }))).toBe(95)
       expect(errnoOf(yield* ask(peer, 9, { _tag: "SetDeviceState", argsz: 16, state: "ERROR", dataFd: 0 }))).toBe(22)
       expect(errnoOf(yield* ask(peer, 10, { _tag: "MigDataRead", argsz: 108, size: 100 }))).toBe(22)
       expect(errnoOf(yield* ask(peer, 11, { _tag: "DeviceReset" }))).toBe(0)
