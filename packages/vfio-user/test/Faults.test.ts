@@ -296,6 +296,81 @@ describe("vfio-user client against malformed replies", () => {
     })
   )
 
+  /**
+   * A server that resets like libvfio-user: EINVAL in STOP/STOP_COPY; elsewhere accepted with
+   * the migration state left as it was. `sets` records the states the client then asked for.
+   */
+  const resettingLikeLibvfioUser = (start: State) => {
+    let state = start
+    const sets: Array<State> = []
+    const script = afterNegotiation((request, frame) => {
+      const id = frame.header.msgId
+      switch (request._tag) {
+        case "DeviceReset":
+          return state === "STOP" || state === "STOP_COPY"
+            ? encodeReply(id, { _tag: "ErrorReply", command: Command.DEVICE_RESET, errno: 22 })
+            : encodeReply(id, { _tag: "DeviceReset" })
+        case "SetDeviceState":
+          sets.push(request.state)
+          state = request.state
+          return encodeReply(id, { _tag: "SetDeviceState", state, dataFd: 0xffff_ffff })
+        default:
+          return getState(id, state)
+      }
+    })
+    return { script, sets }
+  }
+
+  it.live("a reset the server accepts but that leaves PRE_COPY: the client closes the session to RUNNING", () =>
+    Effect.gen(function* () {
+      const server = resettingLikeLibvfioUser("PRE_COPY")
+      const device = yield* connected(server.script)
+      yield* device.reset
+      expect(server.sets).toEqual(["RUNNING"])
+      expect(yield* device.getState).toBe("RUNNING")
+    })
+  )
+
+  it.live("a reset accepted in RUNNING is done; nothing more is sent", () =>
+    Effect.gen(function* () {
+      const server = resettingLikeLibvfioUser("RUNNING")
+      const device = yield* connected(server.script)
+      yield* device.reset
+      expect(server.sets).toEqual([])
+    })
+  )
+
+  it.live("a reset accepted that leaves RESUMING: ResetFailed naming the state, nothing walked", () =>
+    Effect.gen(function* () {
+      const server = resettingLikeLibvfioUser("RESUMING")
+      const device = yield* connected(server.script)
+      const error = yield* Effect.flip(device.reset)
+      expect(error).toMatchObject({ _tag: "ResetFailed", device: "fake" })
+      expect(error.message).toMatch(
+        /fake\.sock accepted DEVICE_RESET but the device is in RESUMING, expected RUNNING .*it was left there/
+      )
+      expect(server.sets).toEqual([])
+    })
+  )
+
+  for (const start of ["STOP", "STOP_COPY"] as const)
+    it.live(
+      `a reset refused in ${start}: ResetFailed naming the server, the command, the expectation and the state`,
+      () =>
+        Effect.gen(function* () {
+          const server = resettingLikeLibvfioUser(start)
+          const device = yield* connected(server.script)
+          const error = yield* Effect.flip(device.reset)
+          expect(error).toMatchObject({ _tag: "ResetFailed", code: "EINVAL" })
+          expect(error.message).toMatch(
+            new RegExp(
+              `fake\\.sock refused DEVICE_RESET \\(msg_id \\d+\\) with EINVAL; expected the device reset to RUNNING; the device is still in ${start}$`
+            )
+          )
+          expect(server.sets).toEqual([])
+        })
+    )
+
   it.live("a server without the migration feature: flags 0", () =>
     Effect.gen(function* () {
       const device = yield* connected((request, frame) =>
@@ -394,7 +469,7 @@ describe("vfio-user server against malformed commands", () => {
     )
   }
 
-  it.live("serves connections one after another", () =>
+  it.live("closes a connection that breaks framing without disturbing another one's reply", () =>
     Effect.gen(function* () {
       const { path } = yield* served
       const first = yield* rawPeer(path)
