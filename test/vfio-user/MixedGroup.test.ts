@@ -51,9 +51,11 @@ describe("a group mixing simulated and vfio-user devices", () => {
       })
       const group = yield* decodeGroup(attached.document)
       expect(group.devices.map((d) => d.flags)).toEqual([7, 7, 5])
-      const sim = yield* simulateGroup(group)
+      // The vfio-user devices join the fabric: the invariant is checked over the whole group.
+      const sim = yield* simulateGroup(group, { others: attached.devices })
       expect([...sim.devices.keys()]).toEqual(["gpu0"])
-      const runtime: GroupRuntime = { group, devices: new Map<string, Device>([...sim.devices, ...attached.devices]) }
+      expect(sim.fabric.edges).toHaveLength(3)
+      const runtime: GroupRuntime = { group, devices: new Map<string, Device>([...sim.devices, ...sim.observed]) }
       yield* transition(runtime, "STOP_COPY")
       expect(yield* statesOf(runtime.devices.values())).toEqual({
         gpu0: "STOP_COPY",
@@ -111,8 +113,8 @@ describe("a group mixing simulated and vfio-user devices", () => {
         { timeoutMs: 500 }
       )
       const group = yield* decodeGroup(attached.document)
-      const sim = yield* simulateGroup(group)
-      const runtime: GroupRuntime = { group, devices: new Map<string, Device>([...sim.devices, ...attached.devices]) }
+      const sim = yield* simulateGroup(group, { others: attached.devices })
+      const runtime: GroupRuntime = { group, devices: new Map<string, Device>([...sim.devices, ...sim.observed]) }
       // The server closes as soon as the group starts moving.
       yield* Effect.forkChild(Effect.delay(Scope.close(inner, Exit.void), 2))
       const error = yield* Effect.flip(transition(runtime, "STOP_COPY", { arcTimeoutMs: 1000 }))
