@@ -1,5 +1,11 @@
 import { readFile } from "node:fs/promises"
-import { Journal, type MigrationFailed, migrateDestination, migrateSource } from "@lockstep/migration"
+import {
+  describeAssumedLengths,
+  Journal,
+  type MigrationFailed,
+  migrateDestination,
+  migrateSource
+} from "@lockstep/migration"
 import { memoryDigest, type SimulatedGroup } from "@lockstep/sim"
 import { TcpTransport } from "@lockstep/stream"
 import { Console, Effect, Option } from "effect"
@@ -175,6 +181,7 @@ const runSource = (
     const s = result.success
     const final = yield* statesOf(source)
     const digests = yield* digestsOf(source)
+    const assumed = describeAssumedLengths(s.assumedStopCopyLengths)
     yield* Console.log(
       json
         ? JSON.stringify({
@@ -185,12 +192,14 @@ const runSource = (
             bytes: s.bytes,
             downtimeMs: s.downtimeMs,
             confirmed: s.confirmed,
+            ...(s.assumedStopCopyLengths.length === 0 ? {} : { assumedStopCopyLengths: s.assumedStopCopyLengths }),
             violations,
             digests,
             final
           })
         : [
             `migrated ${s.migration}: ${s.rounds} pre-copy rounds, ${formatBytes(s.bytes)}, downtime ${formatMs(s.downtimeMs)}${s.confirmed ? "" : " (the destination did not confirm)"}`,
+            ...(assumed === undefined ? [] : [`  ${assumed}`]),
             `  P2P violations: ${violations}`,
             `  source: ${formatStates(final)}`
           ].join("\n")

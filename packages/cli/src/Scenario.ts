@@ -241,6 +241,10 @@ export const formatBytes = (bytes: number): string => {
 /** Milliseconds as a short text: `49.1 ms`. */
 export const formatMs = (ms: number): string => `${Number.isInteger(ms) ? ms : ms.toFixed(1)} ms`
 
+/** A downtime estimate: like `formatMs`, or `unbounded` when a stop-copy length is unknown. */
+export const formatEstimateMs = (ms: number): string =>
+  Number.isFinite(ms) ? formatMs(Number(ms.toFixed(1))) : "unbounded"
+
 /** States as `gpu0 RUNNING, gpu1 RUNNING`. */
 export const formatStates = (states: Readonly<Record<string, string>>): string =>
   Object.entries(states)

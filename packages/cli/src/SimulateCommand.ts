@@ -1,6 +1,7 @@
 import { writeFile } from "node:fs/promises"
 import {
   type DestinationSummary,
+  describeAssumedLengths,
   type EventSink,
   Journal,
   type MigrationEvent,
@@ -20,6 +21,7 @@ import { makeMigrationTimeline } from "./MigrationTimeline.js"
 import {
   destinationOptionsOf,
   formatBytes,
+  formatEstimateMs,
   formatMs,
   formatStates,
   loadScenario,
@@ -211,7 +213,8 @@ const formatRun = (run: Simulation, scenario: Scenario): string => {
   }
   const s = run.source.value
   const precopy = Object.values(s.devices).reduce((n, d) => n + d.precopyBytes, 0)
-  const estimate = s.estimate === undefined ? "" : `estimate ${formatMs(s.estimate.totalMs)}; `
+  const estimate = s.estimate === undefined ? "" : `estimate ${formatEstimateMs(s.estimate.totalMs)}; `
+  const assumed = describeAssumedLengths(s.assumedStopCopyLengths)
   const d = Exit.isSuccess(run.destination) ? run.destination.value : undefined
   const floor =
     d === undefined
@@ -225,6 +228,7 @@ const formatRun = (run: Simulation, scenario: Scenario): string => {
     `migrated ${Object.keys(s.devices).length} devices in ${s.rounds} pre-copy round${s.rounds === 1 ? "" : "s"} (switchover: ${s.switchover})`,
     `  streamed ${formatBytes(s.bytes)} (pre-copy ${formatBytes(precopy)}, stop-copy ${formatBytes(s.bytes - precopy)})`,
     `  downtime ${formatMs(s.downtimeMs)} (${estimate}${floor})`,
+    ...(assumed === undefined ? [] : [`  ${assumed}`]),
     run.verified
       ? "  verified: every destination device equals its source byte for byte"
       : "  NOT verified: a destination device differs from its source",
@@ -267,7 +271,7 @@ const progressLines = (print: (line: string) => void): EventSink => {
             : `, waiting for the switchover-ack of ${event.unacknowledged.join(", ")}`
         say(
           event.at,
-          `pre-copy round ${event.round}: ${bytes}downtime estimate ${formatMs(Number(event.estimate.totalMs.toFixed(1)))} (limit ${formatMs(event.downtimeLimitMs)})${waiting}`
+          `pre-copy round ${event.round}: ${bytes}downtime estimate ${formatEstimateMs(event.estimate.totalMs)} (limit ${formatMs(event.downtimeLimitMs)})${waiting}`
         )
         return
       }
@@ -344,6 +348,9 @@ export const runScenario = (scenario: Scenario, options: ScenarioRunOptions): Ef
                 downtimeMs: summary.downtimeMs,
                 rounds: summary.rounds,
                 bytes: summary.bytes,
+                ...(summary.assumedStopCopyLengths.length === 0
+                  ? {}
+                  : { assumedStopCopyLengths: summary.assumedStopCopyLengths }),
                 final: run.final
               }
             : {

@@ -85,7 +85,10 @@ export class PrecopyLimitReached extends Data.TaggedError("PrecopyLimitReached")
       this.limit === "stalled"
         ? "nothing is left to pre-copy"
         : `the ${this.limit} limit was reached (${this.rounds} rounds)`
-    return `${what} with the downtime estimate at ${fmt(this.estimateMs)} ms over the limit of ${this.downtimeLimitMs} ms${acks}, and the policy is to abort`
+    const estimate = Number.isFinite(this.estimateMs)
+      ? `at ${fmt(this.estimateMs)} ms`
+      : "unbounded (a device cannot report its stop-copy length and has no stopCopyLengthEstimate)"
+    return `${what} with the downtime estimate ${estimate} over the limit of ${this.downtimeLimitMs} ms${acks}, and the policy is to abort`
   }
 }
 

@@ -13,7 +13,7 @@ import { hasFlag, type State } from "@lockstep/fsm"
 import { FrameReader, FrameWriter, type Manifest, type Transport, withTimeouts } from "@lockstep/stream"
 import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option, Queue, Result } from "effect"
 import { assumedRate, BandwidthMeter, throttle } from "./Bandwidth.js"
-import { ArcTimings, criticalPathMs, type DowntimeEstimate, estimateDowntime } from "./Estimate.js"
+import { ArcTimings, criticalPathMs, type DowntimeEstimate, estimateDowntime, StopCopyLengths } from "./Estimate.js"
 import type { DeviceTotals, SourceSummary, SwitchoverReason } from "./Events.js"
 import { manifestOf } from "./Handshake.js"
 import {
@@ -98,6 +98,7 @@ export const migrateSource: (
   const startedAt = now()
   const log = new PhaseLog("source", emit, now)
   const timings = new ArcTimings(o.assumedArcLatencyMs)
+  const stopCopyLengths = new StopCopyLengths()
   const link = withTimeouts(transport, { write: o.peerTimeoutMs })
   const ids = runtime.group.devices.map((d) => d.id)
   const indexOf = new Map(ids.map((id, i) => [id, i] as const))
@@ -244,7 +245,7 @@ export const migrateSource: (
     const unacknowledged = () => precopyDevices.filter((i) => !acked.has(i)).map((i) => ids[i] ?? "?")
     const estimateNow: Effect.Effect<DowntimeEstimate, SessionFault> = Effect.gen(function* () {
       const lengths = yield* located(
-        Effect.forEach(ids, (_, i) => deviceAt(i).stopCopyLength, { concurrency: "unbounded" })
+        Effect.forEach(ids, (_, i) => stopCopyLengths.of(deviceAt(i)), { concurrency: "unbounded" })
       )
       const latency = (device: string, arc: { readonly from: State; readonly to: State }) =>
         timings.latency(device, arc)
@@ -254,6 +255,7 @@ export const migrateSource: (
         switchoverMs: Result.isSuccess(switchPlan) ? criticalPathMs(switchPlan.success, latency) : 0,
         remainingBytes: lengths.reduce((a, b) => a + b, 0),
         bandwidth: assumedRate(meter, o.bandwidthLimit),
+        assumed: stopCopyLengths.assumed,
         oneWayMs: s.oneWayMs,
         journalMs,
         resumeMs:
@@ -282,8 +284,12 @@ export const migrateSource: (
         // A round sends what is pending when it starts, so that it ends even while pages are
         // dirtied faster than they are sent; without pre-copy info, the stop-copy length bounds it.
         const info = yield* precopyProgress(device)
-        const budget = info === undefined ? yield* device.stopCopyLength : info.initialBytes + info.dirtyBytes
-        const pumped = yield* pumpPrecopy(device, i, writer, pace, o.chunkBytes, budget, () => stopping)
+        const budget = info === undefined ? yield* stopCopyLengths.of(device) : info.initialBytes + info.dirtyBytes
+        // An assumed length bounds nothing real: such a device is read until it runs dry, or
+        // until the pre-copy time limit, whichever comes first.
+        const bounded = info !== undefined || !stopCopyLengths.isAssumed(device.id)
+        const overTime = () => !bounded && now() - precopyStart >= o.maxPrecopyMs
+        const pumped = yield* pumpPrecopy(device, i, writer, pace, o.chunkBytes, budget, () => stopping || overTime())
         const total = totals[i]
         if (total !== undefined) total.precopyBytes += pumped.bytes
         if (!sentMarker.has(i) && !stopping) {
@@ -499,6 +505,7 @@ export const migrateSource: (
         estimate: s.estimate,
         downtimeMs: roundMs(decidedAt - (s.switchoverAt ?? decidedAt) + s.oneWayMs + destinationPart),
         switchoverCriticalPathMs: roundMs(s.switchoverCriticalPathMs),
+        assumedStopCopyLengths: stopCopyLengths.assumed,
         confirmed
       }
       emit({ _tag: "Completed", summary, at: now() })
