@@ -85,6 +85,25 @@ describe("a group mixing simulated and vfio-user devices", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.live("takes a device's stopCopyLengthEstimate from the group file, and refuses a bad one or an unknown key", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const nvme = yield* served(dir, "nvme0", ["STOP_COPY"])
+      const attach = (vfioUser: Record<string, unknown>) =>
+        attachVfioUserDevices({ devices: [{ id: "nvme0", kind: "pci", vfioUser }] })
+      const attached = yield* attach({ socket: nvme.socket, stopCopyLengthEstimate: 65_536 })
+      expect(attached.devices.get("nvme0")?.stopCopyLengthEstimate).toBe(65_536)
+      for (const bad of [-1, 1.5, "64 KiB"]) {
+        const error = yield* Effect.flip(attach({ socket: nvme.socket, stopCopyLengthEstimate: bad }))
+        expect(error.path).toBe("devices[0].vfioUser.stopCopyLengthEstimate")
+        expect(error.message).toContain("expected a whole number of bytes")
+      }
+      const misspelt = yield* Effect.flip(attach({ socket: nvme.socket, stopCopyLenghtEstimate: 1 }))
+      expect(misspelt.path).toBe("devices[0].vfioUser.stopCopyLenghtEstimate")
+      expect(misspelt.message).toContain('takes "socket" and "stopCopyLengthEstimate"')
+    }).pipe(Effect.scoped)
+  )
+
   it.live("names a socket nobody serves", () =>
     Effect.gen(function* () {
       const dir = yield* tempDir

@@ -16,6 +16,7 @@ import { limitsFor } from "./Codec.js"
 import {
   type ConnectFailed,
   type Connection,
+  describeRequestError,
   openConnection,
   type RequestError,
   type ServerError
@@ -129,11 +130,7 @@ const unknownState: State = "ERROR"
 const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo, flags: Flags): VfioUserDevice => {
   const device = options.id ?? options.path
   const socket = options.path
-  /** A request error as a sentence that names the server (protocol errors name only the message). */
-  const describe = (error: RequestError): string =>
-    error._tag === "ServerError" || error._tag === "ReplyTimeout" || error._tag === "ConnectionLost"
-      ? error.message
-      : `vfio-user server ${socket}: ${error.message}`
+  const describe = (error: RequestError): string => describeRequestError(socket, error)
   const unreachable = (operation: string, error: RequestError) =>
     new DeviceUnreachable({ device, operation, reason: describe(error) })
 
@@ -232,7 +229,7 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
         device,
         operation: "read",
         code: "EINVAL",
-        reason: "the server answered a data read outside a saving state",
+        reason: `vfio-user server ${socket} answered MIG_DATA_READ with no data in ${state}; expected a saving state (PRE_COPY, STOP_COPY)`,
         state
       })
     )

@@ -74,6 +74,18 @@ export class ServerError extends Data.TaggedError("ServerError")<{
 /** Every way one request over a connection can fail. */
 export type RequestError = ServerError | ReplyTimeout | ConnectionLost | ProtocolError
 
+/**
+ * A request error as a sentence that names the server: timeouts, refusals and lost connections
+ * name it already; a protocol error names only the message, so the socket is put in front.
+ */
+export const describeRequestError = (socket: string, error: RequestError | ConnectFailed): string =>
+  error._tag === "ServerError" ||
+  error._tag === "ReplyTimeout" ||
+  error._tag === "ConnectionLost" ||
+  error._tag === "ConnectFailed"
+    ? error.message
+    : `vfio-user server ${socket}: ${error.message}`
+
 /** A request/reply channel to a vfio-user server. */
 export interface Connection {
   /** Sends one request and waits for its reply. */

@@ -1,6 +1,7 @@
 import { FlagNames, type Flags, flagNames, flagsOf } from "@lockstep/fsm"
 import { Data, Effect, type Scope } from "effect"
 import { connect, type VfioUserDevice } from "./Client.js"
+import { describeRequestError } from "./Connection.js"
 
 /** A group file's vfio-user device could not be attached: names the device and why. */
 export class VfioUserDeviceInvalid extends Data.TaggedError("VfioUserDeviceInvalid")<{
@@ -73,15 +74,20 @@ export const attachVfioUserDevices = Effect.fn("VfioUser.attachGroup")(function*
       })
     const id = typeof raw.id === "string" ? raw.id : spec.socket
     const kind = raw.kind === "pci" || raw.kind === "mdev" || raw.kind === "ccw" || raw.kind === "ap" ? raw.kind : "pci"
+    const socket = spec.socket
     const device = yield* connect({
-      path: spec.socket,
+      path: socket,
       id,
       kind,
       ...(estimate === undefined ? {} : { stopCopyLengthEstimate: estimate }),
       ...(options.timeoutMs === undefined ? {} : { timeout: options.timeoutMs })
     }).pipe(
       Effect.mapError(
-        (e) => new VfioUserDeviceInvalid({ path: `${path}.socket`, reason: `cannot attach ${id}: ${e.message}` })
+        (e) =>
+          new VfioUserDeviceInvalid({
+            path: `${path}.socket`,
+            reason: `cannot attach ${id}: ${describeRequestError(socket, e)}`
+          })
       )
     )
     const declared = declaredFlags(raw.flags)

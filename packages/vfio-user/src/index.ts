@@ -25,7 +25,14 @@ export {
   limitsFor,
   matchReply
 } from "./Codec.js"
-export { ConnectFailed, ConnectionLost, ReplyTimeout, type RequestError, ServerError } from "./Connection.js"
+export {
+  ConnectFailed,
+  ConnectionLost,
+  describeRequestError,
+  ReplyTimeout,
+  type RequestError,
+  ServerError
+} from "./Connection.js"
 export { codeOfErrno, errnoOfCode, errnoOfDeviceError } from "./Errno.js"
 export {
   type Capabilities,
