@@ -51,8 +51,9 @@ export interface FabricOptions {
 }
 
 /**
- * The DMA fabric of a group of simulated devices: it generates the P2P writes of every edge
- * on virtual time and checks the safety invariant at every status change of every device.
+ * The DMA fabric of a group of simulated devices (and of devices of other backends observed
+ * through `observeDevice`): it generates the P2P writes of every edge on virtual time and
+ * checks the safety invariant at every status change of every device.
  *
  * - An initiator that may be initiating (RUNNING, PRE_COPY, ERROR, or an arc in flight from or
  *   to one of them) writes into each of its targets at the edge's rate. Writes are computed

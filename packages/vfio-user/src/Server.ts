@@ -209,8 +209,8 @@ const serverCapabilities = (limits: Limits): Capabilities => ({
   migration: { pgsize: PageSize }
 })
 
-/** Answers the commands that only describe the device (no device call). */
-const describeDevice = (exposed: Exposed, command: number, request: Request): Answer | undefined => {
+/** Answers the commands the server handles itself, without calling the device (config space included). */
+const answerLocally = (exposed: Exposed, command: number, request: Request): Answer | undefined => {
   const { device, config } = exposed
   switch (request._tag) {
     case "Version":
@@ -275,8 +275,8 @@ const describeDevice = (exposed: Exposed, command: number, request: Request): An
 
 /** Answers one decoded command. Never fails: every device error becomes an errno reply. */
 const answer = (exposed: Exposed, command: number, request: Request): Effect.Effect<Answer> => {
-  const described = describeDevice(exposed, command, request)
-  if (described !== undefined) return Effect.succeed(described)
+  const local = answerLocally(exposed, command, request)
+  if (local !== undefined) return Effect.succeed(local)
   const { device } = exposed
   const failed = deviceFailed(command)
   switch (request._tag) {
