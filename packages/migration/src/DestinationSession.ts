@@ -165,7 +165,7 @@ export const migrateDestination: (
         }),
       acknowledge: (i) => located(send(writer, { _tag: "InitialDataReceived", resumeEstimateMs }, i)),
       located,
-      concurrency: typeof o.concurrency === "number" ? o.concurrency : devices.length,
+      concurrency: typeof o.ioConcurrency === "number" ? o.ioConcurrency : devices.length,
       queueDepth: Math.max(1, Math.floor(options.queueDepth ?? 4)),
       emit,
       now

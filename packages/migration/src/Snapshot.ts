@@ -1,5 +1,4 @@
 import {
-  enterStopCopy,
   type FinalStates,
   type GroupRuntime,
   Migratability,
@@ -10,7 +9,7 @@ import {
 } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
 import { type ByteSink, type ByteSource, type Frame, FrameReader, FrameWriter, type Manifest } from "@lockstep/stream"
-import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option } from "effect"
+import { Cause, Clock, Effect, Exit, Option } from "effect"
 import { throttle } from "./Bandwidth.js"
 import type { DeviceTotals } from "./Events.js"
 import { checkManifest, manifestOf } from "./Handshake.js"
@@ -25,6 +24,7 @@ import {
 } from "./MigrationError.js"
 import { resolveSession, type SessionOptions } from "./Options.js"
 import { originOf, PhaseLog, readStates, resetAndPark, SessionFault, transitionOptions } from "./Session.js"
+import { switchoverAndDrain } from "./Switchover.js"
 import { drainDevice } from "./Transfer.js"
 
 /** Options of {@link saveGroup}. */
@@ -68,7 +68,6 @@ export const saveGroup: (
   const fault = (cause: MigrationCause) => new SessionFault({ cause, phase: log.phase })
   const located = <A, E extends MigrationCause>(effect: Effect.Effect<A, E>) => Effect.mapError(effect, fault)
   const ids = runtime.group.devices.map((d) => d.id)
-  const indexOf = new Map(ids.map((id, i) => [id, i] as const))
   const chunkBytes = Math.max(1, Math.floor(options.chunkBytes ?? 256 * 1024))
   const pace = throttle(options.bandwidthLimit ?? Number.POSITIVE_INFINITY)
   const sent = ids.map(() => 0)
@@ -80,50 +79,21 @@ export const saveGroup: (
     const writer = yield* located(FrameWriter.make(sink, { chunkBytes }))
     yield* located(writer.manifest(devices))
     log.enter("switchover")
-    let stopping = false
-    let first: number | undefined
-    const ready = ids.map(() => Deferred.makeUnsafe<boolean>())
-    const release = (i: number, go: boolean) => {
-      const d = ready[i]
-      if (d !== undefined) Deferred.doneUnsafe(d, Effect.succeed(go))
-    }
-    const drains = yield* Effect.forkChild(
-      Effect.forEach(
-        ids.map((_, i) => i),
-        (i) =>
+    const switched = yield* located(
+      switchoverAndDrain({
+        runtime,
+        options: (hook) => transitionOptions(o, "source", "enterStopCopy", undefined, hook),
+        limit: o.ioConcurrency,
+        drain: (i, stopping) =>
           Effect.gen(function* () {
-            const go = yield* Deferred.await(ready[i] ?? Deferred.makeUnsafe<boolean>())
-            if (!go || stopping) return
             const device = runtime.devices.get(ids[i] ?? "")
             if (device === undefined) return
-            const drained = yield* Effect.exit(drainDevice(device, i, writer, pace, chunkBytes, () => stopping))
-            if (Exit.isFailure(drained)) {
-              stopping = true
-              return yield* Effect.failCause(drained.cause)
-            }
-            sent[i] = drained.value
+            sent[i] = yield* drainDevice(device, i, writer, pace, chunkBytes, stopping)
           }),
-        { concurrency: o.concurrency, discard: true }
-      )
+        onSwitched: () => log.enter("drain")
+      })
     )
-    const switched = yield* Effect.exit(
-      enterStopCopy(
-        runtime,
-        transitionOptions(o, "source", "enterStopCopy", undefined, (event) => {
-          if (event._tag === "ArcStarted") first ??= event.at
-          if (event._tag === "ArcDone" && event.arc.to === "STOP_COPY") release(indexOf.get(event.device) ?? -1, true)
-        })
-      )
-    )
-    if (Exit.isFailure(switched)) {
-      stopping = true
-      for (let i = 0; i < ids.length; i++) release(i, false)
-      yield* Fiber.await(drains)
-      return yield* Effect.failCause(Cause.map(switched.cause, fault))
-    }
-    for (let i = 0; i < ids.length; i++) release(i, true)
-    log.enter("drain")
-    yield* Effect.mapError(Fiber.join(drains), fault)
+    const first = switched.firstArcAt
     const end = yield* located(writer.end)
     const stoppedMs = now() - (first ?? now())
     if (options.leave === "RUNNING")
@@ -231,7 +201,7 @@ export const restoreGroup: (
         Effect.fail(fault(new ProtocolViolation({ expected: "device data", got: `a ${control.kind} control frame` }))),
       acknowledge: () => Effect.void,
       located,
-      concurrency: typeof o.concurrency === "number" ? o.concurrency : devices.length,
+      concurrency: typeof o.ioConcurrency === "number" ? o.ioConcurrency : devices.length,
       queueDepth: 4,
       emit: o.onEvent,
       now

@@ -1,6 +1,5 @@
 import {
   beginPrecopy,
-  enterStopCopy,
   enterStopCopyPlan,
   type FinalStates,
   type GroupRuntime,
@@ -41,6 +40,7 @@ import {
   transitionOptions
 } from "./Session.js"
 import { decodeMessage } from "./SessionMessage.js"
+import { switchoverAndDrain } from "./Switchover.js"
 import { drainDevice, precopyProgress, pumpPrecopy } from "./Transfer.js"
 
 type Accepted = { readonly _tag: "Accepted"; readonly migration: string }
@@ -316,7 +316,7 @@ export const migrateSource: (
                 })
               )
             ),
-          { concurrency: o.concurrency }
+          { concurrency: o.ioConcurrency }
         )
         const values: Array<A> = []
         for (const exit of exits) {
@@ -395,46 +395,23 @@ export const migrateSource: (
       at: now()
     })
     yield* located(send(writer, { _tag: "SwitchoverBegun" }))
-    const ready = ids.map(() => Deferred.makeUnsafe<boolean>())
-    const release = (i: number, go: boolean) => {
-      const d = ready[i]
-      if (d !== undefined) Deferred.doneUnsafe(d, Effect.succeed(go))
-    }
-    const drainOne = (i: number) =>
-      Effect.gen(function* () {
-        const go = yield* Deferred.await(ready[i] ?? Deferred.makeUnsafe<boolean>())
-        if (!go || stopping) return
-        const bytes = yield* drainDevice(deviceAt(i), i, writer, pace, o.chunkBytes, () => stopping)
-        const total = totals[i]
-        if (total !== undefined) total.stopCopyBytes += bytes
-        if (!stopping) emit({ _tag: "DeviceDrained", side: "source", device: ids[i] ?? "?", bytes, at: now() })
-      })
-    const drains = yield* Effect.forkChild(
-      everyDevice(
-        ids.map((_, i) => i),
-        drainOne
-      )
-    )
-    const switched = yield* Effect.exit(
-      enterStopCopy(
+    const switched = yield* located(
+      switchoverAndDrain({
         runtime,
-        transitionOptions(o, "source", "enterStopCopy", timings, (event) => {
-          if (event._tag === "ArcStarted") s.switchoverAt ??= event.at
-          if (event._tag === "ArcDone" && event.arc.to === "STOP_COPY") release(indexOf.get(event.device) ?? -1, true)
-        })
-      )
+        options: (hook) => transitionOptions(o, "source", "enterStopCopy", timings, hook),
+        limit: o.ioConcurrency,
+        drain: (i, stop) =>
+          Effect.gen(function* () {
+            const bytes = yield* drainDevice(deviceAt(i), i, writer, pace, o.chunkBytes, stop)
+            const total = totals[i]
+            if (total !== undefined) total.stopCopyBytes += bytes
+            if (!stop()) emit({ _tag: "DeviceDrained", side: "source", device: ids[i] ?? "?", bytes, at: now() })
+          }),
+        onSwitched: () => log.enter("drain")
+      })
     )
-    if (Exit.isFailure(switched)) {
-      stopping = true
-      for (let i = 0; i < ids.length; i++) release(i, false)
-      yield* Fiber.await(drains)
-      return yield* Effect.failCause(Cause.map(switched.cause, fault))
-    }
-    for (let i = 0; i < ids.length; i++) release(i, true)
-    s.switchoverAt ??= now()
-    s.switchoverCriticalPathMs = criticalPathMs(switched.value.plan, (device, arc) => timings.latency(device, arc))
-    log.enter("drain")
-    yield* Fiber.join(drains)
+    s.switchoverAt = switched.firstArcAt ?? now()
+    s.switchoverCriticalPathMs = criticalPathMs(switched.report.plan, (device, arc) => timings.latency(device, arc))
 
     // Validate (the destination's) and commit: COMMIT goes to the journal before anyone is told.
     log.enter("validate")
