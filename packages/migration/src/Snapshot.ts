@@ -23,7 +23,8 @@ import {
   ProtocolViolation
 } from "./MigrationError.js"
 import { resolveSession, type SessionOptions } from "./Options.js"
-import { originOf, PhaseLog, readStates, resetAndPark, SessionFault, transitionOptions } from "./Session.js"
+import { recoverGroup, recoveryFields, untouched } from "./Recovery.js"
+import { movesDevice, originOf, PhaseLog, readStates, SessionFault, transitionOptions } from "./Session.js"
 import { switchoverAndDrain } from "./Switchover.js"
 import { drainDevice } from "./Transfer.js"
 
@@ -61,7 +62,15 @@ export const saveGroup: (
   sink: ByteSink,
   options: SaveOptions = {}
 ) {
-  const o = resolveSession(options)
+  // Whether a device has been moved or reset: until then a failure touched nothing.
+  let touched = false
+  const o = resolveSession({
+    ...options,
+    onEvent: (event) => {
+      if (event._tag === "GroupTransition" && movesDevice(event.event)) touched = true
+      options.onEvent?.(event)
+    }
+  })
   const clock = yield* Clock.Clock
   const now = () => clock.currentTimeMillisUnsafe()
   const log = new PhaseLog("source", o.onEvent, now)
@@ -112,12 +121,17 @@ export const saveGroup: (
       const outcome = yield* Effect.exit(restore(work))
       if (Exit.isSuccess(outcome)) return outcome.value
       const failure = Option.getOrElse(Cause.findErrorOption(outcome.cause), () => fault(new MigrationInterrupted()))
-      const back = yield* Effect.exit(
-        transition(runtime, "RUNNING", transitionOptions(o, "source", "rollback", undefined))
-      )
-      const states = yield* readStates(runtime)
-      const recovered = Exit.isSuccess(back) && ids.every((id) => states[id] === "RUNNING")
-      o.onEvent({ _tag: "Recovered", side: "source", ok: recovered, states, at: now() })
+      const touchedBefore = touched
+      const back = touchedBefore
+        ? yield* recoverGroup(runtime, {
+            policy: o.errorPolicy,
+            home: "RUNNING",
+            resetEvery: false,
+            resetTimeoutMs: o.arcTimeoutMs,
+            transition: transitionOptions(o, "source", "rollback", undefined)
+          })
+        : yield* untouched(runtime)
+      o.onEvent({ _tag: "Recovered", side: "source", ok: back.complete, states: back.states, at: now() })
       log.end()
       return yield* new MigrationFailed({
         side: "source",
@@ -125,9 +139,7 @@ export const saveGroup: (
         origin: originOf("source", failure.cause),
         cause: failure.cause,
         migration: undefined,
-        states,
-        recovered,
-        recoveryProblem: Exit.isFailure(back) ? Cause.pretty(back.cause) : undefined
+        ...recoveryFields(touchedBefore, back)
       })
     })
   )
@@ -161,14 +173,21 @@ export const restoreGroup: (
   source: ByteSource,
   options: RestoreOptions = {}
 ) {
-  const o = resolveSession(options)
+  // Whether a device has been moved or reset: until then a failure touched nothing.
+  let touched = false
+  const o = resolveSession({
+    ...options,
+    onEvent: (event) => {
+      if (event._tag === "GroupTransition" && movesDevice(event.event)) touched = true
+      options.onEvent?.(event)
+    }
+  })
   const clock = yield* Clock.Clock
   const now = () => clock.currentTimeMillisUnsafe()
   const log = new PhaseLog("destination", o.onEvent, now)
   const fault = (cause: MigrationCause) => new SessionFault({ cause, phase: log.phase })
   const located = <A, E extends MigrationCause>(effect: Effect.Effect<A, E>) => Effect.mapError(effect, fault)
   const reader = yield* FrameReader.make(source)
-  let touched = false
   const nextFrame: Effect.Effect<Frame, SessionFault> = located(reader.next).pipe(
     Effect.flatMap((frame) =>
       Option.isSome(frame)
@@ -185,7 +204,6 @@ export const restoreGroup: (
     const refusals = yield* checkManifest(manifest, runtime, o.compatibility)
     if (refusals.length > 0) return yield* fault(new HandshakeRefused({ refusals }))
     log.enter("prepare")
-    touched = true
     yield* located(prepareResume(runtime, transitionOptions(o, "destination", "prepareResume", undefined)))
     log.enter("drain")
     const devices: ReadonlyArray<Device> = manifest.devices.map((d) => {
@@ -233,11 +251,17 @@ export const restoreGroup: (
       const outcome = yield* Effect.exit(restore(work))
       if (Exit.isSuccess(outcome)) return outcome.value
       const failure = Option.getOrElse(Cause.findErrorOption(outcome.cause), () => fault(new MigrationInterrupted()))
-      const problem = touched ? yield* resetAndPark(runtime, o) : undefined
-      const states = yield* readStates(runtime)
-      const recovered =
-        problem === undefined && (!touched || runtime.group.devices.every((d) => states[d.id] === "STOP"))
-      o.onEvent({ _tag: "Recovered", side: "destination", ok: recovered, states, at: now() })
+      const touchedBefore = touched
+      const back = touchedBefore
+        ? yield* recoverGroup(runtime, {
+            policy: o.errorPolicy,
+            home: "STOP",
+            resetEvery: true,
+            resetTimeoutMs: o.arcTimeoutMs,
+            transition: transitionOptions(o, "destination", "park", undefined)
+          })
+        : yield* untouched(runtime)
+      o.onEvent({ _tag: "Recovered", side: "destination", ok: back.complete, states: back.states, at: now() })
       log.end()
       return yield* new MigrationFailed({
         side: "destination",
@@ -245,9 +269,7 @@ export const restoreGroup: (
         origin: originOf("destination", failure.cause),
         cause: failure.cause,
         migration: undefined,
-        states,
-        recovered,
-        recoveryProblem: problem
+        ...recoveryFields(touchedBefore, back)
       })
     })
   )

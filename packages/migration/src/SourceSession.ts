@@ -1,11 +1,9 @@
 import {
   beginPrecopy,
   enterStopCopyPlan,
-  type FinalStates,
   type GroupRuntime,
   Migratability,
-  planTransition,
-  transition
+  planTransition
 } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
 import { hasFlag, type State } from "@lockstep/fsm"
@@ -28,9 +26,12 @@ import {
   ProtocolViolation
 } from "./MigrationError.js"
 import { resolveSource, type SourceOptions } from "./Options.js"
+import { leftInPlace, type Recovered, recoverGroup, recoveryFields, untouched } from "./Recovery.js"
 import {
   abortMessage,
+  describeCause,
   isChannelCause,
+  movesDevice,
   originOf,
   PhaseLog,
   readStates,
@@ -91,7 +92,15 @@ export const migrateSource: (
   transport: Transport,
   options: SourceOptions = {}
 ) {
-  const o = resolveSource(options)
+  // Whether a device of this side has been moved or reset: until then a failure touched nothing.
+  let touched = false
+  const o = resolveSource({
+    ...options,
+    onEvent: (event) => {
+      if (event._tag === "GroupTransition" && movesDevice(event.event)) touched = true
+      options.onEvent?.(event)
+    }
+  })
   const clock = yield* Clock.Clock
   const now = () => clock.currentTimeMillisUnsafe()
   const emit = o.onEvent
@@ -447,7 +456,7 @@ export const migrateSource: (
       if (confirmed) {
         const completed = yield* Effect.exit(o.journal.complete(migration))
         if (Exit.isFailure(completed))
-          emit({ _tag: "Warning", side: "source", reason: `journal: ${Cause.pretty(completed.cause)}`, at: now() })
+          emit({ _tag: "Warning", side: "source", reason: `journal: ${describeCause(completed.cause)}`, at: now() })
       } else {
         emit({
           _tag: "Warning",
@@ -486,6 +495,7 @@ export const migrateSource: (
   const recover = (faultValue: SessionFault): Effect.Effect<never, MigrationFailed> =>
     Effect.gen(function* () {
       const { cause, phase } = faultValue
+      const touchedBefore = touched
       const warn = (reason: string) => emit({ _tag: "Warning", side: "source", reason, at: now() })
       const migration = s.migration
       let problem: string | undefined
@@ -494,26 +504,29 @@ export const migrateSource: (
         // The destination failed to resume, reset its devices and gave the group back.
         const recorded = yield* Effect.exit(o.journal.renounce(migration, cause.message))
         if (Exit.isFailure(recorded))
-          problem = `the journal could not record that the destination renounced: ${Cause.pretty(recorded.cause)}`
+          problem = `the journal could not record that the destination renounced: ${describeCause(recorded.cause)}`
       }
       const writer = s.writer
       if (cause._tag !== "PeerAborted" && cause._tag !== "HandshakeRefused" && writer !== undefined) {
         const told = yield* Effect.exit(send(writer, abortMessage(phase, cause)).pipe(Effect.andThen(link.end)))
-        if (Exit.isFailure(told)) warn(`the destination could not be told: ${Cause.pretty(told.cause)}`)
+        if (Exit.isFailure(told)) warn(`the destination could not be told: ${describeCause(told.cause)}`)
       } else {
         const ended = yield* Effect.exit(link.end)
-        if (Exit.isFailure(ended)) warn(`could not end the stream to the destination: ${Cause.pretty(ended.cause)}`)
+        if (Exit.isFailure(ended)) warn(`could not end the stream to the destination: ${describeCause(ended.cause)}`)
       }
       // Without a recorded renunciation the journal still says COMMIT: the source must stay stopped.
-      if (problem === undefined) {
-        const back = yield* Effect.exit(
-          transition(runtime, "RUNNING", transitionOptions(o, "source", "rollback", undefined))
-        )
-        if (Exit.isFailure(back)) problem = Cause.pretty(back.cause)
-      }
-      const states: FinalStates = yield* readStates(runtime)
-      const recovered = problem === undefined && ids.every((id) => states[id] === "RUNNING")
-      emit({ _tag: "Recovered", side: "source", ok: recovered, states, at: now() })
+      const outcome: Recovered = !touchedBefore
+        ? yield* untouched(runtime)
+        : problem !== undefined
+          ? yield* leftInPlace(runtime, "RUNNING", problem)
+          : yield* recoverGroup(runtime, {
+              policy: o.errorPolicy,
+              home: "RUNNING",
+              resetEvery: false,
+              resetTimeoutMs: o.arcTimeoutMs,
+              transition: transitionOptions(o, "source", "rollback", undefined)
+            })
+      emit({ _tag: "Recovered", side: "source", ok: outcome.complete, states: outcome.states, at: now() })
       yield* Deferred.await(peerDone).pipe(Effect.timeoutOption(o.closeGraceMs))
       yield* transport.close
       yield* Fiber.interrupt(listener)
@@ -524,9 +537,7 @@ export const migrateSource: (
         origin: originOf("source", cause),
         cause,
         migration,
-        states,
-        recovered,
-        recoveryProblem: problem
+        ...recoveryFields(touchedBefore, outcome)
       })
     })
 
@@ -555,7 +566,7 @@ export const migrateSource: (
       if (!s.committed && s.begun && s.migration !== undefined) {
         const decided = yield* Effect.exit(o.journal.decide(s.migration, "abort", failure.cause.message))
         if (Exit.isFailure(decided))
-          emit({ _tag: "Warning", side: "source", reason: `journal: ${Cause.pretty(decided.cause)}`, at: now() })
+          emit({ _tag: "Warning", side: "source", reason: `journal: ${describeCause(decided.cause)}`, at: now() })
         else {
           emit({
             _tag: "DecisionRecorded",
@@ -572,7 +583,7 @@ export const migrateSource: (
               emit({
                 _tag: "Warning",
                 side: "source",
-                reason: `COMMIT stands but could not be sent: ${Cause.pretty(told.cause)}`,
+                reason: `COMMIT stands but could not be sent: ${describeCause(told.cause)}`,
                 at: now()
               })
           }
