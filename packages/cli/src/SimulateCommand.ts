@@ -156,6 +156,8 @@ const adviceFor = (error: MigrationFailed, scenario: Scenario): string | undefin
       return "to fix: make the destination group offer the same devices as the source: the same ids, kinds and flags, and compatible state sizes"
     case "PrecopyLimitReached":
       return 'to fix: raise "migration.downtimeLimitMs" or "migration.bandwidthLimit", allow more pre-copy ("maxRounds", "maxPrecopyMs"), or set "onLimit": "switch" to switch over anyway'
+    case "PeerBusy":
+      return 'to fix: raise "migration.peerTimeoutMs" above the time the destination takes for that step (its slowest arc of it), or find out why its arcs are that slow'
     case "PeerSilent":
       return 'to fix: raise "migration.peerTimeoutMs", or find out why the peer stopped answering'
     default:

@@ -22,6 +22,7 @@ import { leftInPlace, type Recovered, recoverGroup, recoveryFields, untouched } 
 import {
   abortMessage,
   describeCause,
+  isChannelCause,
   movesDevice,
   originOf,
   PhaseLog,
@@ -143,9 +144,12 @@ export const migrateDestination: (
     yield* located(send(writer, { _tag: "Accepted", migration }))
     emit({ _tag: "HandshakeDone", side: "destination", migration, at: now() })
 
-    // Prepare: every device to RESUMING.
+    // Prepare: every device to RESUMING. Slow arcs may outlast the source's peer timeout: say so,
+    // so that the source can tell a busy destination from a silent one.
     log.enter("prepare")
+    yield* located(send(writer, { _tag: "Busy", step: "prepare", done: false }))
     yield* located(prepareResume(runtime, transitionOptions(o, "destination", "prepareResume", timings)))
+    yield* located(send(writer, { _tag: "Busy", step: "prepare", done: true }))
     const resumePath = planTransition(runtime.group, { from: "RESUMING", to: "RUNNING" })
     const resumeEstimateMs = Result.isSuccess(resumePath)
       ? criticalPathMs(resumePath.success, (device, arc) => timings.latency(device, arc))
@@ -184,6 +188,7 @@ export const migrateDestination: (
 
     // Validate: RESUMING → STOP checks every device's data; then the caller's own preparation.
     log.enter("validate")
+    yield* located(send(writer, { _tag: "Busy", step: "validate", done: false }))
     const validateStart = now()
     yield* located(stop(runtime, transitionOptions(o, "destination", "validate", timings)))
     s.validateMs = roundMs(now() - validateStart)
@@ -286,12 +291,35 @@ export const migrateDestination: (
     }
   })
 
+  /** The source's `Aborted`, if it is among what is left to read (undefined at the end or on an error). */
+  const abortedBySource: Effect.Effect<PeerAborted | undefined> = Effect.gen(function* () {
+    for (;;) {
+      const next = yield* Effect.option(reader.next)
+      if (Option.isNone(next) || Option.isNone(next.value)) return undefined
+      const frame = next.value.value
+      if (frame._tag !== "Control") continue
+      const decoded = decodeMessage(frame)
+      if (Result.isSuccess(decoded) && decoded.success._tag === "Aborted") {
+        const { phase, tag, reason } = decoded.success
+        return new PeerAborted({ peer: "source", phase, tag, reason })
+      }
+    }
+  })
+
   /** Reset what was touched, park it in STOP, and only then tell the source: never both running. */
   const recover = (failure: SessionFault): Effect.Effect<never, MigrationFailed> =>
     Effect.gen(function* () {
-      const { phase } = failure
-      let { cause } = failure
+      let { cause, phase } = failure
       const warn = (reason: string) => emit({ _tag: "Warning", side: "destination", reason, at: now() })
+      // A channel failure is often the echo of the source aborting (it says why, then closes):
+      // read what it sent, briefly, and prefer its own reason.
+      if (isChannelCause(cause)) {
+        const told = yield* abortedBySource.pipe(Effect.timeoutOption(o.closeGraceMs))
+        if (Option.isSome(told) && told.value !== undefined) {
+          cause = told.value
+          phase = told.value.phase
+        }
+      }
       // Stopped after the vote without learning the decision (interrupted, say): never reset a
       // group the source may have committed to; the journal settles it, or the devices wait.
       if (s.voted && !s.decided && cause._tag !== "PeerAborted" && cause._tag !== "CommitInDoubt") {

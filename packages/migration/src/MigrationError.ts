@@ -48,6 +48,28 @@ export class PeerSilent extends Data.TaggedError("PeerSilent")<{
   }
 }
 
+/** A step a side announces (the `Busy` message) because it may outlast the peer timeout. */
+export type BusyStep = "prepare" | "validate"
+
+const busyWith: Readonly<Record<BusyStep, string>> = {
+  prepare: "preparing its devices (→ RESUMING)",
+  validate: "validating its devices (RESUMING → STOP) before its vote"
+}
+
+/**
+ * The peer said it was busy with a step and had not finished it when the peer timeout passed:
+ * it is working, not silent, and the channel is fine. The timeout is too short for that step.
+ */
+export class PeerBusy extends Data.TaggedError("PeerBusy")<{
+  readonly peer: Side
+  readonly step: BusyStep
+  readonly timeoutMs: number
+}> {
+  override get message(): string {
+    return `the ${this.peer} was still busy ${busyWith[this.step]} when the ${this.timeoutMs} ms peer timeout passed (it is working, not silent): the peer timeout must exceed the time that step takes`
+  }
+}
+
 /** The peer sent something the session protocol does not allow here (a well-formed frame in the wrong place). */
 export class ProtocolViolation extends Data.TaggedError("ProtocolViolation")<{
   readonly expected: string
@@ -146,6 +168,7 @@ export type MigrationCause =
   | HandshakeRefused
   | PeerAborted
   | PeerSilent
+  | PeerBusy
   | ProtocolViolation
   | DeviceMisbehaved
   | PrecopyLimitReached

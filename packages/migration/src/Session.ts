@@ -44,7 +44,7 @@ export const isChannelCause = (cause: MigrationCause): boolean => channelTags.ha
 
 /** Where a cause began, seen from `side`. */
 export const originOf = (side: Side, cause: MigrationCause): Side | "channel" => {
-  if (cause._tag === "PeerAborted") return cause.peer
+  if (cause._tag === "PeerAborted" || cause._tag === "PeerBusy") return cause.peer
   if (cause._tag === "HandshakeRefused") return "destination"
   if (cause._tag === "ProtocolViolation") return side === "source" ? "destination" : "source"
   return isChannelCause(cause) ? "channel" : side

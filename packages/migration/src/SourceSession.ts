@@ -14,6 +14,7 @@ import { ArcTimings, criticalPathMs, type DowntimeEstimate, estimateDowntime } f
 import type { DeviceTotals, SourceSummary, SwitchoverReason } from "./Events.js"
 import { manifestOf } from "./Handshake.js"
 import {
+  type BusyStep,
   DecisionFenced,
   HandshakeRefused,
   type MigrationCause,
@@ -21,6 +22,7 @@ import {
   MigrationInterrupted,
   NotMigratable,
   PeerAborted,
+  PeerBusy,
   PeerSilent,
   PrecopyLimitReached,
   ProtocolViolation
@@ -70,6 +72,8 @@ interface SourceProgress {
   switchoverCriticalPathMs: number
   decidedAt: number | undefined
   destinationResumeMs: number | undefined
+  /** A step the destination said it is busy with and has not said it finished. */
+  peerBusy: BusyStep | undefined
 }
 
 /**
@@ -130,13 +134,15 @@ export const migrateSource: (
     switchoverAt: undefined,
     switchoverCriticalPathMs: 0,
     decidedAt: undefined,
-    destinationResumeMs: undefined
+    destinationResumeMs: undefined,
+    peerBusy: undefined
   }
 
   // What the destination says, read by a fiber of its own so that it is heard while this side
   // is busy writing (a destination that aborts stops reading, and a blocked write must not hide it).
   const answer = yield* Deferred.make<Accepted | Refused>()
   const acks = yield* Queue.unbounded<Ack>()
+  const destinationReady = yield* Deferred.make<void>()
   const prepared = yield* Deferred.make<number>()
   const resumed = yield* Deferred.make<number>()
   const peerFailure = yield* Deferred.make<never, MigrationCause>()
@@ -169,7 +175,12 @@ export const migrateSource: (
             if (frame.device === undefined) return yield* violation("an acknowledged device", "none")
             yield* Queue.offer(acks, { device: frame.device, resumeEstimateMs: message.resumeEstimateMs })
             break
+          case "Busy":
+            s.peerBusy = message.done ? undefined : message.step
+            if (message.step === "prepare" && message.done) yield* Deferred.succeed(destinationReady, undefined)
+            break
           case "Prepared":
+            s.peerBusy = undefined
             yield* Deferred.succeed(prepared, message.validateMs)
             break
           case "Resumed":
@@ -235,6 +246,9 @@ export const migrateSource: (
       const begun = yield* located(beginPrecopy(runtime, transitionOptions(o, "source", "beginPrecopy", timings)))
       states = begun.to
     }
+    // The destination reads no data before its devices are in RESUMING: until it says they are,
+    // data would only fill the channel, and a write blocked past the timeout would break it.
+    yield* expect(destinationReady, "the destination's devices to be ready for the data (RESUMING)")
 
     // Pre-copy rounds.
     const pace = throttle(o.bandwidthLimit)
@@ -556,6 +570,11 @@ export const migrateSource: (
         Cause.findErrorOption(outcome.cause),
         () => new SessionFault({ cause: new MigrationInterrupted(), phase: log.phase })
       )
+      // A wait that timed out while the destination said it was busy with a step: it is working,
+      // not silent, and the channel is fine; the timeout is too short for that step.
+      const busy = s.peerBusy
+      if (busy !== undefined && (failure.cause._tag === "PeerSilent" || failure.cause._tag === "TransportTimeout"))
+        failure = fault(new PeerBusy({ peer: "destination", step: busy, timeoutMs: o.peerTimeoutMs }))
       // A channel failure is often the echo of the destination aborting: prefer its own reason.
       if (isChannelCause(failure.cause)) {
         const told = yield* Deferred.await(peerFailure).pipe(Effect.flip, Effect.timeoutOption(o.closeGraceMs))
