@@ -11,6 +11,8 @@ import { TcpTransport } from "@lockstep/stream"
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { CliFailure, invalidInput } from "./CliFailure.js"
+import { failureJson } from "./FailureReport.js"
+import { refuseNotMigratable } from "./Refusal.js"
 import {
   destinationOptionsOf,
   formatBytes,
@@ -77,14 +79,7 @@ const failedJson = (role: "source" | "destination", error: MigrationFailed, viol
   JSON.stringify({
     ok: false,
     role,
-    error: {
-      _tag: error._tag,
-      message: error.message,
-      side: error.side,
-      phase: error.phase,
-      origin: error.origin,
-      cause: error.cause._tag
-    },
+    error: failureJson(error),
     violations,
     final: error.states
   })
@@ -99,6 +94,7 @@ const runDestination = (
   json: boolean
 ): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
+    yield* refuseNotMigratable(scenario, "destination", json, { role: "destination" })
     const destination = yield* simulateSide(scenario, "destination")
     const listener = yield* TcpTransport.listen({ host: bind, port, ...(tls === undefined ? {} : { tls }) }).pipe(
       Effect.mapError((e) => operationFailed(`cannot listen on ${bind}:${port}: ${e.message}`))
@@ -159,6 +155,7 @@ const runSource = (
   json: boolean
 ): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
+    yield* refuseNotMigratable(scenario, "source", json, { role: "source" })
     const source = yield* simulateSide(scenario, "source")
     const transport = yield* TcpTransport.connect({
       ...address,

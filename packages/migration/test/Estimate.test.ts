@@ -11,8 +11,6 @@ import {
 } from "@lockstep/migration"
 import { runOnVirtualTime } from "@lockstep/sim"
 import { Effect, Result } from "effect"
-import { TestClock } from "effect/testing"
-import { throttle } from "../src/Bandwidth.js"
 import { type GroupDoc, makePair, migrate, successOf, threeGpus } from "./Harness.js"
 
 /**
@@ -101,18 +99,6 @@ describe("Estimate", () => {
     expect(t.latency("gpu0", arc)).toBe(4)
     expect(t.latency("nic0", arc)).toBe(3)
   })
-
-  it.effect("the throttle paces chunks at the bandwidth limit on virtual time", () =>
-    Effect.gen(function* () {
-      const pace = throttle(1000)
-      const paced = yield* Effect.forkChild(Effect.forEach([500, 500, 500], (n) => pace.pace(n), { discard: true }))
-      yield* TestClock.adjust(999)
-      expect(paced.pollUnsafe()).toBeUndefined()
-      yield* TestClock.adjust(1)
-      yield* Effect.yieldNow
-      expect(paced.pollUnsafe()).toBeDefined()
-    })
-  )
 
   it.effect("the estimate at the switchover is within 25% of the measured downtime when stop-copy data dominates", () =>
     Effect.gen(function* () {
