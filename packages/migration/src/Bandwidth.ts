@@ -37,29 +37,5 @@ export const throttle = (bytesPerSecond: number): Throttle => {
   }
 }
 
-/**
- * Measured transfer rate: bytes moved over the time spent moving them (pre-copy rounds and
- * their waits on the channel, not idle time between rounds).
- */
-export class BandwidthMeter {
-  private bytes = 0
-  private ms = 0
-
-  /** Records `bytes` moved in `ms`. */
-  record(bytes: number, ms: number): void {
-    if (bytes <= 0) return
-    this.bytes += bytes
-    this.ms += ms
-  }
-
-  /** Bytes per second so far; `undefined` until some time has been measured. */
-  get rate(): number | undefined {
-    return this.ms > 0 ? (this.bytes / this.ms) * 1000 : undefined
-  }
-}
-
-/** The rate an estimate should assume: the measured one, within the limit. */
-export const assumedRate = (meter: BandwidthMeter, limit: number): number => Math.min(limit, meter.rate ?? limit)
-
 /** The Clock's time in ms. */
 export const nowMs: Effect.Effect<number> = Clock.currentTimeMillis

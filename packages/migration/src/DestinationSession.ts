@@ -169,6 +169,9 @@ export const migrateDestination: (
       onControl: (control) =>
         Effect.flatMap(messageOf(control, "device data"), (message) => {
           if (message._tag === "InitialDataSent" && control.device !== undefined) return Effect.succeed("ack" as const)
+          // Answered at once, from the reader: its time is the channel's, not the devices'.
+          if (message._tag === "Probe")
+            return Effect.as(located(send(writer, { _tag: "ProbeAnswer", id: message.id })), "handled" as const)
           if (message._tag !== "SwitchoverBegun") return Effect.fail(violation("device data", message._tag))
           log.enter("drain")
           return Effect.succeed("switchover" as const)

@@ -137,11 +137,15 @@ export const criticalPathMs = (plan: Plan, latency: (device: string, arc: Arc) =
  *
  *   totalMs = switchoverMs + transferMs + channelMs + resumeMs
  *   switchoverMs = critical path of the source's switchover plan (current states → STOP_COPY)
- *   transferMs   = remainingBytes / bandwidth × 1000, remainingBytes = Σ stopCopyLength over devices
+ *   transferMs   = (remainingBytes + dirtyBytesPerSecond × switchoverMs) / bandwidth
+ *                  remainingBytes = Σ stopCopyLength over devices; the devices keep running
+ *                  (and dirtying) until their switchover arcs are done
  *   channelMs    = 3 × one-way latency (last bytes, vote, decision) + the journal's write time
  *   resumeMs     = the destination's critical path RESUMING → STOP → quiesced → RUNNING
  *
- * It ignores the overlap the session gets by draining each device as soon as it reaches
+ * `bandwidth` and the latency are what the channel delivered in the recent rounds (see
+ * `ChannelMeter`), the dirty rate what the recent rounds dirtied (see `PrecopyProgress`). It
+ * ignores the overlap the session gets by draining each device as soon as it reaches
  * STOP_COPY, which errs high. Stop-copy lengths the devices could not tell are `assumed`: a
  * user's estimate counts like a reported length; the pessimistic default makes `transferMs` and
  * `totalMs` infinite, so that a switchover is never decided on a size nobody knows. Arcs not run yet (the switchover's quiesce and stop-copy arcs, the
@@ -157,6 +161,8 @@ export interface DowntimeEstimate {
   readonly remainingBytes: number
   /** Bytes per second the transfer part assumes; `Infinity` when nothing limits or measures it. */
   readonly bandwidth: number
+  /** Bytes per second the devices dirty, as measured over the recent rounds (0 before any). */
+  readonly dirtyBytesPerSecond: number
   /** Stop-copy lengths in `remainingBytes` that did not come from the devices. */
   readonly assumed: ReadonlyArray<AssumedStopCopyLength>
 }
@@ -169,6 +175,8 @@ export interface EstimateInputs {
   readonly oneWayMs: number
   readonly journalMs: number
   readonly resumeMs: number
+  /** Bytes per second the devices dirty (default 0). */
+  readonly dirtyBytesPerSecond?: number
   /** Stop-copy lengths in `remainingBytes` that were assumed (default: none). */
   readonly assumed?: ReadonlyArray<AssumedStopCopyLength>
 }
@@ -177,11 +185,9 @@ export interface EstimateInputs {
 export const estimateDowntime = (i: EstimateInputs): DowntimeEstimate => {
   const assumed = i.assumed ?? []
   const unknown = assumed.some((a) => a.source === "pessimistic")
-  const transferMs = unknown
-    ? Number.POSITIVE_INFINITY
-    : i.remainingBytes === 0
-      ? 0
-      : (i.remainingBytes / i.bandwidth) * 1000
+  const dirtyBytesPerSecond = i.dirtyBytesPerSecond ?? 0
+  const bytes = i.remainingBytes + (dirtyBytesPerSecond * i.switchoverMs) / 1000
+  const transferMs = unknown ? Number.POSITIVE_INFINITY : bytes === 0 ? 0 : (bytes / i.bandwidth) * 1000
   const channelMs = 3 * i.oneWayMs + i.journalMs
   return {
     totalMs: i.switchoverMs + transferMs + channelMs + i.resumeMs,
@@ -191,6 +197,7 @@ export const estimateDowntime = (i: EstimateInputs): DowntimeEstimate => {
     resumeMs: i.resumeMs,
     remainingBytes: i.remainingBytes,
     bandwidth: i.bandwidth,
+    dirtyBytesPerSecond,
     assumed
   }
 }

@@ -4,13 +4,36 @@ import type { AssumedStopCopyLength, DowntimeEstimate } from "./Estimate.js"
 import type { Phase, Side } from "./Phase.js"
 
 /**
- * Why pre-copy ended:
+ * Why pre-copy ended (the rule is `Convergence.ts`'s):
  * - `converged`: the downtime estimate is under the limit and every device's initial data is acknowledged;
+ * - `stalled`: the remaining bytes stopped shrinking (a round left them not 10% below the least
+ *   before it), or nothing is left to pre-copy, with the estimate still over the limit (policy `switch`);
  * - `rounds` / `time`: the round or time limit was reached (policy `switch`);
- * - `stalled`: nothing is left to pre-copy and the estimate is still over the limit (policy `switch`);
  * - `no-precopy`: pre-copy is off, or no device supports it.
  */
 export type SwitchoverReason = "converged" | "rounds" | "time" | "stalled" | "no-precopy"
+
+/** Why the source switched over, and the figures it decided on. */
+export interface SwitchoverDecision {
+  readonly reason: SwitchoverReason
+  /** The reason as one sentence, with its figures. */
+  readonly why: string
+  readonly rounds: number
+  /** The downtime estimate that decided, in ms; `undefined` without pre-copy. */
+  readonly estimateMs: number | undefined
+  readonly downtimeLimitMs: number
+  /**
+   * The bytes a switchover would have sent (the STOP_COPY lengths the devices reported) before
+   * pre-copy, then after each round.
+   */
+  readonly remainingBytes: ReadonlyArray<number>
+  /** What the channel delivered over the recent rounds, in bytes per second. */
+  readonly deliveredBytesPerSecond: number | undefined
+  /** What the devices dirtied over the recent rounds, in bytes per second. */
+  readonly dirtyBytesPerSecond: number | undefined
+  /** The channel's round trip, measured on an empty channel, in ms. */
+  readonly roundTripMs: number | undefined
+}
 
 /** Bytes moved for one device. */
 export interface DeviceTotals {
@@ -39,14 +62,21 @@ export interface SourceSummary extends SummaryBase {
   readonly side: "source"
   readonly rounds: number
   readonly switchover: SwitchoverReason
+  /** Why the switchover came when it did, with the figures. */
+  readonly decision: SwitchoverDecision
   /** The estimate that decided the switchover. */
   readonly estimate: DowntimeEstimate | undefined
   /**
    * From the first switchover arc to the destination group RUNNING: measured here up to the
-   * decision, plus one channel latency, plus the resume time the destination reports. When the
-   * confirmation never came, the destination's part is estimated.
+   * decision, plus the one-way latency of the decision (half the round trip of COMMIT and the
+   * confirmation, less the destination's resume), plus the resume time the destination reports.
+   * `undefined` when the destination did not confirm: a resume that may never have happened has
+   * no downtime.
    */
-  readonly downtimeMs: number
+  readonly downtimeMs: number | undefined
+  readonly downtimeLimitMs: number
+  /** How far `downtimeMs` is over `downtimeLimitMs`, in ms; `undefined` when within (or unknown). */
+  readonly downtimeLimitMissedByMs: number | undefined
   /** The critical path of the switchover arcs actually run (the floor the arcs alone impose). */
   readonly switchoverCriticalPathMs: number
   /**
@@ -54,7 +84,11 @@ export interface SourceSummary extends SummaryBase {
    * vfio-user server without MIG_DATA_SIZE), and what was assumed. Empty when every device told.
    */
   readonly assumedStopCopyLengths: ReadonlyArray<AssumedStopCopyLength>
-  /** Whether the destination confirmed it runs. After COMMIT the source stays stopped either way. */
+  /**
+   * Whether the destination confirmed it runs. After COMMIT the source stays stopped either way;
+   * unconfirmed, the group may run nowhere: the journal records the migration as committed, and
+   * an operator settles it (`lockstep journal show` / `resolve`).
+   */
   readonly confirmed: boolean
 }
 
@@ -103,6 +137,8 @@ export type MigrationEvent =
   | {
       readonly _tag: "SwitchoverDecided"
       readonly reason: SwitchoverReason
+      /** The reason as one sentence, with its figures. */
+      readonly why: string
       readonly rounds: number
       readonly estimateMs: number | undefined
       readonly at: number

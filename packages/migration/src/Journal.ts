@@ -1,7 +1,9 @@
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
+import { hostname } from "node:os"
+import { dirname } from "node:path"
 import { Effect, Result, Schema } from "effect"
-import { JournalFailed } from "./MigrationError.js"
+import { JournalFailed, JournalUnsettled } from "./MigrationError.js"
 
 /**
  * Where a migration stands in the source's journal:
@@ -20,6 +22,9 @@ export interface JournalEntry {
   /** Clock time of the last change, in ms. */
   readonly updatedAt: number
   readonly reason?: string | undefined
+  /** The process that began it, on which host (file journals): tells a stale `started` entry from one in progress. */
+  readonly pid?: number | undefined
+  readonly host?: string | undefined
 }
 
 /** A decision once recorded: the first one wins. */
@@ -51,8 +56,8 @@ export interface Journal {
   /** committed → completed: the destination confirmed that it runs. */
   readonly complete: (migration: string) => Effect.Effect<void, JournalFailed>
   /**
-   * committed → aborted: the destination failed to resume, reset its devices and gave the group
-   * back, so the source may run again.
+   * committed (or completed) → aborted: the destination failed to resume, reset its devices and
+   * gave the group back (or an operator recorded that the group is back), so the source may run again.
    */
   readonly renounce: (migration: string, reason: string) => Effect.Effect<void, JournalFailed>
 }
@@ -73,7 +78,9 @@ const JournalDocument = Schema.Struct({
       migration: Schema.String,
       status: Schema.Literals(["started", "committed", "completed", "aborted"]),
       updatedAt: Schema.Number,
-      reason: Schema.optionalKey(Schema.String)
+      reason: Schema.optionalKey(Schema.String),
+      pid: Schema.optionalKey(Schema.Int),
+      host: Schema.optionalKey(Schema.String)
     })
   )
 })
@@ -89,25 +96,36 @@ type Change<A> = (
 
 const put = (doc: JournalDocument, entry: JournalEntry): JournalDocument => {
   const rest = doc.migrations.filter((m) => m.migration !== entry.migration)
-  const row =
-    entry.reason === undefined
-      ? { migration: entry.migration, status: entry.status, updatedAt: entry.updatedAt }
-      : { ...entry, reason: entry.reason }
+  const row = {
+    migration: entry.migration,
+    status: entry.status,
+    updatedAt: entry.updatedAt,
+    ...(entry.reason === undefined ? {} : { reason: entry.reason }),
+    ...(entry.pid === undefined ? {} : { pid: entry.pid }),
+    ...(entry.host === undefined ? {} : { host: entry.host })
+  }
   return { version: 1, migrations: [...rest, row].slice(-journalCapacity) }
+}
+
+/** The process recording a journal entry: the one a `started` entry names. */
+interface Recorder {
+  readonly pid: number
+  readonly host: string
 }
 
 /** The rules of the journal, stated once, for every store. */
 const journalOf = (
   location: string,
   read: (operation: Operation) => Effect.Effect<JournalDocument, JournalFailed>,
-  update: <A>(operation: Operation, migration: string, change: Change<A>) => Effect.Effect<A, JournalFailed>
+  update: <A>(operation: Operation, migration: string, change: Change<A>) => Effect.Effect<A, JournalFailed>,
+  recorder?: Recorder
 ): Journal => ({
   location,
   entries: Effect.map(read("read"), (doc) => doc.migrations),
   begin: (migration) =>
     update("begin", migration, (entry, now) =>
       entry === undefined
-        ? Result.succeed([{ migration, status: "started", updatedAt: now }, undefined] as const)
+        ? Result.succeed([{ migration, status: "started", updatedAt: now, ...recorder }, undefined] as const)
         : Result.fail(`migration ${migration} is already recorded (${entry.status})`)
     ),
   decide: (migration, decision, reason) =>
@@ -131,7 +149,7 @@ const journalOf = (
     ),
   renounce: (migration, reason) =>
     update("renounce", migration, (entry, now) =>
-      entry?.status === "committed" || entry?.status === "aborted"
+      entry?.status === "committed" || entry?.status === "completed" || entry?.status === "aborted"
         ? Result.succeed([{ migration, status: "aborted", updatedAt: now, reason }, undefined] as const)
         : Result.fail(`migration ${migration} is ${entry?.status ?? "not recorded"}, not committed`)
     )
@@ -186,11 +204,36 @@ export interface FileJournalOptions {
   readonly lockTimeoutMs?: number
 }
 
+/** Error codes by which a platform or file system says it cannot fsync a directory. */
+const noDirectorySync: ReadonlySet<string> = new Set(["EISDIR", "EINVAL", "ENOTSUP", "EPERM"])
+
+/** fsyncs a directory, where the platform can. */
+const syncDirectory = async (directory: string): Promise<void> => {
+  const cannot = (cause: unknown) => noDirectorySync.has(codeOf(cause) ?? "")
+  let handle: fs.FileHandle
+  try {
+    handle = await fs.open(directory, "r")
+  } catch (cause) {
+    if (cannot(cause)) return
+    throw cause
+  }
+  try {
+    await handle.sync()
+  } catch (cause) {
+    if (!cannot(cause)) throw cause
+  } finally {
+    await handle.close()
+  }
+}
+
 /**
  * A journal in a small JSON file (`{"version":1,"migrations":[…]}`). Every change takes an
  * exclusive lock file beside it (`PATH.lock`, holding the owner's pid; a lock whose process is
- * gone is broken), reads the file, writes the new document to a temporary file, fsyncs it and
- * renames it over the old one: a crash leaves the old document or the new one, never half.
+ * gone is broken), reads the file, writes the new document to a temporary file, fsyncs it,
+ * renames it over the old one and fsyncs the directory: a crash leaves the old document or the
+ * new one, never half, and once a change is answered it survives a power loss (the rename is an
+ * entry of the directory, durable only once the directory is). A `started` entry names the
+ * process and host that began it, so that a restarted source can tell a stale one.
  */
 export const file = (path: string, options: FileJournalOptions = {}): Journal => {
   const lockPath = `${path}.lock`
@@ -220,6 +263,7 @@ export const file = (path: string, options: FileJournalOptions = {}): Journal =>
       await handle.close()
     }
     await fs.rename(temporary, path)
+    await syncDirectory(dirname(path))
   }
 
   const holderAlive = async (): Promise<boolean> => {
@@ -281,7 +325,8 @@ export const file = (path: string, options: FileJournalOptions = {}): Journal =>
   return journalOf(
     path,
     (operation) => Effect.tryPromise({ try: load, catch: (cause) => failed(operation, reasonOf(cause)) }),
-    update
+    update,
+    { pid: process.pid, host: hostname() }
   )
 }
 
@@ -331,3 +376,99 @@ export const describeOwnership = (o: Ownership): string => {
 
 /** A fresh migration id. */
 export const newMigrationId = (): string => randomBytes(8).toString("hex")
+
+/** Whether a `started` entry's process is alive on this host (so the migration is in progress, not stale). */
+export const inProgress = (entry: JournalEntry): boolean => {
+  if (entry.status !== "started" || entry.pid === undefined || entry.host !== hostname()) return false
+  if (entry.pid === process.pid) return true
+  try {
+    process.kill(entry.pid, 0)
+    return true
+  } catch (cause) {
+    return codeOf(cause) !== "ESRCH"
+  }
+}
+
+/**
+ * The newest migration of the journal when it is not settled, so that no new migration may
+ * start from this journal until it is: `started` (undecided: stale, or in progress), `committed`
+ * (the destination owns the group but never confirmed it runs) or `completed` (the group left
+ * with it: this side's copy is stale). `undefined` when nothing is recorded or the newest
+ * migration was aborted: the source owns the group.
+ */
+export const unsettled = (journal: Journal): Effect.Effect<JournalUnsettled | undefined, JournalFailed> =>
+  Effect.map(journal.entries, (entries) => {
+    const last = entries.at(-1)
+    if (last === undefined || last.status === "aborted") return undefined
+    return new JournalUnsettled({
+      location: journal.location,
+      migration: last.migration,
+      status: last.status,
+      inProgress: inProgress(last),
+      pid: last.pid
+    })
+  })
+
+/** Who an operator gives a migration's group to. */
+export type Owner = "source" | "destination"
+
+/** What {@link resolve} did: the migration, its status before and after. */
+export interface Resolution {
+  readonly migration: string
+  readonly from: JournalStatus
+  readonly to: JournalStatus
+}
+
+/**
+ * Records an operator's decision about a migration (the newest, or `migration`): which side owns
+ * its group. To the source: a `started` migration is decided ABORT, a `committed` or
+ * `completed` one renounced (→ `aborted`): the destination must reset, and the source may run
+ * and migrate again. To the destination: a `committed` migration is marked `completed` (the
+ * destination runs it); a stale `started` one is decided COMMIT, which only a destination that
+ * voted (it holds the validated state, waiting in STOP) can honour. Refused: giving an aborted
+ * migration to the destination (it has reset its devices), and deciding a migration whose
+ * source is still running it on this host.
+ */
+export const resolve = (
+  journal: Journal,
+  owner: Owner,
+  options: { readonly migration?: string | undefined; readonly reason?: string | undefined } = {}
+): Effect.Effect<Resolution, JournalFailed> =>
+  Effect.gen(function* () {
+    const refuse = (reason: string) => new JournalFailed({ operation: "resolve", location: journal.location, reason })
+    const entries = yield* journal.entries
+    const entry =
+      options.migration === undefined ? entries.at(-1) : entries.find((e) => e.migration === options.migration)
+    if (entry === undefined)
+      return yield* refuse(
+        options.migration === undefined ? "no migration is recorded" : `no migration ${options.migration} is recorded`
+      )
+    const { migration } = entry
+    const reason = options.reason ?? `an operator gave the group to the ${owner}`
+    if (inProgress(entry))
+      return yield* refuse(
+        `migration ${migration} is in progress (process ${entry.pid ?? "?"} on this host): wait for it to end, or stop it first`
+      )
+    const done = (to: JournalStatus): Resolution => ({ migration, from: entry.status, to })
+    if (owner === "source") {
+      if (entry.status === "aborted") return done("aborted")
+      if (entry.status === "started") return done(yield* journal.decide(migration, "abort", reason))
+      yield* journal.renounce(migration, reason)
+      return done("aborted")
+    }
+    switch (entry.status) {
+      case "aborted":
+        return yield* refuse(
+          `migration ${migration} was aborted: the destination has reset its devices, so it cannot own the group; the source owns it`
+        )
+      case "started": {
+        const stands = yield* journal.decide(migration, "commit", reason)
+        return done(stands)
+      }
+      case "committed":
+        yield* journal.complete(migration)
+        return done("completed")
+      case "completed":
+        return done("completed")
+    }
+  })

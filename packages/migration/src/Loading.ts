@@ -16,6 +16,8 @@ export type ControlAction =
   | "ack"
   /** The source has begun its switchover: the data from here on is final. */
   | "switchover"
+  /** Nothing for the devices: the control frame was dealt with (a probe answered). */
+  | "handled"
 
 /** Bytes loaded into one device. */
 export interface LoadTotals {
@@ -118,7 +120,7 @@ export const loadDevices = (plan: LoadPlan): Effect.Effect<ReadonlyArray<LoadTot
         } else if (frame._tag === "Control") {
           const action = yield* plan.onControl(frame)
           if (action === "switchover") final = true
-          else if (frame.device !== undefined && frame.device < manifest.devices.length)
+          else if (action === "ack" && frame.device !== undefined && frame.device < manifest.devices.length)
             yield* offer(frame.device, { _tag: "Ack" })
         } else {
           // The decoder admits no second manifest and no stream end before every device has ended.

@@ -95,7 +95,7 @@ export class DeviceMisbehaved extends Data.TaggedError("DeviceMisbehaved")<{
  * switchover-acks missing) and the policy is `abort`.
  */
 export class PrecopyLimitReached extends Data.TaggedError("PrecopyLimitReached")<{
-  /** `rounds` or `time`: the configured limit; `stalled`: nothing left to pre-copy and the estimate is still over. */
+  /** `rounds` or `time`: the configured limit; `stalled`: the remaining bytes stopped shrinking (or nothing is left) and the estimate is still over. */
   readonly limit: "rounds" | "time" | "stalled"
   readonly rounds: number
   readonly estimateMs: number
@@ -106,7 +106,7 @@ export class PrecopyLimitReached extends Data.TaggedError("PrecopyLimitReached")
     const acks = this.unacknowledged.length === 0 ? "" : `; no switchover-ack yet for ${this.unacknowledged.join(", ")}`
     const what =
       this.limit === "stalled"
-        ? "nothing is left to pre-copy"
+        ? "pre-copy stalled (the remaining bytes stopped shrinking, or nothing is left to pre-copy)"
         : `the ${this.limit} limit was reached (${this.rounds} rounds)`
     const estimate = Number.isFinite(this.estimateMs)
       ? `at ${fmt(this.estimateMs)} ms`
@@ -117,12 +117,40 @@ export class PrecopyLimitReached extends Data.TaggedError("PrecopyLimitReached")
 
 /** The journal could not be read or written. */
 export class JournalFailed extends Data.TaggedError("JournalFailed")<{
-  readonly operation: "read" | "begin" | "decide" | "complete" | "renounce"
+  readonly operation: "read" | "begin" | "decide" | "complete" | "renounce" | "resolve"
   readonly location: string
   readonly reason: string
 }> {
   override get message(): string {
     return `journal ${this.location}: ${this.operation} failed: ${this.reason}`
+  }
+}
+
+/**
+ * The journal's newest migration is not settled, so a new one may not start from it: `started`
+ * and never decided (its source stopped, or is still running it: `inProgress`), `committed` (the
+ * destination owns the group and never confirmed it runs) or `completed` (the group left with
+ * it). A committed migration is never run again; an operator settles it first
+ * (`Journal.resolve`, `lockstep journal resolve`).
+ */
+export class JournalUnsettled extends Data.TaggedError("JournalUnsettled")<{
+  readonly location: string
+  readonly migration: string
+  readonly status: "started" | "committed" | "completed"
+  readonly inProgress: boolean
+  /** The process that began it, if the journal knows. */
+  readonly pid: number | undefined
+}> {
+  override get message(): string {
+    const resolve = (owner: string) => `"lockstep journal resolve ${this.location} --owner ${owner}"`
+    const head = `the journal ${this.location} holds migration ${this.migration}`
+    if (this.status === "started" && this.inProgress)
+      return `${head} in progress (process ${this.pid ?? "?"} on this host): one migration per journal at a time; wait for it to end, or stop it first`
+    if (this.status === "started")
+      return `${head}, started and never decided (its source stopped before deciding): no destination may have resumed it, and no new migration starts until an operator settles it. Give the group to the source with ${resolve("source")} (the destination must reset); only if the destination voted and still holds the validated state, give it to the destination with ${resolve("destination")}`
+    if (this.status === "committed")
+      return `${head}, committed and never confirmed by the destination: the destination owns the group and a committed migration is never run again, so this side stays as it is. If the destination runs the group, record it with ${resolve("destination")}; if it does not, give the group back with ${resolve("source")}`
+    return `${head}, completed: the group left with it (the destination confirmed it runs), so the group here is a stale copy and is not migrated again. If the group came back to this host, record it with ${resolve("source")}`
   }
 }
 
@@ -176,6 +204,7 @@ export type MigrationCause =
   | DeviceMisbehaved
   | PrecopyLimitReached
   | JournalFailed
+  | JournalUnsettled
   | DecisionFenced
   | CommitInDoubt
   | PreparationFailed

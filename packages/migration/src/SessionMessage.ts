@@ -13,7 +13,8 @@ import { Phases } from "./Phase.js"
  *   Manifest (handshake offer)
  *                                             accept  Accepted {migration}  | refuse Refused {refusals}
  *                                             commit  Busy {step: prepare, done: false}, then {…, done: true}
- *   Chunk…
+ *   switchover-ack    Probe {id}              switchover-ack    ProbeAnswer {id}       (at once, on reading it)
+ *   Chunk…                                    (a round: opening probe, chunks, closing probe)
  *   switchover-ack(d) InitialDataSent         switchover-ack(d) InitialDataReceived {resumeEstimateMs}
  *   switchover-ack    SwitchoverBegun
  *   Chunk…, DeviceEnd(d)…
@@ -32,6 +33,10 @@ const messages = {
   Refused: Schema.TaggedStruct("Refused", { refusals: Schema.Array(RefusalSchema) }),
   InitialDataSent: Schema.TaggedStruct("InitialDataSent", { bytes: NonNegative }),
   InitialDataReceived: Schema.TaggedStruct("InitialDataReceived", { resumeEstimateMs: NonNegative }),
+  // Pre-copy probes: the destination answers each as soon as it reads it, so the source learns
+  // the round trip (a probe on an empty channel) and when a round was delivered (a probe after it).
+  Probe: Schema.TaggedStruct("Probe", { id: NonNegative }),
+  ProbeAnswer: Schema.TaggedStruct("ProbeAnswer", { id: NonNegative }),
   SwitchoverBegun: Schema.TaggedStruct("SwitchoverBegun", {}),
   Busy: Schema.TaggedStruct("Busy", { step: Schema.Literals(["prepare", "validate"]), done: Schema.Boolean }),
   Prepared: Schema.TaggedStruct("Prepared", { validateMs: NonNegative }),
@@ -55,6 +60,8 @@ const kindOf: Readonly<Record<SessionMessage["_tag"], ControlKind>> = {
   Refused: "refuse",
   InitialDataSent: "switchover-ack",
   InitialDataReceived: "switchover-ack",
+  Probe: "switchover-ack",
+  ProbeAnswer: "switchover-ack",
   SwitchoverBegun: "switchover-ack",
   // The steps on the way to the destination's vote that may outlast the peer timeout.
   Busy: "commit",

@@ -9,10 +9,13 @@ import type { Device } from "@lockstep/device"
 import { hasFlag, type State } from "@lockstep/fsm"
 import { FrameReader, FrameWriter, type Manifest, type Transport, withTimeouts } from "@lockstep/stream"
 import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option, Queue, Result } from "effect"
-import { assumedRate, BandwidthMeter, throttle } from "./Bandwidth.js"
+import { throttle } from "./Bandwidth.js"
+import { assumedRate, ChannelMeter } from "./ChannelMeter.js"
+import { decideSwitchover, PrecopyProgress } from "./Convergence.js"
 import { ArcTimings, criticalPathMs, type DowntimeEstimate, estimateDowntime, StopCopyLengths } from "./Estimate.js"
-import type { DeviceTotals, SourceSummary, SwitchoverReason } from "./Events.js"
+import type { DeviceTotals, SourceSummary, SwitchoverDecision, SwitchoverReason } from "./Events.js"
 import { manifestOf } from "./Handshake.js"
+import { unsettled } from "./Journal.js"
 import {
   type BusyStep,
   DecisionFenced,
@@ -65,8 +68,9 @@ interface SourceProgress {
   writer: FrameWriter.FrameWriter | undefined
   rounds: number
   reason: SwitchoverReason
+  /** The reason as a sentence. */
+  why: string
   estimate: DowntimeEstimate | undefined
-  oneWayMs: number
   /** When the first switchover arc started. */
   switchoverAt: number | undefined
   switchoverCriticalPathMs: number
@@ -112,6 +116,8 @@ export const migrateSource: (
   const log = new PhaseLog("source", emit, now)
   const timings = new ArcTimings(o.assumedArcLatencyMs)
   const stopCopyLengths = new StopCopyLengths()
+  const meter = new ChannelMeter()
+  const progress = new PrecopyProgress()
   const link = withTimeouts(transport, { write: o.peerTimeoutMs })
   const ids = runtime.group.devices.map((d) => d.id)
   const indexOf = new Map(ids.map((id, i) => [id, i] as const))
@@ -130,8 +136,8 @@ export const migrateSource: (
     writer: undefined,
     rounds: 0,
     reason: "no-precopy",
+    why: "pre-copy is off, or no device supports it",
     estimate: undefined,
-    oneWayMs: 0,
     switchoverAt: undefined,
     switchoverCriticalPathMs: 0,
     decidedAt: undefined,
@@ -145,7 +151,13 @@ export const migrateSource: (
   const acks = yield* Queue.unbounded<Ack>()
   const destinationReady = yield* Deferred.make<void>()
   const prepared = yield* Deferred.make<number>()
-  const resumed = yield* Deferred.make<number>()
+  /** The destination's resume time, and when its confirmation arrived. */
+  const resumed = yield* Deferred.make<{ readonly resumeMs: number; readonly at: number }>()
+  /** Probes sent and not answered yet: when each went, whether the channel was empty then, its answer. */
+  const probes = new Map<
+    number,
+    { readonly sentAt: number; readonly opening: boolean; readonly answered: Deferred.Deferred<void> }
+  >()
   const peerFailure = yield* Deferred.make<never, MigrationCause>()
   const peerDone = yield* Deferred.make<void>()
   const violation = (expected: string, got: string) =>
@@ -185,8 +197,18 @@ export const migrateSource: (
             yield* Deferred.succeed(prepared, message.validateMs)
             break
           case "Resumed":
-            yield* Deferred.succeed(resumed, message.resumeMs)
+            yield* Deferred.succeed(resumed, { resumeMs: message.resumeMs, at: now() })
             break
+          case "ProbeAnswer": {
+            const probe = probes.get(message.id)
+            if (probe === undefined)
+              return yield* violation("answers to probes sent", `an answer to probe ${message.id}`)
+            probes.delete(message.id)
+            // An opening probe crossed an empty channel: its time is the round trip.
+            if (probe.opening) meter.recordRoundTrip(now() - probe.sentAt)
+            yield* Deferred.succeed(probe.answered, undefined)
+            break
+          }
           case "Aborted":
             // Keep reading to the end of its stream: hanging up on unread bytes would reset the
             // connection under the destination.
@@ -224,11 +246,17 @@ export const migrateSource: (
     for (const id of ids) deviceAt(indexOf.get(id) ?? -1)
     const writer = yield* located(FrameWriter.make(link, { chunkBytes: o.chunkBytes }))
     s.writer = writer
+    // The journal first: a migration it has not settled is never followed by another (the
+    // destination is told why).
+    const previous = yield* located(unsettled(o.journal))
+    if (previous !== undefined) return yield* fault(previous)
     const offeredAt = now()
     yield* located(writer.manifest(devices))
     const reply = yield* expect(answer, "the destination's answer to the manifest")
     if (reply._tag === "Refused") return yield* fault(new HandshakeRefused({ refusals: reply.refusals }))
-    s.oneWayMs = (now() - offeredAt) / 2
+    // An upper bound of the round trip (it includes the destination's check of the manifest):
+    // the rounds' probes soon give the real one.
+    meter.recordRoundTrip(now() - offeredAt)
     const migration = reply.migration
     s.migration = migration
     const journalStart = now()
@@ -253,7 +281,6 @@ export const migrateSource: (
 
     // Pre-copy rounds.
     const pace = throttle(o.bandwidthLimit)
-    const meter = new BandwidthMeter()
     let stopping = false
     const sentMarker = new Set<number>()
     const acked = new Set<number>()
@@ -266,10 +293,14 @@ export const migrateSource: (
       }
     }
     const unacknowledged = () => precopyDevices.filter((i) => !acked.has(i)).map((i) => ids[i] ?? "?")
-    const estimateNow: Effect.Effect<DowntimeEstimate, SessionFault> = Effect.gen(function* () {
-      const lengths = yield* located(
-        Effect.forEach(ids, (_, i) => stopCopyLengths.of(deviceAt(i)), { concurrency: "unbounded" })
-      )
+    /** Every device's STOP_COPY length now, asked or assumed. */
+    const lengthsNow: Effect.Effect<ReadonlyArray<number>, SessionFault> = located(
+      Effect.forEach(ids, (_, i) => stopCopyLengths.of(deviceAt(i)), { concurrency: "unbounded" })
+    )
+    /** The sum of `perDevice` over the devices whose length is reported, not assumed. */
+    const reported = (perDevice: (i: number) => number) =>
+      ids.reduce((n, id, i) => (stopCopyLengths.isAssumed(id) ? n : n + perDevice(i)), 0)
+    const estimateFrom = (lengths: ReadonlyArray<number>): DowntimeEstimate => {
       const latency = (device: string, arc: { readonly from: State; readonly to: State }) =>
         timings.latency(device, arc)
       const switchPlan = enterStopCopyPlan(runtime.group, states)
@@ -278,13 +309,27 @@ export const migrateSource: (
         switchoverMs: Result.isSuccess(switchPlan) ? criticalPathMs(switchPlan.success, latency) : 0,
         remainingBytes: lengths.reduce((a, b) => a + b, 0),
         bandwidth: assumedRate(meter, o.bandwidthLimit),
+        dirtyBytesPerSecond: progress.dirtyRate ?? 0,
         assumed: stopCopyLengths.assumed,
-        oneWayMs: s.oneWayMs,
+        oneWayMs: meter.oneWayMs,
         journalMs,
         resumeMs:
           s.destinationResumeMs ?? (Result.isSuccess(resumeGuess) ? criticalPathMs(resumeGuess.success, latency) : 0)
       })
-    })
+    }
+    /**
+     * Sends a probe, which the destination answers as soon as it reads it. `opening`: the channel
+     * is empty (the round before was acknowledged), so the answer times the round trip.
+     */
+    let probesSent = 0
+    const probe = (opening: boolean): Effect.Effect<Deferred.Deferred<void>, SessionFault> =>
+      Effect.gen(function* () {
+        const id = probesSent++
+        const answered = yield* Deferred.make<void>()
+        probes.set(id, { sentAt: now(), opening, answered })
+        yield* located(send(writer, { _tag: "Probe", id }))
+        return answered
+      })
     const limitReached = (limit: "rounds" | "time" | "stalled", estimate: DowntimeEstimate) =>
       o.onLimit === "switch"
         ? Effect.succeed<SwitchoverReason>(limit)
@@ -358,23 +403,35 @@ export const migrateSource: (
     const precopyStart = now()
     if (precopyDevices.length > 0) {
       log.enter("precopy")
+      const before = yield* lengthsNow
+      progress.record(
+        now(),
+        reported((i) => before[i] ?? 0),
+        0
+      )
       for (;;) {
         s.rounds += 1
+        // A round opens with a probe on an empty channel and closes with one after its last
+        // chunk, whose answer says the destination has read the whole round: the next round
+        // (or the switchover) starts on an empty channel, and the round's time is its delivery.
         const roundStart = now()
+        yield* probe(true)
         const moved = yield* everyDevice(precopyDevices, pumpRound)
         const bytes = moved.reduce((a, b) => a + b, 0)
+        if (bytes > 0)
+          yield* expect(yield* probe(false), `the destination's acknowledgement of pre-copy round ${s.rounds}`)
         const durationMs = now() - roundStart
-        meter.record(bytes, durationMs)
-        emit({
-          _tag: "RoundDone",
-          round: s.rounds,
-          bytes,
-          bytesByDevice: Object.fromEntries(precopyDevices.map((i, k) => [ids[i] ?? "?", moved[k] ?? 0])),
-          durationMs,
-          at: now()
-        })
+        meter.recordDelivery(bytes, durationMs)
+        const bytesByDevice = Object.fromEntries(precopyDevices.map((i, k) => [ids[i] ?? "?", moved[k] ?? 0]))
+        emit({ _tag: "RoundDone", round: s.rounds, bytes, bytesByDevice, durationMs, at: now() })
         takeAcks(yield* Queue.clear(acks))
-        const estimate = yield* estimateNow
+        const lengths = yield* lengthsNow
+        progress.record(
+          now(),
+          reported((i) => lengths[i] ?? 0),
+          reported((i) => bytesByDevice[ids[i] ?? "?"] ?? 0)
+        )
+        const estimate = estimateFrom(lengths)
         s.estimate = estimate
         emit({
           _tag: "EstimateUpdated",
@@ -384,25 +441,23 @@ export const migrateSource: (
           unacknowledged: unacknowledged(),
           at: now()
         })
-        const allAcked = unacknowledged().length === 0
-        if (estimate.totalMs <= o.downtimeLimitMs && allAcked) {
-          s.reason = "converged"
+        const decision = decideSwitchover({
+          round: s.rounds,
+          sentBytes: bytes,
+          estimateMs: estimate.totalMs,
+          downtimeLimitMs: o.downtimeLimitMs,
+          acknowledged: unacknowledged().length === 0,
+          stall: progress.stall,
+          maxRounds: o.maxRounds,
+          elapsedMs: now() - precopyStart,
+          maxPrecopyMs: o.maxPrecopyMs
+        })
+        if (decision._tag === "Switch") {
+          s.reason = decision.reason === "converged" ? "converged" : yield* limitReached(decision.reason, estimate)
+          s.why = decision.why
           break
         }
-        if (s.rounds >= o.maxRounds) {
-          s.reason = yield* limitReached("rounds", estimate)
-          break
-        }
-        if (now() - precopyStart >= o.maxPrecopyMs) {
-          s.reason = yield* limitReached("time", estimate)
-          break
-        }
-        if (bytes === 0) {
-          if (allAcked) {
-            // Nothing to send and still over the limit: more rounds cannot lower the estimate.
-            s.reason = yield* limitReached("stalled", estimate)
-            break
-          }
+        if (decision._tag === "AwaitAcknowledgements") {
           const waited = Math.max(0, Math.min(o.peerTimeoutMs, o.maxPrecopyMs - (now() - precopyStart)))
           const next = yield* Queue.take(acks).pipe(Effect.timeoutOption(waited))
           if (Option.isNone(next) && waited >= o.peerTimeoutMs)
@@ -419,6 +474,7 @@ export const migrateSource: (
     emit({
       _tag: "SwitchoverDecided",
       reason: s.reason,
+      why: s.why,
       rounds: s.rounds,
       estimateMs: s.estimate?.totalMs,
       at: now()
@@ -465,14 +521,17 @@ export const migrateSource: (
 
     // Resume (the destination's): wait for its confirmation; the source stays stopped.
     log.enter("resume")
-    const resumeMs = yield* expect(resumed, "the destination's confirmation that it runs")
-    return yield* finish(true, resumeMs)
+    const confirmation = yield* expect(resumed, "the destination's confirmation that it runs")
+    return yield* finish(confirmation)
   })
 
-  /** The summary of a committed migration, confirmed or not. */
-  const finish = (confirmed: boolean, resumeMs: number | undefined): Effect.Effect<SourceSummary> =>
+  /** The summary of a committed migration: confirmed (with the destination's resume), or not. */
+  const finish = (
+    confirmation: { readonly resumeMs: number; readonly at: number } | undefined
+  ): Effect.Effect<SourceSummary> =>
     Effect.gen(function* () {
       const migration = s.migration ?? ""
+      const confirmed = confirmation !== undefined
       if (confirmed) {
         const completed = yield* Effect.exit(o.journal.complete(migration))
         if (Exit.isFailure(completed))
@@ -491,7 +550,29 @@ export const migrateSource: (
       log.end()
       const states = yield* readStates(runtime)
       const decidedAt = s.decidedAt ?? now()
-      const destinationPart = resumeMs ?? s.estimate?.resumeMs ?? 0
+      // From the decision to the confirmation: COMMIT crossed the channel, the destination resumed,
+      // the confirmation crossed back; the crossings are the same empty channel, half each.
+      if (confirmation !== undefined) meter.recordRoundTrip(confirmation.at - decidedAt - confirmation.resumeMs)
+      const downtimeMs =
+        confirmation === undefined
+          ? undefined
+          : roundMs(
+              decidedAt -
+                (s.switchoverAt ?? decidedAt) +
+                Math.max(0, confirmation.at - decidedAt - confirmation.resumeMs) / 2 +
+                confirmation.resumeMs
+            )
+      const decision: SwitchoverDecision = {
+        reason: s.reason,
+        why: s.why,
+        rounds: s.rounds,
+        estimateMs: s.estimate?.totalMs,
+        downtimeLimitMs: o.downtimeLimitMs,
+        remainingBytes: progress.history,
+        deliveredBytesPerSecond: meter.rate,
+        dirtyBytesPerSecond: progress.dirtyRate,
+        roundTripMs: meter.roundTripMs
+      }
       const summary: SourceSummary = {
         side: "source",
         migration,
@@ -502,8 +583,14 @@ export const migrateSource: (
         states,
         rounds: s.rounds,
         switchover: s.reason,
+        decision,
         estimate: s.estimate,
-        downtimeMs: roundMs(decidedAt - (s.switchoverAt ?? decidedAt) + s.oneWayMs + destinationPart),
+        downtimeMs,
+        downtimeLimitMs: o.downtimeLimitMs,
+        downtimeLimitMissedByMs:
+          downtimeMs !== undefined && downtimeMs > o.downtimeLimitMs
+            ? roundMs(downtimeMs - o.downtimeLimitMs)
+            : undefined,
         switchoverCriticalPathMs: roundMs(s.switchoverCriticalPathMs),
         assumedStopCopyLengths: stopCopyLengths.assumed,
         confirmed
@@ -615,7 +702,7 @@ export const migrateSource: (
           }
         }
       }
-      if (s.committed && failure.cause._tag !== "PeerAborted") return yield* finish(false, undefined)
+      if (s.committed && failure.cause._tag !== "PeerAborted") return yield* finish(undefined)
       return yield* recover(failure)
     })
   )

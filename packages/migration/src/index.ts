@@ -24,6 +24,7 @@ export {
   type MigrationEvent,
   type SourceSummary,
   type SummaryBase,
+  type SwitchoverDecision,
   type SwitchoverReason
 } from "./Events.js"
 export { checkManifest, describeRefusal, manifestOf, type Refusal } from "./Handshake.js"

@@ -1,9 +1,11 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises"
-import { tmpdir } from "node:os"
+import { hostname, tmpdir } from "node:os"
 import { join } from "node:path"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Journal } from "@lockstep/migration"
+import { runOnVirtualTime } from "@lockstep/sim"
 import { Effect } from "effect"
+import { allIn, assertSafe, failureOf, makePair, migrate, threeGpus } from "./Harness.js"
 
 let dir = ""
 beforeAll(async () => {
@@ -81,6 +83,26 @@ describe("Journal", () => {
         })
       )
 
+      it.effect("a new migration may start only after an aborted one, or none", () =>
+        Effect.gen(function* () {
+          const journal = make()
+          expect(yield* Journal.unsettled(journal)).toBeUndefined()
+          yield* journal.begin("m")
+          expect(yield* Journal.unsettled(journal)).toMatchObject({
+            _tag: "JournalUnsettled",
+            migration: "m",
+            status: "started",
+            location: journal.location
+          })
+          yield* journal.decide("m", "commit")
+          expect(yield* Journal.unsettled(journal)).toMatchObject({ status: "committed" })
+          yield* journal.complete("m")
+          expect(yield* Journal.unsettled(journal)).toMatchObject({ status: "completed" })
+          yield* journal.renounce("m", "the group came back")
+          expect(yield* Journal.unsettled(journal)).toBeUndefined()
+        })
+      )
+
       it.effect(`keeps the last ${Journal.journalCapacity} migrations`, () =>
         Effect.gen(function* () {
           const journal = make()
@@ -92,6 +114,49 @@ describe("Journal", () => {
       )
     })
   }
+
+  // The same rules hold for every store; a file journal's started entries are this process's, in
+  // progress, which a resolution refuses (below).
+  it.effect("an operator's resolution gives the group to the side named, by the status it finds", () =>
+    Effect.gen(function* () {
+      // The rule: to the source, undecided → ABORT and committed or completed → given back
+      // (aborted); to the destination, undecided → COMMIT and committed → completed; an
+      // aborted migration cannot go to the destination (it has reset), and a settled one stays.
+      const cases = [
+        ["started", "source", "aborted", "SourceOwns"],
+        ["started", "destination", "committed", "DestinationOwns"],
+        ["committed", "source", "aborted", "SourceOwns"],
+        ["committed", "destination", "completed", "DestinationOwns"],
+        ["completed", "source", "aborted", "SourceOwns"],
+        ["completed", "destination", "completed", "DestinationOwns"],
+        ["aborted", "source", "aborted", "SourceOwns"]
+      ] as const
+      for (const [status, owner, to, verdict] of cases) {
+        const journal = Journal.memory()
+        yield* journal.begin("m")
+        if (status !== "started") yield* journal.decide("m", status === "aborted" ? "abort" : "commit")
+        if (status === "completed") yield* journal.complete("m")
+        const resolution = yield* Journal.resolve(journal, owner, { reason: "operator" })
+        expect(resolution).toEqual({ migration: "m", from: status, to })
+        expect((yield* Journal.ownership(journal))._tag).toBe(verdict)
+      }
+      const aborted = Journal.memory()
+      yield* aborted.decide("x", "abort", "fenced")
+      const refused = yield* Effect.flip(Journal.resolve(aborted, "destination"))
+      expect(refused).toMatchObject({ _tag: "JournalFailed", operation: "resolve" })
+      expect(refused.reason).toContain("has reset its devices")
+      expect((yield* Effect.flip(Journal.resolve(Journal.memory(), "source"))).reason).toContain("no migration")
+      // An older migration may be named.
+      const two = Journal.memory()
+      yield* two.begin("old")
+      yield* two.begin("new")
+      expect(yield* Journal.resolve(two, "source", { migration: "old" })).toMatchObject({ migration: "old" })
+      expect((yield* two.entries).map((e) => [e.migration, e.status])).toEqual([
+        ["new", "started"],
+        ["old", "aborted"]
+      ])
+    })
+  )
 
   it.live("two journals on one file race COMMIT against ABORT: exactly one wins, and both see it", () =>
     Effect.gen(function* () {
@@ -118,6 +183,54 @@ describe("Journal", () => {
       yield* Effect.promise(() => writeFile(path, "{ not json"))
       const failure = yield* Effect.flip(journal.entries)
       expect(failure).toMatchObject({ _tag: "JournalFailed", operation: "read", location: path })
+    })
+  )
+
+  it.live("a started entry names its process: in progress while it lives on this host, stale once it is gone", () =>
+    Effect.gen(function* () {
+      const path = join(dir, "owner.json")
+      const journal = Journal.file(path)
+      yield* journal.begin("mine")
+      const [entry] = yield* journal.entries
+      expect(entry).toMatchObject({ migration: "mine", status: "started", pid: process.pid, host: hostname() })
+      if (entry === undefined) return
+      expect(Journal.inProgress(entry)).toBe(true)
+      expect(yield* Journal.unsettled(journal)).toMatchObject({ status: "started", inProgress: true })
+      // Nobody may decide a migration its source is still running.
+      expect((yield* Effect.flip(Journal.resolve(journal, "source"))).reason).toContain("in progress")
+      expect(Journal.inProgress({ ...entry, pid: 999_999_999 })).toBe(false)
+      expect(Journal.inProgress({ ...entry, host: `not-${hostname()}` })).toBe(false)
+      expect(Journal.inProgress({ ...entry, status: "committed" })).toBe(false)
+      // The source died: the entry on disk now names a process that is gone.
+      const doc = JSON.parse(yield* Effect.promise(() => readFile(path, "utf8")))
+      doc.migrations[0].pid = 999_999_999
+      yield* Effect.promise(() => writeFile(path, JSON.stringify(doc)))
+      expect(yield* Journal.unsettled(journal)).toMatchObject({ status: "started", inProgress: false })
+      expect(yield* Journal.resolve(journal, "source")).toEqual({ migration: "mine", from: "started", to: "aborted" })
+    })
+  )
+
+  it.effect("a source whose journal is not settled refuses before touching anything, and tells the destination", () =>
+    Effect.gen(function* () {
+      const pair = yield* runOnVirtualTime(makePair(threeGpus))
+      yield* pair.journal.begin("earlier")
+      const out = yield* runOnVirtualTime(migrate(pair))
+      const source = yield* failureOf(out.source)
+      expect(source).toMatchObject({
+        phase: "handshake",
+        origin: "source",
+        touched: false,
+        cause: { _tag: "JournalUnsettled", migration: "earlier", status: "started" }
+      })
+      expect(source.message).toContain("lockstep journal resolve memory --owner source")
+      expect(yield* failureOf(out.destination)).toMatchObject({
+        touched: false,
+        cause: { _tag: "PeerAborted", peer: "source", tag: "JournalUnsettled" }
+      })
+      expect(yield* allIn(pair.source, "RUNNING")).toBe(true)
+      expect(yield* allIn(pair.destination, "STOP")).toBe(true)
+      expect((yield* pair.journal.entries).map((e) => e.migration)).toEqual(["earlier"])
+      yield* assertSafe(pair)
     })
   )
 })
