@@ -4,6 +4,7 @@ import { checkCommand } from "./CheckCommand.js"
 import { CliFailure } from "./CliFailure.js"
 import { demoCommand } from "./DemoCommand.js"
 import { fsmCommand } from "./FsmCommand.js"
+import { journalCommand } from "./JournalCommand.js"
 import { migrateCommand } from "./MigrateCommand.js"
 import { planCommand } from "./PlanCommand.js"
 import { simulateCommand } from "./SimulateCommand.js"
@@ -20,6 +21,7 @@ export const lockstep = Command.make("lockstep").pipe(
     checkCommand,
     planCommand,
     migrateCommand,
+    journalCommand,
     fsmCommand,
     vfioUserCommand
   ])

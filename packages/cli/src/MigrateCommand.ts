@@ -1,17 +1,12 @@
 import { readFile } from "node:fs/promises"
-import {
-  describeAssumedLengths,
-  Journal,
-  type MigrationFailed,
-  migrateDestination,
-  migrateSource
-} from "@lockstep/migration"
+import { Journal, type MigrationFailed, migrateDestination, migrateSource } from "@lockstep/migration"
 import { memoryDigest, type SimulatedGroup } from "@lockstep/sim"
 import { TcpTransport } from "@lockstep/stream"
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { CliFailure, invalidInput } from "./CliFailure.js"
+import { CliFailure, committedUnconfirmedExitCode, invalidInput } from "./CliFailure.js"
 import { failureJson } from "./FailureReport.js"
+import { refuseUnsettledJournal } from "./JournalCommand.js"
 import { refuseNotMigratable } from "./Refusal.js"
 import {
   destinationOptionsOf,
@@ -26,6 +21,7 @@ import {
   statesOf,
   violationsOf
 } from "./Scenario.js"
+import { sourceReportJson, sourceReportText, unconfirmedMessage } from "./SourceReport.js"
 
 const operationFailed = (text: string): CliFailure => new CliFailure({ text, exitCode: 1 })
 
@@ -95,6 +91,9 @@ const runDestination = (
 ): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
     yield* refuseNotMigratable(scenario, "destination", json, { role: "destination" })
+    // A destination restarted after a crash: a migration the journal leaves undecided or
+    // unconfirmed is settled before this side takes another.
+    if (journal !== undefined) yield* refuseUnsettledJournal(journal, "destination", ["started", "committed"], json)
     const destination = yield* simulateSide(scenario, "destination")
     const listener = yield* TcpTransport.listen({ host: bind, port, ...(tls === undefined ? {} : { tls }) }).pipe(
       Effect.mapError((e) => operationFailed(`cannot listen on ${bind}:${port}: ${e.message}`))
@@ -156,6 +155,7 @@ const runSource = (
 ): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
     yield* refuseNotMigratable(scenario, "source", json, { role: "source" })
+    yield* refuseUnsettledJournal(journal, "source", ["started", "committed", "completed"], json)
     const source = yield* simulateSide(scenario, "source")
     const transport = yield* TcpTransport.connect({
       ...address,
@@ -175,32 +175,21 @@ const runSource = (
       yield* json ? Console.log(failedJson("source", error, violations)) : Console.error(`lockstep: ${error.message}`)
       return yield* new CliFailure({ text: error.message, exitCode: 1, quiet: true })
     }
-    const s = result.success
-    const final = yield* statesOf(source)
-    const digests = yield* digestsOf(source)
-    const assumed = describeAssumedLengths(s.assumedStopCopyLengths)
-    yield* Console.log(
-      json
-        ? JSON.stringify({
-            ok: true,
-            role: "source",
-            migration: s.migration,
-            rounds: s.rounds,
-            bytes: s.bytes,
-            downtimeMs: s.downtimeMs,
-            confirmed: s.confirmed,
-            ...(s.assumedStopCopyLengths.length === 0 ? {} : { assumedStopCopyLengths: s.assumedStopCopyLengths }),
-            violations,
-            digests,
-            final
-          })
-        : [
-            `migrated ${s.migration}: ${s.rounds} pre-copy rounds, ${formatBytes(s.bytes)}, downtime ${formatMs(s.downtimeMs)}${s.confirmed ? "" : " (the destination did not confirm)"}`,
-            ...(assumed === undefined ? [] : [`  ${assumed}`]),
-            `  P2P violations: ${violations}`,
-            `  source: ${formatStates(final)}`
-          ].join("\n")
-    )
+    const summary = result.success
+    const report = {
+      summary,
+      journal,
+      violations,
+      digests: yield* digestsOf(source),
+      final: yield* statesOf(source)
+    }
+    yield* Console.log(json ? sourceReportJson(report) : sourceReportText(report))
+    if (!summary.confirmed)
+      return yield* new CliFailure({
+        text: unconfirmedMessage(summary.migration, journal),
+        exitCode: committedUnconfirmedExitCode,
+        quiet: true
+      })
   }).pipe(Effect.scoped)
 
 const pemFlag = (name: string, description: string) =>

@@ -34,6 +34,7 @@ import {
   statesOf,
   violationsOf
 } from "./Scenario.js"
+import { downtimeText } from "./SourceReport.js"
 
 /** The bandwidth a simulation assumes unless its scenario sets one: on virtual time an unlimited channel would move data in no time. */
 const simulatedBandwidth = 1024 ** 3
@@ -218,7 +219,7 @@ const formatRun = (run: Simulation, scenario: Scenario): string => {
   return [
     `migrated ${Object.keys(s.devices).length} devices in ${s.rounds} pre-copy round${s.rounds === 1 ? "" : "s"} (switchover: ${s.switchover})`,
     `  streamed ${formatBytes(s.bytes)} (pre-copy ${formatBytes(precopy)}, stop-copy ${formatBytes(s.bytes - precopy)})`,
-    `  downtime ${formatMs(s.downtimeMs)} (${estimate}${floor})`,
+    `  ${downtimeText(s)} (${estimate}${floor})`,
     ...(assumed === undefined ? [] : [`  ${assumed}`]),
     run.verified
       ? "  verified: every destination device equals its source byte for byte"
