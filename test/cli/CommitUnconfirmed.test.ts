@@ -39,20 +39,23 @@ describe("a destination killed after COMMIT", () => {
       outcome: "committed-unconfirmed",
       exitCode: 3,
       role: "source",
+      error: {
+        _tag: "CommitUnconfirmed",
+        journal,
+        recovery: [
+          `lockstep journal show ${journal}`,
+          `lockstep journal resolve ${journal} --owner destination`,
+          `lockstep journal resolve ${journal} --owner source`
+        ]
+      },
       migration,
       confirmed: false,
-      journal,
-      recovery: [
-        `lockstep journal show ${journal}`,
-        `lockstep journal resolve ${journal} --owner destination`,
-        `lockstep journal resolve ${journal} --owner source`
-      ],
       final: { gpu0: "STOP_COPY", gpu1: "STOP_COPY" }
     })
     // No resume was confirmed, so there is no downtime to report, nor a limit missed.
     expect(out).not.toHaveProperty("downtimeMs")
     expect(out).not.toHaveProperty("downtimeLimitMissedByMs")
-    expect(out.message).toContain("the group may run nowhere")
+    expect(out.error.message).toContain("the group may run nowhere")
 
     // The journal says so too, and settles nothing by itself.
     const shown = await runCli("journal", "show", journal, "--json")

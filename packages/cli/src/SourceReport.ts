@@ -60,14 +60,17 @@ export const sourceReportJson = (r: SourceReportInput): string => {
     outcome: s.confirmed ? "migrated" : "committed-unconfirmed",
     ...(s.confirmed ? {} : { exitCode: committedUnconfirmedExitCode }),
     role: "source",
-    migration: s.migration,
     ...(s.confirmed
       ? {}
       : {
-          message: unconfirmedMessage(s.migration, r.journal),
-          journal: r.journal,
-          recovery: recoveryCommands(r.journal)
+          error: {
+            _tag: "CommitUnconfirmed",
+            message: unconfirmedMessage(s.migration, r.journal),
+            journal: r.journal,
+            recovery: recoveryCommands(r.journal)
+          }
         }),
+    migration: s.migration,
     rounds: s.rounds,
     bytes: s.bytes,
     switchover: switchoverJson(s),

@@ -1,3 +1,5 @@
+import { Deferred, Effect } from "effect"
+
 /**
  * The channel as the source measures it while using it, refreshed every pre-copy round:
  *
@@ -66,3 +68,44 @@ export class ChannelMeter {
 
 /** The rate an estimate should assume: the measured delivery rate, within the limit. */
 export const assumedRate = (meter: ChannelMeter, limit: number): number => Math.min(limit, meter.rate ?? limit)
+
+/** A probe sent and not answered yet. */
+interface Pending {
+  readonly sentAt: number
+  /** Sent on an empty channel: its answer times the round trip. */
+  readonly opening: boolean
+  readonly answered: Deferred.Deferred<void>
+}
+
+/**
+ * The source's probes: each has an id the destination echoes as soon as it reads it. An
+ * opening probe (sent on an empty channel) gives the meter a round trip; any probe's answer
+ * tells that everything sent before it has been read.
+ */
+export class Probes {
+  private next = 0
+  private readonly pending = new Map<number, Pending>()
+
+  constructor(private readonly meter: ChannelMeter) {}
+
+  /** Registers a probe sent at `now`: its id, and what completes when it is answered. */
+  open(
+    opening: boolean,
+    now: number
+  ): Effect.Effect<{ readonly id: number; readonly answered: Deferred.Deferred<void> }> {
+    return Effect.map(Deferred.make<void>(), (answered) => {
+      const id = this.next++
+      this.pending.set(id, { sentAt: now, opening, answered })
+      return { id, answered }
+    })
+  }
+
+  /** The answer to probe `id`, read at `now`; `false` for an id no probe pending has. */
+  answer(id: number, now: number): Effect.Effect<boolean> {
+    const probe = this.pending.get(id)
+    if (probe === undefined) return Effect.succeed(false)
+    this.pending.delete(id)
+    if (probe.opening) this.meter.recordRoundTrip(now - probe.sentAt)
+    return Effect.as(Deferred.succeed(probe.answered, undefined), true)
+  }
+}

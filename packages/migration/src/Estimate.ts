@@ -215,3 +215,19 @@ export const describeAssumedLengths = (assumed: ReadonlyArray<AssumedStopCopyLen
   )
   return `stop-copy length not reported by the device, assumed: ${parts.join("; ")}`
 }
+
+/**
+ * The downtime a source measures, in ms: from the first switchover arc (`switchoverAt`) to the
+ * destination group RUNNING. Measured here up to the decision; then COMMIT crosses the channel,
+ * the destination resumes (`resumeMs`, as it reports) and confirms: the two crossings take the
+ * rest of the time to the confirmation, half each.
+ */
+export const measuredDowntime = (m: {
+  readonly switchoverAt: number
+  readonly decidedAt: number
+  readonly confirmation: { readonly at: number; readonly resumeMs: number }
+}): number =>
+  m.decidedAt -
+  m.switchoverAt +
+  Math.max(0, m.confirmation.at - m.decidedAt - m.confirmation.resumeMs) / 2 +
+  m.confirmation.resumeMs

@@ -10,9 +10,16 @@ import { hasFlag, type State } from "@lockstep/fsm"
 import { FrameReader, FrameWriter, type Manifest, type Transport, withTimeouts } from "@lockstep/stream"
 import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option, Queue, Result } from "effect"
 import { throttle } from "./Bandwidth.js"
-import { assumedRate, ChannelMeter } from "./ChannelMeter.js"
+import { assumedRate, ChannelMeter, Probes } from "./ChannelMeter.js"
 import { decideSwitchover, PrecopyProgress } from "./Convergence.js"
-import { ArcTimings, criticalPathMs, type DowntimeEstimate, estimateDowntime, StopCopyLengths } from "./Estimate.js"
+import {
+  ArcTimings,
+  criticalPathMs,
+  type DowntimeEstimate,
+  estimateDowntime,
+  measuredDowntime,
+  StopCopyLengths
+} from "./Estimate.js"
 import type { DeviceTotals, SourceSummary, SwitchoverDecision, SwitchoverReason } from "./Events.js"
 import { manifestOf } from "./Handshake.js"
 import { unsettled } from "./Journal.js"
@@ -117,6 +124,7 @@ export const migrateSource: (
   const timings = new ArcTimings(o.assumedArcLatencyMs)
   const stopCopyLengths = new StopCopyLengths()
   const meter = new ChannelMeter()
+  const probes = new Probes(meter)
   const progress = new PrecopyProgress()
   const link = withTimeouts(transport, { write: o.peerTimeoutMs })
   const ids = runtime.group.devices.map((d) => d.id)
@@ -153,11 +161,6 @@ export const migrateSource: (
   const prepared = yield* Deferred.make<number>()
   /** The destination's resume time, and when its confirmation arrived. */
   const resumed = yield* Deferred.make<{ readonly resumeMs: number; readonly at: number }>()
-  /** Probes sent and not answered yet: when each went, whether the channel was empty then, its answer. */
-  const probes = new Map<
-    number,
-    { readonly sentAt: number; readonly opening: boolean; readonly answered: Deferred.Deferred<void> }
-  >()
   const peerFailure = yield* Deferred.make<never, MigrationCause>()
   const peerDone = yield* Deferred.make<void>()
   const violation = (expected: string, got: string) =>
@@ -199,16 +202,10 @@ export const migrateSource: (
           case "Resumed":
             yield* Deferred.succeed(resumed, { resumeMs: message.resumeMs, at: now() })
             break
-          case "ProbeAnswer": {
-            const probe = probes.get(message.id)
-            if (probe === undefined)
+          case "ProbeAnswer":
+            if (!(yield* probes.answer(message.id, now())))
               return yield* violation("answers to probes sent", `an answer to probe ${message.id}`)
-            probes.delete(message.id)
-            // An opening probe crossed an empty channel: its time is the round trip.
-            if (probe.opening) meter.recordRoundTrip(now() - probe.sentAt)
-            yield* Deferred.succeed(probe.answered, undefined)
             break
-          }
           case "Aborted":
             // Keep reading to the end of its stream: hanging up on unread bytes would reset the
             // connection under the destination.
@@ -321,15 +318,10 @@ export const migrateSource: (
      * Sends a probe, which the destination answers as soon as it reads it. `opening`: the channel
      * is empty (the round before was acknowledged), so the answer times the round trip.
      */
-    let probesSent = 0
     const probe = (opening: boolean): Effect.Effect<Deferred.Deferred<void>, SessionFault> =>
-      Effect.gen(function* () {
-        const id = probesSent++
-        const answered = yield* Deferred.make<void>()
-        probes.set(id, { sentAt: now(), opening, answered })
-        yield* located(send(writer, { _tag: "Probe", id }))
-        return answered
-      })
+      Effect.flatMap(probes.open(opening, now()), ({ id, answered }) =>
+        Effect.as(located(send(writer, { _tag: "Probe", id })), answered)
+      )
     const limitReached = (limit: "rounds" | "time" | "stalled", estimate: DowntimeEstimate) =>
       o.onLimit === "switch"
         ? Effect.succeed<SwitchoverReason>(limit)
@@ -553,15 +545,11 @@ export const migrateSource: (
       // From the decision to the confirmation: COMMIT crossed the channel, the destination resumed,
       // the confirmation crossed back; the crossings are the same empty channel, half each.
       if (confirmation !== undefined) meter.recordRoundTrip(confirmation.at - decidedAt - confirmation.resumeMs)
-      const downtimeMs =
+      const downtime =
         confirmation === undefined
           ? undefined
-          : roundMs(
-              decidedAt -
-                (s.switchoverAt ?? decidedAt) +
-                Math.max(0, confirmation.at - decidedAt - confirmation.resumeMs) / 2 +
-                confirmation.resumeMs
-            )
+          : measuredDowntime({ switchoverAt: s.switchoverAt ?? decidedAt, decidedAt, confirmation })
+      const downtimeMs = downtime === undefined ? undefined : roundMs(downtime)
       const decision: SwitchoverDecision = {
         reason: s.reason,
         why: s.why,

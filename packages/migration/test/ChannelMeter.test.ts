@@ -4,7 +4,9 @@
  * round; the least of the last five round trips), computed here by hand.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { assumedRate, ChannelMeter } from "../src/ChannelMeter.js"
+import { Deferred, Effect } from "effect"
+import { assumedRate, ChannelMeter, Probes } from "../src/ChannelMeter.js"
+import { measuredDowntime } from "../src/Estimate.js"
 
 describe("ChannelMeter", () => {
   it("knows nothing before a measurement, and assumes the limit meanwhile", () => {
@@ -57,5 +59,38 @@ describe("ChannelMeter", () => {
     meter.recordRoundTrip(Number.NaN)
     meter.recordRoundTrip(-1)
     expect(meter.roundTripMs).toBe(30)
+  })
+})
+
+describe("Probes", () => {
+  it.effect("an opening probe's answer is a round trip; a closing one's only says the round was read", () =>
+    Effect.gen(function* () {
+      const meter = new ChannelMeter()
+      const probes = new Probes(meter)
+      const opening = yield* probes.open(true, 100)
+      const closing = yield* probes.open(false, 150)
+      expect(closing.id).not.toBe(opening.id)
+      expect(yield* probes.answer(closing.id, 400)).toBe(true)
+      expect(meter.roundTripMs).toBeUndefined()
+      expect(yield* Deferred.isDone(closing.answered)).toBe(true)
+      expect(yield* Deferred.isDone(opening.answered)).toBe(false)
+      expect(yield* probes.answer(opening.id, 103)).toBe(true)
+      expect(meter.roundTripMs).toBe(3)
+      // An answer to nothing pending (twice, or never sent) is the peer's mistake.
+      expect(yield* probes.answer(opening.id, 104)).toBe(false)
+      expect(yield* probes.answer(99, 104)).toBe(false)
+    })
+  )
+})
+
+describe("measuredDowntime", () => {
+  it("counts the switchover up to the decision, COMMIT's way across, and the destination's resume", () => {
+    // Switchover at 100, decision at 160; the confirmation comes 30 ms later, 20 of them resuming:
+    // 10 ms of crossings, 5 each way.
+    expect(measuredDowntime({ switchoverAt: 100, decidedAt: 160, confirmation: { at: 190, resumeMs: 20 } })).toBe(
+      60 + 5 + 20
+    )
+    // A resume reported longer than the wait (clocks apart) takes no crossing below zero.
+    expect(measuredDowntime({ switchoverAt: 0, decidedAt: 10, confirmation: { at: 15, resumeMs: 8 } })).toBe(18)
   })
 })
