@@ -34,7 +34,7 @@ import {
   u32,
   u64
 } from "./Uapi.js"
-import { DeviceNotRunning, type OpenProblem, RegionAccessFailed, VfioOpenFailed } from "./VfioError.js"
+import { DeviceNotReady, type OpenProblem, RegionAccessFailed, VfioOpenFailed } from "./VfioError.js"
 
 /** How to find a kernel device: exactly one of its sysfs directory or its cdev. */
 export type VfioPath = { readonly sysfsdev: string } | { readonly cdev: string }
@@ -92,8 +92,14 @@ export interface VfioDevice extends Device {
   readonly regionWrite: (index: number, offset: bigint, data: Uint8Array) => Effect.Effect<void, RegionAccessFailed>
   /** `VFIO_MIG_GET_PRECOPY_INFO` with its flags. */
   readonly precopyDetails: Effect.Effect<KernelPrecopyInfo, SessionFailed>
-  /** Fails with `DeviceNotRunning` unless the device is in RUNNING: the check before a migration moves anything. */
-  readonly requireRunning: Effect.Effect<void, DeviceNotRunning | SessionFailed>
+  /**
+   * One `SET MIG_DEVICE_STATE` to any state, which the kernel reaches by walking the combination
+   * path itself (as QEMU asks). Lockstep never uses it to migrate: it keeps the ordering by
+   * setting one arc at a time. It exists to compare the kernel's paths with `@lockstep/fsm`'s.
+   */
+  readonly requestState: (to: State) => Effect.Effect<void, ArcFailed | SessionFailed>
+  /** Fails with `DeviceNotReady` unless the device is in one of `states`: the check before a migration moves anything. */
+  readonly requireState: (states: ReadonlyArray<State>) => Effect.Effect<void, DeviceNotReady | SessionFailed>
 }
 
 /** The largest single read of a data session; a caller's bigger `maxBytes` is read in several calls. */
@@ -346,8 +352,11 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
       : Effect.succeed(state)
   })
 
-  /** One arc, synchronously: refuse what is not one legal arc, set it, track the data session, check the state. */
-  const arc = (to: State): ArcRejected | ArcFailed | SessionFailed | undefined => {
+  /**
+   * One SET, synchronously: refuse what is not one legal arc (unless `kernelWalks`), set it,
+   * track the data session, check the state.
+   */
+  const arc = (to: State, kernelWalks = false): ArcRejected | ArcFailed | SessionFailed | undefined => {
     const now = calls.stateNumber()
     if (isRefusal(now))
       return new SessionFailed({
@@ -359,7 +368,7 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
       })
     const from = stateOfNumber(now) ?? "ERROR"
     const arc = { from, to }
-    if (!isArc(flags, from, to))
+    if (!kernelWalks && !isArc(flags, from, to))
       return new ArcRejected({
         device,
         arc,
@@ -393,7 +402,7 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
         reason: `the kernel accepted the arc but reports ${state} afterwards${note}`,
         stateAfter: state
       })
-    if (opensSession(from, to) && calls.session === undefined)
+    if (!kernelWalks && opensSession(from, to) && calls.session === undefined)
       return new ArcFailed({
         device,
         arc,
@@ -408,6 +417,12 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
     Effect.suspend(() => {
       const failure = arc(to)
       return failure === undefined ? Effect.void : Effect.fail(failure)
+    })
+
+  const requestState = (to: State): Effect.Effect<void, ArcFailed | SessionFailed> =>
+    Effect.suspend(() => {
+      const failure = arc(to, true)
+      return failure === undefined || failure._tag === "ArcRejected" ? Effect.void : Effect.fail(failure)
     })
 
   const read = (maxBytes: number): Effect.Effect<ReadResult, SessionFailed> =>
@@ -584,11 +599,12 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
       return n === data.length ? Effect.void : Effect.fail(ioFailed(index, "write", n, data.length))
     })
 
-  const requireRunning: Effect.Effect<void, DeviceNotRunning | SessionFailed> = Effect.flatMap(getState, (state) =>
-    state === "RUNNING"
-      ? Effect.void
-      : Effect.fail(new DeviceNotRunning({ device, path: info.sysfsdev ?? cdev, state }))
-  )
+  const requireState = (expected: ReadonlyArray<State>): Effect.Effect<void, DeviceNotReady | SessionFailed> =>
+    Effect.flatMap(getState, (state) =>
+      expected.includes(state)
+        ? Effect.void
+        : Effect.fail(new DeviceNotReady({ device, path: info.sysfsdev ?? cdev, state, expected }))
+    )
 
   return {
     id: device,
@@ -597,6 +613,7 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
     info,
     getState,
     setState,
+    requestState,
     read,
     write,
     precopyInfo,
@@ -606,6 +623,6 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
     regionInfo,
     regionRead,
     regionWrite,
-    requireRunning
+    requireState
   }
 }

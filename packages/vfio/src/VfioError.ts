@@ -55,16 +55,18 @@ export class VfioOpenFailed extends Data.TaggedError("VfioOpenFailed")<{
 }
 
 /**
- * A device was found in a state other than RUNNING before a migration touched it: the
- * migration state outlives the process that set it, so a crashed coordinator leaves it so.
+ * A device was found in a state it may not start a migration from, before anything moved: the
+ * migration state outlives the process that set it, so a crashed coordinator leaves it there.
  */
-export class DeviceNotRunning extends Data.TaggedError("DeviceNotRunning")<{
+export class DeviceNotReady extends Data.TaggedError("DeviceNotReady")<{
   readonly device: string
   readonly path: string
   readonly state: State
+  /** The states it may start from. */
+  readonly expected: ReadonlyArray<State>
 }> {
   override get message(): string {
-    return `kernel device ${this.device} (${this.path}) is in ${this.state}, not RUNNING: a process that drove it may have stopped half-way (the state outlives it). Nothing was moved. Reset it (lockstep vfio reset --sysfsdev PATH, or --cdev) and run again`
+    return `kernel device ${this.device} (${this.path}) is in ${this.state}, not ${this.expected.join(" or ")}: a process that drove it may have stopped half-way (the state outlives it). Nothing was moved. Reset it (lockstep vfio reset --sysfsdev PATH, or --cdev PATH) and run again`
   }
 }
 

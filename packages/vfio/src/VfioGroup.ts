@@ -1,6 +1,7 @@
-import { FlagNames, type Flags, flagNames, flagsOf } from "@lockstep/fsm"
+import { FlagNames, type Flags, flagNames, flagsOf, type State } from "@lockstep/fsm"
 import { Data, Effect, type Scope } from "effect"
 import { openVfioDevice, type VfioDevice, type VfioPath } from "./KernelDevice.js"
+import type { DeviceNotReady, VfioOpenFailed } from "./VfioError.js"
 
 /** A group file's kernel device could not be attached: the JSON path and why. */
 export class VfioDeviceInvalid extends Data.TaggedError("VfioDeviceInvalid")<{
@@ -56,14 +57,15 @@ const declaredFlags = (u: unknown): Flags | undefined | "invalid" => {
  * Opens every device of a raw group document that says `"vfio": {"sysfsdev": …}` or
  * `{"cdev": …}` and fills its `flags` from the kernel (`VFIO_DEVICE_FEATURE` MIGRATION). A
  * device that also declares `flags` must declare exactly the kernel's set: a disagreement is
- * invalid input. With `requireRunning`, every kernel device must be in RUNNING, checked after
- * all are open and before anything moves. Other devices are left as they are; decode the
+ * invalid input. With `startStates`, every kernel device must be in one of them, checked after
+ * all are open and before anything moves. A device that cannot be opened fails with
+ * `VfioOpenFailed` (naming it and why: held by another process, no VFIO here, …). Other devices are left as they are; decode the
  * result with `decodeGroup` afterwards.
  */
 export const attachVfioDevices = Effect.fn("Vfio.attachGroup")(function* (
   document: unknown,
-  options: { readonly requireRunning?: boolean } = {}
-): Effect.fn.Return<AttachedVfioGroup, VfioDeviceInvalid, Scope.Scope> {
+  options: { readonly startStates?: ReadonlyArray<State> } = {}
+): Effect.fn.Return<AttachedVfioGroup, VfioDeviceInvalid | VfioOpenFailed | DeviceNotReady, Scope.Scope> {
   if (!isRecord(document) || !Array.isArray(document.devices)) return { document, devices: new Map() }
   const devices = new Map<string, VfioDevice>()
   const out: Array<unknown> = []
@@ -79,9 +81,7 @@ export const attachVfioDevices = Effect.fn("Vfio.attachGroup")(function* (
     const id = typeof raw.id === "string" ? raw.id : path
     const kind =
       raw.kind === "pci" || raw.kind === "mdev" || raw.kind === "ccw" || raw.kind === "ap" ? raw.kind : undefined
-    const device = yield* openVfioDevice({ ...named, id, ...(kind === undefined ? {} : { kind }) }).pipe(
-      Effect.mapError((e) => new VfioDeviceInvalid({ path: at, reason: e.message }))
-    )
+    const device = yield* openVfioDevice({ ...named, id, ...(kind === undefined ? {} : { kind }) })
     if (device.info.migrationError !== undefined)
       return yield* new VfioDeviceInvalid({ path: at, reason: `${id}: ${device.info.migrationError}` })
     const declared = declaredFlags(raw.flags)
@@ -98,10 +98,15 @@ export const attachVfioDevices = Effect.fn("Vfio.attachGroup")(function* (
     devices.set(id, device)
     out.push({ ...raw, kind: raw.kind ?? device.kind, flags: flagNames(device.flags) })
   }
-  if (options.requireRunning === true)
+  const expected = options.startStates
+  if (expected !== undefined)
     for (const device of devices.values())
-      yield* device.requireRunning.pipe(
-        Effect.mapError((e) => new VfioDeviceInvalid({ path: `devices.${device.id}`, reason: e.message }))
-      )
+      yield* device
+        .requireState(expected)
+        .pipe(
+          Effect.catchTag("SessionFailed", (e) =>
+            Effect.fail(new VfioDeviceInvalid({ path: `devices.${device.id}`, reason: e.message }))
+          )
+        )
   return { document: { ...document, devices: out }, devices }
 })

@@ -19,7 +19,7 @@ export { type Native, nativeAccess, OpenReadWrite } from "./Native.js"
 export { cdevDirectory, type DeviceLocation, holdersOf, locate } from "./Sysfs.js"
 export * as Uapi from "./Uapi.js"
 export {
-  DeviceNotRunning,
+  DeviceNotReady,
   type Holder,
   type OpenProblem,
   RegionAccessFailed,
