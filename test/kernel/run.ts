@@ -9,31 +9,17 @@
  * suite is skipped, saying why, and exits 0; `--require` makes that a failure.
  */
 import { spawn, spawnSync } from "node:child_process"
-import { existsSync, mkdtempSync } from "node:fs"
+import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join, resolve } from "node:path"
+import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { findKernelVm } from "./KernelVm.ts"
 
 const repo = fileURLToPath(new URL("../..", import.meta.url))
 const required = process.argv.includes("--require")
 
-/** The kernel VM folder, or why there is none. */
-export const findKernelVm = (): { readonly dir: string } | { readonly skip: string } => {
-  const candidates = [
-    ...(process.env.LOCKSTEP_KERNEL_VM === undefined ? [] : [resolve(process.env.LOCKSTEP_KERNEL_VM)]),
-    resolve(repo, "../shared/kernel-vm"),
-    "/work/shared/kernel-vm"
-  ]
-  const dir = candidates.find((d) => existsSync(join(d, "run-in-vm")) && existsSync(join(d, "bzImage")))
-  if (dir === undefined)
-    return { skip: `no kernel VM folder (looked in ${candidates.join(", ")}; set LOCKSTEP_KERNEL_VM)` }
-  if (spawnSync("sh", ["-c", "command -v qemu-system-x86_64"]).status !== 0)
-    return { skip: "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)" }
-  return { dir }
-}
-
 const main = () => {
-  const found = findKernelVm()
+  const found = findKernelVm(repo)
   if ("skip" in found) {
     console.log(`kernel suite skipped: ${found.skip}`)
     process.exit(required ? 1 : 0)

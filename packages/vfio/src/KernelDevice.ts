@@ -45,6 +45,8 @@ export type VfioOptions = VfioPath & {
   readonly id?: string
   /** The device kind (default: `mdev` for a mediated device, else `pci`). */
   readonly kind?: DeviceKind
+  /** The native calls (default: libc's, through koffi). Tests give a fake kernel here. */
+  readonly native?: Native
 }
 
 /** What opening the device learned about it. */
@@ -233,7 +235,7 @@ export const openVfioDevice = Effect.fn("Vfio.open")(function* (
   const path = "sysfsdev" in options ? options.sysfsdev : options.cdev
   const id = options.id ?? path
   const failed = (problem: OpenProblem) => new VfioOpenFailed({ device: id, path, problem })
-  const native = nativeAccess()
+  const native = options.native === undefined ? nativeAccess() : Result.succeed(options.native)
   if (Result.isFailure(native)) return yield* failed({ _tag: "Unavailable", reason: native.failure })
   const location = locate(options)
   if ("_tag" in location) return yield* failed(location)
@@ -272,6 +274,14 @@ export const openVfioDevice = Effect.fn("Vfio.open")(function* (
 class KernelCalls {
   /** The open data session's fd. */
   session: number | undefined = undefined
+  /**
+   * The state the kernel reported after this process's last change of it, until anything else
+   * happens (a failure, a reset). The uAPI lets no one else move the device: the driver "must
+   * not generate asynchronous device state transitions" outside the user's requests and reset,
+   * and the bind makes this process the only user. So an arc starts from it without asking
+   * again; every arc still reads the state back after it.
+   */
+  known: number | undefined = undefined
   private readonly stateBuf = new Uint8Array(DeviceFeature.size + FeatureMigState.size)
 
   constructor(
@@ -288,6 +298,12 @@ class KernelCalls {
 
   /** `VFIO_DEVICE_FEATURE` GET MIG_DEVICE_STATE: the state number, or a refusal. */
   stateNumber(): number | Refusal {
+    const n = this.askState()
+    this.known = isRefusal(n) ? undefined : n
+    return n
+  }
+
+  private askState(): number | Refusal {
     const buf = this.stateBuf
     encode(FeatureMigState, buf, { device_state: 0, data_fd: -1 }, DeviceFeature.size)
     encode(DeviceFeature, buf, { argsz: buf.length, flags: Feature.MIG_DEVICE_STATE | FeatureOp.GET })
@@ -357,7 +373,7 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
    * track the data session, check the state.
    */
   const arc = (to: State, kernelWalks = false): ArcRejected | ArcFailed | SessionFailed | undefined => {
-    const now = calls.stateNumber()
+    const now = calls.known ?? calls.stateNumber()
     if (isRefusal(now))
       return new SessionFailed({
         device,
@@ -375,6 +391,7 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
         code: "EINVAL",
         reason: `not a single legal arc for a device with flags [${flagNames(flags).join(", ")}]; nothing was asked of the kernel`
       })
+    calls.known = undefined
     const dataFd = calls.setStateNumber(StateNumber[to])
     if (isRefusal(dataFd)) {
       const { state, note } = readBack(calls)
@@ -525,8 +542,10 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
   })
 
   const reset: Effect.Effect<void, ResetFailed> = Effect.suspend(() => {
-    // A reset ends any data session; the kernel's fd would answer nothing more.
+    // A reset ends any data session; the kernel's fd would answer nothing more. The state it
+    // leaves is read back, never assumed.
     calls.closeSession()
+    calls.known = undefined
     const r = native.ioctl(fd, Ioctl.DEVICE_RESET, undefined)
     if (r >= 0) return Effect.void
     const { errno, code } = refusal(r)
