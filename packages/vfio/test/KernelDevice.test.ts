@@ -44,6 +44,11 @@ const fakeKernel = (script: Script = {}) => {
   const setU32 = (b: Uint8Array, at: number, v: number) => new DataView(b.buffer, b.byteOffset).setUint32(at, v, true)
   const setI32 = (b: Uint8Array, at: number, v: number) => new DataView(b.buffer, b.byteOffset).setInt32(at, v, true)
   const saving = (s: number) => s === 3 || s === 6 || s === 7
+  /** Fills u32 fields of an ioctl's argument and answers success. */
+  const answer = (b: Uint8Array, fields: ReadonlyArray<readonly [number, number]>): number => {
+    for (const [at, v] of fields) setU32(b, at, v)
+    return 0
+  }
   const native: Native = {
     open: (path) =>
       path === "/dev/iommu" ? (script.iommuErrno === undefined ? IOMMU_FD : -script.iommuErrno) : DEVICE_FD,
@@ -58,18 +63,34 @@ const fakeKernel = (script: Script = {}) => {
         return 0
       }
       if (request === 0x3b76 || request === 0x3b77) return 0 // bind, attach
-      if (request === 0x3b81) return (setU32(arg, 8, 5), 0) // IOAS id 5
-      if (request === 0x3b6b) return (setU32(arg, 4, 2), setU32(arg, 8, 9), 0) // device info: PCI, 9 regions
+      if (request === 0x3b81) return answer(arg, [[8, 5]]) // IOAS id 5
+      if (request === 0x3b6b)
+        return answer(arg, [
+          [4, 2],
+          [8, 9]
+        ]) // device info: PCI, 9 regions
       if (request === 0x3b79) return fd >= 100 ? 0 : -EINVAL // precopy info on a data fd
       if (request !== 0x3b75) return -EINVAL
       const flags = u32(arg, 4)
       const feature = flags & 0xffff
       const set = (flags & (1 << 17)) !== 0
-      if (feature === 1) return (setU32(arg, 8, 7), setU32(arg, 12, 0), 0) // MIGRATION: STOP_COPY|P2P|PRE_COPY
+      if (feature === 1)
+        return answer(arg, [
+          [8, 7],
+          [12, 0]
+        ]) // MIGRATION: STOP_COPY|P2P|PRE_COPY
       if (feature === 12) return -EINVAL // no pre-copy info v2 on this kernel
-      if (feature === 9) return (setU32(arg, 8, 60), setU32(arg, 12, 0), 0) // MIG_DATA_SIZE
+      if (feature === 9)
+        return answer(arg, [
+          [8, 60],
+          [12, 0]
+        ]) // MIG_DATA_SIZE
       if (feature !== 2) return -EINVAL
-      if (!set) return (setU32(arg, 8, state), setI32(arg, 12, -1), 0)
+      if (!set)
+        return answer(arg, [
+          [8, state],
+          [12, 0xffffffff]
+        ]) // data_fd -1
       const to = u32(arg, 8)
       calls.push(`SET ${to}`)
       if (script.refuseSet !== undefined) return -script.refuseSet
@@ -242,7 +263,7 @@ describe("data sessions", () => {
       yield* device.reset
       expect(kernel.closed).toEqual([100])
       expect(yield* device.getState).toBe("RUNNING")
-      expect((yield* Effect.flip(device.read(10))).code).toBe("EBADF")
+      expect(yield* Effect.flip(device.read(10))).toMatchObject({ code: "EBADF" })
     }).pipe(Effect.scoped)
   )
 })
