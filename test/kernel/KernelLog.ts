@@ -6,9 +6,9 @@
  *
  * The numbers are `enum vfio_device_mig_state` of include/uapi/linux/vfio.h. The driver logs
  * the arc as it starts it, so a line is an arc the kernel tried (a refused RESUMING -> STOP is
- * logged too). Written from the README of the kernel VM and the uAPI; nothing of Lockstep's.
+ * logged too). Written from the README of the kernel VM, mtty.c and the uAPI; nothing of Lockstep's.
  */
-import { spawnSync } from "node:child_process"
+import { constants, openSync, readSync } from "node:fs"
 
 /** `enum vfio_device_mig_state`, by number. */
 export const uapiStates = [
@@ -44,11 +44,27 @@ export const parseArcs = (text: string): ReadonlyArray<LoggedArc> =>
     return m?.[1] === undefined || from === undefined || to === undefined ? [] : [{ device: m[1], from, to }]
   })
 
-/** Every arc in the kernel log so far (`dmesg`). */
+let kmsg: { readonly fd: number; readonly arcs: Array<LoggedArc> } | undefined
+
+/**
+ * Every arc in the kernel log so far, read from /dev/kmsg (one record per read, non-blocking:
+ * EAGAIN once everything is read), kept open so that each call reads only what is new.
+ */
 export const kernelArcs = (): ReadonlyArray<LoggedArc> => {
-  const out = spawnSync("dmesg", [], { encoding: "utf8" })
-  if (out.status !== 0) throw new Error(`dmesg failed: ${out.stderr}`)
-  return parseArcs(out.stdout)
+  kmsg ??= { fd: openSync("/dev/kmsg", constants.O_RDONLY | constants.O_NONBLOCK), arcs: [] }
+  const buf = Buffer.alloc(8192)
+  for (;;) {
+    let n: number
+    try {
+      n = readSync(kmsg.fd, buf, 0, buf.length, null)
+    } catch (error) {
+      // EAGAIN: nothing more for now. EPIPE: records were overwritten before we read them.
+      if (error instanceof Error && "code" in error && error.code === "EPIPE") continue
+      break
+    }
+    kmsg.arcs.push(...parseArcs(buf.toString("utf8", 0, n)))
+  }
+  return kmsg.arcs
 }
 
 /** The UUID of an mdev's sysfs path (`/sys/bus/mdev/devices/UUID`). */

@@ -2,7 +2,7 @@
  * The kernel suite, from the host: `npm run test:kernel` (Node 24 runs this file as is).
  *
  * It boots the kernel VM of `shared/kernel-vm` (Linux 6.12 with VFIO, iommufd and the mtty
- * sample driver) once, with 16 mtty devices, and runs `suite.ts` inside it as one Node process
+ * sample driver) once, with 15 mtty-1 devices, and runs `suite.ts` inside it as one Node process
  * (loading Node and Effect costs 15-20 s per process under TCG, so everything is batched).
  * The VM folder is found by $LOCKSTEP_KERNEL_VM, else `../shared/kernel-vm` beside the
  * repository, else `/work/shared/kernel-vm`. Without it or without qemu-system-x86_64 the
@@ -32,12 +32,12 @@ const main = () => {
     process.exit(1)
   }
   const started = Date.now()
-  console.log(`kernel suite: booting ${join(found.dir, "run-in-vm")} with 16 mtty devices`)
+  console.log(`kernel suite: booting ${join(found.dir, "run-in-vm")} with 15 mtty-1 devices`)
   const vm = spawn(
     join(found.dir, "run-in-vm"),
     [
       "-n",
-      "16",
+      "15",
       "-t",
       "mtty-1",
       "-T",
