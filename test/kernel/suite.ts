@@ -9,12 +9,16 @@
  */
 import assert from "node:assert/strict"
 import { spawn, spawnSync } from "node:child_process"
+import { Console as NodeConsole } from "node:console"
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
+import { Writable } from "node:stream"
 import { fileURLToPath } from "node:url"
+import { NodeServices } from "@effect/platform-node"
+import { main } from "@lockstep/cli"
 import { AllFlags, path as fsmPath, isArc, type State, States, supportsState } from "@lockstep/fsm"
 import type { VfioDevice } from "@lockstep/vfio"
-import { Effect, Result } from "effect"
+import { Console, Effect, Result, Runtime } from "effect"
 import { runCli } from "../../packages/cli/test/runCli.ts"
 import { type LoggedArc, logMark, uuidOf } from "./KernelLog.ts"
 import { cdevOf, createMtty, drainFifo, pushFifo, withDevice } from "./Mtty.ts"
@@ -56,6 +60,29 @@ const scenario = (name: string, doc: unknown): string => {
   const file = join(tmp, `${name}.json`)
   writeFileSync(file, JSON.stringify(doc, null, 2))
   return file
+}
+
+/** A CLI run in this process that goes on while the caller does other things (a listening destination). */
+const startCli = (...args: ReadonlyArray<string>) => {
+  const out: Array<string> = []
+  const err: Array<string> = []
+  const sink = (into: Array<string>) =>
+    new Writable({
+      write(chunk, _encoding, done) {
+        into.push(String(chunk))
+        done()
+      }
+    })
+  const console = new NodeConsole({ stdout: sink(out), stderr: sink(err) })
+  const done = Effect.runPromiseExit(
+    main(args).pipe(Effect.provide(NodeServices.layer), Effect.provideService(Console.Console, console))
+  ).then(
+    (exit) =>
+      new Promise<{ readonly stdout: string; readonly stderr: string; readonly exitCode: number }>((resolve) =>
+        Runtime.defaultTeardown(exit, (exitCode) => resolve({ stdout: out.join(""), stderr: err.join(""), exitCode }))
+      )
+  )
+  return { stderr: () => err.join(""), done }
 }
 
 const migrateLocal = async (file: string) => {
@@ -124,7 +151,7 @@ const signalRun = (signal: "INT" | "TERM", source: string, destination: string):
 
 let createdTwo: string | undefined
 
-const main = async () => {
+const suite = async () => {
   createdTwo = createMtty("mtty-2", "6c6f636b-7374-4570-8000-0000000000f1")
   const signals = [
     { signal: "SIGINT", source: dev(11), destination: dev(12), outcome: signalRun("INT", dev(11), dev(12)) },
@@ -251,6 +278,39 @@ const main = async () => {
       await resetAll(src)
     })
 
+  await test("--listen and --connect migrate kernel devices over TCP", async () => {
+    const [src, dst] = [dev(1), dev(4)]
+    await resetAll([src, dst])
+    await withDevice(src, (d) => pushFifo(d, 0, [0x71, 0x72]))
+    const file = scenario("tcp", {
+      devices: [{ id: "uart", kind: "mdev", vfio: { sysfsdev: src } }],
+      destination: { devices: { uart: { vfio: { sysfsdev: dst } } } }
+    })
+    const destination = startCli("migrate", "--listen", "0", file, "--json")
+    let port: string | undefined
+    for (let i = 0; i < 600 && port === undefined; i++) {
+      await new Promise((r) => setTimeout(r, 100))
+      port = /listening on 127\.0\.0\.1:(\d+)/.exec(destination.stderr())?.[1]
+    }
+    assert.ok(port !== undefined, `the destination did not listen: ${destination.stderr()}`)
+    const source = await runCli(
+      "migrate",
+      "--connect",
+      `127.0.0.1:${port}`,
+      "--journal",
+      join(tmp, "journal.json"),
+      file,
+      "--json"
+    )
+    const received = await destination.done
+    assert.equal(source.exitCode, 0, source.stdout + source.stderr)
+    assert.equal(received.exitCode, 0, received.stdout + received.stderr)
+    assert.deepEqual(JSON.parse(source.stdout).final, { uart: "STOP_COPY" })
+    assert.deepEqual(JSON.parse(received.stdout).final, { uart: "RUNNING" })
+    assert.deepEqual(await withDevice(dst, (d) => drainFifo(d, 0)), [0x71, 0x72])
+    await resetAll([src, dst])
+  })
+
   // mtty checks resuming data as it is written (mtty_resume_write): a write that would take the
   // stream past this device's size fails with ENOMEM; a header naming another port count fails
   // the write that completes it with EFAULT. Without pre-copy the whole two-port stream comes in
@@ -351,4 +411,4 @@ const main = async () => {
   process.exitCode = passed === results.length ? 0 : 1
 }
 
-await main()
+await suite()
