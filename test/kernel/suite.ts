@@ -167,6 +167,22 @@ const suite = async () => {
       })
     ))
 
+  await test("a group file's kernel device takes its flags from the kernel; declared flags that disagree are refused", async () => {
+    const group = (flags?: ReadonlyArray<string>) =>
+      scenario(`group-flags-${flags?.length ?? "none"}`, {
+        devices: [{ id: "uart", kind: "mdev", ...(flags === undefined ? {} : { flags }), vfio: { sysfsdev: dev(0) } }]
+      })
+    const plan = await runCli("plan", group(), "--to", "STOP_COPY", "--json")
+    assert.equal(plan.exitCode, 0, plan.stderr)
+    assert.deepEqual(
+      JSON.parse(plan.stdout).arcs.map((a: { readonly to: string }) => a.to),
+      ["RUNNING_P2P", "STOP", "STOP_COPY"]
+    )
+    const wrong = await runCli("check", group(["STOP_COPY"]))
+    assert.equal(wrong.exitCode, 2)
+    assert.match(wrong.stderr, /devices\[0\]\.flags: declares STOP_COPY but the kernel reports STOP_COPY,P2P,PRE_COPY/)
+  })
+
   await test("every kernel path equals @lockstep/fsm's, and every pair the FSM refuses is refused by the kernel", () =>
     withDevice(dev(0), (d) =>
       Effect.gen(function* () {
