@@ -3,10 +3,11 @@
  *
  *   node bench/kernel/KernelBench.ts LOOP ADDON      with MTTY_DEVICES set
  *
- * - per ioctl: the plain C loop, koffi (what @lockstep/vfio ships), and an N-API addon (the
- *   alternative it was chosen against), each on GET MIG_DEVICE_STATE of the same device;
- * - per arc (RUNNING <-> RUNNING_P2P): the C loop, and the backend's `Device.setState` (which
- *   reads the state before the arc and checks it after, three ioctls per arc);
+ * - per ioctl: the plain C loop, an N-API addon, koffi bound with ioctl's fixed and variadic
+ *   prototypes, and the backend's own `Native` (koffi, fixed, errno read on failure), each on
+ *   GET MIG_DEVICE_STATE of the same device;
+ * - per arc (RUNNING <-> RUNNING_P2P): the C loop doing the backend's ioctls (SET, then GET to
+ *   check the state), and the backend's `Device.setState` through the `Device` port;
  * - data_fd MB/s: time spent in read() over whole saving sessions and in write() over resuming
  *   sessions, in C and through the backend's `read` / `write`.
  *
@@ -24,20 +25,28 @@ const iterations = 20_000
 const sessions = 500
 
 const now = () => performance.now() * 1000
+const rounds = 8
+const per = iterations / 4
 
-/** Best of `rounds` timings of `n` calls, in µs per call: the least disturbed by the other VM thread. */
-const perCall = (n: number, rounds: number, call: () => void): number => {
-  let best = Number.POSITIVE_INFINITY
-  for (let r = 0; r < rounds; r++) {
-    const t0 = now()
-    for (let i = 0; i < n; i++) call()
-    best = Math.min(best, (now() - t0) / n)
-  }
+/**
+ * µs per call of each of `calls`, measured in interleaved rounds (A, B, C, A, B, C, …) and
+ * taking each one's best round: the least disturbed by the VM's other thread and the host's load.
+ */
+const perCall = <K extends string>(calls: Readonly<Record<K, () => void>>): Record<K, number> => {
+  const entries = Object.entries(calls) as Array<[K, () => void]>
+  const best = Object.fromEntries(entries.map(([k]) => [k, Number.POSITIVE_INFINITY])) as Record<K, number>
+  for (let r = 0; r < rounds; r++)
+    for (const [k, call] of entries) {
+      const t0 = now()
+      for (let i = 0; i < per; i++) call()
+      best[k] = Math.min(best[k], (now() - t0) / per)
+    }
   return best
 }
 
 interface CFigures {
   readonly getStateUs: number
+  readonly setOnlyUs: number
   readonly arcUs: number
   readonly readMBps: number
   readonly writeMBps: number
@@ -50,7 +59,11 @@ const cLoop = (): CFigures => {
   return JSON.parse(out.stdout) as CFigures
 }
 
-/** Per-ioctl cost through koffi and through the N-API addon, on a device this script binds itself. */
+interface Koffi {
+  readonly load: (path: null) => { readonly func: (d: string) => (...args: ReadonlyArray<unknown>) => unknown }
+}
+
+/** Per-ioctl cost through each binding, on a device this script binds itself. */
 const ffiFigures = () => {
   const native = nativeAccess()
   if (Result.isFailure(native)) throw new Error(native.failure)
@@ -70,14 +83,21 @@ const ffiFigures = () => {
   })
   n.ioctl(fd, Uapi.Ioctl.DEVICE_ATTACH_IOMMUFD_PT, attach)
   const get = Uapi.featureBuffer(Uapi.Feature.MIG_DEVICE_STATE, Uapi.FeatureOp.GET, Uapi.FeatureMigState)
-  const addon = createRequire(import.meta.url)(addonPath) as {
-    readonly ioctl: (fd: number, request: number, buf: Uint8Array) => number
-  }
-  const koffiUs = perCall(iterations, 3, () => n.ioctl(fd, Uapi.Ioctl.DEVICE_FEATURE, get))
-  const napiUs = perCall(iterations, 3, () => addon.ioctl(fd, Uapi.Ioctl.DEVICE_FEATURE, get))
+  const require = createRequire(import.meta.url)
+  const addon = require(addonPath) as { readonly ioctl: (fd: number, request: number, buf: Uint8Array) => number }
+  const libc = (require("koffi") as Koffi).load(null)
+  const fixed = libc.func("int ioctl(int fd, unsigned long request, void *arg)")
+  const variadic = libc.func("int ioctl(int fd, unsigned long request, ...)")
+  const req = Uapi.Ioctl.DEVICE_FEATURE
+  const figures = perCall({
+    napiUs: () => addon.ioctl(fd, req, get),
+    koffiFixedUs: () => fixed(fd, req, get),
+    koffiVariadicUs: () => variadic(fd, req, "uint8_t *", get),
+    nativeUs: () => n.ioctl(fd, req, get)
+  })
   n.close(fd)
   n.close(iommufd)
-  return { koffiUs, napiUs }
+  return figures
 }
 
 /** The backend's own figures, through the `Device` port. */
@@ -85,15 +105,20 @@ const backendFigures = Effect.scoped(
   Effect.gen(function* () {
     const d = yield* openVfioDevice({ cdev })
     yield* d.reset
-    const t0 = now()
-    for (let i = 0; i < iterations; i++) yield* d.getState
-    const getStateUs = (now() - t0) / iterations
-    const t1 = now()
-    for (let i = 0; i < iterations; i++) {
-      yield* d.setState("RUNNING_P2P")
-      yield* d.setState("RUNNING")
+    // Best of interleaved rounds, as for the raw calls.
+    let getStateUs = Number.POSITIVE_INFINITY
+    let arcUs = Number.POSITIVE_INFINITY
+    for (let r = 0; r < rounds; r++) {
+      const t0 = now()
+      for (let i = 0; i < per; i++) yield* d.getState
+      getStateUs = Math.min(getStateUs, (now() - t0) / per)
+      const t1 = now()
+      for (let i = 0; i < per / 2; i++) {
+        yield* d.setState("RUNNING_P2P")
+        yield* d.setState("RUNNING")
+      }
+      arcUs = Math.min(arcUs, (now() - t1) / per)
     }
-    const arcUs = (now() - t1) / (2 * iterations)
     let readUs = 0
     let writeUs = 0
     let bytes = 0
@@ -126,40 +151,26 @@ const main = async () => {
   const c = cLoop()
   const ffi = ffiFigures()
   const backend = await Effect.runPromise(backendFigures)
-  const row = (name: string, value: string, vs: string) => console.log(`${name.padEnd(44)}${value.padStart(14)}  ${vs}`)
+  const row = (name: string, value: number, unit: string, floor?: number, goal = "") =>
+    console.log(
+      `${name.padEnd(48)}${`${value.toFixed(2)} ${unit}`.padStart(13)}  ${floor === undefined ? "" : `${(value / floor).toFixed(2)} × C${goal}`}`
+    )
   console.log(
-    `kernel backend on mtty (${cdev}), ${iterations} calls, ${sessions} saving + resuming sessions of ${c.sessionBytes} bytes`
+    `kernel backend on mtty (${cdev}): best of ${rounds} interleaved rounds of ${per} calls; ${sessions} saving + resuming sessions of ${c.sessionBytes} bytes`
   )
-  row("ioctl, C loop", `${c.getStateUs.toFixed(2)} µs`, "")
-  row("ioctl, koffi (shipped)", `${ffi.koffiUs.toFixed(2)} µs`, `${(ffi.koffiUs / c.getStateUs).toFixed(2)} × C`)
-  row(
-    "ioctl, N-API addon (not shipped)",
-    `${ffi.napiUs.toFixed(2)} µs`,
-    `${(ffi.napiUs / c.getStateUs).toFixed(2)} × C`
-  )
-  row(
-    "getState through the Device port",
-    `${backend.getStateUs.toFixed(2)} µs`,
-    `${(backend.getStateUs / c.getStateUs).toFixed(2)} × C`
-  )
-  row("arc, C loop (one SET)", `${c.arcUs.toFixed(2)} µs`, "")
-  row(
-    "arc through the Device port (GET, SET, GET)",
-    `${backend.arcUs.toFixed(2)} µs`,
-    `${(backend.arcUs / c.arcUs).toFixed(2)} × C (goal ≤ 2)`
-  )
-  row("data_fd read, C loop", `${c.readMBps.toFixed(2)} MB/s`, "")
-  row(
-    "data_fd read through the Device port",
-    `${backend.readMBps.toFixed(2)} MB/s`,
-    `${(backend.readMBps / c.readMBps).toFixed(2)} × C`
-  )
-  row("data_fd write, C loop", `${c.writeMBps.toFixed(2)} MB/s`, "")
-  row(
-    "data_fd write through the Device port",
-    `${backend.writeMBps.toFixed(2)} MB/s`,
-    `${(backend.writeMBps / c.writeMBps).toFixed(2)} × C`
-  )
+  row("ioctl, C loop", c.getStateUs, "µs")
+  row("ioctl, N-API addon (not shipped)", ffi.napiUs, "µs", c.getStateUs)
+  row("ioctl, koffi, fixed prototype", ffi.koffiFixedUs, "µs", c.getStateUs)
+  row("ioctl, koffi, variadic prototype", ffi.koffiVariadicUs, "µs", c.getStateUs)
+  row("ioctl, the backend's Native (koffi, fixed)", ffi.nativeUs, "µs", c.getStateUs)
+  row("getState through the Device port", backend.getStateUs, "µs", c.getStateUs)
+  row("arc, C loop (one SET alone)", c.setOnlyUs, "µs")
+  row("arc, C loop (SET, GET: the backend's ioctls)", c.arcUs, "µs")
+  row("arc through the Device port (SET, GET)", backend.arcUs, "µs", c.arcUs, " (goal ≤ 2)")
+  row("data_fd read, C loop", c.readMBps, "MB/s")
+  row("data_fd read through the Device port", backend.readMBps, "MB/s", c.readMBps)
+  row("data_fd write, C loop", c.writeMBps, "MB/s")
+  row("data_fd write through the Device port", backend.writeMBps, "MB/s", c.writeMBps)
   console.log(JSON.stringify({ c, ffi, backend }))
 }
 

@@ -282,7 +282,9 @@ class KernelCalls {
    * again; every arc still reads the state back after it.
    */
   known: number | undefined = undefined
+  /** The one `VFIO_DEVICE_FEATURE` MIG_DEVICE_STATE argument, reused by every GET and SET (arcs are the hot path). */
   private readonly stateBuf = new Uint8Array(DeviceFeature.size + FeatureMigState.size)
+  private readonly stateView = new DataView(this.stateBuf.buffer)
 
   constructor(
     readonly native: Native,
@@ -298,27 +300,33 @@ class KernelCalls {
 
   /** `VFIO_DEVICE_FEATURE` GET MIG_DEVICE_STATE: the state number, or a refusal. */
   stateNumber(): number | Refusal {
-    const n = this.askState()
-    this.known = isRefusal(n) ? undefined : n
+    const r = this.migState(FeatureOp.GET, 0)
+    const n = r < 0 ? refusal(r) : this.stateView.getUint32(migStateAt.device_state, true)
+    this.known = typeof n === "number" ? n : undefined
     return n
-  }
-
-  private askState(): number | Refusal {
-    const buf = this.stateBuf
-    encode(FeatureMigState, buf, { device_state: 0, data_fd: -1 }, DeviceFeature.size)
-    encode(DeviceFeature, buf, { argsz: buf.length, flags: Feature.MIG_DEVICE_STATE | FeatureOp.GET })
-    const r = this.native.ioctl(this.fd, Ioctl.DEVICE_FEATURE, buf)
-    return r < 0 ? refusal(r) : u32(FeatureMigState, buf, "device_state", DeviceFeature.size)
   }
 
   /** `VFIO_DEVICE_FEATURE` SET MIG_DEVICE_STATE: the returned data_fd (-1 for none), or a refusal. */
   setStateNumber(n: number): number | Refusal {
-    const buf = this.stateBuf
-    encode(FeatureMigState, buf, { device_state: n, data_fd: -1 }, DeviceFeature.size)
-    encode(DeviceFeature, buf, { argsz: buf.length, flags: Feature.MIG_DEVICE_STATE | FeatureOp.SET })
-    const r = this.native.ioctl(this.fd, Ioctl.DEVICE_FEATURE, buf)
-    return r < 0 ? refusal(r) : Number(field(FeatureMigState, buf, "data_fd", DeviceFeature.size))
+    const r = this.migState(FeatureOp.SET, n)
+    return r < 0 ? refusal(r) : this.stateView.getInt32(migStateAt.data_fd, true)
   }
+
+  private migState(op: number, state: number): number {
+    const view = this.stateView
+    view.setUint32(featureAt.argsz, this.stateBuf.length, true)
+    view.setUint32(featureAt.flags, Feature.MIG_DEVICE_STATE | op, true)
+    view.setUint32(migStateAt.device_state, state, true)
+    view.setInt32(migStateAt.data_fd, -1, true)
+    return this.native.ioctl(this.fd, Ioctl.DEVICE_FEATURE, this.stateBuf)
+  }
+}
+
+/** Where the fields of the MIG_DEVICE_STATE argument are: the feature header, then its data. */
+const featureAt = { argsz: DeviceFeature.fields.argsz.offset, flags: DeviceFeature.fields.flags.offset }
+const migStateAt = {
+  device_state: DeviceFeature.size + FeatureMigState.fields.device_state.offset,
+  data_fd: DeviceFeature.size + FeatureMigState.fields.data_fd.offset
 }
 
 const isRefusal = (u: unknown): u is Refusal => typeof u === "object" && u !== null && "errno" in u
@@ -333,9 +341,18 @@ const readBack = (calls: KernelCalls): { readonly state: State; readonly note: s
     : { state, note: "" }
 }
 
+/** The device's legal single arcs by uAPI numbers (`from * 8 + to`), asked of `@lockstep/fsm` once: arcs are the hot path. */
+const arcTable = (flags: Flags): ReadonlyArray<boolean> =>
+  Array.from({ length: 64 }, (_, i) => {
+    const from = stateOfNumber(Math.floor(i / 8))
+    const to = stateOfNumber(i % 8)
+    return from !== undefined && to !== undefined && isArc(flags, from, to)
+  })
+
 const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, kind: DeviceKind): VfioDevice => {
   const device = calls.id
   const { native, fd, cdev } = calls
+  const legal = arcTable(flags)
 
   const sessionFailed = (operation: SessionFailed["operation"], code: string, reason: string): SessionFailed => {
     const { state, note } = readBack(calls)
@@ -384,7 +401,7 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
       })
     const from = stateOfNumber(now) ?? "ERROR"
     const arc = { from, to }
-    if (!kernelWalks && !isArc(flags, from, to))
+    if (!kernelWalks && legal[now * 8 + StateNumber[to]] !== true)
       return new ArcRejected({
         device,
         arc,
@@ -410,8 +427,8 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
       calls.closeSession()
       calls.session = dataFd
     } else if (!keepsSession(to)) calls.closeSession()
-    const { state, note } = readBack(calls)
-    if (state !== to)
+    if (calls.stateNumber() !== StateNumber[to]) {
+      const { state, note } = readBack(calls)
       return new ArcFailed({
         device,
         arc,
@@ -419,13 +436,14 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
         reason: `the kernel accepted the arc but reports ${state} afterwards${note}`,
         stateAfter: state
       })
+    }
     if (!kernelWalks && opensSession(from, to) && calls.session === undefined)
       return new ArcFailed({
         device,
         arc,
         code: "EBADF",
         reason: "the arc opens a data session, but the kernel returned no data_fd",
-        stateAfter: state
+        stateAfter: to
       })
     return undefined
   }
@@ -442,6 +460,9 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
       return failure === undefined || failure._tag === "ArcRejected" ? Effect.void : Effect.fail(failure)
     })
 
+  /** Where reads land before their bytes are copied out: allocated once, grown to the largest read. */
+  let scratch = new Uint8Array(0)
+
   const read = (maxBytes: number): Effect.Effect<ReadResult, SessionFailed> =>
     Effect.suspend(() => {
       if (!Number.isSafeInteger(maxBytes) || maxBytes < 1)
@@ -449,9 +470,11 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
       const session = calls.session
       if (session === undefined)
         return Effect.fail(sessionFailed("read", "EBADF", "no data session is open (no saving arc returned a data_fd)"))
-      const buf = new Uint8Array(Math.min(maxBytes, maxReadBytes))
-      const n = native.read(session, buf, buf.length)
-      if (n > 0) return Effect.succeed<ReadResult>({ _tag: "Chunk", data: buf.subarray(0, n) })
+      const size = Math.min(maxBytes, maxReadBytes)
+      if (scratch.length < size) scratch = new Uint8Array(size)
+      const n = native.read(session, scratch, size)
+      // The chunk is a copy of what was read: the scratch buffer serves the next read.
+      if (n > 0) return Effect.succeed<ReadResult>({ _tag: "Chunk", data: scratch.slice(0, n) })
       // The end of what there is: for now in pre-copy (0, or ENOMSG as the uAPI asks), for good in STOP_COPY.
       if (n === 0 || n === -ENOMSG) {
         const { state, note } = readBack(calls)

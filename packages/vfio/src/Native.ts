@@ -11,7 +11,7 @@ import { Result } from "effect"
 export interface Native {
   /** `open(path, flags)`: a file descriptor. */
   readonly open: (path: string, flags: number) => number
-  /** `ioctl(fd, request, arg)` with `arg` a buffer, or no argument. */
+  /** `ioctl(fd, request, arg)` with `arg` a buffer, or a null argument. */
   readonly ioctl: (fd: number, request: number, arg: Uint8Array | undefined) => number
   /** `read(fd, buf, count)`: bytes read. */
   readonly read: (fd: number, buf: Uint8Array, count: number) => number
@@ -44,13 +44,18 @@ const isKoffi = (u: unknown): u is KoffiModule =>
 
 /**
  * Binds the libc calls through koffi, an FFI whose prebuilt binaries come inside its npm
- * packages (no compiler at install time). Declared with their C prototypes: `ioctl` and `open`
- * are variadic, and are called as such.
+ * packages (no compiler at install time).
+ *
+ * `ioctl` is variadic in C, but is declared here with its one pointer argument fixed: koffi
+ * parses a variadic call's argument types on every call, which costs several times the call
+ * itself under the kernel VM's TCG (bench/kernel), and arcs are the hot path. Calling it so is
+ * sound on the 64-bit Linux ABIs: integer and pointer arguments go in the same registers either
+ * way, and the x86-64 count in %al only bounds which vector registers a variadic callee saves.
  */
 const bind = (koffi: KoffiModule): Native => {
   const libc = koffi.load(null)
   const open = libc.func("int open(const char *path, int flags, ...)")
-  const ioctl = libc.func("int ioctl(int fd, unsigned long request, ...)")
+  const ioctl = libc.func("int ioctl(int fd, unsigned long request, void *arg)")
   const read = libc.func("long read(int fd, void *buf, unsigned long count)")
   const write = libc.func("long write(int fd, const void *buf, unsigned long count)")
   const pread = libc.func("long pread(int fd, void *buf, unsigned long count, int64_t offset)")
@@ -62,7 +67,7 @@ const bind = (koffi: KoffiModule): Native => {
   }
   return {
     open: (path, flags) => result(open(path, flags)),
-    ioctl: (fd, request, arg) => result(arg === undefined ? ioctl(fd, request) : ioctl(fd, request, "uint8_t *", arg)),
+    ioctl: (fd, request, arg) => result(ioctl(fd, request, arg ?? null)),
     read: (fd, buf, count) => result(read(fd, buf, count)),
     write: (fd, buf, count) => result(write(fd, buf, count)),
     pread: (fd, buf, count, offset) => result(pread(fd, buf, count, offset)),
