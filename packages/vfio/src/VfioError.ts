@@ -66,7 +66,7 @@ export class DeviceNotReady extends Data.TaggedError("DeviceNotReady")<{
   readonly expected: ReadonlyArray<State>
 }> {
   override get message(): string {
-    return `kernel device ${this.device} (${this.path}) is in ${this.state}, not ${this.expected.join(" or ")}: a process that drove it may have stopped half-way (the state outlives it). Nothing was moved. Reset it (lockstep vfio reset --sysfsdev PATH, or --cdev PATH) and run again`
+    return `kernel device ${this.device} (${this.path}) is in ${this.state}, not ${this.expected.join(" or ")}: the migration state outlives the process that set it, so a migration that finished or one that stopped half-way leaves it so. Nothing was moved. If no one else drives the device, reset it (lockstep vfio reset --sysfsdev PATH, or --cdev PATH) and run again`
   }
 }
 
