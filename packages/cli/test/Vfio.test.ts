@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, writeFileSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "vitest"
@@ -84,7 +84,7 @@ describe("lockstep migrate with kernel devices", () => {
     expect(run.stderr).toContain('devices[0].vfio: give exactly one of "sysfsdev" and "cdev"')
   })
 
-  it("--local runs both sides of a simulated scenario in this process, on real time", async () => {
+  it("--local runs both sides of a simulated scenario in this process, on real time, and draws it", async () => {
     const file = write("sim.json", {
       devices: [
         {
@@ -96,8 +96,10 @@ describe("lockstep migrate with kernel devices", () => {
         { id: "gpu1", kind: "pci", flags: ["STOP_COPY", "P2P"], sim: { stateSize: 32768, arcLatencyMs: 1 } }
       ]
     })
-    const run = await runCli("migrate", "--local", file, "--json")
+    const svg = join(dir, "sim.svg")
+    const run = await runCli("migrate", "--local", file, "--json", "--timeline", svg)
     expect(run.exitCode).toBe(0)
+    expect(readFileSync(svg, "utf8")).toMatch(/<svg[^>]*>[\s\S]*src gpu0[\s\S]*dst gpu0[\s\S]*<\/svg>\s*$/)
     const json = JSON.parse(run.stdout)
     expect(json).toMatchObject({
       ok: true,
