@@ -9,9 +9,11 @@ import {
   type SourceSummary
 } from "@lockstep/migration"
 import { MemoryTransport } from "@lockstep/stream"
+import { hasVfioDevice } from "@lockstep/vfio"
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 import { makeMigrationTimeline } from "./MigrationTimeline.js"
+import { refuseNotMigratable } from "./Refusal.js"
 import {
   destinationOptionsOf,
   formatBytes,
@@ -101,6 +103,7 @@ const summaryText = (s: SourceSummary, d: DestinationSummary | undefined): strin
  */
 export const runLocal = (scenario: Scenario, options: LocalOptions): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
+    if (!hasVfioDevice(scenario.documents.source)) yield* refuseNotMigratable(scenario, "source", options.json)
     const source = yield* openSide(scenario, "source")
     const destination = yield* openSide(scenario, "destination")
     const timeline = Option.isSome(options.timeline)

@@ -1,11 +1,20 @@
 import { readFile } from "node:fs/promises"
-import { Journal, type MigrationFailed, migrateDestination, migrateSource } from "@lockstep/migration"
+import {
+  describeAssumedLengths,
+  Journal,
+  type MigrationFailed,
+  migrateDestination,
+  migrateSource
+} from "@lockstep/migration"
 import { memoryDigest, type SimulatedGroup } from "@lockstep/sim"
 import { TcpTransport } from "@lockstep/stream"
+import { hasVfioDevice } from "@lockstep/vfio"
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { CliFailure, invalidInput } from "./CliFailure.js"
+import { failureJson } from "./FailureReport.js"
 import { runLocal } from "./LocalMigration.js"
+import { refuseNotMigratable } from "./Refusal.js"
 import {
   destinationOptionsOf,
   formatBytes,
@@ -81,14 +90,7 @@ const failedJson = (role: "source" | "destination", error: MigrationFailed, viol
   JSON.stringify({
     ok: false,
     role,
-    error: {
-      _tag: error._tag,
-      message: error.message,
-      side: error.side,
-      phase: error.phase,
-      origin: error.origin,
-      cause: error.cause._tag
-    },
+    error: failureJson(error),
     violations,
     final: error.states
   })
@@ -103,6 +105,9 @@ const runDestination = (
   json: boolean
 ): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
+    // A kernel group's flags come from its devices: it is checked once they are open (Sides).
+    if (!hasVfioDevice(scenario.documents.destination))
+      yield* refuseNotMigratable(scenario, "destination", json, { role: "destination" })
     const destination = yield* openSide(scenario, "destination")
     const listener = yield* TcpTransport.listen({ host: bind, port, ...(tls === undefined ? {} : { tls }) }).pipe(
       Effect.mapError((e) => operationFailed(`cannot listen on ${bind}:${port}: ${e.message}`))
@@ -163,6 +168,9 @@ const runSource = (
   json: boolean
 ): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
+    // A kernel group's flags come from its devices: it is checked once they are open (Sides).
+    if (!hasVfioDevice(scenario.documents.source))
+      yield* refuseNotMigratable(scenario, "source", json, { role: "source" })
     const source = yield* openSide(scenario, "source")
     const transport = yield* TcpTransport.connect({
       ...address,
@@ -185,6 +193,7 @@ const runSource = (
     const s = result.success
     const final = yield* sideStates(source)
     const digests = yield* digestsOf(source)
+    const assumed = describeAssumedLengths(s.assumedStopCopyLengths)
     yield* Console.log(
       json
         ? JSON.stringify({
@@ -195,12 +204,14 @@ const runSource = (
             bytes: s.bytes,
             downtimeMs: s.downtimeMs,
             confirmed: s.confirmed,
+            ...(s.assumedStopCopyLengths.length === 0 ? {} : { assumedStopCopyLengths: s.assumedStopCopyLengths }),
             violations,
             digests,
             final
           })
         : [
             `migrated ${s.migration}: ${s.rounds} pre-copy rounds, ${formatBytes(s.bytes)}, downtime ${formatMs(s.downtimeMs)}${s.confirmed ? "" : " (the destination did not confirm)"}`,
+            ...(assumed === undefined ? [] : [`  ${assumed}`]),
             ...(violations === undefined ? [] : [`  P2P violations: ${violations}`]),
             `  source: ${formatStates(final)}`
           ].join("\n")

@@ -1,9 +1,11 @@
-import { decodeGroup, type GroupRuntime, stop } from "@lockstep/coordinator"
+import { decodeGroup, type GroupRuntime, Migratability, stop } from "@lockstep/coordinator"
 import type { State } from "@lockstep/fsm"
+import { NotMigratable } from "@lockstep/migration"
 import type { SimulatedGroup } from "@lockstep/sim"
 import { attachVfioDevices, hasVfioDevice, namesVfioDevice, type VfioDevice } from "@lockstep/vfio"
 import { Effect, Option, type Scope } from "effect"
 import { CliFailure, invalidInput } from "./CliFailure.js"
+import { formatRefusal } from "./Refusal.js"
 import { type Role, type Scenario, simulateSide } from "./Scenario.js"
 
 /**
@@ -51,6 +53,12 @@ const openKernelSide = (scenario: Scenario, role: Role): Effect.Effect<Side, Cli
     const group = yield* decodeGroup(attached.document).pipe(
       Effect.mapError((e) => invalidInput(`${where}: ${e.message}`))
     )
+    // Migratable or not is known only now, with the flags the kernel reported: refuse before parking anything.
+    const report = Migratability.check(group)
+    if (!report.migratable)
+      return yield* operationFailed(
+        formatRefusal(scenario, group, new NotMigratable({ side: role, blockers: report.blockers }))
+      )
     const runtime: GroupRuntime = { group, devices: attached.devices }
     if (role === "destination")
       yield* stop(runtime).pipe(

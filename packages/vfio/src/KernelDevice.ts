@@ -25,7 +25,6 @@ import {
   FeatureMigState,
   FeatureOp,
   featureBuffer,
-  field,
   IoasAlloc,
   Ioctl,
   PrecopyInfo,
