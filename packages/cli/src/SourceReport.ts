@@ -16,7 +16,8 @@ export interface SourceReportInput {
   readonly summary: SourceSummary
   /** The journal's path, as given. */
   readonly journal: string
-  readonly violations: number
+  /** P2P violations the fabric saw; `undefined` without a fabric (kernel devices). */
+  readonly violations: number | undefined
   readonly digests: Readonly<Record<string, string>>
   readonly final: Readonly<Record<string, string>>
 }
@@ -127,7 +128,7 @@ export const sourceReportText = (r: SourceReportInput): string => {
           `  to settle it: check the destination; if it runs the group: lockstep journal resolve ${r.journal} --owner destination`,
           `  if it does not: lockstep journal resolve ${r.journal} --owner source, then run the group on the source again`
         ]),
-    `  P2P violations: ${r.violations}`,
+    ...(r.violations === undefined ? [] : [`  P2P violations: ${r.violations}`]),
     `  source: ${formatStates(r.final)}`
   ].join("\n")
 }
