@@ -405,7 +405,9 @@ export const unsettled = (journal: Journal): Effect.Effect<JournalUnsettled | un
       migration: last.migration,
       status: last.status,
       inProgress: inProgress(last),
-      pid: last.pid
+      pid: last.pid,
+      host: last.host,
+      localHost: hostname()
     })
   })
 

@@ -138,14 +138,19 @@ export class JournalUnsettled extends Data.TaggedError("JournalUnsettled")<{
   readonly migration: string
   readonly status: "started" | "committed" | "completed"
   readonly inProgress: boolean
-  /** The process that began it, if the journal knows. */
+  /** The process that began it, and its host, if the journal knows. */
   readonly pid: number | undefined
+  readonly host: string | undefined
+  /** The host reading the journal now. */
+  readonly localHost: string
 }> {
   override get message(): string {
     const resolve = (owner: string) => `"lockstep journal resolve ${this.location} --owner ${owner}"`
     const head = `the journal ${this.location} holds migration ${this.migration}`
     if (this.status === "started" && this.inProgress)
       return `${head} in progress (process ${this.pid ?? "?"} on this host): one migration per journal at a time; wait for it to end, or stop it first`
+    if (this.status === "started" && this.host !== undefined && this.host !== this.localHost)
+      return `${head}, started by process ${this.pid ?? "?"} on ${this.host} and never decided: this host cannot tell whether it still runs there. Check on ${this.host}; once it has stopped, give the group to the source with ${resolve("source")} (the destination must reset)`
     if (this.status === "started")
       return `${head}, started and never decided (its source stopped before deciding): no destination may have resumed it, and no new migration starts until an operator settles it. Give the group to the source with ${resolve("source")} (the destination must reset); only if the destination voted and still holds the validated state, give it to the destination with ${resolve("destination")}`
     if (this.status === "committed")

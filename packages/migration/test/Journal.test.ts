@@ -205,7 +205,13 @@ describe("Journal", () => {
       const doc = JSON.parse(yield* Effect.promise(() => readFile(path, "utf8")))
       doc.migrations[0].pid = 999_999_999
       yield* Effect.promise(() => writeFile(path, JSON.stringify(doc)))
-      expect(yield* Journal.unsettled(journal)).toMatchObject({ status: "started", inProgress: false })
+      const stale = yield* Journal.unsettled(journal)
+      expect(stale).toMatchObject({ status: "started", inProgress: false })
+      expect(stale?.message).toContain("never decided (its source stopped before deciding)")
+      // Begun on another host (shared storage): this host cannot tell, and says so.
+      doc.migrations[0].host = `not-${hostname()}`
+      yield* Effect.promise(() => writeFile(path, JSON.stringify(doc)))
+      expect((yield* Journal.unsettled(journal))?.message).toContain(`on not-${hostname()} and never decided`)
       expect(yield* Journal.resolve(journal, "source")).toEqual({ migration: "mine", from: "started", to: "aborted" })
     })
   )
