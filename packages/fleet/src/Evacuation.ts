@@ -67,6 +67,31 @@ const checkHost = (fleet: Fleet, state: string, host: string) =>
       })
   })
 
+/**
+ * Checks that every VM to move runs on its source (every device RUNNING), as the fleet file
+ * says: a VM that was moved already (an earlier evacuation) is not moved again from where the
+ * file says it was.
+ */
+export const checkSourcesRun = (fleet: Fleet, state: string, planned: PlannedEvacuation) =>
+  Effect.gen(function* () {
+    const endpoint = controlSocket(fleet, state, planned.host)
+    const simulated = planned.schedule.vms.filter((s) => s.vm.backend === "simulated")
+    if (simulated.length === 0) return
+    const inventory = yield* HostControl.inventory(endpoint, 3_000).pipe(
+      Effect.mapError((e) => new HostUnreachable({ host: planned.host, endpoint: shown(endpoint), reason: e.reason }))
+    )
+    for (const { vm } of simulated) {
+      const devices = inventory.vms.find((v) => v.vm === vm.name && v.role === "home")?.devices ?? []
+      const stopped = devices.filter((d) => d.state !== "RUNNING" || d.inFlight !== undefined)
+      if (stopped.length > 0)
+        return yield* new DevicesUnreachable({
+          vm: vm.name,
+          host: planned.host,
+          reason: `it does not run there (${stopped.map((d) => `${d.id} ${d.state}`).join(", ")}); was it moved by an earlier evacuation? (lockstep fleet status)`
+        })
+    }
+  })
+
 /** Checks that a vfio-user VM's devices answer on its host (and lets them go again). */
 const checkDevices = (fleet: Fleet, state: string, vm: FleetVm) =>
   Effect.gen(function* () {
@@ -188,26 +213,24 @@ export interface StartedEvacuation {
 }
 
 /**
- * The evacuation to run: the unfinished one of this fleet (same digest) and host, if the
- * database has one (with the plan it was started with), else a new one, recorded with its VMs.
+ * The evacuation to run: the unfinished one of this fleet (same digest) and host, with the plan
+ * it was started with, if there is one; else a new one, recorded with its VMs. Atomic: several
+ * processes asked at once (runners sharing Postgres) join one evacuation.
  */
-export const startOrResume = (
+export const startOrResume = <E = never>(
   fleet: Fleet,
   planned: PlannedEvacuation,
-  now: number
-): Effect.Effect<StartedEvacuation, SqlError, SqlClient.SqlClient> =>
+  now: number,
+  /** Checked before a new evacuation is recorded (not when one is resumed). */
+  beforeNew: Effect.Effect<void, E> = Effect.void as Effect.Effect<void, E>
+): Effect.Effect<StartedEvacuation, SqlError | E, SqlClient.SqlClient> =>
   Effect.gen(function* () {
     yield* FleetStore.migrate
-    const unfinished = (yield* FleetStore.evacuations).find(
-      (e) => e.status === "running" && e.fleet === fleet.digest && e.host === planned.host
-    )
-    if (unfinished !== undefined) {
-      const stored = decodePayload(unfinished.plan)
-      if (Result.isSuccess(stored)) return { payload: stored.success, resumed: true }
-    }
+    const unfinished = yield* FleetStore.claimOf(fleet.digest, planned.host)
+    if (unfinished === undefined) yield* beforeNew
     const id = `${planned.host}-${new Date(now).toISOString().replace(/[-:.TZ]/g, "").slice(0, 14)}-${randomBytes(2).toString("hex")}`
     const payload = planned.payload(id)
-    yield* FleetStore.recordEvacuation(
+    const record = yield* FleetStore.claimEvacuation(
       { id, fleet: fleet.digest, host: planned.host, plan: encodePayload(payload), status: "running", startedAt: now, finishedAt: undefined },
       payload.vms.map((v) => ({
         vm: v.vm,
@@ -217,7 +240,10 @@ export const startOrResume = (
         bytes: fleet.vms.find((f) => f.name === v.vm)?.bytes ?? 0
       }))
     )
-    return { payload, resumed: false }
+    if (record.id === id) return { payload, resumed: false }
+    const stored = decodePayload(record.plan)
+    if (Result.isFailure(stored)) return yield* Effect.die(new Error(`evacuation ${record.id}: its stored plan cannot be read`))
+    return { payload: stored.success, resumed: true }
   })
 
 /** Runs (or joins, or reads back) the evacuation's workflow until it ends. */

@@ -146,7 +146,7 @@ export interface Fleet {
 }
 
 /** Defaults of the simulation: few P2P writes, so that pre-copy is not dominated by re-sent pages. */
-export const defaultSimulation = { seed: 1, writesPerSecond: 20 } as const
+export const defaultSimulation = { seed: 1, writesPerSecond: 2 } as const
 
 const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
   path

@@ -9,6 +9,8 @@ import type { SqlError } from "effect/sql/SqlError"
  * - `fleet_vms`: one row per VM of an evacuation: where it goes, its phase, bytes, attempts,
  *   downtime and outcome — what `lockstep fleet status` and the progress display read;
  * - `fleet_phases`: when each phase of each attempt began and ended (the timeline);
+ * - `fleet_claims`: the evacuation under way for a fleet (by digest) and host, so that processes
+ *   asked to evacuate the same host join one evacuation instead of starting two;
  * - `fleet_reservations`: devices reserved on destinations;
  *
  * The commit journal and its fences are kept apart (`FencedJournal`).
@@ -27,6 +29,8 @@ const ddl = [
   `CREATE TABLE IF NOT EXISTS fleet_phases (
     evacuation TEXT NOT NULL, vm TEXT NOT NULL, attempt INTEGER NOT NULL, phase TEXT NOT NULL,
     started_at BIGINT NOT NULL, ended_at BIGINT, PRIMARY KEY (evacuation, vm, attempt, phase))`,
+  `CREATE TABLE IF NOT EXISTS fleet_claims (
+    fleet TEXT NOT NULL, host TEXT NOT NULL, evacuation TEXT NOT NULL, PRIMARY KEY (fleet, host))`,
   `CREATE TABLE IF NOT EXISTS fleet_reservations (
     vm_key TEXT PRIMARY KEY, evacuation TEXT NOT NULL, host TEXT NOT NULL, devices INTEGER NOT NULL)`,
 ]
@@ -83,11 +87,59 @@ const num = (v: unknown): number => (typeof v === "number" ? v : Number(v))
 const optNum = (v: unknown): number | undefined => (v === null || v === undefined ? undefined : num(v))
 const optStr = (v: unknown): string | undefined => (v === null || v === undefined ? undefined : String(v))
 
+/** The VMs of a new evacuation, as recorded. */
+export interface NewVm {
+  readonly vm: string
+  readonly source: string
+  readonly destination: string
+  readonly devices: number
+  readonly bytes: number
+}
+
+/**
+ * The evacuation under way for `fleet` and `host`: the one already claimed, or `candidate`
+ * (then recorded with its VMs, pending), atomically, so that two processes asked at once end
+ * up in the same evacuation. Answers the evacuation's record.
+ */
+export const claimEvacuation = (candidate: EvacuationRecord, vms: ReadonlyArray<NewVm>) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    return yield* sql.withTransaction(
+      Effect.gen(function* () {
+        yield* sql`INSERT INTO fleet_claims (fleet, host, evacuation)
+          VALUES (${candidate.fleet}, ${candidate.host}, ${candidate.id}) ON CONFLICT (fleet, host) DO NOTHING`
+        const claims = yield* sql<{ evacuation: string }>`SELECT evacuation FROM fleet_claims
+          WHERE fleet = ${candidate.fleet} AND host = ${candidate.host}`
+        const id = claims[0]?.evacuation ?? candidate.id
+        if (id === candidate.id) yield* recordEvacuation(candidate, vms)
+        const rows = yield* sql<Record<string, unknown>>`SELECT id, fleet, host, plan, status, started_at, finished_at
+          FROM fleet_evacuations WHERE id = ${id}`
+        const row = rows[0]
+        return row === undefined ? candidate : evacuationOf(row)
+      })
+    )
+  })
+
+/** The evacuation claimed for `fleet` and `host` (under way), if any. */
+export const claimOf = (fleet: string, host: string) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const rows = yield* sql<{ evacuation: string }>`SELECT evacuation FROM fleet_claims WHERE fleet = ${fleet} AND host = ${host}`
+    return rows[0]?.evacuation
+  })
+
+const evacuationOf = (r: Record<string, unknown>): EvacuationRecord => ({
+  id: String(r.id),
+  fleet: String(r.fleet),
+  host: String(r.host),
+  plan: String(r.plan),
+  status: r.status === "done" ? "done" : "running",
+  startedAt: num(r.started_at),
+  finishedAt: optNum(r.finished_at)
+})
+
 /** Records a new evacuation and its VMs (pending), unless it is recorded already. */
-export const recordEvacuation = (
-  evacuation: EvacuationRecord,
-  vms: ReadonlyArray<{ readonly vm: string; readonly source: string; readonly destination: string; readonly devices: number; readonly bytes: number }>
-) =>
+export const recordEvacuation = (evacuation: EvacuationRecord, vms: ReadonlyArray<NewVm>) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
     yield* sql.withTransaction(
@@ -105,10 +157,15 @@ export const recordEvacuation = (
     )
   })
 
-/** Marks an evacuation done. */
+/** Marks an evacuation done; the next request to evacuate its host starts a new one. */
 export const finishEvacuation = (id: string, at: number) =>
   Effect.flatMap(Effect.service(SqlClient.SqlClient), (sql) =>
-    Effect.asVoid(sql`UPDATE fleet_evacuations SET status = 'done', finished_at = ${at} WHERE id = ${id}`)
+    sql.withTransaction(
+      Effect.gen(function* () {
+        yield* sql`UPDATE fleet_evacuations SET status = 'done', finished_at = COALESCE(finished_at, ${at}) WHERE id = ${id}`
+        yield* sql`DELETE FROM fleet_claims WHERE evacuation = ${id}`
+      })
+    )
   )
 
 /** A change to a VM's row: only the fields given change. */
@@ -161,17 +218,7 @@ export const evacuations = Effect.gen(function* () {
   const sql = yield* SqlClient.SqlClient
   const rows = yield* sql<Record<string, unknown>>`SELECT id, fleet, host, plan, status, started_at, finished_at
     FROM fleet_evacuations ORDER BY started_at DESC`
-  return rows.map(
-    (r): EvacuationRecord => ({
-      id: String(r.id),
-      fleet: String(r.fleet),
-      host: String(r.host),
-      plan: String(r.plan),
-      status: r.status === "done" ? "done" : "running",
-      startedAt: num(r.started_at),
-      finishedAt: optNum(r.finished_at)
-    })
-  )
+  return rows.map(evacuationOf)
 })
 
 /** Every VM of an evacuation, in start order. */

@@ -114,6 +114,7 @@ export const layer = MigrateVm.toLayer((p) =>
       return yield* new VmNotMigrated({ vm, reason: reserved.failure.message, recovered: true })
     }
 
+    yield* record("MarkMigrating", evacuation, vm, { status: "migrating", startedAt: Date.now() })
     const outcome = yield* Activity.make({
       name: "Transfer",
       success: TransferOutcome,

@@ -82,7 +82,12 @@ export type TransferOutcome = typeof TransferOutcome.Type
 /** The key of a VM in an evacuation: what its journal entries, fence and reservation are filed under. */
 export const vmKeyOf = (evacuation: string, vm: string): string => `${evacuation}/${vm}`
 
-class SettleFailed extends Data.TaggedError("SettleFailed")<{ readonly reason: string }> {}
+/** Settling what an earlier run left failed: why, as a sentence. */
+class SettleFailed extends Data.TaggedError("SettleFailed")<{ readonly reason: string }> {
+  override get message(): string {
+    return this.reason
+  }
+}
 
 const why = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.squash(cause)
@@ -160,12 +165,13 @@ const rollBack = (source: GroupRuntime, destination: GroupRuntime) =>
       )
     const destinationStates = yield* statesOf(destination)
     if (all(destinationStates, (s) => s === "STOP")) return
-    // RESUMING is left only by a reset (a partial stream cannot validate); ERROR too.
-    for (const [id, state] of Object.entries(destinationStates))
-      if (state === "RESUMING" || state === "ERROR" || state === "UNKNOWN") {
-        const device = destination.devices.get(id)
-        if (device !== undefined) yield* Effect.ignore(device.reset)
-      }
+    // As the migration package parks a failed destination: every device reset (RESUMING and
+    // ERROR are left only that way; a reset device has bus mastering off, so an all-RUNNING
+    // start is safe to plan from), then the group to STOP under the invariant.
+    yield* Effect.forEach([...destination.devices.values()], (d) => Effect.ignore(d.reset), {
+      concurrency: "unbounded",
+      discard: true
+    })
     yield* transition(destination, "STOP").pipe(
       Effect.mapError((e) => new SettleFailed({ reason: `the destination could not be parked: ${e.message}` }))
     )
@@ -203,7 +209,7 @@ export const transfer = (
       const journal = fenced(journalDatabase, vmKey, epoch)
       const progress = yield* Progress.recorder(request.evacuation, request.vm, epoch)
       const now = () => Date.now()
-      progress.mark({ status: "migrating", attempts: epoch, startedAt: now(), at: now() })
+      progress.mark({ attempts: epoch, at: now() })
       const scope = yield* Effect.scope
       const devices = yield* Effect.exit(
         Effect.all([attach(request.document, request.sourceSockets, scope), attach(request.document, request.destinationSockets, scope)])

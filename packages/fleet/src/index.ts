@@ -8,6 +8,7 @@
 export * as Engine from "./Engine.js"
 export { EvacuateHost, type EvacuateHostPayload, type EvacuationReport, type VmOutcome } from "./EvacuateHost.js"
 export {
+  checkSourcesRun,
   hostToEvacuate,
   maxAttempts,
   type PlannedEvacuation,
@@ -59,3 +60,4 @@ export { type SimulatedHostHandle, serveHost, simulatedHosts } from "./Simulated
 export * as SqliteClient from "./SqliteClient.js"
 export * as StateDirectory from "./StateDirectory.js"
 export { TransferOutcome, TransferRequest, transfer, vmKeyOf } from "./Switchover.js"
+export * as Report from "./Report.js"

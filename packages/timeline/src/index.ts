@@ -34,3 +34,9 @@ export {
   type ToInputOptions
 } from "./TimelineRecorder.js"
 export { renderTimelineSvg, type TimelineSvgOptions } from "./TimelineSvg.js"
+export {
+  type FleetLane,
+  type FleetPhaseSpan,
+  type FleetTimelineInput,
+  renderFleetTimelineSvg
+} from "./FleetTimelineSvg.js"
