@@ -163,7 +163,8 @@ const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
 const problemsOfIssue = (issue: SchemaIssue.Issue): ReadonlyArray<FleetProblem> =>
   formatter(issue).issues.map((i) => ({
     path: formatPath((i.path ?? []).map((k) => (typeof k === "object" && k !== null && "key" in k ? k.key : k))),
-    reason: i.message
+    // A key the format does not have is most often a misspelt one: say so.
+    reason: i.message === "Expected no excess property" ? "unknown key (misspelt?)" : i.message
   }))
 
 const decodeDocument = Schema.decodeUnknownResult(FleetDocument)

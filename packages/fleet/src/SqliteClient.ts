@@ -44,8 +44,22 @@ const bindable = (value: unknown): SQLInputValue => {
   return JSON.stringify(value)
 }
 
+/**
+ * node:sqlite throws `code: "ERR_SQLITE_ERROR"` with SQLite's extended result code in
+ * `errcode`; effect/sql classifies by a numeric `code` (or `errno`), so that is handed over.
+ */
+const classifiable = (cause: unknown): unknown =>
+  typeof cause === "object" && cause !== null && "errcode" in cause && typeof cause.errcode === "number"
+    ? { code: cause.errcode, errno: cause.errcode, message: "message" in cause ? cause.message : undefined, cause }
+    : cause
+
 const sqlError = (cause: unknown, message: string, operation: string): SqlError.SqlError =>
-  new SqlError.SqlError({ reason: SqlError.classifySqliteError(cause, { message, operation }) })
+  new SqlError.SqlError({
+    reason: SqlError.classifySqliteError(classifiable(cause), {
+      message: `${message}: ${cause instanceof Error ? cause.message : String(cause)}`,
+      operation
+    })
+  })
 
 /** A small LRU of prepared statements: SQL text → statement. */
 class StatementCache {
