@@ -1,0 +1,56 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Clock, Effect, Fiber } from "effect"
+import { TestClock } from "effect/testing"
+import * as NicBudget from "../src/NicBudget.js"
+
+const out = (host: string, bytesPerSecond: number): NicBudget.Link => ({ host, direction: "out", bytesPerSecond })
+const into = (host: string, bytesPerSecond: number): NicBudget.Link => ({ host, direction: "in", bytesPerSecond })
+
+describe("the NIC budget", () => {
+  it.effect("flows sharing a link get its bandwidth between them, never more", () =>
+    Effect.gen(function* () {
+      const budget = yield* NicBudget.make
+      const chunk = 100_000
+      const flow = (to: string) =>
+        Effect.forEach(Array.from({ length: 10 }), () => budget.take([out("a", 1_000_000), into(to, 1_000_000)], chunk), {
+          discard: true
+        })
+      const both = yield* Effect.forkChild(Effect.all([flow("b"), flow("c")], { concurrency: 2 }))
+      // 2 × 10 × 100 kB through a's 1 MB/s out: the last reservation starts at 1.9 s.
+      yield* TestClock.adjust(1_899)
+      expect(both.pollUnsafe()).toBeUndefined()
+      yield* TestClock.adjust(1)
+      yield* Fiber.join(both)
+      expect(yield* Clock.currentTimeMillis).toBe(1_900)
+    })
+  )
+
+  it.effect("a flow alone gets the whole link, and idle time earns no burst", () =>
+    Effect.gen(function* () {
+      const budget = yield* NicBudget.make
+      yield* TestClock.adjust(10_000)
+      const start = yield* Clock.currentTimeMillis
+      const flow = yield* Effect.forkChild(
+        Effect.forEach(Array.from({ length: 5 }), () => budget.take([out("a", 500_000)], 100_000), { discard: true })
+      )
+      // The first 100 kB go at once; each next one waits for the link: 4 × 0.2 s.
+      yield* TestClock.adjust(800)
+      yield* Fiber.join(flow)
+      expect((yield* Clock.currentTimeMillis) - start).toBe(800)
+    })
+  )
+
+  it.effect("the slower of the two links a stream crosses sets its pace", () =>
+    Effect.gen(function* () {
+      const budget = yield* NicBudget.make
+      const flow = yield* Effect.forkChild(
+        Effect.forEach(Array.from({ length: 3 }), () => budget.take([out("a", 1_000_000), into("b", 250_000)], 50_000), {
+          discard: true
+        })
+      )
+      yield* TestClock.adjust(400)
+      yield* Fiber.join(flow)
+      expect(yield* Clock.currentTimeMillis).toBe(400)
+    })
+  )
+})
