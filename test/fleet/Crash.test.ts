@@ -9,8 +9,8 @@ import {
   lockstep,
   placementOf,
   prng,
-  remove,
   type Run,
+  remove,
   run,
   startHosts,
   violations,
@@ -49,7 +49,14 @@ const fleetDoc = {
 /** Where a kill happens: after a delay, or at the nth device event that matches. */
 type KillPoint =
   | { readonly kind: "time"; readonly afterMs: number }
-  | { readonly kind: "event"; readonly label: string; readonly host: "source" | "destination"; readonly to: string; readonly from?: string; readonly nth: number }
+  | {
+      readonly kind: "event"
+      readonly label: string
+      readonly host: "source" | "destination"
+      readonly to: string
+      readonly from?: string
+      readonly nth: number
+    }
 
 const pointsOf = (random: () => number): KillPoint => {
   const nth = 1 + Math.floor(random() * 12)
@@ -57,8 +64,22 @@ const pointsOf = (random: () => number): KillPoint => {
     { kind: "time", afterMs: 1_500 + Math.floor(random() * 3_000) },
     { kind: "event", label: "source arc into PRE_COPY (pre-copy begins)", host: "source", to: "PRE_COPY", nth },
     { kind: "event", label: "source arc into STOP_COPY (inside the switchover)", host: "source", to: "STOP_COPY", nth },
-    { kind: "event", label: "destination RESUMING → STOP (validating)", host: "destination", to: "STOP", from: "RESUMING", nth },
-    { kind: "event", label: "destination STOP → RUNNING_P2P (resuming after the commit)", host: "destination", to: "RUNNING_P2P", from: "STOP", nth }
+    {
+      kind: "event",
+      label: "destination RESUMING → STOP (validating)",
+      host: "destination",
+      to: "STOP",
+      from: "RESUMING",
+      nth
+    },
+    {
+      kind: "event",
+      label: "destination STOP → RUNNING_P2P (resuming after the commit)",
+      host: "destination",
+      to: "RUNNING_P2P",
+      from: "STOP",
+      nth
+    }
   ]
   return kinds[Math.floor(random() * kinds.length)] ?? { kind: "time", afterMs: 2_000 }
 }
@@ -67,11 +88,19 @@ interface Outcome {
   readonly ok: boolean
   readonly resumed: boolean
   readonly violations: number
-  readonly vms: ReadonlyArray<{ readonly vm: string; readonly source: string; readonly destination: string; readonly outcome: string }>
+  readonly vms: ReadonlyArray<{
+    readonly vm: string
+    readonly source: string
+    readonly destination: string
+    readonly outcome: string
+  }>
 }
 
 /** Runs one orchestrator, killing it at `point` if it gets there; answers whether it was killed. */
-const orchestrate = async (f: FleetDir, point: KillPoint | undefined): Promise<{ killed: boolean; result: Awaited<Run["done"]> }> => {
+const orchestrate = async (
+  f: FleetDir,
+  point: KillPoint | undefined
+): Promise<{ killed: boolean; result: Awaited<Run["done"]> }> => {
   const r = lockstep(["fleet", "evacuate", f.file, "--state", f.state, "--json", "--keep-hosts"])
   const stops: Array<() => Promise<void>> = []
   let killed = false
@@ -88,7 +117,8 @@ const orchestrate = async (f: FleetDir, point: KillPoint | undefined): Promise<{
     for (const host of point.host === "source" ? ["a"] : ["b", "c"])
       stops.push(
         await watch(f, host, (e) => {
-          if (e.event !== "ArcStarted" || e.to !== point.to || (point.from !== undefined && e.state !== point.from)) return
+          if (e.event !== "ArcStarted" || e.to !== point.to || (point.from !== undefined && e.state !== point.from))
+            return
           seen += 1
           if (seen === point.nth) fire()
         })
@@ -102,7 +132,7 @@ const orchestrate = async (f: FleetDir, point: KillPoint | undefined): Promise<{
 describe("the fleet under orchestrator crashes", () => {
   it("kill -9 at random points, then restart: every VM migrated or rolled back, never both or neither", async () => {
     const seed = Number(process.env.FLEET_CRASH_SEED ?? Math.floor(Math.random() * 2 ** 31))
-    console.log(`fleet crash test seed ${seed} (replay with FLEET_CRASH_SEED=${seed})`)
+    process.stdout.write(`fleet crash test seed ${seed} (replay with FLEET_CRASH_SEED=${seed})\n`)
     const random = prng(seed)
     const f = fleetDir(fleetDoc)
     const hostsRun: Run = await startHosts(f, hosts)
@@ -116,7 +146,7 @@ describe("the fleet under orchestrator crashes", () => {
         if (!killed) finished = result
         else kills.push(point.kind === "time" ? `after ${point.afterMs} ms` : `at the ${point.nth}th ${point.label}`)
       }
-      console.log(`killed the orchestrator ${kills.length} time(s): ${kills.join("; ")}`)
+      process.stdout.write(`killed the orchestrator ${kills.length} time(s): ${kills.join("; ")}\n`)
       finished ??= (await orchestrate(f, undefined)).result
       expect(finished.stderr).not.toContain("Error")
       const report = JSON.parse(finished.stdout) as Outcome
@@ -129,7 +159,10 @@ describe("the fleet under orchestrator crashes", () => {
       for (const v of report.vms) {
         const placed = placementOf(invs, v.vm, v.source, v.destination)
         const held = invs.map((i) => ({ host: i.host, vm: i.vms.find((x) => x.vm === v.vm) }))
-        expect(["migrated", "rolled-back"], `${v.vm}: ${placed}: ${JSON.stringify(v)} ${JSON.stringify(held)}`).toContain(placed)
+        expect(
+          ["migrated", "rolled-back"],
+          `${v.vm}: ${placed}: ${JSON.stringify(v)} ${JSON.stringify(held)}`
+        ).toContain(placed)
         expect(v.outcome, v.vm).toBe(placed)
       }
       // No VM committed twice, nor began a migration again once committed.
@@ -148,7 +181,10 @@ describe("the fleet under orchestrator crashes", () => {
         expect(commits.length, `${v.vm} commits`).toBeLessThanOrEqual(1)
         const committedAt = commits[0]?.at
         if (committedAt !== undefined)
-          expect(history.filter((c) => c.status === "started" && c.at > committedAt), `${v.vm} began after its commit`).toEqual([])
+          expect(
+            history.filter((c) => c.status === "started" && c.at > committedAt),
+            `${v.vm} began after its commit`
+          ).toEqual([])
         expect(commits.length === 1, `${v.vm}: ${JSON.stringify(history)}`).toBe(v.outcome === "migrated")
       })
     } finally {

@@ -16,7 +16,9 @@ const root = fileURLToPath(new URL("../..", import.meta.url))
 /** The built CLI (`npm test` builds it first with `tsc -b`). */
 export const bin = join(root, "packages/cli/bin/lockstep.js")
 /** The pinned Node 24 when installed. */
-export const node = existsSync(join(root, "node_modules/.bin/node")) ? join(root, "node_modules/.bin/node") : process.execPath
+export const node = existsSync(join(root, "node_modules/.bin/node"))
+  ? join(root, "node_modules/.bin/node")
+  : process.execPath
 
 /** A fleet written to a fresh directory (short: UNIX socket paths are at most 107 bytes). */
 export interface FleetDir {
@@ -35,7 +37,12 @@ export const fleetDir = (doc: unknown): FleetDir => {
 /** A `lockstep` process and how it ended. */
 export interface Run {
   readonly child: ChildProcess
-  readonly done: Promise<{ readonly code: number | null; readonly signal: string | null; readonly stdout: string; readonly stderr: string }>
+  readonly done: Promise<{
+    readonly code: number | null
+    readonly signal: string | null
+    readonly stdout: string
+    readonly stderr: string
+  }>
 }
 
 /** Runs `lockstep ARGS` as a process of its own, with `env` on top of this one's. */
@@ -65,9 +72,12 @@ export const control = (f: FleetDir, host: string): string => join(f.state, "s",
 export const waitForHosts = async (f: FleetDir, hosts: ReadonlyArray<string>, timeoutMs = 20_000): Promise<void> => {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const exits = await Promise.all(hosts.map((h) => Effect.runPromiseExit(HostControl.inventory(control(f, h), 1_000))))
+    const exits = await Promise.all(
+      hosts.map((h) => Effect.runPromiseExit(HostControl.inventory(control(f, h), 1_000)))
+    )
     if (exits.every(Exit.isSuccess)) return
-    if (Date.now() > deadline) throw new Error(`simulated hosts ${hosts.join(", ")} did not answer within ${timeoutMs} ms`)
+    if (Date.now() > deadline)
+      throw new Error(`simulated hosts ${hosts.join(", ")} did not answer within ${timeoutMs} ms`)
     await new Promise((r) => setTimeout(r, 100))
   }
 }
@@ -80,11 +90,18 @@ export const startHosts = async (f: FleetDir, hosts: ReadonlyArray<string>): Pro
 }
 
 /** Every simulated host's inventory. */
-export const inventories = (f: FleetDir, hosts: ReadonlyArray<string>): Promise<ReadonlyArray<HostControl.HostInventory>> =>
+export const inventories = (
+  f: FleetDir,
+  hosts: ReadonlyArray<string>
+): Promise<ReadonlyArray<HostControl.HostInventory>> =>
   Promise.all(hosts.map((h) => run(HostControl.inventory(control(f, h), 5_000))))
 
 /** Streams a host's device events to `onEvent` until the returned function is called. */
-export const watch = async (f: FleetDir, host: string, onEvent: (e: HostControl.WatchEvent) => void): Promise<() => Promise<void>> => {
+export const watch = async (
+  f: FleetDir,
+  host: string,
+  onEvent: (e: HostControl.WatchEvent) => void
+): Promise<() => Promise<void>> => {
   const scope = await run(Scope.make())
   await run(HostControl.watch(control(f, host), onEvent).pipe(Scope.provide(scope)))
   return () => run(Scope.close(scope, Exit.void))
@@ -145,5 +162,8 @@ export const violations = (invs: ReadonlyArray<HostControl.HostInventory>): Read
   invs.flatMap((i) =>
     i.vms
       .filter((v) => v.violations + v.corruptingWrites > 0)
-      .map((v) => `${i.host}/${v.vm}: ${v.violations} violations, ${v.corruptingWrites} corrupting writes: ${v.firstViolation ?? ""}`)
+      .map(
+        (v) =>
+          `${i.host}/${v.vm}: ${v.violations} violations, ${v.corruptingWrites} corrupting writes: ${v.firstViolation ?? ""}`
+      )
   )

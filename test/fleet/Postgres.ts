@@ -55,7 +55,9 @@ export const startPostgres = async (): Promise<TestPostgres> => {
     await pg.createDatabase("fleet")
   } catch (cause) {
     rmSync(dir, { recursive: true, force: true })
-    throw new Error(`could not start Postgres: ${cause instanceof Error ? cause.message : String(cause)}\n${errors.join("\n")}`)
+    throw new Error(
+      `could not start Postgres: ${cause instanceof Error ? cause.message : String(cause)}\n${errors.join("\n")}`
+    )
   }
   return {
     url: `postgres://lockstep:lockstep@127.0.0.1:${port}/fleet`,

@@ -1,7 +1,19 @@
 import { describe, expect, it } from "@effect/vitest"
 import { FleetStore, historyOf, Report, Runner, vmKeyOf } from "@lockstep/fleet"
 import { Effect } from "effect"
-import { fleetDir, inventories, kill, lockstep, placementOf, remove, type Run, run, startHosts, violations, watch } from "./Harness.js"
+import {
+  fleetDir,
+  inventories,
+  kill,
+  lockstep,
+  placementOf,
+  type Run,
+  remove,
+  run,
+  startHosts,
+  violations,
+  watch
+} from "./Harness.js"
 import { startPostgres, type TestPostgres } from "./Postgres.js"
 
 /*
@@ -59,7 +71,22 @@ describe("runners sharing Postgres", () => {
       const stopWatching = await watch(f, "a", (e) => {
         if (e.event === "ArcStarted" && e.to === "PRE_COPY") joined()
       })
-      const r2 = lockstep(["fleet", "evacuate", f.file, "--state", f.state, "--postgres", pg.url, "--runner", "r2", "--json", "--keep-hosts"], hostile)
+      const r2 = lockstep(
+        [
+          "fleet",
+          "evacuate",
+          f.file,
+          "--state",
+          f.state,
+          "--postgres",
+          pg.url,
+          "--runner",
+          "r2",
+          "--json",
+          "--keep-hosts"
+        ],
+        hostile
+      )
       runners.push(r2)
       await migrating
       await stopWatching()
@@ -69,7 +96,9 @@ describe("runners sharing Postgres", () => {
       await new Promise((r) => setTimeout(r, 2_500))
       const storage = Runner.storageOnly({ url: pg.url })
       const before = await run(Report.view().pipe(Effect.provide(storage)))
-      expect(before?.vms.filter((v) => v.status === "migrated" || v.status === "rolled-back").length ?? 0).toBeLessThan(4)
+      expect(before?.vms.filter((v) => v.status === "migrated" || v.status === "rolled-back").length ?? 0).toBeLessThan(
+        4
+      )
       const killedAt = Date.now()
       await kill(r2)
 
@@ -80,7 +109,9 @@ describe("runners sharing Postgres", () => {
         await new Promise((r) => setTimeout(r, 500))
         view = await run(Report.view().pipe(Effect.provide(storage)))
       }
-      console.log(`evacuation finished ${((Date.now() - killedAt) / 1000).toFixed(1)} s after r2 was killed`)
+      process.stdout.write(
+        `${`evacuation finished ${((Date.now() - killedAt) / 1000).toFixed(1)} s after r2 was killed`}\n`
+      )
       expect(view?.evacuation.status, JSON.stringify(view?.vms)).toBe("done")
       expect(r1.child.exitCode, (await Promise.race([r1.done, Promise.resolve(undefined)]))?.stderr).toBeNull()
 
@@ -98,7 +129,14 @@ describe("runners sharing Postgres", () => {
         const commits = (histories[i] ?? []).filter((c) => c.status === "committed")
         expect(commits.length, v.vm).toBe(placed === "migrated" ? 1 : 0)
       })
-      expect(await run(FleetStore.evacuations.pipe(Effect.provide(storage), Effect.map((e) => e.length)))).toBe(1)
+      expect(
+        await run(
+          FleetStore.evacuations.pipe(
+            Effect.provide(storage),
+            Effect.map((e) => e.length)
+          )
+        )
+      ).toBe(1)
     } finally {
       for (const r of runners) await kill(r)
       await kill(hostsRun)

@@ -43,7 +43,9 @@ const stateFlag = Flag.String("state").pipe(
 )
 const postgresFlag = Flag.String("postgres").pipe(
   Flag.withMetavar("URL"),
-  Flag.withDescription("Run on Postgres (postgres://user:password@host:port/db), shared with other runners, instead of the embedded SQLite"),
+  Flag.withDescription(
+    "Run on Postgres (postgres://user:password@host:port/db), shared with other runners, instead of the embedded SQLite"
+  ),
   Flag.optional
 )
 const hostFlag = Flag.String("host").pipe(
@@ -69,7 +71,10 @@ const inspectHosts = (F: FleetModule, fleet: Fleet, state: string) =>
     )
     const inventories: Array<HostControl.HostInventory> = []
     const unreachable: Array<string> = []
-    exits.forEach((exit, i) => (Exit.isSuccess(exit) ? inventories.push(exit.value) : unreachable.push(hosts[i] ?? "?")))
+    for (const [i, exit] of exits.entries()) {
+      if (Exit.isSuccess(exit)) inventories.push(exit.value)
+      else unreachable.push(hosts[i] ?? "?")
+    }
     return hosts.length === 0 ? undefined : findings(inventories, unreachable)
   })
 
@@ -121,15 +126,13 @@ const evacuate = (o: EvacuateOptions) =>
       if (progress !== undefined) yield* Fiber.interrupt(progress)
       const view = yield* F.Report.view(started.payload.evacuation)
       return { started, view }
-    }).pipe(
-      Effect.provide(Layer.orDie(runner)),
-      Effect.mapError(explain)
-    )
+    }).pipe(Effect.provide(Layer.orDie(runner)), Effect.mapError(explain))
     if (view === undefined) return yield* operationFailed("the evacuation left no record")
     const found = yield* inspectHosts(F, fleet, o.state)
     const settled = view.vms.every((v) => v.status === "migrated" || v.status === "rolled-back")
     if (settled && !o.keepHosts) yield* stopSimulatedHosts(F, fleet, o.state)
-    if (Option.isSome(o.timeline)) writeFileSync(resolve(o.timeline.value), renderFleetTimelineSvg(F.Report.timeline(view)))
+    if (Option.isSome(o.timeline))
+      writeFileSync(resolve(o.timeline.value), renderFleetTimelineSvg(F.Report.timeline(view)))
     yield* report(view, found, started.resumed, o.json, started.payload.concurrency, planned.schedule.why)
   })
 
@@ -172,7 +175,9 @@ const report = (
 
 const timelineFlag = Flag.String("timeline").pipe(
   Flag.withMetavar("FILE.svg"),
-  Flag.withDescription("Also draw the evacuation as a picture (standalone SVG): a lane per VM with its phases, attempts and downtime"),
+  Flag.withDescription(
+    "Also draw the evacuation as a picture (standalone SVG): a lane per VM with its phases, attempts and downtime"
+  ),
   Flag.optional
 )
 
@@ -204,7 +209,10 @@ const evacuateCommand = Command.make(
   Command.withShortDescription("Evacuate a host of a fleet as durable workflows."),
   Command.withExamples(({ commandPath }) => [
     { command: `${commandPath.join(" ")} examples/fleet/fleet.json`, description: "Drain the host the file names" },
-    { command: `${commandPath.join(" ")} fleet.json --json --timeline fleet.svg`, description: "One JSON object, and a picture" },
+    {
+      command: `${commandPath.join(" ")} fleet.json --json --timeline fleet.svg`,
+      description: "One JSON object, and a picture"
+    },
     {
       command: `${commandPath.join(" ")} fleet.json --postgres postgres://lockstep@127.0.0.1:5432/fleet --runner r1`,
       description: "Run as one of several runners sharing Postgres"
@@ -238,7 +246,9 @@ const statusCommand = Command.make(
       }).pipe(Effect.provide(storage), Effect.mapError(explain))
       if (view === undefined)
         return yield* operationFailed(
-          Option.isSome(config.evacuation) ? `no evacuation ${config.evacuation.value} is recorded` : "no evacuation is recorded yet"
+          Option.isSome(config.evacuation)
+            ? `no evacuation ${config.evacuation.value} is recorded`
+            : "no evacuation is recorded yet"
         )
       if (config.json)
         yield* Console.log(
@@ -267,7 +277,7 @@ const hostsCommand = Command.make(
     state: stateFlag,
     host: Flag.String("host").pipe(
       Flag.withMetavar("NAME"),
-      Flag.withDescription("Serve only this host (default: every host without its own \"control\" socket)"),
+      Flag.withDescription('Serve only this host (default: every host without its own "control" socket)'),
       Flag.optional
     )
   },
@@ -277,9 +287,14 @@ const hostsCommand = Command.make(
       const fleet = yield* F.loadFleetFile(config.file).pipe(Effect.mapError(explain))
       const names = Option.match(config.host, { onNone: () => F.simulatedHosts(fleet), onSome: (h) => [h] })
       const unknown = names.filter((n) => !fleet.hosts.some((h) => h.name === n))
-      if (unknown.length > 0) return yield* invalidInput(`unknown host ${unknown.join(", ")}; the fleet has ${fleet.hosts.map((h) => h.name).join(", ")}`)
+      if (unknown.length > 0)
+        return yield* invalidInput(
+          `unknown host ${unknown.join(", ")}; the fleet has ${fleet.hosts.map((h) => h.name).join(", ")}`
+        )
       const handles = yield* Effect.forEach(names, (name) =>
-        F.serveHost(fleet, config.state, name).pipe(Effect.mapError((e) => operationFailed(`host ${name}: ${e.reason}`)))
+        F.serveHost(fleet, config.state, name).pipe(
+          Effect.mapError((e) => operationFailed(`host ${name}: ${e.reason}`))
+        )
       )
       // The pid lets scripts and tests stop exactly this process.
       yield* Effect.acquireRelease(
@@ -291,7 +306,9 @@ const hostsCommand = Command.make(
         }),
         (path) => Effect.sync(() => rmSync(path, { force: true }))
       )
-      yield* Console.log(`serving ${handles.map((h) => `${h.host} (${F.shown(h.control)})`).join(", ")}; stop with Ctrl-C`)
+      yield* Console.log(
+        `serving ${handles.map((h) => `${h.host} (${F.shown(h.control)})`).join(", ")}; stop with Ctrl-C`
+      )
       yield* Effect.forEach(handles, (h) => h.stopped, { concurrency: "unbounded", discard: true })
     }).pipe(Effect.scoped)
 ).pipe(
@@ -305,8 +322,14 @@ const hostsCommand = Command.make(
 const runnerCommand = Command.make(
   "runner",
   {
-    postgres: Flag.String("postgres").pipe(Flag.withMetavar("URL"), Flag.withDescription("The Postgres database the runners share")),
-    name: Flag.String("name").pipe(Flag.withMetavar("NAME"), Flag.withDescription("This runner's name: unique, and the same across its restarts"))
+    postgres: Flag.String("postgres").pipe(
+      Flag.withMetavar("URL"),
+      Flag.withDescription("The Postgres database the runners share")
+    ),
+    name: Flag.String("name").pipe(
+      Flag.withMetavar("NAME"),
+      Flag.withDescription("This runner's name: unique, and the same across its restarts")
+    )
   },
   (config) =>
     Effect.gen(function* () {

@@ -20,7 +20,10 @@ export interface HostFindings {
 }
 
 /** Gathers the hosts' inventories. */
-export const findings = (inventories: ReadonlyArray<HostControl.HostInventory>, unreachable: ReadonlyArray<string>): HostFindings => {
+export const findings = (
+  inventories: ReadonlyArray<HostControl.HostInventory>,
+  unreachable: ReadonlyArray<string>
+): HostFindings => {
   const states: Record<string, Record<string, Record<string, string>>> = {}
   const violations: Record<string, number> = {}
   let writes = 0
@@ -28,7 +31,9 @@ export const findings = (inventories: ReadonlyArray<HostControl.HostInventory>, 
     for (const vm of inv.vms) {
       states[vm.vm] ??= {}
       const byHost = states[vm.vm] ?? {}
-      byHost[inv.host] = Object.fromEntries(vm.devices.map((d) => [d.id, d.inFlight === undefined ? d.state : `${d.state}→${d.inFlight}`]))
+      byHost[inv.host] = Object.fromEntries(
+        vm.devices.map((d) => [d.id, d.inFlight === undefined ? d.state : `${d.state}→${d.inFlight}`])
+      )
       violations[vm.vm] = (violations[vm.vm] ?? 0) + vm.violations + vm.corruptingWrites
       writes += vm.writes
     }
@@ -61,9 +66,7 @@ export const vmJson = (vm: FleetStore.VmRecord, found: HostFindings | undefined)
   bytes: vm.bytesSent,
   attempts: vm.attempts,
   ...(vm.reason === undefined ? {} : { reason: vm.reason }),
-  ...(found === undefined
-    ? {}
-    : { devices: found.states[vm.vm] ?? {}, violations: found.violations[vm.vm] ?? 0 })
+  ...(found === undefined ? {} : { devices: found.states[vm.vm] ?? {}, violations: found.violations[vm.vm] ?? 0 })
 })
 
 /** One line per VM of a finished (or running) evacuation. */
@@ -78,7 +81,11 @@ export const vmLine = (vm: FleetStore.VmRecord): string => {
 }
 
 /** The readable summary of an evacuation. */
-export const summaryText = (view: Report.EvacuationView, found: HostFindings | undefined, why: string | undefined): string => {
+export const summaryText = (
+  view: Report.EvacuationView,
+  found: HostFindings | undefined,
+  why: string | undefined
+): string => {
   const migrated = view.vms.filter((v) => v.status === "migrated").length
   const bytes = view.vms.reduce((n, v) => n + v.bytesSent, 0)
   const downtimes = view.vms.flatMap((v) => (v.downtimeMs === undefined ? [] : [v.downtimeMs]))

@@ -82,8 +82,9 @@ export const layer = EvacuateHost.toLayer((p) =>
     )
     yield* Activity.make({
       name: "Finish",
-      execute: Effect.flatMap(Effect.clockWith((c) => c.currentTimeMillis), (at) =>
-        FleetStore.finishEvacuation(p.evacuation, at)
+      execute: Effect.flatMap(
+        Effect.clockWith((c) => c.currentTimeMillis),
+        (at) => FleetStore.finishEvacuation(p.evacuation, at)
       ).pipe(Effect.orDie)
     })
     return { evacuation: p.evacuation, host: p.host, vms } satisfies EvacuationReport

@@ -1,9 +1,9 @@
-import { randomBytes } from "node:crypto"
 import { Buffer } from "node:buffer"
+import { randomBytes } from "node:crypto"
 import { relative } from "node:path"
 import { attachVfioUserDevices } from "@lockstep/vfio-user"
 import { Cause, Effect, Exit, Result, Schema } from "effect"
-import * as SqlClient from "effect/sql/SqlClient"
+import type * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { EvacuateHost, type EvacuateHostPayload } from "./EvacuateHost.js"
 import { DevicesUnreachable, HostUnreachable, InvalidFleet, type PreflightError } from "./FleetError.js"
@@ -35,11 +35,22 @@ export const hostToEvacuate = (fleet: Fleet, named: string | undefined): Effect.
   const host = named ?? fleet.evacuate
   if (host === undefined)
     return Effect.fail(
-      new InvalidFleet({ source: fleet.source, problems: [{ path: "evacuate", reason: 'say which host to evacuate: "evacuate" in the fleet file, or --host' }] })
+      new InvalidFleet({
+        source: fleet.source,
+        problems: [{ path: "evacuate", reason: 'say which host to evacuate: "evacuate" in the fleet file, or --host' }]
+      })
     )
   if (!fleet.hosts.some((h) => h.name === host))
     return Effect.fail(
-      new InvalidFleet({ source: fleet.source, problems: [{ path: "evacuate", reason: `unknown host ${JSON.stringify(host)}; the fleet has ${fleet.hosts.map((h) => h.name).join(", ")}` }] })
+      new InvalidFleet({
+        source: fleet.source,
+        problems: [
+          {
+            path: "evacuate",
+            reason: `unknown host ${JSON.stringify(host)}; the fleet has ${fleet.hosts.map((h) => h.name).join(", ")}`
+          }
+        ]
+      })
     )
   return Effect.succeed(host)
 }
@@ -97,15 +108,26 @@ const checkDevices = (fleet: Fleet, state: string, vm: FleetVm) =>
   Effect.gen(function* () {
     const template = deviceSocketTemplate(fleet, state, vm, vm.host)
     const doc = vm.document as { readonly devices?: ReadonlyArray<Record<string, unknown>> }
-    const served = { ...doc, devices: (doc.devices ?? []).map((d) => ({ ...d, vfioUser: { socket: deviceSocket(template, String(d.id)) } })) }
+    const served = {
+      ...doc,
+      devices: (doc.devices ?? []).map((d) => ({ ...d, vfioUser: { socket: deviceSocket(template, String(d.id)) } }))
+    }
     const attached = yield* Effect.exit(Effect.scoped(attachVfioUserDevices(served, { timeoutMs: 3_000 })))
     if (Exit.isFailure(attached)) {
       const error = Cause.squash(attached.cause)
-      return yield* new DevicesUnreachable({ vm: vm.name, host: vm.host, reason: error instanceof Error ? error.message : String(error) })
+      return yield* new DevicesUnreachable({
+        vm: vm.name,
+        host: vm.host,
+        reason: error instanceof Error ? error.message : String(error)
+      })
     }
   })
 
-const socketProblems = (fleet: Fleet, state: string, vms: ReadonlyArray<{ vm: FleetVm; hosts: ReadonlyArray<string> }>) =>
+const socketProblems = (
+  fleet: Fleet,
+  state: string,
+  vms: ReadonlyArray<{ vm: FleetVm; hosts: ReadonlyArray<string> }>
+) =>
   vms.flatMap(({ vm, hosts }) =>
     hosts.flatMap((host) => {
       const longest = vm.group.devices
@@ -113,7 +135,12 @@ const socketProblems = (fleet: Fleet, state: string, vms: ReadonlyArray<{ vm: Fl
         .find((p) => Buffer.byteLength(p) > maxSocketPathBytes)
       return longest === undefined
         ? []
-        : [{ path: `vms.${vm.name}`, reason: `the socket ${shown(longest)} on ${host} is longer than a UNIX socket path may be (${maxSocketPathBytes} bytes); use a shorter state directory` }]
+        : [
+            {
+              path: `vms.${vm.name}`,
+              reason: `the socket ${shown(longest)} on ${host} is longer than a UNIX socket path may be (${maxSocketPathBytes} bytes); use a shorter state directory`
+            }
+          ]
     })
   )
 
@@ -228,10 +255,21 @@ export const startOrResume = <E = never>(
     yield* FleetStore.migrate
     const unfinished = yield* FleetStore.claimOf(fleet.digest, planned.host)
     if (unfinished === undefined) yield* beforeNew
-    const id = `${planned.host}-${new Date(now).toISOString().replace(/[-:.TZ]/g, "").slice(0, 14)}-${randomBytes(2).toString("hex")}`
+    const id = `${planned.host}-${new Date(now)
+      .toISOString()
+      .replace(/[-:.TZ]/g, "")
+      .slice(0, 14)}-${randomBytes(2).toString("hex")}`
     const payload = planned.payload(id)
     const record = yield* FleetStore.claimEvacuation(
-      { id, fleet: fleet.digest, host: planned.host, plan: encodePayload(payload), status: "running", startedAt: now, finishedAt: undefined },
+      {
+        id,
+        fleet: fleet.digest,
+        host: planned.host,
+        plan: encodePayload(payload),
+        status: "running",
+        startedAt: now,
+        finishedAt: undefined
+      },
       payload.vms.map((v) => ({
         vm: v.vm,
         source: v.transfer.source,
@@ -242,7 +280,8 @@ export const startOrResume = <E = never>(
     )
     if (record.id === id) return { payload, resumed: false }
     const stored = decodePayload(record.plan)
-    if (Result.isFailure(stored)) return yield* Effect.die(new Error(`evacuation ${record.id}: its stored plan cannot be read`))
+    if (Result.isFailure(stored))
+      return yield* Effect.die(new Error(`evacuation ${record.id}: its stored plan cannot be read`))
     return { payload: stored.success, resumed: true }
   })
 

@@ -1,3 +1,6 @@
+import { Clock, Context, Effect, Result } from "effect"
+import type * as SqlClient from "effect/sql/SqlClient"
+import type { SqlError } from "effect/sql/SqlError"
 import {
   type CommitJournal,
   type JournalChange,
@@ -7,9 +10,6 @@ import {
   type JournalStatus,
   makeJournal
 } from "./MigrationPort.js"
-import { Clock, Context, Effect, Result } from "effect"
-import * as SqlClient from "effect/sql/SqlClient"
-import type { SqlError } from "effect/sql/SqlError"
 
 /**
  * The commit journal of the fleet's migrations, in the fleet's database, with a fencing epoch.
@@ -112,8 +112,7 @@ export const historyOf = (vmKey: string): Effect.Effect<ReadonlyArray<LoggedChan
  */
 export const fenced = (sql: SqlClient.SqlClient, vmKey: string, epoch: number): CommitJournal => {
   const location = `the fleet journal of ${vmKey}`
-  const failed = (operation: JournalOperation, reason: string) =>
-    new JournalFailed({ operation, location, reason })
+  const failed = (operation: JournalOperation, reason: string) => new JournalFailed({ operation, location, reason })
   const lock = sql.onDialectOrElse({ pg: () => sql.literal("FOR UPDATE"), orElse: () => sql.literal("") })
   const read = (operation: JournalOperation) =>
     entriesOf(vmKey).pipe(
@@ -123,30 +122,34 @@ export const fenced = (sql: SqlClient.SqlClient, vmKey: string, epoch: number): 
   const update = <A>(operation: JournalOperation, migration: string, change: JournalChange<A>) =>
     Effect.gen(function* () {
       const now = yield* Clock.currentTimeMillis
-      const outcome = yield* sql.withTransaction(
-        Effect.gen(function* () {
-          const fence = yield* sql<{ epoch: number | bigint }>`SELECT epoch FROM fleet_fences WHERE vm_key = ${vmKey} ${lock}`
-          const current = Number(fence[0]?.epoch ?? 0)
-          if (current !== epoch)
-            return Result.fail(`fenced: this attempt holds epoch ${epoch}, superseded by epoch ${current}`)
-          const rows = yield* sql<Record<string, unknown>>`SELECT migration, vm_key, epoch, status, reason, updated_at
+      const outcome = yield* sql
+        .withTransaction(
+          Effect.gen(function* () {
+            const fence = yield* sql<{
+              epoch: number | bigint
+            }>`SELECT epoch FROM fleet_fences WHERE vm_key = ${vmKey} ${lock}`
+            const current = Number(fence[0]?.epoch ?? 0)
+            if (current !== epoch)
+              return Result.fail(`fenced: this attempt holds epoch ${epoch}, superseded by epoch ${current}`)
+            const rows = yield* sql<Record<string, unknown>>`SELECT migration, vm_key, epoch, status, reason, updated_at
             FROM fleet_journal WHERE migration = ${migration}`
-          const entry = rows[0] === undefined ? undefined : entryOf(rows[0])
-          const changed = change(entry, now)
-          if (Result.isFailure(changed)) return Result.fail(changed.failure)
-          const [next, value] = changed.success
-          if (next !== undefined) {
-            yield* sql`INSERT INTO fleet_journal (migration, vm_key, epoch, status, reason, updated_at)
+            const entry = rows[0] === undefined ? undefined : entryOf(rows[0])
+            const changed = change(entry, now)
+            if (Result.isFailure(changed)) return Result.fail(changed.failure)
+            const [next, value] = changed.success
+            if (next !== undefined) {
+              yield* sql`INSERT INTO fleet_journal (migration, vm_key, epoch, status, reason, updated_at)
               VALUES (${migration}, ${vmKey}, ${epoch}, ${next.status}, ${next.reason ?? null}, ${next.updatedAt})
               ON CONFLICT (migration) DO UPDATE SET epoch = ${epoch}, status = ${next.status},
                 reason = ${next.reason ?? null}, updated_at = ${next.updatedAt}`
-            yield* sql`INSERT INTO fleet_journal_log (migration, status, vm_key, epoch, at)
+              yield* sql`INSERT INTO fleet_journal_log (migration, status, vm_key, epoch, at)
               VALUES (${migration}, ${next.status}, ${vmKey}, ${epoch}, ${next.updatedAt})
               ON CONFLICT (migration, status) DO NOTHING`
-          }
-          return Result.succeed(value)
-        })
-      ).pipe(Effect.mapError((e) => failed(operation, e.message)))
+            }
+            return Result.succeed(value)
+          })
+        )
+        .pipe(Effect.mapError((e) => failed(operation, e.message)))
       if (Result.isFailure(outcome)) return yield* failed(operation, outcome.failure)
       return outcome.success
     })

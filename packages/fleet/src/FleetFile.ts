@@ -197,17 +197,26 @@ const fleetRules = (doc: FleetDocument): Array<FleetProblem> => {
     }
     const backend = vm.backend ?? "simulated"
     if (backend === "simulated" && vm.sockets !== undefined)
-      problems.push({ path: `${at}.sockets`, reason: 'sockets are for "backend": "vfio-user" VMs; simulated devices are served by their host' })
+      problems.push({
+        path: `${at}.sockets`,
+        reason: 'sockets are for "backend": "vfio-user" VMs; simulated devices are served by their host'
+      })
     if (backend === "vfio-user") {
       const sockets = vm.sockets ?? {}
       for (const [name, template] of Object.entries(sockets)) {
         const unknown = knownHost(name)
         if (unknown !== undefined) problems.push({ path: `${at}.sockets.${name}`, reason: unknown })
         if (!template.includes("{device}"))
-          problems.push({ path: `${at}.sockets.${name}`, reason: 'a socket template must contain "{device}" (the device id)' })
+          problems.push({
+            path: `${at}.sockets.${name}`,
+            reason: 'a socket template must contain "{device}" (the device id)'
+          })
       }
       if (sockets[vm.host] === undefined)
-        problems.push({ path: `${at}.sockets`, reason: `a vfio-user VM needs the sockets of its devices on its host ${vm.host}` })
+        problems.push({
+          path: `${at}.sockets`,
+          reason: `a vfio-user VM needs the sockets of its devices on its host ${vm.host}`
+        })
       if (vm.to !== undefined && sockets[vm.to] === undefined)
         problems.push({ path: `${at}.sockets`, reason: `no sockets for its destination ${vm.to}` })
     }
@@ -236,7 +245,10 @@ const groupOf = (
       const json = Result.try(() => JSON.parse(text.success) as unknown)
       if (Result.isFailure(json)) return problem(`the group file ${vm.group} is not valid JSON`)
       document = json.success
-      loaded = Result.mapError(yield* Effect.result(loadGroupFile(file)), (e) => `${vm.group}: ${e.message.replace(`${file}: `, "")}`)
+      loaded = Result.mapError(
+        yield* Effect.result(loadGroupFile(file)),
+        (e) => `${vm.group}: ${e.message.replace(`${file}: `, "")}`
+      )
     } else {
       loaded = Result.mapError(yield* Effect.result(decodeGroup(vm.group)), (e) => e.message)
     }
@@ -244,11 +256,15 @@ const groupOf = (
     const group = loaded.success
     const report = Migratability.check(group)
     if (!report.migratable)
-      return problem(`the group cannot migrate safely: ${report.blockers.map((b) => `${b.device}: ${b.reason}`).join("; ")}`)
+      return problem(
+        `the group cannot migrate safely: ${report.blockers.map((b) => `${b.device}: ${b.reason}`).join("; ")}`
+      )
     if (vm.backend !== "vfio-user") {
       const bad = group.devices.find((d) => !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(d.id))
       if (bad !== undefined)
-        return problem(`device id ${JSON.stringify(bad.id)}: a simulated device's id names its socket file; use letters, digits, '.', '_' or '-'`)
+        return problem(
+          `device id ${JSON.stringify(bad.id)}: a simulated device's id names its socket file; use letters, digits, '.', '_' or '-'`
+        )
     }
     return Result.succeed({ document, group })
   })
@@ -265,7 +281,12 @@ const occupancyProblems = (doc: FleetDocument, vms: ReadonlyArray<FleetVm>): Arr
   doc.hosts.flatMap((h, i) => {
     const held = vms.filter((vm) => vm.host === h.name).reduce((n, vm) => n + vm.group.devices.length, 0)
     return held > h.capacity
-      ? [{ path: `hosts[${i}].capacity`, reason: `${h.name} already holds ${held} devices of its VMs, over its capacity ${h.capacity}` }]
+      ? [
+          {
+            path: `hosts[${i}].capacity`,
+            reason: `${h.name} already holds ${held} devices of its VMs, over its capacity ${h.capacity}`
+          }
+        ]
       : []
   })
 
@@ -356,7 +377,9 @@ export const loadFleetFile = (path: string): Effect.Effect<Fleet, InvalidFleet> 
     if (Result.isFailure(json))
       return yield* new InvalidFleet({
         source: path,
-        problems: [{ path: "", reason: `not valid JSON: ${json.failure instanceof Error ? json.failure.message : "?"}` }]
+        problems: [
+          { path: "", reason: `not valid JSON: ${json.failure instanceof Error ? json.failure.message : "?"}` }
+        ]
       })
     return yield* decodeFleet(json.success, { source: path, base: dirname(resolve(path)) })
   })

@@ -32,7 +32,7 @@ const ddl = [
   `CREATE TABLE IF NOT EXISTS fleet_claims (
     fleet TEXT NOT NULL, host TEXT NOT NULL, evacuation TEXT NOT NULL, PRIMARY KEY (fleet, host))`,
   `CREATE TABLE IF NOT EXISTS fleet_reservations (
-    vm_key TEXT PRIMARY KEY, evacuation TEXT NOT NULL, host TEXT NOT NULL, devices INTEGER NOT NULL)`,
+    vm_key TEXT PRIMARY KEY, evacuation TEXT NOT NULL, host TEXT NOT NULL, devices INTEGER NOT NULL)`
 ]
 
 /** Creates the fleet's tables if they are missing. */
@@ -124,7 +124,9 @@ export const claimEvacuation = (candidate: EvacuationRecord, vms: ReadonlyArray<
 export const claimOf = (fleet: string, host: string) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
-    const rows = yield* sql<{ evacuation: string }>`SELECT evacuation FROM fleet_claims WHERE fleet = ${fleet} AND host = ${host}`
+    const rows = yield* sql<{
+      evacuation: string
+    }>`SELECT evacuation FROM fleet_claims WHERE fleet = ${fleet} AND host = ${host}`
     return rows[0]?.evacuation
   })
 
@@ -225,7 +227,9 @@ export const evacuations = Effect.gen(function* () {
 export const vmsOf = (evacuation: string) =>
   Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
-    const rows = yield* sql<Record<string, unknown>>`SELECT * FROM fleet_vms WHERE evacuation = ${evacuation} ORDER BY ord`
+    const rows = yield* sql<
+      Record<string, unknown>
+    >`SELECT * FROM fleet_vms WHERE evacuation = ${evacuation} ORDER BY ord`
     return rows.map(
       (r): VmRecord => ({
         evacuation,
@@ -282,7 +286,9 @@ export const reserve = (options: {
     const lock = sql.onDialectOrElse({ pg: () => sql.literal("FOR UPDATE"), orElse: () => sql.literal("") })
     return yield* sql.withTransaction(
       Effect.gen(function* () {
-        const mine = yield* sql<{ host: string }>`SELECT host FROM fleet_reservations WHERE vm_key = ${options.vmKey} ${lock}`
+        const mine = yield* sql<{
+          host: string
+        }>`SELECT host FROM fleet_reservations WHERE vm_key = ${options.vmKey} ${lock}`
         if (mine[0]?.host === options.host) return undefined
         const rows = yield* sql<Record<string, unknown>>`SELECT devices FROM fleet_reservations
           WHERE host = ${options.host} AND evacuation = ${options.evacuation} ${lock}`

@@ -1,5 +1,4 @@
-import { attachVfioUserDevices } from "@lockstep/vfio-user"
-import { Effect, Exit, Schedule, Schema } from "effect"
+import { Clock, Effect, Exit, Schema } from "effect"
 import * as ClusterSchema from "effect/cluster/ClusterSchema"
 import * as Entity from "effect/cluster/Entity"
 import * as Rpc from "effect/rpc/Rpc"
@@ -9,7 +8,8 @@ import { ReservationRefused } from "./FleetError.js"
 import * as FleetStore from "./FleetStore.js"
 import * as HostControl from "./HostControl.js"
 import { NicBudget } from "./NicBudget.js"
-import { transfer, TransferOutcome, TransferRequest, vmKeyOf } from "./Switchover.js"
+import { TransferOutcome, TransferRequest, transfer, vmKeyOf } from "./Switchover.js"
+import { attach } from "./VmDevices.js"
 
 /**
  * The agent of a host in the cluster: one entity per host (its id is the host's name), which
@@ -54,10 +54,22 @@ const ReleaseRequest = Schema.Struct({
 const key = (step: string) => (p: { readonly evacuation: string; readonly vm: string }) =>
   `${vmKeyOf(p.evacuation, p.vm)}/${step}`
 
-const Reserve = Rpc.make("Reserve", { payload: ReserveRequest.fields, error: ReservationRefused, primaryKey: key("reserve") })
+const Reserve = Rpc.make("Reserve", {
+  payload: ReserveRequest.fields,
+  error: ReservationRefused,
+  primaryKey: key("reserve")
+})
 const Release = Rpc.make("Release", { payload: ReleaseRequest.fields, primaryKey: key("release") })
-const Transfer = Rpc.make("Transfer", { payload: TransferRequest.fields, success: TransferOutcome, primaryKey: key("transfer") })
-const Settle = Rpc.make("Settle", { payload: TransferRequest.fields, success: TransferOutcome, primaryKey: key("settle") })
+const Transfer = Rpc.make("Transfer", {
+  payload: TransferRequest.fields,
+  success: TransferOutcome,
+  primaryKey: key("transfer")
+})
+const Settle = Rpc.make("Settle", {
+  payload: TransferRequest.fields,
+  success: TransferOutcome,
+  primaryKey: key("settle")
+})
 
 /** The agent entity of a host. */
 export const HostAgent = Entity.make("Fleet/HostAgent", [Reserve, Release, Transfer, Settle]).annotateRpcs(
@@ -65,27 +77,19 @@ export const HostAgent = Entity.make("Fleet/HostAgent", [Reserve, Release, Trans
   true
 )
 
-/** Checks that the shell's devices answer with the VM's flags, within a few seconds. */
+/** Checks that the shell's devices answer with the VM's flags (ids, kinds, flags), within a few seconds. */
 const checkShell = (request: ReserveRequest) =>
-  Effect.gen(function* () {
-    const raw = request.document as { readonly devices?: ReadonlyArray<Record<string, unknown>> }
-    const served = {
-      ...raw,
-      devices: (raw.devices ?? []).map((d) => ({
-        ...d,
-        vfioUser: { socket: request.sockets.split("{device}").join(String(d.id)) }
-      }))
-    }
-    const attempt = Effect.scoped(attachVfioUserDevices(served, { timeoutMs: 2_000 }))
-    yield* attempt.pipe(
-      Effect.retry({ schedule: Schedule.spaced(200), times: 25 }),
-      Effect.mapError((e) => new ReservationRefused({ vm: request.vm, host: request.host, reason: e.message }))
-    )
-  })
+  Effect.scoped(Effect.flatMap(Effect.scope, (scope) => attach(request.document, request.sockets, scope, 5_000))).pipe(
+    Effect.mapError((e) => new ReservationRefused({ vm: request.vm, host: request.host, reason: e.message }))
+  )
 
 const reserve = (request: ReserveRequest) =>
   Effect.gen(function* () {
     const refused = (reason: string) => new ReservationRefused({ vm: request.vm, host: request.host, reason })
+    const at = yield* Clock.currentTimeMillis
+    yield* FleetStore.updateVm(request.evacuation, request.vm, { status: "reserving", phase: "reserve" }, at).pipe(
+      Effect.orDie
+    )
     const free = yield* FleetStore.reserve({
       vmKey: vmKeyOf(request.evacuation, request.vm),
       evacuation: request.evacuation,

@@ -135,7 +135,9 @@ export const call = (
       })
     })
     socket.on("error", (error: NodeJS.ErrnoException) =>
-      finish(() => failed(error.code === "ENOENT" || error.code === "ECONNREFUSED" ? "nothing listens there" : error.message))
+      finish(() =>
+        failed(error.code === "ENOENT" || error.code === "ECONNREFUSED" ? "nothing listens there" : error.message)
+      )
     )
     socket.on("close", () => finish(() => failed("the connection closed before an answer")))
     return Effect.sync(() => finish(() => {}))

@@ -6,7 +6,7 @@ import {
   PersistenceError
 } from "effect/cluster/ClusterError"
 import type * as Sharding from "effect/cluster/Sharding"
-import * as SqlClient from "effect/sql/SqlClient"
+import type * as SqlClient from "effect/sql/SqlClient"
 import * as Activity from "effect/workflow/Activity"
 import * as Workflow from "effect/workflow/Workflow"
 import { ReservationRefused, VmNotMigrated } from "./FleetError.js"
@@ -78,8 +78,9 @@ const ask = <A, E, R>(effect: Effect.Effect<A, E | NotYet, R>): Effect.Effect<A,
 const record = (name: string, evacuation: string, vm: string, update: FleetStore.VmUpdate) =>
   Activity.make({
     name,
-    execute: Effect.flatMap(Effect.clockWith((c) => c.currentTimeMillis), (at) =>
-      FleetStore.updateVm(evacuation, vm, update, at)
+    execute: Effect.flatMap(
+      Effect.clockWith((c) => c.currentTimeMillis),
+      (at) => FleetStore.updateVm(evacuation, vm, update, at)
     ).pipe(Effect.orDie)
   })
 
@@ -91,7 +92,6 @@ export const layer = MigrateVm.toLayer((p) =>
     const destination = agents(p.reserve.host)
     const { evacuation, vm } = p
 
-    yield* record("MarkReserving", evacuation, vm, { status: "reserving", phase: "reserve" })
     const reserved = yield* Activity.make({
       name: "Reserve",
       error: ReservationRefused,
@@ -100,7 +100,13 @@ export const layer = MigrateVm.toLayer((p) =>
       MigrateVm.withCompensation(() =>
         Activity.make({
           name: "Release",
-          execute: ask(destination.Release({ evacuation, vm, ...(p.reserve.control === undefined ? {} : { control: p.reserve.control }) }))
+          execute: ask(
+            destination.Release({
+              evacuation,
+              vm,
+              ...(p.reserve.control === undefined ? {} : { control: p.reserve.control })
+            })
+          )
         })
       ),
       Effect.result
@@ -114,7 +120,6 @@ export const layer = MigrateVm.toLayer((p) =>
       return yield* new VmNotMigrated({ vm, reason: reserved.failure.message, recovered: true })
     }
 
-    yield* record("MarkMigrating", evacuation, vm, { status: "migrating", startedAt: Date.now() })
     const outcome = yield* Activity.make({
       name: "Transfer",
       success: TransferOutcome,

@@ -22,8 +22,8 @@ import type { MigrationSettings } from "./FleetFile.js"
  * - both sessions of one VM's migration run together over a channel (`migratePair`).
  */
 
-export { JournalFailed }
 export type { MigrationEvent }
+export { JournalFailed }
 /** The journal of one migration: its rules, entries and ownership verdicts. */
 export const makeJournal = Journal.make
 /** A change to one journal entry (see `Journal.make`). */
@@ -90,7 +90,10 @@ const destinationOptions = (m: MigrationSettings, o: PairOptions): DestinationOp
 const failureOf = (exit: Exit.Exit<unknown, MigrationFailed>): MigrationFailed | string | undefined =>
   Exit.isSuccess(exit)
     ? undefined
-    : Option.getOrElse(Cause.findErrorOption(exit.cause), () => Cause.pretty(exit.cause).split("\n")[0] ?? "interrupted")
+    : Option.getOrElse(
+        Cause.findErrorOption(exit.cause),
+        () => Cause.pretty(exit.cause).split("\n")[0] ?? "interrupted"
+      )
 
 /**
  * Migrates `source`'s group into `destination`'s over the two ends of one channel: the

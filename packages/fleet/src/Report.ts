@@ -42,7 +42,9 @@ const downtimeOf = (phases: ReadonlyArray<FleetStore.PhaseRecord>): { from: numb
   const window = phases.filter((p) => p.attempt === last && downtimePhases.has(p.phase))
   const start = window.find((p) => p.phase === "switchover")
   const resume = window.find((p) => p.phase === "resume")
-  return start === undefined || resume?.endedAt === undefined ? undefined : { from: start.startedAt, to: resume.endedAt }
+  return start === undefined || resume?.endedAt === undefined
+    ? undefined
+    : { from: start.startedAt, to: resume.endedAt }
 }
 
 /** The timeline picture's input: a lane per VM in start order. */

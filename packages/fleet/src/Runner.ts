@@ -89,7 +89,9 @@ const stateLock = (state: string) =>
               if (!(cause instanceof Error && "code" in cause && cause.code === "EEXIST")) throw cause
               const holder = Number.parseInt(readFileSync(path, "utf8"), 10)
               if (Number.isSafeInteger(holder) && holder !== process.pid && alive(holder))
-                throw new Error(`another lockstep fleet process (pid ${holder}) is running on this state directory; wait for it or stop it`)
+                throw new Error(
+                  `another lockstep fleet process (pid ${holder}) is running on this state directory; wait for it or stop it`
+                )
               rmSync(path, { force: true })
             }
           }

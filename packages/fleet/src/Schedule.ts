@@ -92,7 +92,8 @@ export const costOf = (fleet: Fleet, vm: FleetVm, destination: string): VmCost =
     slowest(devices, (d) => pathMs(d, "STOP", "RESUMING"))
   )
   const switchoverMs = slowest(devices, (d) => pathMs(d, precopy(d), "STOP_COPY"))
-  const tailMs = slowest(devices, (d) => pathMs(d, "RESUMING", "STOP")) + slowest(devices, (d) => pathMs(d, "STOP", "RUNNING"))
+  const tailMs =
+    slowest(devices, (d) => pathMs(d, "RESUMING", "STOP")) + slowest(devices, (d) => pathMs(d, "STOP", "RUNNING"))
   return { vm: vm.name, bytes: vm.bytes, streamMs: (vm.bytes / rate) * 1000, headMs, tailMs, switchoverMs }
 }
 
@@ -108,7 +109,8 @@ export const schedule = (fleet: Fleet, placements: ReadonlyArray<Placement>): Ev
       concurrency: Math.min(fleet.concurrency, vms.length),
       why: `${fleet.concurrency} at once, as the fleet file says`
     }
-  const gap = Math.max(...vms.map((v) => v.cost.headMs + v.cost.switchoverMs + v.cost.tailMs)) + orchestrationAllowanceMs
+  const gap =
+    Math.max(...vms.map((v) => v.cost.headMs + v.cost.switchoverMs + v.cost.tailMs)) + orchestrationAllowanceMs
   const stream = Math.max(1e-3, Math.min(...vms.map((v) => v.cost.streamMs)))
   const concurrency = Math.min(vms.length, 1 + Math.ceil(gap / stream))
   return {

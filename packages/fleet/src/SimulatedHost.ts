@@ -2,7 +2,7 @@ import { createHash } from "node:crypto"
 import { mkdirSync, rmSync } from "node:fs"
 import * as net from "node:net"
 import { decodeGroup, stop } from "@lockstep/coordinator"
-import { describeViolation, memoryDigest, type SimulatedGroup, type SimEvent, simulateGroup } from "@lockstep/sim"
+import { describeViolation, memoryDigest, type SimEvent, type SimulatedGroup, simulateGroup } from "@lockstep/sim"
 import { serve } from "@lockstep/vfio-user"
 import { Data, Deferred, Effect, Exit, Option, Result, Schema, Scope } from "effect"
 import type { Fleet } from "./FleetFile.js"
@@ -108,7 +108,9 @@ export const serveHost = (fleet: Fleet, state: string, host: string) =>
         }).pipe(Effect.mapError((e) => new Refused({ reason: e.message })))
         // An incoming VM's devices wait stopped: nothing of it runs unless its migration commits.
         if (role === "shell")
-          yield* stop(sim).pipe(Effect.mapError((e) => new Refused({ reason: `cannot park ${vm}'s devices: ${e.message}` })))
+          yield* stop(sim).pipe(
+            Effect.mapError((e) => new Refused({ reason: `cannot park ${vm}'s devices: ${e.message}` }))
+          )
         const own = yield* Scope.fork(scope)
         for (const [id, device] of sim.devices) {
           const path = socketPath(dir, vm, id)
@@ -133,7 +135,8 @@ export const serveHost = (fleet: Fleet, state: string, host: string) =>
       Effect.gen(function* () {
         const holding = holdings.get(vm)
         if (holding === undefined) return { released: false }
-        if (holding.role === "home") return yield* new Refused({ reason: `${vm} lives on ${host}; only a shell can be released` })
+        if (holding.role === "home")
+          return yield* new Refused({ reason: `${vm} lives on ${host}; only a shell can be released` })
         const view = yield* viewOf(holding)
         const running = view.devices.filter((d) => d.state !== "STOP" || d.inFlight !== undefined)
         if (running.length > 0)
@@ -160,7 +163,9 @@ export const serveHost = (fleet: Fleet, state: string, host: string) =>
           const holding = holdings.get(request.vm)
           if (holding === undefined) return Effect.fail(new Refused({ reason: `${request.vm} is not on ${host}` }))
           return Effect.map(
-            Effect.forEach([...holding.sim.devices], ([id, d]) => Effect.map(memoryDigest(d), (digest) => [id, digest] as const)),
+            Effect.forEach([...holding.sim.devices], ([id, d]) =>
+              Effect.map(memoryDigest(d), (digest) => [id, digest] as const)
+            ),
             (rows) => Object.fromEntries(rows)
           )
         }
@@ -207,7 +212,9 @@ export const serveHost = (fleet: Fleet, state: string, host: string) =>
     yield* Effect.acquireRelease(
       Effect.callback<net.Server, Refused>((resume) => {
         const server = net.createServer(onConnection)
-        server.once("error", (e) => resume(Effect.fail(new Refused({ reason: `cannot listen on ${control}: ${e.message}` }))))
+        server.once("error", (e) =>
+          resume(Effect.fail(new Refused({ reason: `cannot listen on ${control}: ${e.message}` })))
+        )
         server.listen(control, () => resume(Effect.succeed(server)))
       }),
       (server) =>

@@ -111,11 +111,14 @@ const makeConnection = (db: DatabaseSync, cache: StatementCache): SqlConnection.
     executeValues: (sql, params) => run("execute", () => values(rows(cache.get(sql), params))),
     executeValuesUnprepared: (sql, params) => run("execute", () => values(rows(db.prepare(sql), params))),
     executeUnprepared: (sql, params, transformRows) =>
-      run("execute", () =>
-        params.length === 0 && transformRows === undefined && !/\breturning\b|^\s*select\b/i.test(sql)
-          ? (db.exec(sql), [])
-          : transformed(rows(db.prepare(sql), params), transformRows)
-      )
+      run("execute", () => {
+        // Transaction control and DDL may hold several statements; only `exec` runs them all.
+        if (params.length === 0 && transformRows === undefined && !/\breturning\b|^\s*select\b/i.test(sql)) {
+          db.exec(sql)
+          return []
+        }
+        return transformed(rows(db.prepare(sql), params), transformRows)
+      })
   }
 }
 
@@ -123,7 +126,9 @@ const makeConnection = (db: DatabaseSync, cache: StatementCache): SqlConnection.
  * Opens `filename` (WAL journal, `busy_timeout`, foreign keys on) and answers a `SqlClient`
  * over it; the database is closed when the scope closes.
  */
-export const make = (options: SqliteOptions): Effect.Effect<SqlClient.SqlClient, SqlError.SqlError, Scope.Scope | Reactivity.Reactivity> =>
+export const make = (
+  options: SqliteOptions
+): Effect.Effect<SqlClient.SqlClient, SqlError.SqlError, Scope.Scope | Reactivity.Reactivity> =>
   Effect.gen(function* () {
     const db = yield* Effect.acquireRelease(
       Effect.try({

@@ -1,6 +1,6 @@
 import { dirname, join, resolve } from "node:path"
-import { controlPath, socketPath } from "./HostControl.js"
 import type { Fleet, FleetVm } from "./FleetFile.js"
+import { controlPath, socketPath } from "./HostControl.js"
 
 /**
  * Where an embedded fleet keeps its files: one directory (`--state`, default `.lockstep-fleet`)

@@ -1,9 +1,7 @@
-import { decodeGroup, type GroupRuntime, transition } from "@lockstep/coordinator"
-import type { Device } from "@lockstep/device"
+import { type GroupRuntime, transition } from "@lockstep/coordinator"
 import type { State } from "@lockstep/fsm"
 import { MemoryTransport } from "@lockstep/stream"
-import { attachVfioUserDevices } from "@lockstep/vfio-user"
-import { Cause, Clock, Data, Effect, Exit, Option, Schema, Scope } from "effect"
+import { Cause, Data, Effect, Exit, Option, Schema } from "effect"
 import type * as SqlClient from "effect/sql/SqlClient"
 import { entriesOf, type FencedEntry, fenced, JournalDatabase, takeEpoch } from "./FencedJournal.js"
 import { MigrationSettings } from "./FleetFile.js"
@@ -12,7 +10,7 @@ import type { CommitJournal } from "./MigrationPort.js"
 import { migratePair } from "./MigrationPort.js"
 import { NicBudget, shaped } from "./NicBudget.js"
 import * as Progress from "./Progress.js"
-import { deviceSocket } from "./StateDirectory.js"
+import { attach } from "./VmDevices.js"
 
 /**
  * One VM's switchover, as the agent of its source host runs it: an idempotent step that may
@@ -94,43 +92,12 @@ const why = (cause: Cause.Cause<unknown>): string => {
   return error instanceof Error ? error.message : String(error)
 }
 
-/** How long an attempt waits for devices held by an earlier one, or not served yet. */
-const attachDeadlineMs = 30_000
-
-/**
- * Connects to every device of a group over vfio-user (flags checked against the document)
- * and answers the group runtime; the connections close with `scope`. Retries until the
- * devices answer, within `attachDeadlineMs`.
- */
-const attach = (document: unknown, template: string, scope: Scope.Scope) =>
-  Effect.gen(function* () {
-    const raw = document as { readonly devices?: ReadonlyArray<Record<string, unknown>> }
-    const served = {
-      ...raw,
-      devices: (raw.devices ?? []).map((d) => ({ ...d, vfioUser: { socket: deviceSocket(template, String(d.id)) } }))
-    }
-    const deadline = (yield* Clock.currentTimeMillis) + attachDeadlineMs
-    for (;;) {
-      const child = yield* Scope.fork(scope)
-      const attached = yield* Effect.exit(attachVfioUserDevices(served, { timeoutMs: 2_000 }).pipe(Scope.provide(child)))
-      if (Exit.isSuccess(attached)) {
-        const group = yield* decodeGroup(attached.value.document).pipe(
-          Effect.mapError((e) => new SettleFailed({ reason: e.message }))
-        )
-        return { group, devices: attached.value.devices as ReadonlyMap<string, Device> } satisfies GroupRuntime
-      }
-      yield* Scope.close(child, Exit.void)
-      if ((yield* Clock.currentTimeMillis) > deadline)
-        return yield* new SettleFailed({ reason: `devices unreachable: ${why(attached.cause)}` })
-      yield* Effect.sleep(200)
-    }
-  })
-
 const statesOf = (runtime: GroupRuntime): Effect.Effect<Readonly<Record<string, State | "UNKNOWN">>> =>
   Effect.map(
     Effect.forEach(
       [...runtime.devices],
-      ([id, d]) => Effect.map(Effect.option(d.getState), (s) => [id, Option.getOrElse(s, () => "UNKNOWN" as const)] as const),
+      ([id, d]) =>
+        Effect.map(Effect.option(d.getState), (s) => [id, Option.getOrElse(s, () => "UNKNOWN" as const)] as const),
       { concurrency: "unbounded" }
     ),
     Object.fromEntries
@@ -178,7 +145,9 @@ const rollBack = (source: GroupRuntime, destination: GroupRuntime) =>
   })
 
 /** Compares every device loaded on the destination with its source, through the hosts' control sockets. */
-const verifyAgainstSource = (request: TransferRequest): Effect.Effect<void, { readonly message: string }> | undefined => {
+const verifyAgainstSource = (
+  request: TransferRequest
+): Effect.Effect<void, { readonly message: string }> | undefined => {
   const { sourceControl, destinationControl } = request
   if (sourceControl === undefined || destinationControl === undefined) return undefined
   const Digests = Schema.Record(Schema.String, Schema.String)
@@ -189,7 +158,9 @@ const verifyAgainstSource = (request: TransferRequest): Effect.Effect<void, { re
     ])
     const differ = Object.keys(a).filter((id) => a[id] !== b[id])
     if (differ.length > 0)
-      return yield* Effect.fail({ message: `${differ.join(", ")} on ${request.destination} differ from the source after loading` })
+      return yield* Effect.fail({
+        message: `${differ.join(", ")} on ${request.destination} differ from the source after loading`
+      })
   })
 }
 
@@ -209,14 +180,30 @@ export const transfer = (
       const journal = fenced(journalDatabase, vmKey, epoch)
       const progress = yield* Progress.recorder(request.evacuation, request.vm, epoch)
       const now = () => Date.now()
-      progress.mark({ attempts: epoch, at: now() })
+      // A settle-only run (the compensation) leaves the VM's status to the workflow.
+      progress.mark(
+        request.maxAttempts > 0
+          ? { status: "migrating", attempts: epoch, startedAt: now(), at: now() }
+          : { attempts: epoch, at: now() }
+      )
       const scope = yield* Effect.scope
       const devices = yield* Effect.exit(
-        Effect.all([attach(request.document, request.sourceSockets, scope), attach(request.document, request.destinationSockets, scope)])
+        Effect.all(
+          [
+            attach(request.document, request.sourceSockets, scope),
+            attach(request.document, request.destinationSockets, scope)
+          ],
+          { concurrency: 2 }
+        )
       )
       if (Exit.isFailure(devices)) {
         yield* progress.flush
-        return { _tag: "RolledBack", reason: why(devices.cause), recovered: false, attempts: 0 } satisfies TransferOutcome
+        return {
+          _tag: "RolledBack",
+          reason: why(devices.cause),
+          recovered: false,
+          attempts: 0
+        } satisfies TransferOutcome
       }
       const [source, destination] = devices.value
       const entries = yield* Effect.orDie(entriesOf(vmKey))
@@ -253,7 +240,12 @@ export const transfer = (
       }
       if (Exit.isFailure(direction)) {
         yield* progress.flush
-        return { _tag: "RolledBack", reason: why(direction.cause), recovered: false, attempts: entries.length } satisfies TransferOutcome
+        return {
+          _tag: "RolledBack",
+          reason: why(direction.cause),
+          recovered: false,
+          attempts: entries.length
+        } satisfies TransferOutcome
       }
       if (direction.value === "forward" && newest !== undefined) {
         yield* progress.flush

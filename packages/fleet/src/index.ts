@@ -19,7 +19,14 @@ export {
   startOrResume,
   vmKeys
 } from "./Evacuation.js"
-export { entriesOf, type FencedEntry, historyOf, JournalDatabase, type LoggedChange, takeEpoch } from "./FencedJournal.js"
+export {
+  entriesOf,
+  type FencedEntry,
+  historyOf,
+  JournalDatabase,
+  type LoggedChange,
+  takeEpoch
+} from "./FencedJournal.js"
 export {
   DevicesUnreachable,
   type FleetProblem,
@@ -47,6 +54,7 @@ export * as HostControl from "./HostControl.js"
 export { MigrateVm, type MigrateVmPayload, type VmMigrated } from "./MigrateVm.js"
 export * as NicBudget from "./NicBudget.js"
 export { type Placement, place } from "./Placement.js"
+export * as Report from "./Report.js"
 export * as Runner from "./Runner.js"
 export {
   costOf,
@@ -60,4 +68,3 @@ export { type SimulatedHostHandle, serveHost, simulatedHosts } from "./Simulated
 export * as SqliteClient from "./SqliteClient.js"
 export * as StateDirectory from "./StateDirectory.js"
 export { TransferOutcome, TransferRequest, transfer, vmKeyOf } from "./Switchover.js"
-export * as Report from "./Report.js"

@@ -52,7 +52,12 @@ const evacuate = (fleet: Fleet.Fleet, state: string) =>
   Effect.gen(function* () {
     const planned = yield* Fleet.plan(fleet, "a", state)
     return yield* Effect.gen(function* () {
-      const started = yield* Fleet.startOrResume(fleet, planned, Date.now(), Fleet.checkSourcesRun(fleet, state, planned))
+      const started = yield* Fleet.startOrResume(
+        fleet,
+        planned,
+        Date.now(),
+        Fleet.checkSourcesRun(fleet, state, planned)
+      )
       const report = yield* Fleet.run(started.payload)
       const view = yield* Fleet.Report.view(started.payload.evacuation)
       return { report, view }
@@ -81,7 +86,16 @@ describe("evacuating a host", () => {
         expect(invs.flatMap((i) => i.vms).reduce((n, v) => n + v.violations + v.corruptingWrites, 0)).toBe(0)
         // Each VM's migration went through the migration package's phases, in order.
         const phases = (view?.phases ?? []).filter((p) => p.vm === "vm1").map((p) => p.phase)
-        expect(phases).toEqual(["handshake", "prepare", "precopy", "switchover", "drain", "validate", "commit", "resume"])
+        expect(phases).toEqual([
+          "handshake",
+          "prepare",
+          "precopy",
+          "switchover",
+          "drain",
+          "validate",
+          "commit",
+          "resume"
+        ])
         expect(view?.evacuation.status).toBe("done")
         // The same VMs cannot be evacuated again from where the fleet file says they are.
         const again = yield* Effect.flip(evacuate(fleet, state))
@@ -91,24 +105,26 @@ describe("evacuating a host", () => {
     120_000
   )
 
-  it.live("a VM whose switchover fails is rolled back: its source runs, its shell is parked and released; the others move", () =>
-    Effect.gen(function* () {
-      const state = yield* stateDir
-      const failing = vmOf("bad", [{ _tag: "FailArc", from: "PRE_COPY_P2P", to: "STOP_COPY" }])
-      const fleet = yield* Fleet.decodeFleet({ hosts: hostsOf(), vms: [vmOf("good"), { ...failing, to: "b" }] })
-      yield* serveAll(fleet, state)
-      const { report, view } = yield* evacuate(fleet, state)
-      const bad = report.vms.find((v) => v.vm === "bad")
-      expect(bad).toMatchObject({ migrated: false, recovered: true })
-      expect(bad?.reason).toContain("g1: PRE_COPY_P2P → STOP_COPY")
-      expect(report.vms.find((v) => v.vm === "good")?.migrated).toBe(true)
-      const invs = yield* inventories(fleet, state)
-      expect(statesOf(invs, "a", "bad")).toEqual(["RUNNING", "RUNNING", "RUNNING"])
-      // Released: the shell is gone from b, and with it the reservation.
-      expect(statesOf(invs, "b", "bad")).toBeUndefined()
-      expect(view?.vms.find((v) => v.vm === "bad")?.status).toBe("rolled-back")
-      expect(invs.flatMap((i) => i.vms).reduce((n, v) => n + v.violations + v.corruptingWrites, 0)).toBe(0)
-    }).pipe(Effect.scoped),
+  it.live(
+    "a VM whose switchover fails is rolled back: its source runs, its shell is parked and released; the others move",
+    () =>
+      Effect.gen(function* () {
+        const state = yield* stateDir
+        const failing = vmOf("bad", [{ _tag: "FailArc", from: "PRE_COPY_P2P", to: "STOP_COPY" }])
+        const fleet = yield* Fleet.decodeFleet({ hosts: hostsOf(), vms: [vmOf("good"), { ...failing, to: "b" }] })
+        yield* serveAll(fleet, state)
+        const { report, view } = yield* evacuate(fleet, state)
+        const bad = report.vms.find((v) => v.vm === "bad")
+        expect(bad).toMatchObject({ migrated: false, recovered: true })
+        expect(bad?.reason).toContain("g1: PRE_COPY_P2P → STOP_COPY")
+        expect(report.vms.find((v) => v.vm === "good")?.migrated).toBe(true)
+        const invs = yield* inventories(fleet, state)
+        expect(statesOf(invs, "a", "bad")).toEqual(["RUNNING", "RUNNING", "RUNNING"])
+        // Released: the shell is gone from b, and with it the reservation.
+        expect(statesOf(invs, "b", "bad")).toBeUndefined()
+        expect(view?.vms.find((v) => v.vm === "bad")?.status).toBe("rolled-back")
+        expect(invs.flatMap((i) => i.vms).reduce((n, v) => n + v.violations + v.corruptingWrites, 0)).toBe(0)
+      }).pipe(Effect.scoped),
     120_000
   )
 
@@ -127,7 +143,9 @@ describe("evacuating a host", () => {
       // Paths are shown relative to the working directory, never absolute.
       expect(error.message).not.toContain(` ${state}`)
       const invs = yield* inventories(fleet, state)
-      expect(invs.map((i) => [i.host, i.vms.map((v) => `${v.vm}:${v.role}:${v.devices.map((d) => d.state).join(",")}`)])).toEqual([
+      expect(
+        invs.map((i) => [i.host, i.vms.map((v) => `${v.vm}:${v.role}:${v.devices.map((d) => d.state).join(",")}`)])
+      ).toEqual([
         ["a", ["vm1:home:RUNNING,RUNNING,RUNNING", "vm2:home:RUNNING,RUNNING,RUNNING"]],
         ["b", []]
       ])
@@ -147,7 +165,7 @@ describe("evacuating a host", () => {
       const error = yield* Effect.flip(Fleet.plan(fleet, "a", state))
       expect(error._tag).toBe("NoCapacity")
       expect(error.message).toBe(
-        "vm2 (3 devices) fits on no destination (a: it is the host being evacuated; b: 1 free devices); add capacity or free some, or name a destination with \"to\""
+        'vm2 (3 devices) fits on no destination (a: it is the host being evacuated; b: 1 free devices); add capacity or free some, or name a destination with "to"'
       )
     })
   )

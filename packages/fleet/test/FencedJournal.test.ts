@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
-import * as SqlClient from "effect/sql/SqlClient"
 import * as Reactivity from "effect/reactivity/Reactivity"
+import * as SqlClient from "effect/sql/SqlClient"
 import { fenced, historyOf, JournalDatabase, migrate, takeEpoch } from "../src/FencedJournal.js"
 import * as SqliteClient from "../src/SqliteClient.js"
 
@@ -72,7 +72,9 @@ describe("the fenced commit journal", () => {
       expect((yield* Effect.flip(sql`INSERT INTO t (k, v) VALUES (${"a"}, ${9})`)).reason._tag).toBe("ConstraintError")
       expect(yield* sql<{ k: string; v: number }>`SELECT k, v FROM t ORDER BY k`).toEqual([{ k: "a", v: 1 }])
       expect(yield* sql`SELECT k, v FROM t`.values).toEqual([["a", 1]])
-      const upserted = yield* sql<{ v: number }>`INSERT INTO t (k, v) VALUES (${"a"}, ${5}) ON CONFLICT (k) DO UPDATE SET v = t.v + 1 RETURNING v`
+      const upserted = yield* sql<{
+        v: number
+      }>`INSERT INTO t (k, v) VALUES (${"a"}, ${5}) ON CONFLICT (k) DO UPDATE SET v = t.v + 1 RETURNING v`
       expect(upserted).toEqual([{ v: 2 }])
     }).pipe(Effect.provide(SqliteClient.layer({ filename: ":memory:" })))
   )

@@ -24,7 +24,13 @@ describe("fleet files", () => {
     Effect.gen(function* () {
       const fleet = yield* decodeFleet({
         ...valid,
-        vms: [{ name: "vm1", host: "a", group: { devices: [gpu("g0", { stateSize: 4096 }), gpu("g1", { stateSize: 8192 })] } }]
+        vms: [
+          {
+            name: "vm1",
+            host: "a",
+            group: { devices: [gpu("g0", { stateSize: 4096 }), gpu("g1", { stateSize: 8192 })] }
+          }
+        ]
       })
       expect(fleet.hosts.map((h) => [h.name, h.capacity, h.control])).toEqual([
         ["a", 8, undefined],

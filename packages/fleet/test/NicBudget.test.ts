@@ -12,9 +12,13 @@ describe("the NIC budget", () => {
       const budget = yield* NicBudget.make
       const chunk = 100_000
       const flow = (to: string) =>
-        Effect.forEach(Array.from({ length: 10 }), () => budget.take([out("a", 1_000_000), into(to, 1_000_000)], chunk), {
-          discard: true
-        })
+        Effect.forEach(
+          Array.from({ length: 10 }),
+          () => budget.take([out("a", 1_000_000), into(to, 1_000_000)], chunk),
+          {
+            discard: true
+          }
+        )
       const both = yield* Effect.forkChild(Effect.all([flow("b"), flow("c")], { concurrency: 2 }))
       // 2 × 10 × 100 kB through a's 1 MB/s out: the last reservation starts at 1.9 s.
       yield* TestClock.adjust(1_899)
@@ -44,9 +48,13 @@ describe("the NIC budget", () => {
     Effect.gen(function* () {
       const budget = yield* NicBudget.make
       const flow = yield* Effect.forkChild(
-        Effect.forEach(Array.from({ length: 3 }), () => budget.take([out("a", 1_000_000), into("b", 250_000)], 50_000), {
-          discard: true
-        })
+        Effect.forEach(
+          Array.from({ length: 3 }),
+          () => budget.take([out("a", 1_000_000), into("b", 250_000)], 50_000),
+          {
+            discard: true
+          }
+        )
       )
       yield* TestClock.adjust(400)
       yield* Fiber.join(flow)

@@ -86,7 +86,11 @@ describe("placement", () => {
           const doc = {
             hosts: [
               { name: "a", nicBandwidth: 10, capacity: 200 },
-              ...capacities.map((capacity, i) => ({ name: `h${i}`, nicBandwidth: 10 + i, capacity: capacity + resident }))
+              ...capacities.map((capacity, i) => ({
+                name: `h${i}`,
+                nicBandwidth: 10 + i,
+                capacity: capacity + resident
+              }))
             ],
             vms: [
               ...sizes.map((n, i) => vm(`vm${i}`, n)),
@@ -98,7 +102,7 @@ describe("placement", () => {
           if (Result.isFailure(placed)) return
           for (const [i, capacity] of capacities.entries()) {
             const used =
-              (resident > 0 ? resident : 0) +
+              Math.max(resident, 0) +
               placed.success.filter((p) => p.destination === `h${i}`).reduce((n, p) => n + p.vm.group.devices.length, 0)
             expect(used).toBeLessThanOrEqual(capacity + resident)
           }

@@ -62,7 +62,14 @@ describe("the evacuation schedule", () => {
         const stream = ((4 * MiB) / nic) * 1000
         expect(schedule(fleet, placed.success).concurrency, `NIC ${nic}`).toBe(Math.min(6, 1 + Math.ceil(gap / stream)))
       }
-      const pinned = yield* decodeFleet({ hosts: [{ name: "a", nicBandwidth: 1, capacity: 9 }, { name: "b", nicBandwidth: 1, capacity: 9 }], vms: [{ name: "x", host: "a", group: { devices: [gpu(0, 1, 1)] } }], schedule: { concurrency: 5 } })
+      const pinned = yield* decodeFleet({
+        hosts: [
+          { name: "a", nicBandwidth: 1, capacity: 9 },
+          { name: "b", nicBandwidth: 1, capacity: 9 }
+        ],
+        vms: [{ name: "x", host: "a", group: { devices: [gpu(0, 1, 1)] } }],
+        schedule: { concurrency: 5 }
+      })
       const placed = place(pinned, "a")
       if (Result.isFailure(placed)) return expect.fail(placed.failure.message)
       expect(schedule(pinned, placed.success).concurrency).toBe(1)

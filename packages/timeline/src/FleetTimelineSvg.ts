@@ -60,7 +60,10 @@ const gap = 4
  * Draws an evacuation as a standalone SVG (`width` px wide, default 1200): a title, an axis in
  * seconds from the evacuation's start, a lane per VM, and a legend of the phases.
  */
-export const renderFleetTimelineSvg = (input: FleetTimelineInput, options: { readonly width?: number } = {}): string => {
+export const renderFleetTimelineSvg = (
+  input: FleetTimelineInput,
+  options: { readonly width?: number } = {}
+): string => {
   const width = Math.max(480, options.width ?? 1200)
   const labels = input.lanes.map((l) => `${l.vm} ${l.detail}`)
   const labelPx = Math.min(260, Math.max(80, ...labels.map((l) => textWidth(l, 11) + 8)))
@@ -83,17 +86,27 @@ export const renderFleetTimelineSvg = (input: FleetTimelineInput, options: { rea
   const height = legendY + 24
   const parts: Array<string> = []
   parts.push(element("rect", { x: 0, y: 0, width, height, fill: "#ffffff" }))
-  parts.push(element("text", { x: margin, y: margin + 12, "font-size": 14, "font-family": font, fill: ink }, text(input.title)))
+  parts.push(
+    element("text", { x: margin, y: margin + 12, "font-size": 14, "font-family": font, fill: ink }, text(input.title))
+  )
   for (const tick of scale.ticks) {
     parts.push(element("line", { x1: tick.x, y1: axisY, x2: tick.x, y2: legendY - 8, stroke: "#e5e5e5" }))
     parts.push(
-      element("text", { x: tick.x, y: axisY - 3, "font-size": tickFont, "font-family": font, fill: muted, "text-anchor": "middle" }, text(tick.label))
+      element(
+        "text",
+        { x: tick.x, y: axisY - 3, "font-size": tickFont, "font-family": font, fill: muted, "text-anchor": "middle" },
+        text(tick.label)
+      )
     )
   }
   input.lanes.forEach((lane, i) => {
     const y = lanesY + i * (laneHeight + gap)
     parts.push(
-      element("text", { x: margin, y: y + laneHeight - 4, "font-size": 11, "font-family": font, fill: ink }, text(`${lane.vm} ${lane.detail}`))
+      element(
+        "text",
+        { x: margin, y: y + laneHeight - 4, "font-size": 11, "font-family": font, fill: ink },
+        text(`${lane.vm} ${lane.detail}`)
+      )
     )
     parts.push(element("rect", { x: x0, y, width: axisWidth, height: laneHeight, fill: "#f6f7f9" }))
     for (const span of lane.phases) {
@@ -104,7 +117,14 @@ export const renderFleetTimelineSvg = (input: FleetTimelineInput, options: { rea
       parts.push(
         element(
           "rect",
-          { x: a, y: y + 2, width: b - a, height: laneHeight - 4, fill: phaseColor[span.phase] ?? "#999999", opacity: span.to === undefined ? 0.5 : 1 },
+          {
+            x: a,
+            y: y + 2,
+            width: b - a,
+            height: laneHeight - 4,
+            fill: phaseColor[span.phase] ?? "#999999",
+            opacity: span.to === undefined ? 0.5 : 1
+          },
           tooltip(label)
         )
       )
@@ -115,7 +135,15 @@ export const renderFleetTimelineSvg = (input: FleetTimelineInput, options: { rea
       parts.push(
         element(
           "rect",
-          { x: a, y: y + 0.5, width: b - a, height: laneHeight - 1, fill: "none", stroke: "#c92a2a", "stroke-width": 1.5 },
+          {
+            x: a,
+            y: y + 0.5,
+            width: b - a,
+            height: laneHeight - 1,
+            fill: "none",
+            stroke: "#c92a2a",
+            "stroke-width": 1.5
+          },
           tooltip(`${lane.vm} downtime ${formatDuration(lane.downtime.to - lane.downtime.from)}`)
         )
       )
@@ -123,7 +151,13 @@ export const renderFleetTimelineSvg = (input: FleetTimelineInput, options: { rea
     parts.push(
       element(
         "text",
-        { x: x0 + axisWidth + 6, y: y + laneHeight - 4, "font-size": 11, "font-family": font, fill: outcomeColor[lane.outcome] },
+        {
+          x: x0 + axisWidth + 6,
+          y: y + laneHeight - 4,
+          "font-size": 11,
+          "font-family": font,
+          fill: outcomeColor[lane.outcome]
+        },
         text(lane.outcome)
       )
     )
@@ -131,11 +165,17 @@ export const renderFleetTimelineSvg = (input: FleetTimelineInput, options: { rea
   let lx = margin
   for (const phase of legendOrder) {
     parts.push(element("rect", { x: lx, y: legendY, width: 10, height: 10, fill: phaseColor[phase] }))
-    parts.push(element("text", { x: lx + 14, y: legendY + 9, "font-size": 10, "font-family": font, fill: ink }, text(phase)))
+    parts.push(
+      element("text", { x: lx + 14, y: legendY + 9, "font-size": 10, "font-family": font, fill: ink }, text(phase))
+    )
     lx += 24 + textWidth(phase, 10)
   }
-  parts.push(element("rect", { x: lx, y: legendY, width: 10, height: 10, fill: "none", stroke: "#c92a2a", "stroke-width": 1.5 }))
-  parts.push(element("text", { x: lx + 14, y: legendY + 9, "font-size": 10, "font-family": font, fill: ink }, text("downtime")))
+  parts.push(
+    element("rect", { x: lx, y: legendY, width: 10, height: 10, fill: "none", stroke: "#c92a2a", "stroke-width": 1.5 })
+  )
+  parts.push(
+    element("text", { x: lx + 14, y: legendY + 9, "font-size": 10, "font-family": font, fill: ink }, text("downtime"))
+  )
   return `<?xml version="1.0" encoding="UTF-8"?>\n${element(
     "svg",
     { xmlns: "http://www.w3.org/2000/svg", width, height, viewBox: `0 0 ${width} ${height}` },

@@ -9,6 +9,12 @@
  * @packageDocumentation
  */
 
+export {
+  type FleetLane,
+  type FleetPhaseSpan,
+  type FleetTimelineInput,
+  renderFleetTimelineSvg
+} from "./FleetTimelineSvg.js"
 export type {
   ArcSpan,
   CorruptingWrites,
@@ -34,9 +40,3 @@ export {
   type ToInputOptions
 } from "./TimelineRecorder.js"
 export { renderTimelineSvg, type TimelineSvgOptions } from "./TimelineSvg.js"
-export {
-  type FleetLane,
-  type FleetPhaseSpan,
-  type FleetTimelineInput,
-  renderFleetTimelineSvg
-} from "./FleetTimelineSvg.js"
