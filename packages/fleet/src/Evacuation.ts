@@ -189,7 +189,7 @@ export const plan = (fleet: Fleet, host: string, state: string): Effect.Effect<P
       evacuation,
       host,
       concurrency: scheduled.concurrency,
-      vms: scheduled.vms.map(({ vm, destination }): MigrateVmPayload => {
+      vms: scheduled.vms.map(({ vm, destination }, order): MigrateVmPayload => {
         const simulated = vm.backend === "simulated"
         const sourceControl = controlSocket(fleet, state, vm.host)
         const destinationControl = controlSocket(fleet, state, destination)
@@ -220,6 +220,7 @@ export const plan = (fleet: Fleet, host: string, state: string): Effect.Effect<P
               { host: vm.host, direction: "out", bytesPerSecond: nic(vm.host) },
               { host: destination, direction: "in", bytesPerSecond: nic(destination) }
             ],
+            priority: order,
             settings: fleet.migration,
             maxAttempts
           }

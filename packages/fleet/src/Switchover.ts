@@ -52,6 +52,8 @@ export const TransferRequest = Schema.Struct({
   sourceControl: Schema.optionalKey(Schema.String),
   destinationControl: Schema.optionalKey(Schema.String),
   links: Schema.Array(LinkSchema),
+  /** Its place in the evacuation's start order: the NIC budget serves lower numbers first. */
+  priority: Schema.Number,
   settings: MigrationSettings,
   maxAttempts: Schema.Int
 })
@@ -271,7 +273,7 @@ export const transfer = (
 
       // Migrate afresh.
       const [a, b] = yield* MemoryTransport.pair({ capacity: 1 << 20 })
-      const outcome = yield* migratePair(source, destination, [shaped(a, budget, request.links), b], {
+      const outcome = yield* migratePair(source, destination, [shaped(a, budget, request.links, request.priority), b], {
         settings: request.settings,
         journal,
         migrationId: `${vmKey}#${epoch}`,

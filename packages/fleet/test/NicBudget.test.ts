@@ -7,6 +7,30 @@ const out = (host: string, bytesPerSecond: number): NicBudget.Link => ({ host, d
 const into = (host: string, bytesPerSecond: number): NicBudget.Link => ({ host, direction: "in", bytesPerSecond })
 
 describe("the NIC budget", () => {
+  it.effect("the flow with the better priority streams at the link's full rate; the other takes what is left", () =>
+    Effect.gen(function* () {
+      const budget = yield* NicBudget.make
+      const finished: Record<string, number> = {}
+      const flow = (name: string, priority: number) =>
+        Effect.andThen(
+          Effect.forEach(Array.from({ length: 5 }), () => budget.take([out("a", 1_000_000)], 100_000, priority), {
+            discard: true
+          }),
+          Effect.flatMap(Clock.currentTimeMillis, (t) =>
+            Effect.sync(() => {
+              finished[name] = t
+            })
+          )
+        )
+      const both = yield* Effect.forkChild(Effect.all([flow("second", 1), flow("first", 0)], { concurrency: 2 }))
+      yield* TestClock.adjust(1_000)
+      yield* Fiber.join(both)
+      // second asks first and gets the idle link at 0 (nobody else waits); from then on first wins
+      // every grant: 0.1, 0.2, 0.3, 0.4, 0.5 s; second's other four follow at 0.6 to 0.9 s.
+      expect(finished).toEqual({ first: 500, second: 900 })
+    })
+  )
+
   it.effect("flows sharing a link get its bandwidth between them, never more", () =>
     Effect.gen(function* () {
       const budget = yield* NicBudget.make
