@@ -44,6 +44,9 @@ interface Waiter {
 
 const keyOf = (link: Link): string => `${link.host}/${link.direction}`
 
+/** Writes this small go at once (their bytes still count). */
+export const smallWriteBytes = 4096
+
 /** A budget with a link per (host, direction), on the Clock of the fiber that makes it. */
 export const make = Effect.gen(function* () {
   const clock = yield* Clock.Clock
@@ -86,6 +89,12 @@ export const make = Effect.gen(function* () {
   return NicBudget.of({
     take: (links, bytes, priority = 0) =>
       Effect.callback<void>((resume) => {
+        if (bytes <= smallWriteBytes) {
+          const now = clock.currentTimeMillisUnsafe()
+          for (const l of links) freeAt.set(keyOf(l), Math.max(now, freeAt.get(keyOf(l)) ?? now) + (bytes / l.bytesPerSecond) * 1000)
+          resume(Effect.void)
+          return
+        }
         const waiter: Waiter = { links, bytes, priority, seq: seq++, grant: () => resume(Effect.void) }
         waiting.push(waiter)
         pump()
@@ -100,20 +109,22 @@ export const make = Effect.gen(function* () {
 /** The budget of this process. */
 export const layer: Layer.Layer<NicBudget> = Layer.effect(NicBudget, make)
 
-/** `transport` with every write first reserved on `links`, at `priority`. */
+/** `transport` with every write first reserved on `links`, at the priority `priority()` answers then. */
 export const shaped = (
   transport: Transport,
   budget: NicBudget["Service"],
   links: ReadonlyArray<Link>,
-  priority = 0
+  priority: () => number = () => 0
 ): Transport => ({
   ...transport,
   write: (chunks) =>
     Effect.andThen(
-      budget.take(
-        links,
-        chunks.reduce((n, c) => n + c.length, 0),
-        priority
+      Effect.suspend(() =>
+        budget.take(
+          links,
+          chunks.reduce((n, c) => n + c.length, 0),
+          priority()
+        )
       ),
       transport.write(chunks)
     )

@@ -123,6 +123,6 @@ export const schedule = (fleet: Fleet, placements: ReadonlyArray<Placement>): Ev
   return {
     vms,
     concurrency,
-    why: `largest first, ${concurrency} at once: a VM spends up to ${gap.toFixed(0)} ms not sending (arcs, commit, orchestration) and at least ${stream.toFixed(0)} ms sending, so ${concurrency - 1} other${concurrency === 2 ? "" : "s"} keep the NIC busy meanwhile`
+    why: `largest first, ${concurrency} at once: a VM spends up to ${gap.toFixed(0)} ms not sending (arcs, commit, orchestration) and at least ${stream.toFixed(0)} ms sending, so ${concurrency - 1} other${concurrency === 2 ? " keeps" : "s keep"} the NIC busy meanwhile`
   }
 }

@@ -273,12 +273,17 @@ export const transfer = (
 
       // Migrate afresh.
       const [a, b] = yield* MemoryTransport.pair({ capacity: 1 << 20 })
-      const outcome = yield* migratePair(source, destination, [shaped(a, budget, request.links, request.priority), b], {
+      // From its switchover on, a VM's bytes are downtime: they go before anyone's pre-copy.
+      let priority = request.priority
+      const outcome = yield* migratePair(source, destination, [shaped(a, budget, request.links, () => priority), b], {
         settings: request.settings,
         journal,
         migrationId: `${vmKey}#${epoch}`,
         beforeVote: verifyAgainstSource(request),
-        onEvent: progress.onEvent
+        onEvent: (event) => {
+          if (event._tag === "PhaseStarted" && event.side === "source" && event.phase === "switchover") priority = -1
+          progress.onEvent(event)
+        }
       })
       yield* progress.flush
       const attempts = entries.length + 1

@@ -31,6 +31,24 @@ describe("the NIC budget", () => {
     })
   )
 
+  it.effect("a small write goes at once, and its bytes still count against the link", () =>
+    Effect.gen(function* () {
+      const budget = yield* NicBudget.make
+      const bulk = yield* Effect.forkChild(budget.take([out("a", 1_000_000)], 500_000))
+      yield* Fiber.join(bulk)
+      // The link is reserved until 0.5 s, yet a 1 kB control message of another flow goes now…
+      yield* budget.take([out("a", 1_000_000)], 1_000, 9)
+      expect(yield* Clock.currentTimeMillis).toBe(0)
+      // …and the next bulk write waits for both: 0.5 s + 1 ms.
+      const next = yield* Effect.forkChild(budget.take([out("a", 1_000_000)], 100_000))
+      yield* TestClock.adjust(500)
+      expect(next.pollUnsafe()).toBeUndefined()
+      yield* TestClock.adjust(1)
+      yield* Fiber.join(next)
+      expect(yield* Clock.currentTimeMillis).toBe(501)
+    })
+  )
+
   it.effect("flows sharing a link get its bandwidth between them, never more", () =>
     Effect.gen(function* () {
       const budget = yield* NicBudget.make
