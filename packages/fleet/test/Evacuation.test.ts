@@ -2,6 +2,9 @@ import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
+import { decodeGroup, stop } from "@lockstep/coordinator"
+import { simulateGroup } from "@lockstep/sim"
+import { serve } from "@lockstep/vfio-user"
 import { Effect } from "effect"
 import * as Fleet from "../src/index.js"
 
@@ -126,6 +129,58 @@ describe("evacuating a host", () => {
         expect(invs.flatMap((i) => i.vms).reduce((n, v) => n + v.violations + v.corruptingWrites, 0)).toBe(0)
       }).pipe(Effect.scoped),
     120_000
+  )
+
+  it.live(
+    "a vfio-user VM (devices served by someone else, at the fleet file's sockets) moves like a simulated one",
+    () =>
+      Effect.gen(function* () {
+        const state = yield* stateDir
+        const group = {
+          devices: [0, 1].map((i) => ({ id: `n${i}`, kind: "pci", flags: ["STOP_COPY", "P2P", "PRE_COPY"] }))
+        }
+        // The VM's devices on both hosts: simulated devices behind a fabric, served over vfio-user
+        // at the sockets the fleet file names; the destination's wait parked in STOP.
+        const sides = yield* Effect.forEach(["a", "b"], (host) =>
+          Effect.gen(function* () {
+            const sim = yield* simulateGroup(yield* decodeGroup(group), {
+              seed: host === "a" ? 1 : 2,
+              defaults: { stateSize: 32 * 1024, arcLatencyMs: 1, dirtyBytesPerSecond: 0 }
+            })
+            if (host === "b") yield* stop(sim)
+            for (const [id, device] of sim.devices) yield* serve({ path: join(state, `${host}-${id}.sock`), device })
+            return sim
+          })
+        )
+        const fleet = yield* Fleet.decodeFleet({
+          hosts: hostsOf(),
+          vms: [
+            {
+              name: "nvme",
+              host: "a",
+              group,
+              backend: "vfio-user",
+              to: "b",
+              sockets: { a: join(state, "a-{device}.sock"), b: join(state, "b-{device}.sock") }
+            }
+          ]
+        })
+        yield* serveAll(fleet, state)
+        const { report } = yield* evacuate(fleet, state)
+        expect(report.vms).toMatchObject([{ vm: "nvme", destination: "b", migrated: true }])
+        const [source, destination] = sides
+        if (source === undefined || destination === undefined) return expect.fail("no devices")
+        for (const id of ["n0", "n1"]) {
+          const s = source.devices.get(id)
+          const d = destination.devices.get(id)
+          if (s === undefined || d === undefined) return expect.fail(id)
+          expect(yield* s.getState).toBe("STOP_COPY")
+          expect(yield* d.getState).toBe("RUNNING")
+        }
+        yield* source.fabric.assertNoViolations
+        yield* destination.fabric.assertNoViolations
+      }).pipe(Effect.scoped),
+    60_000
   )
 
   it.live("an unreachable host stops the evacuation before anything moves", () =>
