@@ -5,8 +5,6 @@ import {
   MailboxFull,
   PersistenceError
 } from "effect/cluster/ClusterError"
-import type * as Sharding from "effect/cluster/Sharding"
-import type * as SqlClient from "effect/sql/SqlClient"
 import * as Activity from "effect/workflow/Activity"
 import * as Workflow from "effect/workflow/Workflow"
 import { ReservationRefused, VmNotMigrated } from "./FleetError.js"
@@ -73,6 +71,7 @@ const ask = <A, E, R>(effect: Effect.Effect<A, E | NotYet, R>): Effect.Effect<A,
   effect.pipe(
     Effect.retry({ while: notYet, schedule: Schedule.spaced(250), times: 240 }),
     Effect.catchIf(notYet, (e) => Effect.die(e))
+    // catchIf's refinement does not narrow a generic union: the cast states what it removed.
   ) as Effect.Effect<A, Exclude<E, NotYet>, R>
 
 const record = (name: string, evacuation: string, vm: string, update: FleetStore.VmUpdate) =>
@@ -158,6 +157,3 @@ export const layer = MigrateVm.toLayer((p) =>
     } satisfies VmMigrated
   })
 )
-
-/** What the workflow's implementation needs. */
-export type Requirements = Sharding.Sharding | SqlClient.SqlClient

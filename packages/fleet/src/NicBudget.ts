@@ -65,7 +65,7 @@ export const make = Effect.gen(function* () {
     waiting.sort((a, b) => a.priority - b.priority || a.seq - b.seq)
     for (let i = 0; i < waiting.length; ) {
       const w = waiting[i]
-      if (w !== undefined && w.links.every((l) => free(l, now))) {
+      if (w?.links.every((l) => free(l, now))) {
         waiting.splice(i, 1)
         for (const l of w.links) freeAt.set(keyOf(l), now + (w.bytes / l.bytesPerSecond) * 1000)
         w.grant()
