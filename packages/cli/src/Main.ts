@@ -8,6 +8,7 @@ import { fsmCommand } from "./FsmCommand.js"
 import { migrateCommand } from "./MigrateCommand.js"
 import { planCommand } from "./PlanCommand.js"
 import { simulateCommand } from "./SimulateCommand.js"
+import { vfioCommand } from "./VfioCommand.js"
 import { vfioUserCommand } from "./VfioUserCommand.js"
 
 /** The `lockstep` command tree. */
@@ -23,7 +24,8 @@ export const lockstep = Command.make("lockstep").pipe(
     migrateCommand,
     fsmCommand,
     vfioUserCommand,
-    fleetCommand
+    fleetCommand,
+    vfioCommand
   ])
 )
 
