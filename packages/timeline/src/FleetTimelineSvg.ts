@@ -101,23 +101,27 @@ export const renderFleetTimelineSvg = (
   }
   input.lanes.forEach((lane, i) => {
     const y = lanesY + i * (laneHeight + gap)
-    parts.push(
+    const lanePart: Array<string> = []
+    lanePart.push(
       element(
         "text",
-        { x: margin, y: y + laneHeight - 4, "font-size": 11, "font-family": font, fill: ink },
+        { class: "lane-label", x: margin, y: y + laneHeight - 4, "font-size": 11, "font-family": font, fill: ink },
         text(`${lane.vm} ${lane.detail}`)
       )
     )
-    parts.push(element("rect", { x: x0, y, width: axisWidth, height: laneHeight, fill: "#f6f7f9" }))
+    lanePart.push(element("rect", { x: x0, y, width: axisWidth, height: laneHeight, fill: "#f6f7f9" }))
     for (const span of lane.phases) {
       const to = span.to ?? input.end
       const a = scale.x(span.from)
       const b = Math.max(a + 1, scale.x(to))
       const label = `${lane.vm} attempt ${span.attempt}: ${span.phase} ${formatDuration(to - span.from)}${span.to === undefined ? " (never ended: the attempt was cut short)" : ""}`
-      parts.push(
+      lanePart.push(
         element(
           "rect",
           {
+            class: "phase",
+            "data-phase": span.phase,
+            "data-attempt": span.attempt,
             x: a,
             y: y + 2,
             width: b - a,
@@ -132,10 +136,11 @@ export const renderFleetTimelineSvg = (
     if (lane.downtime !== undefined) {
       const a = scale.x(lane.downtime.from)
       const b = Math.max(a + 1, scale.x(lane.downtime.to))
-      parts.push(
+      lanePart.push(
         element(
           "rect",
           {
+            class: "downtime",
             x: a,
             y: y + 0.5,
             width: b - a,
@@ -148,10 +153,11 @@ export const renderFleetTimelineSvg = (
         )
       )
     }
-    parts.push(
+    lanePart.push(
       element(
         "text",
         {
+          class: "outcome",
           x: x0 + axisWidth + 6,
           y: y + laneHeight - 4,
           "font-size": 11,
@@ -161,6 +167,7 @@ export const renderFleetTimelineSvg = (
         text(lane.outcome)
       )
     )
+    parts.push(element("g", { class: "lane", "data-vm": lane.vm }, lanePart))
   })
   let lx = margin
   for (const phase of legendOrder) {
