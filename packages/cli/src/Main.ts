@@ -3,6 +3,7 @@ import { Command } from "effect/cli"
 import { checkCommand } from "./CheckCommand.js"
 import { CliFailure } from "./CliFailure.js"
 import { demoCommand } from "./DemoCommand.js"
+import { fleetCommand } from "./FleetCommand.js"
 import { fsmCommand } from "./FsmCommand.js"
 import { journalCommand } from "./JournalCommand.js"
 import { migrateCommand } from "./MigrateCommand.js"
@@ -25,6 +26,7 @@ export const lockstep = Command.make("lockstep").pipe(
     journalCommand,
     fsmCommand,
     vfioUserCommand,
+    fleetCommand,
     vfioCommand
   ])
 )
