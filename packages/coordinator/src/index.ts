@@ -29,6 +29,7 @@ export {
 } from "./ExecutorError.js"
 export {
   decodeGroup,
+  describeIssue,
   type Group,
   type GroupDevice,
   GroupDocument,
