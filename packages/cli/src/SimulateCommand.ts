@@ -16,7 +16,9 @@ import { Cause, Console, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { TestClock } from "effect/testing"
 import { CliFailure, invalidInput } from "./CliFailure.js"
+import { plural } from "./Format.js"
 import { makeMigrationTimeline } from "./MigrationTimeline.js"
+import { progressLines } from "./Progress.js"
 import {
   destinationOptionsOf,
   formatBytes,
@@ -30,6 +32,7 @@ import {
   statesOf,
   violationsOf
 } from "./Scenario.js"
+import { type StopSignal, signalExitCode, untilSignal } from "./Signals.js"
 
 /** The bandwidth a simulation assumes unless its scenario sets one: on virtual time an unlimited channel would move data in no time. */
 const simulatedBandwidth = 1024 ** 3
@@ -44,6 +47,8 @@ interface Simulation {
   /** P2P writes that landed on both fabrics: the traffic the invariant was checked against. */
   readonly writes: number
   readonly final: { readonly source: Record<string, string>; readonly destination: Record<string, string> }
+  /** The signal that stopped the run (both sides were interrupted and rolled back), if one did. */
+  readonly interrupted: StopSignal | undefined
   /** The timeline picture, when asked for. */
   readonly svg: string | undefined
 }
@@ -83,37 +88,54 @@ const simulate = (scenario: Scenario, observers: Observers = {}): Effect.Effect<
     )
     const [a, b] = yield* MemoryTransport.pair()
     const m = scenario.migration
-    const [sourceExit, destinationExit] = yield* Effect.all(
+    // Each side's end, recorded however it ends: a signal interrupts both sides, and each rolls back.
+    const exits: {
+      source: Exit.Exit<SourceSummary, MigrationFailed>
+      destination: Exit.Exit<DestinationSummary, MigrationFailed>
+    } = { source: Exit.interrupt(), destination: Exit.interrupt() }
+    const both = Effect.all(
       [
-        Effect.exit(
-          migrateSource(source, a, {
-            ...sourceOptionsOf(m),
-            bandwidthLimit: m.bandwidthLimit ?? simulatedBandwidth,
-            journal,
-            compatibility,
-            onEvent
-          })
+        migrateSource(source, a, {
+          ...sourceOptionsOf(m),
+          bandwidthLimit: m.bandwidthLimit ?? simulatedBandwidth,
+          journal,
+          compatibility,
+          onEvent
+        }).pipe(
+          Effect.onExit((exit) =>
+            Effect.sync(() => {
+              exits.source = exit
+            })
+          ),
+          Effect.exit
         ),
-        Effect.exit(
-          migrateDestination(destination, b, {
-            ...destinationOptionsOf(m),
-            decisionJournal: journal,
-            compatibility,
-            beforeVote: verify,
-            onEvent
-          })
+        migrateDestination(destination, b, {
+          ...destinationOptionsOf(m),
+          decisionJournal: journal,
+          compatibility,
+          beforeVote: verify,
+          onEvent
+        }).pipe(
+          Effect.onExit((exit) =>
+            Effect.sync(() => {
+              exits.destination = exit
+            })
+          ),
+          Effect.exit
         )
       ],
-      { concurrency: 2 }
+      { concurrency: 2, discard: true }
     )
+    const ended = yield* untilSignal(both, "nothing outside this process: the simulated devices end with it")
     const violations = { source: yield* violationsOf(source), destination: yield* violationsOf(destination) }
     return {
-      source: sourceExit,
-      destination: destinationExit,
+      source: exits.source,
+      destination: exits.destination,
       verified: comparisons.length === source.devices.size && comparisons.every((same) => same),
       violations,
       writes: source.fabric.writesLanded() + destination.fabric.writesLanded(),
       final: { source: yield* statesOf(source), destination: yield* statesOf(destination) },
+      interrupted: ended._tag === "Interrupted" ? ended.signal : undefined,
       svg: observers.timelineTitle === undefined ? undefined : timeline?.render(observers.timelineTitle)
     }
   })
@@ -201,13 +223,14 @@ const formatRun = (run: Simulation, scenario: Scenario): string => {
   if (error !== undefined || !Exit.isSuccess(run.source)) {
     const origin =
       error === undefined ? "" : error.origin === "channel" ? " (in the channel)" : ` (on the ${error.origin})`
-    const advice = error === undefined ? undefined : adviceFor(error, scenario)
-    return [
-      `migration failed in ${error?.phase ?? "?"}${origin}: ${error?.cause.message ?? "interrupted"}`,
-      `  recovery: ${recoveryOf(run)}`,
-      ...(advice === undefined ? [] : [`  ${advice}`]),
-      ...tail
-    ].join("\n")
+    const advice = error === undefined || run.interrupted !== undefined ? undefined : adviceFor(error, scenario)
+    const head =
+      run.interrupted === undefined
+        ? `migration failed in ${error?.phase ?? "?"}${origin}: ${error?.cause.message ?? "interrupted"}`
+        : `interrupted by ${run.interrupted}${error === undefined ? "" : ` in ${error.phase}`}: the migration was cancelled`
+    return [head, `  recovery: ${recoveryOf(run)}`, ...(advice === undefined ? [] : [`  ${advice}`]), ...tail].join(
+      "\n"
+    )
   }
   const s = run.source.value
   const precopy = Object.values(s.devices).reduce((n, d) => n + d.precopyBytes, 0)
@@ -222,7 +245,7 @@ const formatRun = (run: Simulation, scenario: Scenario): string => {
     return ms === undefined ? [] : [`${p} ${formatMs(ms)}`]
   }).join(", ")
   return [
-    `migrated ${Object.keys(s.devices).length} devices in ${s.rounds} pre-copy round${s.rounds === 1 ? "" : "s"} (switchover: ${s.switchover})`,
+    `migrated ${plural(Object.keys(s.devices).length, "device")} in ${plural(s.rounds, "pre-copy round")} (switchover: ${s.switchover})`,
     `  streamed ${formatBytes(s.bytes)} (pre-copy ${formatBytes(precopy)}, stop-copy ${formatBytes(s.bytes - precopy)})`,
     `  downtime ${formatMs(s.downtimeMs)} (${estimate}${floor})`,
     run.verified
@@ -232,63 +255,6 @@ const formatRun = (run: Simulation, scenario: Scenario): string => {
     ...tail,
     "  (virtual time: figures are deterministic for a scenario)"
   ].join("\n")
-}
-
-/**
- * Progress lines for a terminal, one per step that takes time: pre-copy rounds with their bytes
- * and the downtime estimate, the switchover, the drain, the destination resuming, a recovery.
- * Times are the simulation's virtual milliseconds from the first event.
- */
-const progressLines = (print: (line: string) => void): EventSink => {
-  let t0: number | undefined
-  let sent = 0
-  const say = (at: number, text: string) => {
-    t0 ??= at
-    print(`lockstep: ${`${(at - t0).toFixed(1)} ms`.padStart(9)}  ${text}`)
-  }
-  let round: Extract<MigrationEvent, { _tag: "RoundDone" }> | undefined
-  return (event) => {
-    switch (event._tag) {
-      case "HandshakeDone":
-        if (event.side === "source") say(event.at, "handshake done: the destination accepted the group")
-        return
-      case "RoundDone":
-        sent += event.bytes
-        round = event
-        return
-      case "EstimateUpdated": {
-        const bytes =
-          round === undefined
-            ? ""
-            : `${formatBytes(round.bytes)} in ${formatMs(round.durationMs)} (${formatBytes(sent)} so far), `
-        const waiting =
-          event.unacknowledged.length === 0
-            ? ""
-            : `, waiting for the switchover-ack of ${event.unacknowledged.join(", ")}`
-        say(
-          event.at,
-          `pre-copy round ${event.round}: ${bytes}downtime estimate ${formatMs(Number(event.estimate.totalMs.toFixed(1)))} (limit ${formatMs(event.downtimeLimitMs)})${waiting}`
-        )
-        return
-      }
-      case "SwitchoverDecided":
-        say(event.at, `switchover (${event.reason}): the source group goes to STOP_COPY`)
-        return
-      case "PhaseEnded":
-        if (event.side === "source" && event.phase === "drain") say(event.at, "every device drained")
-        if (event.side === "destination" && event.phase === "validate")
-          say(event.at, "the destination validated the data")
-        return
-      case "Resumed":
-        say(event.at, `the destination group is RUNNING (resumed in ${formatMs(event.resumeMs)})`)
-        return
-      case "Recovered":
-        say(event.at, `the ${event.side} ${event.ok ? "recovered" : "did NOT recover"}: ${formatStates(event.states)}`)
-        return
-      default:
-        return
-    }
-  }
 }
 
 /** How `simulate` and `demo` run a scenario. */
@@ -348,6 +314,7 @@ export const runScenario = (scenario: Scenario, options: ScenarioRunOptions): Ef
               }
             : {
                 ok: false,
+                ...(run.interrupted === undefined ? {} : { interrupted: run.interrupted }),
                 ...(error === undefined ? {} : { error: errorJson(error) }),
                 violations,
                 final: run.final
@@ -358,6 +325,12 @@ export const runScenario = (scenario: Scenario, options: ScenarioRunOptions): Ef
       yield* Console.log(formatRun(run, scenario))
       if (Option.isSome(options.timeline)) yield* Console.log(`  timeline: ${options.timeline.value}`)
     }
+    if (run.interrupted !== undefined)
+      return yield* new CliFailure({
+        text: `interrupted by ${run.interrupted}`,
+        exitCode: signalExitCode[run.interrupted],
+        quiet: true
+      })
     if (!ok) return yield* new CliFailure({ text: "the migration failed", exitCode: 1, quiet: true })
     if (!run.verified || violations > 0)
       return yield* new CliFailure({

@@ -122,7 +122,11 @@ describe("lockstep vfio-user", () => {
     await writeFile(socket, "")
     const r = await runCli("vfio-user", "info", "--socket", socket, "--json")
     expect(r.exitCode).toBe(1)
-    expect(r.stdout).toBe("")
+    expect(JSON.parse(r.stdout)).toEqual({
+      ok: false,
+      exitCode: 1,
+      error: { _tag: "OperationFailed", message: expect.stringContaining("the connection was refused") }
+    })
     expect(r.stderr).toContain("the connection was refused")
   })
 
@@ -141,7 +145,8 @@ describe("lockstep vfio-user", () => {
     } finally {
       child.kill("SIGTERM")
     }
-    expect(await exited).toBe(130)
+    // 128 + 15, as a shell reports a process SIGTERM stopped.
+    expect(await exited).toBe(143)
     expect(existsSync(socket)).toBe(false)
   })
 })

@@ -28,7 +28,12 @@ export const runOnVirtualTime = <A, E, R>(
     })
     yield* Effect.yieldNow
     const done = yield* drive.pipe(
-      Effect.onInterrupt(() => Effect.andThen(Effect.sync(() => fiber.interruptUnsafe()), drive))
+      Effect.onInterrupt(() =>
+        Effect.andThen(
+          Effect.sync(() => fiber.interruptUnsafe()),
+          drive
+        )
+      )
     )
     if (!done) return yield* Effect.die(new Error(`still running after ${limit} ms of virtual time`))
     return yield* Fiber.join(fiber)

@@ -14,9 +14,11 @@ describe("runOnVirtualTime", () => {
           Effect.onInterrupt(() =>
             Effect.sleep(50).pipe(
               Effect.andThen(Effect.clockWith((clock) => clock.currentTimeMillis)),
-              Effect.map((at) => {
-                cleanedUpAt.push(at)
-              })
+              Effect.flatMap((at) =>
+                Effect.sync(() => {
+                  cleanedUpAt.push(at)
+                })
+              )
             )
           )
         )
