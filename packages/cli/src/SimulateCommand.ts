@@ -257,6 +257,22 @@ const formatRun = (run: Simulation, scenario: Scenario): string => {
   ].join("\n")
 }
 
+/**
+ * The timeline is drawn as SVG, and only SVG is written: a file named for another format would
+ * hold SVG under a misleading name, so it is refused before anything runs (any SVG viewer or
+ * converter, e.g. `rsvg-convert -o run.png run.svg`, makes a PNG of it).
+ */
+export const checkTimelineFile = (file: string): Effect.Effect<void, CliFailure> => {
+  const extension = /\.([^./\\]+)$/.exec(file)?.[1]
+  if (extension?.toLowerCase() === "svg") return Effect.void
+  const stem = extension === undefined ? file : file.slice(0, -extension.length - 1)
+  return Effect.fail(
+    invalidInput(
+      `--timeline: ${file}: the timeline is an SVG picture, so name a file ending in .svg (e.g. ${stem}.svg), and convert it if you need another format (rsvg-convert -o ${stem}.png ${stem}.svg makes a PNG)`
+    )
+  )
+}
+
 /** How `simulate` and `demo` run a scenario. */
 export interface ScenarioRunOptions {
   /** Print one JSON object instead of the readable summary (and no progress). */
@@ -274,6 +290,7 @@ export interface ScenarioRunOptions {
  */
 export const runScenario = (scenario: Scenario, options: ScenarioRunOptions): Effect.Effect<Simulation, CliFailure> =>
   Effect.gen(function* () {
+    if (Option.isSome(options.timeline)) yield* checkTimelineFile(options.timeline.value)
     const console = yield* Console.Console
     const showProgress = !options.json && process.stderr.isTTY === true
     const run = yield* runOnVirtualTime(
@@ -352,7 +369,7 @@ export const jsonFlag = Flag.Boolean("json").pipe(
 export const timelineFlag = Flag.String("timeline").pipe(
   Flag.withMetavar("FILE.svg"),
   Flag.withDescription(
-    "Also draw the run as a timeline picture (standalone SVG): a lane per device of both groups with its states and arcs, the phases, the downtime window, and any P2P violation"
+    "Also draw the run as a timeline picture, a standalone SVG (the file name must end in .svg): a lane per device of both groups with its states and arcs, the phases, the downtime window, and any P2P violation"
   ),
   Flag.optional
 )

@@ -1,4 +1,6 @@
-import { readFile } from "node:fs/promises"
+import { readFile, stat } from "node:fs/promises"
+import { dirname } from "node:path"
+import { describeIssue } from "@lockstep/coordinator"
 import { flagNames, type State } from "@lockstep/fsm"
 import { makeSimDevice, SimDeviceConfig } from "@lockstep/sim"
 import {
@@ -14,7 +16,7 @@ import {
 } from "@lockstep/vfio-user"
 import { Console, Effect, Option, Schema } from "effect"
 import { Command, Flag } from "effect/cli"
-import { CliFailure, invalidInput } from "./CliFailure.js"
+import { type CliFailure, invalidInput, operationFailed } from "./CliFailure.js"
 
 /** The id of the device `serve` exposes: it names the device in errors and seeds its memory. */
 const servedDeviceId = "sim0"
@@ -28,15 +30,7 @@ const pciRegionNames: ReadonlyArray<string> = ["BAR0", "BAR1", "BAR2", "BAR3", "
 const socketFlag = (description: string) =>
   Flag.String("socket").pipe(Flag.withMetavar("PATH"), Flag.withDescription(description))
 
-const operationFailed = (text: string): CliFailure => new CliFailure({ text, exitCode: 1 })
-
 const reasonOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
-
-const indent = (text: string): string =>
-  text
-    .split("\n")
-    .map((line) => `  ${line}`)
-    .join("\n")
 
 const decodeSimConfig = Schema.decodeUnknownEffect(SimDeviceConfig)
 
@@ -59,9 +53,13 @@ const loadSimConfig = (file: string): Effect.Effect<SimDeviceConfig, CliFailure>
       try: () => JSON.parse(text),
       catch: (cause) => invalidInput(`${file}: the device file is not valid JSON: ${reasonOf(cause)}`)
     })
-    return yield* decodeSimConfig(json, { errors: "all", onExcessProperty: "error" }).pipe(
+    return yield* decodeSimConfig(json, { errors: "all", onExcessProperty: "error", reportInput: true }).pipe(
       Effect.mapError((error) =>
-        invalidInput(`${file}: not a valid simulated device configuration:\n${indent(error.message)}`)
+        invalidInput(
+          `${file}: not a valid simulated device configuration:\n${describeIssue(error.issue)
+            .map((p) => `  ${p.path === "" ? "" : `${p.path}: `}${p.reason}`)
+            .join("\n")}`
+        )
       )
     )
   })
@@ -84,6 +82,29 @@ const listenFailed = (error: ListenFailed): CliFailure =>
       : error.message
   )
 
+/**
+ * The socket's directory exists and is a directory: checked first, because binding a socket in
+ * a missing directory fails with EACCES, which reads as a permission problem.
+ */
+const checkSocketDirectory = (socket: string): Effect.Effect<void, CliFailure> => {
+  const directory = dirname(socket)
+  return Effect.tryPromise({
+    try: () => stat(directory),
+    catch: (cause) =>
+      cause instanceof Error && "code" in cause && cause.code === "ENOENT"
+        ? invalidInput(
+            `--socket: the directory ${directory} does not exist; create it, or give a socket path in an existing directory`
+          )
+        : operationFailed(`--socket: cannot use the directory ${directory}: ${reasonOf(cause)}`)
+  }).pipe(
+    Effect.flatMap((info) =>
+      info.isDirectory()
+        ? Effect.void
+        : Effect.fail(invalidInput(`--socket: ${directory} is not a directory; give a socket path in a directory`))
+    )
+  )
+}
+
 const serveCommand = Command.make(
   "serve",
   {
@@ -102,6 +123,7 @@ const serveCommand = Command.make(
         onNone: () => Effect.succeed<SimDeviceConfig>({}),
         onSome: loadSimConfig
       })
+      yield* checkSocketDirectory(config.socket)
       const device = yield* makeSimDevice(servedDeviceId, simConfig).pipe(
         Effect.mapError((error) => invalidInput(error.message))
       )

@@ -93,8 +93,8 @@ describe("lockstep vfio-user", () => {
     const r = await runCli("vfio-user", "serve", "--socket", socket, "--sim", fixture("misspelt-device.json"))
     expect(r.exitCode).toBe(2)
     expect(r.stderr).toContain("not a valid simulated device configuration")
-    expect(r.stderr).toContain('["statesize"]')
-    expect(r.stderr).toContain('["flags"][1]')
+    expect(r.stderr).toContain("  statesize: unexpected key\n")
+    expect(r.stderr).toContain('  flags[1]: unknown flag "NDMA"')
     expect(existsSync(socket)).toBe(false)
   })
 
