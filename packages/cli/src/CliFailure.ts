@@ -1,18 +1,7 @@
 import { Data, Runtime } from "effect"
+import { ExitCode, type FailureExitCode } from "./ExitCode.js"
 
-/**
- * The exit codes of `lockstep` (the README's CLI section lists them):
- * - 0: done (for `check`, also when the group is not migratable: the verdict is the output);
- * - 1: the operation failed (a migration that failed and rolled back, a refused transition,
- *   a server that cannot be reached);
- * - 2: invalid input or usage (a bad file, value or flag); nothing was touched;
- * - 70: an internal error, a defect in Lockstep (printed with its cause and a hint to report it);
- * - 130 / 143: stopped by SIGINT / SIGTERM, after rolling back what the command was moving.
- */
-export const ExitCode = { failed: 1, invalidInput: 2, defect: 70, SIGINT: 130, SIGTERM: 143 } as const
-
-/** One of the exit codes a failure carries. */
-export type FailureExitCode = (typeof ExitCode)[keyof typeof ExitCode]
+export { ExitCode, type FailureExitCode } from "./ExitCode.js"
 
 /**
  * A failure the CLI explains to the user: it carries the sentence to print (what went wrong,

@@ -1,6 +1,7 @@
 import { Cause, Console, Effect, type Layer, Option, Result } from "effect"
 import { CliError, CliOutput } from "effect/cli"
-import { CliFailure, ExitCode, type FailureExitCode } from "./CliFailure.js"
+import { CliFailure } from "./CliFailure.js"
+import { ExitCode, errorJson, type FailureExitCode, wantsJson } from "./ExitCode.js"
 
 /*
  * How a run of `lockstep` ends, for every command alike (the rule, written once):
@@ -15,25 +16,6 @@ import { CliFailure, ExitCode, type FailureExitCode } from "./CliFailure.js"
  * A command plugs in by failing with `CliFailure` (`invalidInput`, `operationFailed`); it needs
  * no code of its own to report.
  */
-
-/** The `_tag` of the JSON error object, by exit code. */
-const jsonTag: Readonly<Record<FailureExitCode, string>> = {
-  [ExitCode.failed]: "OperationFailed",
-  [ExitCode.invalidInput]: "InvalidInput",
-  [ExitCode.defect]: "InternalError",
-  [ExitCode.SIGINT]: "Interrupted",
-  [ExitCode.SIGTERM]: "Interrupted"
-}
-
-/** Whether the user asked for JSON output: `--json` before any `--` that ends the flags. */
-export const wantsJson = (args: ReadonlyArray<string>): boolean => {
-  const end = args.indexOf("--")
-  return (end === -1 ? args : args.slice(0, end)).includes("--json")
-}
-
-/** The JSON error object printed under `--json`. */
-export const errorJson = (exitCode: FailureExitCode, message: string): string =>
-  JSON.stringify({ ok: false, exitCode, error: { _tag: jsonTag[exitCode], message } })
 
 /** A parser error in one line: its "Did you mean" block folded into the sentence. */
 const usageText = (error: CliError.CliError): string => {

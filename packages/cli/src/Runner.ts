@@ -1,5 +1,6 @@
 import { NodeServices } from "@effect/platform-node"
-import { Context, Effect, Runtime } from "effect"
+import { Cause, Context, Effect, Exit, Runtime } from "effect"
+import { errorJson, wantsJson } from "./ExitCode.js"
 import { main } from "./Main.js"
 import { makeSignals, Signals, type StopSignal, signalExitCode, stopBoundMs } from "./Signals.js"
 
@@ -48,6 +49,10 @@ export const runMain = (args: ReadonlyArray<string>): void => {
   process.on("SIGTERM", onSignal)
   fiber.addObserver((exit) => {
     clearInterval(keepAlive)
+    // Interrupted as a whole (no command held the signal): nothing was in flight, but --json
+    // still owes its one object.
+    if (first !== undefined && Exit.isFailure(exit) && Cause.hasInterruptsOnly(exit.cause) && wantsJson(args))
+      process.stdout.write(`${errorJson(signalExitCode[first], `${first}: stopped; nothing was in flight`)}\n`)
     Runtime.defaultTeardown(exit, (code) => {
       process.exitCode = code
       // Failed, or stopped by a signal: exit now, even if a socket or timer would keep the loop alive.

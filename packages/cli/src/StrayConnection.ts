@@ -39,6 +39,10 @@ export const strangerReason = (error: MigrationFailed): string | undefined => {
       return undefined
     case "WrongMagic":
       return describeBytes(cause.found)
+    case "Truncated":
+      return cause.offset === 0 && cause.inside === "preamble"
+        ? "it closed the connection without sending a manifest"
+        : `it hung up in the middle of its first message (${cause.message})`
     case "ProtocolViolation":
       return cause.got === "the end of the stream"
         ? "it closed the connection without sending a manifest"
