@@ -133,7 +133,8 @@ export const makeMigrationTimeline = (source: SimulatedGroup, destination: Simul
       ...extra.map((e) => (e._tag === "Mark" ? e.at : e.to))
     )
     const end = last + Math.max(1, (last - start) * 0.03)
-    const inputs = (["source", "destination"] as const).map((side) => [side, recorders[side].toInput({ end })] as const)
+    const sides = ["source", "destination"] as const
+    const inputs = sides.map((side) => [side, recorders[side].toInput({ end })] as const)
     const merged: TimelineInput = {
       devices: inputs.flatMap(([side, input]) => input.devices.map((d) => ({ ...d, id: lanePrefix[side] + d.id }))),
       entries: [
@@ -143,7 +144,17 @@ export const makeMigrationTimeline = (source: SimulatedGroup, destination: Simul
       start,
       end,
       title,
-      invariantChecked: true
+      invariantChecked: true,
+      p2p: {
+        domains: sides.flatMap((side) =>
+          groups[side].group.topology.domains.map((d) => d.members.map((id) => lanePrefix[side] + id))
+        ),
+        edges: sides.flatMap((side) =>
+          groups[side].group.topology.explicitEdges.map(
+            ([initiator, target]) => [lanePrefix[side] + initiator, lanePrefix[side] + target] as const
+          )
+        )
+      }
     }
     return renderTimelineSvg(merged, { width: 1400 })
   }

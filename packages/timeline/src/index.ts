@@ -13,6 +13,7 @@ export type {
   ArcSpan,
   CorruptingWrites,
   Mark,
+  P2PTopology,
   Phase,
   PhaseEmphasis,
   Quarantine,
@@ -28,6 +29,7 @@ export type {
 } from "./TimelineInput.js"
 export {
   makeTimelineRecorder,
+  p2pOf,
   type RecordedDevice,
   type TimelineRecorder,
   type TimelineRecorderOptions,
