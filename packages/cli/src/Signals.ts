@@ -91,7 +91,8 @@ export const makeSignals = (onUnhandled: (signal: StopSignal) => void = () => {}
           Effect.sync(() => risks.push(risk)),
           () =>
             Effect.sync(() => {
-              risks.splice(risks.lastIndexOf(risk), 1)
+              const at = risks.lastIndexOf(risk)
+              if (at >= 0) risks.splice(at, 1)
             })
         ).pipe(Effect.asVoid)
     }

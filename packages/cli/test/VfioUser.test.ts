@@ -98,6 +98,15 @@ describe("lockstep vfio-user", () => {
     expect(existsSync(socket)).toBe(false)
   })
 
+  it("says that the socket's directory does not exist (not a permission problem), with exit code 2", async () => {
+    const socket = join(dir, "no-such-dir", "gpu0.sock")
+    const r = await runCli("vfio-user", "serve", "--socket", socket)
+    expect(r.exitCode).toBe(2)
+    expect(r.stderr).toBe(
+      `lockstep: --socket: the directory ${join(dir, "no-such-dir")} does not exist; create it, or give a socket path in an existing directory\n`
+    )
+  })
+
   it("refuses to take over a path that exists, with exit code 1", async () => {
     const socket = join(dir, "taken.sock")
     await writeFile(socket, "")
