@@ -1,5 +1,6 @@
 import {
   type DestinationSummary,
+  describeAssumedLengths,
   Journal,
   type MigrationFailed,
   migrateDestination,
@@ -11,8 +12,10 @@ import { TcpTransport, type Transport, type TransportError } from "@lockstep/str
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { CliFailure, invalidInput, operationFailed } from "./CliFailure.js"
+import { failureJson } from "./FailureReport.js"
 import { plural } from "./Format.js"
 import { progressLines } from "./Progress.js"
+import { refuseNotMigratable } from "./Refusal.js"
 import {
   destinationOptionsOf,
   formatBytes,
@@ -67,15 +70,6 @@ interface SideEnd<A> {
 const failureOf = <A>(exit: Exit.Exit<A, MigrationFailed> | undefined): MigrationFailed | undefined =>
   exit !== undefined && Exit.isFailure(exit) ? Option.getOrUndefined(Cause.findErrorOption(exit.cause)) : undefined
 
-const errorJson = (error: MigrationFailed) => ({
-  _tag: error._tag,
-  message: error.message,
-  side: error.side,
-  phase: error.phase,
-  origin: error.origin,
-  cause: error.cause._tag
-})
-
 /** The JSON of a side that failed or was interrupted. */
 const failedJson = <A>(end: SideEnd<A>): string => {
   const error = failureOf(end.exit)
@@ -83,7 +77,7 @@ const failedJson = <A>(end: SideEnd<A>): string => {
     ok: false,
     role: end.role,
     ...(end.interrupted === undefined ? {} : { interrupted: end.interrupted }),
-    ...(error === undefined ? {} : { error: errorJson(error) }),
+    ...(error === undefined ? {} : { error: failureJson(error) }),
     violations: end.violations,
     final: end.final
   })
@@ -164,6 +158,7 @@ const runDestination = (
   json: boolean
 ): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
+    yield* refuseNotMigratable(scenario, "destination", json, { role: "destination" })
     const console = yield* Console.Console
     const destination = yield* simulateSide(scenario, "destination")
     const listener = yield* TcpTransport.listen({ host: bind, port, ...(tls === undefined ? {} : { tls }) }).pipe(
@@ -305,6 +300,7 @@ const runSource = (
   json: boolean
 ): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
+    yield* refuseNotMigratable(scenario, "source", json, { role: "source" })
     const console = yield* Console.Console
     const source = yield* simulateSide(scenario, "source")
     let exit: Exit.Exit<SourceSummary, MigrationFailed> | undefined
@@ -349,6 +345,7 @@ const runSource = (
       return yield* reportUnsuccessful(end, json, "the connection to the destination", sourceHint(tls !== undefined))
     const s = exit.value
     const digests = yield* digestsOf(source)
+    const assumed = describeAssumedLengths(s.assumedStopCopyLengths)
     yield* Console.log(
       json
         ? JSON.stringify({
@@ -359,12 +356,14 @@ const runSource = (
             bytes: s.bytes,
             downtimeMs: s.downtimeMs,
             confirmed: s.confirmed,
+            ...(s.assumedStopCopyLengths.length === 0 ? {} : { assumedStopCopyLengths: s.assumedStopCopyLengths }),
             violations: end.violations,
             digests,
             final: end.final
           })
         : [
             `migrated ${s.migration}: ${plural(Object.keys(s.devices).length, "device")} in ${plural(s.rounds, "pre-copy round")}, ${formatBytes(s.bytes)}, downtime ${formatMs(s.downtimeMs)}${s.confirmed ? "" : " (the destination did not confirm)"}`,
+            ...(assumed === undefined ? [] : [`  ${assumed}`]),
             `  P2P violations: ${end.violations}`,
             `  source: ${formatStates(end.final)}`
           ].join("\n")

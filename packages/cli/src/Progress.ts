@@ -1,5 +1,5 @@
 import type { EventSink, MigrationEvent } from "@lockstep/migration"
-import { formatBytes, formatMs, formatStates } from "./Scenario.js"
+import { formatBytes, formatEstimateMs, formatMs, formatStates } from "./Scenario.js"
 
 /** Which side's events a progress display follows: both (a simulation), or one process's own. */
 export type ProgressOf = "both" | "source" | "destination"
@@ -41,7 +41,7 @@ export const progressLines = (print: (line: string) => void, of: ProgressOf = "b
             : `, waiting for the switchover-ack of ${event.unacknowledged.join(", ")}`
         say(
           event.at,
-          `pre-copy round ${event.round}: ${bytes}downtime estimate ${formatMs(Number(event.estimate.totalMs.toFixed(1)))} (limit ${formatMs(event.downtimeLimitMs)})${waiting}`
+          `pre-copy round ${event.round}: ${bytes}downtime estimate ${formatEstimateMs(event.estimate.totalMs)} (limit ${formatMs(event.downtimeLimitMs)})${waiting}`
         )
         return
       }

@@ -18,8 +18,10 @@ import { CliFailure, invalidInput } from "./CliFailure.js"
  *   "destination": {"sim": {"gpu1": {"stateSize": 131072}}}
  *                                      sim parameters that differ on the destination (merged over the device's)
  *   "migration": {"downtimeLimitMs", "bandwidthLimit", "maxRounds", "maxPrecopyMs", "onLimit",
- *                 "precopy", "concurrency", "errorPolicy", "chunkBytes", "peerTimeoutMs", "arcTimeoutMs"}
- *                                      migration options (see @lockstep/migration)
+ *                 "precopy", "ioConcurrency", "arcConcurrency", "errorPolicy", "chunkBytes",
+ *                 "peerTimeoutMs", "arcTimeoutMs"}
+ *                                      migration options (see @lockstep/migration); the old
+ *                                      "concurrency" is refused: it named one of two limits
  */
 
 const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
@@ -33,7 +35,8 @@ const MigrationSettings = Schema.Struct({
   maxPrecopyMs: Schema.optionalKey(NonNegative),
   onLimit: Schema.optionalKey(Schema.Literals(["switch", "abort"])),
   precopy: Schema.optionalKey(Schema.Boolean),
-  concurrency: Schema.optionalKey(AtLeastOne),
+  ioConcurrency: Schema.optionalKey(AtLeastOne),
+  arcConcurrency: Schema.optionalKey(AtLeastOne),
   errorPolicy: Schema.optionalKey(Schema.Literals(["reset", "quarantine"])),
   chunkBytes: Schema.optionalKey(AtLeastOne),
   peerTimeoutMs: Schema.optionalKey(Positive),
@@ -178,8 +181,16 @@ export const decodeScenario = (json: unknown, file: string): Effect.Effect<Scena
       ),
       ...Object.keys(overrides).map((id) => [`destination.sim.${id}`, id] as const)
     ].filter(([, id]) => !ids.has(id))
+    // The old key named one of two limits: say which to write instead of just "unexpected".
+    const oldConcurrency = isObject(json.migration) && Object.hasOwn(json.migration, "concurrency")
+    const keyProblems = Result.isFailure(decoded) ? describeIssue(decoded.failure.issue) : []
     const problems = [
-      ...(Result.isFailure(decoded) ? describeIssue(decoded.failure.issue).map(problemLine) : []),
+      ...keyProblems.filter((p) => !(oldConcurrency && p.path === "migration.concurrency")).map(problemLine),
+      ...(oldConcurrency
+        ? [
+            'migration.concurrency: ambiguous and no longer read: write "ioConcurrency" for the devices read or written at once, or "arcConcurrency" for the arcs in flight at once in a group transition'
+          ]
+        : []),
       ...(Result.isFailure(group) ? group.failure.problems.map(problemLine) : []),
       ...deviceProblems(json),
       ...Object.entries(overrides).flatMap(([id, sim]) => simProblems(`destination.sim.${id}`, sim)),
@@ -243,7 +254,8 @@ export const simCompatibility = (groups: ReadonlyArray<SimulatedGroup>): Compati
   })
 
 const sessionOptionsOf = (m: MigrationSettings) => ({
-  ...(m.concurrency === undefined ? {} : { concurrency: m.concurrency }),
+  ...(m.ioConcurrency === undefined ? {} : { ioConcurrency: m.ioConcurrency }),
+  ...(m.arcConcurrency === undefined ? {} : { arcConcurrency: m.arcConcurrency }),
   ...(m.errorPolicy === undefined ? {} : { errorPolicy: m.errorPolicy satisfies ErrorPolicy }),
   ...(m.peerTimeoutMs === undefined ? {} : { peerTimeoutMs: m.peerTimeoutMs }),
   ...(m.arcTimeoutMs === undefined ? {} : { arcTimeoutMs: m.arcTimeoutMs })
@@ -294,6 +306,10 @@ export const formatBytes = (bytes: number): string => {
 
 /** Milliseconds as a short text: `49.1 ms`. */
 export const formatMs = (ms: number): string => `${Number.isInteger(ms) ? ms : ms.toFixed(1)} ms`
+
+/** A downtime estimate: like `formatMs`, or `unbounded` when a stop-copy length is unknown. */
+export const formatEstimateMs = (ms: number): string =>
+  Number.isFinite(ms) ? formatMs(Number(ms.toFixed(1))) : "unbounded"
 
 /** States as `gpu0 RUNNING, gpu1 RUNNING`. */
 export const formatStates = (states: Readonly<Record<string, string>>): string =>
