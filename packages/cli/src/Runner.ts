@@ -21,13 +21,13 @@ export const runMain = (args: ReadonlyArray<string>): void => {
     if (first !== undefined) {
       const risk = manual.risk()
       say(
-        `${signal} again: exiting at once${risk === undefined ? "; nothing was in flight" : `, without finishing the rollback: ${risk}`}`
+        `second signal (${signal}): exiting at once${risk === undefined ? "; nothing was in flight" : `, without finishing the rollback: ${risk}`}`
       )
       process.exit(signalExitCode[signal])
     }
     first = signal
     const risk = manual.risk()
-    if (risk !== undefined) say(`${signal}: stopping and rolling back (${signal} again exits at once)`)
+    if (risk !== undefined) say(`${signal}: stopping and rolling back (a second signal exits at once)`)
     else say(`${signal}: stopping`)
     setTimeout(() => {
       const left = manual.risk()

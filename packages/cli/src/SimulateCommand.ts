@@ -392,7 +392,7 @@ export const simulateCommand = Command.make(
     })
 ).pipe(
   Command.withDescription(
-    "Simulate a whole live migration: a source and a destination group of simulated devices (from the scenario's group, with its faults and options) joined by an in-memory channel, on virtual time, so downtime figures are deterministic. Prints the rounds, bytes, downtime and final states, verifies every destination device against its source byte for byte, and counts P2P violations; on a terminal, progress goes to stderr as it runs. Exits 0 on success, 1 on a failed migration, 2 on invalid input."
+    "Simulate a whole live migration: a source and a destination group of simulated devices (from the scenario's group, with its faults and options) joined by an in-memory channel, on virtual time, so downtime figures are deterministic. Prints the rounds, bytes, downtime and final states, verifies every destination device against its source byte for byte, and counts P2P violations; on a terminal, progress goes to stderr as it runs. SIGINT or SIGTERM cancels the migration: both sides roll back and the final states are printed. Exits 0 on success, 1 on a failed migration, 2 on invalid input, 130 or 143 when stopped by a signal."
   ),
   Command.withShortDescription("Simulate a live migration between two simulated groups."),
   Command.withExamples(({ commandPath }) => [
