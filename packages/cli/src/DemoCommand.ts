@@ -1,7 +1,8 @@
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { decodeScenario } from "./Scenario.js"
-import { checkTimelineFile, jsonFlag, runScenario, timelineFlag } from "./SimulateCommand.js"
+import { jsonFlag, runScenario, timelineFlag } from "./SimulateCommand.js"
+import { checkTimelineFile } from "./TimelineFile.js"
 
 /**
  * The flagship scenario, built in so that `lockstep demo` needs no file: eight GPUs that all

@@ -9,11 +9,13 @@ import {
 } from "@lockstep/migration"
 import { memoryDigest, type SimulatedGroup } from "@lockstep/sim"
 import { TcpTransport, type Transport, type TransportError } from "@lockstep/stream"
+import { hasVfioDevice } from "@lockstep/vfio"
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { CliFailure, invalidInput, operationFailed } from "./CliFailure.js"
 import { failureJson } from "./FailureReport.js"
 import { plural } from "./Format.js"
+import { runLocal } from "./LocalMigration.js"
 import { progressLines } from "./Progress.js"
 import { refuseNotMigratable } from "./Refusal.js"
 import {
@@ -24,21 +26,31 @@ import {
   loadScenario,
   type Scenario,
   simCompatibility,
-  simulateSide,
   sourceOptionsOf,
-  statesOf,
   violationsOf
 } from "./Scenario.js"
+import { openSide, type Side, sideStates } from "./Sides.js"
 import { type StopSignal, signalExitCode, untilSignal } from "./Signals.js"
 import { strangerReason, tlsStrangerReason } from "./StrayConnection.js"
+import { checkTimelineFile } from "./TimelineFile.js"
 import { tlsOf } from "./TlsFiles.js"
 
-/** Every device's memory digest, as one JSON-ready record. */
-const digestsOf = (sim: SimulatedGroup): Effect.Effect<Record<string, string>> =>
+/** Every device's memory digest, as one JSON-ready record (simulated devices only: a kernel device's state is its driver's). */
+const digestsOf = (side: Side): Effect.Effect<Record<string, string>> =>
+  side._tag === "Simulated" ? simDigestsOf(side.runtime) : Effect.succeed({})
+
+const simDigestsOf = (sim: SimulatedGroup): Effect.Effect<Record<string, string>> =>
   Effect.map(
     Effect.forEach([...sim.devices.values()], (d) => Effect.map(memoryDigest(d), (digest) => [d.id, digest] as const)),
     (rows) => Object.fromEntries(rows)
   )
+
+/** P2P violations a simulated side's fabric saw; a kernel side has no fabric (the kernel's log is its record). */
+const violationsOfSide = (side: Side): Effect.Effect<number | undefined> =>
+  side._tag === "Simulated" ? violationsOf(side.runtime) : Effect.succeed(undefined)
+
+/** Compatibility data: the simulated devices' sizes; kernel devices bring none (their driver checks its data). */
+const compatibilityOfSide = (side: Side) => (side._tag === "Simulated" ? simCompatibility([side.runtime]) : undefined)
 
 const parsePort = (text: string): Effect.Effect<number, CliFailure> => {
   const port = Number(text)
@@ -63,7 +75,8 @@ interface SideEnd<A> {
   readonly role: Role
   readonly exit: Exit.Exit<A, MigrationFailed> | undefined
   readonly interrupted: StopSignal | undefined
-  readonly violations: number
+  /** P2P violations the fabric saw; `undefined` for kernel devices (no fabric watches them). */
+  readonly violations: number | undefined
   readonly final: Record<string, string>
 }
 
@@ -102,9 +115,12 @@ const interruptedText = <A>(end: SideEnd<A>, signal: StopSignal, waitingFor: str
               : `incomplete${error.recoveryProblem === undefined ? "" : ` (${error.recoveryProblem})`}`
           }`
         ]
-  return [head, ...recovery, `  P2P violations: ${end.violations}`, `  ${end.role}: ${formatStates(end.final)}`].join(
-    "\n"
-  )
+  return [
+    head,
+    ...recovery,
+    ...(end.violations === undefined ? [] : [`  P2P violations: ${end.violations}`]),
+    `  ${end.role}: ${formatStates(end.final)}`
+  ].join("\n")
 }
 
 /**
@@ -158,9 +174,11 @@ const runDestination = (
   json: boolean
 ): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
-    yield* refuseNotMigratable(scenario, "destination", json, { role: "destination" })
+    // A kernel group's flags come from its devices: it is checked once they are open (Sides).
+    if (!hasVfioDevice(scenario.documents.destination))
+      yield* refuseNotMigratable(scenario, "destination", json, { role: "destination" })
     const console = yield* Console.Console
-    const destination = yield* simulateSide(scenario, "destination")
+    const destination = yield* openSide(scenario, "destination")
     const listener = yield* TcpTransport.listen({ host: bind, port, ...(tls === undefined ? {} : { tls }) }).pipe(
       Effect.mapError((e) => listenFailed(bind, port, e))
     )
@@ -170,9 +188,9 @@ const runDestination = (
     let digests: Record<string, string> = {}
     let exit: Exit.Exit<DestinationSummary, MigrationFailed> | undefined
     const migrate = (transport: Transport) =>
-      migrateDestination(destination, transport, {
+      migrateDestination(destination.runtime, transport, {
         ...destinationOptionsOf(scenario.migration),
-        compatibility: simCompatibility([destination]),
+        compatibility: compatibilityOfSide(destination),
         ...(journal === undefined ? {} : { decisionJournal: Journal.file(journal) }),
         ...(showProgress(json) ? { onEvent: progressLines((line) => console.error(line), "destination") } : {}),
         beforeVote: Effect.map(digestsOf(destination), (d) => {
@@ -222,8 +240,8 @@ const runDestination = (
       role: "destination",
       exit,
       interrupted: ended._tag === "Interrupted" ? ended.signal : undefined,
-      violations: yield* violationsOf(destination),
-      final: yield* statesOf(destination)
+      violations: yield* violationsOfSide(destination),
+      final: yield* sideStates(destination)
     }
     if (end.interrupted !== undefined || exit === undefined || Exit.isFailure(exit))
       return yield* reportUnsuccessful(end, json, "the source", () => undefined)
@@ -244,7 +262,7 @@ const runDestination = (
           })
         : [
             `received migration ${s.migration}: ${formatBytes(s.bytes)}, validated in ${formatMs(s.validateMs)}, resumed in ${formatMs(s.resumeMs)}`,
-            `  P2P violations: ${end.violations}`,
+            ...(end.violations === undefined ? [] : [`  P2P violations: ${end.violations}`]),
             `  destination: ${formatStates(end.final)}`
           ].join("\n")
     )
@@ -300,9 +318,11 @@ const runSource = (
   json: boolean
 ): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
-    yield* refuseNotMigratable(scenario, "source", json, { role: "source" })
+    // A kernel group's flags come from its devices: it is checked once they are open (Sides).
+    if (!hasVfioDevice(scenario.documents.source))
+      yield* refuseNotMigratable(scenario, "source", json, { role: "source" })
     const console = yield* Console.Console
-    const source = yield* simulateSide(scenario, "source")
+    const source = yield* openSide(scenario, "source")
     let exit: Exit.Exit<SourceSummary, MigrationFailed> | undefined
     const run = Effect.scoped(
       Effect.gen(function* () {
@@ -311,9 +331,9 @@ const runSource = (
           timeout: 10_000,
           ...(tls === undefined ? {} : { tls })
         }).pipe(Effect.mapError((e) => connectFailed(address, tls !== undefined, e)))
-        yield* migrateSource(source, transport, {
+        yield* migrateSource(source.runtime, transport, {
           ...sourceOptionsOf(scenario.migration),
-          compatibility: simCompatibility([source]),
+          compatibility: compatibilityOfSide(source),
           journal: Journal.file(journal),
           ...(showProgress(json) ? { onEvent: progressLines((line) => console.error(line), "source") } : {})
         }).pipe(
@@ -338,8 +358,8 @@ const runSource = (
       role: "source",
       exit,
       interrupted: ended._tag === "Interrupted" ? ended.signal : undefined,
-      violations: yield* violationsOf(source),
-      final: yield* statesOf(source)
+      violations: yield* violationsOfSide(source),
+      final: yield* sideStates(source)
     }
     if (end.interrupted !== undefined || exit === undefined || Exit.isFailure(exit))
       return yield* reportUnsuccessful(end, json, "the connection to the destination", sourceHint(tls !== undefined))
@@ -364,11 +384,11 @@ const runSource = (
         : [
             `migrated ${s.migration}: ${plural(Object.keys(s.devices).length, "device")} in ${plural(s.rounds, "pre-copy round")}, ${formatBytes(s.bytes)}, downtime ${formatMs(s.downtimeMs)}${s.confirmed ? "" : " (the destination did not confirm)"}`,
             ...(assumed === undefined ? [] : [`  ${assumed}`]),
-            `  P2P violations: ${end.violations}`,
+            ...(end.violations === undefined ? [] : [`  P2P violations: ${end.violations}`]),
             `  source: ${formatStates(end.final)}`
           ].join("\n")
     )
-  })
+  }).pipe(Effect.scoped)
 
 const pemFlag = (name: string, description: string) =>
   Flag.String(name).pipe(Flag.withMetavar("PEM"), Flag.withDescription(description), Flag.optional)
@@ -381,6 +401,17 @@ export const migrateCommand = Command.make(
       Argument.withDescription(
         "The scenario both sides read (see lockstep simulate); each side builds its own group from it"
       )
+    ),
+    local: Flag.Boolean("local").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription(
+        "Run both sides in this process over an in-memory channel (same-host migration, as QEMU tests it): the scenario's source devices into its destination devices"
+      )
+    ),
+    timeline: Flag.String("timeline").pipe(
+      Flag.withMetavar("FILE.svg"),
+      Flag.withDescription("With --local: also draw the run as a timeline picture (standalone SVG)"),
+      Flag.optional
     ),
     listen: Flag.String("listen").pipe(
       Flag.withMetavar("PORT"),
@@ -416,10 +447,19 @@ export const migrateCommand = Command.make(
   },
   (config) =>
     Effect.gen(function* () {
-      if (Option.isSome(config.listen) === Option.isSome(config.connect))
-        return yield* invalidInput("give exactly one of --listen PORT (destination) and --connect HOST:PORT (source)")
+      const modes = [config.local, Option.isSome(config.listen), Option.isSome(config.connect)].filter((m) => m)
+      if (modes.length !== 1)
+        return yield* invalidInput(
+          "give exactly one of --local (both sides here), --listen PORT (destination) and --connect HOST:PORT (source)"
+        )
+      if (Option.isSome(config.timeline) && !config.local)
+        return yield* invalidInput("--timeline goes with --local, where both sides run in this process")
       const tls = yield* tlsOf({ cert: config.tlsCert, key: config.tlsKey, ca: config.tlsCa })
       const scenario = yield* loadScenario(config.file)
+      if (config.local) {
+        if (Option.isSome(config.timeline)) yield* checkTimelineFile(config.timeline.value)
+        return yield* runLocal(scenario, { json: config.json, timeline: config.timeline })
+      }
       const journal = Option.getOrUndefined(config.journal)
       if (Option.isSome(config.listen)) {
         const port = yield* parsePort(config.listen.value)
@@ -430,10 +470,11 @@ export const migrateCommand = Command.make(
     })
 ).pipe(
   Command.withDescription(
-    "Run one side of a live migration between simulated groups as its own process, over TCP (optionally mutual TLS): the destination listens, the source connects. Both build their group from the same scenario (see lockstep simulate), on real time. The source records its commit decision in a journal file. A waiting destination refuses connections that are not a Lockstep source (a probe, a wrong certificate) and keeps waiting. On a terminal, progress goes to stderr. SIGINT or SIGTERM cancels the migration: each side rolls back, prints its final states and exits 130 or 143 (a second signal exits at once). Exits 0 on success, 1 on a failed migration, 2 on invalid input."
+    'Run a live migration on real time: one side as its own process over TCP (optionally mutual TLS), the destination listening and the source connecting, or both sides in this process over an in-memory channel (--local). Both build their group from the same scenario (see lockstep simulate): simulated devices, or devices bound to kernel VFIO drivers ("vfio": {"sysfsdev": …}, the destination\'s own under "destination": {"devices": …}). The source records its commit decision in a journal file (in memory with --local). A waiting destination refuses connections that are not a Lockstep source (a probe, a wrong certificate) and keeps waiting. On a terminal, progress goes to stderr. SIGINT or SIGTERM cancels the migration: each side rolls back, prints its final states and exits 130 or 143 (a second signal exits at once). Exits 0 on success, 1 on a failed migration, 2 on invalid input.'
   ),
-  Command.withShortDescription("Run the source or the destination of a migration over TCP."),
+  Command.withShortDescription("Run a migration on real time: both sides here, or one side over TCP."),
   Command.withExamples(({ commandPath }) => [
+    { command: `${commandPath.join(" ")} --local scenario.json --json`, description: "Both sides in this process" },
     { command: `${commandPath.join(" ")} --listen 7300 scenario.json`, description: "The destination" },
     {
       command: `${commandPath.join(" ")} --connect 127.0.0.1:7300 --journal /var/lib/lockstep/journal.json scenario.json`,

@@ -17,6 +17,9 @@ import { CliFailure, invalidInput } from "./CliFailure.js"
  *                                      fault plans per side and device, replacing the device's sim.faults
  *   "destination": {"sim": {"gpu1": {"stateSize": 131072}}}
  *                                      sim parameters that differ on the destination (merged over the device's)
+ *   "destination": {"devices": {"gpu1": {"vfio": {"sysfsdev": "/sys/bus/pci/devices/0000:02:00.0"}}}}
+ *                                      the destination device's backend keys, as a group file's device has them
+ *                                      (they replace the source's): a kernel device migrates into another one
  *   "migration": {"downtimeLimitMs", "bandwidthLimit", "maxRounds", "maxPrecopyMs", "onLimit",
  *                 "precopy", "ioConcurrency", "arcConcurrency", "errorPolicy", "chunkBytes",
  *                 "peerTimeoutMs", "arcTimeoutMs"}
@@ -59,7 +62,8 @@ const ScenarioKeys = Schema.Struct({
   ),
   destination: Schema.optionalKey(
     Schema.Struct({
-      sim: Schema.optionalKey(Schema.Record(Schema.String, Schema.Record(Schema.String, Schema.Unknown)))
+      sim: Schema.optionalKey(Schema.Record(Schema.String, Schema.Record(Schema.String, Schema.Unknown))),
+      devices: Schema.optionalKey(Schema.Record(Schema.String, Schema.Record(Schema.String, Schema.Unknown)))
     })
   ),
   migration: Schema.optionalKey(MigrationSettings)
@@ -95,6 +99,21 @@ const patchDevices = (doc: Json, patch: (id: string, sim: Json) => Json): Json =
 })
 
 /**
+ * The document as it is checked before any device is opened: a kernel device's flags come from
+ * the kernel when it is opened, so until then one that declares none is checked as having
+ * STOP_COPY alone (every migratable device has it).
+ */
+const withKernelFlags = (doc: Json): Json =>
+  Array.isArray(doc.devices)
+    ? {
+        ...doc,
+        devices: doc.devices.map((d: unknown) =>
+          isObject(d) && d.vfio !== undefined && d.flags === undefined ? { ...d, flags: ["STOP_COPY"] } : d
+        )
+      }
+    : doc
+
+/**
  * Reads a scenario file. Everything wrong with it is the user's to fix: exit code 2, with the
  * file name and what is wrong (unknown keys included, so a misspelt setting never silently
  * falls back to its default).
@@ -118,7 +137,7 @@ export const loadScenario = (file: string): Effect.Effect<Scenario, CliFailure> 
   })
 
 /** The keys a scenario device may have: the group's own, and its simulation parameters. */
-const deviceKeys: ReadonlySet<string> = new Set(["id", "kind", "flags", "sim", "vfioUser"])
+const deviceKeys: ReadonlySet<string> = new Set(["id", "kind", "flags", "sim", "vfioUser", "vfio"])
 
 const decodeSimStrictly = Schema.decodeUnknownResult(SimDeviceConfig)
 const strict = { errors: "all", onExcessProperty: "error", reportInput: true } as const
@@ -169,7 +188,7 @@ export const decodeScenario = (json: unknown, file: string): Effect.Effect<Scena
     if (!isObject(json)) return yield* invalidInput(`${file}: a scenario is a JSON object`)
     const decoded = decodeKeys(json, strict)
     const keys = Result.isSuccess(decoded) ? decoded.success : undefined
-    const group = yield* Effect.result(decodeGroup(json))
+    const group = yield* Effect.result(decodeGroup(withKernelFlags(json)))
     const ids = deviceIdsOf(json)
     // Read from the document itself, so these are reported even when other keys are wrong.
     const recordAt = (value: unknown, key: string): Json => (isObject(value) && isObject(value[key]) ? value[key] : {})
@@ -179,8 +198,16 @@ export const decodeScenario = (json: unknown, file: string): Effect.Effect<Scena
       ...Object.keys(recordAt(recordAt(json, "faults"), "destination")).map(
         (id) => [`faults.destination.${id}`, id] as const
       ),
-      ...Object.keys(overrides).map((id) => [`destination.sim.${id}`, id] as const)
+      ...Object.keys(overrides).map((id) => [`destination.sim.${id}`, id] as const),
+      ...Object.keys(recordAt(recordAt(json, "destination"), "devices")).map(
+        (id) => [`destination.devices.${id}`, id] as const
+      )
     ].filter(([, id]) => !ids.has(id))
+    // A kernel device migrates into another kernel device: the destination must name its own.
+    const backends = keys?.destination?.devices ?? {}
+    const shared = Result.isSuccess(group)
+      ? group.success.devices.filter((d) => d.vfio !== undefined && backends[d.id]?.vfio === undefined)
+      : []
     // The old key named one of two limits: say which to write instead of just "unexpected".
     const oldConcurrency = isObject(json.migration) && Object.hasOwn(json.migration, "concurrency")
     const keyProblems = Result.isFailure(decoded) ? describeIssue(decoded.failure.issue) : []
@@ -194,7 +221,11 @@ export const decodeScenario = (json: unknown, file: string): Effect.Effect<Scena
       ...(Result.isFailure(group) ? group.failure.problems.map(problemLine) : []),
       ...deviceProblems(json),
       ...Object.entries(overrides).flatMap(([id, sim]) => simProblems(`destination.sim.${id}`, sim)),
-      ...named.map(([path, id]) => `${path}: unknown device "${id}"`)
+      ...named.map(([path, id]) => `${path}: unknown device "${id}"`),
+      ...shared.map(
+        (d) =>
+          `destination.devices.${d.id}: missing; a kernel device migrates into another kernel device: name it as {"vfio": {"sysfsdev": …}}`
+      )
     ]
     if (problems.length > 0 || keys === undefined)
       return yield* invalidInput(`${file}: not a valid scenario:\n  ${problems.join("\n  ")}`)
@@ -206,7 +237,17 @@ export const decodeScenario = (json: unknown, file: string): Effect.Effect<Scena
         const plan = isObject(faults) && isObject(faults[role]) ? faults[role][id] : undefined
         return plans[id] === undefined ? {} : { faults: plan }
       }
-      return patchDevices(groupKeys, (id, sim) => ({ ...sim, ...overrides[id], ...faultsOf(id) }))
+      const backend = role === "destination" ? backends : {}
+      const own =
+        isObject(groupKeys) && Array.isArray(groupKeys.devices)
+          ? {
+              ...groupKeys,
+              devices: groupKeys.devices.map((d: unknown) =>
+                isObject(d) && typeof d.id === "string" && backend[d.id] !== undefined ? { ...d, ...backend[d.id] } : d
+              )
+            }
+          : groupKeys
+      return patchDevices(own, (id, sim) => ({ ...sim, ...overrides[id], ...faultsOf(id) }))
     }
     return {
       file,

@@ -39,7 +39,7 @@ describe("lockstep simulate: scenario keys", () => {
       [
         `lockstep: ${file}: not a valid scenario:`,
         "  devices[0].sim.arcLatencyMS: unexpected key",
-        "  devices[1].simm: unexpected key; a device has id, kind, flags, sim, vfioUser",
+        "  devices[1].simm: unexpected key; a device has id, kind, flags, sim, vfioUser, vfio",
         "  devices[2].sim.dirtyBytesPerSecnd: unexpected key",
         "  destination.sim.gpu1.stateSze: unexpected key",
         ""
