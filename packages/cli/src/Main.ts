@@ -2,6 +2,7 @@ import { Effect } from "effect"
 import { Command } from "effect/cli"
 import { checkCommand } from "./CheckCommand.js"
 import { demoCommand } from "./DemoCommand.js"
+import { fleetCommand } from "./FleetCommand.js"
 import { fsmCommand } from "./FsmCommand.js"
 import { migrateCommand } from "./MigrateCommand.js"
 import { presenterLayer, reportFailure } from "./Outcome.js"
@@ -23,6 +24,7 @@ export const lockstep = Command.make("lockstep").pipe(
     migrateCommand,
     fsmCommand,
     vfioUserCommand,
+    fleetCommand,
     vfioCommand
   ])
 )
