@@ -96,3 +96,18 @@ export const validEdgesOf = (
  */
 export const blockersOf = (devices: ReadonlyArray<ModelDevice>, edges: ReadonlyArray<ModelEdge>): Array<string> =>
   devices.filter((d) => (d.flags & 2) === 0 && edges.some(([a]) => a === d.id)).map((d) => d.id)
+
+/** A group as the model sees it: its devices and the edges its description gives. */
+export interface ModelGroup {
+  readonly devices: ReadonlyArray<ModelDevice>
+  readonly edges: ReadonlyArray<ModelEdge>
+}
+
+/** The model's view of a valid group description (as `decodeGroup` takes it). */
+export const modelGroup = (doc: {
+  readonly devices: ReadonlyArray<ModelDevice>
+  readonly topology?: ModelTopology
+}): ModelGroup => ({
+  devices: doc.devices.map((d) => ({ id: d.id, kind: d.kind, flags: d.flags })),
+  edges: validEdgesOf(doc.devices, doc.topology)
+})

@@ -9,7 +9,9 @@ export {
   edgesOf,
   type ModelDevice,
   type ModelEdge,
+  type ModelGroup,
   type ModelTopology,
+  modelGroup,
   validEdgesOf
 } from "./Edges.js"
 export {
