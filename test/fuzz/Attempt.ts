@@ -9,10 +9,10 @@ import {
   type TransitionReport,
   transition
 } from "@lockstep/coordinator"
-import { runOnVirtualTime, type SimEvent, type SimulatedGroup } from "@lockstep/sim"
+import { runOnVirtualTime, type SimEvent } from "@lockstep/sim"
 import { Effect, type Exit, Fiber } from "effect"
 import { TestClock } from "effect/testing"
-import { type Attempt, realStates } from "./Oracle.js"
+import { type Attempt, type Observed, realStates } from "./Oracle.js"
 
 /**
  * Running one group transition for the oracle: the coordinator's `transition` on simulated devices,
@@ -55,11 +55,11 @@ export const virtualTimeDrive =
 export type AttemptOptions = TransitionOptions & { readonly errorPolicy: ErrorPolicy }
 
 /**
- * Runs one transition of `sim` through `runtime` (the simulated devices, or decorators over
+ * Runs one transition of the observed group through `runtime` (its devices, or decorators over
  * them) and records everything the oracle needs.
  */
 export const attempt = (
-  sim: SimulatedGroup,
+  sim: Observed,
   runtime: GroupRuntime,
   request: StateAssignment,
   options: AttemptOptions,
@@ -74,17 +74,15 @@ export const attempt = (
     const eventSeq: Array<number> = []
     const violationSeq: Array<number> = []
     let rollbackAt: number | undefined
-    const before = sim.fabric.violations().length
+    const before = sim.violations().length
     // The fabric records a violation before the observers hear of the event that began it.
-    const stops = [...sim.devices.values()].map((d) =>
-      d.observe((e) => {
-        log.push(e)
-        logSeq.push(seq)
-        const opened = sim.fabric.violations().length - before
-        while (violationSeq.length < opened) violationSeq.push(seq)
-        seq++
-      })
-    )
+    const stop = sim.observe((e) => {
+      log.push(e)
+      logSeq.push(seq)
+      const opened = sim.violations().length - before
+      while (violationSeq.length < opened) violationSeq.push(seq)
+      seq++
+    })
     const { exit, interrupted } = yield* drive(
       transition(runtime, request, {
         ...options,
@@ -92,16 +90,11 @@ export const attempt = (
           events.push(e)
           eventSeq.push(seq++)
           if (e._tag === "RollbackBegun") rollbackAt = log.length
+          options.onEvent?.(e)
         }
       })
-    ).pipe(
-      Effect.ensuring(
-        Effect.sync(() => {
-          for (const stop of stops) stop()
-        })
-      )
-    )
-    yield* sim.fabric.settle
+    ).pipe(Effect.ensuring(Effect.sync(stop)))
+    yield* sim.settle
     return {
       request,
       policy: options.errorPolicy,
@@ -114,7 +107,7 @@ export const attempt = (
       eventSeq,
       exit,
       interrupted,
-      violations: sim.fabric.violations().slice(before),
+      violations: sim.violations().slice(before),
       violationSeq
     }
   })

@@ -15,7 +15,7 @@ import {
   rollbackCombinationArb
 } from "./Arbitraries.js"
 import { attempt, virtualTimeDrive } from "./Attempt.js"
-import { type Attempt, describeProblems, judge } from "./Oracle.js"
+import { type Attempt, describeProblems, judge, observeSim } from "./Oracle.js"
 import { type FuzzStats, runDone } from "./Replay.js"
 
 /**
@@ -93,7 +93,8 @@ const migratabilityProblems = (report: Migratability.Report, model: ModelGroup):
   if (report.migratable !== (expected.length === 0)) problems.push(`migratable is ${report.migratable}`)
   for (const b of report.blockers) {
     const targets = model.edges.filter(([a]) => a === b.device)
-    if (b.edgeCount !== targets.length) problems.push(`${b.device}: edgeCount ${b.edgeCount}, expected ${targets.length}`)
+    if (b.edgeCount !== targets.length)
+      problems.push(`${b.device}: edgeCount ${b.edgeCount}, expected ${targets.length}`)
     for (const [a, t] of b.edges)
       if (a !== b.device || !targets.some(([, u]) => u === t)) problems.push(`${b.device}: no edge ${a} → ${t}`)
   }
@@ -117,7 +118,9 @@ const planProblems = (model: ModelGroup, a: Attempt): Array<string> => {
     }
     const expected = verdict.paths[d.id] ?? []
     if (walked.length !== arcs.length + 1 || walked.join() !== expected.join())
-      problems.push(`the plan walks ${d.id} ${walked.join(" → ")} (${arcs.length} arcs), the kernel ${expected.join(" → ")}`)
+      problems.push(
+        `the plan walks ${d.id} ${walked.join(" → ")} (${arcs.length} arcs), the kernel ${expected.join(" → ")}`
+      )
   }
   return problems
 }
@@ -141,13 +144,13 @@ export const runCampaignCase = (c: CampaignCase, stats: FuzzStats): Effect.Effec
     for (const step of c.steps) {
       const request = requestFor(step.request, group.devices)
       const a = yield* attempt(
-        sim,
+        observeSim(sim),
         sim,
         request,
         { errorPolicy: step.policy, arcTimeoutMs: step.arcTimeoutMs, concurrency: step.concurrency },
         virtualTimeDrive(step.interruptAtMs)
       )
-      const v = yield* judge(sim, model, a)
+      const v = yield* judge(observeSim(sim), model, a)
       stats.transitions++
       stats.faults += v.faultsFired
       if (a.interrupted) stats.interruptions++

@@ -17,7 +17,7 @@ import {
   rollbackCombinationArb
 } from "./Arbitraries.js"
 import { attempt, type Drive } from "./Attempt.js"
-import { describeProblems, judge } from "./Oracle.js"
+import { describeProblems, judge, observeSim } from "./Oracle.js"
 import { type FuzzStats, runDone } from "./Replay.js"
 
 /**
@@ -171,13 +171,13 @@ export const runInterleavingCase = (
     for (const [k, step] of c.steps.entries()) {
       const request = requestFor(step.request, group.devices)
       const a = yield* attempt(
-        sim,
+        observeSim(sim),
         runtime,
         request,
         { errorPolicy: step.policy, arcTimeoutMs, concurrency: c.concurrency },
         scheduledDrive(s, c.interrupt === k)
       )
-      const v = yield* judge(sim, model, a)
+      const v = yield* judge(observeSim(sim), model, a)
       stats.transitions++
       stats.faults += v.faultsFired
       if (a.interrupted) stats.interruptions++

@@ -15,7 +15,7 @@ import {
   requestSpecArb
 } from "./Arbitraries.js"
 import { attempt, virtualTimeDrive } from "./Attempt.js"
-import { describeProblems, judge, realStates } from "./Oracle.js"
+import { describeProblems, judge, observeSim, realStates } from "./Oracle.js"
 import { type FuzzStats, runDone } from "./Replay.js"
 
 /**
@@ -80,8 +80,8 @@ class Transition implements GroupCommand {
     const attempted = await real.run(
       Effect.gen(function* () {
         diverged("before the transition", model, yield* realStates(sim))
-        const a = yield* attempt(sim, sim, request, options, drive)
-        return { a, v: yield* judge(sim, model.group, a) }
+        const a = yield* attempt(observeSim(sim), sim, request, options, drive)
+        return { a, v: yield* judge(observeSim(sim), model.group, a) }
       })
     )
     const a = attempted.a

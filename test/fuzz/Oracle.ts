@@ -7,7 +7,14 @@ import type {
   TransitionReport
 } from "@lockstep/coordinator"
 import type { State } from "@lockstep/fsm"
-import { describeViolation, type InvariantViolation, type SimEvent, type SimulatedGroup } from "@lockstep/sim"
+import {
+  type DeviceStatus,
+  describeViolation,
+  type InvariantViolation,
+  type SimDevice,
+  type SimEvent,
+  type SimulatedGroup
+} from "@lockstep/sim"
 import { Cause, Effect, Exit, Result } from "effect"
 import {
   expectedAfterFailure,
@@ -15,8 +22,8 @@ import {
   hasSavingSession,
   judgeTransition,
   type ModelGroup,
-  quarantinedBy,
-  type Verdict as ModelVerdict
+  type Verdict as ModelVerdict,
+  quarantinedBy
 } from "../model/Model.js"
 
 /**
@@ -44,6 +51,35 @@ import {
  * - never more arcs in flight than the concurrency bound;
  * - nothing left behind: no arc in flight, and no data session open outside the states that have one.
  */
+
+/**
+ * A group as the oracle observes it: its devices' status and data sessions, every device event,
+ * and the invariant's violations as a fabric records them. Simulated groups are observed through
+ * their fabric; the exhaustive checker observes its own devices.
+ */
+export interface Observed {
+  /** The devices, in group order. */
+  readonly devices: ReadonlyMap<string, Pick<SimDevice, "status" | "read" | "write">>
+  /** Calls `listener` on every device event, synchronously, until the returned function is called. */
+  readonly observe: (listener: (event: SimEvent) => void) => () => void
+  /** Every violation so far, in the order they began. */
+  readonly violations: () => ReadonlyArray<InvariantViolation>
+  /** Brings the record up to now (lands the P2P writes due). */
+  readonly settle: Effect.Effect<void>
+}
+
+/** A simulated group, observed through its devices and its fabric. */
+export const observeSim = (sim: SimulatedGroup): Observed => ({
+  devices: sim.devices,
+  observe: (listener) => {
+    const stops = [...sim.devices.values()].map((d) => d.observe(listener))
+    return () => {
+      for (const stop of stops) stop()
+    }
+  },
+  violations: sim.fabric.violations,
+  settle: sim.fabric.settle
+})
 
 /** Everything observed of one transition attempt. */
 export interface Attempt {
@@ -183,10 +219,10 @@ const mostInFlight = (log: ReadonlyArray<SimEvent>): number => {
 }
 
 /** Probes every device: no arc in flight, no data session outside the states that have one. */
-const leftovers = (sim: SimulatedGroup): Effect.Effect<Array<string>> =>
+export const leftovers = (observed: Pick<Observed, "devices">): Effect.Effect<Array<string>> =>
   Effect.gen(function* () {
     const problems: Array<string> = []
-    for (const [id, device] of sim.devices) {
+    for (const [id, device] of observed.devices) {
       const status = yield* device.status
       if (status.inFlight !== undefined)
         problems.push(`${id}: arc ${status.inFlight.from} → ${status.inFlight.to} still in flight`)
@@ -256,10 +292,10 @@ const isFailed = (e: unknown): e is TransitionFailed =>
   (e as { readonly _tag?: unknown } | undefined)?._tag === "TransitionFailed"
 
 /** Judges an attempt on the simulated group against the model of the same group. */
-export const judge = (sim: SimulatedGroup, model: ModelGroup, a: Attempt): Effect.Effect<Verdict> =>
+export const judge = (observed: Observed, model: ModelGroup, a: Attempt): Effect.Effect<Verdict> =>
   Effect.gen(function* () {
-    const states = yield* realStates(sim)
-    const problems: Array<string> = yield* leftovers(sim)
+    const states = yield* realStates(observed)
+    const problems: Array<string> = yield* leftovers(observed)
     const verdict = judgeTransition(model.devices, model.edges, a.start, a.request)
     const faultsFired = a.log.filter(
       (e) =>
@@ -308,7 +344,8 @@ export const judge = (sim: SimulatedGroup, model: ModelGroup, a: Attempt): Effec
 
     if (error._tag === "Some" && isFailed(error.value)) {
       const failed = error.value
-      if (!verdict.possible) problems.push(`failed where the model says it should have been refused (${verdict.why._tag})`)
+      if (!verdict.possible)
+        problems.push(`failed where the model says it should have been refused (${verdict.why._tag})`)
       const real = differences(states, failed.finalStates)
       if (real.length > 0) problems.push(`finalStates are not the real states: ${real.join("; ")}`)
       if (differences(a.start, failed.startStates).length > 0)
@@ -344,15 +381,12 @@ export const judge = (sim: SimulatedGroup, model: ModelGroup, a: Attempt): Effec
     return done("interrupted", true, untouched ? a.start : target)
   })
 
-/** The real state of every device of a simulated group. */
-export const realStates = (sim: SimulatedGroup): Effect.Effect<Record<string, State>> =>
+/** The real state of every device of an observed group. */
+export const realStates = (observed: Pick<Observed, "devices">): Effect.Effect<Record<string, State>> =>
   Effect.map(
-    Effect.forEach(sim.group.devices, (d) => {
-      const device = sim.devices.get(d.id)
-      return device === undefined
-        ? Effect.succeed([d.id, "ERROR" as State] as const)
-        : Effect.map(device.status, (s) => [d.id, s.state] as const)
-    }),
+    Effect.forEach(observed.devices, ([id, device]) =>
+      Effect.map(device.status, (s: DeviceStatus) => [id, s.state] as const)
+    ),
     (rows) => Object.fromEntries(rows)
   )
 

@@ -181,8 +181,18 @@ export interface ModelArc {
   readonly to: State
 }
 
+const arcsByFlags = new Map<Flags, ReadonlyArray<ModelArc>>()
+
 /** Every direct arc a device with `flags` is ever asked for: the steps of every combination transition. */
 export const directArcs = (flags: Flags): ReadonlyArray<ModelArc> => {
+  const known = arcsByFlags.get(flags)
+  if (known !== undefined) return known
+  const arcs = deriveArcs(flags)
+  arcsByFlags.set(flags, arcs)
+  return arcs
+}
+
+const deriveArcs = (flags: Flags): ReadonlyArray<ModelArc> => {
   const seen = new Map<string, ModelArc>()
   for (const from of requestableStates)
     for (const to of requestableStates) {

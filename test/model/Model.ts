@@ -36,4 +36,6 @@ export {
   requestableStates,
   supports
 } from "./Kernel.js"
+export { expectedAfterMigration, type Owner } from "./Migration.js"
+export { type ArcGraph, checkPlanOrders, type OrdersChecked } from "./PlanOrders.js"
 export { expectedAfterFailure, type Policy, quarantinedBy, wayBack } from "./Rollback.js"

@@ -142,7 +142,8 @@ export const abortMessage = (phase: Phase, cause: MigrationCause): SessionMessag
 /**
  * Takes a destination group out of a failed migration: resets every device (the only way out of
  * RESUMING; a reset device has bus mastering off and starts no DMA), then parks the group in
- * STOP so that nothing of the failed migration ever runs. Under the quarantine policy a device
+ * STOP so that nothing of the failed migration ever runs (if parking fails, its rollback brings the
+ * devices back to RUNNING by a reset, never by an arc that would let them run). Under the quarantine policy a device
  * in ERROR is left for diagnosis and the group is not parked. Answers what went wrong, if anything.
  */
 export const resetAndPark = (runtime: GroupRuntime, o: ResolvedSessionOptions): Effect.Effect<string | undefined> =>
@@ -161,9 +162,24 @@ export const resetAndPark = (runtime: GroupRuntime, o: ResolvedSessionOptions): 
     if (failedResets.length > 0) return `reset failed: ${failedResets.join("; ")}`
     if (runtime.group.devices.some((d) => keep(d.id)))
       return "a device in ERROR is quarantined; the group was not parked"
-    const parked = yield* Effect.exit(stop(runtime, transitionOptions(o, "destination", "park", undefined)))
+    const parked = yield* Effect.exit(stop(inert(runtime), transitionOptions(o, "destination", "park", undefined)))
     return Exit.isFailure(parked) ? `parking in STOP failed: ${Cause.pretty(parked.cause)}` : undefined
   })
+
+/**
+ * The group's devices, for parking after a reset: a request to go back to RUNNING (what rolling
+ * back a failed park asks) is served by a reset. A reset device has bus mastering off and starts no
+ * DMA; an arc into RUNNING would let it run again, with whatever it had loaded.
+ */
+const inert = (runtime: GroupRuntime): GroupRuntime => ({
+  group: runtime.group,
+  devices: new Map(
+    [...runtime.devices].map(([id, device]) => [
+      id,
+      { ...device, setState: (to: State) => (to === "RUNNING" ? device.reset : device.setState(to)) }
+    ])
+  )
+})
 
 /** Milliseconds to the microsecond: virtual time and pacing make long fractions that mean nothing. */
 export const roundMs = (ms: number): number => Math.round(ms * 1000) / 1000

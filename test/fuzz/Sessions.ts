@@ -1,0 +1,124 @@
+import type { ErrorPolicy } from "@lockstep/coordinator"
+import type { Fault } from "@lockstep/sim"
+import { runOnVirtualTime } from "@lockstep/sim"
+import { Clock, Duration, Effect, Scheduler } from "effect"
+import { TestClock } from "effect/testing"
+import * as fc from "fast-check"
+import { type MigrationGroup, type Perturbation, prepareMigration, runPrepared } from "../exhaustive/Migrations.js"
+import { blockersOf, kernelPath, modelGroup } from "../model/Model.js"
+import { concurrencyArb, groupDocArb } from "./Arbitraries.js"
+import { type FuzzStats, runDone } from "./Replay.js"
+
+/**
+ * The migration sessions, fuzzed: a source and a destination session (`migrateSource`,
+ * `migrateDestination`) over an in-memory channel, with everything that waits for time
+ * (arcs landing, per-arc and peer timeouts, pacing) released in the order fast-check's scheduler
+ * picks; faults of every kind on either side (arcs failing where they were, at their target or into
+ * ERROR, hanging and perhaps landing anyway, corrupt or short data, failed reads and writes); and
+ * the channel cut after any number of messages in either direction. Every run is judged against
+ * the model (`test/exhaustive/Migrations.ts`): both sides end, one owner by the journal, every
+ * device where the model puts it for that owner, a committed destination equal to its source, the
+ * groups never both running, no ordering violation, no data session left open.
+ */
+
+/** One perturbed migration. */
+export interface SessionCase {
+  readonly group: MigrationGroup
+  readonly perturbation: Perturbation
+}
+
+export const sessionCaseArb: fc.Arbitrary<SessionCase> = fc
+  .tuple(
+    // Migratable groups only (a blocked one is refused before anything moves, and tested elsewhere).
+    groupDocArb({ maxDevices: 3, faultWeight: 3 }).filter((doc) => {
+      const model = modelGroup(doc)
+      return blockersOf(model.devices, model.edges).length === 0
+    }),
+    groupDocArb({ minDevices: 3, maxDevices: 3, faultWeight: 3 }),
+    fc.option(fc.record({ direction: fc.constantFrom("source" as const, "destination" as const), after: fc.nat(24) }), {
+      nil: undefined,
+      freq: 3
+    }),
+    // The reset policy only, for now: under quarantine the source's recovery cannot yet take the
+    // other devices back (it asks the quarantined one for RUNNING too). Issue 12 fixes it; then
+    // this draws `policyArb` (see Regressions.test.ts, "issue 12").
+    fc.constant<ErrorPolicy>("reset"),
+    fc.boolean(),
+    concurrencyArb
+  )
+  .map(([doc, other, cut, policy, precopy, arcConcurrency]): SessionCase => {
+    // The destination's faults come from a second draw, device by device, and count arcs from
+    // the migration's start: its devices first park in STOP (one or two arcs) before it begins.
+    const faults = (pick: (i: number) => ReadonlyArray<Fault> | undefined) =>
+      Object.fromEntries(doc.devices.map((d, i) => [d.id, pick(i) ?? []]))
+    const afterParking = (flags: number, plan: ReadonlyArray<Fault> | undefined): ReadonlyArray<Fault> => {
+      const walk = kernelPath(flags, "RUNNING", "STOP")
+      const parking = walk.ok ? walk.states.length - 1 : 0
+      return (plan ?? []).map((f) =>
+        f._tag === "FailArc" || f._tag === "HangArc" || f._tag === "LandOnInterrupt"
+          ? { ...f, nth: parking + (f.nth ?? 1) }
+          : f
+      )
+    }
+    return {
+      group: { devices: doc.devices.map((d) => ({ id: d.id, kind: d.kind, flags: d.flags })), topology: doc.topology },
+      perturbation: {
+        source: faults((i) => doc.devices[i]?.sim.faults),
+        destination: faults((i) => afterParking(doc.devices[i]?.flags ?? 1, other.devices[i]?.sim.faults)),
+        cut,
+        policy,
+        precopy,
+        arcConcurrency
+      }
+    }
+  })
+
+/** A clock whose every sleep waits for the scheduler: time moves one tick per released sleep. */
+const scheduledClock = (s: fc.Scheduler): Clock.Clock => {
+  // Later than anything the groups' preparation did on the test clock.
+  let ticks = 1_000_000
+  const sleep = (duration: Duration.Duration): Effect.Effect<void> =>
+    Effect.andThen(
+      Effect.promise(() => s.schedule(Promise.resolve(), `sleep ${Duration.toMillis(duration)} ms`)),
+      Effect.sync(() => {
+        ticks++
+      })
+    )
+  return {
+    currentTimeMillisUnsafe: () => ticks,
+    currentTimeMillis: Effect.sync(() => ticks),
+    currentTimeNanosUnsafe: () => BigInt(ticks) * 1_000_000n,
+    currentTimeNanos: Effect.sync(() => BigInt(ticks) * 1_000_000n),
+    monotonicTimeNanosUnsafe: () => BigInt(ticks) * 1_000_000n,
+    monotonicTimeNanos: Effect.sync(() => BigInt(ticks) * 1_000_000n),
+    sleep
+  }
+}
+
+/** The sessions property: every perturbed migration, in every order the scheduler picks, keeps the contract. */
+export const sessionsProperty = (stats: FuzzStats, provide: <A>(e: Effect.Effect<A>) => Effect.Effect<A>) =>
+  fc.asyncProperty(sessionCaseArb, fc.scheduler(), async (c, s) => {
+    // The groups are built (the destination parked) on the test clock; only the migration is scheduled.
+    const prepared = await Effect.runPromise(
+      provide(runOnVirtualTime(prepareMigration(c.group, c.perturbation))).pipe(Effect.provide(TestClock.layer()))
+    )
+    const program = runPrepared(prepared, c.perturbation).pipe(
+      Effect.provideService(Clock.Clock, scheduledClock(s)),
+      Effect.provideService(Scheduler.Scheduler, new Scheduler.MixedScheduler("sync"))
+    )
+    const run = s.waitFor(Effect.runPromise(provide(program)))
+    let timer: NodeJS.Timeout | undefined
+    const stuck = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error("deadlock: nothing left to schedule, and the migration has not ended")),
+        20_000
+      )
+    })
+    const result = await Promise.race([run, stuck]).finally(() => clearTimeout(timer))
+    runDone(stats)
+    stats.transitions++
+    stats.outcomes[`owner ${result.owner}`] = (stats.outcomes[`owner ${result.owner}`] ?? 0) + 1
+    if (c.perturbation.cut !== undefined) stats.interruptions++
+    stats.scheduledSteps += s.report().filter((t) => t.status !== "pending").length
+    if (result.problems.length > 0) throw new Error(result.problems.join("\n"))
+  })
