@@ -81,7 +81,13 @@ interface Simulated {
   readonly violations: number
   readonly rounds?: number
   readonly bytes?: number
-  readonly error?: { readonly _tag: string; readonly phase: string; readonly cause: string; readonly message: string }
+  readonly error?: {
+    readonly _tag: string
+    readonly phase?: string
+    readonly cause?: { readonly _tag: string }
+    readonly message: string
+    readonly blockers?: ReadonlyArray<{ readonly device: string }>
+  }
   readonly final: { readonly source: Record<string, string>; readonly destination: Record<string, string> }
 }
 
@@ -144,13 +150,18 @@ const outcomes: Record<string, (printed: string) => Promise<void>> = {
     const report = await checkJson("lockstep-blocked")
     expect(report.migratable).toBe(false)
     expect(report.blockers.map((b) => b.device)).toEqual(["nic0"])
+    // Refused before any device is built or moved: the blocker report, nothing else.
     const run = await simulateJson("lockstep-blocked")
-    expect(run).toMatchObject({ ok: false, violations: 0, error: { phase: "handshake", cause: "NotMigratable" } })
-    expect(allIn(run.final.source, "RUNNING")).toBe(true)
+    expect(run).toMatchObject({ ok: false, error: { _tag: "NotMigratable", blockers: [{ device: "nic0" }] } })
+    expect(run.error?.message).toContain("nothing was touched")
   },
   "fault-rollback": async () => {
     const run = await simulateJson("fault-rollback")
-    expect(run).toMatchObject({ ok: false, violations: 0, error: { phase: "switchover", cause: "TransitionFailed" } })
+    expect(run).toMatchObject({
+      ok: false,
+      violations: 0,
+      error: { phase: "switchover", cause: { _tag: "TransitionFailed" } }
+    })
     expect(run.error?.message).toContain("gpu2: PRE_COPY_P2P → STOP_COPY")
     expect(allIn(run.final.source, "RUNNING")).toBe(true)
     // Reset (which aborts RESUMING) and parked in STOP: never running unless the migration commits.

@@ -77,7 +77,14 @@ describe("lockstep simulate", () => {
     const result = JSON.parse(run.stdout)
     expect(result).toMatchObject({
       ok: false,
-      error: { _tag: "MigrationFailed", phase: "resume", origin: "destination", cause: "PeerAborted" },
+      error: {
+        _tag: "MigrationFailed",
+        phase: "resume",
+        origin: "destination",
+        cause: { _tag: "PeerAborted", peer: "destination", tag: "TransitionFailed" },
+        touched: true,
+        recovered: true
+      },
       violations: 0,
       final: {
         source: { gpu0: "RUNNING", gpu1: "RUNNING", nic0: "RUNNING" },

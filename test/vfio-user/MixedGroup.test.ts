@@ -51,9 +51,11 @@ describe("a group mixing simulated and vfio-user devices", () => {
       })
       const group = yield* decodeGroup(attached.document)
       expect(group.devices.map((d) => d.flags)).toEqual([7, 7, 5])
-      const sim = yield* simulateGroup(group)
+      // The vfio-user devices join the fabric: the invariant is checked over the whole group.
+      const sim = yield* simulateGroup(group, { others: attached.devices })
       expect([...sim.devices.keys()]).toEqual(["gpu0"])
-      const runtime: GroupRuntime = { group, devices: new Map<string, Device>([...sim.devices, ...attached.devices]) }
+      expect(sim.fabric.edges).toHaveLength(3)
+      const runtime: GroupRuntime = { group, devices: new Map<string, Device>([...sim.devices, ...sim.observed]) }
       yield* transition(runtime, "STOP_COPY")
       expect(yield* statesOf(runtime.devices.values())).toEqual({
         gpu0: "STOP_COPY",
@@ -80,6 +82,25 @@ describe("a group mixing simulated and vfio-user devices", () => {
       )
       expect(error.path).toBe("devices[0].flags")
       expect(error.message).toContain("reports STOP_COPY")
+    }).pipe(Effect.scoped)
+  )
+
+  it.live("takes a device's stopCopyLengthEstimate from the group file, and refuses a bad one or an unknown key", () =>
+    Effect.gen(function* () {
+      const dir = yield* tempDir
+      const nvme = yield* served(dir, "nvme0", ["STOP_COPY"])
+      const attach = (vfioUser: Record<string, unknown>) =>
+        attachVfioUserDevices({ devices: [{ id: "nvme0", kind: "pci", vfioUser }] })
+      const attached = yield* attach({ socket: nvme.socket, stopCopyLengthEstimate: 65_536 })
+      expect(attached.devices.get("nvme0")?.stopCopyLengthEstimate).toBe(65_536)
+      for (const bad of [-1, 1.5, "64 KiB"]) {
+        const error = yield* Effect.flip(attach({ socket: nvme.socket, stopCopyLengthEstimate: bad }))
+        expect(error.path).toBe("devices[0].vfioUser.stopCopyLengthEstimate")
+        expect(error.message).toContain("expected a whole number of bytes")
+      }
+      const misspelt = yield* Effect.flip(attach({ socket: nvme.socket, stopCopyLenghtEstimate: 1 }))
+      expect(misspelt.path).toBe("devices[0].vfioUser.stopCopyLenghtEstimate")
+      expect(misspelt.message).toContain('takes "socket" and "stopCopyLengthEstimate"')
     }).pipe(Effect.scoped)
   )
 
@@ -111,8 +132,8 @@ describe("a group mixing simulated and vfio-user devices", () => {
         { timeoutMs: 500 }
       )
       const group = yield* decodeGroup(attached.document)
-      const sim = yield* simulateGroup(group)
-      const runtime: GroupRuntime = { group, devices: new Map<string, Device>([...sim.devices, ...attached.devices]) }
+      const sim = yield* simulateGroup(group, { others: attached.devices })
+      const runtime: GroupRuntime = { group, devices: new Map<string, Device>([...sim.devices, ...sim.observed]) }
       // The server closes as soon as the group starts moving.
       yield* Effect.forkChild(Effect.delay(Scope.close(inner, Exit.void), 2))
       const error = yield* Effect.flip(transition(runtime, "STOP_COPY", { arcTimeoutMs: 1000 }))

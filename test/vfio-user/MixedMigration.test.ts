@@ -37,8 +37,10 @@ const side = (dir: string, role: string, seed: number, serverScope: Scope.Scope)
       { timeoutMs: 2000 }
     )
     const group = yield* decodeGroup(attached.document)
-    const sim = yield* simulateGroup(group, { seed })
-    const runtime: GroupRuntime = { group, devices: new Map<string, Device>([...sim.devices, ...attached.devices]) }
+    // nvme0 joins the fabric, so that the gpu0 → nvme0 edge is checked like any other.
+    const sim = yield* simulateGroup(group, { seed, others: attached.devices })
+    expect(sim.fabric.edges).toEqual([{ initiator: "gpu0", target: "nvme0" }])
+    const runtime: GroupRuntime = { group, devices: new Map<string, Device>([...sim.devices, ...sim.observed]) }
     const gpu = sim.devices.get("gpu0") as SimDevice
     return { runtime, sim, gpu, nvme }
   })

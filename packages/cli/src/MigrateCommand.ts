@@ -1,10 +1,18 @@
 import { readFile } from "node:fs/promises"
-import { Journal, type MigrationFailed, migrateDestination, migrateSource } from "@lockstep/migration"
+import {
+  describeAssumedLengths,
+  Journal,
+  type MigrationFailed,
+  migrateDestination,
+  migrateSource
+} from "@lockstep/migration"
 import { memoryDigest, type SimulatedGroup } from "@lockstep/sim"
 import { TcpTransport } from "@lockstep/stream"
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { CliFailure, invalidInput } from "./CliFailure.js"
+import { failureJson } from "./FailureReport.js"
+import { refuseNotMigratable } from "./Refusal.js"
 import {
   destinationOptionsOf,
   formatBytes,
@@ -71,14 +79,7 @@ const failedJson = (role: "source" | "destination", error: MigrationFailed, viol
   JSON.stringify({
     ok: false,
     role,
-    error: {
-      _tag: error._tag,
-      message: error.message,
-      side: error.side,
-      phase: error.phase,
-      origin: error.origin,
-      cause: error.cause._tag
-    },
+    error: failureJson(error),
     violations,
     final: error.states
   })
@@ -93,6 +94,7 @@ const runDestination = (
   json: boolean
 ): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
+    yield* refuseNotMigratable(scenario, "destination", json, { role: "destination" })
     const destination = yield* simulateSide(scenario, "destination")
     const listener = yield* TcpTransport.listen({ host: bind, port, ...(tls === undefined ? {} : { tls }) }).pipe(
       Effect.mapError((e) => operationFailed(`cannot listen on ${bind}:${port}: ${e.message}`))
@@ -153,6 +155,7 @@ const runSource = (
   json: boolean
 ): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
+    yield* refuseNotMigratable(scenario, "source", json, { role: "source" })
     const source = yield* simulateSide(scenario, "source")
     const transport = yield* TcpTransport.connect({
       ...address,
@@ -175,6 +178,7 @@ const runSource = (
     const s = result.success
     const final = yield* statesOf(source)
     const digests = yield* digestsOf(source)
+    const assumed = describeAssumedLengths(s.assumedStopCopyLengths)
     yield* Console.log(
       json
         ? JSON.stringify({
@@ -185,12 +189,14 @@ const runSource = (
             bytes: s.bytes,
             downtimeMs: s.downtimeMs,
             confirmed: s.confirmed,
+            ...(s.assumedStopCopyLengths.length === 0 ? {} : { assumedStopCopyLengths: s.assumedStopCopyLengths }),
             violations,
             digests,
             final
           })
         : [
             `migrated ${s.migration}: ${s.rounds} pre-copy rounds, ${formatBytes(s.bytes)}, downtime ${formatMs(s.downtimeMs)}${s.confirmed ? "" : " (the destination did not confirm)"}`,
+            ...(assumed === undefined ? [] : [`  ${assumed}`]),
             `  P2P violations: ${violations}`,
             `  source: ${formatStates(final)}`
           ].join("\n")

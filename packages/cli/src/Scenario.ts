@@ -18,8 +18,10 @@ import { CliFailure, invalidInput } from "./CliFailure.js"
  *   "destination": {"sim": {"gpu1": {"stateSize": 131072}}}
  *                                      sim parameters that differ on the destination (merged over the device's)
  *   "migration": {"downtimeLimitMs", "bandwidthLimit", "maxRounds", "maxPrecopyMs", "onLimit",
- *                 "precopy", "concurrency", "errorPolicy", "chunkBytes", "peerTimeoutMs", "arcTimeoutMs"}
- *                                      migration options (see @lockstep/migration)
+ *                 "precopy", "ioConcurrency", "arcConcurrency", "errorPolicy", "chunkBytes",
+ *                 "peerTimeoutMs", "arcTimeoutMs"}
+ *                                      migration options (see @lockstep/migration); the old
+ *                                      "concurrency" is refused: it named one of two limits
  */
 
 const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
@@ -33,7 +35,8 @@ const MigrationSettings = Schema.Struct({
   maxPrecopyMs: Schema.optionalKey(NonNegative),
   onLimit: Schema.optionalKey(Schema.Literals(["switch", "abort"])),
   precopy: Schema.optionalKey(Schema.Boolean),
-  concurrency: Schema.optionalKey(AtLeastOne),
+  ioConcurrency: Schema.optionalKey(AtLeastOne),
+  arcConcurrency: Schema.optionalKey(AtLeastOne),
   errorPolicy: Schema.optionalKey(Schema.Literals(["reset", "quarantine"])),
   chunkBytes: Schema.optionalKey(AtLeastOne),
   peerTimeoutMs: Schema.optionalKey(Positive),
@@ -120,6 +123,10 @@ export const loadScenario = (file: string): Effect.Effect<Scenario, CliFailure> 
  */
 export const decodeScenario = (json: unknown, file: string): Effect.Effect<Scenario, CliFailure> =>
   Effect.gen(function* () {
+    if (isObject(json) && isObject(json.migration) && Object.hasOwn(json.migration, "concurrency"))
+      return yield* invalidInput(
+        `${file}: migration.concurrency is ambiguous and no longer read: write "ioConcurrency" for the devices read or written at once, or "arcConcurrency" for the arcs in flight at once in a group transition`
+      )
     const keys = yield* decodeKeys(json, { errors: "all", onExcessProperty: "error" }).pipe(
       Effect.mapError((e) => invalidInput(`${file}: not a valid scenario:\n  ${e.message.split("\n").join("\n  ")}`))
     )
@@ -189,7 +196,8 @@ export const simCompatibility = (groups: ReadonlyArray<SimulatedGroup>): Compati
   })
 
 const sessionOptionsOf = (m: MigrationSettings) => ({
-  ...(m.concurrency === undefined ? {} : { concurrency: m.concurrency }),
+  ...(m.ioConcurrency === undefined ? {} : { ioConcurrency: m.ioConcurrency }),
+  ...(m.arcConcurrency === undefined ? {} : { arcConcurrency: m.arcConcurrency }),
   ...(m.errorPolicy === undefined ? {} : { errorPolicy: m.errorPolicy satisfies ErrorPolicy }),
   ...(m.peerTimeoutMs === undefined ? {} : { peerTimeoutMs: m.peerTimeoutMs }),
   ...(m.arcTimeoutMs === undefined ? {} : { arcTimeoutMs: m.arcTimeoutMs })
@@ -240,6 +248,10 @@ export const formatBytes = (bytes: number): string => {
 
 /** Milliseconds as a short text: `49.1 ms`. */
 export const formatMs = (ms: number): string => `${Number.isInteger(ms) ? ms : ms.toFixed(1)} ms`
+
+/** A downtime estimate: like `formatMs`, or `unbounded` when a stop-copy length is unknown. */
+export const formatEstimateMs = (ms: number): string =>
+  Number.isFinite(ms) ? formatMs(Number(ms.toFixed(1))) : "unbounded"
 
 /** States as `gpu0 RUNNING, gpu1 RUNNING`. */
 export const formatStates = (states: Readonly<Record<string, string>>): string =>

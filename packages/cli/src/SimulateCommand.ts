@@ -1,6 +1,7 @@
 import { writeFile } from "node:fs/promises"
 import {
   type DestinationSummary,
+  describeAssumedLengths,
   type EventSink,
   Journal,
   type MigrationEvent,
@@ -16,10 +17,13 @@ import { Cause, Console, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { TestClock } from "effect/testing"
 import { CliFailure, invalidInput } from "./CliFailure.js"
+import { failureJson } from "./FailureReport.js"
 import { makeMigrationTimeline } from "./MigrationTimeline.js"
+import { refuseNotMigratable } from "./Refusal.js"
 import {
   destinationOptionsOf,
   formatBytes,
+  formatEstimateMs,
   formatMs,
   formatStates,
   loadScenario,
@@ -124,15 +128,6 @@ const failureOf = (exit: Exit.Exit<unknown, MigrationFailed>): MigrationFailed |
 /** The error to report: the source's, unless only the destination failed. */
 const errorOf = (run: Simulation): MigrationFailed | undefined => failureOf(run.source) ?? failureOf(run.destination)
 
-const errorJson = (error: MigrationFailed) => ({
-  _tag: error._tag,
-  message: error.message,
-  side: error.side,
-  phase: error.phase,
-  origin: error.origin,
-  cause: error.cause._tag
-})
-
 const devicesOf = (doc: unknown): ReadonlyArray<unknown> =>
   typeof doc === "object" && doc !== null && "devices" in doc && Array.isArray(doc.devices) ? doc.devices : []
 
@@ -163,6 +158,8 @@ const adviceFor = (error: MigrationFailed, scenario: Scenario): string | undefin
       return "to fix: make the destination group offer the same devices as the source: the same ids, kinds and flags, and compatible state sizes"
     case "PrecopyLimitReached":
       return 'to fix: raise "migration.downtimeLimitMs" or "migration.bandwidthLimit", allow more pre-copy ("maxRounds", "maxPrecopyMs"), or set "onLimit": "switch" to switch over anyway'
+    case "PeerBusy":
+      return 'to fix: raise "migration.peerTimeoutMs" above the time the destination takes for that step (its slowest arc of it), or find out why its arcs are that slow'
     case "PeerSilent":
       return 'to fix: raise "migration.peerTimeoutMs", or find out why the peer stopped answering'
     default:
@@ -174,16 +171,12 @@ const adviceFor = (error: MigrationFailed, scenario: Scenario): string | undefin
 
 /** How each side ended after a failure, as one sentence. */
 const recoveryOf = (run: Simulation): string => {
-  if (errorOf(run)?.phase === "handshake") return "none needed: no device was touched"
+  const errors = [failureOf(run.source), failureOf(run.destination)]
+  if (errors.every((e) => e !== undefined && !e.touched)) return "none needed: nothing was touched on either side"
   const side = (exit: Exit.Exit<unknown, MigrationFailed>, name: "source" | "destination"): string => {
     const error = failureOf(exit)
     if (error === undefined) return Exit.isSuccess(exit) ? `the ${name} completed` : `the ${name} was interrupted`
-    if (!error.recovered)
-      return `the ${name} did not recover${error.recoveryProblem === undefined ? "" : ` (${error.recoveryProblem})`}`
-    if (name === "source") return "the source group is back in RUNNING"
-    return error.cause._tag === "CommitInDoubt"
-      ? "the destination devices wait in STOP for the commit decision"
-      : "the destination devices were reset and parked in STOP"
+    return error.recovery
   }
   return `${side(run.source, "source")}; ${side(run.destination, "destination")}`
 }
@@ -211,7 +204,8 @@ const formatRun = (run: Simulation, scenario: Scenario): string => {
   }
   const s = run.source.value
   const precopy = Object.values(s.devices).reduce((n, d) => n + d.precopyBytes, 0)
-  const estimate = s.estimate === undefined ? "" : `estimate ${formatMs(s.estimate.totalMs)}; `
+  const estimate = s.estimate === undefined ? "" : `estimate ${formatEstimateMs(s.estimate.totalMs)}; `
+  const assumed = describeAssumedLengths(s.assumedStopCopyLengths)
   const d = Exit.isSuccess(run.destination) ? run.destination.value : undefined
   const floor =
     d === undefined
@@ -225,6 +219,7 @@ const formatRun = (run: Simulation, scenario: Scenario): string => {
     `migrated ${Object.keys(s.devices).length} devices in ${s.rounds} pre-copy round${s.rounds === 1 ? "" : "s"} (switchover: ${s.switchover})`,
     `  streamed ${formatBytes(s.bytes)} (pre-copy ${formatBytes(precopy)}, stop-copy ${formatBytes(s.bytes - precopy)})`,
     `  downtime ${formatMs(s.downtimeMs)} (${estimate}${floor})`,
+    ...(assumed === undefined ? [] : [`  ${assumed}`]),
     run.verified
       ? "  verified: every destination device equals its source byte for byte"
       : "  NOT verified: a destination device differs from its source",
@@ -267,7 +262,7 @@ const progressLines = (print: (line: string) => void): EventSink => {
             : `, waiting for the switchover-ack of ${event.unacknowledged.join(", ")}`
         say(
           event.at,
-          `pre-copy round ${event.round}: ${bytes}downtime estimate ${formatMs(Number(event.estimate.totalMs.toFixed(1)))} (limit ${formatMs(event.downtimeLimitMs)})${waiting}`
+          `pre-copy round ${event.round}: ${bytes}downtime estimate ${formatEstimateMs(event.estimate.totalMs)} (limit ${formatMs(event.downtimeLimitMs)})${waiting}`
         )
         return
       }
@@ -308,6 +303,7 @@ export interface ScenarioRunOptions {
  */
 export const runScenario = (scenario: Scenario, options: ScenarioRunOptions): Effect.Effect<Simulation, CliFailure> =>
   Effect.gen(function* () {
+    yield* refuseNotMigratable(scenario, "source", options.json)
     const console = yield* Console.Console
     const showProgress = !options.json && process.stderr.isTTY === true
     const run = yield* runOnVirtualTime(
@@ -344,11 +340,14 @@ export const runScenario = (scenario: Scenario, options: ScenarioRunOptions): Ef
                 downtimeMs: summary.downtimeMs,
                 rounds: summary.rounds,
                 bytes: summary.bytes,
+                ...(summary.assumedStopCopyLengths.length === 0
+                  ? {}
+                  : { assumedStopCopyLengths: summary.assumedStopCopyLengths }),
                 final: run.final
               }
             : {
                 ok: false,
-                ...(error === undefined ? {} : { error: errorJson(error) }),
+                ...(error === undefined ? {} : { error: failureJson(error) }),
                 violations,
                 final: run.final
               }

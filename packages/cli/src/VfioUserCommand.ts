@@ -7,6 +7,8 @@ import {
   connect,
   DeviceInfoFlag,
   type ListenFailed,
+  PciIdentity,
+  pciConfigSpace,
   type RegionInfo,
   RegionInfoFlag,
   serve,
@@ -21,6 +23,9 @@ const servedDeviceId = "sim0"
 
 /** The most regions `info` asks about: the server's count is untrusted, vfio-pci has 9. */
 const maxRegions = 64
+
+/** `VFIO_PCI_CONFIG_REGION_INDEX`. */
+const pciConfigRegion = 7
 
 /** The region names of a vfio-pci device (`VFIO_PCI_*_REGION_INDEX`). */
 const pciRegionNames: ReadonlyArray<string> = ["BAR0", "BAR1", "BAR2", "BAR3", "BAR4", "BAR5", "ROM", "CONFIG", "VGA"]
@@ -39,12 +44,22 @@ const indent = (text: string): string =>
     .join("\n")
 
 const decodeSimConfig = Schema.decodeUnknownEffect(SimDeviceConfig)
+const decodePciIdentity = Schema.decodeUnknownEffect(PciIdentity)
+
+/** A device file: a simulated device's configuration, and optionally the PCI ids it shows. */
+interface DeviceFile {
+  readonly sim: SimDeviceConfig
+  readonly pci: PciIdentity | undefined
+}
+
+const isObject = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
 /**
- * Reads a simulated device's configuration from a JSON file. Unknown keys are refused rather
- * than dropped, so that a misspelt setting does not silently fall back to its default.
+ * Reads a device file: a simulated device's configuration, plus an optional `"pci"` object
+ * (`{"vendorId": 4318, "deviceId": 8752}`) for the config-space header. Unknown keys are refused
+ * rather than dropped, so that a misspelt setting does not silently fall back to its default.
  */
-const loadSimConfig = (file: string): Effect.Effect<SimDeviceConfig, CliFailure> =>
+const loadDeviceFile = (file: string): Effect.Effect<DeviceFile, CliFailure> =>
   Effect.gen(function* () {
     const text = yield* Effect.tryPromise({
       try: () => readFile(file, "utf8"),
@@ -59,12 +74,24 @@ const loadSimConfig = (file: string): Effect.Effect<SimDeviceConfig, CliFailure>
       try: () => JSON.parse(text),
       catch: (cause) => invalidInput(`${file}: the device file is not valid JSON: ${reasonOf(cause)}`)
     })
-    return yield* decodeSimConfig(json, { errors: "all", onExcessProperty: "error" }).pipe(
+    const { pci, ...rest } = isObject(json) ? json : { pci: undefined }
+    const sim = yield* decodeSimConfig(isObject(json) ? rest : json, { errors: "all", onExcessProperty: "error" }).pipe(
       Effect.mapError((error) =>
         invalidInput(`${file}: not a valid simulated device configuration:\n${indent(error.message)}`)
       )
     )
+    if (pci === undefined) return { sim, pci: undefined }
+    const identity = yield* decodePciIdentity(pci, { errors: "all", onExcessProperty: "error" }).pipe(
+      Effect.mapError((error) =>
+        invalidInput(
+          `${file}: "pci" must be {"vendorId": 0-65535, "deviceId": 0-65535} (optionally "classCode", "revisionId", "subsystemVendorId", "subsystemId"):\n${indent(error.message)}`
+        )
+      )
+    )
+    return { sim, pci: identity }
   })
+
+const hex4 = (n: number): string => n.toString(16).padStart(4, "0")
 
 const formatBytes = (bytes: number): string => {
   for (const [unit, size] of [
@@ -91,24 +118,39 @@ const serveCommand = Command.make(
     sim: Flag.String("sim").pipe(
       Flag.withMetavar("DEVICE.json"),
       Flag.withDescription(
-        'A simulated device configuration (JSON), e.g. {"kind":"pci","flags":["STOP_COPY","PRE_COPY"],"stateSize":65536,"arcLatencyMs":5} (default: a pci device with all three flags and default sizes)'
+        'A simulated device configuration (JSON), e.g. {"kind":"pci","flags":["STOP_COPY","PRE_COPY"],"stateSize":65536,"arcLatencyMs":5,"pci":{"vendorId":4318,"deviceId":8752}} (default: a pci device with all three flags and default sizes; "pci" sets the vendor and device ids its config space shows)'
       ),
       Flag.optional
+    ),
+    padMigDataRead: Flag.Boolean("pad-mig-data-read").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription(
+        "Compatibility mode for clients built on libvfio-user, which expect every MIG_DATA_READ reply to be as long as the size they asked: pad replies with zeros to that size (argsz and size still give the real count). Off by default, as the spec says"
+      )
     )
   },
   (config) =>
     Effect.gen(function* () {
-      const simConfig = yield* Option.match(config.sim, {
-        onNone: () => Effect.succeed<SimDeviceConfig>({}),
-        onSome: loadSimConfig
+      const file = yield* Option.match(config.sim, {
+        onNone: () => Effect.succeed<DeviceFile>({ sim: {}, pci: undefined }),
+        onSome: loadDeviceFile
       })
-      const device = yield* makeSimDevice(servedDeviceId, simConfig).pipe(
+      const device = yield* makeSimDevice(servedDeviceId, file.sim).pipe(
         Effect.mapError((error) => invalidInput(error.message))
       )
-      yield* serve({ path: config.socket, device }).pipe(Effect.mapError(listenFailed))
+      yield* serve({
+        path: config.socket,
+        device,
+        padMigDataRead: config.padMigDataRead,
+        ...(file.pci === undefined ? {} : { configSpace: pciConfigSpace(file.pci) })
+      }).pipe(Effect.mapError(listenFailed))
       const { kind, flags, stateSize } = device.config
+      const extras = [
+        ...(file.pci === undefined ? [] : [`PCI ids ${hex4(file.pci.vendorId)}:${hex4(file.pci.deviceId)}`]),
+        ...(config.padMigDataRead ? ["MIG_DATA_READ replies padded to the size asked"] : [])
+      ]
       yield* Console.log(
-        `vfio-user server listening on ${config.socket}: simulated ${kind} device ${device.id}, flags ${flagNames(flags).join(", ")}, ${formatBytes(stateSize)} of state (Ctrl-C to stop)`
+        `vfio-user server listening on ${config.socket}: simulated ${kind} device ${device.id}, flags ${flagNames(flags).join(", ")}, ${formatBytes(stateSize)} of state${extras.map((e) => `, ${e}`).join("")} (Ctrl-C to stop)`
       )
       return yield* Effect.never
     }).pipe(Effect.scoped)
@@ -122,6 +164,10 @@ const serveCommand = Command.make(
     {
       command: `${commandPath.join(" ")} --socket /tmp/nic0.sock --sim nic0.json`,
       description: "A device configured by a JSON file"
+    },
+    {
+      command: `${commandPath.join(" ")} --socket /tmp/gpu0.sock --pad-mig-data-read`,
+      description: "For a client built on libvfio-user"
     }
   ])
 )
@@ -143,6 +189,8 @@ interface ServerReport {
   readonly socket: string
   readonly device: VfioUserDevice
   readonly regions: ReadonlyArray<RegionInfo>
+  /** Vendor and device id from config space, when the device is PCI and its config space is readable. */
+  readonly pci: { readonly vendorId: number; readonly deviceId: number } | undefined
   /** The migration state, when the server supports migration. */
   readonly state: State | undefined
 }
@@ -171,6 +219,7 @@ const infoJson = (report: ServerReport): string => {
         offset: jsonU64(region.offset)
       }
     }),
+    ...(report.pci === undefined ? {} : { pci: report.pci }),
     migration: {
       flags: flagNames(report.device.flags),
       state: report.state ?? null,
@@ -207,6 +256,7 @@ const formatInfo = (report: ServerReport): string => {
       const name = (regionName(report, region) ?? "").padEnd(7)
       return `${label}${name}size ${region.size}, flags ${list(bitNames(RegionInfoFlag, region.flags))}`
     }),
+    ...(report.pci === undefined ? [] : [`pci ids       ${hex4(report.pci.vendorId)}:${hex4(report.pci.deviceId)}`]),
     ...migration
   ].join("\n")
 }
@@ -229,7 +279,7 @@ const infoCommand = Command.make(
     json: Flag.Boolean("json").pipe(
       Flag.withDefault(false),
       Flag.withDescription(
-        'Print one JSON object: {"socket","version","capabilities","device","regions","migration":{"flags","state"}}'
+        'Print one JSON object: {"socket","version","capabilities","device","regions","pci":{"vendorId","deviceId"} (PCI devices),"migration":{"flags","state"}}'
       )
     )
   },
@@ -246,7 +296,18 @@ const infoCommand = Command.make(
       ).pipe(Effect.mapError(failed))
       const state =
         device.server.migrationError === undefined ? yield* device.getState.pipe(Effect.mapError(failed)) : undefined
-      const report: ServerReport = { socket: config.socket, device, regions, state }
+      const config7 = regions.find((r) => r.index === pciConfigRegion)
+      const readable =
+        (device.server.device.flags & DeviceInfoFlag.PCI) !== 0 &&
+        config7 !== undefined &&
+        (config7.flags & RegionInfoFlag.READ) !== 0 &&
+        config7.size >= 4n
+      const ids = readable ? yield* device.regionRead(pciConfigRegion, 0n, 4).pipe(Effect.mapError(failed)) : undefined
+      const pci =
+        ids === undefined
+          ? undefined
+          : { vendorId: (ids[0] ?? 0) | ((ids[1] ?? 0) << 8), deviceId: (ids[2] ?? 0) | ((ids[3] ?? 0) << 8) }
+      const report: ServerReport = { socket: config.socket, device, regions, pci, state }
       yield* Console.log(config.json ? infoJson(report) : formatInfo(report))
     }).pipe(Effect.scoped)
 ).pipe(

@@ -98,7 +98,7 @@ describe("lockstep demo", () => {
 })
 
 describe("lockstep simulate", () => {
-  it("says how each side recovered from a failure and what to do about it", async () => {
+  it("refuses a group that is not migratable before touching anything, and says what to do", async () => {
     const file = join(dir, "blocked.json")
     await writeFile(
       file,
@@ -113,11 +113,10 @@ describe("lockstep simulate", () => {
     const r = await runCli("simulate", file)
     expect(r.exitCode).toBe(1)
     expect(r.stdout).toMatch(
-      /^migration failed in handshake \(on the source\): the source group is not migratable: nic0/
+      /^migration refused before anything was touched: the source group is not migratable\n.*\n {2}nic0 → gpu0\n/
     )
-    expect(r.stdout).toContain("  recovery: none needed: no device was touched\n")
-    expect(r.stdout).toContain(`  to fix: give each device named the P2P flag`)
-    expect(r.stdout).toContain(`(lockstep check ${file} lists every blocker)`)
+    expect(r.stdout).toContain(`to fix: give each device named the P2P flag`)
+    expect(r.stdout).toContain(`(lockstep check ${file} shows the same report)`)
   })
 
   it("says where to start when the scenario file does not exist", async () => {

@@ -52,7 +52,7 @@ describe("lockstep vfio-user", () => {
       expect(report).toMatchObject({
         socket,
         version: { major: 0, minor: 2 },
-        device: { flags: ["RESET", "PCI"], numRegions: 9, numIrqs: 0 },
+        device: { flags: ["RESET", "PCI"], numRegions: 9, numIrqs: 5 },
         migration: { flags: ["STOP_COPY", "P2P", "PRE_COPY"], state: "RUNNING" }
       })
       expect(report.regions).toHaveLength(9)
@@ -85,6 +85,29 @@ describe("lockstep vfio-user", () => {
     } finally {
       await server.stop()
     }
+    expect(existsSync(socket)).toBe(false)
+  })
+
+  it("serves the PCI ids a device file gives, and pads MIG_DATA_READ replies on request", async () => {
+    const socket = join(dir, "ids.sock")
+    const server = await startServer("--socket", socket, "--sim", fixture("nvidia-device.json"), "--pad-mig-data-read")
+    try {
+      expect(server.stdout()).toContain(
+        "simulated pci device sim0, flags STOP_COPY, PRE_COPY, 64 KiB of state, PCI ids 10de:2230, MIG_DATA_READ replies padded to the size asked"
+      )
+      expect((await info(socket)).pci).toEqual({ vendorId: 0x10de, deviceId: 0x2230 })
+      const readable = await runCli("vfio-user", "info", "--socket", socket)
+      expect(readable.stdout).toContain("pci ids       10de:2230")
+    } finally {
+      await server.stop()
+    }
+  })
+
+  it("refuses a device file with bad PCI ids, with exit code 2", async () => {
+    const socket = join(dir, "bad-pci.sock")
+    const r = await runCli("vfio-user", "serve", "--socket", socket, "--sim", fixture("bad-pci-device.json"))
+    expect(r.exitCode).toBe(2)
+    expect(r.stderr).toContain('"pci" must be {"vendorId": 0-65535, "deviceId": 0-65535}')
     expect(existsSync(socket)).toBe(false)
   })
 
@@ -136,7 +159,8 @@ describe("lockstep vfio-user", () => {
     })
     const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
     try {
-      await waitFor("the server process", () => stdout.includes("listening"), 5000)
+      // A fresh node process takes seconds to start on a loaded machine.
+      await waitFor("the server process", () => stdout.includes("listening"), 30_000)
       expect(existsSync(socket)).toBe(true)
     } finally {
       child.kill("SIGTERM")

@@ -42,6 +42,9 @@ export interface PrecopyInfo {
  * - `read` is valid in a saving state (PRE_COPY, PRE_COPY_P2P, STOP_COPY), `write` only in
  *   RESUMING, `precopyInfo` only in PRE_COPY / PRE_COPY_P2P. `stopCopyLength` in any state.
  * - `reset` returns the device to RUNNING and closes any data session.
+ * - `stopCopyLength` fails with code `EOPNOTSUPP` when the device cannot tell it at all (some
+ *   vfio-user servers lack MIG_DATA_SIZE); `stopCopyLengthEstimate` is then what its user says
+ *   to assume instead.
  */
 export interface Device {
   readonly id: string
@@ -53,6 +56,12 @@ export interface Device {
   readonly write: (data: Uint8Array) => Effect.Effect<void, DeviceError>
   readonly precopyInfo: Effect.Effect<PrecopyInfo, DeviceError>
   readonly stopCopyLength: Effect.Effect<number, DeviceError>
+  /**
+   * Bytes to assume for the STOP_COPY data when `stopCopyLength` is unsupported, as the device's
+   * user configured it (a group file's `"vfioUser": {"stopCopyLengthEstimate": …}`). Absent: no
+   * estimate; a migration then assumes the worst.
+   */
+  readonly stopCopyLengthEstimate?: number
   readonly reset: Effect.Effect<void, DeviceError>
 }
 

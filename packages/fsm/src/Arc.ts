@@ -1,5 +1,7 @@
-import { type Flags, hasFlag } from "./Flags.js"
-import type { State } from "./State.js"
+import { Result } from "effect"
+import type { Flags } from "./Flags.js"
+import { type State, States } from "./State.js"
+import { nextState, supportsState } from "./Transition.js"
 
 /** One direct step of the migration state machine: what a single SET_STATE of a driver does. */
 export interface Arc {
@@ -8,56 +10,19 @@ export interface Arc {
 }
 
 /**
- * The arcs a driver with all three capabilities implements (15). The reduced sets are not
- * written out: they follow from the rule below.
- */
-const fullArcs: ReadonlyArray<readonly [State, State]> = [
-  ["RUNNING", "RUNNING_P2P"],
-  ["RUNNING", "PRE_COPY"],
-  ["RUNNING_P2P", "STOP"],
-  ["RUNNING_P2P", "RUNNING"],
-  ["RUNNING_P2P", "PRE_COPY_P2P"],
-  ["STOP", "RUNNING_P2P"],
-  ["STOP", "STOP_COPY"],
-  ["STOP", "RESUMING"],
-  ["STOP_COPY", "STOP"],
-  ["RESUMING", "STOP"],
-  ["PRE_COPY", "RUNNING"],
-  ["PRE_COPY", "PRE_COPY_P2P"],
-  ["PRE_COPY_P2P", "PRE_COPY"],
-  ["PRE_COPY_P2P", "RUNNING_P2P"],
-  ["PRE_COPY_P2P", "STOP_COPY"]
-]
-
-/** The capability a state needs, if any. ERROR needs none but is never an arc's end. */
-const stateNeeds = (s: State): Flags =>
-  (s === "RUNNING_P2P" || s === "PRE_COPY_P2P" ? 2 : 0) | (s === "PRE_COPY" || s === "PRE_COPY_P2P" ? 4 : 0)
-
-/** Whether a device with `flags` may ever be in state `s`. */
-export const supportsState = (flags: Flags, s: State): boolean => (stateNeeds(s) & flags) === stateNeeds(s)
-
-const isP2PState = (s: State): boolean => s === "RUNNING_P2P" || s === "PRE_COPY_P2P"
-
-/**
- * The rule for reduced capability sets: a device without P2P bypasses the P2P states, so the
- * arcs through one fuse into a single arc (RUNNING→RUNNING_P2P→STOP becomes RUNNING→STOP,
- * STOP→RUNNING_P2P→RUNNING becomes STOP→RUNNING, PRE_COPY→PRE_COPY_P2P→STOP_COPY becomes
- * PRE_COPY→STOP_COPY); a device without PRE_COPY loses the PRE_COPY states with their arcs.
- * A device without STOP_COPY is not migratable and has no arcs at all.
+ * The arcs a driver with `flags` must implement: every first step of every transition it can
+ * be asked for (the kernel's table followed from each supported state). With all three
+ * features these are the 15 arcs of DESIGN.md §1; without P2P the arcs through the P2P states
+ * fuse (RUNNING → STOP); a device without STOP_COPY is not migratable and has none.
  */
 const deriveArcs = (flags: Flags): ReadonlyArray<Arc> => {
-  if (!hasFlag(flags, "STOP_COPY")) return []
   const out: Array<Arc> = []
-  const add = (from: State, to: State) => {
-    if (from !== to && !out.some((a) => a.from === from && a.to === to)) out.push({ from, to })
-  }
-  for (const [from, to] of fullArcs) {
-    if (!supportsState(flags, from)) continue
-    if (supportsState(flags, to)) add(from, to)
-    else if (!hasFlag(flags, "P2P") && isP2PState(to)) {
-      for (const [via, next] of fullArcs) {
-        if (via === to && supportsState(flags, next)) add(from, next)
-      }
+  for (const from of States) {
+    for (const to of States) {
+      const next = nextState(from, to, flags)
+      if (Result.isFailure(next) || next.success === from) continue
+      const arcTo = next.success
+      if (!out.some((a) => a.from === from && a.to === arcTo)) out.push({ from, to: arcTo })
     }
   }
   return out
@@ -76,3 +41,5 @@ const arcSets: ReadonlyArray<ReadonlySet<string>> = arcTable.map(
 /** Whether `from → to` is a single legal arc for a device with `flags`. */
 export const isArc = (flags: Flags, from: State, to: State): boolean =>
   arcSets[flags & 7]?.has(arcKey(from, to)) ?? false
+
+export { supportsState }

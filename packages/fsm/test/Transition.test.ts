@@ -40,13 +40,105 @@ const allSimplePaths = (flags: Flags, from: State, to: State): Array<Path> => {
       out.push(at)
       return
     }
-    for (const arc of arcsFor(flags)) if (arc.from === last && !at.includes(arc.to)) walk([...at, arc.to])
+    for (const [a, b] of oracleArcs(flags)) if (a === last && !at.includes(b)) walk([...at, b])
   }
   walk([from])
   return out
 }
 
 const pairs: Array<[State, State]> = States.flatMap((a) => States.map((b): [State, State] => [a, b]))
+
+/*
+ * The oracle the production table is checked against, derived from DESIGN.md §1 alone: the 15
+ * arcs of a device with every feature, the fusing rule for reduced feature sets, and a search
+ * for the shortest path whose interior avoids the saving group (or stays inside it when the
+ * path starts and ends there).
+ */
+const fullArcs: ReadonlyArray<readonly [State, State]> = [
+  ["RUNNING", "RUNNING_P2P"],
+  ["RUNNING", "PRE_COPY"],
+  ["RUNNING_P2P", "STOP"],
+  ["RUNNING_P2P", "RUNNING"],
+  ["RUNNING_P2P", "PRE_COPY_P2P"],
+  ["STOP", "RUNNING_P2P"],
+  ["STOP", "STOP_COPY"],
+  ["STOP", "RESUMING"],
+  ["STOP_COPY", "STOP"],
+  ["RESUMING", "STOP"],
+  ["PRE_COPY", "RUNNING"],
+  ["PRE_COPY", "PRE_COPY_P2P"],
+  ["PRE_COPY_P2P", "PRE_COPY"],
+  ["PRE_COPY_P2P", "RUNNING_P2P"],
+  ["PRE_COPY_P2P", "STOP_COPY"]
+]
+
+const oracleSupports = (flags: Flags, s: State): boolean => {
+  if (s === "ERROR" || (flags & 1) === 0) return false
+  const needsP2P = s === "RUNNING_P2P" || s === "PRE_COPY_P2P"
+  const needsPre = s === "PRE_COPY" || s === "PRE_COPY_P2P"
+  return (!needsP2P || (flags & 2) !== 0) && (!needsPre || (flags & 4) !== 0)
+}
+
+/** Arcs through an unsupported P2P state fuse into one arc; other unsupported states drop out. */
+const oracleArcs = (flags: Flags): Array<[State, State]> => {
+  const out = new Map<string, [State, State]>()
+  for (const [from, to] of fullArcs) {
+    if (!oracleSupports(flags, from)) continue
+    if (oracleSupports(flags, to)) out.set(`${from}>${to}`, [from, to])
+    else if ((to === "RUNNING_P2P" || to === "PRE_COPY_P2P") && (flags & 2) === 0)
+      for (const [via, next] of fullArcs)
+        if (via === to && next !== from && oracleSupports(flags, next)) out.set(`${from}>${next}`, [from, next])
+  }
+  return [...out.values()]
+}
+
+const oraclePath = (flags: Flags, from: State, to: State): Path | undefined => {
+  if (!oracleSupports(flags, from) || !oracleSupports(flags, to)) return undefined
+  if (from === to) return [from]
+  const inside = isSaving(from) && isSaving(to)
+  const arcs = oracleArcs(flags)
+  let frontier: Array<Path> = [[from]]
+  const seen = new Set<State>([from])
+  while (frontier.length > 0) {
+    const next: Array<Path> = []
+    for (const p of frontier) {
+      const at = p[p.length - 1] as State
+      if (at !== from && (inside ? !isSaving(at) : isSaving(at))) continue
+      for (const [a, b] of arcs) {
+        if (a !== at || seen.has(b)) continue
+        if (b === to) return [...p, b]
+        seen.add(b)
+        next.push([...p, b])
+      }
+    }
+    frontier = next
+  }
+  return undefined
+}
+
+describe("the kernel's table, derived from the arcs and the rule", () => {
+  it("every arc set equals the one the fusing rule derives from DESIGN.md's 15 arcs", () => {
+    for (const flags of AllFlagSets) {
+      const ours = arcsFor(flags).map((a) => `${a.from}>${a.to}`)
+      expect(ours.sort(), `flags ${flags}`).toEqual(
+        oracleArcs(flags)
+          .map(([a, b]) => `${a}>${b}`)
+          .sort()
+      )
+    }
+  })
+
+  it("every (flags, from, to) answer equals the searched shortest rule-abiding path, or is refused where none exists", () => {
+    for (const flags of AllFlagSets) {
+      for (const [from, to] of pairs) {
+        const expected = oraclePath(flags, from, to)
+        const ours = pathOf(from, to, flags)
+        if (expected === undefined) expect(typeof ours, `${from} -> ${to} with flags ${flags}`).toBe("string")
+        else expect(ours, `${from} -> ${to} with flags ${flags}`).toEqual(expected)
+      }
+    }
+  })
+})
 
 describe("direct arcs", () => {
   it("has the uAPI's arc count for each flag set with STOP_COPY", () => {

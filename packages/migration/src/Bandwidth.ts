@@ -1,28 +1,37 @@
 import { Clock, Effect } from "effect"
 
 /**
- * The source's bandwidth limit, as pacing: each chunk may leave once the chunks before it have
- * had their share of time at `bytesPerSecond`, so the average rate never exceeds it (no burst
- * credit is saved up while idle). Shared by every device's reader. Runs on the Clock, so
- * virtual time paces it too.
+ * The source's bandwidth limit, as a model of one channel: a chunk of `bytes` occupies the
+ * channel for `bytes / bytesPerSecond` from the moment the channel is free (the end of the chunk
+ * before it, or now if it has been idle), and leaves only when that time is over. A chunk
+ * therefore never arrives before its own transmission time has passed, even on a channel that
+ * delivers at once (in memory, on virtual time), so the last chunk of a drain costs what it
+ * weighs. No burst credit is saved up while idle. Shared by every device's reader, so the
+ * devices share the one channel. Runs on the Clock, so virtual time paces it too.
  */
 export interface Throttle {
-  /** Waits until `bytes` more may be sent. */
+  /** Reserves the channel for `bytes` and waits until they have crossed it. */
   readonly pace: (bytes: number) => Effect.Effect<void>
 }
+
+/** The clock's resolution, in ms. */
+const nanosecond = 1e-6
 
 /** A throttle at `bytesPerSecond`; no limit (and no waiting) when it is `Infinity`. */
 export const throttle = (bytesPerSecond: number): Throttle => {
   if (!Number.isFinite(bytesPerSecond)) return { pace: () => Effect.void }
-  let nextFree = Number.NEGATIVE_INFINITY
+  let free = Number.NEGATIVE_INFINITY
   return {
     pace: (bytes) =>
       Effect.clockWith((clock) =>
         Effect.suspend(() => {
           const now = clock.currentTimeMillisUnsafe()
-          const start = Math.max(now, nextFree)
-          nextFree = start + (bytes / bytesPerSecond) * 1000
-          return start > now ? Effect.sleep(start - now) : Effect.void
+          // Clocks keep whole nanoseconds and waits are rounded up to one: a sender back within
+          // a nanosecond of the channel becoming free continues from that instant, so the
+          // rounding never accumulates over a long drain.
+          const crossed = (now > free + nanosecond ? now : free) + (bytes / bytesPerSecond) * 1000
+          free = crossed
+          return crossed > now ? Effect.sleep(Math.ceil((crossed - now) * 1e6 - 1e-7) / 1e6) : Effect.void
         })
       )
   }

@@ -1,4 +1,4 @@
-import { type FinalStates, type GroupRuntime, planTransition, prepareResume, resume, stop } from "@lockstep/coordinator"
+import { type GroupRuntime, planTransition, prepareResume, resume, stop } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
 import { type Frame, FrameReader, FrameWriter, type Manifest, type Transport, withTimeouts } from "@lockstep/stream"
 import { Cause, Clock, Effect, Exit, Option, Result } from "effect"
@@ -18,12 +18,15 @@ import {
   ProtocolViolation
 } from "./MigrationError.js"
 import { type DestinationOptions, resolveSession } from "./Options.js"
+import { leftInPlace, type Recovered, recoverGroup, recoveryFields, untouched } from "./Recovery.js"
 import {
   abortMessage,
+  describeCause,
+  isChannelCause,
+  movesDevice,
   originOf,
   PhaseLog,
   readStates,
-  resetAndPark,
   roundMs,
   SessionFault,
   send,
@@ -34,8 +37,6 @@ import { decodeMessage, type SessionMessage } from "./SessionMessage.js"
 /** How far the destination got: what its summary and its recovery need. */
 interface DestinationProgress {
   migration: string | undefined
-  /** A device has been touched: a failure must reset the group. */
-  touched: boolean
   /** The vote has begun to go out: from here the decision must be learnt, never guessed. */
   voted: boolean
   /** The decision is known (received, or read from the source's journal). */
@@ -70,7 +71,15 @@ export const migrateDestination: (
   transport: Transport,
   options: DestinationOptions = {}
 ) {
-  const o = resolveSession(options)
+  // Whether a device of this side has been moved or reset: until then a failure touched nothing.
+  let touched = false
+  const o = resolveSession({
+    ...options,
+    onEvent: (event) => {
+      if (event._tag === "GroupTransition" && movesDevice(event.event)) touched = true
+      options.onEvent?.(event)
+    }
+  })
   const clock = yield* Clock.Clock
   const now = () => clock.currentTimeMillisUnsafe()
   const emit = o.onEvent
@@ -86,7 +95,6 @@ export const migrateDestination: (
 
   const s: DestinationProgress = {
     migration: undefined,
-    touched: false,
     voted: false,
     decided: false,
     writer: undefined,
@@ -136,10 +144,12 @@ export const migrateDestination: (
     yield* located(send(writer, { _tag: "Accepted", migration }))
     emit({ _tag: "HandshakeDone", side: "destination", migration, at: now() })
 
-    // Prepare: every device to RESUMING.
+    // Prepare: every device to RESUMING. Slow arcs may outlast the source's peer timeout: say so,
+    // so that the source can tell a busy destination from a silent one.
     log.enter("prepare")
-    s.touched = true
+    yield* located(send(writer, { _tag: "Busy", step: "prepare", done: false }))
     yield* located(prepareResume(runtime, transitionOptions(o, "destination", "prepareResume", timings)))
+    yield* located(send(writer, { _tag: "Busy", step: "prepare", done: true }))
     const resumePath = planTransition(runtime.group, { from: "RESUMING", to: "RUNNING" })
     const resumeEstimateMs = Result.isSuccess(resumePath)
       ? criticalPathMs(resumePath.success, (device, arc) => timings.latency(device, arc))
@@ -165,7 +175,7 @@ export const migrateDestination: (
         }),
       acknowledge: (i) => located(send(writer, { _tag: "InitialDataReceived", resumeEstimateMs }, i)),
       located,
-      concurrency: typeof o.concurrency === "number" ? o.concurrency : devices.length,
+      concurrency: typeof o.ioConcurrency === "number" ? o.ioConcurrency : devices.length,
       queueDepth: Math.max(1, Math.floor(options.queueDepth ?? 4)),
       emit,
       now
@@ -178,6 +188,7 @@ export const migrateDestination: (
 
     // Validate: RESUMING → STOP checks every device's data; then the caller's own preparation.
     log.enter("validate")
+    yield* located(send(writer, { _tag: "Busy", step: "validate", done: false }))
     const validateStart = now()
     yield* located(stop(runtime, transitionOptions(o, "destination", "validate", timings)))
     s.validateMs = roundMs(now() - validateStart)
@@ -246,11 +257,11 @@ export const migrateDestination: (
         send(writer, { _tag: "Resumed", resumeMs: s.resumeMs }).pipe(Effect.andThen(writer.end))
       )
       if (Exit.isFailure(confirmed))
-        warn(`the source could not be told that the group runs: ${Cause.pretty(confirmed.cause)}`)
+        warn(`the source could not be told that the group runs: ${describeCause(confirmed.cause)}`)
     }
     if (!s.fromJournal) {
       const rest = yield* Effect.exit(readToEnd)
-      if (Exit.isFailure(rest)) warn(`the source's stream did not end cleanly: ${Cause.pretty(rest.cause)}`)
+      if (Exit.isFailure(rest)) warn(`the source's stream did not end cleanly: ${describeCause(rest.cause)}`)
     }
     yield* transport.close
     log.end()
@@ -280,12 +291,35 @@ export const migrateDestination: (
     }
   })
 
+  /** The source's `Aborted`, if it is among what is left to read (undefined at the end or on an error). */
+  const abortedBySource: Effect.Effect<PeerAborted | undefined> = Effect.gen(function* () {
+    for (;;) {
+      const next = yield* Effect.option(reader.next)
+      if (Option.isNone(next) || Option.isNone(next.value)) return undefined
+      const frame = next.value.value
+      if (frame._tag !== "Control") continue
+      const decoded = decodeMessage(frame)
+      if (Result.isSuccess(decoded) && decoded.success._tag === "Aborted") {
+        const { phase, tag, reason } = decoded.success
+        return new PeerAborted({ peer: "source", phase, tag, reason })
+      }
+    }
+  })
+
   /** Reset what was touched, park it in STOP, and only then tell the source: never both running. */
   const recover = (failure: SessionFault): Effect.Effect<never, MigrationFailed> =>
     Effect.gen(function* () {
-      const { phase } = failure
-      let { cause } = failure
+      let { cause, phase } = failure
       const warn = (reason: string) => emit({ _tag: "Warning", side: "destination", reason, at: now() })
+      // A channel failure is often the echo of the source aborting (it says why, then closes):
+      // read what it sent, briefly, and prefer its own reason.
+      if (isChannelCause(cause)) {
+        const told = yield* abortedBySource.pipe(Effect.timeoutOption(o.closeGraceMs))
+        if (Option.isSome(told) && told.value !== undefined) {
+          cause = told.value
+          phase = told.value.phase
+        }
+      }
       // Stopped after the vote without learning the decision (interrupted, say): never reset a
       // group the source may have committed to; the journal settles it, or the devices wait.
       if (s.voted && !s.decided && cause._tag !== "PeerAborted" && cause._tag !== "CommitInDoubt") {
@@ -300,18 +334,29 @@ export const migrateDestination: (
           })
       }
       const inDoubt = cause._tag === "CommitInDoubt"
-      let problem: string | undefined
-      if (s.touched && !inDoubt) problem = yield* resetAndPark(runtime, o)
-      const states: FinalStates = yield* readStates(runtime)
-      const recovered = problem === undefined && (!s.touched || ids.every((id) => states[id] === "STOP"))
+      const touchedBefore = touched
+      // In doubt, the validated devices wait in STOP: neither reset nor resumed until the journal is read.
+      const outcome: Recovered = !touchedBefore
+        ? yield* untouched(runtime)
+        : inDoubt
+          ? yield* leftInPlace(runtime, "STOP")
+          : yield* recoverGroup(runtime, {
+              policy: o.errorPolicy,
+              home: "STOP",
+              resetEvery: true,
+              resetTimeoutMs: o.arcTimeoutMs,
+              transition: transitionOptions(o, "destination", "park", undefined)
+            })
+      const states = outcome.states
+      const recovered = outcome.complete
       emit({ _tag: "Recovered", side: "destination", ok: recovered, states, at: now() })
       const writer = s.writer
       if (writer !== undefined && cause._tag !== "PeerAborted" && cause._tag !== "HandshakeRefused" && !inDoubt) {
         const told = yield* Effect.exit(send(writer, abortMessage(phase, cause)).pipe(Effect.andThen(writer.end)))
-        if (Exit.isFailure(told)) warn(`the source could not be told: ${Cause.pretty(told.cause)}`)
+        if (Exit.isFailure(told)) warn(`the source could not be told: ${describeCause(told.cause)}`)
       } else if (writer !== undefined) {
         const ended = yield* Effect.exit(writer.end)
-        if (Exit.isFailure(ended)) warn(`could not end the stream to the source: ${Cause.pretty(ended.cause)}`)
+        if (Exit.isFailure(ended)) warn(`could not end the stream to the source: ${describeCause(ended.cause)}`)
       }
       // Let the source hang up first, so nothing it sent is cut off by our close.
       // Whatever it still sends is of no use now; only its hang-up is awaited, briefly.
@@ -324,9 +369,7 @@ export const migrateDestination: (
         origin: originOf("destination", cause),
         cause,
         migration: s.migration,
-        states,
-        recovered,
-        recoveryProblem: problem
+        ...recoveryFields(touchedBefore, outcome)
       })
     })
 

@@ -1,5 +1,64 @@
 import type { Plan, TransitionEvent } from "@lockstep/coordinator"
+import type { Device, DeviceError } from "@lockstep/device"
 import type { Arc } from "@lockstep/fsm"
+import { Effect } from "effect"
+import { isUnsupported } from "./Transfer.js"
+
+/**
+ * The STOP_COPY length assumed for a device that cannot tell its own and has no estimate from
+ * its user: QEMU's for the same case (`VFIO_MIG_STOP_COPY_SIZE`, 100 GiB), chosen so that the
+ * downtime limit is never wrongly met. The estimate goes further and counts it as unbounded.
+ */
+export const PessimisticStopCopyLength = 100 * 2 ** 30
+
+/** A device's STOP_COPY length that did not come from the device. */
+export interface AssumedStopCopyLength {
+  readonly device: string
+  readonly bytes: number
+  /**
+   * `estimate`: the device's `stopCopyLengthEstimate`, as its user configured it;
+   * `pessimistic`: nothing known, {@link PessimisticStopCopyLength} assumed.
+   */
+  readonly source: "estimate" | "pessimistic"
+}
+
+/**
+ * Stop-copy lengths as a source session asks for them: from the device, or, for a device that
+ * cannot tell (`stopCopyLength` fails with EOPNOTSUPP: a vfio-user server without MIG_DATA_SIZE),
+ * its `stopCopyLengthEstimate` or else the pessimistic default. A device found unable is not
+ * asked again, and every assumption is listed for the estimate and the summary.
+ */
+export class StopCopyLengths {
+  private readonly assumptions = new Map<string, AssumedStopCopyLength>()
+
+  /** Every length assumed so far, in the order the devices were found unable to tell. */
+  get assumed(): ReadonlyArray<AssumedStopCopyLength> {
+    return [...this.assumptions.values()]
+  }
+
+  /** Whether `device`'s length is an assumption. */
+  isAssumed(device: string): boolean {
+    return this.assumptions.has(device)
+  }
+
+  /** The STOP_COPY length of `device`, asked or assumed. */
+  of(device: Device): Effect.Effect<number, DeviceError> {
+    const known = this.assumptions.get(device.id)
+    if (known !== undefined) return Effect.succeed(known.bytes)
+    return device.stopCopyLength.pipe(
+      Effect.catchTag("SessionFailed", (error) => {
+        if (!isUnsupported(error.code)) return Effect.fail(error)
+        const estimate = device.stopCopyLengthEstimate
+        const assumed: AssumedStopCopyLength =
+          estimate === undefined
+            ? { device: device.id, bytes: PessimisticStopCopyLength, source: "pessimistic" }
+            : { device: device.id, bytes: estimate, source: "estimate" }
+        this.assumptions.set(device.id, assumed)
+        return Effect.succeed(assumed.bytes)
+      })
+    )
+  }
+}
 
 /**
  * How long arcs take, learnt from the arcs this side has run. A latency is looked up for the
@@ -83,7 +142,9 @@ export const criticalPathMs = (plan: Plan, latency: (device: string, arc: Arc) =
  *   resumeMs     = the destination's critical path RESUMING → STOP → quiesced → RUNNING
  *
  * It ignores the overlap the session gets by draining each device as soon as it reaches
- * STOP_COPY, which errs high. Arcs not run yet (the switchover's quiesce and stop-copy arcs, the
+ * STOP_COPY, which errs high. Stop-copy lengths the devices could not tell are `assumed`: a
+ * user's estimate counts like a reported length; the pessimistic default makes `transferMs` and
+ * `totalMs` infinite, so that a switchover is never decided on a size nobody knows. Arcs not run yet (the switchover's quiesce and stop-copy arcs, the
  * destination's RESUMING → STOP and on) are timed as the device's other arcs were (see
  * {@link ArcTimings}), which errs low when those arcs are slower than the pre-copy ones.
  */
@@ -96,6 +157,8 @@ export interface DowntimeEstimate {
   readonly remainingBytes: number
   /** Bytes per second the transfer part assumes; `Infinity` when nothing limits or measures it. */
   readonly bandwidth: number
+  /** Stop-copy lengths in `remainingBytes` that did not come from the devices. */
+  readonly assumed: ReadonlyArray<AssumedStopCopyLength>
 }
 
 /** The inputs of {@link estimateDowntime}. */
@@ -106,11 +169,19 @@ export interface EstimateInputs {
   readonly oneWayMs: number
   readonly journalMs: number
   readonly resumeMs: number
+  /** Stop-copy lengths in `remainingBytes` that were assumed (default: none). */
+  readonly assumed?: ReadonlyArray<AssumedStopCopyLength>
 }
 
 /** The downtime estimate from its inputs (see {@link DowntimeEstimate} for the formula). */
 export const estimateDowntime = (i: EstimateInputs): DowntimeEstimate => {
-  const transferMs = i.remainingBytes === 0 ? 0 : (i.remainingBytes / i.bandwidth) * 1000
+  const assumed = i.assumed ?? []
+  const unknown = assumed.some((a) => a.source === "pessimistic")
+  const transferMs = unknown
+    ? Number.POSITIVE_INFINITY
+    : i.remainingBytes === 0
+      ? 0
+      : (i.remainingBytes / i.bandwidth) * 1000
   const channelMs = 3 * i.oneWayMs + i.journalMs
   return {
     totalMs: i.switchoverMs + transferMs + channelMs + i.resumeMs,
@@ -119,6 +190,21 @@ export const estimateDowntime = (i: EstimateInputs): DowntimeEstimate => {
     channelMs,
     resumeMs: i.resumeMs,
     remainingBytes: i.remainingBytes,
-    bandwidth: i.bandwidth
+    bandwidth: i.bandwidth,
+    assumed
   }
+}
+
+/**
+ * One sentence for a summary about the stop-copy lengths that were assumed, or `undefined` when
+ * every device told its own.
+ */
+export const describeAssumedLengths = (assumed: ReadonlyArray<AssumedStopCopyLength>): string | undefined => {
+  if (assumed.length === 0) return undefined
+  const parts = assumed.map((a) =>
+    a.source === "estimate"
+      ? `${a.device} ${a.bytes} bytes (its stopCopyLengthEstimate)`
+      : `${a.device} unknown (no estimate given: ${PessimisticStopCopyLength} bytes assumed, so the downtime estimate is unbounded)`
+  )
+  return `stop-copy length not reported by the device, assumed: ${parts.join("; ")}`
 }

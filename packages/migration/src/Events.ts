@@ -1,6 +1,6 @@
 import type { FinalStates, TransitionEvent } from "@lockstep/coordinator"
 import { type Cause, Effect, Queue, Stream } from "effect"
-import type { DowntimeEstimate } from "./Estimate.js"
+import type { AssumedStopCopyLength, DowntimeEstimate } from "./Estimate.js"
 import type { Phase, Side } from "./Phase.js"
 
 /**
@@ -49,6 +49,11 @@ export interface SourceSummary extends SummaryBase {
   readonly downtimeMs: number
   /** The critical path of the switchover arcs actually run (the floor the arcs alone impose). */
   readonly switchoverCriticalPathMs: number
+  /**
+   * Devices whose STOP_COPY length the estimates had to assume (they cannot report it: a
+   * vfio-user server without MIG_DATA_SIZE), and what was assumed. Empty when every device told.
+   */
+  readonly assumedStopCopyLengths: ReadonlyArray<AssumedStopCopyLength>
   /** Whether the destination confirmed it runs. After COMMIT the source stays stopped either way. */
   readonly confirmed: boolean
 }

@@ -1,5 +1,6 @@
 import type { FinalStates, Migratability, TransitionFailed, TransitionRefused } from "@lockstep/coordinator"
 import type { DeviceError } from "@lockstep/device"
+import type { State } from "@lockstep/fsm"
 import type { FormatError, TransportError } from "@lockstep/stream"
 import { Data } from "effect"
 import { describeRefusal, type Refusal } from "./Handshake.js"
@@ -47,6 +48,28 @@ export class PeerSilent extends Data.TaggedError("PeerSilent")<{
   }
 }
 
+/** A step a side announces (the `Busy` message) because it may outlast the peer timeout. */
+export type BusyStep = "prepare" | "validate"
+
+const busyWith: Readonly<Record<BusyStep, string>> = {
+  prepare: "preparing its devices (→ RESUMING)",
+  validate: "validating its devices (RESUMING → STOP) before its vote"
+}
+
+/**
+ * The peer said it was busy with a step and had not finished it when the peer timeout passed:
+ * it is working, not silent, and the channel is fine. The timeout is too short for that step.
+ */
+export class PeerBusy extends Data.TaggedError("PeerBusy")<{
+  readonly peer: Side
+  readonly step: BusyStep
+  readonly timeoutMs: number
+}> {
+  override get message(): string {
+    return `the ${this.peer} was still busy ${busyWith[this.step]} when the ${this.timeoutMs} ms peer timeout passed (it is working, not silent): the peer timeout must exceed the time that step takes`
+  }
+}
+
 /** The peer sent something the session protocol does not allow here (a well-formed frame in the wrong place). */
 export class ProtocolViolation extends Data.TaggedError("ProtocolViolation")<{
   readonly expected: string
@@ -85,7 +108,10 @@ export class PrecopyLimitReached extends Data.TaggedError("PrecopyLimitReached")
       this.limit === "stalled"
         ? "nothing is left to pre-copy"
         : `the ${this.limit} limit was reached (${this.rounds} rounds)`
-    return `${what} with the downtime estimate at ${fmt(this.estimateMs)} ms over the limit of ${this.downtimeLimitMs} ms${acks}, and the policy is to abort`
+    const estimate = Number.isFinite(this.estimateMs)
+      ? `at ${fmt(this.estimateMs)} ms`
+      : "unbounded (a device cannot report its stop-copy length and has no stopCopyLengthEstimate)"
+    return `${what} with the downtime estimate ${estimate} over the limit of ${this.downtimeLimitMs} ms${acks}, and the policy is to abort`
   }
 }
 
@@ -145,6 +171,7 @@ export type MigrationCause =
   | HandshakeRefused
   | PeerAborted
   | PeerSilent
+  | PeerBusy
   | ProtocolViolation
   | DeviceMisbehaved
   | PrecopyLimitReached
@@ -163,7 +190,10 @@ export type MigrationCause =
  * A migration failed. Each side reports exactly one: `phase` says where it failed, `origin` on
  * which side (or in the channel between them), `cause` why; `states` is how this side's devices
  * ended. Before commit the source rolls back to RUNNING and the destination resets its devices
- * and parks them in STOP; `recovered` says whether that completed.
+ * and parks them in STOP; under the `quarantine` ERROR policy a device in ERROR is left there and
+ * a destination device it may write into is kept out of STOP (reset, in RUNNING).
+ * `requiredStates` is where the policy wants each device; `recovered` says whether every device
+ * is there.
  */
 export class MigrationFailed extends Data.TaggedError("MigrationFailed")<{
   /** The side reporting. */
@@ -174,27 +204,54 @@ export class MigrationFailed extends Data.TaggedError("MigrationFailed")<{
   readonly cause: MigrationCause
   /** The migration id agreed in the handshake, if it got that far. */
   readonly migration: string | undefined
+  /** Whether any device of this side was moved or reset before the failure; if not, nothing needed recovering. */
+  readonly touched: boolean
   /** This side's devices after its recovery. */
   readonly states: FinalStates
-  /** Source: back in RUNNING. Destination: reset and parked in STOP (or, in doubt, left in STOP). */
+  /** Where the recovery had to take each device. */
+  readonly requiredStates: Readonly<Record<string, State>>
+  /** Devices left in ERROR for diagnosis (the `quarantine` policy). */
+  readonly quarantined: ReadonlyArray<string>
+  /** Every device is in its required state (or, in doubt, the destination's devices wait in STOP). */
   readonly recovered: boolean
-  /** What went wrong during the recovery, if anything did. */
+  /** What went wrong during the recovery, if anything did, as a sentence. */
   readonly recoveryProblem: string | undefined
 }> {
+  /** How this side ended, as a clause: nothing touched, recovered (and how), or what is not where it must be. */
+  get recovery(): string {
+    if (!this.touched) return `nothing was touched on the ${this.side}`
+    if (!this.recovered) {
+      const off = Object.entries(this.requiredStates).flatMap(([id, required]) => {
+        const state = this.states[id]
+        return state === required ? [] : [`${id} is ${state ?? "UNKNOWN"}, not ${required}`]
+      })
+      const detail = [...off, ...(this.recoveryProblem === undefined ? [] : [this.recoveryProblem])].join("; ")
+      return `recovery incomplete on the ${this.side}${detail === "" ? "" : ` (${detail})`}`
+    }
+    if (this.cause._tag === "CommitInDoubt") return "the destination devices wait in STOP for the commit decision"
+    const home =
+      this.side === "source"
+        ? "the source group is back in RUNNING"
+        : "the destination devices were reset and parked in STOP"
+    const kept = Object.entries(this.requiredStates).flatMap(([id, state]) =>
+      this.quarantined.includes(id) || state === (this.side === "source" ? "RUNNING" : "STOP") ? [] : [id]
+    )
+    const except = [
+      ...(this.quarantined.length === 0 ? [] : [`${this.quarantined.join(", ")} left in ERROR for diagnosis`]),
+      ...(kept.length === 0
+        ? []
+        : [`${kept.join(", ")} reset and kept in RUNNING, out of STOP, while a quarantined device may write into it`])
+    ]
+    return except.length === 0 ? home : `${home}, except ${except.join(" and ")} (quarantine policy)`
+  }
+
   override get message(): string {
     const where =
       this.origin === this.side ? "here" : this.origin === "channel" ? "in the channel" : `on the ${this.origin}`
     const states = Object.entries(this.states)
       .map(([id, s]) => `${id}=${s}`)
       .join(", ")
-    const recovery = this.recovered
-      ? this.side === "source"
-        ? "the source group is back in RUNNING"
-        : this.cause._tag === "CommitInDoubt"
-          ? "the destination devices wait in STOP"
-          : "the destination devices were reset and parked in STOP"
-      : `recovery incomplete${this.recoveryProblem === undefined ? "" : ` (${this.recoveryProblem})`}`
-    return `${this.side}: migration failed in ${this.phase} (${where}): ${this.cause.message}; ${recovery}; devices now ${states}`
+    return `${this.side}: migration failed in ${this.phase} (${where}): ${this.cause.message}; ${this.recovery}; devices now ${states}`
   }
 }
 

@@ -10,10 +10,13 @@ export interface SessionOptions {
   readonly errorPolicy?: ErrorPolicy | undefined
   /** Per-arc timeout of every group transition, in ms. Default 30 000. */
   readonly arcTimeoutMs?: number | undefined
-  /** At most this many arcs in flight at once in a group transition. Default: unbounded. */
+  /** At most this many arcs in flight at once in a group transition (the coordinator's `concurrency`). Default: unbounded. */
   readonly arcConcurrency?: number | undefined
-  /** At most this many devices read (source) or written (destination) at once. Default: unbounded. */
-  readonly concurrency?: number | undefined
+  /**
+   * At most this many devices read (source: pre-copy rounds and the drain, which takes devices
+   * in the order they reach STOP_COPY) or written (destination) at once. Default: unbounded.
+   */
+  readonly ioConcurrency?: number | undefined
   /**
    * Longest wait for the peer: for an expected message, and for the channel to accept one
    * write. Past it the peer counts as silent and the migration fails. Default 60 000 ms
@@ -77,7 +80,7 @@ export interface ResolvedSessionOptions {
   readonly errorPolicy: ErrorPolicy
   readonly arcTimeoutMs: number
   readonly arcConcurrency: number | undefined
-  readonly concurrency: number | "unbounded"
+  readonly ioConcurrency: number | "unbounded"
   readonly peerTimeoutMs: number
   readonly compatibility: Compatibility
   readonly onEvent: EventSink
@@ -97,7 +100,7 @@ export const resolveSession = (o: SessionOptions): ResolvedSessionOptions => {
     errorPolicy: o.errorPolicy ?? "reset",
     arcTimeoutMs: positive(o.arcTimeoutMs) ?? 30_000,
     arcConcurrency: positive(o.arcConcurrency),
-    concurrency: positive(o.concurrency) ?? "unbounded",
+    ioConcurrency: positive(o.ioConcurrency) ?? "unbounded",
     peerTimeoutMs,
     compatibility: o.compatibility ?? none,
     onEvent: o.onEvent ?? noEvents,

@@ -1,13 +1,7 @@
-import {
-  type FinalStates,
-  type GroupRuntime,
-  stop,
-  type TransitionEvent,
-  type TransitionOptions
-} from "@lockstep/coordinator"
+import type { FinalStates, GroupRuntime, TransitionEvent, TransitionOptions } from "@lockstep/coordinator"
 import type { State } from "@lockstep/fsm"
 import type { FrameWriter } from "@lockstep/stream"
-import { Cause, Data, Effect, Exit, Option } from "effect"
+import { Cause, Data, Effect, Option, Result } from "effect"
 import type { ArcTimings } from "./Estimate.js"
 import type { EventSink } from "./Events.js"
 import type { MigrationCause } from "./MigrationError.js"
@@ -50,7 +44,7 @@ export const isChannelCause = (cause: MigrationCause): boolean => channelTags.ha
 
 /** Where a cause began, seen from `side`. */
 export const originOf = (side: Side, cause: MigrationCause): Side | "channel" => {
-  if (cause._tag === "PeerAborted") return cause.peer
+  if (cause._tag === "PeerAborted" || cause._tag === "PeerBusy") return cause.peer
   if (cause._tag === "HandshakeRefused") return "destination"
   if (cause._tag === "ProtocolViolation") return side === "source" ? "destination" : "source"
   return isChannelCause(cause) ? "channel" : side
@@ -106,6 +100,10 @@ export const transitionOptions = (
   }
 })
 
+/** Whether a group-transition event moved or reset a device (an arc started, a reset): from then on the side has touched its group. */
+export const movesDevice = (event: TransitionEvent): boolean =>
+  event._tag === "ArcStarted" || event._tag === "DeviceReset"
+
 /** Every device's state as it reports it now (`UNKNOWN` where it cannot). */
 export const readStates = (runtime: GroupRuntime): Effect.Effect<FinalStates> =>
   Effect.map(
@@ -139,47 +137,17 @@ export const abortMessage = (phase: Phase, cause: MigrationCause): SessionMessag
   reason: cause.message
 })
 
-/**
- * Takes a destination group out of a failed migration: resets every device (the only way out of
- * RESUMING; a reset device has bus mastering off and starts no DMA), then parks the group in
- * STOP so that nothing of the failed migration ever runs (if parking fails, its rollback brings the
- * devices back to RUNNING by a reset, never by an arc that would let them run). Under the quarantine policy a device
- * in ERROR is left for diagnosis and the group is not parked. Answers what went wrong, if anything.
- */
-export const resetAndPark = (runtime: GroupRuntime, o: ResolvedSessionOptions): Effect.Effect<string | undefined> =>
-  Effect.gen(function* () {
-    const states = yield* readStates(runtime)
-    const keep = (id: string) => o.errorPolicy === "quarantine" && states[id] === "ERROR"
-    const resets = yield* Effect.forEach(
-      runtime.group.devices.filter((d) => !keep(d.id)),
-      (d) => {
-        const device = runtime.devices.get(d.id)
-        return device === undefined ? Effect.succeed(Exit.void) : Effect.exit(device.reset)
-      },
-      { concurrency: "unbounded" }
-    )
-    const failedResets = resets.filter(Exit.isFailure).map((e) => Cause.pretty(e.cause))
-    if (failedResets.length > 0) return `reset failed: ${failedResets.join("; ")}`
-    if (runtime.group.devices.some((d) => keep(d.id)))
-      return "a device in ERROR is quarantined; the group was not parked"
-    const parked = yield* Effect.exit(stop(inert(runtime), transitionOptions(o, "destination", "park", undefined)))
-    return Exit.isFailure(parked) ? `parking in STOP failed: ${Cause.pretty(parked.cause)}` : undefined
-  })
+/** One sentence for a failure's cause: its typed error's message, never a stack trace. */
+export const describeCause = (cause: Cause.Cause<unknown>): string => {
+  const error = Cause.findErrorOption(cause)
+  if (Option.isSome(error)) return messageOf(error.value)
+  if (Cause.hasInterruptsOnly(cause)) return "it was interrupted"
+  const defect = Cause.findDefect(cause)
+  return Result.isSuccess(defect) ? messageOf(defect.success) : "it failed for an unknown reason"
+}
 
-/**
- * The group's devices, for parking after a reset: a request to go back to RUNNING (what rolling
- * back a failed park asks) is served by a reset. A reset device has bus mastering off and starts no
- * DMA; an arc into RUNNING would let it run again, with whatever it had loaded.
- */
-const inert = (runtime: GroupRuntime): GroupRuntime => ({
-  group: runtime.group,
-  devices: new Map(
-    [...runtime.devices].map(([id, device]) => [
-      id,
-      { ...device, setState: (to: State) => (to === "RUNNING" ? device.reset : device.setState(to)) }
-    ])
-  )
-})
+const messageOf = (e: unknown): string =>
+  typeof e === "object" && e !== null && "message" in e && typeof e.message === "string" ? e.message : String(e)
 
 /** Milliseconds to the microsecond: virtual time and pacing make long fractions that mean nothing. */
 export const roundMs = (ms: number): number => Math.round(ms * 1000) / 1000

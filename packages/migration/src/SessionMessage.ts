@@ -12,10 +12,12 @@ import { Phases } from "./Phase.js"
  *   source → destination                      destination → source
  *   Manifest (handshake offer)
  *                                             accept  Accepted {migration}  | refuse Refused {refusals}
+ *                                             commit  Busy {step: prepare, done: false}, then {…, done: true}
  *   Chunk…
  *   switchover-ack(d) InitialDataSent         switchover-ack(d) InitialDataReceived {resumeEstimateMs}
  *   switchover-ack    SwitchoverBegun
  *   Chunk…, DeviceEnd(d)…
+ *                                             commit  Busy {step: validate, done: false}
  *                                             commit  Prepared {validateMs}    (vote: validated, in STOP)
  *   commit  Committed  (COMMIT is journalled)
  *   StreamEnd
@@ -31,6 +33,7 @@ const messages = {
   InitialDataSent: Schema.TaggedStruct("InitialDataSent", { bytes: NonNegative }),
   InitialDataReceived: Schema.TaggedStruct("InitialDataReceived", { resumeEstimateMs: NonNegative }),
   SwitchoverBegun: Schema.TaggedStruct("SwitchoverBegun", {}),
+  Busy: Schema.TaggedStruct("Busy", { step: Schema.Literals(["prepare", "validate"]), done: Schema.Boolean }),
   Prepared: Schema.TaggedStruct("Prepared", { validateMs: NonNegative }),
   Committed: Schema.TaggedStruct("Committed", {}),
   Resumed: Schema.TaggedStruct("Resumed", { resumeMs: NonNegative }),
@@ -53,6 +56,8 @@ const kindOf: Readonly<Record<SessionMessage["_tag"], ControlKind>> = {
   InitialDataSent: "switchover-ack",
   InitialDataReceived: "switchover-ack",
   SwitchoverBegun: "switchover-ack",
+  // The steps on the way to the destination's vote that may outlast the peer timeout.
+  Busy: "commit",
   Prepared: "commit",
   Committed: "commit",
   Resumed: "commit",

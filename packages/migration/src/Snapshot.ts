@@ -1,5 +1,4 @@
 import {
-  enterStopCopy,
   type FinalStates,
   type GroupRuntime,
   Migratability,
@@ -10,7 +9,7 @@ import {
 } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
 import { type ByteSink, type ByteSource, type Frame, FrameReader, FrameWriter, type Manifest } from "@lockstep/stream"
-import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option } from "effect"
+import { Cause, Clock, Effect, Exit, Option } from "effect"
 import { throttle } from "./Bandwidth.js"
 import type { DeviceTotals } from "./Events.js"
 import { checkManifest, manifestOf } from "./Handshake.js"
@@ -24,7 +23,9 @@ import {
   ProtocolViolation
 } from "./MigrationError.js"
 import { resolveSession, type SessionOptions } from "./Options.js"
-import { originOf, PhaseLog, readStates, resetAndPark, SessionFault, transitionOptions } from "./Session.js"
+import { recoverGroup, recoveryFields, untouched } from "./Recovery.js"
+import { movesDevice, originOf, PhaseLog, readStates, SessionFault, transitionOptions } from "./Session.js"
+import { switchoverAndDrain } from "./Switchover.js"
 import { drainDevice } from "./Transfer.js"
 
 /** Options of {@link saveGroup}. */
@@ -61,14 +62,21 @@ export const saveGroup: (
   sink: ByteSink,
   options: SaveOptions = {}
 ) {
-  const o = resolveSession(options)
+  // Whether a device has been moved or reset: until then a failure touched nothing.
+  let touched = false
+  const o = resolveSession({
+    ...options,
+    onEvent: (event) => {
+      if (event._tag === "GroupTransition" && movesDevice(event.event)) touched = true
+      options.onEvent?.(event)
+    }
+  })
   const clock = yield* Clock.Clock
   const now = () => clock.currentTimeMillisUnsafe()
   const log = new PhaseLog("source", o.onEvent, now)
   const fault = (cause: MigrationCause) => new SessionFault({ cause, phase: log.phase })
   const located = <A, E extends MigrationCause>(effect: Effect.Effect<A, E>) => Effect.mapError(effect, fault)
   const ids = runtime.group.devices.map((d) => d.id)
-  const indexOf = new Map(ids.map((id, i) => [id, i] as const))
   const chunkBytes = Math.max(1, Math.floor(options.chunkBytes ?? 256 * 1024))
   const pace = throttle(options.bandwidthLimit ?? Number.POSITIVE_INFINITY)
   const sent = ids.map(() => 0)
@@ -80,50 +88,21 @@ export const saveGroup: (
     const writer = yield* located(FrameWriter.make(sink, { chunkBytes }))
     yield* located(writer.manifest(devices))
     log.enter("switchover")
-    let stopping = false
-    let first: number | undefined
-    const ready = ids.map(() => Deferred.makeUnsafe<boolean>())
-    const release = (i: number, go: boolean) => {
-      const d = ready[i]
-      if (d !== undefined) Deferred.doneUnsafe(d, Effect.succeed(go))
-    }
-    const drains = yield* Effect.forkChild(
-      Effect.forEach(
-        ids.map((_, i) => i),
-        (i) =>
+    const switched = yield* located(
+      switchoverAndDrain({
+        runtime,
+        options: (hook) => transitionOptions(o, "source", "enterStopCopy", undefined, hook),
+        limit: o.ioConcurrency,
+        drain: (i, stopping) =>
           Effect.gen(function* () {
-            const go = yield* Deferred.await(ready[i] ?? Deferred.makeUnsafe<boolean>())
-            if (!go || stopping) return
             const device = runtime.devices.get(ids[i] ?? "")
             if (device === undefined) return
-            const drained = yield* Effect.exit(drainDevice(device, i, writer, pace, chunkBytes, () => stopping))
-            if (Exit.isFailure(drained)) {
-              stopping = true
-              return yield* Effect.failCause(drained.cause)
-            }
-            sent[i] = drained.value
+            sent[i] = yield* drainDevice(device, i, writer, pace, chunkBytes, stopping)
           }),
-        { concurrency: o.concurrency, discard: true }
-      )
+        onSwitched: () => log.enter("drain")
+      })
     )
-    const switched = yield* Effect.exit(
-      enterStopCopy(
-        runtime,
-        transitionOptions(o, "source", "enterStopCopy", undefined, (event) => {
-          if (event._tag === "ArcStarted") first ??= event.at
-          if (event._tag === "ArcDone" && event.arc.to === "STOP_COPY") release(indexOf.get(event.device) ?? -1, true)
-        })
-      )
-    )
-    if (Exit.isFailure(switched)) {
-      stopping = true
-      for (let i = 0; i < ids.length; i++) release(i, false)
-      yield* Fiber.await(drains)
-      return yield* Effect.failCause(Cause.map(switched.cause, fault))
-    }
-    for (let i = 0; i < ids.length; i++) release(i, true)
-    log.enter("drain")
-    yield* Effect.mapError(Fiber.join(drains), fault)
+    const first = switched.firstArcAt
     const end = yield* located(writer.end)
     const stoppedMs = now() - (first ?? now())
     if (options.leave === "RUNNING")
@@ -142,12 +121,17 @@ export const saveGroup: (
       const outcome = yield* Effect.exit(restore(work))
       if (Exit.isSuccess(outcome)) return outcome.value
       const failure = Option.getOrElse(Cause.findErrorOption(outcome.cause), () => fault(new MigrationInterrupted()))
-      const back = yield* Effect.exit(
-        transition(runtime, "RUNNING", transitionOptions(o, "source", "rollback", undefined))
-      )
-      const states = yield* readStates(runtime)
-      const recovered = Exit.isSuccess(back) && ids.every((id) => states[id] === "RUNNING")
-      o.onEvent({ _tag: "Recovered", side: "source", ok: recovered, states, at: now() })
+      const touchedBefore = touched
+      const back = touchedBefore
+        ? yield* recoverGroup(runtime, {
+            policy: o.errorPolicy,
+            home: "RUNNING",
+            resetEvery: false,
+            resetTimeoutMs: o.arcTimeoutMs,
+            transition: transitionOptions(o, "source", "rollback", undefined)
+          })
+        : yield* untouched(runtime)
+      o.onEvent({ _tag: "Recovered", side: "source", ok: back.complete, states: back.states, at: now() })
       log.end()
       return yield* new MigrationFailed({
         side: "source",
@@ -155,9 +139,7 @@ export const saveGroup: (
         origin: originOf("source", failure.cause),
         cause: failure.cause,
         migration: undefined,
-        states,
-        recovered,
-        recoveryProblem: Exit.isFailure(back) ? Cause.pretty(back.cause) : undefined
+        ...recoveryFields(touchedBefore, back)
       })
     })
   )
@@ -191,14 +173,21 @@ export const restoreGroup: (
   source: ByteSource,
   options: RestoreOptions = {}
 ) {
-  const o = resolveSession(options)
+  // Whether a device has been moved or reset: until then a failure touched nothing.
+  let touched = false
+  const o = resolveSession({
+    ...options,
+    onEvent: (event) => {
+      if (event._tag === "GroupTransition" && movesDevice(event.event)) touched = true
+      options.onEvent?.(event)
+    }
+  })
   const clock = yield* Clock.Clock
   const now = () => clock.currentTimeMillisUnsafe()
   const log = new PhaseLog("destination", o.onEvent, now)
   const fault = (cause: MigrationCause) => new SessionFault({ cause, phase: log.phase })
   const located = <A, E extends MigrationCause>(effect: Effect.Effect<A, E>) => Effect.mapError(effect, fault)
   const reader = yield* FrameReader.make(source)
-  let touched = false
   const nextFrame: Effect.Effect<Frame, SessionFault> = located(reader.next).pipe(
     Effect.flatMap((frame) =>
       Option.isSome(frame)
@@ -215,7 +204,6 @@ export const restoreGroup: (
     const refusals = yield* checkManifest(manifest, runtime, o.compatibility)
     if (refusals.length > 0) return yield* fault(new HandshakeRefused({ refusals }))
     log.enter("prepare")
-    touched = true
     yield* located(prepareResume(runtime, transitionOptions(o, "destination", "prepareResume", undefined)))
     log.enter("drain")
     const devices: ReadonlyArray<Device> = manifest.devices.map((d) => {
@@ -231,7 +219,7 @@ export const restoreGroup: (
         Effect.fail(fault(new ProtocolViolation({ expected: "device data", got: `a ${control.kind} control frame` }))),
       acknowledge: () => Effect.void,
       located,
-      concurrency: typeof o.concurrency === "number" ? o.concurrency : devices.length,
+      concurrency: typeof o.ioConcurrency === "number" ? o.ioConcurrency : devices.length,
       queueDepth: 4,
       emit: o.onEvent,
       now
@@ -263,11 +251,17 @@ export const restoreGroup: (
       const outcome = yield* Effect.exit(restore(work))
       if (Exit.isSuccess(outcome)) return outcome.value
       const failure = Option.getOrElse(Cause.findErrorOption(outcome.cause), () => fault(new MigrationInterrupted()))
-      const problem = touched ? yield* resetAndPark(runtime, o) : undefined
-      const states = yield* readStates(runtime)
-      const recovered =
-        problem === undefined && (!touched || runtime.group.devices.every((d) => states[d.id] === "STOP"))
-      o.onEvent({ _tag: "Recovered", side: "destination", ok: recovered, states, at: now() })
+      const touchedBefore = touched
+      const back = touchedBefore
+        ? yield* recoverGroup(runtime, {
+            policy: o.errorPolicy,
+            home: "STOP",
+            resetEvery: true,
+            resetTimeoutMs: o.arcTimeoutMs,
+            transition: transitionOptions(o, "destination", "park", undefined)
+          })
+        : yield* untouched(runtime)
+      o.onEvent({ _tag: "Recovered", side: "destination", ok: back.complete, states: back.states, at: now() })
       log.end()
       return yield* new MigrationFailed({
         side: "destination",
@@ -275,9 +269,7 @@ export const restoreGroup: (
         origin: originOf("destination", failure.cause),
         cause: failure.cause,
         migration: undefined,
-        states,
-        recovered,
-        recoveryProblem: problem
+        ...recoveryFields(touchedBefore, back)
       })
     })
   )

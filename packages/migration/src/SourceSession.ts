@@ -1,22 +1,20 @@
 import {
   beginPrecopy,
-  enterStopCopy,
   enterStopCopyPlan,
-  type FinalStates,
   type GroupRuntime,
   Migratability,
-  planTransition,
-  transition
+  planTransition
 } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
 import { hasFlag, type State } from "@lockstep/fsm"
 import { FrameReader, FrameWriter, type Manifest, type Transport, withTimeouts } from "@lockstep/stream"
 import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option, Queue, Result } from "effect"
 import { assumedRate, BandwidthMeter, throttle } from "./Bandwidth.js"
-import { ArcTimings, criticalPathMs, type DowntimeEstimate, estimateDowntime } from "./Estimate.js"
+import { ArcTimings, criticalPathMs, type DowntimeEstimate, estimateDowntime, StopCopyLengths } from "./Estimate.js"
 import type { DeviceTotals, SourceSummary, SwitchoverReason } from "./Events.js"
 import { manifestOf } from "./Handshake.js"
 import {
+  type BusyStep,
   DecisionFenced,
   HandshakeRefused,
   type MigrationCause,
@@ -24,14 +22,18 @@ import {
   MigrationInterrupted,
   NotMigratable,
   PeerAborted,
+  PeerBusy,
   PeerSilent,
   PrecopyLimitReached,
   ProtocolViolation
 } from "./MigrationError.js"
 import { resolveSource, type SourceOptions } from "./Options.js"
+import { leftInPlace, type Recovered, recoverGroup, recoveryFields, untouched } from "./Recovery.js"
 import {
   abortMessage,
+  describeCause,
   isChannelCause,
+  movesDevice,
   originOf,
   PhaseLog,
   readStates,
@@ -41,6 +43,7 @@ import {
   transitionOptions
 } from "./Session.js"
 import { decodeMessage } from "./SessionMessage.js"
+import { switchoverAndDrain } from "./Switchover.js"
 import { drainDevice, precopyProgress, pumpPrecopy } from "./Transfer.js"
 
 type Accepted = { readonly _tag: "Accepted"; readonly migration: string }
@@ -69,6 +72,8 @@ interface SourceProgress {
   switchoverCriticalPathMs: number
   decidedAt: number | undefined
   destinationResumeMs: number | undefined
+  /** A step the destination said it is busy with and has not said it finished. */
+  peerBusy: BusyStep | undefined
 }
 
 /**
@@ -91,13 +96,22 @@ export const migrateSource: (
   transport: Transport,
   options: SourceOptions = {}
 ) {
-  const o = resolveSource(options)
+  // Whether a device of this side has been moved or reset: until then a failure touched nothing.
+  let touched = false
+  const o = resolveSource({
+    ...options,
+    onEvent: (event) => {
+      if (event._tag === "GroupTransition" && movesDevice(event.event)) touched = true
+      options.onEvent?.(event)
+    }
+  })
   const clock = yield* Clock.Clock
   const now = () => clock.currentTimeMillisUnsafe()
   const emit = o.onEvent
   const startedAt = now()
   const log = new PhaseLog("source", emit, now)
   const timings = new ArcTimings(o.assumedArcLatencyMs)
+  const stopCopyLengths = new StopCopyLengths()
   const link = withTimeouts(transport, { write: o.peerTimeoutMs })
   const ids = runtime.group.devices.map((d) => d.id)
   const indexOf = new Map(ids.map((id, i) => [id, i] as const))
@@ -121,13 +135,15 @@ export const migrateSource: (
     switchoverAt: undefined,
     switchoverCriticalPathMs: 0,
     decidedAt: undefined,
-    destinationResumeMs: undefined
+    destinationResumeMs: undefined,
+    peerBusy: undefined
   }
 
   // What the destination says, read by a fiber of its own so that it is heard while this side
   // is busy writing (a destination that aborts stops reading, and a blocked write must not hide it).
   const answer = yield* Deferred.make<Accepted | Refused>()
   const acks = yield* Queue.unbounded<Ack>()
+  const destinationReady = yield* Deferred.make<void>()
   const prepared = yield* Deferred.make<number>()
   const resumed = yield* Deferred.make<number>()
   const peerFailure = yield* Deferred.make<never, MigrationCause>()
@@ -160,7 +176,12 @@ export const migrateSource: (
             if (frame.device === undefined) return yield* violation("an acknowledged device", "none")
             yield* Queue.offer(acks, { device: frame.device, resumeEstimateMs: message.resumeEstimateMs })
             break
+          case "Busy":
+            s.peerBusy = message.done ? undefined : message.step
+            if (message.step === "prepare" && message.done) yield* Deferred.succeed(destinationReady, undefined)
+            break
           case "Prepared":
+            s.peerBusy = undefined
             yield* Deferred.succeed(prepared, message.validateMs)
             break
           case "Resumed":
@@ -226,6 +247,9 @@ export const migrateSource: (
       const begun = yield* located(beginPrecopy(runtime, transitionOptions(o, "source", "beginPrecopy", timings)))
       states = begun.to
     }
+    // The destination reads no data before its devices are in RESUMING: until it says they are,
+    // data would only fill the channel, and a write blocked past the timeout would break it.
+    yield* expect(destinationReady, "the destination's devices to be ready for the data (RESUMING)")
 
     // Pre-copy rounds.
     const pace = throttle(o.bandwidthLimit)
@@ -244,7 +268,7 @@ export const migrateSource: (
     const unacknowledged = () => precopyDevices.filter((i) => !acked.has(i)).map((i) => ids[i] ?? "?")
     const estimateNow: Effect.Effect<DowntimeEstimate, SessionFault> = Effect.gen(function* () {
       const lengths = yield* located(
-        Effect.forEach(ids, (_, i) => deviceAt(i).stopCopyLength, { concurrency: "unbounded" })
+        Effect.forEach(ids, (_, i) => stopCopyLengths.of(deviceAt(i)), { concurrency: "unbounded" })
       )
       const latency = (device: string, arc: { readonly from: State; readonly to: State }) =>
         timings.latency(device, arc)
@@ -254,6 +278,7 @@ export const migrateSource: (
         switchoverMs: Result.isSuccess(switchPlan) ? criticalPathMs(switchPlan.success, latency) : 0,
         remainingBytes: lengths.reduce((a, b) => a + b, 0),
         bandwidth: assumedRate(meter, o.bandwidthLimit),
+        assumed: stopCopyLengths.assumed,
         oneWayMs: s.oneWayMs,
         journalMs,
         resumeMs:
@@ -282,8 +307,12 @@ export const migrateSource: (
         // A round sends what is pending when it starts, so that it ends even while pages are
         // dirtied faster than they are sent; without pre-copy info, the stop-copy length bounds it.
         const info = yield* precopyProgress(device)
-        const budget = info === undefined ? yield* device.stopCopyLength : info.initialBytes + info.dirtyBytes
-        const pumped = yield* pumpPrecopy(device, i, writer, pace, o.chunkBytes, budget, () => stopping)
+        const budget = info === undefined ? yield* stopCopyLengths.of(device) : info.initialBytes + info.dirtyBytes
+        // An assumed length bounds nothing real: such a device is read until it runs dry, or
+        // until the pre-copy time limit, whichever comes first.
+        const bounded = info !== undefined || !stopCopyLengths.isAssumed(device.id)
+        const overTime = () => !bounded && now() - precopyStart >= o.maxPrecopyMs
+        const pumped = yield* pumpPrecopy(device, i, writer, pace, o.chunkBytes, budget, () => stopping || overTime())
         const total = totals[i]
         if (total !== undefined) total.precopyBytes += pumped.bytes
         if (!sentMarker.has(i) && !stopping) {
@@ -316,7 +345,7 @@ export const migrateSource: (
                 })
               )
             ),
-          { concurrency: o.concurrency }
+          { concurrency: o.ioConcurrency }
         )
         const values: Array<A> = []
         for (const exit of exits) {
@@ -395,46 +424,23 @@ export const migrateSource: (
       at: now()
     })
     yield* located(send(writer, { _tag: "SwitchoverBegun" }))
-    const ready = ids.map(() => Deferred.makeUnsafe<boolean>())
-    const release = (i: number, go: boolean) => {
-      const d = ready[i]
-      if (d !== undefined) Deferred.doneUnsafe(d, Effect.succeed(go))
-    }
-    const drainOne = (i: number) =>
-      Effect.gen(function* () {
-        const go = yield* Deferred.await(ready[i] ?? Deferred.makeUnsafe<boolean>())
-        if (!go || stopping) return
-        const bytes = yield* drainDevice(deviceAt(i), i, writer, pace, o.chunkBytes, () => stopping)
-        const total = totals[i]
-        if (total !== undefined) total.stopCopyBytes += bytes
-        if (!stopping) emit({ _tag: "DeviceDrained", side: "source", device: ids[i] ?? "?", bytes, at: now() })
-      })
-    const drains = yield* Effect.forkChild(
-      everyDevice(
-        ids.map((_, i) => i),
-        drainOne
-      )
-    )
-    const switched = yield* Effect.exit(
-      enterStopCopy(
+    const switched = yield* located(
+      switchoverAndDrain({
         runtime,
-        transitionOptions(o, "source", "enterStopCopy", timings, (event) => {
-          if (event._tag === "ArcStarted") s.switchoverAt ??= event.at
-          if (event._tag === "ArcDone" && event.arc.to === "STOP_COPY") release(indexOf.get(event.device) ?? -1, true)
-        })
-      )
+        options: (hook) => transitionOptions(o, "source", "enterStopCopy", timings, hook),
+        limit: o.ioConcurrency,
+        drain: (i, stop) =>
+          Effect.gen(function* () {
+            const bytes = yield* drainDevice(deviceAt(i), i, writer, pace, o.chunkBytes, stop)
+            const total = totals[i]
+            if (total !== undefined) total.stopCopyBytes += bytes
+            if (!stop()) emit({ _tag: "DeviceDrained", side: "source", device: ids[i] ?? "?", bytes, at: now() })
+          }),
+        onSwitched: () => log.enter("drain")
+      })
     )
-    if (Exit.isFailure(switched)) {
-      stopping = true
-      for (let i = 0; i < ids.length; i++) release(i, false)
-      yield* Fiber.await(drains)
-      return yield* Effect.failCause(Cause.map(switched.cause, fault))
-    }
-    for (let i = 0; i < ids.length; i++) release(i, true)
-    s.switchoverAt ??= now()
-    s.switchoverCriticalPathMs = criticalPathMs(switched.value.plan, (device, arc) => timings.latency(device, arc))
-    log.enter("drain")
-    yield* Fiber.join(drains)
+    s.switchoverAt = switched.firstArcAt ?? now()
+    s.switchoverCriticalPathMs = criticalPathMs(switched.report.plan, (device, arc) => timings.latency(device, arc))
 
     // Validate (the destination's) and commit: COMMIT goes to the journal before anyone is told.
     log.enter("validate")
@@ -470,7 +476,7 @@ export const migrateSource: (
       if (confirmed) {
         const completed = yield* Effect.exit(o.journal.complete(migration))
         if (Exit.isFailure(completed))
-          emit({ _tag: "Warning", side: "source", reason: `journal: ${Cause.pretty(completed.cause)}`, at: now() })
+          emit({ _tag: "Warning", side: "source", reason: `journal: ${describeCause(completed.cause)}`, at: now() })
       } else {
         emit({
           _tag: "Warning",
@@ -499,6 +505,7 @@ export const migrateSource: (
         estimate: s.estimate,
         downtimeMs: roundMs(decidedAt - (s.switchoverAt ?? decidedAt) + s.oneWayMs + destinationPart),
         switchoverCriticalPathMs: roundMs(s.switchoverCriticalPathMs),
+        assumedStopCopyLengths: stopCopyLengths.assumed,
         confirmed
       }
       emit({ _tag: "Completed", summary, at: now() })
@@ -509,6 +516,7 @@ export const migrateSource: (
   const recover = (faultValue: SessionFault): Effect.Effect<never, MigrationFailed> =>
     Effect.gen(function* () {
       const { cause, phase } = faultValue
+      const touchedBefore = touched
       const warn = (reason: string) => emit({ _tag: "Warning", side: "source", reason, at: now() })
       const migration = s.migration
       let problem: string | undefined
@@ -517,26 +525,29 @@ export const migrateSource: (
         // The destination failed to resume, reset its devices and gave the group back.
         const recorded = yield* Effect.exit(o.journal.renounce(migration, cause.message))
         if (Exit.isFailure(recorded))
-          problem = `the journal could not record that the destination renounced: ${Cause.pretty(recorded.cause)}`
+          problem = `the journal could not record that the destination renounced: ${describeCause(recorded.cause)}`
       }
       const writer = s.writer
       if (cause._tag !== "PeerAborted" && cause._tag !== "HandshakeRefused" && writer !== undefined) {
         const told = yield* Effect.exit(send(writer, abortMessage(phase, cause)).pipe(Effect.andThen(link.end)))
-        if (Exit.isFailure(told)) warn(`the destination could not be told: ${Cause.pretty(told.cause)}`)
+        if (Exit.isFailure(told)) warn(`the destination could not be told: ${describeCause(told.cause)}`)
       } else {
         const ended = yield* Effect.exit(link.end)
-        if (Exit.isFailure(ended)) warn(`could not end the stream to the destination: ${Cause.pretty(ended.cause)}`)
+        if (Exit.isFailure(ended)) warn(`could not end the stream to the destination: ${describeCause(ended.cause)}`)
       }
       // Without a recorded renunciation the journal still says COMMIT: the source must stay stopped.
-      if (problem === undefined) {
-        const back = yield* Effect.exit(
-          transition(runtime, "RUNNING", transitionOptions(o, "source", "rollback", undefined))
-        )
-        if (Exit.isFailure(back)) problem = Cause.pretty(back.cause)
-      }
-      const states: FinalStates = yield* readStates(runtime)
-      const recovered = problem === undefined && ids.every((id) => states[id] === "RUNNING")
-      emit({ _tag: "Recovered", side: "source", ok: recovered, states, at: now() })
+      const outcome: Recovered = !touchedBefore
+        ? yield* untouched(runtime)
+        : problem !== undefined
+          ? yield* leftInPlace(runtime, "RUNNING", problem)
+          : yield* recoverGroup(runtime, {
+              policy: o.errorPolicy,
+              home: "RUNNING",
+              resetEvery: false,
+              resetTimeoutMs: o.arcTimeoutMs,
+              transition: transitionOptions(o, "source", "rollback", undefined)
+            })
+      emit({ _tag: "Recovered", side: "source", ok: outcome.complete, states: outcome.states, at: now() })
       yield* Deferred.await(peerDone).pipe(Effect.timeoutOption(o.closeGraceMs))
       yield* transport.close
       yield* Fiber.interrupt(listener)
@@ -547,9 +558,7 @@ export const migrateSource: (
         origin: originOf("source", cause),
         cause,
         migration,
-        states,
-        recovered,
-        recoveryProblem: problem
+        ...recoveryFields(touchedBefore, outcome)
       })
     })
 
@@ -568,6 +577,11 @@ export const migrateSource: (
         Cause.findErrorOption(outcome.cause),
         () => new SessionFault({ cause: new MigrationInterrupted(), phase: log.phase })
       )
+      // A wait that timed out while the destination said it was busy with a step: it is working,
+      // not silent, and the channel is fine; the timeout is too short for that step.
+      const busy = s.peerBusy
+      if (busy !== undefined && (failure.cause._tag === "PeerSilent" || failure.cause._tag === "TransportTimeout"))
+        failure = fault(new PeerBusy({ peer: "destination", step: busy, timeoutMs: o.peerTimeoutMs }))
       // A channel failure is often the echo of the destination aborting: prefer its own reason.
       if (isChannelCause(failure.cause)) {
         const told = yield* Deferred.await(peerFailure).pipe(Effect.flip, Effect.timeoutOption(o.closeGraceMs))
@@ -578,7 +592,7 @@ export const migrateSource: (
       if (!s.committed && s.begun && s.migration !== undefined) {
         const decided = yield* Effect.exit(o.journal.decide(s.migration, "abort", failure.cause.message))
         if (Exit.isFailure(decided))
-          emit({ _tag: "Warning", side: "source", reason: `journal: ${Cause.pretty(decided.cause)}`, at: now() })
+          emit({ _tag: "Warning", side: "source", reason: `journal: ${describeCause(decided.cause)}`, at: now() })
         else {
           emit({
             _tag: "DecisionRecorded",
@@ -595,7 +609,7 @@ export const migrateSource: (
               emit({
                 _tag: "Warning",
                 side: "source",
-                reason: `COMMIT stands but could not be sent: ${Cause.pretty(told.cause)}`,
+                reason: `COMMIT stands but could not be sent: ${describeCause(told.cause)}`,
                 at: now()
               })
           }

@@ -7,6 +7,9 @@ import { DeviceMisbehaved } from "./MigrationError.js"
 /** Error codes by which a backend says it has no such operation (vfio-user has no PRE_COPY info). */
 const unsupported: ReadonlySet<string> = new Set(["EOPNOTSUPP", "ENOTSUP", "ENOTTY", "ENOSYS"])
 
+/** Whether a device error's code says the backend has no such operation at all. */
+export const isUnsupported = (code: string): boolean => unsupported.has(code)
+
 /** Pre-copy progress, or `undefined` where the backend cannot report it: that is no progress to go by, not a failure. */
 export const precopyProgress = (device: Device): Effect.Effect<PrecopyInfo | undefined, DeviceError> =>
   device.precopyInfo.pipe(

@@ -5,7 +5,17 @@
  */
 export * as Compatibility from "./Compatibility.js"
 export { migrateDestination } from "./DestinationSession.js"
-export { ArcTimings, criticalPathMs, type DowntimeEstimate, type EstimateInputs, estimateDowntime } from "./Estimate.js"
+export {
+  ArcTimings,
+  type AssumedStopCopyLength,
+  criticalPathMs,
+  type DowntimeEstimate,
+  describeAssumedLengths,
+  type EstimateInputs,
+  estimateDowntime,
+  PessimisticStopCopyLength,
+  StopCopyLengths
+} from "./Estimate.js"
 export {
   type DestinationSummary,
   type DeviceTotals,

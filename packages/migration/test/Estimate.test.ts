@@ -1,10 +1,16 @@
 import { describe, expect, it } from "@effect/vitest"
 import { decodeGroup, enterStopCopyPlan, resumePlan } from "@lockstep/coordinator"
-import { ArcTimings, criticalPathMs, estimateDowntime } from "@lockstep/migration"
+import { type Device, SessionFailed } from "@lockstep/device"
+import {
+  ArcTimings,
+  criticalPathMs,
+  describeAssumedLengths,
+  estimateDowntime,
+  PessimisticStopCopyLength,
+  StopCopyLengths
+} from "@lockstep/migration"
 import { runOnVirtualTime } from "@lockstep/sim"
 import { Effect, Result } from "effect"
-import { TestClock } from "effect/testing"
-import { throttle } from "../src/Bandwidth.js"
 import { type GroupDoc, makePair, migrate, successOf, threeGpus } from "./Harness.js"
 
 /**
@@ -72,7 +78,8 @@ describe("Estimate", () => {
       channelMs: 2.5,
       resumeMs: 6,
       remainingBytes: 1024 * 1024,
-      bandwidth: 100 * 1024 * 1024
+      bandwidth: 100 * 1024 * 1024,
+      assumed: []
     })
     expect(
       estimateDowntime({ ...e, oneWayMs: 0, journalMs: 0, remainingBytes: 0, bandwidth: Number.POSITIVE_INFINITY })
@@ -93,18 +100,6 @@ describe("Estimate", () => {
     expect(t.latency("nic0", arc)).toBe(3)
   })
 
-  it.effect("the throttle paces chunks at the bandwidth limit on virtual time", () =>
-    Effect.gen(function* () {
-      const pace = throttle(1000)
-      const paced = yield* Effect.forkChild(Effect.forEach([500, 500, 500], (n) => pace.pace(n), { discard: true }))
-      yield* TestClock.adjust(999)
-      expect(paced.pollUnsafe()).toBeUndefined()
-      yield* TestClock.adjust(1)
-      yield* Effect.yieldNow
-      expect(paced.pollUnsafe()).toBeDefined()
-    })
-  )
-
   it.effect("the estimate at the switchover is within 25% of the measured downtime when stop-copy data dominates", () =>
     Effect.gen(function* () {
       const pair = yield* runOnVirtualTime(makePair(busyGpus))
@@ -124,4 +119,77 @@ describe("Estimate", () => {
       expect(Math.abs(estimate.totalMs - source.downtimeMs) / source.downtimeMs).toBeLessThanOrEqual(0.25)
     })
   )
+})
+
+/** A device that cannot tell its stop-copy length (answers `code`), counting how often it is asked. */
+const untold = (id: string, code: string, estimate?: number) => {
+  const asked = { count: 0 }
+  const failure = new SessionFailed({ device: id, operation: "stopCopyLength", code, reason: "no", state: "RUNNING" })
+  const unused = Effect.die(new Error("not used by the estimate"))
+  const device: Device = {
+    id,
+    kind: "pci",
+    flags: 1,
+    getState: Effect.succeed("RUNNING"),
+    setState: () => unused,
+    read: () => unused,
+    write: () => unused,
+    precopyInfo: unused,
+    stopCopyLength: Effect.suspend(() => {
+      asked.count++
+      return Effect.fail(failure)
+    }),
+    ...(estimate === undefined ? {} : { stopCopyLengthEstimate: estimate }),
+    reset: unused
+  }
+  return { device, asked }
+}
+
+describe("stop-copy lengths a device cannot tell", () => {
+  it.effect("are the device's estimate, or else the pessimistic default, each asked for once", () =>
+    Effect.gen(function* () {
+      const lengths = new StopCopyLengths()
+      const estimated = untold("nvme0", "EOPNOTSUPP", 4096)
+      const unknown = untold("nvme1", "EOPNOTSUPP")
+      for (let i = 0; i < 3; i++) {
+        expect(yield* lengths.of(estimated.device)).toBe(4096)
+        expect(yield* lengths.of(unknown.device)).toBe(PessimisticStopCopyLength)
+      }
+      expect([estimated.asked.count, unknown.asked.count]).toEqual([1, 1])
+      expect(lengths.assumed).toEqual([
+        { device: "nvme0", bytes: 4096, source: "estimate" },
+        { device: "nvme1", bytes: 100 * 2 ** 30, source: "pessimistic" }
+      ])
+      expect(lengths.isAssumed("nvme0")).toBe(true)
+    })
+  )
+
+  it.effect("are not assumed when the device failed for another reason: that failure stands", () =>
+    Effect.gen(function* () {
+      const lengths = new StopCopyLengths()
+      const broken = untold("gpu0", "EIO", 4096)
+      expect(yield* Effect.flip(lengths.of(broken.device))).toMatchObject({ code: "EIO" })
+      expect(lengths.assumed).toEqual([])
+    })
+  )
+
+  it("make the estimate unbounded when one is unknown, and count like a report when estimated", () => {
+    const inputs = { switchoverMs: 2, remainingBytes: 1000, bandwidth: 1e6, oneWayMs: 0, journalMs: 0, resumeMs: 1 }
+    const estimated = estimateDowntime({ ...inputs, assumed: [{ device: "nvme0", bytes: 500, source: "estimate" }] })
+    // 1000 bytes at 1 MB/s = 1 ms of transfer.
+    expect([estimated.transferMs, estimated.totalMs]).toEqual([1, 4])
+    const unknown = estimateDowntime({
+      ...inputs,
+      assumed: [{ device: "nvme1", bytes: PessimisticStopCopyLength, source: "pessimistic" }]
+    })
+    expect(unknown.totalMs).toBe(Number.POSITIVE_INFINITY)
+    // Even with nothing limiting or measuring the bandwidth: an unknown size is never "fast".
+    expect(estimateDowntime({ ...inputs, bandwidth: Number.POSITIVE_INFINITY, assumed: unknown.assumed }).totalMs).toBe(
+      Number.POSITIVE_INFINITY
+    )
+    expect(describeAssumedLengths([])).toBeUndefined()
+    expect(describeAssumedLengths([...estimated.assumed, ...unknown.assumed])).toBe(
+      "stop-copy length not reported by the device, assumed: nvme0 500 bytes (its stopCopyLengthEstimate); nvme1 unknown (no estimate given: 107374182400 bytes assumed, so the downtime estimate is unbounded)"
+    )
+  })
 })

@@ -1,9 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
+import { DeviceUnreachable } from "@lockstep/device"
 import { Compatibility, checkManifest, describeRefusal, Journal } from "@lockstep/migration"
 import { runOnVirtualTime } from "@lockstep/sim"
 import type { Manifest } from "@lockstep/stream"
 import { Effect } from "effect"
-import { assertSafe, failureOf, type GroupDoc, makePair, migrate, statesOf, threeGpus } from "./Harness.js"
+import { assertSafe, failureOf, type GroupDoc, makePair, migrate, statesOf, threeGpus, wrapDevices } from "./Harness.js"
 
 const encode = (text: string) => new TextEncoder().encode(text)
 
@@ -79,7 +80,9 @@ describe("Handshake", () => {
       const source = yield* failureOf(out.source)
       const destination = yield* failureOf(out.destination)
       for (const error of [source, destination]) {
-        expect(error).toMatchObject({ phase: "handshake", origin: "destination", recovered: true })
+        expect(error).toMatchObject({ phase: "handshake", origin: "destination", recovered: true, touched: false })
+        expect(error.message).toContain(`; nothing was touched on the ${error.side};`)
+        expect(error.message).not.toMatch(/back in RUNNING|reset and parked/)
         expect(error.cause).toMatchObject({
           _tag: "HandshakeRefused",
           refusals: [{ _tag: "Incompatible", device: "gpu1" }]
@@ -110,6 +113,31 @@ describe("Handshake", () => {
         cause: { _tag: "NotMigratable", side: "source", blockers: [{ device: "nic0" }] }
       })
       expect((yield* failureOf(out.destination)).phase).toBe("handshake")
+      expect((yield* failureOf(out.source)).message).toContain("; nothing was touched on the source;")
+      expect(pair.source.fabric.trace()).toEqual([])
+      yield* assertSafe(pair)
+    })
+  )
+
+  it.effect("a group step refused before any arc (a state it cannot read) says that nothing was touched", () =>
+    Effect.gen(function* () {
+      const pair = yield* runOnVirtualTime(makePair(threeGpus))
+      // gpu1's state cannot be read (the handshake does not ask for it; the first group step does).
+      const runtime = wrapDevices(pair.source, (d) =>
+        d.id === "gpu1"
+          ? {
+              ...d,
+              getState: Effect.fail(
+                new DeviceUnreachable({ device: d.id, operation: "getState", reason: "the server went away" })
+              )
+            }
+          : d
+      )
+      const out = yield* runOnVirtualTime(migrate(pair, { runtimes: { source: runtime } }))
+      const source = yield* failureOf(out.source)
+      expect(source).toMatchObject({ phase: "prepare", touched: false, cause: { _tag: "TransitionRefused" } })
+      expect(source.message).toContain("; nothing was touched on the source;")
+      expect(source.message).not.toContain("back in RUNNING")
       expect(pair.source.fabric.trace()).toEqual([])
       yield* assertSafe(pair)
     })

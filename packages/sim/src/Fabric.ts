@@ -1,5 +1,5 @@
-import { kindMayDoP2P } from "@lockstep/device"
-import { type State, stateClass } from "@lockstep/fsm"
+import { type Device, type DeviceKind, kindMayDoP2P } from "@lockstep/device"
+import { type Arc, type State, stateClass } from "@lockstep/fsm"
 import { Clock, Effect } from "effect"
 import {
   type CorruptingWrite,
@@ -8,14 +8,38 @@ import {
   type P2PEdge,
   type ViolationCause
 } from "./Invariant.js"
+import { type ObservedDevice, observedMemberOf } from "./ObservedDevice.js"
 import { mix32, streamSeed } from "./Prng.js"
-import { engineOf, type SimDevice, type SimEngine } from "./SimDevice.js"
+import { engineOf, type FabricLink, type SimDevice } from "./SimDevice.js"
 import { InvalidFabric } from "./SimError.js"
 import type { DeviceStatus, SimEvent } from "./SimEvent.js"
 
+/**
+ * What the fabric needs of a device it holds: its status for the invariant, and a place for P2P
+ * writes to land. A simulated device's engine is one; so is the member behind an
+ * `ObservedDevice`, whose transitions are learnt from the calls made through it.
+ */
+export interface FabricMember {
+  readonly id: string
+  readonly kind: DeviceKind
+  readonly state: State
+  readonly inFlight: Arc | undefined
+  /** A reset device does not initiate DMA until an arc into an initiating state. */
+  readonly busMasterOff: boolean
+  /** Pages a burst of P2P writes spreads over (at least one). */
+  readonly pageCount: number
+  link: FabricLink | undefined
+  status(): DeviceStatus
+  /** Lands `count` P2P writes drawn from the stream at `counter`; answers the stream's next counter. */
+  peerWrites(counter: number, count: number, halted: boolean): number
+  /** Lands everything due into the device up to `now`. */
+  syncIncoming(now: number): void
+}
+
 /** What a fabric is built from; independent of any group file format. */
 export interface FabricOptions {
-  readonly devices: Iterable<SimDevice>
+  /** Simulated devices, and devices of other backends wrapped by `observeDevice`. */
+  readonly devices: Iterable<SimDevice | ObservedDevice>
   readonly edges: Iterable<P2PEdge>
   /**
    * P2P writes per second an initiating initiator makes into each of its targets, unless an
@@ -27,8 +51,9 @@ export interface FabricOptions {
 }
 
 /**
- * The DMA fabric of a group of simulated devices: it generates the P2P writes of every edge
- * on virtual time and checks the safety invariant at every status change of every device.
+ * The DMA fabric of a group of simulated devices (and of devices of other backends observed
+ * through `observeDevice`): it generates the P2P writes of every edge on virtual time and
+ * checks the safety invariant at every status change of every device.
  *
  * - An initiator that may be initiating (RUNNING, PRE_COPY, ERROR, or an arc in flight from or
  *   to one of them) writes into each of its targets at the edge's rate. Writes are computed
@@ -45,7 +70,7 @@ export interface FabricOptions {
  * nothing.
  */
 export interface Fabric {
-  readonly devices: ReadonlyArray<SimDevice>
+  readonly devices: ReadonlyArray<SimDevice | ObservedDevice>
   readonly edges: ReadonlyArray<P2PEdge>
   /** Every violation so far, in the order they began. Empty in a correct run. */
   readonly violations: () => ReadonlyArray<InvariantViolation>
@@ -68,7 +93,7 @@ const quiesced = 2
 const halted = 4
 const classBits = { initiating, quiesced, halted } as const
 const bitsOf = (s: State): number => classBits[stateClass(s)]
-const maskOf = (engine: SimEngine): number => {
+const maskOf = (engine: FabricMember): number => {
   // A reset device has bus mastering off: RUNNING, but it cannot initiate DMA.
   const bits = bitsOf(engine.state)
   const own = engine.busMasterOff && bits === initiating ? quiesced : bits
@@ -97,7 +122,7 @@ class FabricCore {
   landed = 0
 
   constructor(
-    readonly engines: ReadonlyArray<SimEngine>,
+    readonly engines: ReadonlyArray<FabricMember>,
     readonly edges: ReadonlyArray<P2PEdge>,
     initiators: Int32Array,
     targets: Int32Array,
@@ -169,7 +194,7 @@ class FabricCore {
     const engine = this.engines[b]
     if (count <= 0 || engine === undefined) return
     const corrupting = ((this.masks[b] ?? 0) & halted) !== 0
-    const writes = Math.min(count, Math.max(1, engine.memory.pageCount))
+    const writes = Math.min(count, Math.max(1, engine.pageCount))
     this.rng[e] = engine.peerWrites(this.rng[e] ?? 0, writes, corrupting)
     this.landed += writes
     if (corrupting) {
@@ -221,8 +246,8 @@ class FabricCore {
 const snapshot = (v: OpenViolation): InvariantViolation => ({ ...v })
 
 const fabricFrom = (
-  devices: ReadonlyArray<SimDevice>,
-  engines: ReadonlyArray<SimEngine>,
+  devices: ReadonlyArray<SimDevice | ObservedDevice>,
+  engines: ReadonlyArray<FabricMember>,
   edges: ReadonlyArray<P2PEdge>,
   initiators: Int32Array,
   targets: Int32Array,
@@ -275,15 +300,17 @@ const fabricFrom = (
   }
 }
 
-const mayDoP2P = (engine: SimEngine | undefined): boolean => engine !== undefined && kindMayDoP2P(engine.config.kind)
+const memberOf = (device: Device): FabricMember | undefined => engineOf(device) ?? observedMemberOf(device)
+
+const mayDoP2P = (engine: FabricMember | undefined): boolean => engine !== undefined && kindMayDoP2P(engine.kind)
 
 /** Why an edge was refused (off the hot path: only called once the edge is known to be bad). */
-const edgeProblem = (edge: P2PEdge, a: SimEngine | undefined, b: SimEngine | undefined): string => {
+const edgeProblem = (edge: P2PEdge, a: FabricMember | undefined, b: FabricMember | undefined): string => {
   const name = `${edge.initiator} → ${edge.target}`
   if (a === undefined || b === undefined) return `${name}: unknown device`
   if (a === b) return `${name}: a device is not its own P2P peer`
-  const noP2P = kindMayDoP2P(a.config.kind) ? b : a
-  return `${name}: ${noP2P.id} is a ${noP2P.config.kind} device, which has no P2P`
+  const noP2P = kindMayDoP2P(a.kind) ? b : a
+  return `${name}: ${noP2P.id} is a ${noP2P.kind} device, which has no P2P`
 }
 
 /**
@@ -296,10 +323,11 @@ export const makeFabric = Effect.fn("Fabric.make")(function* (options: FabricOpt
   const devices = [...options.devices]
   const edges = [...options.edges]
   const index = new Map<string, number>()
-  const engines: Array<SimEngine> = []
+  const engines: Array<FabricMember> = []
   for (const device of devices) {
-    const engine = engineOf(device)
-    if (engine === undefined) return yield* new InvalidFabric({ reason: `${device.id} is not a simulated device` })
+    const engine = memberOf(device)
+    if (engine === undefined)
+      return yield* new InvalidFabric({ reason: `${device.id} is neither a simulated device nor an observed one` })
     if (index.has(device.id)) return yield* new InvalidFabric({ reason: `device id ${device.id} appears twice` })
     if (engine.link !== undefined)
       return yield* new InvalidFabric({ reason: `${device.id} already belongs to a fabric` })

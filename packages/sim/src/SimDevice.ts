@@ -2,6 +2,7 @@ import {
   ArcFailed,
   ArcRejected,
   type Device,
+  type DeviceKind,
   type ErrorCode,
   type PrecopyInfo,
   type ReadResult,
@@ -95,6 +96,15 @@ export class SimEngine {
     this.rng = streamSeed(config.seed, id, "dirty")
     this.deck = new FaultDeck(config.faults)
     this.settledTo = now
+  }
+
+  get kind(): DeviceKind {
+    return this.config.kind
+  }
+
+  /** Pages P2P writes may land in. */
+  get pageCount(): number {
+    return this.memory.pageCount
   }
 
   /** State and arc in flight, as a value. */
@@ -350,10 +360,10 @@ export interface SimDevice extends Device {
   readonly observe: (observer: SimObserver) => () => void
 }
 
-const engines = new WeakMap<SimDevice, SimEngine>()
+const engines = new WeakMap<Device, SimEngine>()
 
 /** The engine of a device made by `makeSimDevice`, if it is one. */
-export const engineOf = (device: SimDevice): SimEngine | undefined => engines.get(device)
+export const engineOf = (device: Device): SimEngine | undefined => engines.get(device)
 
 const withEngine = <A>(device: SimDevice, f: (engine: SimEngine) => Effect.Effect<A>): Effect.Effect<A> => {
   const engine = engineOf(device)

@@ -1,19 +1,24 @@
 import type { Group, GroupRuntime } from "@lockstep/coordinator"
+import type { Device } from "@lockstep/device"
 import { Effect, Schema } from "effect"
 import { type Fabric, makeFabric } from "./Fabric.js"
 import type { P2PEdge } from "./Invariant.js"
+import { type ObservedDevice, observeDevice } from "./ObservedDevice.js"
 import { makeSimDevice, type SimDevice } from "./SimDevice.js"
 import { SimDeviceConfig } from "./SimDeviceConfig.js"
 import { InvalidSimConfig } from "./SimError.js"
 
 /**
  * A group of simulated devices behind a DMA fabric: a `GroupRuntime` the coordinator can drive.
- * Devices backed by something else (a `"vfioUser"` key) are not simulated: `devices` holds only
- * the simulated ones, and the fabric only the edges between them; merge the other backends'
- * devices into the runtime yourself.
+ * Devices backed by something else (a `"vfioUser"` key, or any device passed as `others`) are
+ * not simulated: `devices` holds only the simulated ones. Those passed as `others` are wrapped
+ * (`observed`) and joined to the fabric, so that the P2P invariant is checked over the whole
+ * group; drive the group through `new Map([...devices, ...observed])`.
  */
 export interface SimulatedGroup extends GroupRuntime {
   readonly devices: ReadonlyMap<string, SimDevice>
+  /** The `others` given, wrapped so that the fabric records their transitions. */
+  readonly observed: ReadonlyMap<string, ObservedDevice>
   readonly fabric: Fabric
 }
 
@@ -27,6 +32,11 @@ export interface SimulateOptions {
   readonly defaults?: SimDeviceConfig | undefined
   /** A suffix for device memory seeds, so a destination group can differ from its source. */
   readonly role?: string | undefined
+  /**
+   * Group devices of other backends (a vfio-user client, a VMM's own), by id: not simulated,
+   * but observed by the fabric like the simulated ones.
+   */
+  readonly others?: ReadonlyMap<string, Device> | undefined
   /**
    * The fabric's P2P edges, `[initiator, target]`. Default: the group's topology. Tests give the
    * edges their reference model derives from the group description, so that the fabric judging
@@ -45,8 +55,18 @@ const decodeSim = Schema.decodeUnknownEffect(SimDeviceConfig)
  */
 export const simulateGroup = Effect.fn("Sim.simulateGroup")(function* (group: Group, options: SimulateOptions = {}) {
   const devices = new Map<string, SimDevice>()
+  const observed = new Map<string, ObservedDevice>()
+  const ids = new Set(group.devices.map((d) => d.id))
+  for (const [id, device] of options.others ?? []) {
+    if (!ids.has(id) || device.id !== id)
+      return yield* new InvalidSimConfig({
+        device: id,
+        reason: "given as another backend's device, but not this group's"
+      })
+    observed.set(id, yield* observeDevice(device))
+  }
   for (const d of group.devices) {
-    if (d.vfioUser !== undefined) continue
+    if (d.vfioUser !== undefined || observed.has(d.id)) continue
     const own =
       d.sim === undefined
         ? {}
@@ -69,14 +89,15 @@ export const simulateGroup = Effect.fn("Sim.simulateGroup")(function* (group: Gr
     }
     devices.set(d.id, yield* makeSimDevice(d.id, config))
   }
+  const inFabric = (id: string) => devices.has(id) || observed.has(id)
   const edges: Array<P2PEdge> = []
   for (const [initiator, target] of options.edges ?? group.topology.edges())
-    if (devices.has(initiator) && devices.has(target)) edges.push({ initiator, target })
+    if (inFabric(initiator) && inFabric(target)) edges.push({ initiator, target })
   const fabric = yield* makeFabric({
-    devices: devices.values(),
+    devices: [...devices.values(), ...observed.values()],
     edges,
     ...(options.writesPerSecond === undefined ? {} : { writesPerSecond: options.writesPerSecond }),
     ...(options.seed === undefined ? {} : { seed: options.seed })
   })
-  return { group, devices, fabric } satisfies SimulatedGroup
+  return { group, devices, observed, fabric } satisfies SimulatedGroup
 })

@@ -30,6 +30,7 @@ export {
   type ViolationCause
 } from "./Invariant.js"
 export type { MemoryComparison } from "./Memory.js"
+export { type ObservedDevice, observeDevice } from "./ObservedDevice.js"
 export { compareMemory, makeSimDevice, memoryDigest, type SimDevice } from "./SimDevice.js"
 export {
   type ArcKey,

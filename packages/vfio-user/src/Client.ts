@@ -16,6 +16,7 @@ import { limitsFor } from "./Codec.js"
 import {
   type ConnectFailed,
   type Connection,
+  describeRequestError,
   openConnection,
   type RequestError,
   type ServerError
@@ -24,6 +25,7 @@ import {
   type Capabilities,
   DefaultMaxDataXferSize,
   HeaderSize,
+  IrqInfoSize,
   isCount,
   MaxMessageSize,
   NoDataFd,
@@ -45,9 +47,10 @@ export interface ClientOptions {
   /** The `max_data_xfer_size` this client proposes, bounding what it accepts in one reply (default 1 MiB). */
   readonly maxDataXferSize?: number
   /**
-   * What `stopCopyLength` answers (a non-negative integer) when the server does not implement
-   * MIG_DATA_SIZE (it fails with EINVAL, EOPNOTSUPP, ENOSYS or ENOTTY). Without it, that case
-   * fails with `SessionFailed`.
+   * The STOP_COPY data length (bytes, a non-negative integer) to assume for a server that does
+   * not implement MIG_DATA_SIZE (it answers EINVAL, EOPNOTSUPP, ENOSYS or ENOTTY): exposed as
+   * the device's `stopCopyLengthEstimate`. `stopCopyLength` itself then fails with EOPNOTSUPP,
+   * so that a migration knows the figure is an estimate.
    */
   readonly stopCopyLengthEstimate?: number
 }
@@ -58,6 +61,15 @@ export interface DeviceInfo {
   readonly flags: number
   readonly numRegions: number
   readonly numIrqs: number
+}
+
+/** `vfio_irq_info` of one interrupt index. */
+export interface IrqInfo {
+  readonly index: number
+  /** `VFIO_IRQ_INFO_*` bits. */
+  readonly flags: number
+  /** Interrupts of this type; 0 when the device has none. */
+  readonly count: number
 }
 
 /** `vfio_region_info` of one region (capabilities are never requested). */
@@ -97,6 +109,8 @@ export interface VfioUserDevice extends Device {
   readonly server: ServerInfo
   /** GET_REGION_INFO of one region (`argsz` 32: no capabilities, no file descriptor). */
   readonly regionInfo: (index: number) => Effect.Effect<RegionInfo, RequestError>
+  /** GET_IRQ_INFO of one interrupt index. */
+  readonly irqInfo: (index: number) => Effect.Effect<IrqInfo, RequestError>
   /** Reads `count` bytes of a region, in as many REGION_READ messages as the limits need. */
   readonly regionRead: (region: number, offset: bigint, count: number) => Effect.Effect<Uint8Array, RequestError>
   /** Writes bytes into a region, in as many REGION_WRITE messages as the limits need. */
@@ -115,8 +129,10 @@ const unknownState: State = "ERROR"
 
 const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo, flags: Flags): VfioUserDevice => {
   const device = options.id ?? options.path
+  const socket = options.path
+  const describe = (error: RequestError): string => describeRequestError(socket, error)
   const unreachable = (operation: string, error: RequestError) =>
-    new DeviceUnreachable({ device, operation, reason: error.message })
+    new DeviceUnreachable({ device, operation, reason: describe(error) })
 
   const readState = conn.call({ _tag: "GetDeviceState", argsz: 16 }).pipe(Effect.map((reply) => reply.state))
 
@@ -127,7 +143,7 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
   const readBack: Effect.Effect<{ readonly state: State; readonly note: string }> = readState.pipe(
     Effect.map((state) => ({ state, note: "" })),
     Effect.catch((error) =>
-      Effect.succeed({ state: unknownState, note: `; state unknown, reported as ERROR (${error.message})` })
+      Effect.succeed({ state: unknownState, note: `; state unknown, reported as ERROR (${describe(error)})` })
     )
   )
 
@@ -213,7 +229,7 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
         device,
         operation: "read",
         code: "EINVAL",
-        reason: "the server answered a data read outside a saving state",
+        reason: `vfio-user server ${socket} answered MIG_DATA_READ with no data in ${state}; expected a saving state (PRE_COPY, STOP_COPY)`,
         state
       })
     )
@@ -241,12 +257,17 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
     "vfio-user has no message for VFIO_MIG_GET_PRECOPY_INFO"
   ).pipe(Effect.withSpan("VfioUser.precopyInfo"))
 
+  // A server without MIG_DATA_SIZE answers one of several codes; the port's word for "cannot
+  // tell" is EOPNOTSUPP, so that callers fall back to an estimate knowing it is one.
   const stopCopyLength = conn.call({ _tag: "GetStopCopySize", argsz: 16 }).pipe(
-    Effect.catch((error): Effect.Effect<{ readonly length: bigint }, SessionFailed | DeviceUnreachable> => {
+    Effect.catch((error): Effect.Effect<never, SessionFailed | DeviceUnreachable> => {
       if (error._tag !== "ServerError") return Effect.fail(unreachable("stopCopyLength", error))
-      if (unimplemented.has(error.code) && options.stopCopyLengthEstimate !== undefined) {
-        return Effect.succeed({ length: BigInt(options.stopCopyLengthEstimate) })
-      }
+      if (unimplemented.has(error.code))
+        return sessionFailed(
+          "stopCopyLength",
+          "EOPNOTSUPP",
+          `${error.message}: the server does not implement MIG_DATA_SIZE (an optional feature)`
+        )
       return sessionFailed("stopCopyLength", error.code, error.message)
     }),
     Effect.flatMap(
@@ -258,19 +279,57 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
     Effect.withSpan("VfioUser.stopCopyLength")
   )
 
-  const reset = conn.call({ _tag: "DeviceReset" }).pipe(
-    Effect.asVoid,
-    Effect.mapError((error) =>
-      error._tag === "ServerError"
-        ? new ResetFailed({ device, code: error.code, reason: error.message })
-        : unreachable("reset", error)
-    ),
-    Effect.withSpan("VfioUser.reset")
-  )
+  /**
+   * DEVICE_RESET, then the state read back and acted on: real servers differ from the spec here
+   * (libvfio-user refuses a reset in STOP/STOP_COPY and, where it accepts one, leaves the
+   * migration state as it was). RUNNING is a reset done; PRE_COPY still has its saving session
+   * open, which PRE_COPY → RUNNING closes without the device changing P2P class. Any other state
+   * is reported, never walked out of: leaving a halted or quiesced state would let the device
+   * DMA into peers that may be halted, which a reset (bus mastering off) never does.
+   */
+  const reset = Effect.gen(function* () {
+    const refused = yield* conn.call({ _tag: "DeviceReset" }).pipe(
+      Effect.as(undefined),
+      Effect.catch((error) =>
+        error._tag === "ServerError" ? Effect.succeed(error) : Effect.fail(unreachable("reset", error))
+      )
+    )
+    const { state, note } = yield* readBack
+    if (refused !== undefined)
+      return yield* new ResetFailed({
+        device,
+        code: refused.code,
+        reason: `${refused.message}; the device is still in ${state}${note}`
+      })
+    if (state === "RUNNING") return
+    if (state === "PRE_COPY") {
+      yield* conn.call({ _tag: "SetDeviceState", argsz: 16, state: "RUNNING", dataFd: NoDataFd }).pipe(
+        Effect.mapError(
+          (error) =>
+            new ResetFailed({
+              device,
+              code: error._tag === "ServerError" ? error.code : "EIO",
+              reason: `vfio-user server ${socket} accepted DEVICE_RESET but left the device in PRE_COPY, and closing its saving session failed: ${describe(error)}`
+            })
+        )
+      )
+      return
+    }
+    return yield* new ResetFailed({
+      device,
+      code: "EIO",
+      reason: `vfio-user server ${socket} accepted DEVICE_RESET but the device is in ${state}${note}, expected RUNNING (a reset returns a device to RUNNING); it was left there`
+    })
+  }).pipe(Effect.withSpan("VfioUser.reset"))
 
   const regionInfo = Effect.fn("VfioUser.regionInfo")(function* (index: number) {
     const reply = yield* conn.call({ _tag: "GetRegionInfo", argsz: RegionInfoSize, index })
     return { index: reply.index, flags: reply.flags, size: reply.size, offset: reply.offset, argsz: reply.argsz }
+  })
+
+  const irqInfo = Effect.fn("VfioUser.irqInfo")(function* (index: number) {
+    const reply = yield* conn.call({ _tag: "GetIrqInfo", argsz: IrqInfoSize, index })
+    return { index: reply.index, flags: reply.flags, count: reply.count }
   })
 
   const regionChunk = Math.min(
@@ -307,8 +366,10 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
     write,
     precopyInfo,
     stopCopyLength,
+    ...(options.stopCopyLengthEstimate === undefined ? {} : { stopCopyLengthEstimate: options.stopCopyLengthEstimate }),
     reset,
     regionInfo,
+    irqInfo,
     regionRead,
     regionWrite
   }

@@ -13,6 +13,7 @@ import {
   type Header,
   HeaderFlag,
   HeaderSize,
+  IrqInfoSize,
   isReplyTo,
   RegionInfoSize,
   type Reply,
@@ -198,6 +199,12 @@ class Writer {
     this.at += b.length
     return this
   }
+
+  /** Leaves `n` zero bytes. */
+  zeros(n: number): this {
+    this.at += n
+    return this
+  }
 }
 
 /** A payload: its size and how to write it. */
@@ -255,6 +262,8 @@ const stateBody = (state: State, dataFd: number): Body => ({
 
 const u64Body = (v: bigint): Body => ({ size: 8, write: (w) => w.u64(v) })
 
+const dataBody = (data: Uint8Array): Body => ({ size: data.length, write: (w) => w.data(data) })
+
 const probeFlags = (feature: number, get: boolean, set: boolean): number =>
   feature | FeatureOp.PROBE | (get ? FeatureOp.GET : 0) | (set ? FeatureOp.SET : 0)
 
@@ -266,6 +275,8 @@ const requestBody = (r: Request): Body => {
       return { size: 16, write: (w) => w.u32(r.argsz).u32(0).u32(0).u32(0) }
     case "GetRegionInfo":
       return { size: RegionInfoSize, write: (w) => w.u32(r.argsz).u32(0).u32(r.index).u32(0).u64(0n).u64(0n) }
+    case "GetIrqInfo":
+      return { size: IrqInfoSize, write: (w) => w.u32(r.argsz).u32(0).u32(r.index).u32(0) }
     case "RegionRead":
       return { size: 16, write: (w) => w.u64(r.offset).u32(r.region).u32(r.count) }
     case "RegionWrite":
@@ -281,7 +292,7 @@ const requestBody = (r: Request): Body => {
     case "GetStopCopySize":
       return featureBody(r.argsz, FeatureOp.GET | Feature.MIG_DATA_SIZE)
     case "ProbeFeature":
-      return featureBody(r.argsz, probeFlags(r.feature, r.get, r.set))
+      return featureBody(r.argsz, probeFlags(r.feature, r.get, r.set), dataBody(r.data))
     case "MigDataRead":
       return { size: 8, write: (w) => w.u32(r.argsz).u32(r.size) }
     case "MigDataWrite":
@@ -300,6 +311,8 @@ const replyBody = (r: Reply): Body => {
         size: RegionInfoSize,
         write: (w) => w.u32(r.argsz).u32(r.flags).u32(r.index).u32(r.capOffset).u64(r.size).u64(r.offset)
       }
+    case "GetIrqInfo":
+      return { size: IrqInfoSize, write: (w) => w.u32(r.argsz).u32(r.flags).u32(r.index).u32(r.count) }
     case "RegionRead":
       return { size: 16 + r.data.length, write: (w) => w.u64(r.offset).u32(r.region).u32(r.data.length).data(r.data) }
     case "RegionWrite":
@@ -315,15 +328,17 @@ const replyBody = (r: Reply): Body => {
     case "GetStopCopySize":
       return featureBody(16, FeatureOp.GET | Feature.MIG_DATA_SIZE, u64Body(r.length))
     case "ProbeFeature":
-      return featureBody(8, probeFlags(r.feature, r.get, r.set))
+      return featureBody(r.argsz, probeFlags(r.feature, r.get, r.set), dataBody(r.data))
     case "MigDataRead":
+      // `padding` zero bytes follow the data: what libvfio-user's clients insist on (off by default).
       return {
-        size: 8 + r.data.length,
+        size: 8 + r.data.length + r.padding,
         write: (w) =>
           w
             .u32(8 + r.data.length)
             .u32(r.data.length)
             .data(r.data)
+            .zeros(r.padding)
       }
     case "MigDataWrite":
       return empty
@@ -483,9 +498,9 @@ const decodeFeatureRequest = (site: Site, payload: Uint8Array): Decoded<Request>
   return Result.flatMap(featureKind(site, flags), (kind): Decoded<Request> => {
     switch (kind._tag) {
       case "ProbeFeature":
-        if (data !== 0) return invalid(site, "payload", payload.length, "8 bytes (PROBE carries no data)")
+        // The spec says a probe's data area is unused: one sent anyway is accepted and echoed.
         if (argsz < 8) return invalid(site, "argsz", argsz, "at least 8")
-        return Result.succeed({ ...kind, argsz })
+        return Result.succeed({ ...kind, argsz, data: payload.slice(8) })
       case "SetDeviceState":
         if (data !== 8) return invalid(site, "payload", payload.length, "16 bytes")
         if (argsz < 16) return invalid(site, "argsz", argsz, "at least 16")
@@ -503,19 +518,24 @@ const decodeFeatureRequest = (site: Site, payload: Uint8Array): Decoded<Request>
   })
 }
 
-/** DEVICE_FEATURE reply: the fixed part echoed, plus the feature data of a GET. */
+/**
+ * DEVICE_FEATURE reply: the fixed part echoed, plus the feature data of a GET. A probe's reply
+ * echoes the request's payload, so its `argsz` and data area are checked against the request
+ * (`matchReply`), not here.
+ */
 const decodeFeatureReply = (site: Site, payload: Uint8Array): Decoded<Reply> => {
   if (payload.length < 8) return invalid(site, "payload", payload.length, "at least 8 bytes")
   const view = viewOf(payload)
   const argsz = view.getUint32(0, true)
   const flags = view.getUint32(4, true)
   return Result.flatMap(featureKind(site, flags), (kind): Decoded<Reply> => {
-    const size = kind._tag === "ProbeFeature" ? 8 : 16
-    if (payload.length !== size) return invalid(site, "payload", payload.length, `${size} bytes`)
-    if (argsz !== size) return invalid(site, "argsz", argsz, `${size}`)
+    if (kind._tag === "ProbeFeature") {
+      if (argsz < 8) return invalid(site, "argsz", argsz, "at least 8")
+      return Result.succeed({ ...kind, argsz, data: payload.slice(8) })
+    }
+    if (payload.length !== 16) return invalid(site, "payload", payload.length, "16 bytes")
+    if (argsz !== 16) return invalid(site, "argsz", argsz, "16")
     switch (kind._tag) {
-      case "ProbeFeature":
-        return Result.succeed(kind)
       case "GetMigrationFlags":
         return Result.succeed({ _tag: "GetMigrationFlags", flags: view.getBigUint64(8, true) })
       case "GetStopCopySize":
@@ -581,6 +601,12 @@ export const decodeRequest = (frame: Frame, limits: Limits): Decoded<Request> =>
           const argsz = view.getUint32(0, true)
           if (argsz < RegionInfoSize) return invalid(site, "argsz", argsz, `at least ${RegionInfoSize}`)
           return Result.succeed({ _tag: "GetRegionInfo", argsz, index: view.getUint32(8, true) })
+        })
+      case "DEVICE_GET_IRQ_INFO":
+        return Result.flatMap(exactly(site, payload, IrqInfoSize), (view) => {
+          const argsz = view.getUint32(0, true)
+          if (argsz < IrqInfoSize) return invalid(site, "argsz", argsz, `at least ${IrqInfoSize}`)
+          return Result.succeed({ _tag: "GetIrqInfo", argsz, index: view.getUint32(8, true) })
         })
       case "REGION_READ":
         return Result.flatMap(exactly(site, payload, 16), (view) =>
@@ -677,6 +703,18 @@ export const decodeReply = (frame: Frame, limits: Limits): Decoded<Reply | Error
             offset: view.getBigUint64(24, true)
           })
         })
+      case "DEVICE_GET_IRQ_INFO":
+        return Result.flatMap(exactly(site, payload, IrqInfoSize), (view) => {
+          const argsz = view.getUint32(0, true)
+          if (argsz < IrqInfoSize) return invalid(site, "argsz", argsz, `at least ${IrqInfoSize}`)
+          return Result.succeed({
+            _tag: "GetIrqInfo",
+            argsz,
+            flags: view.getUint32(4, true),
+            index: view.getUint32(8, true),
+            count: view.getUint32(12, true)
+          })
+        })
       case "REGION_READ": {
         if (payload.length < 16) return invalid(site, "payload", payload.length, "at least 16 bytes")
         const view = viewOf(payload)
@@ -702,15 +740,19 @@ export const decodeReply = (frame: Frame, limits: Limits): Decoded<Reply | Error
       case "DEVICE_FEATURE":
         return decodeFeatureReply(site, payload)
       case "MIG_DATA_READ": {
+        // `argsz` and `size` give the real count. Bytes after the data are padding (libvfio-user
+        // pads every reply to 8 + the size asked); `matchReply` bounds them by the request.
         if (payload.length < 8) return invalid(site, "payload", payload.length, "at least 8 bytes")
         const view = viewOf(payload)
         const argsz = view.getUint32(0, true)
         const size = view.getUint32(4, true)
-        if (payload.length !== 8 + size) return invalid(site, "size", size, `${payload.length - 8} (the data sent)`)
-        if (argsz !== payload.length) return invalid(site, "argsz", argsz, `8 + size = ${payload.length}`)
+        if (payload.length < 8 + size)
+          return invalid(site, "size", size, `at most ${payload.length - 8} (the data sent)`)
+        if (argsz !== 8 + size) return invalid(site, "argsz", argsz, `8 + size = ${8 + size}`)
         return Result.map(withinXfer(site, "size", size, limits), () => ({
           _tag: "MigDataRead" as const,
-          data: payload.subarray(8)
+          data: payload.subarray(8, 8 + size),
+          padding: payload.length - 8 - size
         }))
       }
       case "MIG_DATA_WRITE":
@@ -739,6 +781,9 @@ const contradiction = (request: Request, msgId: number, reply: Reply): ReplyMism
   if (request._tag === "GetRegionInfo" && reply._tag === "GetRegionInfo" && reply.index !== request.index) {
     return fail("index", reply.index, request.index)
   }
+  if (request._tag === "GetIrqInfo" && reply._tag === "GetIrqInfo" && reply.index !== request.index) {
+    return fail("index", reply.index, request.index)
+  }
   if (request._tag === "RegionRead" && reply._tag === "RegionRead") {
     if (reply.region !== request.region) return fail("region", reply.region, request.region)
     if (reply.offset !== request.offset) return fail("offset", reply.offset, request.offset)
@@ -756,9 +801,17 @@ const contradiction = (request: Request, msgId: number, reply: Reply): ReplyMism
     const got = probeFlags(reply.feature, reply.get, reply.set)
     const want = probeFlags(request.feature, request.get, request.set)
     if (got !== want) return fail("flags", got, want)
+    // The spec: a probe's reply payload is the request's.
+    if (reply.argsz !== request.argsz) return fail("argsz", reply.argsz, request.argsz)
+    if (reply.data.length !== request.data.length)
+      return fail("payload", 8 + reply.data.length, `${8 + request.data.length} (the request's payload echoed)`)
   }
-  if (request._tag === "MigDataRead" && reply._tag === "MigDataRead" && reply.data.length > request.size) {
-    return fail("size", reply.data.length, `at most ${request.size}`)
+  if (request._tag === "MigDataRead" && reply._tag === "MigDataRead") {
+    if (reply.data.length > request.size)
+      return fail("size", reply.data.length, `at most ${request.size} (the size asked)`)
+    const body = 8 + reply.data.length + reply.padding
+    if (reply.padding > 0 && body > 8 + request.size)
+      return fail("payload", body, `at most 8 + ${request.size} bytes (padding only up to the size asked)`)
   }
   return undefined
 }

@@ -2,7 +2,15 @@ import * as net from "node:net"
 import { Data, Duration, Effect, Result, type Scope, Semaphore } from "effect"
 import { decodeReply, encodeRequest, FrameDecoder, type Limits, matchReply } from "./Codec.js"
 import { codeOfErrno } from "./Errno.js"
-import { commandLabel, commandOf, type ErrorReply, type Frame, type ReplyOf, type Request } from "./Message.js"
+import {
+  commandLabel,
+  type ErrorReply,
+  expectationOf,
+  type Frame,
+  type ReplyOf,
+  type Request,
+  requestLabel
+} from "./Message.js"
 import { type ProtocolError, ReplyMismatch } from "./ProtocolError.js"
 
 /** The socket could not be connected (no such path, refused, or no answer in time). */
@@ -17,44 +25,66 @@ export class ConnectFailed extends Data.TaggedError("ConnectFailed")<{
 
 /**
  * The connection is gone: the server closed it, the socket failed, or it was closed after a
- * protocol error. Every later request fails with the same error.
+ * protocol error. Every later request fails with the same error. `command` is the request
+ * that was in flight (or last sent) and `expected` what it was for.
  */
 export class ConnectionLost extends Data.TaggedError("ConnectionLost")<{
   readonly path: string
   readonly command: string
+  readonly expected: string
   readonly reason: string
 }> {
   override get message(): string {
-    return `vfio-user connection ${this.path} lost during ${this.command}: ${this.reason}`
+    return `vfio-user connection ${this.path} lost during ${this.command} (expected ${this.expected}): ${this.reason}`
   }
 }
 
 /** The server did not answer a request in time. The request is abandoned; its late reply is dropped. */
 export class ReplyTimeout extends Data.TaggedError("ReplyTimeout")<{
+  /** The server's socket. */
+  readonly path: string
   readonly command: string
   readonly msgId: number
   readonly timeoutMillis: number
+  /** What the request was for. */
+  readonly expected: string
 }> {
   override get message(): string {
-    return `no reply to ${this.command} (msg_id ${this.msgId}) within ${this.timeoutMillis} ms`
+    return `vfio-user server ${this.path} did not answer ${this.command} (msg_id ${this.msgId}) within ${this.timeoutMillis} ms; expected ${this.expected}`
   }
 }
 
 /** The server answered a request with an error reply. */
 export class ServerError extends Data.TaggedError("ServerError")<{
+  /** The server's socket. */
+  readonly path: string
   readonly command: string
   readonly msgId: number
   readonly errno: number
   /** The errno's name (`EINVAL`), or `ERRNO_<n>` if unknown. */
   readonly code: string
+  /** What the request was for. */
+  readonly expected: string
 }> {
   override get message(): string {
-    return `${this.command} (msg_id ${this.msgId}) failed on the server: ${this.code}`
+    return `vfio-user server ${this.path} refused ${this.command} (msg_id ${this.msgId}) with ${this.code}; expected ${this.expected}`
   }
 }
 
 /** Every way one request over a connection can fail. */
 export type RequestError = ServerError | ReplyTimeout | ConnectionLost | ProtocolError
+
+/**
+ * A request error as a sentence that names the server: timeouts, refusals and lost connections
+ * name it already; a protocol error names only the message, so the socket is put in front.
+ */
+export const describeRequestError = (socket: string, error: RequestError | ConnectFailed): string =>
+  error._tag === "ServerError" ||
+  error._tag === "ReplyTimeout" ||
+  error._tag === "ConnectionLost" ||
+  error._tag === "ConnectFailed"
+    ? error.message
+    : `vfio-user server ${socket}: ${error.message}`
 
 /** A request/reply channel to a vfio-user server. */
 export interface Connection {
@@ -84,7 +114,7 @@ class Wire {
   private lost: ConnectionLost | undefined = undefined
   private readonly abandoned = new Set<number>()
   private nextId = 0
-  private current = "connect"
+  private current = { command: "connect", expected: "a connection" }
 
   constructor(
     readonly path: string,
@@ -102,7 +132,7 @@ class Wire {
   }
 
   lostWith(reason: string): ConnectionLost {
-    return new ConnectionLost({ path: this.path, command: this.current, reason })
+    return new ConnectionLost({ path: this.path, ...this.current, reason })
   }
 
   /** Ends the connection for good and fails the waiting request, if any, with `error`. */
@@ -153,9 +183,13 @@ class Wire {
   }
 
   /** Sends one message in one socket write and waits for the message that answers it. */
-  exchange(msgId: number, command: string, bytes: Uint8Array): Effect.Effect<Frame, ProtocolError | ConnectionLost> {
+  exchange(
+    msgId: number,
+    current: { readonly command: string; readonly expected: string },
+    bytes: Uint8Array
+  ): Effect.Effect<Frame, ProtocolError | ConnectionLost> {
     return Effect.callback<Frame, ProtocolError | ConnectionLost>((resume) => {
-      this.current = command
+      this.current = current
       if (this.lost !== undefined) {
         resume(Effect.fail(this.lost))
         return
@@ -218,11 +252,13 @@ export const openConnection = (options: ConnectionOptions): Effect.Effect<Connec
         const lost = wire.failure
         if (lost !== undefined) return Effect.fail(lost)
         const msgId = wire.allocateId()
-        const command = commandLabel(commandOf[request._tag])
-        return wire.exchange(msgId, command, encodeRequest(msgId, request)).pipe(
+        const command = requestLabel(request)
+        const expected = expectationOf(request)
+        const path = options.path
+        return wire.exchange(msgId, { command, expected }, encodeRequest(msgId, request)).pipe(
           Effect.timeoutOrElse({
             duration: Duration.millis(timeoutMillis),
-            orElse: () => Effect.fail(new ReplyTimeout({ command, msgId, timeoutMillis }))
+            orElse: () => Effect.fail(new ReplyTimeout({ path, command, msgId, timeoutMillis, expected }))
           }),
           Effect.flatMap((frame): Effect.Effect<ReplyOf<R["_tag"]>, RequestError> => {
             const decoded = Result.flatMap(decodeReply(frame, options.limits), (reply) =>
@@ -234,7 +270,16 @@ export const openConnection = (options: ConnectionOptions): Effect.Effect<Connec
             }
             const reply = decoded.success
             return isErrorReply(reply)
-              ? Effect.fail(new ServerError({ command, msgId, errno: reply.errno, code: codeOfErrno(reply.errno) }))
+              ? Effect.fail(
+                  new ServerError({
+                    path,
+                    command,
+                    msgId,
+                    errno: reply.errno,
+                    code: codeOfErrno(reply.errno),
+                    expected
+                  })
+                )
               : Effect.succeed(reply)
           })
         )

@@ -127,6 +127,9 @@ export const RegionInfoFlag = {
 /** Size of the kernel's `struct vfio_region_info`; asking with this `argsz` means no fd is sent. */
 export const RegionInfoSize = 32
 
+/** Size of the kernel's `struct vfio_irq_info`, the whole GET_IRQ_INFO payload. */
+export const IrqInfoSize = 16
+
 /**
  * The capabilities exchanged by VERSION (the JSON object under `"capabilities"`), with the
  * wire names converted. Absent fields take the protocol defaults.
@@ -147,6 +150,7 @@ export type Request =
   | { readonly _tag: "Version"; readonly major: number; readonly minor: number; readonly capabilities: Capabilities }
   | { readonly _tag: "DeviceGetInfo"; readonly argsz: number }
   | { readonly _tag: "GetRegionInfo"; readonly argsz: number; readonly index: number }
+  | { readonly _tag: "GetIrqInfo"; readonly argsz: number; readonly index: number }
   | { readonly _tag: "RegionRead"; readonly offset: bigint; readonly region: number; readonly count: number }
   | { readonly _tag: "RegionWrite"; readonly offset: bigint; readonly region: number; readonly data: Uint8Array }
   | { readonly _tag: "DeviceReset" }
@@ -158,13 +162,17 @@ export type Request =
   | { readonly _tag: "SetDeviceState"; readonly argsz: number; readonly state: State; readonly dataFd: number }
   /** DEVICE_FEATURE GET MIG_DATA_SIZE: the estimated length of the STOP_COPY data. */
   | { readonly _tag: "GetStopCopySize"; readonly argsz: number }
-  /** DEVICE_FEATURE PROBE of a feature, optionally with the GET and/or SET operations. */
+  /**
+   * DEVICE_FEATURE PROBE of a feature, optionally with the GET and/or SET operations. The spec
+   * says the data area is unused by a probe; some clients send one anyway, and the reply echoes it.
+   */
   | {
       readonly _tag: "ProbeFeature"
       readonly argsz: number
       readonly feature: number
       readonly get: boolean
       readonly set: boolean
+      readonly data: Uint8Array
     }
   | { readonly _tag: "MigDataRead"; readonly argsz: number; readonly size: number }
   | { readonly _tag: "MigDataWrite"; readonly argsz: number; readonly data: Uint8Array }
@@ -188,6 +196,13 @@ export type Reply =
       readonly size: bigint
       readonly offset: bigint
     }
+  | {
+      readonly _tag: "GetIrqInfo"
+      readonly argsz: number
+      readonly flags: number
+      readonly index: number
+      readonly count: number
+    }
   | { readonly _tag: "RegionRead"; readonly offset: bigint; readonly region: number; readonly data: Uint8Array }
   | { readonly _tag: "RegionWrite"; readonly offset: bigint; readonly region: number; readonly count: number }
   | { readonly _tag: "DeviceReset" }
@@ -195,8 +210,21 @@ export type Reply =
   | { readonly _tag: "GetDeviceState"; readonly state: State; readonly dataFd: number }
   | { readonly _tag: "SetDeviceState"; readonly state: State; readonly dataFd: number }
   | { readonly _tag: "GetStopCopySize"; readonly length: bigint }
-  | { readonly _tag: "ProbeFeature"; readonly feature: number; readonly get: boolean; readonly set: boolean }
-  | { readonly _tag: "MigDataRead"; readonly data: Uint8Array }
+  /** A successful probe: the request's payload (`argsz`, flags, data area) echoed, as the spec says. */
+  | {
+      readonly _tag: "ProbeFeature"
+      readonly argsz: number
+      readonly feature: number
+      readonly get: boolean
+      readonly set: boolean
+      readonly data: Uint8Array
+    }
+  /**
+   * `data` is the migration data (`size` bytes; `argsz` = 8 + `size`). `padding` counts the
+   * bytes after it, up to the size asked, that some servers (libvfio-user) add and a reader
+   * ignores; 0 is what the spec says.
+   */
+  | { readonly _tag: "MigDataRead"; readonly data: Uint8Array; readonly padding: number }
   | { readonly _tag: "MigDataWrite" }
 
 /** The tag shared by a request and its reply. */
@@ -217,6 +245,7 @@ export const commandOf: Record<Operation, number> = {
   Version: Command.VERSION,
   DeviceGetInfo: Command.DEVICE_GET_INFO,
   GetRegionInfo: Command.DEVICE_GET_REGION_INFO,
+  GetIrqInfo: Command.DEVICE_GET_IRQ_INFO,
   RegionRead: Command.REGION_READ,
   RegionWrite: Command.REGION_WRITE,
   DeviceReset: Command.DEVICE_RESET,
@@ -227,6 +256,64 @@ export const commandOf: Record<Operation, number> = {
   ProbeFeature: Command.DEVICE_FEATURE,
   MigDataRead: Command.MIG_DATA_READ,
   MigDataWrite: Command.MIG_DATA_WRITE
+}
+
+const featureNames = new Map<number, string>(Object.entries(Feature).map(([name, n]) => [n, name]))
+
+/**
+ * How a request reads in errors: its command, and for DEVICE_FEATURE the operation and the
+ * feature (`DEVICE_FEATURE SET MIG_DEVICE_STATE`).
+ */
+export const requestLabel = (request: Request): string => {
+  const command = commandLabel(commandOf[request._tag])
+  switch (request._tag) {
+    case "GetMigrationFlags":
+      return `${command} GET MIGRATION`
+    case "GetDeviceState":
+      return `${command} GET MIG_DEVICE_STATE`
+    case "SetDeviceState":
+      return `${command} SET MIG_DEVICE_STATE`
+    case "GetStopCopySize":
+      return `${command} GET MIG_DATA_SIZE`
+    case "ProbeFeature":
+      return `${command} PROBE ${featureNames.get(request.feature) ?? `feature ${request.feature}`}`
+    default:
+      return command
+  }
+}
+
+/** What a client expects a request to achieve, for errors that say what did not happen. */
+export const expectationOf = (request: Request): string => {
+  switch (request._tag) {
+    case "Version":
+      return `a VERSION reply for protocol ${request.major}.${request.minor} or an older minor`
+    case "DeviceGetInfo":
+      return "the device's info"
+    case "GetRegionInfo":
+      return `the info of region ${request.index}`
+    case "GetIrqInfo":
+      return `the info of interrupt index ${request.index}`
+    case "RegionRead":
+      return `${request.count} bytes of region ${request.region} at offset ${request.offset}`
+    case "RegionWrite":
+      return `${request.data.length} bytes written to region ${request.region} at offset ${request.offset}`
+    case "DeviceReset":
+      return "the device reset to RUNNING"
+    case "GetMigrationFlags":
+      return "the device's migration flags"
+    case "GetDeviceState":
+      return "the device's migration state"
+    case "SetDeviceState":
+      return `the device in ${request.state}`
+    case "GetStopCopySize":
+      return "the length of the device's STOP_COPY data"
+    case "ProbeFeature":
+      return "the feature supported"
+    case "MigDataRead":
+      return `up to ${request.size} bytes of migration data`
+    case "MigDataWrite":
+      return `${request.data.length} bytes of migration data taken`
+  }
 }
 
 /** Whether `reply` answers an operation with tag `tag`. */

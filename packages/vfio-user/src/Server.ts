@@ -2,7 +2,7 @@ import { rmSync } from "node:fs"
 import * as net from "node:net"
 import type { Device, DeviceError, DeviceKind } from "@lockstep/device"
 import { hasFlag, type State, path as transitionPath } from "@lockstep/fsm"
-import { type Cause, Data, Deferred, Effect, Queue, Ref, Result, type Scope } from "effect"
+import { type Cause, Data, Deferred, Effect, FiberSet, Queue, Ref, Result, type Scope } from "effect"
 import { decodeRequest, encodeReply, FrameDecoder, type Limits, limitsFor } from "./Codec.js"
 import { errnoOfCode, errnoOfDeviceError } from "./Errno.js"
 import {
@@ -13,6 +13,7 @@ import {
   Feature,
   type Frame,
   HeaderFlag,
+  IrqInfoSize,
   isCount,
   NoDataFd,
   ProtocolVersion,
@@ -43,17 +44,30 @@ export interface ServerOptions {
   readonly maxDataXferSize?: number
   /**
    * Contents of the PCI config-space region (index 7), which clients may read and write
-   * (default: 256 zero bytes). The buffer is copied.
+   * (default: 256 zero bytes; `pciConfigSpace` builds a header with vendor and device ids).
+   * The buffer is copied.
    */
   readonly configSpace?: Uint8Array
-  /** Connections accepted while another is served, beyond which new ones are closed (default 8). */
-  readonly backlog?: number
+  /** Connections served at once, beyond which new ones are closed (default 8). */
+  readonly maxConnections?: number
+  /**
+   * How long a message may stay half-received before its connection is dropped, in ms
+   * (default 5000): a client that stalls mid-message must not hold a connection for ever.
+   */
+  readonly stallTimeoutMs?: number
+  /**
+   * Compatibility mode for clients built on libvfio-user, which insist that a MIG_DATA_READ
+   * reply be as long as the size they asked for: every reply is padded with zero bytes to
+   * `8 + size asked`, while its `argsz` and `size` still give the real count. Off by default:
+   * the spec's reply carries only the data.
+   */
+  readonly padMigDataRead?: boolean
 }
 
 /** A running vfio-user server. */
 export interface VfioUserServer {
   readonly path: string
-  /** Connections taken up for serving so far (the current one included). */
+  /** Connections taken up for serving so far. */
   readonly served: Effect.Effect<number>
 }
 
@@ -64,6 +78,13 @@ export interface VfioUserServer {
 const RegionCount = 9
 const ConfigRegion = 7
 
+/**
+ * Interrupt indexes per device type (`VFIO_PCI_NUM_IRQS`, `VFIO_CCW_NUM_IRQS`,
+ * `VFIO_AP_NUM_IRQS`). A served device has no interrupts: each index answers count 0, as the
+ * kernel does for an unimplemented interrupt type.
+ */
+const irqIndexes: Record<DeviceKind, number> = { pci: 5, mdev: 5, ccw: 3, ap: 1 }
+
 /** Page size announced for migration (`"migration":{"pgsize":4096}`). */
 const PageSize = 4096
 
@@ -73,6 +94,7 @@ const InboxHighWater = 8
 const errno = (code: string, fallback: number): number => errnoOfCode(code) ?? fallback
 const EINVAL = errno("EINVAL", 22)
 const EIO = errno("EIO", 5)
+const EBUSY = errno("EBUSY", 16)
 const EOPNOTSUPP = errno("EOPNOTSUPP", 95)
 
 const kindFlag: Record<DeviceKind, number> = {
@@ -89,13 +111,30 @@ const probeable: ReadonlyMap<number, { readonly get: boolean; readonly set: bool
   [Feature.MIG_DATA_SIZE, { get: true, set: false }]
 ])
 
+/**
+ * Commands that change the device's migration: only the connection that owns the migration
+ * may send them. The first connection to send one becomes the owner until it closes; the
+ * others may still look (state, flags, sizes, regions) but get EBUSY for these.
+ */
+const owned: ReadonlySet<Request["_tag"]> = new Set(["SetDeviceState", "MigDataRead", "MigDataWrite", "DeviceReset"])
+
 type Answer = Reply | ErrorReply
+
+/** One connection, as the server knows it. */
+interface Session {
+  readonly id: number
+  negotiated: boolean
+}
 
 /** What a connection's handler needs from the server it belongs to. */
 interface Exposed {
   readonly device: Device
   readonly limits: Limits
   readonly config: Uint8Array
+  readonly padMigDataRead: boolean
+  readonly stallTimeoutMs: number
+  /** The connection that owns the migration, if any. */
+  owner: Session | undefined
 }
 
 const refuse = (command: number, errnoValue: number): ErrorReply => ({ _tag: "ErrorReply", command, errno: errnoValue })
@@ -134,8 +173,9 @@ const walkTo = (device: Device, command: number, to: State): Effect.Effect<Answe
  * answer always means "no more data now" (the spec's reading) and 0 bytes ends the stream
  * (or, in pre-copy, means nothing for now). Data already taken from the device is never
  * dropped: a failure after some data answers what was read, and the next read reports it.
+ * With `pad`, the reply is padded to the size asked (see `ServerOptions.padMigDataRead`).
  */
-const readData = (device: Device, command: number, size: number): Effect.Effect<Answer> =>
+const readData = (device: Device, command: number, size: number, pad: boolean): Effect.Effect<Answer> =>
   Effect.gen(function* () {
     const parts: Array<Uint8Array> = []
     let total = 0
@@ -160,7 +200,7 @@ const readData = (device: Device, command: number, size: number): Effect.Effect<
       data.set(part, at)
       at += part.length
     }
-    return { _tag: "MigDataRead", data } satisfies Answer
+    return { _tag: "MigDataRead", data, padding: pad ? size - total : 0 } satisfies Answer
   })
 
 const serverCapabilities = (limits: Limits): Capabilities => ({
@@ -169,29 +209,28 @@ const serverCapabilities = (limits: Limits): Capabilities => ({
   migration: { pgsize: PageSize }
 })
 
-/** Answers one decoded command. Never fails: every device error becomes an errno reply. */
-const answer = (exposed: Exposed, command: number, request: Request): Effect.Effect<Answer> => {
+/** Answers the commands the server handles itself, without calling the device (config space included). */
+const answerLocally = (exposed: Exposed, command: number, request: Request): Answer | undefined => {
   const { device, config } = exposed
-  const failed = deviceFailed(command)
   switch (request._tag) {
     case "Version":
-      return Effect.succeed({
+      return {
         _tag: "Version",
         major: ProtocolVersion.major,
         minor: Math.min(request.minor, ProtocolVersion.minor),
         capabilities: serverCapabilities(exposed.limits)
-      })
+      }
     case "DeviceGetInfo":
-      return Effect.succeed({
+      return {
         _tag: "DeviceGetInfo",
         argsz: 16,
         flags: DeviceInfoFlag.RESET | kindFlag[device.kind],
         numRegions: RegionCount,
-        numIrqs: 0
-      })
+        numIrqs: irqIndexes[device.kind]
+      }
     case "GetRegionInfo":
-      if (request.index >= RegionCount) return Effect.succeed(refuse(command, EINVAL))
-      return Effect.succeed({
+      if (request.index >= RegionCount) return refuse(command, EINVAL)
+      return {
         _tag: "GetRegionInfo",
         argsz: RegionInfoSize,
         flags: request.index === ConfigRegion ? RegionInfoFlag.READ | RegionInfoFlag.WRITE : 0,
@@ -199,36 +238,50 @@ const answer = (exposed: Exposed, command: number, request: Request): Effect.Eff
         capOffset: 0,
         size: request.index === ConfigRegion ? BigInt(config.length) : 0n,
         offset: 0n
-      })
+      }
+    case "GetIrqInfo":
+      if (request.index >= irqIndexes[device.kind]) return refuse(command, EINVAL)
+      return { _tag: "GetIrqInfo", argsz: IrqInfoSize, flags: 0, index: request.index, count: 0 }
     case "RegionRead": {
       const at = regionSlice(config, request.region, request.offset, request.count)
-      if (at === undefined) return Effect.succeed(refuse(command, EINVAL))
-      return Effect.succeed({
+      if (at === undefined) return refuse(command, EINVAL)
+      return {
         _tag: "RegionRead",
         offset: request.offset,
         region: request.region,
         data: config.slice(at, at + request.count)
-      })
+      }
     }
     case "RegionWrite": {
       const at = regionSlice(config, request.region, request.offset, request.data.length)
-      if (at === undefined) return Effect.succeed(refuse(command, EINVAL))
+      if (at === undefined) return refuse(command, EINVAL)
       config.set(request.data, at)
-      return Effect.succeed({
-        _tag: "RegionWrite",
-        offset: request.offset,
-        region: request.region,
-        count: request.data.length
-      })
+      return { _tag: "RegionWrite", offset: request.offset, region: request.region, count: request.data.length }
     }
+    case "GetMigrationFlags":
+      return hasFlag(device.flags, "STOP_COPY")
+        ? { _tag: "GetMigrationFlags", flags: BigInt(device.flags & 7) }
+        : refuse(command, EOPNOTSUPP)
+    case "ProbeFeature": {
+      const ops = probeable.get(request.feature)
+      const supported = ops !== undefined && (!request.get || ops.get) && (!request.set || ops.set)
+      // The spec: a probe's reply payload is its request's (argsz and data area echoed).
+      return supported ? request : refuse(command, EOPNOTSUPP)
+    }
+    default:
+      return undefined
+  }
+}
+
+/** Answers one decoded command. Never fails: every device error becomes an errno reply. */
+const answer = (exposed: Exposed, command: number, request: Request): Effect.Effect<Answer> => {
+  const local = answerLocally(exposed, command, request)
+  if (local !== undefined) return Effect.succeed(local)
+  const { device } = exposed
+  const failed = deviceFailed(command)
+  switch (request._tag) {
     case "DeviceReset":
       return device.reset.pipe(Effect.as<Answer>({ _tag: "DeviceReset" }), Effect.catch(failed))
-    case "GetMigrationFlags":
-      return Effect.succeed(
-        hasFlag(device.flags, "STOP_COPY")
-          ? { _tag: "GetMigrationFlags", flags: BigInt(device.flags & 7) }
-          : refuse(command, EOPNOTSUPP)
-      )
     case "GetDeviceState":
       return device.getState.pipe(
         Effect.map((state): Answer => ({ _tag: "GetDeviceState", state, dataFd: NoDataFd })),
@@ -241,30 +294,18 @@ const answer = (exposed: Exposed, command: number, request: Request): Effect.Eff
         Effect.map((length): Answer => ({ _tag: "GetStopCopySize", length: BigInt(length) })),
         Effect.catch(failed)
       )
-    case "ProbeFeature": {
-      const ops = probeable.get(request.feature)
-      const supported = ops !== undefined && (!request.get || ops.get) && (!request.set || ops.set)
-      return Effect.succeed(
-        supported
-          ? { _tag: "ProbeFeature", feature: request.feature, get: request.get, set: request.set }
-          : refuse(command, EOPNOTSUPP)
-      )
-    }
     case "MigDataRead":
-      return readData(device, command, request.size)
+      return readData(device, command, request.size, exposed.padMigDataRead)
     case "MigDataWrite":
       return device.write(request.data).pipe(Effect.as<Answer>({ _tag: "MigDataWrite" }), Effect.catch(failed))
+    default:
+      return Effect.succeed(refuse(command, EOPNOTSUPP))
   }
 }
 
 /** The errno a server answers for a command it cannot decode (the framing being intact). */
 const errnoOfProtocolError = (error: ProtocolError): number =>
   error._tag === "UnsupportedCommand" ? EOPNOTSUPP : EINVAL
-
-/** What a connection has established so far. */
-interface Session {
-  negotiated: boolean
-}
 
 /** The answer to one command message, whether or not it decodes. */
 const answerFrame = (exposed: Exposed, session: Session, frame: Frame): Effect.Effect<Answer> => {
@@ -278,6 +319,14 @@ const answerFrame = (exposed: Exposed, session: Session, frame: Frame): Effect.E
   const request = decoded.success
   // VERSION is the first message of a connection, and the only VERSION.
   if ((request._tag === "Version") === session.negotiated) return Effect.succeed(refuse(command, EINVAL))
+  if (owned.has(request._tag)) {
+    if (exposed.owner !== undefined && exposed.owner !== session) {
+      return Effect.logDebug(
+        `vfio-user server: connection ${session.id} refused ${request._tag}: connection ${exposed.owner.id} owns the migration`
+      ).pipe(Effect.as(refuse(command, EBUSY)))
+    }
+    exposed.owner = session
+  }
   return answer(exposed, command, request).pipe(
     Effect.tap((reply) =>
       Effect.sync(() => {
@@ -316,35 +365,69 @@ const drained = (socket: net.Socket): Effect.Effect<void> =>
   })
 
 /**
- * Serves one connection, answering its messages in order, until the client closes it, a
- * framing error ends it, or the server stops. Memory is bounded: reading pauses while
- * messages wait, and a reply that does not fit the socket buffer is waited for.
+ * Drops a connection whose message stays half-received for `timeoutMs`. Time spent with reading
+ * paused (the server is behind, not the client) does not count.
  */
-const serveConnection = (exposed: Exposed, socket: net.Socket): Effect.Effect<void> =>
+class StallWatch {
+  private timer: ReturnType<typeof setTimeout> | undefined = undefined
+
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly onStall: () => void
+  ) {}
+
+  /** After bytes arrived or reading resumed: `partial` bytes of a message are waiting for the rest. */
+  update(partial: number): void {
+    if (partial === 0) this.stop()
+    else if (this.timer === undefined) {
+      this.timer = setTimeout(this.onStall, this.timeoutMs)
+      this.timer.unref()
+    }
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.timer = undefined
+  }
+}
+
+/**
+ * Serves one connection, answering its messages in order, until the client closes it, a
+ * framing error or a stalled message ends it, or the server stops. Memory is bounded: reading
+ * pauses while messages wait, and a reply that does not fit the socket buffer is waited for.
+ */
+const serveConnection = (exposed: Exposed, socket: net.Socket, session: Session): Effect.Effect<void> =>
   Effect.gen(function* () {
     const inbox = yield* Queue.make<Frame, Cause.Done>()
     const gone = yield* Deferred.make<"close">()
-    const session: Session = { negotiated: false }
     const decoder = new FrameDecoder(exposed.limits.maxFrameSize)
     let paused = false
     let broken: ProtocolError | undefined
+    let stalled = false
+    const stall = new StallWatch(exposed.stallTimeoutMs, () => {
+      stalled = true
+      socket.destroy()
+    })
     socket.on("data", (chunk: Buffer) => {
       const { frames, error } = decoder.push(chunk)
       for (const frame of frames) Queue.offerUnsafe(inbox, frame)
       if (error !== undefined) {
         broken = error
+        stall.stop()
         socket.pause()
         Queue.endUnsafe(inbox)
       } else if (Queue.sizeUnsafe(inbox) >= InboxHighWater) {
         paused = true
+        stall.stop()
         socket.pause()
-      }
+      } else stall.update(decoder.buffered)
     })
     socket.on("end", () => {
       broken = broken ?? decoder.finish()
       Queue.endUnsafe(inbox)
     })
     socket.on("close", () => {
+      stall.stop()
       Deferred.doneUnsafe(gone, Effect.succeed("close"))
       Queue.endUnsafe(inbox)
     })
@@ -352,18 +435,30 @@ const serveConnection = (exposed: Exposed, socket: net.Socket): Effect.Effect<vo
       const frame = yield* Queue.take(inbox)
       if (paused && Queue.sizeUnsafe(inbox) < InboxHighWater / 2) {
         paused = false
+        stall.update(decoder.buffered)
         socket.resume()
       }
       // Nobody can read the reply once the socket is closed: a device call still running
-      // (a hung arc) is interrupted, so that the next connection is not stuck behind it.
+      // (a hung arc) is interrupted, so that the device is free for the next owner.
       const out = yield* respond(exposed, session, frame).pipe(Effect.raceFirst(Deferred.await(gone)))
       if (out === "close") return yield* Queue.end(inbox)
       if (out !== undefined && socket.writable && !socket.write(out)) yield* drained(socket)
     })
     yield* Effect.forever(step).pipe(Effect.catchTag("Done", () => Effect.void))
     if (broken !== undefined) yield* Effect.logWarning(`vfio-user server: connection closed: ${broken.message}`)
+    if (stalled)
+      yield* Effect.logWarning(
+        `vfio-user server: connection ${session.id} dropped: a message stayed incomplete for ${exposed.stallTimeoutMs} ms`
+      )
     socket.destroySoon()
-  }).pipe(Effect.onInterrupt(() => Effect.sync(() => socket.destroy())))
+  }).pipe(
+    Effect.ensuring(
+      Effect.sync(() => {
+        if (exposed.owner === session) exposed.owner = undefined
+      })
+    ),
+    Effect.onInterrupt(() => Effect.sync(() => socket.destroy()))
+  )
 
 const listen = (path: string, onConnection: (socket: net.Socket) => void): Effect.Effect<net.Server, ListenFailed> =>
   Effect.callback<net.Server, ListenFailed>((resume) => {
@@ -377,49 +472,61 @@ const listen = (path: string, onConnection: (socket: net.Socket) => void): Effec
     return Effect.sync(() => server.close())
   })
 
+const positiveCount = (name: string, value: number): Effect.Effect<number> =>
+  isCount(value, 1) ? Effect.succeed(value) : Effect.die(new RangeError(`${name} must be a u32 above 0, got ${value}`))
+
 /**
  * Exposes a `Device` as a vfio-user server on a UNIX socket, until the scope closes (which
  * closes the listener and every connection and removes the socket file).
  *
- * Connections are served one at a time, in the order they arrive; up to `backlog` wait.
- * Each answers VERSION (0.2, no file descriptors), DEVICE_GET_INFO (a PCI layout of 9
- * regions where only config space has content), GET_REGION_INFO, REGION_READ/WRITE on config
- * space, DEVICE_RESET, DEVICE_FEATURE (MIGRATION, MIG_DEVICE_STATE GET/SET, MIG_DATA_SIZE,
- * PROBE of those), MIG_DATA_READ/WRITE, by calling the device. A SET of the state walks the
- * kernel's combination transition one arc at a time, so any vfio-user client may ask for any
- * state. Device errors become errno replies; an undecodable command gets EINVAL (EOPNOTSUPP
- * for a command this package does not carry, such as DMA_MAP); a broken frame or a message
- * that is not a command closes the connection. Memory per connection is bounded.
+ * Connections are served concurrently (up to `maxConnections`), each answering its messages
+ * in order: VERSION (0.2, no file descriptors), DEVICE_GET_INFO (a PCI layout of 9 regions
+ * where only config space has content; the kind's interrupt indexes, each with count 0),
+ * GET_REGION_INFO, GET_IRQ_INFO, REGION_READ/WRITE on config space, DEVICE_RESET,
+ * DEVICE_FEATURE (MIGRATION, MIG_DEVICE_STATE GET/SET, MIG_DATA_SIZE, PROBE of those),
+ * MIG_DATA_READ/WRITE, by calling the device. One connection at a time owns the migration:
+ * the first to send SET MIG_DEVICE_STATE, MIG_DATA_READ/WRITE or DEVICE_RESET, until it
+ * closes; the others get EBUSY for those. A SET of the state walks the kernel's combination
+ * transition one arc at a time, so any vfio-user client may ask for any state. Device errors
+ * become errno replies; an undecodable command gets EINVAL (EOPNOTSUPP for a command this
+ * package does not carry, such as DMA_MAP); a broken frame, a message that is not a command,
+ * or a message left half-sent for `stallTimeoutMs` closes the connection. Memory per
+ * connection is bounded.
  */
 export const serve = Effect.fn("VfioUser.serve")(function* (
   options: ServerOptions
 ): Effect.fn.Return<VfioUserServer, ListenFailed, Scope.Scope> {
-  const maxDataXferSize = options.maxDataXferSize ?? DefaultMaxDataXferSize
-  if (!isCount(maxDataXferSize, 1)) {
-    return yield* Effect.die(new RangeError(`maxDataXferSize must be a u32 above 0, got ${maxDataXferSize}`))
-  }
-  const limits = limitsFor(maxDataXferSize)
+  const maxDataXferSize = yield* positiveCount("maxDataXferSize", options.maxDataXferSize ?? DefaultMaxDataXferSize)
+  const maxConnections = yield* positiveCount("maxConnections", options.maxConnections ?? 8)
+  const stallTimeoutMs = yield* positiveCount("stallTimeoutMs", options.stallTimeoutMs ?? 5000)
   const exposed: Exposed = {
     device: options.device,
-    limits,
-    config: options.configSpace === undefined ? new Uint8Array(256) : options.configSpace.slice()
+    limits: limitsFor(maxDataXferSize),
+    config: options.configSpace === undefined ? new Uint8Array(256) : options.configSpace.slice(),
+    padMigDataRead: options.padMigDataRead ?? false,
+    stallTimeoutMs,
+    owner: undefined
   }
   const context = yield* Effect.context<never>()
-  const log = (message: string) => Effect.runForkWith(context)(Effect.logWarning(`vfio-user server: ${message}`))
-  const backlog = options.backlog ?? 8
-  if (!isCount(backlog, 1)) return yield* Effect.die(new RangeError(`backlog must be a u32 above 0, got ${backlog}`))
-  const waiting = yield* Queue.bounded<net.Socket>(backlog)
+  const run = Effect.runForkWith(context)
+  const log = (message: string) => run(Effect.logWarning(`vfio-user server: ${message}`))
   const open = new Set<net.Socket>()
   const served = yield* Ref.make(0)
+  const connections = yield* FiberSet.make<void>()
+  const fork = yield* FiberSet.runtime(connections)<never>()
+  let nextId = 0
 
   const onConnection = (socket: net.Socket) => {
-    open.add(socket)
     socket.on("error", (error: Error) => log(`connection error: ${error.message}`))
-    socket.on("close", () => open.delete(socket))
-    if (!Queue.offerUnsafe(waiting, socket)) {
-      log("too many waiting connections; one refused")
+    if (open.size >= maxConnections) {
+      log(`${maxConnections} connections are being served; one more refused`)
       socket.destroy()
+      return
     }
+    open.add(socket)
+    socket.on("close", () => open.delete(socket))
+    const session: Session = { id: ++nextId, negotiated: false }
+    fork(Ref.update(served, (n) => n + 1).pipe(Effect.andThen(serveConnection(exposed, socket, session))))
   }
 
   const server = yield* Effect.acquireRelease(listen(options.path, onConnection), (server) =>
@@ -435,14 +542,5 @@ export const serve = Effect.fn("VfioUser.serve")(function* (
     })
   )
   server.on("error", (error: Error) => log(`listener error: ${error.message}`))
-
-  yield* Effect.forkScoped(
-    Effect.forever(
-      Queue.take(waiting).pipe(
-        Effect.tap(() => Ref.update(served, (n) => n + 1)),
-        Effect.flatMap((socket) => (socket.destroyed ? Effect.void : serveConnection(exposed, socket)))
-      )
-    )
-  )
   return { path: options.path, served: Ref.get(served) }
 })

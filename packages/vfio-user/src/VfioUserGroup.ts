@@ -1,6 +1,7 @@
 import { FlagNames, type Flags, flagNames, flagsOf } from "@lockstep/fsm"
 import { Data, Effect, type Scope } from "effect"
 import { connect, type VfioUserDevice } from "./Client.js"
+import { describeRequestError } from "./Connection.js"
 
 /** A group file's vfio-user device could not be attached: names the device and why. */
 export class VfioUserDeviceInvalid extends Data.TaggedError("VfioUserDeviceInvalid")<{
@@ -20,6 +21,9 @@ export interface AttachedGroup {
   readonly devices: ReadonlyMap<string, VfioUserDevice>
 }
 
+/** The keys of a device's `"vfioUser"` object. */
+const vfioUserKeys: ReadonlySet<string> = new Set(["socket", "stopCopyLengthEstimate"])
+
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
 const declaredFlags = (u: unknown): Flags | undefined | "invalid" => {
@@ -31,7 +35,9 @@ const declaredFlags = (u: unknown): Flags | undefined | "invalid" => {
 
 /**
  * Connects every device of a raw group document that says `"vfioUser": {"socket": PATH}` and
- * fills its `flags` from the server (`DEVICE_FEATURE` MIGRATION). A device that also declares
+ * fills its `flags` from the server (`DEVICE_FEATURE` MIGRATION). An optional
+ * `"stopCopyLengthEstimate": BYTES` is what a migration assumes for the device's STOP_COPY data
+ * if its server cannot tell (no MIG_DATA_SIZE); without it, a migration assumes the worst. A device that also declares
  * `flags` must declare exactly the server's set: a disagreement is invalid input, not a guess.
  * Other devices are left as they are; decode the result with `decodeGroup` afterwards.
  */
@@ -50,17 +56,38 @@ export const attachVfioUserDevices = Effect.fn("VfioUser.attachGroup")(function*
     const path = `devices[${i}].vfioUser`
     const spec = raw.vfioUser
     if (!isRecord(spec) || typeof spec.socket !== "string" || spec.socket.length === 0)
-      return yield* new VfioUserDeviceInvalid({ path, reason: 'expected {"socket": "PATH"}' })
+      return yield* new VfioUserDeviceInvalid({
+        path,
+        reason: 'expected {"socket": "PATH"} (and optionally "stopCopyLengthEstimate": BYTES)'
+      })
+    const unknown = Object.keys(spec).filter((key) => !vfioUserKeys.has(key))
+    if (unknown.length > 0)
+      return yield* new VfioUserDeviceInvalid({
+        path: `${path}.${unknown[0]}`,
+        reason: `unknown key; a vfio-user device takes ${[...vfioUserKeys].map((k) => `"${k}"`).join(" and ")}`
+      })
+    const estimate = spec.stopCopyLengthEstimate
+    if (estimate !== undefined && !(typeof estimate === "number" && Number.isSafeInteger(estimate) && estimate >= 0))
+      return yield* new VfioUserDeviceInvalid({
+        path: `${path}.stopCopyLengthEstimate`,
+        reason: `expected a whole number of bytes (0 or more), got ${JSON.stringify(estimate)}`
+      })
     const id = typeof raw.id === "string" ? raw.id : spec.socket
     const kind = raw.kind === "pci" || raw.kind === "mdev" || raw.kind === "ccw" || raw.kind === "ap" ? raw.kind : "pci"
+    const socket = spec.socket
     const device = yield* connect({
-      path: spec.socket,
+      path: socket,
       id,
       kind,
+      ...(estimate === undefined ? {} : { stopCopyLengthEstimate: estimate }),
       ...(options.timeoutMs === undefined ? {} : { timeout: options.timeoutMs })
     }).pipe(
       Effect.mapError(
-        (e) => new VfioUserDeviceInvalid({ path: `${path}.socket`, reason: `cannot attach ${id}: ${e.message}` })
+        (e) =>
+          new VfioUserDeviceInvalid({
+            path: `${path}.socket`,
+            reason: `cannot attach ${id}: ${describeRequestError(socket, e)}`
+          })
       )
     )
     const declared = declaredFlags(raw.flags)

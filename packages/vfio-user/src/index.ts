@@ -8,6 +8,7 @@ export {
   type ClientOptions,
   connect,
   type DeviceInfo,
+  type IrqInfo,
   type RegionInfo,
   type ServerInfo,
   type VfioUserDevice
@@ -24,7 +25,14 @@ export {
   limitsFor,
   matchReply
 } from "./Codec.js"
-export { ConnectFailed, ConnectionLost, ReplyTimeout, type RequestError, ServerError } from "./Connection.js"
+export {
+  ConnectFailed,
+  ConnectionLost,
+  describeRequestError,
+  ReplyTimeout,
+  type RequestError,
+  ServerError
+} from "./Connection.js"
 export { codeOfErrno, errnoOfCode, errnoOfDeviceError } from "./Errno.js"
 export {
   type Capabilities,
@@ -36,12 +44,14 @@ export {
   DefaultMaxDataXferSize,
   DeviceInfoFlag,
   type ErrorReply,
+  expectationOf,
   Feature,
   FeatureOp,
   type Frame,
   type Header,
   HeaderFlag,
   HeaderSize,
+  IrqInfoSize,
   isReplyTo,
   MaxMessageSize,
   NoDataFd,
@@ -51,8 +61,10 @@ export {
   RegionInfoSize,
   type Reply,
   type ReplyOf,
-  type Request
+  type Request,
+  requestLabel
 } from "./Message.js"
+export { PciConfigSize, PciIdentity, pciConfigSpace } from "./PciConfig.js"
 export {
   type Direction,
   FieldInvalid,

@@ -45,6 +45,7 @@ const request: fc.Arbitrary<Request> = fc.oneof(
   fc.record({ _tag: fc.constant("Version"), major: fc.constant(0), minor: u16, capabilities }),
   fc.record({ _tag: fc.constant("DeviceGetInfo"), argsz: atLeast(16) }),
   fc.record({ _tag: fc.constant("GetRegionInfo"), argsz: atLeast(32), index: u32 }),
+  fc.record({ _tag: fc.constant("GetIrqInfo"), argsz: atLeast(16), index: u32 }),
   fc.record({
     _tag: fc.constant("RegionRead"),
     offset: u64,
@@ -62,7 +63,8 @@ const request: fc.Arbitrary<Request> = fc.oneof(
     argsz: atLeast(8),
     feature: u16,
     get: fc.boolean(),
-    set: fc.boolean()
+    set: fc.boolean(),
+    data: bytes(64)
   }),
   fc
     .integer({ min: 0, max: limits.maxDataXferSize })
@@ -84,6 +86,7 @@ const reply: fc.Arbitrary<Reply> = fc.oneof(
     size: u64,
     offset: u64
   }),
+  fc.record({ _tag: fc.constant("GetIrqInfo"), argsz: atLeast(16), flags: u32, index: u32, count: u32 }),
   fc.record({ _tag: fc.constant("RegionRead"), offset: u64, region: u32, data: bytes(512) }),
   fc.record({ _tag: fc.constant("RegionWrite"), offset: u64, region: u32, count: u32 }),
   fc.record({ _tag: fc.constant("DeviceReset") }),
@@ -91,8 +94,15 @@ const reply: fc.Arbitrary<Reply> = fc.oneof(
   fc.record({ _tag: fc.constant("GetDeviceState"), state, dataFd: u32 }),
   fc.record({ _tag: fc.constant("SetDeviceState"), state, dataFd: u32 }),
   fc.record({ _tag: fc.constant("GetStopCopySize"), length: u64 }),
-  fc.record({ _tag: fc.constant("ProbeFeature"), feature: u16, get: fc.boolean(), set: fc.boolean() }),
-  fc.record({ _tag: fc.constant("MigDataRead"), data: bytes(512) }),
+  fc.record({
+    _tag: fc.constant("ProbeFeature"),
+    argsz: atLeast(8),
+    feature: u16,
+    get: fc.boolean(),
+    set: fc.boolean(),
+    data: bytes(64)
+  }),
+  fc.record({ _tag: fc.constant("MigDataRead"), data: bytes(512), padding: fc.nat(512) }),
   fc.record({ _tag: fc.constant("MigDataWrite") })
 )
 
@@ -256,7 +266,16 @@ describe("Codec round trips", () => {
       ],
       [
         { _tag: "MigDataRead", argsz: 108, size: 100 },
-        { _tag: "MigDataRead", data: new Uint8Array(10) }
+        { _tag: "MigDataRead", data: new Uint8Array(10), padding: 0 }
+      ],
+      // libvfio-user's padding, up to the size asked.
+      [
+        { _tag: "MigDataRead", argsz: 108, size: 100 },
+        { _tag: "MigDataRead", data: new Uint8Array(10), padding: 90 }
+      ],
+      [
+        { _tag: "ProbeFeature", argsz: 24, feature: 2, get: true, set: false, data: new Uint8Array(16) },
+        { _tag: "ProbeFeature", argsz: 24, feature: 2, get: true, set: false, data: new Uint8Array(16) }
       ]
     ]
     for (const [req, rep] of pairs) {
@@ -510,9 +529,9 @@ describe("Codec rejects malformed commands", () => {
       { _tag: "FieldInvalid", field: "argsz", value: 8 }
     ],
     [
-      "PROBE with data",
-      raw({ command: 16, payload: words([8, FeatureOp.PROBE | Feature.MIGRATION, 0]) }),
-      { _tag: "FieldInvalid", field: "payload" }
+      "PROBE with argsz below its fixed part",
+      raw({ command: 16, payload: words([7, FeatureOp.PROBE | Feature.MIGRATION]) }),
+      { _tag: "FieldInvalid", field: "argsz", value: 7 }
     ],
     [
       "MIG_DATA_READ of more than max_data_xfer_size",
@@ -709,8 +728,29 @@ describe("Codec rejects malformed replies", () => {
       "more migration data than asked",
       { _tag: "MigDataRead", argsz: 12, size: 4 },
       5,
-      encodeReply(5, { _tag: "MigDataRead", data: new Uint8Array(5) }),
+      encodeReply(5, { _tag: "MigDataRead", data: new Uint8Array(5), padding: 0 }),
       { field: "size", value: 5 }
+    ],
+    [
+      "padding beyond the size asked",
+      { _tag: "MigDataRead", argsz: 12, size: 4 },
+      5,
+      encodeReply(5, { _tag: "MigDataRead", data: new Uint8Array(2), padding: 3 }),
+      { field: "payload", value: 13 }
+    ],
+    [
+      "another interrupt index",
+      { _tag: "GetIrqInfo", argsz: 16, index: 2 },
+      5,
+      encodeReply(5, { _tag: "GetIrqInfo", argsz: 16, flags: 0, index: 3, count: 0 }),
+      { field: "index", value: 3, expected: 2 }
+    ],
+    [
+      "a probe that does not echo argsz",
+      { _tag: "ProbeFeature", argsz: 24, feature: 2, get: true, set: false, data: new Uint8Array(16) },
+      5,
+      encodeReply(5, { _tag: "ProbeFeature", argsz: 8, feature: 2, get: true, set: false, data: new Uint8Array(16) }),
+      { field: "argsz", value: 8, expected: 24 }
     ]
   ]
   for (const [name, req, msgId, bytes, expected] of mismatches) {

@@ -191,7 +191,11 @@ describe("vfio-user client against malformed replies", () => {
       const device = yield* connected(
         afterNegotiation((request, frame) =>
           request._tag === "MigDataRead"
-            ? encodeReply(frame.header.msgId, { _tag: "MigDataRead", data: new Uint8Array(request.size + 1) })
+            ? encodeReply(frame.header.msgId, {
+                _tag: "MigDataRead",
+                data: new Uint8Array(request.size + 1),
+                padding: 0
+              })
             : getState(frame.header.msgId, "STOP_COPY")
         )
       )
@@ -253,7 +257,7 @@ describe("vfio-user client against malformed replies", () => {
     })
   )
 
-  it.live("MIG_DATA_SIZE refused with EINVAL: the configured estimate, or SessionFailed", () =>
+  it.live("MIG_DATA_SIZE refused with EINVAL: EOPNOTSUPP, the configured estimate exposed beside it", () =>
     Effect.gen(function* () {
       const script = afterNegotiation((request, frame) =>
         request._tag === "GetStopCopySize"
@@ -261,16 +265,111 @@ describe("vfio-user client against malformed replies", () => {
           : getState(frame.header.msgId, "RUNNING")
       )
       const estimated = yield* connected(script, { stopCopyLengthEstimate: 12_345 })
-      expect(yield* estimated.stopCopyLength).toBe(12_345)
+      expect(estimated.stopCopyLengthEstimate).toBe(12_345)
       const plain = yield* connected(script)
-      expect(yield* Effect.flip(plain.stopCopyLength)).toMatchObject({
-        _tag: "SessionFailed",
-        operation: "stopCopyLength",
-        code: "EINVAL",
-        state: "RUNNING"
-      })
+      expect(plain.stopCopyLengthEstimate).toBeUndefined()
+      for (const device of [estimated, plain]) {
+        const error = yield* Effect.flip(device.stopCopyLength)
+        expect(error).toMatchObject({
+          _tag: "SessionFailed",
+          operation: "stopCopyLength",
+          code: "EOPNOTSUPP",
+          state: "RUNNING"
+        })
+        // The refusal names the server, the command and what was expected of it.
+        expect(error.message).toContain("fake.sock refused DEVICE_FEATURE GET MIG_DATA_SIZE")
+        expect(error.message).toContain("with EINVAL; expected the length of the device's STOP_COPY data")
+      }
     })
   )
+
+  it.live("MIG_DATA_SIZE refused with another code: that code", () =>
+    Effect.gen(function* () {
+      const device = yield* connected(
+        afterNegotiation((request, frame) =>
+          request._tag === "GetStopCopySize"
+            ? encodeReply(frame.header.msgId, { _tag: "ErrorReply", command: Command.DEVICE_FEATURE, errno: 5 })
+            : getState(frame.header.msgId, "PRE_COPY")
+        )
+      )
+      expect(yield* Effect.flip(device.stopCopyLength)).toMatchObject({ code: "EIO", state: "PRE_COPY" })
+    })
+  )
+
+  /**
+   * A server that resets like libvfio-user: EINVAL in STOP/STOP_COPY; elsewhere accepted with
+   * the migration state left as it was. `sets` records the states the client then asked for.
+   */
+  const resettingLikeLibvfioUser = (start: State) => {
+    let state = start
+    const sets: Array<State> = []
+    const script = afterNegotiation((request, frame) => {
+      const id = frame.header.msgId
+      switch (request._tag) {
+        case "DeviceReset":
+          return state === "STOP" || state === "STOP_COPY"
+            ? encodeReply(id, { _tag: "ErrorReply", command: Command.DEVICE_RESET, errno: 22 })
+            : encodeReply(id, { _tag: "DeviceReset" })
+        case "SetDeviceState":
+          sets.push(request.state)
+          state = request.state
+          return encodeReply(id, { _tag: "SetDeviceState", state, dataFd: 0xffff_ffff })
+        default:
+          return getState(id, state)
+      }
+    })
+    return { script, sets }
+  }
+
+  it.live("a reset the server accepts but that leaves PRE_COPY: the client closes the session to RUNNING", () =>
+    Effect.gen(function* () {
+      const server = resettingLikeLibvfioUser("PRE_COPY")
+      const device = yield* connected(server.script)
+      yield* device.reset
+      expect(server.sets).toEqual(["RUNNING"])
+      expect(yield* device.getState).toBe("RUNNING")
+    })
+  )
+
+  it.live("a reset accepted in RUNNING is done; nothing more is sent", () =>
+    Effect.gen(function* () {
+      const server = resettingLikeLibvfioUser("RUNNING")
+      const device = yield* connected(server.script)
+      yield* device.reset
+      expect(server.sets).toEqual([])
+    })
+  )
+
+  it.live("a reset accepted that leaves RESUMING: ResetFailed naming the state, nothing walked", () =>
+    Effect.gen(function* () {
+      const server = resettingLikeLibvfioUser("RESUMING")
+      const device = yield* connected(server.script)
+      const error = yield* Effect.flip(device.reset)
+      expect(error).toMatchObject({ _tag: "ResetFailed", device: "fake" })
+      expect(error.message).toMatch(
+        /fake\.sock accepted DEVICE_RESET but the device is in RESUMING, expected RUNNING .*it was left there/
+      )
+      expect(server.sets).toEqual([])
+    })
+  )
+
+  for (const start of ["STOP", "STOP_COPY"] as const)
+    it.live(
+      `a reset refused in ${start}: ResetFailed naming the server, the command, the expectation and the state`,
+      () =>
+        Effect.gen(function* () {
+          const server = resettingLikeLibvfioUser(start)
+          const device = yield* connected(server.script)
+          const error = yield* Effect.flip(device.reset)
+          expect(error).toMatchObject({ _tag: "ResetFailed", code: "EINVAL" })
+          expect(error.message).toMatch(
+            new RegExp(
+              `fake\\.sock refused DEVICE_RESET \\(msg_id \\d+\\) with EINVAL; expected the device reset to RUNNING; the device is still in ${start}$`
+            )
+          )
+          expect(server.sets).toEqual([])
+        })
+    )
 
   it.live("a server without the migration feature: flags 0", () =>
     Effect.gen(function* () {
@@ -319,10 +418,9 @@ describe("vfio-user server against malformed commands", () => {
       yield* peer.send(resetWithPayload)
       const reply = yield* peer.next
       expect(reply === "closed" ? undefined : reply.header).toMatchObject({ msgId: 6, command: 13, error: 22 })
-      expect(errnoOf(yield* ask(peer, 7, { _tag: "ProbeFeature", argsz: 8, feature: 2, get: true, set: true }))).toBe(0)
-      expect(errnoOf(yield* ask(peer, 8, { _tag: "ProbeFeature", argsz: 8, feature: 6, get: false, set: true }))).toBe(
-        95
-      )
+      const probe = { _tag: "ProbeFeature", argsz: 8, get: false, set: true, data: new Uint8Array(0) } as const
+      expect(errnoOf(yield* ask(peer, 7, { ...probe, feature: 2, get: true }))).toBe(0)
+      expect(errnoOf(yield* ask(peer, 8, { ...probe, feature: 6 }))).toBe(95)
       expect(errnoOf(yield* ask(peer, 9, { _tag: "SetDeviceState", argsz: 16, state: "ERROR", dataFd: 0 }))).toBe(22)
       expect(errnoOf(yield* ask(peer, 10, { _tag: "MigDataRead", argsz: 108, size: 100 }))).toBe(22)
       expect(errnoOf(yield* ask(peer, 11, { _tag: "DeviceReset" }))).toBe(0)
@@ -371,7 +469,7 @@ describe("vfio-user server against malformed commands", () => {
     )
   }
 
-  it.live("serves connections one after another", () =>
+  it.live("closes a connection that breaks framing without disturbing another one's reply", () =>
     Effect.gen(function* () {
       const { path } = yield* served
       const first = yield* rawPeer(path)

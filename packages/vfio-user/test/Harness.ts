@@ -45,6 +45,8 @@ export interface RawPeer {
   readonly send: (bytes: Uint8Array) => Effect.Effect<void>
   /** The next whole message, or `"closed"` once the peer has closed the connection. */
   readonly next: Effect.Effect<Frame | "closed">
+  /** Closes the connection from this side. */
+  readonly close: Effect.Effect<void>
 }
 
 /** Connects a raw socket to `path`, closed with the scope. */
@@ -71,7 +73,8 @@ export const rawPeer = (path: string): Effect.Effect<RawPeer, Error, Scope.Scope
         Effect.catchTag("Done", () => Effect.succeed("closed" as const)),
         Effect.timeout("2 seconds"),
         Effect.orDie
-      )
+      ),
+      close: Effect.sync(() => void socket.destroy())
     }
   })
 
