@@ -116,7 +116,12 @@ const differences = (
     .map((id) => `${id} is ${actual[id]}, expected ${expected[id]}`)
 
 /** Judges a finished migration between `pair`'s groups against the model. */
-export const judgeMigration = (pair: Pair, models: { source: ModelGroup; destination: ModelGroup }, out: Outcome) =>
+export const judgeMigration = (
+  pair: Pair,
+  models: { source: ModelGroup; destination: ModelGroup },
+  out: Outcome,
+  policy: ErrorPolicy = "reset"
+) =>
   Effect.gen(function* () {
     const problems: Array<string> = []
     const exits: ReadonlyArray<readonly [string, Exit.Exit<unknown, unknown>]> = [
@@ -128,7 +133,13 @@ export const judgeMigration = (pair: Pair, models: { source: ModelGroup; destina
         problems.push(`the ${side} ended with neither a summary nor a MigrationFailed: ${Cause.pretty(exit.cause)}`)
     const ownership = yield* Effect.orDie(Journal.ownership(pair.journal))
     const owner = ownership._tag === "DestinationOwns" ? "destination" : "source"
-    const expected = expectedAfterMigration(models.source, models.destination, owner)
+    // Which devices went into ERROR, from the device events (a quarantined one stays there).
+    const inError = (sim: Pair["source"]) =>
+      new Set(sim.fabric.trace().flatMap((e) => (e.state === "ERROR" ? [e.device] : [])))
+    const expected = expectedAfterMigration(models.source, models.destination, owner, policy, {
+      source: inError(pair.source),
+      destination: inError(pair.destination)
+    })
     // A side may leave its group short of the model's states only if its recovery itself met a
     // fault (an arc of the rollback or the parking failed or timed out, a reset failed), and says so.
     const unrecovered = (side: "source" | "destination", exit: Exit.Exit<unknown, MigrationFailed>): boolean => {
@@ -231,7 +242,7 @@ export const runPrepared = ({ pair, models }: Prepared, perturbation: Perturbati
       source: { ...options, precopy: perturbation.precopy ?? true, chunkBytes: 1024, maxRounds: 3 },
       destination: options
     })
-    const judged = yield* judgeMigration(pair, models, out)
+    const judged = yield* judgeMigration(pair, models, out, perturbation.policy ?? "reset")
     return { ...judged, messages } satisfies MigrationRun
   })
 

@@ -83,7 +83,7 @@ export const fuzzers: ReadonlyArray<Fuzzer> = [
   {
     name: "sessions",
     ci: sessions,
-    ciRuns: 80,
+    ciRuns: 300,
     check: (stats, provide, parameters) => checkFuzz(sessions, sessionsProperty(stats, provide), parameters)
   }
 ]

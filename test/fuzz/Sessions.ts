@@ -1,4 +1,4 @@
-import type { ErrorPolicy } from "@lockstep/coordinator"
+import { createHash } from "node:crypto"
 import type { Fault } from "@lockstep/sim"
 import { runOnVirtualTime } from "@lockstep/sim"
 import { Clock, Duration, Effect, Scheduler } from "effect"
@@ -6,7 +6,7 @@ import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
 import { type MigrationGroup, type Perturbation, prepareMigration, runPrepared } from "../exhaustive/Migrations.js"
 import { blockersOf, kernelPath, modelGroup } from "../model/Model.js"
-import { concurrencyArb, groupDocArb } from "./Arbitraries.js"
+import { concurrencyArb, groupDocArb, policyArb } from "./Arbitraries.js"
 import { type FuzzStats, runDone } from "./Replay.js"
 
 /**
@@ -25,6 +25,8 @@ import { type FuzzStats, runDone } from "./Replay.js"
 export interface SessionCase {
   readonly group: MigrationGroup
   readonly perturbation: Perturbation
+  /** Timeouts (per-arc, peer) race everything else; otherwise they never fire unless an arc hangs. */
+  readonly timeouts: boolean
 }
 
 export const sessionCaseArb: fc.Arbitrary<SessionCase> = fc
@@ -39,14 +41,12 @@ export const sessionCaseArb: fc.Arbitrary<SessionCase> = fc
       nil: undefined,
       freq: 3
     }),
-    // The reset policy only, for now: under quarantine the source's recovery cannot yet take the
-    // other devices back (it asks the quarantined one for RUNNING too). Issue 12 fixes it; then
-    // this draws `policyArb` (see Regressions.test.ts, "issue 12").
-    fc.constant<ErrorPolicy>("reset"),
+    policyArb,
     fc.boolean(),
-    concurrencyArb
+    concurrencyArb,
+    fc.oneof({ weight: 3, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) })
   )
-  .map(([doc, other, cut, policy, precopy, arcConcurrency]): SessionCase => {
+  .map(([doc, other, cut, policy, precopy, arcConcurrency, timeouts]): SessionCase => {
     // The destination's faults come from a second draw, device by device, and count arcs from
     // the migration's start: its devices first park in STOP (one or two arcs) before it begins.
     const faults = (pick: (i: number) => ReadonlyArray<Fault> | undefined) =>
@@ -69,21 +69,32 @@ export const sessionCaseArb: fc.Arbitrary<SessionCase> = fc
         policy,
         precopy,
         arcConcurrency
-      }
+      },
+      timeouts
     }
   })
 
-/** A clock whose every sleep waits for the scheduler: time moves one tick per released sleep. */
-const scheduledClock = (s: fc.Scheduler): Clock.Clock => {
+/** Sleeps at least this long are timeouts (per-arc 200 ms, peer 2 s, grace): the rest are arcs and pacing. */
+const timeoutMs = 100
+
+/**
+ * A clock whose sleeps wait for the scheduler: time moves one tick per released sleep. Short
+ * sleeps (arcs landing, pacing) are always scheduled; timeouts only if `timeouts` (else they never
+ * fire: an arc lands before its timeout, a live peer answers before the peer timeout).
+ */
+const scheduledClock = (s: fc.Scheduler, timeouts: boolean): Clock.Clock => {
   // Later than anything the groups' preparation did on the test clock.
   let ticks = 1_000_000
-  const sleep = (duration: Duration.Duration): Effect.Effect<void> =>
-    Effect.andThen(
-      Effect.promise(() => s.schedule(Promise.resolve(), `sleep ${Duration.toMillis(duration)} ms`)),
+  const sleep = (duration: Duration.Duration): Effect.Effect<void> => {
+    const ms = Duration.toMillis(duration)
+    if (ms >= timeoutMs && !timeouts) return Effect.never
+    return Effect.andThen(
+      Effect.promise(() => s.schedule(Promise.resolve(), `sleep ${ms} ms`)),
       Effect.sync(() => {
         ticks++
       })
     )
+  }
   return {
     currentTimeMillisUnsafe: () => ticks,
     currentTimeMillis: Effect.sync(() => ticks),
@@ -95,6 +106,12 @@ const scheduledClock = (s: fc.Scheduler): Clock.Clock => {
   }
 }
 
+/** A hung arc ends only by its timeout, so a case with hangs always races timeouts. */
+const hangs = (c: SessionCase): boolean =>
+  [c.perturbation.source, c.perturbation.destination].some((side) =>
+    Object.values(side ?? {}).some((plan) => plan.some((f) => f._tag === "HangArc"))
+  )
+
 /** The sessions property: every perturbed migration, in every order the scheduler picks, keeps the contract. */
 export const sessionsProperty = (stats: FuzzStats, provide: <A>(e: Effect.Effect<A>) => Effect.Effect<A>) =>
   fc.asyncProperty(sessionCaseArb, fc.scheduler(), async (c, s) => {
@@ -103,7 +120,7 @@ export const sessionsProperty = (stats: FuzzStats, provide: <A>(e: Effect.Effect
       provide(runOnVirtualTime(prepareMigration(c.group, c.perturbation))).pipe(Effect.provide(TestClock.layer()))
     )
     const program = runPrepared(prepared, c.perturbation).pipe(
-      Effect.provideService(Clock.Clock, scheduledClock(s)),
+      Effect.provideService(Clock.Clock, scheduledClock(s, c.timeouts || hangs(c))),
       Effect.provideService(Scheduler.Scheduler, new Scheduler.MixedScheduler("sync"))
     )
     const run = s.waitFor(Effect.runPromise(provide(program)))
@@ -119,6 +136,15 @@ export const sessionsProperty = (stats: FuzzStats, provide: <A>(e: Effect.Effect
     stats.transitions++
     stats.outcomes[`owner ${result.owner}`] = (stats.outcomes[`owner ${result.owner}`] ?? 0) + 1
     if (c.perturbation.cut !== undefined) stats.interruptions++
-    stats.scheduledSteps += s.report().filter((t) => t.status !== "pending").length
+    const order = s
+      .report()
+      .filter((t) => t.status !== "pending")
+      .map((t) => t.label)
+    stats.scheduledSteps += order.length
+    stats.interleavings.add(
+      createHash("sha1")
+        .update(JSON.stringify([c, order]))
+        .digest("base64")
+    )
     if (result.problems.length > 0) throw new Error(result.problems.join("\n"))
   })
