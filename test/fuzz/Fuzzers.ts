@@ -15,10 +15,10 @@ import {
 } from "./Replay.js"
 import { sessionsProperty } from "./Sessions.js"
 
-/** Wraps every effect a fuzzer runs: how a test plants a bug (`Effect.provideService(e, PlantedBug, …)`). */
+/** Wraps every effect a fuzzer runs (a service a test substitutes, say); the real code needs nothing. */
 export type Provide = <A>(effect: Effect.Effect<A>) => Effect.Effect<A>
 
-/** No planted bug: the real code. */
+/** Nothing wrapped: the real code. */
 export const realCode: Provide = (effect) => effect
 
 /** The fast-check settings a fuzz run takes (none depends on the property's values). */

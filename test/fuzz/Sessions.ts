@@ -77,22 +77,44 @@ export const sessionCaseArb: fc.Arbitrary<SessionCase> = fc
 /** Sleeps at least this long are timeouts (per-arc 200 ms, peer 2 s, grace): the rest are arcs and pacing. */
 const timeoutMs = 100
 
+/** A timeout waiting for the migration to be stuck. */
+interface Timer {
+  readonly ms: number
+  readonly order: number
+  readonly fire: () => void
+}
+
 /**
  * A clock whose sleeps wait for the scheduler: time moves one tick per released sleep. Short
- * sleeps (arcs landing, pacing) are always scheduled; timeouts only if `timeouts` (else they never
- * fire: an arc lands before its timeout, a live peer answers before the peer timeout).
+ * sleeps (arcs landing, pacing) are scheduled tasks; so are timeouts if `timeouts`, racing
+ * everything. Otherwise a timeout waits in `timers` until nothing else can happen (an arc lands
+ * long before its timeout, a live peer answers long before the peer timeout), and the drive fires
+ * the earliest one then.
  */
-const scheduledClock = (s: fc.Scheduler, timeouts: boolean): Clock.Clock => {
+const scheduledClock = (s: fc.Scheduler, timeouts: boolean, timers: Array<Timer>): Clock.Clock => {
   // Later than anything the groups' preparation did on the test clock.
   let ticks = 1_000_000
+  let registered = 0
+  const tick = Effect.sync(() => {
+    ticks++
+  })
   const sleep = (duration: Duration.Duration): Effect.Effect<void> => {
     const ms = Duration.toMillis(duration)
-    if (ms >= timeoutMs && !timeouts) return Effect.never
+    if (ms < timeoutMs || timeouts)
+      return Effect.andThen(
+        Effect.promise(() => s.schedule(Promise.resolve(), `sleep ${ms} ms`)),
+        tick
+      )
     return Effect.andThen(
-      Effect.promise(() => s.schedule(Promise.resolve(), `sleep ${ms} ms`)),
-      Effect.sync(() => {
-        ticks++
-      })
+      Effect.callback<void>((resume) => {
+        const timer: Timer = { ms, order: registered++, fire: () => resume(Effect.void) }
+        timers.push(timer)
+        return Effect.sync(() => {
+          const i = timers.indexOf(timer)
+          if (i >= 0) timers.splice(i, 1)
+        })
+      }),
+      tick
     )
   }
   return {
@@ -104,6 +126,37 @@ const scheduledClock = (s: fc.Scheduler, timeouts: boolean): Clock.Clock => {
     monotonicTimeNanos: Effect.sync(() => BigInt(ticks) * 1_000_000n),
     sleep
   }
+}
+
+/**
+ * Runs `run` to its end, releasing one scheduled task at a time in the scheduler's order; when
+ * nothing is scheduled, fires the earliest waiting timeout; when there is none either, the
+ * migration is stuck.
+ */
+const drive = async <A>(s: fc.Scheduler, timers: Array<Timer>, run: Promise<A>): Promise<A> => {
+  let finished = false
+  const result = run.finally(() => {
+    finished = true
+  })
+  for (let idle = 0; !finished; ) {
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    if (finished) break
+    if (s.count() > 0) {
+      idle = 0
+      await s.waitOne()
+      continue
+    }
+    timers.sort((a, b) => a.ms - b.ms || a.order - b.order)
+    const timer = timers.shift()
+    if (timer !== undefined) {
+      idle = 0
+      timer.fire()
+      continue
+    }
+    if (++idle > 20)
+      throw new Error("deadlock: nothing is scheduled, no timeout is waiting, and the migration has not ended")
+  }
+  return result
 }
 
 /** A hung arc ends only by its timeout, so a case with hangs always races timeouts. */
@@ -119,19 +172,12 @@ export const sessionsProperty = (stats: FuzzStats, provide: <A>(e: Effect.Effect
     const prepared = await Effect.runPromise(
       provide(runOnVirtualTime(prepareMigration(c.group, c.perturbation))).pipe(Effect.provide(TestClock.layer()))
     )
+    const timers: Array<Timer> = []
     const program = runPrepared(prepared, c.perturbation).pipe(
-      Effect.provideService(Clock.Clock, scheduledClock(s, c.timeouts || hangs(c))),
+      Effect.provideService(Clock.Clock, scheduledClock(s, c.timeouts || hangs(c), timers)),
       Effect.provideService(Scheduler.Scheduler, new Scheduler.MixedScheduler("sync"))
     )
-    const run = s.waitFor(Effect.runPromise(provide(program)))
-    let timer: NodeJS.Timeout | undefined
-    const stuck = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error("deadlock: nothing left to schedule, and the migration has not ended")),
-        20_000
-      )
-    })
-    const result = await Promise.race([run, stuck]).finally(() => clearTimeout(timer))
+    const result = await drive(s, timers, Effect.runPromise(provide(program)))
     runDone(stats)
     stats.transitions++
     stats.outcomes[`owner ${result.owner}`] = (stats.outcomes[`owner ${result.owner}`] ?? 0) + 1
