@@ -3,6 +3,7 @@ import type { DeviceKind } from "@lockstep/device"
 import type { Flags, State } from "@lockstep/fsm"
 import {
   blockersOf,
+  checkPlanOrders,
   directArcs,
   edgesOf,
   expectedAfterFailure,
@@ -253,5 +254,56 @@ describe("model: where a failed transition leaves every device", () => {
   it("a device caught in RESUMING goes back to where it started (through a reset)", () => {
     const after = expectedAfterFailure([dev("a")], [], { a: "STOP" }, { a: "RESUMING" }, "reset")
     expect(after).toEqual({ a: "STOP" })
+  })
+})
+
+describe("model: every order a plan allows", () => {
+  const twoGpus = [dev("gpu0"), dev("gpu1")]
+  const clique: ReadonlyArray<ModelEdge> = [
+    ["gpu0", "gpu1"],
+    ["gpu1", "gpu0"]
+  ]
+  const arc = (id: string, device: string, from: State, to: State, after: ReadonlyArray<string>) => ({
+    id,
+    device,
+    from,
+    to,
+    after
+  })
+
+  it("finds the order that halts a target while its initiator still runs, when the plan lets it", () => {
+    // Each GPU quiesces then stops, waiting for nobody else: gpu0 may stop while gpu1 still runs.
+    const unordered = {
+      arcs: [
+        arc("a1", "gpu0", "RUNNING", "RUNNING_P2P", []),
+        arc("a2", "gpu1", "RUNNING", "RUNNING_P2P", []),
+        arc("a3", "gpu0", "RUNNING_P2P", "STOP", ["a1"]),
+        arc("a4", "gpu1", "RUNNING_P2P", "STOP", ["a2"])
+      ],
+      barriers: []
+    }
+    const checked = checkPlanOrders(
+      { devices: twoGpus, edges: clique },
+      { gpu0: "RUNNING", gpu1: "RUNNING" },
+      unordered
+    )
+    expect(checked.unsafe).toBeDefined()
+  })
+
+  it("proves the plan whose stops wait, through a barrier, for every quiesce", () => {
+    const ordered = {
+      arcs: [
+        arc("a1", "gpu0", "RUNNING", "RUNNING_P2P", []),
+        arc("a2", "gpu1", "RUNNING", "RUNNING_P2P", []),
+        arc("a3", "gpu0", "RUNNING_P2P", "STOP", ["a1", "b1"]),
+        arc("a4", "gpu1", "RUNNING_P2P", "STOP", ["a2", "b1"])
+      ],
+      barriers: [{ id: "b1", after: ["a1", "a2"] }]
+    }
+    const checked = checkPlanOrders({ devices: twoGpus, edges: clique }, { gpu0: "RUNNING", gpu1: "RUNNING" }, ordered)
+    expect(checked.unsafe).toBeUndefined()
+    // The quiesces in any of 3 × 3 states (waiting, in flight, done) with the stops waiting; then,
+    // both quiesced, the stops in 3 × 3 states less the one already counted: 9 + 8.
+    expect(checked.configurations).toBe(17)
   })
 })
