@@ -196,6 +196,7 @@ export const plantedBugs: ReadonlyArray<PlantedBug> = [
     mutations: [
       {
         module: topology,
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: the edit is the module's source text
         edits: [{ find: "const key = `${a}>${b}`", replace: "const key = a < b ? `${a}>${b}` : `${b}>${a}`" }]
       }
     ],
