@@ -2,7 +2,7 @@
  * The long-running fuzzer: `npm run fuzz [-- options]` (Node 24 runs this file as is).
  *
  *   --minutes N         how long to fuzz, split between the fuzzers (default 10)
- *   --fuzzer NAME       interleavings, model, campaign or sessions (repeatable; default all three)
+ *   --fuzzer NAME       interleavings, model, campaign or sessions (repeatable; default all four)
  *   --seed S --path P   replay one failure exactly (with one --fuzzer), as a failure prints it
  *
  * It runs test/fuzz/Soak.test.ts through vitest (which resolves the workspace packages to their
