@@ -1,9 +1,10 @@
 import { readFile } from "node:fs/promises"
 import { decodeGroup, type Group, loadGroupFile } from "@lockstep/coordinator"
+import { attachVfioDevices, hasVfioDevice } from "@lockstep/vfio"
 import { attachVfioUserDevices } from "@lockstep/vfio-user"
 import { Effect, Option } from "effect"
 import { Argument } from "effect/cli"
-import { type CliFailure, invalidInput } from "./CliFailure.js"
+import { CliFailure, invalidInput } from "./CliFailure.js"
 
 /** The positional `GROUP.json` argument of the commands that read a group description. */
 export const groupFileArgument = Argument.String("GROUP.json").pipe(
@@ -20,16 +21,24 @@ export const groupFileArgument = Argument.String("GROUP.json").pipe(
 export const loadGroup = (file: string): Effect.Effect<Group, CliFailure> =>
   Effect.gen(function* () {
     const raw = yield* Effect.option(Effect.tryPromise(async () => JSON.parse(await readFile(file, "utf8")) as unknown))
-    // A device backed by vfio-user takes its flags from its server: connect first, then decode.
-    if (Option.isSome(raw) && hasVfioUserDevice(raw.value)) {
-      const attached = yield* attachVfioUserDevices(raw.value)
+    // A device backed by vfio-user or a kernel VFIO driver takes its flags from its server or
+    // the kernel: attach first, then decode.
+    if (Option.isSome(raw) && (hasVfioUserDevice(raw.value) || hasVfioDevice(raw.value))) {
+      const served = yield* attachVfioUserDevices(raw.value)
+      const attached = yield* attachVfioDevices(served.document)
       return yield* decodeGroup(attached.document)
     }
     return yield* loadGroupFile(file)
   }).pipe(
     Effect.scoped,
     Effect.mapError((error) =>
-      invalidInput(error._tag === "VfioUserDeviceInvalid" ? `${file}: ${error.message}` : error.message)
+      error._tag === "VfioOpenFailed" || error._tag === "DeviceNotReady"
+        ? new CliFailure({ text: `${file}: ${error.message}`, exitCode: 1 })
+        : invalidInput(
+            error._tag === "VfioUserDeviceInvalid" || error._tag === "VfioDeviceInvalid"
+              ? `${file}: ${error.message}`
+              : error.message
+          )
     )
   )
 

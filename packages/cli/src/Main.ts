@@ -7,6 +7,7 @@ import { fsmCommand } from "./FsmCommand.js"
 import { migrateCommand } from "./MigrateCommand.js"
 import { planCommand } from "./PlanCommand.js"
 import { simulateCommand } from "./SimulateCommand.js"
+import { vfioCommand } from "./VfioCommand.js"
 import { vfioUserCommand } from "./VfioUserCommand.js"
 
 /** The `lockstep` command tree. */
@@ -21,7 +22,8 @@ export const lockstep = Command.make("lockstep").pipe(
     planCommand,
     migrateCommand,
     fsmCommand,
-    vfioUserCommand
+    vfioUserCommand,
+    vfioCommand
   ])
 )
 

@@ -8,10 +8,12 @@ import {
 } from "@lockstep/migration"
 import { memoryDigest, type SimulatedGroup } from "@lockstep/sim"
 import { TcpTransport } from "@lockstep/stream"
+import { hasVfioDevice } from "@lockstep/vfio"
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 import { failureJson } from "./FailureReport.js"
+import { runLocal } from "./LocalMigration.js"
 import { refuseNotMigratable } from "./Refusal.js"
 import {
   destinationOptionsOf,
@@ -21,20 +23,29 @@ import {
   loadScenario,
   type Scenario,
   simCompatibility,
-  simulateSide,
   sourceOptionsOf,
-  statesOf,
   violationsOf
 } from "./Scenario.js"
+import { openSide, type Side, sideStates } from "./Sides.js"
 
 const operationFailed = (text: string): CliFailure => new CliFailure({ text, exitCode: 1 })
 
-/** Every device's memory digest, as one JSON-ready record. */
-const digestsOf = (sim: SimulatedGroup): Effect.Effect<Record<string, string>> =>
+/** Every device's memory digest, as one JSON-ready record (simulated devices only: a kernel device's state is its driver's). */
+const digestsOf = (side: Side): Effect.Effect<Record<string, string>> =>
+  side._tag === "Simulated" ? simDigestsOf(side.runtime) : Effect.succeed({})
+
+const simDigestsOf = (sim: SimulatedGroup): Effect.Effect<Record<string, string>> =>
   Effect.map(
     Effect.forEach([...sim.devices.values()], (d) => Effect.map(memoryDigest(d), (digest) => [d.id, digest] as const)),
     (rows) => Object.fromEntries(rows)
   )
+
+/** P2P violations a simulated side's fabric saw; a kernel side has no fabric (the kernel's log is its record). */
+const violationsOfSide = (side: Side): Effect.Effect<number | undefined> =>
+  side._tag === "Simulated" ? violationsOf(side.runtime) : Effect.succeed(undefined)
+
+/** Compatibility data: the simulated devices' sizes; kernel devices bring none (their driver checks its data). */
+const compatibilityOfSide = (side: Side) => (side._tag === "Simulated" ? simCompatibility([side.runtime]) : undefined)
 
 const parsePort = (text: string): Effect.Effect<number, CliFailure> => {
   const port = Number(text)
@@ -75,7 +86,7 @@ const tlsOf = (flags: TlsFlags): Effect.Effect<TcpTransport.TlsOptions | undefin
   return Effect.all({ cert: readPem("--tls-cert", cert), key: readPem("--tls-key", key), ca: readPem("--tls-ca", ca) })
 }
 
-const failedJson = (role: "source" | "destination", error: MigrationFailed, violations: number) =>
+const failedJson = (role: "source" | "destination", error: MigrationFailed, violations: number | undefined) =>
   JSON.stringify({
     ok: false,
     role,
@@ -94,8 +105,10 @@ const runDestination = (
   json: boolean
 ): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
-    yield* refuseNotMigratable(scenario, "destination", json, { role: "destination" })
-    const destination = yield* simulateSide(scenario, "destination")
+    // A kernel group's flags come from its devices: it is checked once they are open (Sides).
+    if (!hasVfioDevice(scenario.documents.destination))
+      yield* refuseNotMigratable(scenario, "destination", json, { role: "destination" })
+    const destination = yield* openSide(scenario, "destination")
     const listener = yield* TcpTransport.listen({ host: bind, port, ...(tls === undefined ? {} : { tls }) }).pipe(
       Effect.mapError((e) => operationFailed(`cannot listen on ${bind}:${port}: ${e.message}`))
     )
@@ -105,16 +118,16 @@ const runDestination = (
     )
     let digests: Record<string, string> = {}
     const result = yield* Effect.result(
-      migrateDestination(destination, transport, {
+      migrateDestination(destination.runtime, transport, {
         ...destinationOptionsOf(scenario.migration),
-        compatibility: simCompatibility([destination]),
+        compatibility: compatibilityOfSide(destination),
         ...(journal === undefined ? {} : { decisionJournal: Journal.file(journal) }),
         beforeVote: Effect.map(digestsOf(destination), (d) => {
           digests = d
         })
       })
     )
-    const violations = yield* violationsOf(destination)
+    const violations = yield* violationsOfSide(destination)
     if (result._tag === "Failure") {
       const error = result.failure
       yield* json
@@ -123,7 +136,7 @@ const runDestination = (
       return yield* new CliFailure({ text: error.message, exitCode: 1, quiet: true })
     }
     const s = result.success
-    const final = yield* statesOf(destination)
+    const final = yield* sideStates(destination)
     yield* Console.log(
       json
         ? JSON.stringify({
@@ -140,7 +153,7 @@ const runDestination = (
           })
         : [
             `received migration ${s.migration}: ${formatBytes(s.bytes)}, validated in ${formatMs(s.validateMs)}, resumed in ${formatMs(s.resumeMs)}`,
-            `  P2P violations: ${violations}`,
+            ...(violations === undefined ? [] : [`  P2P violations: ${violations}`]),
             `  destination: ${formatStates(final)}`
           ].join("\n")
     )
@@ -155,28 +168,30 @@ const runSource = (
   json: boolean
 ): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
-    yield* refuseNotMigratable(scenario, "source", json, { role: "source" })
-    const source = yield* simulateSide(scenario, "source")
+    // A kernel group's flags come from its devices: it is checked once they are open (Sides).
+    if (!hasVfioDevice(scenario.documents.source))
+      yield* refuseNotMigratable(scenario, "source", json, { role: "source" })
+    const source = yield* openSide(scenario, "source")
     const transport = yield* TcpTransport.connect({
       ...address,
       timeout: 10_000,
       ...(tls === undefined ? {} : { tls })
     }).pipe(Effect.mapError((e) => operationFailed(`cannot reach the destination: ${e.message}`)))
     const result = yield* Effect.result(
-      migrateSource(source, transport, {
+      migrateSource(source.runtime, transport, {
         ...sourceOptionsOf(scenario.migration),
-        compatibility: simCompatibility([source]),
+        compatibility: compatibilityOfSide(source),
         journal: Journal.file(journal)
       })
     )
-    const violations = yield* violationsOf(source)
+    const violations = yield* violationsOfSide(source)
     if (result._tag === "Failure") {
       const error = result.failure
       yield* json ? Console.log(failedJson("source", error, violations)) : Console.error(`lockstep: ${error.message}`)
       return yield* new CliFailure({ text: error.message, exitCode: 1, quiet: true })
     }
     const s = result.success
-    const final = yield* statesOf(source)
+    const final = yield* sideStates(source)
     const digests = yield* digestsOf(source)
     const assumed = describeAssumedLengths(s.assumedStopCopyLengths)
     yield* Console.log(
@@ -197,7 +212,7 @@ const runSource = (
         : [
             `migrated ${s.migration}: ${s.rounds} pre-copy rounds, ${formatBytes(s.bytes)}, downtime ${formatMs(s.downtimeMs)}${s.confirmed ? "" : " (the destination did not confirm)"}`,
             ...(assumed === undefined ? [] : [`  ${assumed}`]),
-            `  P2P violations: ${violations}`,
+            ...(violations === undefined ? [] : [`  P2P violations: ${violations}`]),
             `  source: ${formatStates(final)}`
           ].join("\n")
     )
@@ -214,6 +229,17 @@ export const migrateCommand = Command.make(
       Argument.withDescription(
         "The scenario both sides read (see lockstep simulate); each side builds its own group from it"
       )
+    ),
+    local: Flag.Boolean("local").pipe(
+      Flag.withDefault(false),
+      Flag.withDescription(
+        "Run both sides in this process over an in-memory channel (same-host migration, as QEMU tests it): the scenario's source devices into its destination devices"
+      )
+    ),
+    timeline: Flag.String("timeline").pipe(
+      Flag.withMetavar("FILE.svg"),
+      Flag.withDescription("With --local: also draw the run as a timeline picture (standalone SVG)"),
+      Flag.optional
     ),
     listen: Flag.String("listen").pipe(
       Flag.withMetavar("PORT"),
@@ -249,10 +275,16 @@ export const migrateCommand = Command.make(
   },
   (config) =>
     Effect.gen(function* () {
-      if (Option.isSome(config.listen) === Option.isSome(config.connect))
-        return yield* invalidInput("give exactly one of --listen PORT (destination) and --connect HOST:PORT (source)")
+      const modes = [config.local, Option.isSome(config.listen), Option.isSome(config.connect)].filter((m) => m)
+      if (modes.length !== 1)
+        return yield* invalidInput(
+          "give exactly one of --local (both sides here), --listen PORT (destination) and --connect HOST:PORT (source)"
+        )
+      if (Option.isSome(config.timeline) && !config.local)
+        return yield* invalidInput("--timeline goes with --local, where both sides run in this process")
       const tls = yield* tlsOf({ cert: config.tlsCert, key: config.tlsKey, ca: config.tlsCa })
       const scenario = yield* loadScenario(config.file)
+      if (config.local) return yield* runLocal(scenario, { json: config.json, timeline: config.timeline })
       const journal = Option.getOrUndefined(config.journal)
       if (Option.isSome(config.listen)) {
         const port = yield* parsePort(config.listen.value)
@@ -263,10 +295,11 @@ export const migrateCommand = Command.make(
     })
 ).pipe(
   Command.withDescription(
-    "Run one side of a live migration between simulated groups as its own process, over TCP (optionally mutual TLS): the destination listens, the source connects. Both build their group from the same scenario (see lockstep simulate), on real time. The source records its commit decision in a journal file. Exits 0 on success, 1 on a failed migration, 2 on invalid input."
+    'Run a live migration on real time: one side as its own process over TCP (optionally mutual TLS), the destination listening and the source connecting, or both sides in this process over an in-memory channel (--local). Both build their group from the same scenario (see lockstep simulate): simulated devices, or devices bound to kernel VFIO drivers ("vfio": {"sysfsdev": …}, the destination\'s own under "destination": {"devices": …}). The source records its commit decision in a journal file (in memory with --local). Exits 0 on success, 1 on a failed migration, 2 on invalid input.'
   ),
-  Command.withShortDescription("Run the source or the destination of a migration over TCP."),
+  Command.withShortDescription("Run a migration on real time: both sides here, or one side over TCP."),
   Command.withExamples(({ commandPath }) => [
+    { command: `${commandPath.join(" ")} --local scenario.json --json`, description: "Both sides in this process" },
     { command: `${commandPath.join(" ")} --listen 7300 scenario.json`, description: "The destination" },
     {
       command: `${commandPath.join(" ")} --connect 127.0.0.1:7300 --journal /var/lib/lockstep/journal.json scenario.json`,

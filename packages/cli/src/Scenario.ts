@@ -17,6 +17,9 @@ import { CliFailure, invalidInput } from "./CliFailure.js"
  *                                      fault plans per side and device, replacing the device's sim.faults
  *   "destination": {"sim": {"gpu1": {"stateSize": 131072}}}
  *                                      sim parameters that differ on the destination (merged over the device's)
+ *   "destination": {"devices": {"gpu1": {"vfio": {"sysfsdev": "/sys/bus/pci/devices/0000:02:00.0"}}}}
+ *                                      the destination device's backend keys, as a group file's device has them
+ *                                      (they replace the source's): a kernel device migrates into another one
  *   "migration": {"downtimeLimitMs", "bandwidthLimit", "maxRounds", "maxPrecopyMs", "onLimit",
  *                 "precopy", "ioConcurrency", "arcConcurrency", "errorPolicy", "chunkBytes",
  *                 "peerTimeoutMs", "arcTimeoutMs"}
@@ -59,7 +62,8 @@ const ScenarioKeys = Schema.Struct({
   ),
   destination: Schema.optionalKey(
     Schema.Struct({
-      sim: Schema.optionalKey(Schema.Record(Schema.String, Schema.Record(Schema.String, Schema.Unknown)))
+      sim: Schema.optionalKey(Schema.Record(Schema.String, Schema.Record(Schema.String, Schema.Unknown))),
+      devices: Schema.optionalKey(Schema.Record(Schema.String, Schema.Record(Schema.String, Schema.Unknown)))
     })
   ),
   migration: Schema.optionalKey(MigrationSettings)
@@ -93,6 +97,21 @@ const patchDevices = (doc: Json, patch: (id: string, sim: Json) => Json): Json =
       )
     : doc.devices
 })
+
+/**
+ * The document as it is checked before any device is opened: a kernel device's flags come from
+ * the kernel when it is opened, so until then one that declares none is checked as having
+ * STOP_COPY alone (every migratable device has it).
+ */
+const withKernelFlags = (doc: Json): Json =>
+  Array.isArray(doc.devices)
+    ? {
+        ...doc,
+        devices: doc.devices.map((d: unknown) =>
+          isObject(d) && d.vfio !== undefined && d.flags === undefined ? { ...d, flags: ["STOP_COPY"] } : d
+        )
+      }
+    : doc
 
 /**
  * Reads a scenario file. Everything wrong with it is the user's to fix: exit code 2, with the
@@ -131,15 +150,24 @@ export const decodeScenario = (json: unknown, file: string): Effect.Effect<Scena
       Effect.mapError((e) => invalidInput(`${file}: not a valid scenario:\n  ${e.message.split("\n").join("\n  ")}`))
     )
     if (!isObject(json)) return yield* invalidInput(`${file}: a scenario is a JSON object`)
-    const group = yield* decodeGroup(json).pipe(Effect.mapError((e) => invalidInput(`${file}: ${e.message}`)))
+    const group = yield* decodeGroup(withKernelFlags(json)).pipe(
+      Effect.mapError((e) => invalidInput(`${file}: ${e.message}`))
+    )
     const ids = new Set(group.devices.map((d) => d.id))
     const named = [
       ...Object.keys(keys.faults?.source ?? {}).map((id) => [`faults.source.${id}`, id] as const),
       ...Object.keys(keys.faults?.destination ?? {}).map((id) => [`faults.destination.${id}`, id] as const),
-      ...Object.keys(keys.destination?.sim ?? {}).map((id) => [`destination.sim.${id}`, id] as const)
+      ...Object.keys(keys.destination?.sim ?? {}).map((id) => [`destination.sim.${id}`, id] as const),
+      ...Object.keys(keys.destination?.devices ?? {}).map((id) => [`destination.devices.${id}`, id] as const)
     ].filter(([, id]) => !ids.has(id))
     if (named.length > 0)
       return yield* invalidInput(`${file}: ${named.map(([path, id]) => `${path}: unknown device "${id}"`).join("; ")}`)
+    const backends = keys.destination?.devices ?? {}
+    const shared = group.devices.filter((d) => d.vfio !== undefined && backends[d.id]?.vfio === undefined)
+    if (shared.length > 0)
+      return yield* invalidInput(
+        `${file}: ${shared.map((d) => `destination.devices.${d.id}: missing; a kernel device migrates into another kernel device: name it as {"vfio": {"sysfsdev": …}}`).join("; ")}`
+      )
     const { seed, p2pWritesPerSecond, faults, destination, migration, ...groupKeys } = json
     const side = (role: Role): unknown => {
       const plans = keys.faults?.[role] ?? {}
@@ -148,7 +176,17 @@ export const decodeScenario = (json: unknown, file: string): Effect.Effect<Scena
         const plan = isObject(faults) && isObject(faults[role]) ? faults[role][id] : undefined
         return plans[id] === undefined ? {} : { faults: plan }
       }
-      return patchDevices(groupKeys, (id, sim) => ({ ...sim, ...overrides[id], ...faultsOf(id) }))
+      const backend = role === "destination" ? backends : {}
+      const own =
+        isObject(groupKeys) && Array.isArray(groupKeys.devices)
+          ? {
+              ...groupKeys,
+              devices: groupKeys.devices.map((d: unknown) =>
+                isObject(d) && typeof d.id === "string" && backend[d.id] !== undefined ? { ...d, ...backend[d.id] } : d
+              )
+            }
+          : groupKeys
+      return patchDevices(own, (id, sim) => ({ ...sim, ...overrides[id], ...faultsOf(id) }))
     }
     return {
       file,

@@ -28,7 +28,17 @@ const maxRegions = 64
 const pciConfigRegion = 7
 
 /** The region names of a vfio-pci device (`VFIO_PCI_*_REGION_INDEX`). */
-const pciRegionNames: ReadonlyArray<string> = ["BAR0", "BAR1", "BAR2", "BAR3", "BAR4", "BAR5", "ROM", "CONFIG", "VGA"]
+export const pciRegionNames: ReadonlyArray<string> = [
+  "BAR0",
+  "BAR1",
+  "BAR2",
+  "BAR3",
+  "BAR4",
+  "BAR5",
+  "ROM",
+  "CONFIG",
+  "VGA"
+]
 
 const socketFlag = (description: string) =>
   Flag.String("socket").pipe(Flag.withMetavar("PATH"), Flag.withDescription(description))
@@ -173,7 +183,7 @@ const serveCommand = Command.make(
 )
 
 /** Names of the bits set in `value`, unknown bits as one hex number. */
-const bitNames = (table: Readonly<Record<string, number>>, value: number): Array<string> => {
+export const bitNames = (table: Readonly<Record<string, number>>, value: number): Array<string> => {
   const names = Object.entries(table)
     .filter(([, bit]) => (value & bit) !== 0)
     .map(([name]) => name)
@@ -182,7 +192,7 @@ const bitNames = (table: Readonly<Record<string, number>>, value: number): Array
 }
 
 /** A u64 as a JSON number when it is exactly one, else as a decimal string. */
-const jsonU64 = (n: bigint): number | string => (n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString())
+export const jsonU64 = (n: bigint): number | string => (n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString())
 
 /** What `info` learned about a server and its device. */
 interface ServerReport {

@@ -251,6 +251,13 @@ export class ResumeSession {
   private records = 0
   private combined = 0
   private problem: string | undefined
+  /**
+   * The stream's intact header declares more state than the device holds. A kernel driver
+   * refuses the write that brings such data (mtty: ENOMEM for a two-port stream into a
+   * one-port device) rather than waiting for RESUMING → STOP. A corrupt header is still found
+   * at RESUMING → STOP.
+   */
+  overflowed = false
 
   constructor(private readonly memory: Memory) {
     this.received = new Uint8Array(memory.pageCount)
@@ -314,6 +321,11 @@ export class ResumeSession {
     const size = getU32(s, 12) + getU32(s, 16) * 2 ** 32
     if (getU32(s, 0) !== magic) return "not a simulated device's stream (bad magic)"
     if (getU32(s, 4) !== version) return `unsupported stream version ${getU32(s, 4)}`
+    // An intact header (its own fields agree) of a device with more state than this one.
+    const pageSize = getU32(s, 8)
+    const intact =
+      getU32(s, 0) === magic && getU32(s, 4) === version && pageSize > 0 && getU32(s, 20) === Math.ceil(size / pageSize)
+    if (intact && size > this.memory.bytes.length) this.overflowed = true
     if (getU32(s, 8) !== this.memory.pageSize || size !== this.memory.bytes.length) {
       return `geometry mismatch: stream has ${size} bytes in ${getU32(s, 8)}-byte pages, device has ${this.memory.bytes.length} in ${this.memory.pageSize}-byte pages`
     }

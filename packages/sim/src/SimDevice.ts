@@ -316,7 +316,14 @@ export class SimEngine {
     const code = this.deck.access("FailWrite", ++this.writes)
     if (code !== undefined) return this.sessionFailed("write", code, "injected write failure")
     this.syncIncoming(now)
+    const overflowed = this.resume.overflowed
     this.resume.write(data)
+    if (!overflowed && this.resume.overflowed)
+      return this.sessionFailed(
+        "write",
+        "ENOMEM",
+        "the stream declares more state than this device holds (a kernel driver refuses such a write, as mtty does)"
+      )
     return Result.succeed(undefined)
   }
 
@@ -343,7 +350,10 @@ const SimDeviceTypeId: unique symbol = Symbol.for("@lockstep/sim/SimDevice")
  * - A reset is instant; it aborts an arc in flight, which then fails with `ECANCELED`.
  * - RESUMING→STOP on bad or incomplete data fails with `EINVAL` and leaves the device in
  *   RESUMING with its resume session open: the uAPI's way out is a reset (writing the missing
- *   rest of a truncated stream and retrying also works). Bad data never fails a `write`.
+ *   rest of a truncated stream and retrying also works). A stream that declares more state
+ *   than the device holds fails the `write` that brings its header, with `ENOMEM`, as the
+ *   kernel's mtty driver does (its resume data is size-checked as it is written); other bad
+ *   data never fails a `write`.
  * - A reset does not rewrite memory (so a failed resume can still be inspected).
  * - A failed read or write consumes nothing; the session carries on.
  */

@@ -298,7 +298,7 @@ describe("data sessions", () => {
           yield* destination.write(data)
           return yield* errorTag(destination.setState("STOP"))
         })
-      const other = yield* makeSimDevice("s", { ...small, stateSize: 1006 })
+      const other = yield* makeSimDevice("s", { ...small, stateSize: 998 })
       yield* walk(other, "STOP_COPY")
       expect(yield* resumeWith(yield* readAll(other, 4096))).toBe("ArcFailed")
       const same = yield* makeSimDevice("s", small)
@@ -307,6 +307,24 @@ describe("data sessions", () => {
       expect(yield* resumeWith(stream)).toBe("ok")
       expect(yield* resumeWith(Buffer.concat([stream, new Uint8Array(1)]))).toBe("ArcFailed")
     })
+  )
+
+  it.effect(
+    "a write that brings more state than the device holds fails with ENOMEM, as mtty's does; a reset ends the session",
+    () =>
+      Effect.gen(function* () {
+        const bigger = yield* makeSimDevice("s", { ...small, stateSize: 1006 })
+        yield* walk(bigger, "STOP_COPY")
+        const stream = yield* readAll(bigger, 4096)
+        const destination = yield* makeSimDevice("t", small)
+        yield* walk(destination, "RESUMING")
+        const refused = yield* Effect.flip(destination.write(stream))
+        expect(refused).toMatchObject({ _tag: "SessionFailed", operation: "write", code: "ENOMEM", state: "RESUMING" })
+        expect(yield* errorTag(destination.setState("STOP"))).toBe("ArcFailed")
+        expect(yield* destination.getState).toBe("RESUMING")
+        yield* destination.reset
+        expect(yield* destination.getState).toBe("RUNNING")
+      })
   )
 
   it.effect("reset returns RUNNING and closes the session", () =>

@@ -1,0 +1,195 @@
+import { writeFile } from "node:fs/promises"
+import {
+  type DestinationSummary,
+  Journal,
+  type MigrationCause,
+  type MigrationFailed,
+  migrateDestination,
+  migrateSource,
+  type SourceSummary
+} from "@lockstep/migration"
+import { MemoryTransport } from "@lockstep/stream"
+import { hasVfioDevice } from "@lockstep/vfio"
+import { Cause, Console, Effect, Exit, Option } from "effect"
+import { CliFailure, invalidInput } from "./CliFailure.js"
+import { makeMigrationTimeline } from "./MigrationTimeline.js"
+import { refuseNotMigratable } from "./Refusal.js"
+import {
+  destinationOptionsOf,
+  formatBytes,
+  formatMs,
+  formatStates,
+  type Scenario,
+  simCompatibility,
+  sourceOptionsOf,
+  violationsOf
+} from "./Scenario.js"
+import { openSide, type Side, sideStates } from "./Sides.js"
+
+/** How `migrate --local` reports. */
+export interface LocalOptions {
+  readonly json: boolean
+  readonly timeline: Option.Option<string>
+}
+
+const failureOf = (exit: Exit.Exit<unknown, MigrationFailed>): MigrationFailed | undefined =>
+  Exit.isFailure(exit) ? Option.getOrUndefined(Cause.findErrorOption(exit.cause)) : undefined
+
+/** The device and errno a cause comes down to, when a device refused something. */
+const deviceFault = (cause: MigrationCause): { readonly device: string; readonly code: string } | undefined => {
+  const inner: unknown = cause._tag === "TransitionFailed" ? cause.cause : cause
+  return typeof inner === "object" &&
+    inner !== null &&
+    "device" in inner &&
+    typeof inner.device === "string" &&
+    "code" in inner &&
+    typeof inner.code === "string"
+    ? { device: inner.device, code: inner.code }
+    : undefined
+}
+
+/** The error to report: the side where the failure began (its own cause), else the source's. */
+const primary = (source: MigrationFailed | undefined, destination: MigrationFailed | undefined) =>
+  [source, destination].find((e) => e !== undefined && e.origin === e.side) ?? source ?? destination
+
+const errorJson = (error: MigrationFailed) => ({
+  _tag: error._tag,
+  message: error.message,
+  side: error.side,
+  phase: error.phase,
+  origin: error.origin,
+  cause: error.cause._tag,
+  ...deviceFault(error.cause)
+})
+
+/** How each side ended after a failure: what the rollback did. */
+const rollbackJson = (source: MigrationFailed | undefined, destination: MigrationFailed | undefined) => ({
+  source:
+    source === undefined
+      ? { recovered: false, problem: "the source did not fail" }
+      : {
+          recovered: source.recovered,
+          ...(source.recoveryProblem === undefined ? {} : { problem: source.recoveryProblem })
+        },
+  destination:
+    destination === undefined
+      ? { recovered: false, problem: "the destination did not fail" }
+      : {
+          recovered: destination.recovered,
+          reset: destination.cause._tag !== "CommitInDoubt" && destination.phase !== "handshake",
+          ...(destination.recoveryProblem === undefined ? {} : { problem: destination.recoveryProblem })
+        }
+})
+
+const compatibilityOf = (sides: ReadonlyArray<Side>) => {
+  const simulated = sides.flatMap((s) => (s._tag === "Simulated" ? [s.runtime] : []))
+  return simulated.length === sides.length ? simCompatibility(simulated) : undefined
+}
+
+const violationsOfSide = (side: Side): Effect.Effect<number | undefined> =>
+  side._tag === "Simulated" ? violationsOf(side.runtime) : Effect.succeed(undefined)
+
+const summaryText = (s: SourceSummary, d: DestinationSummary | undefined): string =>
+  [
+    `migrated ${Object.keys(s.devices).length} devices in ${s.rounds} pre-copy round${s.rounds === 1 ? "" : "s"} (switchover: ${s.switchover})`,
+    `  streamed ${formatBytes(s.bytes)}, downtime ${formatMs(s.downtimeMs)}${d === undefined ? "" : ` (validate ${formatMs(d.validateMs)}, resume ${formatMs(d.resumeMs)})`}`
+  ].join("\n")
+
+/**
+ * `migrate --local`: both sides of a migration in this process, joined by an in-memory channel,
+ * with the same sessions, journal protocol and recovery as over TCP, on real time. This is a
+ * same-host migration as QEMU tests it: the scenario's source devices into its destination
+ * devices (for kernel devices, `destination.devices` names the destination's own).
+ */
+export const runLocal = (scenario: Scenario, options: LocalOptions): Effect.Effect<void, CliFailure> =>
+  Effect.gen(function* () {
+    if (!hasVfioDevice(scenario.documents.source)) yield* refuseNotMigratable(scenario, "source", options.json)
+    const source = yield* openSide(scenario, "source")
+    const destination = yield* openSide(scenario, "destination")
+    const timeline = Option.isSome(options.timeline)
+      ? makeMigrationTimeline(
+          { group: source.runtime.group, fabric: source._tag === "Simulated" ? source.runtime.fabric : undefined },
+          {
+            group: destination.runtime.group,
+            fabric: destination._tag === "Simulated" ? destination.runtime.fabric : undefined
+          }
+        )
+      : undefined
+    const journal = Journal.memory()
+    const compatibility = compatibilityOf([source, destination])
+    const [a, b] = yield* MemoryTransport.pair()
+    const m = scenario.migration
+    const onEvent = timeline?.onEvent
+    const [sourceExit, destinationExit] = yield* Effect.all(
+      [
+        Effect.exit(migrateSource(source.runtime, a, { ...sourceOptionsOf(m), journal, compatibility, onEvent })),
+        Effect.exit(
+          migrateDestination(destination.runtime, b, {
+            ...destinationOptionsOf(m),
+            decisionJournal: journal,
+            compatibility,
+            onEvent
+          })
+        )
+      ],
+      { concurrency: 2 }
+    )
+    const final = { source: yield* sideStates(source), destination: yield* sideStates(destination) }
+    const violations = [yield* violationsOfSide(source), yield* violationsOfSide(destination)]
+    const checked = violations.every((v) => v !== undefined)
+    const violationCount = violations.reduce<number>((n, v) => n + (v ?? 0), 0)
+    if (timeline !== undefined && Option.isSome(options.timeline)) {
+      const file = options.timeline.value
+      const svg = timeline.render(`lockstep migrate --local ${scenario.file}`)
+      yield* Effect.tryPromise({
+        try: () => writeFile(file, svg),
+        catch: (cause) =>
+          invalidInput(`--timeline: cannot write ${file}: ${cause instanceof Error ? cause.message : String(cause)}`)
+      })
+    }
+    const sourceError = failureOf(sourceExit)
+    const destinationError = failureOf(destinationExit)
+    const error = primary(sourceError, destinationError)
+    if (Exit.isSuccess(sourceExit) && Exit.isSuccess(destinationExit)) {
+      const s = sourceExit.value
+      yield* Console.log(
+        options.json
+          ? JSON.stringify({
+              ok: true,
+              ...(checked ? { violations: violationCount } : {}),
+              downtimeMs: s.downtimeMs,
+              rounds: s.rounds,
+              bytes: s.bytes,
+              final
+            })
+          : [
+              summaryText(s, destinationExit.value),
+              `  source:      ${formatStates(final.source)}`,
+              `  destination: ${formatStates(final.destination)}`
+            ].join("\n")
+      )
+      if (checked && violationCount > 0)
+        return yield* new CliFailure({ text: `the simulation saw ${violationCount} P2P violations`, exitCode: 1 })
+      return
+    }
+    yield* options.json
+      ? Console.log(
+          JSON.stringify({
+            ok: false,
+            ...(error === undefined ? {} : { error: errorJson(error) }),
+            rollback: rollbackJson(sourceError, destinationError),
+            ...(checked ? { violations: violationCount } : {}),
+            final
+          })
+        )
+      : Console.error(
+          [
+            `lockstep: ${error?.message ?? "the migration was interrupted"}`,
+            ...(sourceError !== undefined && sourceError !== error ? [`lockstep: ${sourceError.message}`] : []),
+            ...(destinationError !== undefined && destinationError !== error
+              ? [`lockstep: ${destinationError.message}`]
+              : [])
+          ].join("\n")
+        )
+    return yield* new CliFailure({ text: "the migration failed", exitCode: 1, quiet: true })
+  }).pipe(Effect.scoped)

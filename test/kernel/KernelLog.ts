@@ -1,0 +1,84 @@
+/**
+ * The kernel's own record of every migration arc mtty executes: with dynamic debug on for
+ * mtty.c, one line per arc, in the order the kernel ran them,
+ *
+ *   [   31.604302] mtty 6c6f636b-7374-4570-8000-000000000001: mtty_step_state: 2 -> 5
+ *
+ * The numbers are `enum vfio_device_mig_state` of include/uapi/linux/vfio.h. The driver logs
+ * the arc as it starts it, so a line is an arc the kernel tried (a refused RESUMING -> STOP is
+ * logged too). Written from the README of the kernel VM, mtty.c and the uAPI; nothing of Lockstep's.
+ */
+import { constants, openSync, readSync } from "node:fs"
+
+/** `enum vfio_device_mig_state`, by number. */
+export const uapiStates = [
+  "ERROR",
+  "STOP",
+  "RUNNING",
+  "STOP_COPY",
+  "RESUMING",
+  "RUNNING_P2P",
+  "PRE_COPY",
+  "PRE_COPY_P2P"
+] as const
+
+/** A migration state's name. */
+export type StateName = (typeof uapiStates)[number]
+
+/** One arc the kernel logged. */
+export interface LoggedArc {
+  /** The mdev's UUID. */
+  readonly device: string
+  readonly from: StateName
+  readonly to: StateName
+}
+
+const line = /mtty ([0-9a-f-]{36}): mtty_step_state: (\d+) -> (\d+)/
+
+/** The arcs in a log text, in order. */
+export const parseArcs = (text: string): ReadonlyArray<LoggedArc> =>
+  text.split("\n").flatMap((l) => {
+    const m = line.exec(l)
+    const from = m === null ? undefined : uapiStates[Number(m[2])]
+    const to = m === null ? undefined : uapiStates[Number(m[3])]
+    return m?.[1] === undefined || from === undefined || to === undefined ? [] : [{ device: m[1], from, to }]
+  })
+
+let kmsg: { readonly fd: number; readonly arcs: Array<LoggedArc> } | undefined
+
+/**
+ * Every arc in the kernel log so far, read from /dev/kmsg (one record per read, non-blocking:
+ * EAGAIN once everything is read), kept open so that each call reads only what is new.
+ */
+export const kernelArcs = (): ReadonlyArray<LoggedArc> => {
+  kmsg ??= { fd: openSync("/dev/kmsg", constants.O_RDONLY | constants.O_NONBLOCK), arcs: [] }
+  const buf = Buffer.alloc(8192)
+  for (;;) {
+    let n: number
+    try {
+      n = readSync(kmsg.fd, buf, 0, buf.length, null)
+    } catch (error) {
+      // EAGAIN: nothing more for now. EPIPE: records were overwritten before we read them.
+      if (error instanceof Error && "code" in error && error.code === "EPIPE") continue
+      break
+    }
+    kmsg.arcs.push(...parseArcs(buf.toString("utf8", 0, n)))
+  }
+  return kmsg.arcs
+}
+
+/** The UUID of an mdev's sysfs path (`/sys/bus/mdev/devices/UUID`). */
+export const uuidOf = (sysfsdev: string): string => sysfsdev.slice(sysfsdev.lastIndexOf("/") + 1)
+
+/** A mark in the log: what came after it, for some devices. */
+export const logMark = (): { readonly since: (devices: ReadonlyArray<string>) => ReadonlyArray<LoggedArc> } => {
+  const before = kernelArcs().length
+  return {
+    since: (devices) => {
+      const uuids = new Set(devices.map(uuidOf))
+      return kernelArcs()
+        .slice(before)
+        .filter((a) => uuids.has(a.device))
+    }
+  }
+}
