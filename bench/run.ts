@@ -11,6 +11,7 @@ import { parseArgs } from "node:util"
 import { Effect } from "effect"
 import { downtimeFigure } from "./Downtime.js"
 import { type Figure, figureMet, formatTable } from "./Figure.js"
+import { fleetFigure } from "./Fleet.js"
 import { describeMachine, type Machine, thisMachine } from "./Machine.js"
 import { overheadFigure } from "./Overhead.js"
 import { planningFigure } from "./Planning.js"
@@ -43,6 +44,15 @@ const settings = {
     checkedSizes: quick ? [256] : [256, 1024]
   },
   planning: { sizes: [1024, 4096] as const, warmup: quick ? 2 : 5, repetitions: quick ? 5 : 11 },
+  fleet: {
+    vms: 20,
+    gpus: 8,
+    gpuStateBytes: (quick ? 16 : 64) * 1024,
+    nicBytesPerSecond: MiB / 2,
+    arcLatencyMs: 2,
+    overheadVms: quick ? 4 : 10,
+    overheadConcurrency: 2
+  },
   stream: {
     devices: 8,
     deviceStateBytes: (quick ? 16 : 128) * MiB,
@@ -52,7 +62,7 @@ const settings = {
 }
 
 /** The figures a process runs together: 4 and 5 come from the same runs. */
-const processes: ReadonlyArray<ReadonlyArray<number>> = [[1], [2], [3], [4, 5]]
+const processes: ReadonlyArray<ReadonlyArray<number>> = [[1], [2], [3], [4, 5], [6]]
 
 /** One line of `--json` output. */
 interface FigureLine extends Figure {
@@ -86,6 +96,7 @@ const runHere = (wanted: ReadonlySet<number>, machine: Machine): Effect.Effect<A
     if (wanted.has(2)) report(yield* overheadFigure(settings.overhead))
     if (wanted.has(3)) report(yield* planningFigure(settings.planning))
     if (wanted.has(4) || wanted.has(5)) for (const figure of yield* streamFigures(settings.stream)) report(figure)
+    if (wanted.has(6)) report(yield* fleetFigure(settings.fleet))
     return figures
   })
 

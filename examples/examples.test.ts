@@ -167,6 +167,18 @@ const outcomes: Record<string, (printed: string) => Promise<void>> = {
     // Reset (which aborts RESUMING) and parked in STOP: never running unless the migration commits.
     expect(allIn(run.final.destination, "STOP")).toBe(true)
   },
+  fleet: async (printed) => {
+    // Every VM moved, as the fleet's own database and the simulated hosts' fabrics say.
+    const status = JSON.parse((await runCli("fleet", "status", "--json")).stdout) as {
+      readonly status: string
+      readonly vms: ReadonlyArray<{ readonly vm: string; readonly outcome: string; readonly source: string }>
+    }
+    expect(status.status).toBe("done")
+    expect(status.vms).toHaveLength(20)
+    expect(status.vms.every((v) => v.outcome === "migrated" && v.source === "host-a")).toBe(true)
+    expect(printed).toMatch(/^P2P violations: 0 among \d+ P2P writes on the simulated hosts$/m)
+    expect(printed).toMatch(/20 of 20 VMs migrated/)
+  },
   "vmm-integration": async (printed) => {
     expect(printed).toContain("rejected with TransitionFailed: gpu1 failed RUNNING_P2P → STOP; rolled back: true")
     expect(printed).toMatch(/DMA bus: \d+ checks, 0 P2P violations/)
@@ -182,7 +194,7 @@ const expectedExcerpt = (readme: string): ReadonlyArray<string> => {
 
 describe("examples", () => {
   it("each has a manifest, a README that shows how to run it, and an expected outcome here", () => {
-    expect(examples.length).toBeGreaterThanOrEqual(7)
+    expect(examples.length).toBeGreaterThanOrEqual(8)
     for (const name of examples) {
       expect(existsSync(join(examplesDir, name, "example.json")), name).toBe(true)
       const readme = readFileSync(join(examplesDir, name, "README.md"), "utf8")

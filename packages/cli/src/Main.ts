@@ -3,6 +3,7 @@ import { Command } from "effect/cli"
 import { checkCommand } from "./CheckCommand.js"
 import { CliFailure } from "./CliFailure.js"
 import { demoCommand } from "./DemoCommand.js"
+import { fleetCommand } from "./FleetCommand.js"
 import { fsmCommand } from "./FsmCommand.js"
 import { migrateCommand } from "./MigrateCommand.js"
 import { planCommand } from "./PlanCommand.js"
@@ -23,6 +24,7 @@ export const lockstep = Command.make("lockstep").pipe(
     migrateCommand,
     fsmCommand,
     vfioUserCommand,
+    fleetCommand,
     vfioCommand
   ])
 )

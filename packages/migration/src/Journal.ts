@@ -63,7 +63,8 @@ export const journalCapacity = 32
 /** The default journal file of a source, relative to the working directory. */
 export const defaultJournalPath = "lockstep-journal.json"
 
-type Operation = JournalFailed["operation"]
+/** The journal operation a failure names. */
+export type Operation = JournalFailed["operation"]
 
 /** The journal document, as stored. */
 const JournalDocument = Schema.Struct({
@@ -81,8 +82,11 @@ type JournalDocument = typeof JournalDocument.Type
 
 const empty: JournalDocument = { version: 1, migrations: [] }
 
-/** A change to the document: the new entry, or the reason it is refused; `undefined` entry: no change. */
-type Change<A> = (
+/**
+ * A change to one migration's entry: given the entry (if any) and the time, the new entry (or
+ * `undefined`: no change) and the answer, or the reason it is refused.
+ */
+export type Change<A> = (
   entry: JournalEntry | undefined,
   now: number
 ) => Result.Result<readonly [JournalEntry | undefined, A], string>
@@ -96,14 +100,19 @@ const put = (doc: JournalDocument, entry: JournalEntry): JournalDocument => {
   return { version: 1, migrations: [...rest, row].slice(-journalCapacity) }
 }
 
-/** The rules of the journal, stated once, for every store. */
-const journalOf = (
+/**
+ * The rules of the journal, stated once, for every store: a store gives a way to read every
+ * entry and a way to apply one `Change` to one migration's entry atomically (against the store's
+ * other writers too), and gets a `Journal`. `memory` and `file` are made this way; a database
+ * can be too.
+ */
+export const make = (
   location: string,
-  read: (operation: Operation) => Effect.Effect<JournalDocument, JournalFailed>,
+  read: (operation: Operation) => Effect.Effect<ReadonlyArray<JournalEntry>, JournalFailed>,
   update: <A>(operation: Operation, migration: string, change: Change<A>) => Effect.Effect<A, JournalFailed>
 ): Journal => ({
   location,
-  entries: Effect.map(read("read"), (doc) => doc.migrations),
+  entries: read("read"),
   begin: (migration) =>
     update("begin", migration, (entry, now) =>
       entry === undefined
@@ -155,9 +164,9 @@ const apply = <A>(
 export const memory = (): Journal => {
   let doc = empty
   const location = "memory"
-  return journalOf(
+  return make(
     location,
-    () => Effect.sync(() => doc),
+    () => Effect.sync(() => doc.migrations),
     (operation, migration, change) =>
       Effect.clockWith((clock) =>
         Effect.suspend(() => {
@@ -278,9 +287,13 @@ export const file = (path: string, options: FileJournalOptions = {}): Journal =>
       )
     )
 
-  return journalOf(
+  return make(
     path,
-    (operation) => Effect.tryPromise({ try: load, catch: (cause) => failed(operation, reasonOf(cause)) }),
+    (operation) =>
+      Effect.tryPromise({
+        try: async () => (await load()).migrations,
+        catch: (cause) => failed(operation, reasonOf(cause))
+      }),
     update
   )
 }

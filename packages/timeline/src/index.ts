@@ -9,6 +9,12 @@
  * @packageDocumentation
  */
 
+export {
+  type FleetLane,
+  type FleetPhaseSpan,
+  type FleetTimelineInput,
+  renderFleetTimelineSvg
+} from "./FleetTimelineSvg.js"
 export type {
   ArcSpan,
   CorruptingWrites,

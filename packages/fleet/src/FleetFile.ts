@@ -1,0 +1,388 @@
+import { createHash } from "node:crypto"
+import { readFile } from "node:fs/promises"
+import { dirname, resolve } from "node:path"
+import { decodeGroup, type Group, loadGroupFile, Migratability } from "@lockstep/coordinator"
+import { resolveSimDeviceConfig, SimDeviceConfig } from "@lockstep/sim"
+import { Effect, Result, Schema, SchemaIssue } from "effect"
+import { type FleetProblem, InvalidFleet } from "./FleetError.js"
+
+/*
+ * A fleet file says which hosts there are and which VMs run where:
+ *
+ *   {
+ *     "hosts": [
+ *       {"name": "host-a", "nicBandwidth": 26214400, "capacity": 160, "labels": {"gpu": "h100"}},
+ *       {"name": "host-b", "nicBandwidth": 26214400, "capacity": 96, "control": "/run/lockstep/host-b/control"}
+ *     ],
+ *     "vms": [
+ *       {"name": "vm01", "host": "host-a", "group": "gpu8.json", "to": "host-b"},
+ *       {"name": "vm02", "host": "host-a", "group": {"devices": […]}, "requires": {"gpu": "h100"}},
+ *       {"name": "vm03", "host": "host-a", "group": "nvme.json", "backend": "vfio-user",
+ *        "sockets": {"host-a": "/run/vm03/a/{device}.sock", "host-b": "/run/vm03/b/{device}.sock"}}
+ *     ],
+ *     "evacuate": "host-a",
+ *     "migration": {"downtimeLimitMs": 300},
+ *     "simulation": {"seed": 1, "p2pWritesPerSecond": 20},
+ *     "schedule": {"concurrency": 3}
+ *   }
+ *
+ * - `nicBandwidth`: bytes per second each way; every migration out of or into the host shares it.
+ * - `capacity`: how many devices the host can hold, VMs already there included.
+ * - `control`: the control socket of the process holding the host's devices (started with
+ *   `lockstep fleet hosts FLEET.json --host NAME`, its device sockets beside it); without it the
+ *   host is simulated in a process `lockstep fleet evacuate` starts, under its state directory.
+ * - `group`: a group file (relative to the fleet file) or an inline group.
+ * - `backend`: `simulated` (default: the host's agent runs simulated devices, from the group's
+ *   `sim` keys) or `vfio-user` (devices served by someone else, at `sockets`: per host, a path
+ *   template where `{device}` stands for the device id).
+ * - `to`: the destination; without it Lockstep chooses one (capacity, labels, NIC balance).
+ * - `requires`: labels a destination must have.
+ */
+
+const Name = Schema.String.check(
+  Schema.makeFilter((s: string) =>
+    /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(s)
+      ? true
+      : "a name of letters, digits, '.', '_' or '-' (at most 63, starting with a letter or digit)"
+  )
+)
+const Positive = Schema.Finite.check(Schema.isGreaterThan(0))
+const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
+const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
+const AtLeastOne = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
+const Labels = Schema.Record(Schema.String, Schema.String)
+
+const HostDocument = Schema.Struct({
+  name: Name,
+  nicBandwidth: Positive,
+  capacity: Count,
+  labels: Schema.optionalKey(Labels),
+  control: Schema.optionalKey(Schema.NonEmptyString)
+})
+
+const VmDocument = Schema.Struct({
+  name: Name,
+  host: Schema.String,
+  group: Schema.Union([Schema.NonEmptyString, Schema.Record(Schema.String, Schema.Unknown)]),
+  backend: Schema.optionalKey(Schema.Literals(["simulated", "vfio-user"])),
+  sockets: Schema.optionalKey(Schema.Record(Schema.String, Schema.NonEmptyString)),
+  to: Schema.optionalKey(Schema.String),
+  requires: Schema.optionalKey(Labels)
+})
+
+/** The migration options a fleet sets for every VM (see `@lockstep/migration`). */
+export const MigrationSettings = Schema.Struct({
+  downtimeLimitMs: Schema.optionalKey(NonNegative),
+  maxRounds: Schema.optionalKey(AtLeastOne),
+  maxPrecopyMs: Schema.optionalKey(NonNegative),
+  onLimit: Schema.optionalKey(Schema.Literals(["switch", "abort"])),
+  precopy: Schema.optionalKey(Schema.Boolean),
+  concurrency: Schema.optionalKey(AtLeastOne),
+  errorPolicy: Schema.optionalKey(Schema.Literals(["reset", "quarantine"])),
+  chunkBytes: Schema.optionalKey(AtLeastOne),
+  peerTimeoutMs: Schema.optionalKey(Positive),
+  arcTimeoutMs: Schema.optionalKey(Positive)
+})
+/** The migration options of a fleet. */
+export type MigrationSettings = typeof MigrationSettings.Type
+
+const FleetDocument = Schema.Struct({
+  hosts: Schema.Array(HostDocument),
+  vms: Schema.Array(VmDocument),
+  evacuate: Schema.optionalKey(Schema.String),
+  migration: Schema.optionalKey(MigrationSettings),
+  simulation: Schema.optionalKey(
+    Schema.Struct({ seed: Schema.optionalKey(Schema.Int), p2pWritesPerSecond: Schema.optionalKey(NonNegative) })
+  ),
+  schedule: Schema.optionalKey(Schema.Struct({ concurrency: Schema.optionalKey(AtLeastOne) }))
+})
+type FleetDocument = typeof FleetDocument.Type
+
+/** A host of the fleet. */
+export interface FleetHost {
+  readonly name: string
+  /** Bytes per second each way. */
+  readonly nicBandwidth: number
+  /** Devices it can hold. */
+  readonly capacity: number
+  readonly labels: Readonly<Record<string, string>>
+  /** Its control socket; `undefined`: simulated by Lockstep, under the state directory. */
+  readonly control: string | undefined
+}
+
+/** Who serves a VM's devices. */
+export type Backend = "simulated" | "vfio-user"
+
+/** A VM of the fleet, its group decoded. */
+export interface FleetVm {
+  readonly name: string
+  readonly host: string
+  /** The group document as JSON (inline, or the group file's content): what travels in messages. */
+  readonly document: unknown
+  readonly group: Group
+  readonly backend: Backend
+  /** vfio-user VMs: per host, the socket path template of each device (`{device}` = its id). */
+  readonly sockets: Readonly<Record<string, string>>
+  readonly to: string | undefined
+  readonly requires: Readonly<Record<string, string>>
+  /** Its state in bytes: the sum of its devices' `sim.stateSize` (the simulation default where unset). */
+  readonly bytes: number
+}
+
+/** A fleet file, checked. */
+export interface Fleet {
+  /** The file it came from, if any. */
+  readonly source: string | undefined
+  readonly hosts: ReadonlyArray<FleetHost>
+  readonly vms: ReadonlyArray<FleetVm>
+  /** The host the file says to evacuate, if it says. */
+  readonly evacuate: string | undefined
+  readonly migration: MigrationSettings
+  readonly simulation: { readonly seed: number; readonly writesPerSecond: number }
+  /** A fixed concurrency, overriding the scheduler's choice. */
+  readonly concurrency: number | undefined
+  /** A digest of everything above: two runs of the same fleet share it. */
+  readonly digest: string
+}
+
+/** Defaults of the simulation: few P2P writes, so that pre-copy is not dominated by re-sent pages. */
+export const defaultSimulation = { seed: 1, writesPerSecond: 2 } as const
+
+const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
+  path
+    .map((key, i) => {
+      if (typeof key === "number") return `[${key}]`
+      const name = String(key)
+      if (!/^[A-Za-z_$][\w$]*$/.test(name)) return `[${JSON.stringify(name)}]`
+      return i === 0 ? name : `.${name}`
+    })
+    .join("")
+
+const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
+
+const problemsOfIssue = (issue: SchemaIssue.Issue): ReadonlyArray<FleetProblem> =>
+  formatter(issue).issues.map((i) => ({
+    path: formatPath((i.path ?? []).map((k) => (typeof k === "object" && k !== null && "key" in k ? k.key : k))),
+    // A key the format does not have is most often a misspelt one: say so.
+    reason: i.message === "Expected no excess property" ? "unknown key (misspelt?)" : i.message
+  }))
+
+const decodeDocument = Schema.decodeUnknownResult(FleetDocument)
+const decodeSim = Schema.decodeUnknownResult(SimDeviceConfig)
+
+/** The rules a well-formed fleet must also obey; each names the path it is about. */
+const fleetRules = (doc: FleetDocument): Array<FleetProblem> => {
+  const problems: Array<FleetProblem> = []
+  const hosts = new Map<string, number>()
+  doc.hosts.forEach((h, i) => {
+    if (hosts.has(h.name)) problems.push({ path: `hosts[${i}].name`, reason: `host ${h.name} is listed twice` })
+    else hosts.set(h.name, i)
+  })
+  if (doc.hosts.length === 0) problems.push({ path: "hosts", reason: "a fleet needs at least one host" })
+  const knownHost = (name: string) =>
+    hosts.has(name)
+      ? undefined
+      : `unknown host ${JSON.stringify(name)}; the fleet has ${[...hosts.keys()].join(", ") || "no hosts"}`
+  const vms = new Set<string>()
+  doc.vms.forEach((vm, i) => {
+    const at = `vms[${i}]`
+    if (vms.has(vm.name)) problems.push({ path: `${at}.name`, reason: `VM ${vm.name} is listed twice` })
+    vms.add(vm.name)
+    const host = knownHost(vm.host)
+    if (host !== undefined) problems.push({ path: `${at}.host`, reason: host })
+    if (vm.to !== undefined) {
+      const to = knownHost(vm.to)
+      if (to !== undefined) problems.push({ path: `${at}.to`, reason: to })
+      else if (vm.to === vm.host) problems.push({ path: `${at}.to`, reason: `${vm.name} already runs on ${vm.to}` })
+    }
+    const backend = vm.backend ?? "simulated"
+    if (backend === "simulated" && vm.sockets !== undefined)
+      problems.push({
+        path: `${at}.sockets`,
+        reason: 'sockets are for "backend": "vfio-user" VMs; simulated devices are served by their host'
+      })
+    if (backend === "vfio-user") {
+      const sockets = vm.sockets ?? {}
+      for (const [name, template] of Object.entries(sockets)) {
+        const unknown = knownHost(name)
+        if (unknown !== undefined) problems.push({ path: `${at}.sockets.${name}`, reason: unknown })
+        if (!template.includes("{device}"))
+          problems.push({
+            path: `${at}.sockets.${name}`,
+            reason: 'a socket template must contain "{device}" (the device id)'
+          })
+      }
+      if (sockets[vm.host] === undefined)
+        problems.push({
+          path: `${at}.sockets`,
+          reason: `a vfio-user VM needs the sockets of its devices on its host ${vm.host}`
+        })
+      if (vm.to !== undefined && sockets[vm.to] === undefined)
+        problems.push({ path: `${at}.sockets`, reason: `no sockets for its destination ${vm.to}` })
+    }
+  })
+  if (doc.evacuate !== undefined) {
+    const host = knownHost(doc.evacuate)
+    if (host !== undefined) problems.push({ path: "evacuate", reason: host })
+  }
+  return problems
+}
+
+/** Reads a group file or takes an inline group; checks it and that it can migrate. */
+const groupOf = (
+  vm: FleetDocument["vms"][number],
+  at: string,
+  base: string
+): Effect.Effect<Result.Result<{ readonly document: unknown; readonly group: Group }, ReadonlyArray<FleetProblem>>> =>
+  Effect.gen(function* () {
+    const problem = (reason: string) => Result.fail([{ path: `${at}.group`, reason }])
+    let document: unknown = vm.group
+    let loaded: Result.Result<Group, string>
+    if (typeof vm.group === "string") {
+      const file = resolve(base, vm.group)
+      const text = yield* Effect.result(Effect.tryPromise(() => readFile(file, "utf8")))
+      if (Result.isFailure(text)) return problem(`cannot read the group file ${vm.group}: ${text.failure.message}`)
+      const json = Result.try(() => JSON.parse(text.success) as unknown)
+      if (Result.isFailure(json)) return problem(`the group file ${vm.group} is not valid JSON`)
+      document = json.success
+      loaded = Result.mapError(
+        yield* Effect.result(loadGroupFile(file)),
+        (e) => `${vm.group}: ${e.message.replace(`${file}: `, "")}`
+      )
+    } else {
+      loaded = Result.mapError(yield* Effect.result(decodeGroup(vm.group)), (e) => e.message)
+    }
+    if (Result.isFailure(loaded)) return problem(loaded.failure.split("\n").join("; "))
+    const group = loaded.success
+    const report = Migratability.check(group)
+    if (!report.migratable)
+      return problem(
+        `the group cannot migrate safely: ${report.blockers.map((b) => `${b.device}: ${b.reason}`).join("; ")}`
+      )
+    if (vm.backend !== "vfio-user") {
+      const bad = group.devices.find((d) => !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(d.id))
+      if (bad !== undefined)
+        return problem(
+          `device id ${JSON.stringify(bad.id)}: a simulated device's id names its socket file; use letters, digits, '.', '_' or '-'`
+        )
+    }
+    return Result.succeed({ document, group })
+  })
+
+/** The bytes of a VM's state: each device's simulated state size. */
+const bytesOf = (group: Group): number =>
+  group.devices.reduce((sum, d) => {
+    const sim = d.sim === undefined ? Result.succeed({}) : decodeSim(d.sim)
+    return sum + resolveSimDeviceConfig(Result.isSuccess(sim) ? sim.success : {}).stateSize
+  }, 0)
+
+/** Initial occupancy must fit: a host cannot already hold more devices than its capacity. */
+const occupancyProblems = (doc: FleetDocument, vms: ReadonlyArray<FleetVm>): Array<FleetProblem> =>
+  doc.hosts.flatMap((h, i) => {
+    const held = vms.filter((vm) => vm.host === h.name).reduce((n, vm) => n + vm.group.devices.length, 0)
+    return held > h.capacity
+      ? [
+          {
+            path: `hosts[${i}].capacity`,
+            reason: `${h.name} already holds ${held} devices of its VMs, over its capacity ${h.capacity}`
+          }
+        ]
+      : []
+  })
+
+/**
+ * Checks a fleet document (a parsed JSON value): its shape, its rules, every VM's group (read
+ * relative to `base`) and that each group can migrate safely. Fails with `InvalidFleet`
+ * listing every problem with its JSON path.
+ */
+export const decodeFleet = (
+  input: unknown,
+  options: { readonly source?: string | undefined; readonly base?: string | undefined } = {}
+): Effect.Effect<Fleet, InvalidFleet> =>
+  Effect.gen(function* () {
+    const source = options.source
+    const fail = (problems: ReadonlyArray<FleetProblem>) => new InvalidFleet({ source, problems })
+    const decoded = decodeDocument(input, { errors: "all", onExcessProperty: "error" })
+    if (Result.isFailure(decoded)) return yield* fail(problemsOfIssue(decoded.failure.issue))
+    const doc = decoded.success
+    const problems = fleetRules(doc)
+    const vms: Array<FleetVm> = []
+    for (const [i, vm] of doc.vms.entries()) {
+      const got = yield* groupOf(vm, `vms[${i}]`, options.base ?? process.cwd())
+      if (Result.isFailure(got)) {
+        problems.push(...got.failure)
+        continue
+      }
+      vms.push({
+        name: vm.name,
+        host: vm.host,
+        document: got.success.document,
+        group: got.success.group,
+        backend: vm.backend ?? "simulated",
+        sockets: vm.sockets ?? {},
+        to: vm.to,
+        requires: vm.requires ?? {},
+        bytes: bytesOf(got.success.group)
+      })
+    }
+    if (problems.length === 0) problems.push(...occupancyProblems(doc, vms))
+    if (problems.length > 0) return yield* fail(problems)
+    const hosts: Array<FleetHost> = doc.hosts.map((h) => ({
+      name: h.name,
+      nicBandwidth: h.nicBandwidth,
+      capacity: h.capacity,
+      labels: h.labels ?? {},
+      control: h.control === undefined ? undefined : resolve(options.base ?? process.cwd(), h.control)
+    }))
+    const simulation = {
+      seed: doc.simulation?.seed ?? defaultSimulation.seed,
+      writesPerSecond: doc.simulation?.p2pWritesPerSecond ?? defaultSimulation.writesPerSecond
+    }
+    const digest = createHash("sha256")
+      .update(JSON.stringify({ doc: { ...doc, vms: vms.map((v) => ({ ...v, group: undefined })) } }))
+      .digest("hex")
+      .slice(0, 16)
+    return {
+      source,
+      hosts,
+      vms,
+      evacuate: doc.evacuate,
+      migration: doc.migration ?? {},
+      simulation,
+      concurrency: doc.schedule?.concurrency,
+      digest
+    } satisfies Fleet
+  })
+
+/** Reads and checks a fleet file; group files are read relative to it. */
+export const loadFleetFile = (path: string): Effect.Effect<Fleet, InvalidFleet> =>
+  Effect.gen(function* () {
+    const text = yield* Effect.tryPromise({
+      try: () => readFile(path, "utf8"),
+      catch: (cause) =>
+        new InvalidFleet({
+          source: path,
+          problems: [
+            {
+              path: "",
+              reason:
+                cause instanceof Error && "code" in cause && cause.code === "ENOENT"
+                  ? "no such fleet file"
+                  : `cannot read the fleet file: ${cause instanceof Error ? cause.message : String(cause)}`
+            }
+          ]
+        })
+    })
+    const json = Result.try(() => JSON.parse(text) as unknown)
+    if (Result.isFailure(json))
+      return yield* new InvalidFleet({
+        source: path,
+        problems: [
+          { path: "", reason: `not valid JSON: ${json.failure instanceof Error ? json.failure.message : "?"}` }
+        ]
+      })
+    return yield* decodeFleet(json.success, { source: path, base: dirname(resolve(path)) })
+  })
+
+/** The host named `name` (the fleet is checked: every name it uses exists). */
+export const hostNamed = (fleet: Fleet, name: string): FleetHost | undefined => fleet.hosts.find((h) => h.name === name)

@@ -1,0 +1,156 @@
+import { mkdtempSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { decodeFleet, type InvalidFleet, loadFleetFile } from "../src/index.js"
+
+const gpu = (id: string, sim: object = {}) => ({ id, kind: "pci", flags: ["STOP_COPY", "P2P", "PRE_COPY"], sim })
+const group = { devices: [gpu("g0"), gpu("g1")] }
+const valid = {
+  hosts: [
+    { name: "a", nicBandwidth: 1000, capacity: 8 },
+    { name: "b", nicBandwidth: 1000, capacity: 8, labels: { gpu: "h100" } }
+  ],
+  vms: [{ name: "vm1", host: "a", group }],
+  evacuate: "a"
+}
+
+const problems = (input: unknown) =>
+  Effect.map(Effect.flip(decodeFleet(input)), (e: InvalidFleet) => e.problems.map((p) => `${p.path}: ${p.reason}`))
+
+describe("fleet files", () => {
+  it.effect("decodes a fleet: hosts, VMs with their groups, and each VM's bytes from its devices' state sizes", () =>
+    Effect.gen(function* () {
+      const fleet = yield* decodeFleet({
+        ...valid,
+        vms: [
+          {
+            name: "vm1",
+            host: "a",
+            group: { devices: [gpu("g0", { stateSize: 4096 }), gpu("g1", { stateSize: 8192 })] }
+          }
+        ]
+      })
+      expect(fleet.hosts.map((h) => [h.name, h.capacity, h.control])).toEqual([
+        ["a", 8, undefined],
+        ["b", 8, undefined]
+      ])
+      expect(fleet.vms[0]?.bytes).toBe(4096 + 8192)
+      expect(fleet.vms[0]?.backend).toBe("simulated")
+      expect(fleet.evacuate).toBe("a")
+      // The same content gives the same digest; another one does not.
+      expect((yield* decodeFleet(valid)).digest).toBe((yield* decodeFleet(valid)).digest)
+      expect((yield* decodeFleet(valid)).digest).not.toBe((yield* decodeFleet({ ...valid, evacuate: "b" })).digest)
+    })
+  )
+
+  it.effect("names every problem with its JSON path: shape, unknown keys, references and rules", () =>
+    Effect.gen(function* () {
+      const found = yield* problems({
+        hosts: [
+          { name: "a", nicBandwidth: -1, capacity: 8 },
+          { name: "a", nicBandwidth: 10, capacity: 8, colour: "red" }
+        ],
+        vms: [
+          { name: "vm1", host: "z", group, to: "a" },
+          { name: "vm1", host: "a", group, to: "a" },
+          { name: "bad name!", host: "a", group }
+        ],
+        evacuate: "q"
+      })
+      expect(found.some((p) => p.startsWith("hosts[0].nicBandwidth:"))).toBe(true)
+      expect(found.some((p) => p.startsWith("hosts[1].colour:"))).toBe(true)
+      expect(found.some((p) => p.startsWith("vms[2].name:"))).toBe(true)
+      // Shape first: references are checked on a well-formed document.
+      const refs = yield* problems({
+        hosts: [
+          { name: "a", nicBandwidth: 1, capacity: 8 },
+          { name: "a", nicBandwidth: 1, capacity: 8 }
+        ],
+        vms: [
+          { name: "vm1", host: "z", group },
+          { name: "vm1", host: "a", group, to: "a" }
+        ],
+        evacuate: "q"
+      })
+      expect(refs).toEqual([
+        "hosts[1].name: host a is listed twice",
+        'vms[0].host: unknown host "z"; the fleet has a',
+        "vms[1].name: VM vm1 is listed twice",
+        "vms[1].to: vm1 already runs on a",
+        'evacuate: unknown host "q"; the fleet has a'
+      ])
+    })
+  )
+
+  it.effect("refuses a group that cannot migrate safely, naming the device that blocks it", () =>
+    Effect.gen(function* () {
+      const blocked = {
+        devices: [
+          { id: "nic0", kind: "pci", flags: ["STOP_COPY"] },
+          { id: "g0", kind: "pci", flags: ["STOP_COPY", "P2P"] }
+        ],
+        topology: { edges: [["nic0", "g0"]] }
+      }
+      const found = yield* problems({ ...valid, vms: [{ name: "vm1", host: "a", group: blocked }] })
+      expect(found).toHaveLength(1)
+      expect(found[0]).toMatch(/^vms\[0\]\.group: the group cannot migrate safely: nic0: /)
+    })
+  )
+
+  it.effect("vfio-user VMs need socket templates for their host and destination; simulated ones may not have any", () =>
+    Effect.gen(function* () {
+      const found = yield* problems({
+        ...valid,
+        vms: [
+          { name: "vm1", host: "a", group, backend: "vfio-user", to: "b", sockets: { a: "/run/x.sock" } },
+          { name: "vm2", host: "a", group, sockets: { a: "/run/{device}.sock" } }
+        ]
+      })
+      expect(found).toEqual([
+        'vms[0].sockets.a: a socket template must contain "{device}" (the device id)',
+        "vms[0].sockets: no sockets for its destination b",
+        'vms[1].sockets: sockets are for "backend": "vfio-user" VMs; simulated devices are served by their host'
+      ])
+    })
+  )
+
+  it.effect("refuses a host that already holds more devices than its capacity", () =>
+    Effect.gen(function* () {
+      const found = yield* problems({
+        hosts: [{ name: "a", nicBandwidth: 1, capacity: 3 }],
+        vms: [
+          { name: "vm1", host: "a", group },
+          { name: "vm2", host: "a", group }
+        ]
+      })
+      expect(found).toEqual(["hosts[0].capacity: a already holds 4 devices of its VMs, over its capacity 3"])
+    })
+  )
+
+  it.effect("reads group files relative to the fleet file, and says which file is missing or broken", () =>
+    Effect.gen(function* () {
+      const dir = mkdtempSync(join(tmpdir(), "fleet-file-"))
+      writeFileSync(join(dir, "gpu2.json"), JSON.stringify(group))
+      writeFileSync(join(dir, "broken.json"), "{ not json")
+      writeFileSync(
+        join(dir, "fleet.json"),
+        JSON.stringify({
+          ...valid,
+          vms: [
+            { name: "vm1", host: "a", group: "gpu2.json" },
+            { name: "vm2", host: "a", group: "missing.json" },
+            { name: "vm3", host: "a", group: "broken.json" }
+          ]
+        })
+      )
+      const error = yield* Effect.flip(loadFleetFile(join(dir, "fleet.json")))
+      expect(error.problems.map((p) => p.path)).toEqual(["vms[1].group", "vms[2].group"])
+      expect(error.problems[0]?.reason).toContain("cannot read the group file missing.json")
+      expect(error.problems[1]?.reason).toBe("the group file broken.json is not valid JSON")
+      const missing = yield* Effect.flip(loadFleetFile(join(dir, "nope.json")))
+      expect(missing.message).toMatch(/nope\.json: no such fleet file$/)
+    })
+  )
+})
