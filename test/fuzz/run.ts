@@ -2,7 +2,7 @@
  * The long-running fuzzer: `npm run fuzz [-- options]` (Node 24 runs this file as is).
  *
  *   --minutes N         how long to fuzz, split between the fuzzers (default FUZZ_MINUTES, else 10)
- *   --fuzzer NAME       interleavings, model or campaign (repeatable; default all three)
+ *   --fuzzer NAME       interleavings, model, campaign or sessions (repeatable; default all four)
  *   --seed S --path P   replay one failure exactly (with one --fuzzer), as a failure prints it
  *
  * It runs test/fuzz/Soak.test.ts through vitest (which resolves the workspace packages to their
@@ -14,7 +14,8 @@ import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 
-const usage = "usage: npm run fuzz -- [--minutes N] [--fuzzer interleavings|model|campaign]… [--seed S [--path P]]"
+const usage =
+  "usage: npm run fuzz -- [--minutes N] [--fuzzer interleavings|model|campaign|sessions]… [--seed S [--path P]]"
 
 const { values } = parseArgs({
   options: {
@@ -42,7 +43,7 @@ const minutes = Number(minutesText)
 if (!(minutes > 0)) fail(`${minutesFrom} must be a positive number, not ${minutesText}`)
 const names = values.fuzzer ?? []
 for (const name of names) {
-  if (!["interleavings", "model", "campaign"].includes(name)) fail(`unknown fuzzer ${name}`)
+  if (!["interleavings", "model", "campaign", "sessions"].includes(name)) fail(`unknown fuzzer ${name}`)
 }
 if (values.seed !== undefined && names.length !== 1) fail("--seed replays one fuzzer: give exactly one --fuzzer")
 if (values.seed !== undefined && !Number.isSafeInteger(Number(values.seed)))
