@@ -13,11 +13,12 @@ import {
   type PropertyName,
   report
 } from "./Replay.js"
+import { sessionsProperty } from "./Sessions.js"
 
-/** Wraps every effect a fuzzer runs: how a test plants a bug (`Effect.provideService(e, PlantedBug, …)`). */
+/** Wraps every effect a fuzzer runs (a service a test substitutes, say); the real code needs nothing. */
 export type Provide = <A>(effect: Effect.Effect<A>) => Effect.Effect<A>
 
-/** No planted bug: the real code. */
+/** Nothing wrapped: the real code. */
 export const realCode: Provide = (effect) => effect
 
 /** The fast-check settings a fuzz run takes (none depends on the property's values). */
@@ -26,7 +27,7 @@ export type FuzzParameters = Pick<
   "numRuns" | "seed" | "path" | "endOnFailure" | "interruptAfterTimeLimit" | "markInterruptAsFailure"
 >
 
-export type FuzzerName = "interleavings" | "model" | "campaign"
+export type FuzzerName = "interleavings" | "model" | "campaign" | "sessions"
 
 /** One fuzzer: where its CI test lives (for replay commands), its CI budget, and how to check it. */
 export interface Fuzzer {
@@ -47,6 +48,11 @@ const model: PropertyName = {
   file: "test/fuzz/ModelRun.test.ts",
   test: "command sequences keep every device where the model says",
   fuzzer: "model"
+}
+const sessions: PropertyName = {
+  file: "test/fuzz/Sessions.test.ts",
+  test: "perturbed migrations in every order the scheduler picks keep the contract",
+  fuzzer: "sessions"
 }
 const campaign: PropertyName = {
   file: "test/fuzz/Campaign.test.ts",
@@ -73,6 +79,12 @@ export const fuzzers: ReadonlyArray<Fuzzer> = [
     ci: campaign,
     ciRuns: 2500,
     check: (stats, provide, parameters) => checkFuzz(campaign, campaignProperty(stats, provide), parameters)
+  },
+  {
+    name: "sessions",
+    ci: sessions,
+    ciRuns: 300,
+    check: (stats, provide, parameters) => checkFuzz(sessions, sessionsProperty(stats, provide), parameters)
   }
 ]
 

@@ -1,12 +1,23 @@
 import { createHash } from "node:crypto"
 import { decodeGroup, type ErrorPolicy, type GroupRuntime } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
-import { arcsFor, type State, StateNumber } from "@lockstep/fsm"
+import { type State, StateNumber } from "@lockstep/fsm"
 import { simulateGroup } from "@lockstep/sim"
 import { Clock, Duration, Effect, Fiber, Scheduler } from "effect"
 import * as fc from "fast-check"
-import { type GroupDoc, groupDocArb, policyArb, type RequestSpec, requestFor, requestSpecArb } from "./Arbitraries.js"
-import { attempt, type Drive, describeProblems, judge } from "./Oracle.js"
+import { directArcs, modelGroup } from "../model/Model.js"
+import {
+  concurrencyArb,
+  type GroupDoc,
+  groupDocArb,
+  policyArb,
+  type RequestSpec,
+  requestFor,
+  requestSpecArb,
+  rollbackCombinationArb
+} from "./Arbitraries.js"
+import { attempt, type Drive } from "./Attempt.js"
+import { describeProblems, judge, observeSim } from "./Oracle.js"
 import { type FuzzStats, runDone } from "./Replay.js"
 
 /**
@@ -32,17 +43,38 @@ export interface InterleavingCase {
   readonly timeouts: boolean
   /** Interrupt one transition (by index) at a point the scheduler picks. */
   readonly interrupt: number | undefined
+  /** At most this many arcs in flight at once, if set. */
+  readonly concurrency: number | undefined
 }
 
-export const interleavingCaseArb: fc.Arbitrary<InterleavingCase> = fc.record({
-  doc: groupDocArb({ maxDevices: 6, faultWeight: 2 }),
-  steps: fc.array(fc.record({ request: requestSpecArb, policy: policyArb }), { minLength: 1, maxLength: 3 }),
-  timeouts: fc.oneof({ weight: 4, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
-  interrupt: fc.oneof(
-    { weight: 3, arbitrary: fc.constant(undefined) },
-    { weight: 1, arbitrary: fc.integer({ min: 0, max: 2 }) }
-  )
-})
+export const interleavingCaseArb: fc.Arbitrary<InterleavingCase> = fc.oneof(
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      doc: groupDocArb({ maxDevices: 6, faultWeight: 2 }),
+      steps: fc.array(fc.record({ request: requestSpecArb, policy: policyArb }), { minLength: 1, maxLength: 3 }),
+      timeouts: fc.oneof({ weight: 4, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
+      interrupt: fc.oneof(
+        { weight: 3, arbitrary: fc.constant(undefined) },
+        { weight: 1, arbitrary: fc.integer({ min: 0, max: 2 }) }
+      ),
+      concurrency: concurrencyArb
+    })
+  },
+  {
+    // Rare rollbacks on purpose, in every order the scheduler picks.
+    weight: 1,
+    arbitrary: fc.tuple(rollbackCombinationArb, concurrencyArb).map(
+      ([r, concurrency]): InterleavingCase => ({
+        doc: r.doc,
+        steps: r.steps,
+        timeouts: false,
+        interrupt: undefined,
+        concurrency
+      })
+    )
+  }
+)
 
 /** A distinct latency per (device, arc), so that a sleep tells the clock which arc it is. */
 const latencyCode = (device: number, from: State, to: State): number =>
@@ -115,7 +147,7 @@ export const runInterleavingCase = (
   const labels = new Map<number, string>()
   const devices = c.doc.devices.map((d, i) => {
     const arcLatenciesMs: Record<string, number> = {}
-    for (const arc of arcsFor(d.flags)) {
+    for (const arc of directArcs(d.flags)) {
       const code = latencyCode(i, arc.from, arc.to)
       arcLatenciesMs[`${arc.from}>${arc.to}`] = code
       labels.set(code, `${d.id} lands ${arc.from} → ${arc.to}`)
@@ -124,8 +156,12 @@ export const runInterleavingCase = (
   })
   const program = Effect.gen(function* () {
     const group = yield* Effect.orDie(decodeGroup({ ...c.doc, devices }))
+    const model = modelGroup(c.doc)
     const sim = yield* Effect.orDie(
-      simulateGroup(group, { defaults: { stateSize: 4096, pageSize: 1024, dirtyBytesPerSecond: 0 } })
+      simulateGroup(group, {
+        defaults: { stateSize: 4096, pageSize: 1024, dirtyBytesPerSecond: 0 },
+        edges: model.edges
+      })
     )
     const runtime: GroupRuntime = {
       group,
@@ -135,13 +171,13 @@ export const runInterleavingCase = (
     for (const [k, step] of c.steps.entries()) {
       const request = requestFor(step.request, group.devices)
       const a = yield* attempt(
-        sim,
+        observeSim(sim),
         runtime,
         request,
-        { errorPolicy: step.policy, arcTimeoutMs },
+        { errorPolicy: step.policy, arcTimeoutMs, concurrency: c.concurrency },
         scheduledDrive(s, c.interrupt === k)
       )
-      const v = yield* judge(sim, a)
+      const v = yield* judge(observeSim(sim), model, a)
       stats.transitions++
       stats.faults += v.faultsFired
       if (a.interrupted) stats.interruptions++

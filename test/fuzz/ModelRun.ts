@@ -1,20 +1,33 @@
-import { decodeGroup, type ErrorPolicy, planTransition, type StateAssignment } from "@lockstep/coordinator"
+import { decodeGroup, type ErrorPolicy, type StateAssignment } from "@lockstep/coordinator"
 import type { State } from "@lockstep/fsm"
 import { type SimulatedGroup, simulateGroup } from "@lockstep/sim"
-import { Effect, Exit, ManagedRuntime, Result } from "effect"
+import { Effect, ManagedRuntime } from "effect"
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
-import { type GroupDoc, groupDocArb, policyArb, type RequestSpec, requestFor, requestSpecArb } from "./Arbitraries.js"
-import { attempt, describeProblems, judge, realStates, virtualTimeDrive } from "./Oracle.js"
+import { judgeTransition, type ModelGroup, modelGroup } from "../model/Model.js"
+import {
+  concurrencyArb,
+  type GroupDoc,
+  groupDocArb,
+  policyArb,
+  type RequestSpec,
+  requestFor,
+  requestSpecArb
+} from "./Arbitraries.js"
+import { attempt, virtualTimeDrive } from "./Attempt.js"
+import { describeProblems, judge, observeSim, realStates } from "./Oracle.js"
 import { type FuzzStats, runDone } from "./Replay.js"
 
 /**
  * Model-based runs: `fc.commands` over one simulated group, against a reference model of what
  * every device's state must be after each command:
- * - a transition to a random target (any error policy and per-arc timeout, sometimes
- *   interrupted after a random time): success puts every device at its target; a refusal (exactly
- *   when the planner refuses from the model's states) leaves everything; a failure rolls back to
- *   the model's states, or to the documented ERROR-policy outcome;
+ * - a transition to a random target (any error policy, per-arc timeout and arc concurrency bound,
+ *   sometimes interrupted after a random time): the reference model (`test/model`) says from its
+ *   own states whether it must be possible and where every device ends; a refusal (exactly when
+ *   the model finds no safe order) leaves everything; a failure ends where the model puts every
+ *   device after a failure under the policy, from the states the device events showed when the
+ *   rollback began. The model never adopts the devices' states: when a rollback cannot complete (a
+ *   device failed during it), the run resets every device, and the model says RUNNING;
  * - a reset of a random device: it is then RUNNING;
  * - idle time: nothing may move behind the coordinator's back.
  * Faults are injected through each device's fault plan (failed arcs leaving it where it was, at
@@ -24,9 +37,10 @@ import { type FuzzStats, runDone } from "./Replay.js"
  * must be when each command starts and ends.
  */
 
-/** What each device's state must be. */
+/** What each device's state must be, and the group as the model sees it. */
 export interface GroupModel {
   states: Record<string, State>
+  readonly group: ModelGroup
 }
 
 /** The system under test: the simulated group and how to run effects on its test clock. */
@@ -54,41 +68,44 @@ class Transition implements GroupCommand {
     readonly request: RequestSpec,
     readonly policy: ErrorPolicy,
     readonly arcTimeoutMs: number,
-    readonly interruptAtMs: number | undefined
+    readonly interruptAtMs: number | undefined,
+    readonly concurrency: number | undefined
   ) {}
   check = () => true
   async run(model: GroupModel, real: GroupUnderTest): Promise<void> {
     const { sim, stats } = real
     const request: StateAssignment = requestFor(this.request, sim.group.devices)
-    const options = { errorPolicy: this.policy, arcTimeoutMs: this.arcTimeoutMs }
+    const options = { errorPolicy: this.policy, arcTimeoutMs: this.arcTimeoutMs, concurrency: this.concurrency }
     const drive = virtualTimeDrive(this.interruptAtMs)
-    const { a, v } = await real.run(
+    const attempted = await real.run(
       Effect.gen(function* () {
         diverged("before the transition", model, yield* realStates(sim))
-        const a = yield* attempt(sim, sim, request, options, drive)
-        return { a, v: yield* judge(sim, a) }
+        const a = yield* attempt(observeSim(sim), sim, request, options, drive)
+        return { a, v: yield* judge(observeSim(sim), model.group, a) }
       })
     )
+    const a = attempted.a
+    let v = attempted.v
     stats.transitions++
     stats.faults += v.faultsFired
     if (a.interrupted) stats.interruptions++
     stats.outcomes[v.outcome] = (stats.outcomes[v.outcome] ?? 0) + 1
     if (v.problems.length > 0) throw new Error(describeProblems(a, v))
-    const predicted = planTransition(sim.group, { from: model.states, to: request })
-    if (v.outcome === "refused") {
-      if (Result.isSuccess(predicted)) throw new Error("refused what the model plans")
-    } else if (v.outcome === "succeeded" || (v.outcome === "interrupted" && Exit.isSuccess(a.exit))) {
-      if (Result.isFailure(predicted)) throw new Error("succeeded where the model refuses")
-      model.states = { ...predicted.success.target }
-    } else {
-      // A failure: the oracle has checked the devices against the documented rollback (or found
-      // the rollback reported as incomplete after a device failed during it); adopt them.
-      model.states = { ...v.states }
+    const verdict = judgeTransition(model.group.devices, model.group.edges, model.states, request)
+    if (v.outcome === "refused" && verdict.possible) throw new Error("refused what the model can order")
+    if (v.outcome === "succeeded" && !verdict.possible) throw new Error("succeeded where the model refuses")
+    if (v.predicted !== undefined) model.states = { ...v.predicted }
+    else {
+      // The rollback could not complete, which the oracle allowed only after a fault during it:
+      // the model cannot say where the devices are, so the run takes them all to RUNNING by reset.
+      await real.run(Effect.forEach([...sim.devices.values()], (d) => Effect.orDie(d.reset), { discard: true }))
+      model.states = Object.fromEntries(model.group.devices.map((d) => [d.id, "RUNNING" as State]))
+      v = { ...v, states: await real.run(realStates(sim)) }
     }
     diverged("after the transition", model, v.states)
   }
   toString = () =>
-    `transition(${JSON.stringify(this.request)}, ${this.policy}, timeout ${this.arcTimeoutMs} ms${this.interruptAtMs === undefined ? "" : `, interrupt at ${this.interruptAtMs} ms`})`
+    `transition(${JSON.stringify(this.request)}, ${this.policy}, timeout ${this.arcTimeoutMs} ms${this.concurrency === undefined ? "" : `, ${this.concurrency} arcs at once`}${this.interruptAtMs === undefined ? "" : `, interrupt at ${this.interruptAtMs} ms`})`
 }
 
 class Reset implements GroupCommand {
@@ -127,9 +144,10 @@ const commandArbs: ReadonlyArray<fc.Arbitrary<GroupCommand>> = [
       interruptAtMs: fc.oneof(
         { weight: 4, arbitrary: fc.constant(undefined) },
         { weight: 1, arbitrary: fc.integer({ min: 0, max: 20 }) }
-      )
+      ),
+      concurrency: concurrencyArb
     })
-    .map((t): GroupCommand => new Transition(t.request, t.policy, t.arcTimeoutMs, t.interruptAtMs)),
+    .map((t): GroupCommand => new Transition(t.request, t.policy, t.arcTimeoutMs, t.interruptAtMs, t.concurrency)),
   fc.nat().map((pick): GroupCommand => new Reset(pick)),
   fc.integer({ min: 1, max: 50 }).map((ms): GroupCommand => new Idle(ms))
 ]
@@ -152,15 +170,21 @@ export const runModel = async (
   const runtime = ManagedRuntime.make(TestClock.layer())
   try {
     const run = <A>(effect: Effect.Effect<A>): Promise<A> => runtime.runPromise(provide(effect))
+    const group = modelGroup(doc)
     const sim = await run(
       Effect.orDie(
-        Effect.flatMap(decodeGroup(doc), (group) =>
-          simulateGroup(group, { seed, defaults: { stateSize: 4096, pageSize: 1024, dirtyBytesPerSecond: 8192 } })
+        Effect.flatMap(decodeGroup(doc), (decoded) =>
+          simulateGroup(decoded, {
+            seed,
+            defaults: { stateSize: 4096, pageSize: 1024, dirtyBytesPerSecond: 8192 },
+            edges: group.edges
+          })
         )
       )
     )
-    const states = await run(realStates(sim))
-    await fc.asyncModelRun(() => ({ model: { states }, real: { sim, run, stats } }), commands)
+    // Every device starts in RUNNING (DESIGN.md section 1).
+    const states = Object.fromEntries(group.devices.map((d) => [d.id, "RUNNING" as State]))
+    await fc.asyncModelRun(() => ({ model: { states, group }, real: { sim, run, stats } }), commands)
     runDone(stats)
   } finally {
     await runtime.dispose()

@@ -1,57 +1,92 @@
-import {
-  type ErrorPolicy,
-  type Group,
-  type GroupRuntime,
-  type Plan,
-  type PlanError,
-  planTransition,
-  rollbackTarget,
-  type StateAssignment,
-  type TransitionEvent,
+import type {
+  ErrorPolicy,
+  StateAssignment,
+  TransitionEvent,
   TransitionFailed,
-  type TransitionOptions,
   TransitionRefused,
-  type TransitionReport,
-  transition
+  TransitionReport
 } from "@lockstep/coordinator"
-import { isSaving, type State, stateClass } from "@lockstep/fsm"
+import type { State } from "@lockstep/fsm"
 import {
+  type DeviceStatus,
   describeViolation,
   type InvariantViolation,
-  runOnVirtualTime,
+  type SimDevice,
   type SimEvent,
   type SimulatedGroup
 } from "@lockstep/sim"
-import { Cause, Effect, Exit, Fiber, Result } from "effect"
-import { TestClock } from "effect/testing"
+import { Cause, Effect, Exit, Result } from "effect"
+import {
+  expectedAfterFailure,
+  hasResumeSession,
+  hasSavingSession,
+  judgeTransition,
+  type ModelGroup,
+  type Verdict as ModelVerdict,
+  quarantinedBy
+} from "../model/Model.js"
 
 /**
  * The oracle every fuzzer shares: what a group transition must have done, judged from the
- * outside (the devices' real states, their event log, the fabric's violations), never from
- * what the coordinator says about itself.
+ * outside (the devices' real states, their event log, the fabric's violations) against the
+ * reference model (`test/model`), never against the coordinator's planner, executor or topology,
+ * and never from what the coordinator says about itself. It imports nothing of the coordinator
+ * but type names.
  *
  * The contract it checks (DESIGN.md sections 2 and 5):
  * - the fabric saw no ordering violation, and none is left open after a clean end. Not ordering
- *   violations: exposures no ordering can prevent, where an initiator fails into ERROR while a
- *   target is halted, or while the target's arc into a halted state is already requested (the
- *   coordinator cannot take back a request; it must not make a new one once it has heard);
- * - success: every device at its target;
- * - `TransitionRefused`: exactly when the planner refuses, and before any device event;
- * - `TransitionFailed`: only after a device failure, a timeout or an interruption; it names the
- *   device and arc of its cause, its `finalStates` are the real states, and when it says it
- *   rolled back, every device is back at its starting state (or RUNNING where `rollbackTarget`
- *   says so), except devices found in ERROR: reset to RUNNING under `reset`, left in ERROR
- *   under `quarantine` (their halted-start targets reset to RUNNING); the states its
- *   `RollbackBegun` event reports are the real ones (read back, not assumed); a rollback gives up
- *   only after a device failed, or a reset or an arc timed out, during it;
- * - no arc is left in flight and no data session is left open outside the saving and resuming
- *   states.
+ *   violations: exposures no ordering can prevent, where an initiator fails (or is interrupted)
+ *   into ERROR while a target is halted, or while the target's arc into a halted state is already
+ *   requested (the coordinator cannot take back a request; it must not make a new one once it has
+ *   heard);
+ * - success: exactly where the model says every device ends;
+ * - `TransitionRefused`: exactly when the model finds no safe order (an over-cautious refusal is a
+ *   failure too), with a cause of the model's kind, before any device event;
+ * - `TransitionFailed`: only after a device failure, a timeout or an interruption, and only for a
+ *   transition the model can order; it names the device and arc of its cause, its `finalStates`
+ *   are the real states, its `RollbackBegun` event reports the real states (read back, not
+ *   assumed), and when it says it rolled back every device is where the model puts it after a
+ *   failure under the policy; a rollback gives up only after a device failed, or a reset or an
+ *   arc timed out, during it;
+ * - never more arcs in flight than the concurrency bound;
+ * - nothing left behind: no arc in flight, and no data session open outside the states that have one.
  */
+
+/**
+ * A group as the oracle observes it: its devices' status and data sessions, every device event,
+ * and the invariant's violations as a fabric records them. Simulated groups are observed through
+ * their fabric; the exhaustive checker observes its own devices.
+ */
+export interface Observed {
+  /** The devices, in group order. */
+  readonly devices: ReadonlyMap<string, Pick<SimDevice, "status" | "read" | "write">>
+  /** Calls `listener` on every device event, synchronously, until the returned function is called. */
+  readonly observe: (listener: (event: SimEvent) => void) => () => void
+  /** Every violation so far, in the order they began. */
+  readonly violations: () => ReadonlyArray<InvariantViolation>
+  /** Brings the record up to now (lands the P2P writes due). */
+  readonly settle: Effect.Effect<void>
+}
+
+/** A simulated group, observed through its devices and its fabric. */
+export const observeSim = (sim: SimulatedGroup): Observed => ({
+  devices: sim.devices,
+  observe: (listener) => {
+    const stops = [...sim.devices.values()].map((d) => d.observe(listener))
+    return () => {
+      for (const stop of stops) stop()
+    }
+  },
+  violations: sim.fabric.violations,
+  settle: sim.fabric.settle
+})
 
 /** Everything observed of one transition attempt. */
 export interface Attempt {
   readonly request: StateAssignment
   readonly policy: ErrorPolicy
+  /** The bound on arcs in flight the transition was given, if any. */
+  readonly concurrency: number | undefined
   /** The real states before the attempt. */
   readonly start: Readonly<Record<string, State>>
   /** Every device event during the attempt, in order. */
@@ -82,120 +117,22 @@ export interface Verdict {
   readonly problems: ReadonlyArray<string>
   /** The real states after the attempt. */
   readonly states: Readonly<Record<string, State>>
+  /**
+   * Where the model says every device is now, from the start, the request, the policy and the
+   * device events up to the rollback (never from the states after it); `undefined` when the
+   * rollback could not complete (a device failed during it), so the model cannot say.
+   */
+  readonly predicted: Readonly<Record<string, State>> | undefined
   /** Injected faults that fired: injected arc failures, and arcs cut short that nobody interrupted. */
   readonly faultsFired: number
 }
 
+/** Whether an event leaves its device in ERROR after a failure: the hardware's doing, not the schedule's. */
+const intoError = (cause: { readonly event: string }, initiator: { readonly state: State }): boolean =>
+  (cause.event === "ArcFailed" || cause.event === "ArcInterrupted") && initiator.state === "ERROR"
+
 /** A violation the coordinator could have prevented (see the module comment). */
-export const isOrderingViolation = (v: InvariantViolation): boolean =>
-  !(v.cause.event === "ArcFailed" && v.initiator.state === "ERROR")
-
-/** What drives the transition: runs it (on whatever clock), perhaps interrupting it. */
-export type Drive = (
-  transition: Effect.Effect<TransitionReport, TransitionRefused | TransitionFailed>
-) => Effect.Effect<{
-  readonly exit: Exit.Exit<TransitionReport, TransitionRefused | TransitionFailed>
-  readonly interrupted: boolean
-}>
-
-/**
- * Drives a transition on the test clock (virtual time, 1 ms steps), interrupting it once
- * `interruptAtMs` of virtual time have passed if it is still running then.
- */
-export const virtualTimeDrive =
-  (interruptAtMs: number | undefined): Drive =>
-  (run) =>
-    Effect.gen(function* () {
-      const fiber = yield* Effect.forkChild(run)
-      yield* Effect.yieldNow
-      let interrupted = false
-      if (interruptAtMs !== undefined) {
-        for (let ms = 0; ms < interruptAtMs && fiber.pollUnsafe() === undefined; ms++) yield* TestClock.adjust(1)
-        if (fiber.pollUnsafe() === undefined) {
-          interrupted = true
-          const stopping = yield* Effect.forkChild(Fiber.interrupt(fiber))
-          yield* runOnVirtualTime(Fiber.join(stopping), { limitMs: 60_000 })
-        }
-      }
-      const exit = yield* runOnVirtualTime(Fiber.await(fiber), { limitMs: 60_000 })
-      return { exit, interrupted }
-    })
-
-/** The real state of every device of a simulated group. */
-export const realStates = (sim: SimulatedGroup): Effect.Effect<Record<string, State>> =>
-  Effect.map(
-    Effect.forEach(sim.group.devices, (d) => {
-      const device = sim.devices.get(d.id)
-      return device === undefined
-        ? Effect.succeed([d.id, "ERROR" as State] as const)
-        : Effect.map(device.status, (s) => [d.id, s.state] as const)
-    }),
-    (rows) => Object.fromEntries(rows)
-  )
-
-/**
- * Runs one transition of `sim` through `runtime` (the simulated devices, or decorators over
- * them) and records everything the oracle needs.
- */
-export const attempt = (
-  sim: SimulatedGroup,
-  runtime: GroupRuntime,
-  request: StateAssignment,
-  options: TransitionOptions & { readonly errorPolicy: ErrorPolicy },
-  drive: Drive
-): Effect.Effect<Attempt> =>
-  Effect.gen(function* () {
-    const start = yield* realStates(sim)
-    let seq = 0
-    const log: Array<SimEvent> = []
-    const logSeq: Array<number> = []
-    const events: Array<TransitionEvent> = []
-    const eventSeq: Array<number> = []
-    const violationSeq: Array<number> = []
-    let rollbackAt: number | undefined
-    const before = sim.fabric.violations().length
-    // The fabric records a violation before the observers hear of the event that began it.
-    const stops = [...sim.devices.values()].map((d) =>
-      d.observe((e) => {
-        log.push(e)
-        logSeq.push(seq)
-        const opened = sim.fabric.violations().length - before
-        while (violationSeq.length < opened) violationSeq.push(seq)
-        seq++
-      })
-    )
-    const { exit, interrupted } = yield* drive(
-      transition(runtime, request, {
-        ...options,
-        onEvent: (e) => {
-          events.push(e)
-          eventSeq.push(seq++)
-          if (e._tag === "RollbackBegun") rollbackAt = log.length
-        }
-      })
-    ).pipe(
-      Effect.ensuring(
-        Effect.sync(() => {
-          for (const stop of stops) stop()
-        })
-      )
-    )
-    yield* sim.fabric.settle
-    return {
-      request,
-      policy: options.errorPolicy,
-      start,
-      log,
-      logSeq,
-      rollbackAt,
-      events,
-      eventSeq,
-      exit,
-      interrupted,
-      violations: sim.fabric.violations().slice(before),
-      violationSeq
-    }
-  })
+export const isOrderingViolation = (v: InvariantViolation): boolean => !intoError(v.cause, v.initiator)
 
 const statesText = (states: Readonly<Record<string, string>>): string =>
   Object.entries(states)
@@ -211,7 +148,7 @@ const differences = (
     .map((id) => `${id}: expected ${expected[id] ?? "nothing"}, is ${actual[id] ?? "nothing"}`)
 
 /** The states the log says the devices were in after its first `upTo` events. */
-const statesAfter = (
+export const statesAfter = (
   start: Readonly<Record<string, State>>,
   log: ReadonlyArray<SimEvent>,
   upTo: number
@@ -223,37 +160,15 @@ const statesAfter = (
 
 const isFault = (e: SimEvent): boolean => e._tag === "ArcFailed" || e._tag === "ArcInterrupted"
 
+const isTimeout = (e: TransitionEvent): boolean =>
+  e._tag === "ArcFailed" && (e.error as { readonly _tag: string })._tag === "ArcTimedOut"
+
 /** Whether an arc timed out before (`"forward"`) or after (`"rollback"`) the rollback began. */
 const timedOut = (a: Attempt, phase: "forward" | "rollback"): boolean => {
   const begun = a.events.findIndex((e) => e._tag === "RollbackBegun")
   const events =
     phase === "forward" ? a.events.slice(0, begun < 0 ? undefined : begun) : begun < 0 ? [] : a.events.slice(begun)
-  return events.some((e) => e._tag === "ArcFailed" && e.error._tag === "ArcTimedOut")
-}
-
-/**
- * Where the documented rollback leaves each device, from the states the devices were really in
- * when it began.
- */
-export const expectedRollback = (
-  group: Group,
-  start: Readonly<Record<string, State>>,
-  atRollback: Readonly<Record<string, State>>,
-  policy: ErrorPolicy
-): Record<string, State> => {
-  const quarantined = policy === "quarantine" ? group.devices.filter((d) => atRollback[d.id] === "ERROR") : []
-  return Object.fromEntries(
-    group.devices.map((d) => {
-      const begin = start[d.id] ?? "RUNNING"
-      const current = atRollback[d.id] ?? "ERROR"
-      if (quarantined.includes(d)) return [d.id, "ERROR"]
-      const exposed = quarantined.some((q) => group.topology.hasEdge(q.id, d.id))
-      if (exposed && stateClass(begin) === "halted") return [d.id, "RUNNING"]
-      // The `reset` policy's documented outcome: a reset returns RUNNING, and there it stays.
-      if (current === "ERROR") return [d.id, "RUNNING"]
-      return [d.id, rollbackTarget(d.flags, current, begin)]
-    })
-  )
+  return events.some(isTimeout)
 }
 
 /**
@@ -267,7 +182,7 @@ const requestedBeforeFailure = (a: Attempt, v: InvariantViolation, at: number): 
   let failedAt = -1
   a.log.forEach((e, i) => {
     const seq = a.logSeq[i] ?? 0
-    if (e.device === v.edge.initiator && e._tag === "ArcFailed" && e.state === "ERROR" && seq < at) failedAt = seq
+    if (e.device === v.edge.initiator && isFault(e) && e.state === "ERROR" && seq < at) failedAt = seq
   })
   let requestedAt = -1
   a.events.forEach((e, i) => {
@@ -290,20 +205,33 @@ const fabricProblems = (a: Attempt, clean: boolean): Array<string> => {
   return problems
 }
 
+/** The most arcs the device log shows in flight at once. */
+const mostInFlight = (log: ReadonlyArray<SimEvent>): number => {
+  let now = 0
+  let most = 0
+  for (const e of log) {
+    if (e._tag === "ArcStarted") now++
+    else if (e._tag === "ArcCompleted" || e._tag === "ArcFailed" || e._tag === "ArcInterrupted") now--
+    else if (e._tag === "Reset" && e.abortedArc !== undefined) now--
+    most = Math.max(most, now)
+  }
+  return most
+}
+
 /** Probes every device: no arc in flight, no data session outside the states that have one. */
-const leftovers = (sim: SimulatedGroup): Effect.Effect<Array<string>> =>
+export const leftovers = (observed: Pick<Observed, "devices">): Effect.Effect<Array<string>> =>
   Effect.gen(function* () {
     const problems: Array<string> = []
-    for (const [id, device] of sim.devices) {
+    for (const [id, device] of observed.devices) {
       const status = yield* device.status
       if (status.inFlight !== undefined)
         problems.push(`${id}: arc ${status.inFlight.from} → ${status.inFlight.to} still in flight`)
-      if (!isSaving(status.state)) {
+      if (!hasSavingSession(status.state)) {
         const read = yield* Effect.result(device.read(1))
         if (Result.isSuccess(read) || read.failure._tag !== "SessionFailed")
           problems.push(`${id}: a read in ${status.state} was not refused: a saving session was left open`)
       }
-      if (status.state !== "RESUMING") {
+      if (!hasResumeSession(status.state)) {
         const write = yield* Effect.result(device.write(new Uint8Array(1)))
         if (Result.isSuccess(write) || write.failure._tag !== "SessionFailed")
           problems.push(`${id}: a write in ${status.state} was not refused: a resume session was left open`)
@@ -312,9 +240,16 @@ const leftovers = (sim: SimulatedGroup): Effect.Effect<Array<string>> =>
     return problems
   })
 
-/** Checks a rollback's end: where the devices are against where the contract says. */
+/** What the rollback was: where the devices were when it began, and where the model puts them after it. */
+const rollbackOf = (model: ModelGroup, a: Attempt) => {
+  const at = a.rollbackAt ?? a.log.length
+  const atRollback = statesAfter(a.start, a.log, at)
+  return { at, atRollback, expected: expectedAfterFailure(model.devices, model.edges, a.start, atRollback, a.policy) }
+}
+
+/** Checks a rollback's end: where the devices are against where the model says. */
 const rollbackProblems = (
-  sim: SimulatedGroup,
+  model: ModelGroup,
   a: Attempt,
   states: Readonly<Record<string, State>>,
   rolledBack: boolean,
@@ -322,14 +257,12 @@ const rollbackProblems = (
   rollbackCause: { readonly message: string } | undefined
 ): Array<string> => {
   const problems: Array<string> = []
-  const at = a.rollbackAt ?? a.log.length
-  const atRollback = statesAfter(a.start, a.log, at)
+  const { at, atRollback, expected } = rollbackOf(model, a)
   const begun = a.events.find((e) => e._tag === "RollbackBegun")
   if (begun !== undefined) {
     const claimed = differences(atRollback, begun.states)
     if (claimed.length > 0) problems.push(`the rollback began from states it did not read back: ${claimed.join("; ")}`)
   }
-  const expected = expectedRollback(sim.group, a.start, atRollback, a.policy)
   const resets = new Set(a.log.slice(at).flatMap((e) => (e._tag === "Reset" ? [e.device] : [])))
   const resetLost = a.events.some((e) => e._tag === "DeviceReset" && !resets.has(e.device))
   const rollbackFault = a.log.slice(at).some(isFault) || timedOut(a, "rollback") || resetLost
@@ -342,21 +275,28 @@ const rollbackProblems = (
     )
   }
   if (claimedQuarantine !== undefined) {
-    const quarantine = sim.group.devices
-      .filter((d) => a.policy === "quarantine" && atRollback[d.id] === "ERROR")
-      .map((d) => d.id)
+    const quarantine = quarantinedBy(model.devices, atRollback, a.policy)
     if (quarantine.join() !== claimedQuarantine.join())
       problems.push(`quarantined ${claimedQuarantine.join(",") || "none"}, expected ${quarantine.join(",") || "none"}`)
   }
   return problems
 }
 
-/** Judges an attempt against the contract. */
-export const judge = (sim: SimulatedGroup, a: Attempt): Effect.Effect<Verdict> =>
+/** The `_tag`s of the refusal causes a model verdict allows. */
+const refusalTags = (why: Extract<ModelVerdict, { possible: false }>["why"]): ReadonlyArray<string> =>
+  why._tag === "KernelRefuses" ? ["PathRefused"] : ["UnsafeEdge", "DependencyCycle"]
+
+const isRefused = (e: unknown): e is TransitionRefused =>
+  (e as { readonly _tag?: unknown } | undefined)?._tag === "TransitionRefused"
+const isFailed = (e: unknown): e is TransitionFailed =>
+  (e as { readonly _tag?: unknown } | undefined)?._tag === "TransitionFailed"
+
+/** Judges an attempt on the simulated group against the model of the same group. */
+export const judge = (observed: Observed, model: ModelGroup, a: Attempt): Effect.Effect<Verdict> =>
   Effect.gen(function* () {
-    const states = yield* realStates(sim)
-    const problems: Array<string> = yield* leftovers(sim)
-    const planned: Result.Result<Plan, PlanError> = planTransition(sim.group, { from: a.start, to: a.request })
+    const states = yield* realStates(observed)
+    const problems: Array<string> = yield* leftovers(observed)
+    const verdict = judgeTransition(model.devices, model.edges, a.start, a.request)
     const faultsFired = a.log.filter(
       (e) =>
         (e._tag === "ArcFailed" && e.reason === "injected arc failure") ||
@@ -364,41 +304,48 @@ export const judge = (sim: SimulatedGroup, a: Attempt): Effect.Effect<Verdict> =
     ).length
     const forward = a.log.slice(0, a.rollbackAt ?? a.log.length)
     const forwardFault = forward.some(isFault) || a.interrupted || timedOut(a, "forward")
-    const done = (outcome: Outcome, clean: boolean): Verdict => ({
+    if (a.concurrency !== undefined && mostInFlight(a.log) > a.concurrency)
+      problems.push(`${mostInFlight(a.log)} arcs were in flight at once, over the bound of ${a.concurrency}`)
+    const done = (outcome: Outcome, clean: boolean, predicted: Verdict["predicted"]): Verdict => ({
       outcome,
       problems: [...fabricProblems(a, clean), ...problems],
       states,
+      predicted,
       faultsFired
     })
 
     if (Exit.isSuccess(a.exit)) {
       const report = a.exit.value
-      if (Result.isFailure(planned)) problems.push("succeeded where the planner refuses")
+      if (!verdict.possible) problems.push(`succeeded where the model finds no safe order (${verdict.why._tag})`)
       else {
-        const wrong = differences(planned.success.target, states)
+        const wrong = differences(verdict.target, states)
         if (wrong.length > 0) problems.push(`succeeded, but ${wrong.join("; ")}`)
-        if (differences(planned.success.target, report.to).length > 0)
-          problems.push(`reported ${statesText(report.to)}`)
+        if (differences(verdict.target, report.to).length > 0) problems.push(`reported ${statesText(report.to)}`)
       }
       if (differences(a.start, report.from).length > 0) problems.push(`reported a start of ${statesText(report.from)}`)
       if (forward.some(isFault)) problems.push("succeeded although a device failed")
-      return done("succeeded", true)
+      return done("succeeded", true, verdict.possible ? verdict.target : states)
     }
 
     const error = Cause.findErrorOption(a.exit.cause)
-    if (error._tag === "Some" && error.value instanceof TransitionRefused) {
+    if (error._tag === "Some" && isRefused(error.value)) {
+      const refusal = error.value
       if (a.log.length > 0) problems.push(`refused after ${a.log.length} device event(s)`)
-      if (Result.isSuccess(planned)) problems.push(`refused a plannable request: ${error.value.message}`)
-      else if (error.value.cause._tag !== planned.failure._tag)
-        problems.push(`refused with ${error.value.cause._tag}, the planner says ${planned.failure._tag}`)
+      if (verdict.possible)
+        problems.push(
+          `refused a transition the model can order (${verdict.order.join(", ") || "nothing to move"}): ${refusal.message}`
+        )
+      else if (!refusalTags(verdict.why).includes(refusal.cause._tag))
+        problems.push(`refused with ${refusal.cause._tag}, the model says ${verdict.why._tag}`)
       const moved = differences(a.start, states)
       if (moved.length > 0) problems.push(`refused, but ${moved.join("; ")}`)
-      return done("refused", true)
+      return done("refused", true, a.start)
     }
 
-    if (error._tag === "Some" && error.value instanceof TransitionFailed) {
+    if (error._tag === "Some" && isFailed(error.value)) {
       const failed = error.value
-      if (Result.isFailure(planned)) problems.push("failed where the planner refuses: it should have been refused")
+      if (!verdict.possible)
+        problems.push(`failed where the model says it should have been refused (${verdict.why._tag})`)
       const real = differences(states, failed.finalStates)
       if (real.length > 0) problems.push(`finalStates are not the real states: ${real.join("; ")}`)
       if (differences(a.start, failed.startStates).length > 0)
@@ -412,25 +359,36 @@ export const judge = (sim: SimulatedGroup, a: Attempt): Effect.Effect<Verdict> =
       )
         problems.push(`names ${failed.device} ${JSON.stringify(failed.arc)}, its cause ${cause.message}`)
       if (!forwardFault) problems.push(`failed without a device failure, timeout or interruption: ${cause.message}`)
-      problems.push(...rollbackProblems(sim, a, states, failed.rolledBack, failed.quarantined, failed.rollbackCause))
-      return done("failed", failed.rolledBack)
+      problems.push(...rollbackProblems(model, a, states, failed.rolledBack, failed.quarantined, failed.rollbackCause))
+      return done("failed", failed.rolledBack, failed.rolledBack ? rollbackOf(model, a).expected : undefined)
     }
 
     if (!a.interrupted || !Cause.hasInterruptsOnly(a.exit.cause)) {
       problems.push(`ended with neither a report nor a typed error: ${Cause.pretty(a.exit.cause)}`)
-      return done("interrupted", false)
+      return done("interrupted", false, undefined)
     }
     const rolledBackEvent = a.events.find((e) => e._tag === "RollbackDone")
     if (a.rollbackAt !== undefined) {
-      problems.push(...rollbackProblems(sim, a, states, rolledBackEvent?.ok === true, undefined, undefined))
-      return done("interrupted", rolledBackEvent?.ok === true)
+      const ok = rolledBackEvent?.ok === true
+      problems.push(...rollbackProblems(model, a, states, ok, undefined, undefined))
+      return done("interrupted", ok, ok ? rollbackOf(model, a).expected : undefined)
     }
     // Interrupted before it touched anything, or after it completed.
-    const target = Result.isSuccess(planned) ? planned.success.target : a.start
-    if (differences(a.start, states).length > 0 && differences(target, states).length > 0)
+    const target = verdict.possible ? verdict.target : a.start
+    const untouched = differences(a.start, states).length === 0
+    if (!untouched && differences(target, states).length > 0)
       problems.push(`interrupted without a rollback, and left ${statesText(states)}`)
-    return done("interrupted", true)
+    return done("interrupted", true, untouched ? a.start : target)
   })
+
+/** The real state of every device of an observed group. */
+export const realStates = (observed: Pick<Observed, "devices">): Effect.Effect<Record<string, State>> =>
+  Effect.map(
+    Effect.forEach(observed.devices, ([id, device]) =>
+      Effect.map(device.status, (s: DeviceStatus) => [id, s.state] as const)
+    ),
+    (rows) => Object.fromEntries(rows)
+  )
 
 /** One line per problem, with the attempt's request and start, for a property's failure message. */
 export const describeProblems = (a: Attempt, v: Verdict): string =>
@@ -441,6 +399,6 @@ export const describeProblems = (a: Attempt, v: Verdict): string =>
           ...a.log.map((e) => JSON.stringify(e))
         ]
       : []),
-    `transition to ${typeof a.request === "string" ? a.request : statesText(a.request)} from ${statesText(a.start)} (policy ${a.policy}${a.interrupted ? ", interrupted" : ""}): ${v.outcome}`,
+    `transition to ${typeof a.request === "string" ? a.request : statesText(a.request)} from ${statesText(a.start)} (policy ${a.policy}${a.concurrency === undefined ? "" : `, at most ${a.concurrency} arcs at once`}${a.interrupted ? ", interrupted" : ""}): ${v.outcome}`,
     ...v.problems.map((p) => `  - ${p}`)
   ].join("\n")

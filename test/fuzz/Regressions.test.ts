@@ -4,6 +4,7 @@ import { ResetFailed } from "@lockstep/device"
 import { runOnVirtualTime, simulateGroup } from "@lockstep/sim"
 import { Effect } from "effect"
 import { TestClock } from "effect/testing"
+import { runMigration } from "../exhaustive/Migrations.js"
 import { type CampaignCase, runCampaignCase } from "./Campaign.js"
 import { makeStats } from "./Replay.js"
 
@@ -191,4 +192,67 @@ describe("fuzz: regressions found by the fuzzers", () => {
       })
     )
   }
+})
+
+describe("fuzz: regressions found by the sessions fuzzer", () => {
+  it.effect(
+    "a destination whose parking fails after a failed migration goes back to RUNNING by a reset, never by an arc that lets it run",
+    () =>
+      Effect.gen(function* () {
+        // The destination failed to prepare and reset its devices; parking them in STOP then failed
+        // (gpu1's arc to STOP hung into its timeout), and the park's own rollback took gpu0 back up to
+        // RUNNING through an arc that let it run again, beside a source that runs.
+        const group = {
+          devices: [
+            { id: "gpu0", kind: "pci" as const, flags: 7 },
+            { id: "gpu1", kind: "pci" as const, flags: 7 }
+          ],
+          topology: "shared-iommu" as const
+        }
+        // gpu1's arcs: 2 to park before the migration, then prepare and its rollback; the park after
+        // the failure comes a few arcs later, whichever it is.
+        for (let nth = 3; nth <= 8; nth++) {
+          const run = yield* runOnVirtualTime(
+            runMigration(group, {
+              destination: {
+                gpu0: [{ _tag: "FailArc", from: "STOP", to: "RESUMING" }],
+                gpu1: [{ _tag: "HangArc", from: "RUNNING_P2P", to: "STOP", nth }]
+              }
+            }),
+            { limitMs: 120_000 }
+          )
+          expect(run.problems, `gpu1's arc ${nth} hangs`).toEqual([])
+          expect(run.owner).toBe("source")
+        }
+      })
+  )
+})
+
+describe("fuzz: found by the sessions fuzzer, fixed by issue 12 (quarantine in a failed migration)", () => {
+  // The source's recovery used to ask the quarantined device for RUNNING too, be refused, and leave
+  // the other devices stopped; issue 12's recovery plans every device but the quarantined ones.
+  it("under quarantine, a failed switchover takes every source device back to RUNNING but the quarantined one", () =>
+    Effect.runPromise(
+      runOnVirtualTime(
+        Effect.gen(function* () {
+          const run = yield* runMigration(
+            {
+              devices: [
+                { id: "gpu0", kind: "pci", flags: 7 },
+                { id: "gpu1", kind: "pci", flags: 7 }
+              ],
+              topology: "none"
+            },
+            {
+              policy: "quarantine",
+              precopy: false,
+              source: { gpu0: [{ _tag: "FailArc", from: "RUNNING_P2P", to: "STOP", leaveIn: "error" }] }
+            }
+          )
+          expect(run.problems).toEqual([])
+          expect(run.owner).toBe("source")
+        }),
+        { limitMs: 120_000 }
+      ).pipe(Effect.provide(TestClock.layer()))
+    ))
 })

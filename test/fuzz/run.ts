@@ -1,8 +1,8 @@
 /**
  * The long-running fuzzer: `npm run fuzz [-- options]` (Node 24 runs this file as is).
  *
- *   --minutes N         how long to fuzz, split between the fuzzers (default 10)
- *   --fuzzer NAME       interleavings, model or campaign (repeatable; default all three)
+ *   --minutes N         how long to fuzz, split between the fuzzers (default FUZZ_MINUTES, else 10)
+ *   --fuzzer NAME       interleavings, model, campaign or sessions (repeatable; default all four)
  *   --seed S --path P   replay one failure exactly (with one --fuzzer), as a failure prints it
  *
  * It runs test/fuzz/Soak.test.ts through vitest (which resolves the workspace packages to their
@@ -14,11 +14,12 @@ import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 
-const usage = "usage: npm run fuzz -- [--minutes N] [--fuzzer interleavings|model|campaign]… [--seed S [--path P]]"
+const usage =
+  "usage: npm run fuzz -- [--minutes N] [--fuzzer interleavings|model|campaign|sessions]… [--seed S [--path P]]"
 
 const { values } = parseArgs({
   options: {
-    minutes: { type: "string", default: "10" },
+    minutes: { type: "string" },
     fuzzer: { type: "string", multiple: true },
     seed: { type: "string" },
     path: { type: "string" },
@@ -35,11 +36,14 @@ if (values.help === true) {
   process.stdout.write(`${usage}\n`)
   process.exit(0)
 }
-const minutes = Number(values.minutes)
-if (!(minutes > 0)) fail(`--minutes must be a positive number, not ${values.minutes}`)
+// The flag wins; without it, FUZZ_MINUTES as the soak test itself reads it.
+const minutesFrom = values.minutes === undefined && process.env.FUZZ_MINUTES ? "FUZZ_MINUTES" : "--minutes"
+const minutesText = values.minutes ?? process.env.FUZZ_MINUTES ?? "10"
+const minutes = Number(minutesText)
+if (!(minutes > 0)) fail(`${minutesFrom} must be a positive number, not ${minutesText}`)
 const names = values.fuzzer ?? []
 for (const name of names) {
-  if (!["interleavings", "model", "campaign"].includes(name)) fail(`unknown fuzzer ${name}`)
+  if (!["interleavings", "model", "campaign", "sessions"].includes(name)) fail(`unknown fuzzer ${name}`)
 }
 if (values.seed !== undefined && names.length !== 1) fail("--seed replays one fuzzer: give exactly one --fuzzer")
 if (values.seed !== undefined && !Number.isSafeInteger(Number(values.seed)))

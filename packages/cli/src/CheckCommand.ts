@@ -1,20 +1,25 @@
 import { type Group, Migratability } from "@lockstep/coordinator"
 import { Console, Effect } from "effect"
 import { Command, Flag } from "effect/cli"
+import { plural } from "./Format.js"
 import { groupFileArgument, loadGroup } from "./GroupFile.js"
 
 /**
  * The JSON form of a migratability report, as `check --json` prints it:
- * `{"migratable":false,"blockers":[{"device":"nic0","edges":[["nic0","gpu0"]],"reason":"…"}]}`.
- * Blockers list at most `Migratability.maxBlockerEdges` edges each.
+ * `{"migratable":false,"blockers":[{"device":"nic0","edges":[["nic0","gpu0"]],"omittedEdges":0,"reason":"…"}]}`.
+ * Blockers list at most `Migratability.maxBlockerEdges` edges each; `omittedEdges` counts the
+ * ones left out.
  */
 export const reportJson = (report: Migratability.Report): string =>
   JSON.stringify({
     migratable: report.migratable,
-    blockers: report.blockers.map((b) => ({ device: b.device, edges: b.edges, reason: b.reason }))
+    blockers: report.blockers.map((b) => ({
+      device: b.device,
+      edges: b.edges,
+      omittedEdges: b.edgeCount - b.edges.length,
+      reason: b.reason
+    }))
   })
-
-const plural = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? "" : "s"}`
 
 const groupSize = (group: Group): string =>
   `${plural(group.devices.length, "device")}, ${plural(group.topology.edgeCount, "P2P edge")}`
@@ -50,7 +55,7 @@ export const checkCommand = Command.make(
     json: Flag.Boolean("json").pipe(
       Flag.withDefault(false),
       Flag.withDescription(
-        'Print one JSON line: {"migratable":true,"blockers":[]} or {"migratable":false,"blockers":[{"device","edges","reason"},…]}'
+        'Print one JSON line: {"migratable":true,"blockers":[]} or {"migratable":false,"blockers":[{"device","edges","omittedEdges","reason"},…]}; a blocker lists at most 16 edges, omittedEdges counts the rest'
       )
     )
   },

@@ -1,29 +1,31 @@
 import { Data, Runtime } from "effect"
+import { ExitCode, type FailureExitCode } from "./ExitCode.js"
+
+export { ExitCode, type FailureExitCode } from "./ExitCode.js"
 
 /**
- * A failure the CLI has already explained to the user: it carries the sentence to print and
- * the process exit code (2 for invalid input or usage, 1 for an operation that failed, 3 for a
- * migration committed without the destination's confirmation, 4 for a journal whose last
- * migration an operator must settle first).
+ * A failure the CLI explains to the user: it carries the sentence to print (what went wrong,
+ * what to do) and the process exit code. Every command fails with this alone; `Main`'s single
+ * handler prints it (or, under `--json`, a JSON error object) and exits with its code.
  */
 export class CliFailure extends Data.TaggedError("CliFailure")<{
   readonly text: string
-  readonly exitCode: 1 | 2 | 3 | 4
-  /** Already reported on stdout: print nothing more. */
+  readonly exitCode: FailureExitCode
+  /** Already reported on stdout (the command printed its own result): print nothing more. */
   readonly quiet?: boolean
+  /** The command printed its own JSON result under `--json`: print the sentence, but no JSON error object. */
+  readonly printedJson?: boolean
 }> {
   override readonly [Runtime.errorExitCode]: number = this.exitCode
-  override readonly [Runtime.errorReported]: boolean = true
+  // The CLI's handler has printed it: the runtime must not log it again.
+  override readonly [Runtime.errorReported]: boolean = false
   override get message(): string {
     return this.text
   }
 }
 
 /** Invalid input: a bad name, a bad file, a bad value. Exit code 2. */
-export const invalidInput = (text: string): CliFailure => new CliFailure({ text, exitCode: 2 })
+export const invalidInput = (text: string): CliFailure => new CliFailure({ text, exitCode: ExitCode.invalidInput })
 
-/** A migration committed without the destination's confirmation: the group may run nowhere. Exit code 3. */
-export const committedUnconfirmedExitCode = 3
-
-/** The journal's newest migration must be settled by an operator before another starts. Exit code 4. */
-export const journalUnsettledExitCode = 4
+/** An operation that failed (the input was fine). Exit code 1. */
+export const operationFailed = (text: string): CliFailure => new CliFailure({ text, exitCode: ExitCode.failed })

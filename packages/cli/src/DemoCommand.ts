@@ -1,7 +1,8 @@
-import { Console, Effect } from "effect"
+import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { decodeScenario } from "./Scenario.js"
 import { jsonFlag, runScenario, timelineFlag } from "./SimulateCommand.js"
+import { checkTimelineFile } from "./TimelineFile.js"
 
 /**
  * The flagship scenario, built in so that `lockstep demo` needs no file: eight GPUs that all
@@ -100,6 +101,7 @@ export const demoCommand = Command.make(
     Effect.gen(function* () {
       if (config.printScenario) return yield* Console.log(JSON.stringify(demoScenario, null, 2))
       const scenario = yield* decodeScenario(demoScenario, demoName)
+      if (Option.isSome(config.timeline)) yield* checkTimelineFile(config.timeline.value)
       if (!config.json) yield* Console.log(intro)
       const run = yield* runScenario(scenario, {
         json: config.json,

@@ -1,7 +1,17 @@
-import { AllFlagSets, AllFlags, type Flags, flagNames, type Path, path, type State, States } from "@lockstep/fsm"
+import {
+  AllFlagSets,
+  AllFlags,
+  type Flags,
+  flagNames,
+  hasFlag,
+  type Path,
+  path,
+  type State,
+  States
+} from "@lockstep/fsm"
 import { Console, Effect, Option, Result } from "effect"
 import { Command, Flag } from "effect/cli"
-import { CliFailure } from "./CliFailure.js"
+import { CliFailure, invalidInput } from "./CliFailure.js"
 import { parseFlags, parseState } from "./Names.js"
 
 const flagsOption = Flag.String("flags").pipe(
@@ -49,7 +59,6 @@ const short: Record<State, string> = {
 }
 
 const errorCell: Record<string, string> = {
-  MissingStopCopy: "no-STOP_COPY",
   ErrorRequested: "×error",
   FromError: "×from-error",
   UnsupportedState: "unsupported",
@@ -84,7 +93,7 @@ const formatTable = (flags: Flags): string => {
     "",
     `cells: the states after the start, in order; · = already there. ${legend}`,
     "×error = ERROR cannot be requested; ×from-error = only reset leaves ERROR; ×blocked = STOP_COPY cannot return to pre-copy;",
-    "unsupported = a state these flags lack; no-STOP_COPY = the device is not migratable."
+    "unsupported = a state these flags lack."
   ].join("\n")
 }
 
@@ -122,7 +131,13 @@ const tableCommand = Command.make(
         yield* Console.log(tableJsonLines(sets).join("\n"))
         return
       }
-      yield* Console.log(formatTable(yield* flagsOrAll(config.flags)))
+      const flags = yield* flagsOrAll(config.flags)
+      // Without STOP_COPY every cell would be the same refusal: say it once.
+      if (!hasFlag(flags, "STOP_COPY"))
+        return yield* invalidInput(
+          `--flags ${flagNames(flags).join(",") || "(none)"}: STOP_COPY is mandatory, so a device without it is not migratable and has no transition table; add STOP_COPY`
+        )
+      yield* Console.log(formatTable(flags))
     })
 ).pipe(Command.withDescription("Print the whole transition table (from × to) for a flag set."))
 

@@ -1,7 +1,7 @@
 import { Journal, type JournalFailed } from "@lockstep/migration"
 import { Console, Effect, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { CliFailure, invalidInput, journalUnsettledExitCode } from "./CliFailure.js"
+import { CliFailure, ExitCode, invalidInput, operationFailed } from "./CliFailure.js"
 
 /*
  * `lockstep journal`: after a crash, the source's journal answers who owns the group. `show`
@@ -17,10 +17,7 @@ const journalArgument = Argument.String("JOURNAL").pipe(
 const jsonFlag = (shape: string) => Flag.Boolean("json").pipe(Flag.withDefault(false), Flag.withDescription(shape))
 
 const journalFailed = (error: JournalFailed): CliFailure =>
-  new CliFailure({
-    text: `${error.message}; check that the path names the source's journal (lockstep migrate --journal)`,
-    exitCode: 1
-  })
+  operationFailed(`${error.message}; check that the path names the source's journal (lockstep migrate --journal)`)
 
 /** Who owns the group after the newest migration, as JSON. */
 const ownershipJson = (o: Journal.Ownership) => ({
@@ -178,7 +175,7 @@ export const refuseUnsettledJournal = (
         JSON.stringify({
           ok: false,
           role,
-          exitCode: journalUnsettledExitCode,
+          exitCode: ExitCode.journalUnsettled,
           error: {
             _tag: found._tag,
             message: text,
@@ -189,5 +186,5 @@ export const refuseUnsettledJournal = (
           }
         })
       )
-    return yield* new CliFailure({ text, exitCode: journalUnsettledExitCode })
+    return yield* new CliFailure({ text, exitCode: ExitCode.journalUnsettled, printedJson: json })
   })

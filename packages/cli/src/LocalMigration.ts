@@ -12,6 +12,7 @@ import { MemoryTransport } from "@lockstep/stream"
 import { hasVfioDevice } from "@lockstep/vfio"
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { CliFailure, invalidInput } from "./CliFailure.js"
+import { plural } from "./Format.js"
 import { makeMigrationTimeline } from "./MigrationTimeline.js"
 import { refuseNotMigratable } from "./Refusal.js"
 import {
@@ -25,6 +26,7 @@ import {
   violationsOf
 } from "./Scenario.js"
 import { openSide, type Side, sideStates } from "./Sides.js"
+import { signalExitCode, untilSignal } from "./Signals.js"
 import { downtimeText } from "./SourceReport.js"
 
 /** How `migrate --local` reports. */
@@ -92,7 +94,7 @@ const violationsOfSide = (side: Side): Effect.Effect<number | undefined> =>
 
 const summaryText = (s: SourceSummary, d: DestinationSummary | undefined): string =>
   [
-    `migrated ${Object.keys(s.devices).length} devices in ${s.rounds} pre-copy round${s.rounds === 1 ? "" : "s"} (switchover: ${s.switchover})`,
+    `migrated ${plural(Object.keys(s.devices).length, "device")} in ${plural(s.rounds, "pre-copy round")} (switchover: ${s.switchover})`,
     `  streamed ${formatBytes(s.bytes)}, ${downtimeText(s)}${d === undefined ? "" : ` (validate ${formatMs(d.validateMs)}, resume ${formatMs(d.resumeMs)})`}`
   ].join("\n")
 
@@ -121,20 +123,39 @@ export const runLocal = (scenario: Scenario, options: LocalOptions): Effect.Effe
     const [a, b] = yield* MemoryTransport.pair()
     const m = scenario.migration
     const onEvent = timeline?.onEvent
-    const [sourceExit, destinationExit] = yield* Effect.all(
-      [
-        Effect.exit(migrateSource(source.runtime, a, { ...sourceOptionsOf(m), journal, compatibility, onEvent })),
-        Effect.exit(
+    // Each side's end, however it ends: a signal interrupts both sides, and each rolls back.
+    let sourceExit: Exit.Exit<SourceSummary, MigrationFailed> = Exit.interrupt()
+    let destinationExit: Exit.Exit<DestinationSummary, MigrationFailed> = Exit.interrupt()
+    const ended = yield* untilSignal(
+      Effect.all(
+        [
+          migrateSource(source.runtime, a, { ...sourceOptionsOf(m), journal, compatibility, onEvent }).pipe(
+            Effect.onExit((exit) =>
+              Effect.sync(() => {
+                sourceExit = exit
+              })
+            ),
+            Effect.exit
+          ),
           migrateDestination(destination.runtime, b, {
             ...destinationOptionsOf(m),
             decisionJournal: journal,
             compatibility,
             onEvent
-          })
-        )
-      ],
-      { concurrency: 2 }
+          }).pipe(
+            Effect.onExit((exit) =>
+              Effect.sync(() => {
+                destinationExit = exit
+              })
+            ),
+            Effect.exit
+          )
+        ],
+        { concurrency: 2, discard: true }
+      ),
+      "both groups' devices may be left between their states (simulated devices end with this process; kernel devices keep theirs)"
     )
+    const interrupted = ended._tag === "Interrupted" ? ended.signal : undefined
     const final = { source: yield* sideStates(source), destination: yield* sideStates(destination) }
     const violations = [yield* violationsOfSide(source), yield* violationsOfSide(destination)]
     const checked = violations.every((v) => v !== undefined)
@@ -177,6 +198,7 @@ export const runLocal = (scenario: Scenario, options: LocalOptions): Effect.Effe
       ? Console.log(
           JSON.stringify({
             ok: false,
+            ...(interrupted === undefined ? {} : { interrupted }),
             ...(error === undefined ? {} : { error: errorJson(error) }),
             rollback: rollbackJson(sourceError, destinationError),
             ...(checked ? { violations: violationCount } : {}),
@@ -185,6 +207,9 @@ export const runLocal = (scenario: Scenario, options: LocalOptions): Effect.Effe
         )
       : Console.error(
           [
+            ...(interrupted === undefined
+              ? []
+              : [`lockstep: interrupted by ${interrupted}: the migration was cancelled`]),
             `lockstep: ${error?.message ?? "the migration was interrupted"}`,
             ...(sourceError !== undefined && sourceError !== error ? [`lockstep: ${sourceError.message}`] : []),
             ...(destinationError !== undefined && destinationError !== error
@@ -192,5 +217,9 @@ export const runLocal = (scenario: Scenario, options: LocalOptions): Effect.Effe
               : [])
           ].join("\n")
         )
-    return yield* new CliFailure({ text: "the migration failed", exitCode: 1, quiet: true })
+    return yield* new CliFailure({
+      text: "the migration failed",
+      exitCode: interrupted === undefined ? 1 : signalExitCode[interrupted],
+      quiet: true
+    })
   }).pipe(Effect.scoped)

@@ -1,12 +1,12 @@
-import { Console, Effect } from "effect"
+import { Effect } from "effect"
 import { Command } from "effect/cli"
 import { checkCommand } from "./CheckCommand.js"
-import { CliFailure } from "./CliFailure.js"
 import { demoCommand } from "./DemoCommand.js"
 import { fleetCommand } from "./FleetCommand.js"
 import { fsmCommand } from "./FsmCommand.js"
 import { journalCommand } from "./JournalCommand.js"
 import { migrateCommand } from "./MigrateCommand.js"
+import { presenterLayer, reportFailure } from "./Outcome.js"
 import { planCommand } from "./PlanCommand.js"
 import { simulateCommand } from "./SimulateCommand.js"
 import { vfioCommand } from "./VfioCommand.js"
@@ -32,16 +32,13 @@ export const lockstep = Command.make("lockstep").pipe(
 )
 
 /**
- * Runs the CLI on `args` (without the node and script paths). Failures the CLI explains
- * are printed to stderr as sentences and carry their exit code.
+ * Runs the CLI on `args` (without the node and script paths). Every failure, whatever the
+ * command, goes through one handler (`Outcome.reportFailure`): it is printed as a sentence on
+ * stderr (and a JSON error object under `--json`), and the run fails with a `CliFailure`
+ * carrying the exit code.
  */
 export const main = (args: ReadonlyArray<string>) =>
   Command.runWith(lockstep, { version: "0.1.0" })(args).pipe(
-    Effect.tapError((e) =>
-      e instanceof CliFailure && e.quiet !== true ? Console.error(`lockstep: ${e.text}`) : Effect.void
-    ),
-    // effect/cli has already printed the help and the parse errors; a usage error exits 2.
-    Effect.catchTag("ShowHelp", (e) =>
-      e.errors.length === 0 ? Effect.void : Effect.fail(new CliFailure({ text: "usage", exitCode: 2, quiet: true }))
-    )
+    Effect.catchCause((cause) => reportFailure(args, cause)),
+    Effect.provide(presenterLayer)
   )

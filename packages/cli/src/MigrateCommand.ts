@@ -1,14 +1,21 @@
-import { readFile } from "node:fs/promises"
-import { Journal, type MigrationFailed, migrateDestination, migrateSource } from "@lockstep/migration"
+import {
+  type DestinationSummary,
+  Journal,
+  type MigrationFailed,
+  migrateDestination,
+  migrateSource,
+  type SourceSummary
+} from "@lockstep/migration"
 import { memoryDigest, type SimulatedGroup } from "@lockstep/sim"
-import { TcpTransport } from "@lockstep/stream"
+import { TcpTransport, type Transport, type TransportError } from "@lockstep/stream"
 import { hasVfioDevice } from "@lockstep/vfio"
-import { Console, Effect, Option } from "effect"
+import { Cause, Console, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { CliFailure, committedUnconfirmedExitCode, invalidInput } from "./CliFailure.js"
+import { CliFailure, ExitCode, invalidInput, operationFailed } from "./CliFailure.js"
 import { failureJson } from "./FailureReport.js"
 import { refuseUnsettledJournal } from "./JournalCommand.js"
 import { runLocal } from "./LocalMigration.js"
+import { progressLines } from "./Progress.js"
 import { refuseNotMigratable } from "./Refusal.js"
 import {
   destinationOptionsOf,
@@ -22,9 +29,11 @@ import {
   violationsOf
 } from "./Scenario.js"
 import { openSide, type Side, sideStates } from "./Sides.js"
+import { type StopSignal, signalExitCode, untilSignal } from "./Signals.js"
 import { sourceReportJson, sourceReportText, unconfirmedMessage } from "./SourceReport.js"
-
-const operationFailed = (text: string): CliFailure => new CliFailure({ text, exitCode: 1 })
+import { strangerReason, tlsStrangerReason } from "./StrayConnection.js"
+import { checkTimelineFile } from "./TimelineFile.js"
+import { tlsOf } from "./TlsFiles.js"
 
 /** Every device's memory digest, as one JSON-ready record (simulated devices only: a kernel device's state is its driver's). */
 const digestsOf = (side: Side): Effect.Effect<Record<string, string>> =>
@@ -59,39 +68,103 @@ const parseAddress = (text: string): Effect.Effect<{ readonly host: string; read
     : Effect.fail(invalidInput(`--connect: "${text}" is not HOST:PORT`))
 }
 
-const readPem = (flag: string, file: string): Effect.Effect<string, CliFailure> =>
-  Effect.tryPromise({
-    try: () => readFile(file, "utf8"),
-    catch: (cause) =>
-      invalidInput(`${flag}: cannot read ${file}: ${cause instanceof Error ? cause.message : String(cause)}`)
-  })
+type Role = "source" | "destination"
 
-interface TlsFlags {
-  readonly cert: Option.Option<string>
-  readonly key: Option.Option<string>
-  readonly ca: Option.Option<string>
+/** How one side ended, for its report: the migration's exit (if it began) and the signal (if one came). */
+interface SideEnd<A> {
+  readonly role: Role
+  readonly exit: Exit.Exit<A, MigrationFailed> | undefined
+  readonly interrupted: StopSignal | undefined
+  /** P2P violations the fabric saw; `undefined` for kernel devices (no fabric watches them). */
+  readonly violations: number | undefined
+  readonly final: Record<string, string>
 }
 
-/** Mutual TLS from the three flags: all of them, or none. */
-const tlsOf = (flags: TlsFlags): Effect.Effect<TcpTransport.TlsOptions | undefined, CliFailure> => {
-  const given = [flags.cert, flags.key, flags.ca].filter(Option.isSome).length
-  if (given === 0) return Effect.succeed(undefined)
-  if (given < 3 || Option.isNone(flags.cert) || Option.isNone(flags.key) || Option.isNone(flags.ca))
-    return Effect.fail(invalidInput("mutual TLS needs all three of --tls-cert, --tls-key and --tls-ca"))
-  const { cert, key, ca } = { cert: flags.cert.value, key: flags.key.value, ca: flags.ca.value }
-  return Effect.all({ cert: readPem("--tls-cert", cert), key: readPem("--tls-key", key), ca: readPem("--tls-ca", ca) })
-}
+const failureOf = <A>(exit: Exit.Exit<A, MigrationFailed> | undefined): MigrationFailed | undefined =>
+  exit !== undefined && Exit.isFailure(exit) ? Option.getOrUndefined(Cause.findErrorOption(exit.cause)) : undefined
 
-const failedJson = (role: "source" | "destination", error: MigrationFailed, violations: number | undefined) =>
-  JSON.stringify({
+/** The JSON of a side that failed or was interrupted. */
+const failedJson = <A>(end: SideEnd<A>): string => {
+  const error = failureOf(end.exit)
+  return JSON.stringify({
     ok: false,
-    role,
-    error: failureJson(error),
-    violations,
-    final: error.states
+    role: end.role,
+    ...(end.interrupted === undefined ? {} : { interrupted: end.interrupted }),
+    ...(error === undefined ? {} : { error: failureJson(error) }),
+    violations: end.violations,
+    final: end.final
+  })
+}
+
+/** What a side did before a signal stopped it, and how it recovered. */
+const interruptedText = <A>(end: SideEnd<A>, signal: StopSignal, waitingFor: string): string => {
+  const error = failureOf(end.exit)
+  const head =
+    end.exit === undefined
+      ? `interrupted by ${signal} while waiting for ${waitingFor}: no device was touched`
+      : `interrupted by ${signal}${error === undefined ? "" : ` in ${error.phase}`}: the migration was cancelled`
+  const recovery =
+    error === undefined
+      ? []
+      : [
+          `  recovery: ${
+            error.recovered
+              ? end.role === "source"
+                ? "the source group is back in RUNNING"
+                : "the destination devices were reset and parked in STOP"
+              : `incomplete${error.recoveryProblem === undefined ? "" : ` (${error.recoveryProblem})`}`
+          }`
+        ]
+  return [
+    head,
+    ...recovery,
+    ...(end.violations === undefined ? [] : [`  P2P violations: ${end.violations}`]),
+    `  ${end.role}: ${formatStates(end.final)}`
+  ].join("\n")
+}
+
+/**
+ * Prints a side that did not succeed (JSON on stdout, or the sentence for the handler) and
+ * fails with its exit code: 128 + the signal's number when interrupted, else 1.
+ */
+const reportUnsuccessful = <A>(
+  end: SideEnd<A>,
+  json: boolean,
+  waitingFor: string,
+  hint: (error: MigrationFailed) => string | undefined
+): Effect.Effect<never, CliFailure> =>
+  Effect.gen(function* () {
+    if (end.interrupted !== undefined) {
+      yield* Console.log(json ? failedJson(end) : interruptedText(end, end.interrupted, waitingFor))
+      return yield* new CliFailure({
+        text: `interrupted by ${end.interrupted}`,
+        exitCode: signalExitCode[end.interrupted],
+        quiet: true
+      })
+    }
+    const error = failureOf(end.exit)
+    const text = error === undefined ? "the migration ended without a result" : error.message
+    const advice = error === undefined ? undefined : hint(error)
+    if (json) yield* Console.log(failedJson(end))
+    return yield* new CliFailure({
+      text: advice === undefined ? text : `${text}; ${advice}`,
+      exitCode: 1,
+      quiet: json
+    })
   })
 
-/** The destination: listen, take one migration, resume. */
+const showProgress = (json: boolean): boolean => !json && process.stderr.isTTY === true
+
+const listenFailed = (bind: string, port: number, error: TransportError): CliFailure =>
+  error._tag === "TransportFailed" && error.code === "EADDRINUSE"
+    ? operationFailed(
+        `cannot listen on ${bind}:${port}: the port is in use; stop what holds it, or choose another port (0 picks a free one)`
+      )
+    : error._tag === "TransportFailed" && error.code === "EADDRNOTAVAIL"
+      ? invalidInput(`--bind: ${bind} is not an address of this host; give one of its addresses (or 0.0.0.0 for all)`)
+      : operationFailed(`cannot listen on ${bind}:${port}: ${error.message}`)
+
+/** The destination: listen, refuse strangers, take one migration, resume. */
 const runDestination = (
   scenario: Scenario,
   port: number,
@@ -107,35 +180,75 @@ const runDestination = (
     // A destination restarted after a crash: a migration the journal leaves undecided or
     // unconfirmed is settled before this side takes another.
     if (journal !== undefined) yield* refuseUnsettledJournal(journal, "destination", ["started", "committed"], json)
+    const console = yield* Console.Console
     const destination = yield* openSide(scenario, "destination")
     const listener = yield* TcpTransport.listen({ host: bind, port, ...(tls === undefined ? {} : { tls }) }).pipe(
-      Effect.mapError((e) => operationFailed(`cannot listen on ${bind}:${port}: ${e.message}`))
+      Effect.mapError((e) => listenFailed(bind, port, e))
     )
     yield* Console.error(`listening on ${listener.host}:${listener.port}`)
-    const transport = yield* listener.accept.pipe(
-      Effect.mapError((e) => operationFailed(`no source connected: ${e.message}`))
-    )
+    const refuse = (from: string, reason: string) =>
+      Console.error(`lockstep: refused a connection${from}: ${reason}; still waiting for the source`)
     let digests: Record<string, string> = {}
-    const result = yield* Effect.result(
+    let exit: Exit.Exit<DestinationSummary, MigrationFailed> | undefined
+    const migrate = (transport: Transport) =>
       migrateDestination(destination.runtime, transport, {
         ...destinationOptionsOf(scenario.migration),
         compatibility: compatibilityOfSide(destination),
         ...(journal === undefined ? {} : { decisionJournal: Journal.file(journal) }),
+        ...(showProgress(json) ? { onEvent: progressLines((line) => console.error(line), "destination") } : {}),
         beforeVote: Effect.map(digestsOf(destination), (d) => {
           digests = d
         })
+      }).pipe(
+        Effect.onExit((e) =>
+          Effect.sync(() => {
+            exit = e
+          })
+        ),
+        Effect.exit
+      )
+    /** One connection: `true` when it was a stranger, refused, and the wait goes on. */
+    const one = Effect.scoped(
+      Effect.gen(function* () {
+        const accepted = yield* Effect.result(listener.accept)
+        if (accepted._tag === "Failure") {
+          const error = accepted.failure
+          if (error._tag !== "TlsRefused")
+            return yield* operationFailed(`waiting for the source failed: ${error.message}`)
+          yield* refuse("", tlsStrangerReason(error))
+          return true
+        }
+        const transport = accepted.success
+        const ended = yield* migrate(transport)
+        const failed = failureOf(ended)
+        const stranger = failed === undefined ? undefined : strangerReason(failed)
+        if (stranger === undefined) return false
+        exit = undefined
+        yield* refuse(` from ${transport.peer}`, stranger)
+        return true
       })
     )
-    const violations = yield* violationsOfSide(destination)
-    if (result._tag === "Failure") {
-      const error = result.failure
-      yield* json
-        ? Console.log(failedJson("destination", error, violations))
-        : Console.error(`lockstep: ${error.message}`)
-      return yield* new CliFailure({ text: error.message, exitCode: 1, quiet: true })
+    const serve = Effect.gen(function* () {
+      while (yield* one) {}
+    })
+    const ended = yield* untilSignal(
+      serve,
+      "the destination devices may be left between STOP and RESUMING (simulated: they end with this process); the source rolls back when the channel closes"
+    )
+    if (ended._tag === "Done" && Exit.isFailure(ended.exit)) {
+      const error = Cause.findErrorOption(ended.exit.cause)
+      if (Option.isSome(error)) return yield* error.value
     }
-    const s = result.success
-    const final = yield* sideStates(destination)
+    const end: SideEnd<DestinationSummary> = {
+      role: "destination",
+      exit,
+      interrupted: ended._tag === "Interrupted" ? ended.signal : undefined,
+      violations: yield* violationsOfSide(destination),
+      final: yield* sideStates(destination)
+    }
+    if (end.interrupted !== undefined || exit === undefined || Exit.isFailure(exit))
+      return yield* reportUnsuccessful(end, json, "the source", () => undefined)
+    const s = exit.value
     yield* Console.log(
       json
         ? JSON.stringify({
@@ -146,17 +259,58 @@ const runDestination = (
             validateMs: s.validateMs,
             resumeMs: s.resumeMs,
             decidedFromJournal: s.decidedFromJournal,
-            violations,
+            violations: end.violations,
             digests,
-            final
+            final: end.final
           })
         : [
             `received migration ${s.migration}: ${formatBytes(s.bytes)}, validated in ${formatMs(s.validateMs)}, resumed in ${formatMs(s.resumeMs)}`,
-            ...(violations === undefined ? [] : [`  P2P violations: ${violations}`]),
-            `  destination: ${formatStates(final)}`
+            ...(end.violations === undefined ? [] : [`  P2P violations: ${end.violations}`]),
+            `  destination: ${formatStates(end.final)}`
           ].join("\n")
     )
   }).pipe(Effect.scoped)
+
+const tlsFlagsHint = "give this side --tls-cert, --tls-key and --tls-ca as well"
+
+/** Why the source could not reach the destination, and what to do. */
+const connectFailed = (
+  address: { readonly host: string; readonly port: number },
+  tls: boolean,
+  error: TransportError
+): CliFailure => {
+  const at = `${address.host}:${address.port}`
+  switch (error._tag) {
+    case "ConnectFailed":
+      return operationFailed(
+        error.code === "ECONNREFUSED"
+          ? `cannot reach the destination at ${at}: nothing listens there; start it first (lockstep migrate --listen ${address.port} …) and check the address`
+          : `cannot reach the destination at ${at}: ${error.reason} (${error.code}); check the address and the network`
+      )
+    case "TlsRefused":
+      return operationFailed(
+        error.code === "ECONNRESET"
+          ? `the destination at ${at} hung up during the TLS handshake: it may listen without TLS (then drop --tls-cert, --tls-key and --tls-ca here, or give them to it too)`
+          : error.code === "PEER_REFUSED" || error.code === "NOT_AUTHORIZED"
+            ? `the destination at ${at} refused this side's certificate: give --tls-cert a certificate signed by the CA the destination trusts (its --tls-ca)`
+            : `the TLS handshake with the destination at ${at} failed: ${error.reason}; check that both sides' certificates chain to the other's --tls-ca`
+      )
+    case "TransportTimeout":
+      return operationFailed(
+        `the destination at ${at} did not complete the connection within ${error.millis} ms${tls ? "" : " (if it listens with TLS, give this side --tls-cert, --tls-key and --tls-ca)"}`
+      )
+    default:
+      return operationFailed(`cannot reach the destination at ${at}: ${error.message}`)
+  }
+}
+
+/** A plain source whose destination hung up in the handshake may have met a TLS listener. */
+const sourceHint =
+  (tls: boolean) =>
+  (error: MigrationFailed): string | undefined =>
+    !tls && error.phase === "handshake" && error.origin === "channel"
+      ? `the destination hung up before answering: if it listens with mutual TLS, ${tlsFlagsHint}`
+      : undefined
 
 /** The source: connect, migrate, stay stopped. */
 const runSource = (
@@ -171,39 +325,58 @@ const runSource = (
     if (!hasVfioDevice(scenario.documents.source))
       yield* refuseNotMigratable(scenario, "source", json, { role: "source" })
     yield* refuseUnsettledJournal(journal, "source", ["started", "committed", "completed"], json)
+    const console = yield* Console.Console
     const source = yield* openSide(scenario, "source")
-    const transport = yield* TcpTransport.connect({
-      ...address,
-      timeout: 10_000,
-      ...(tls === undefined ? {} : { tls })
-    }).pipe(Effect.mapError((e) => operationFailed(`cannot reach the destination: ${e.message}`)))
-    const result = yield* Effect.result(
-      migrateSource(source.runtime, transport, {
-        ...sourceOptionsOf(scenario.migration),
-        compatibility: compatibilityOfSide(source),
-        journal: Journal.file(journal)
+    let exit: Exit.Exit<SourceSummary, MigrationFailed> | undefined
+    const run = Effect.scoped(
+      Effect.gen(function* () {
+        const transport = yield* TcpTransport.connect({
+          ...address,
+          timeout: 10_000,
+          ...(tls === undefined ? {} : { tls })
+        }).pipe(Effect.mapError((e) => connectFailed(address, tls !== undefined, e)))
+        yield* migrateSource(source.runtime, transport, {
+          ...sourceOptionsOf(scenario.migration),
+          compatibility: compatibilityOfSide(source),
+          journal: Journal.file(journal),
+          ...(showProgress(json) ? { onEvent: progressLines((line) => console.error(line), "source") } : {})
+        }).pipe(
+          Effect.onExit((e) =>
+            Effect.sync(() => {
+              exit = e
+            })
+          ),
+          Effect.exit
+        )
       })
     )
-    const violations = yield* violationsOfSide(source)
-    if (result._tag === "Failure") {
-      const error = result.failure
-      yield* json ? Console.log(failedJson("source", error, violations)) : Console.error(`lockstep: ${error.message}`)
-      return yield* new CliFailure({ text: error.message, exitCode: 1, quiet: true })
+    const ended = yield* untilSignal(
+      run,
+      `the source devices may be left between RUNNING and STOP_COPY (simulated: they end with this process), and the journal ${journal} may still record the migration as started`
+    )
+    if (ended._tag === "Done" && Exit.isFailure(ended.exit)) {
+      const error = Cause.findErrorOption(ended.exit.cause)
+      if (Option.isSome(error)) return yield* error.value
     }
-    const summary = result.success
-    const report = {
-      summary,
-      journal,
-      violations,
-      digests: yield* digestsOf(source),
+    const end: SideEnd<SourceSummary> = {
+      role: "source",
+      exit,
+      interrupted: ended._tag === "Interrupted" ? ended.signal : undefined,
+      violations: yield* violationsOfSide(source),
       final: yield* sideStates(source)
     }
+    if (end.interrupted !== undefined || exit === undefined || Exit.isFailure(exit))
+      return yield* reportUnsuccessful(end, json, "the connection to the destination", sourceHint(tls !== undefined))
+    const summary = exit.value
+    const report = { summary, journal, violations: end.violations, digests: yield* digestsOf(source), final: end.final }
     yield* Console.log(json ? sourceReportJson(report) : sourceReportText(report))
+    // Committed, never confirmed: its own outcome. The report said it all on stdout; the
+    // sentence goes to stderr too.
     if (!summary.confirmed)
       return yield* new CliFailure({
         text: unconfirmedMessage(summary.migration, journal),
-        exitCode: committedUnconfirmedExitCode,
-        quiet: true
+        exitCode: ExitCode.committedUnconfirmed,
+        printedJson: true
       })
   }).pipe(Effect.scoped)
 
@@ -273,7 +446,10 @@ export const migrateCommand = Command.make(
         return yield* invalidInput("--timeline goes with --local, where both sides run in this process")
       const tls = yield* tlsOf({ cert: config.tlsCert, key: config.tlsKey, ca: config.tlsCa })
       const scenario = yield* loadScenario(config.file)
-      if (config.local) return yield* runLocal(scenario, { json: config.json, timeline: config.timeline })
+      if (config.local) {
+        if (Option.isSome(config.timeline)) yield* checkTimelineFile(config.timeline.value)
+        return yield* runLocal(scenario, { json: config.json, timeline: config.timeline })
+      }
       const journal = Option.getOrUndefined(config.journal)
       if (Option.isSome(config.listen)) {
         const port = yield* parsePort(config.listen.value)
@@ -284,7 +460,7 @@ export const migrateCommand = Command.make(
     })
 ).pipe(
   Command.withDescription(
-    'Run a live migration on real time: one side as its own process over TCP (optionally mutual TLS), the destination listening and the source connecting, or both sides in this process over an in-memory channel (--local). Both build their group from the same scenario (see lockstep simulate): simulated devices, or devices bound to kernel VFIO drivers ("vfio": {"sysfsdev": …}, the destination\'s own under "destination": {"devices": …}). The source records its commit decision in a journal file (in memory with --local), and either side given one reads it first: no new migration starts while its newest migration is undecided, committed or completed (see lockstep journal). The source reports why it switched over (converged, stalled, rounds, time) and by how much the downtime missed its limit. Exits 0 on success, 1 on a failed migration, 2 on invalid input, 3 when the migration committed but the destination never confirmed that it runs (the group may run nowhere: settle it with lockstep journal), 4 when the journal must be settled first.'
+    'Run a live migration on real time: one side as its own process over TCP (optionally mutual TLS), the destination listening and the source connecting, or both sides in this process over an in-memory channel (--local). Both build their group from the same scenario (see lockstep simulate): simulated devices, or devices bound to kernel VFIO drivers ("vfio": {"sysfsdev": …}, the destination\'s own under "destination": {"devices": …}). The source records its commit decision in a journal file (in memory with --local), and either side given one reads it first: no new migration starts while its newest migration is undecided, committed or completed (see lockstep journal). The source reports why it switched over (converged, stalled, rounds, time) and by how much the downtime missed its limit. A waiting destination refuses connections that are not a Lockstep source (a probe, a wrong certificate) and keeps waiting. On a terminal, progress goes to stderr. SIGINT or SIGTERM cancels the migration: each side rolls back, prints its final states and exits 130 or 143 (a second signal exits at once). Exits 0 on success, 1 on a failed migration, 2 on invalid input, 3 when the migration committed but the destination never confirmed that it runs (the group may run nowhere: settle it with lockstep journal), 4 when the journal must be settled first.'
   ),
   Command.withShortDescription("Run a migration on real time: both sides here, or one side over TCP."),
   Command.withExamples(({ commandPath }) => [

@@ -140,7 +140,8 @@ export const makeMigrationTimeline = (source: TimelineGroup, destination: Timeli
       ...extra.map((e) => (e._tag === "Mark" ? e.at : e.to))
     )
     const end = last + Math.max(1, (last - start) * 0.03)
-    const inputs = (["source", "destination"] as const).map((side) => [side, recorders[side].toInput({ end })] as const)
+    const sides = ["source", "destination"] as const
+    const inputs = sides.map((side) => [side, recorders[side].toInput({ end })] as const)
     const merged: TimelineInput = {
       devices: inputs.flatMap(([side, input]) => input.devices.map((d) => ({ ...d, id: lanePrefix[side] + d.id }))),
       entries: [
@@ -151,7 +152,17 @@ export const makeMigrationTimeline = (source: TimelineGroup, destination: Timeli
       end,
       title,
       // Only a simulated group's fabric checks the P2P invariant as the devices run.
-      invariantChecked: source.fabric !== undefined && destination.fabric !== undefined
+      invariantChecked: source.fabric !== undefined && destination.fabric !== undefined,
+      p2p: {
+        domains: sides.flatMap((side) =>
+          groups[side].group.topology.domains.map((d) => d.members.map((id) => lanePrefix[side] + id))
+        ),
+        edges: sides.flatMap((side) =>
+          groups[side].group.topology.explicitEdges.map(
+            ([initiator, target]) => [lanePrefix[side] + initiator, lanePrefix[side] + target] as const
+          )
+        )
+      }
     }
     return renderTimelineSvg(merged, { width: 1400 })
   }

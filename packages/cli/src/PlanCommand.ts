@@ -23,7 +23,7 @@ export const planCommand = Command.make(
     json: Flag.Boolean("json").pipe(
       Flag.withDefault(false),
       Flag.withDescription(
-        'Print one JSON line: {"arcs":[{"id","device","from","to","after"},…]}, where after lists the arcs that must finish first (barriers expanded); for a blocked group, the check --json object'
+        'Print one JSON line: {"arcs":[{"id","device","from","to","after"},…],"barriers":[{"id","after"},…]}, where after lists the arcs (a…) and barriers (b…) that must finish first, and a barrier finishes when everything in its own after has (expand barriers for an arc\'s full dependencies); for a blocked group, the check --json object'
       )
     )
   },
@@ -43,7 +43,8 @@ export const planCommand = Command.make(
         yield* Console.log(config.json ? reportJson(report) : formatBlockers(group, report))
         return yield* new CliFailure({
           text: "the group is not migratable, so no transition is planned: give each device listed the P2P flag, or declare a topology in which it writes into no peer",
-          exitCode: 1
+          exitCode: 1,
+          printedJson: config.json
         })
       }
 

@@ -1,10 +1,10 @@
 import { readFile } from "node:fs/promises"
-import { decodeGroup, type ErrorPolicy, stop } from "@lockstep/coordinator"
+import { decodeGroup, describeIssue, type ErrorPolicy, type GroupProblem, stop } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
 import type { State } from "@lockstep/fsm"
 import { Compatibility, type DestinationOptions, type SourceOptions } from "@lockstep/migration"
-import { FaultPlan, type SimulatedGroup, simulateGroup } from "@lockstep/sim"
-import { Effect, Schema } from "effect"
+import { FaultPlan, SimDeviceConfig, type SimulatedGroup, simulateGroup } from "@lockstep/sim"
+import { Effect, Result, Schema } from "effect"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 
 /*
@@ -69,7 +69,7 @@ const ScenarioKeys = Schema.Struct({
   migration: Schema.optionalKey(MigrationSettings)
 })
 
-const decodeKeys = Schema.decodeUnknownEffect(ScenarioKeys)
+const decodeKeys = Schema.decodeUnknownResult(ScenarioKeys)
 
 /** Which group of a scenario. */
 export type Role = "source" | "destination"
@@ -136,38 +136,99 @@ export const loadScenario = (file: string): Effect.Effect<Scenario, CliFailure> 
     return yield* decodeScenario(json, file)
   })
 
+/** The keys a scenario device may have: the group's own, and its simulation parameters. */
+const deviceKeys: ReadonlySet<string> = new Set(["id", "kind", "flags", "sim", "vfioUser", "vfio"])
+
+const decodeSimStrictly = Schema.decodeUnknownResult(SimDeviceConfig)
+const strict = { errors: "all", onExcessProperty: "error", reportInput: true } as const
+
+/** A problem as one line: `path: reason`. */
+const problemLine = (problem: GroupProblem): string =>
+  `${problem.path === "" ? "" : `${problem.path}: `}${problem.reason}`
+
+/** `problem`'s path under `prefix`: `devices[0].sim` + `stateSize` = `devices[0].sim.stateSize`. */
+const under = (prefix: string, problem: GroupProblem): string =>
+  `${problem.path === "" ? prefix : problem.path.startsWith("[") ? `${prefix}${problem.path}` : `${prefix}.${problem.path}`}: ${problem.reason}`
+
+/** Problems of a `sim` block (unknown keys included) at `path`. */
+const simProblems = (path: string, sim: unknown): ReadonlyArray<string> => {
+  const decoded = decodeSimStrictly(sim, strict)
+  return Result.isFailure(decoded) ? describeIssue(decoded.failure.issue).map((p) => under(path, p)) : []
+}
+
+/**
+ * Keys of each device and of its `sim` block that a scenario does not know, and `sim` values
+ * that are wrong, each with its path: a misspelt setting must never fall back to its default.
+ */
+const deviceProblems = (json: Json): ReadonlyArray<string> =>
+  (Array.isArray(json.devices) ? json.devices : []).flatMap((device: unknown, i: number) => {
+    if (!isObject(device)) return []
+    const unknown = Object.keys(device)
+      .filter((key) => !deviceKeys.has(key))
+      .map((key) => `devices[${i}].${key}: unexpected key; a device has ${[...deviceKeys].join(", ")}`)
+    return [...unknown, ...(device.sim === undefined ? [] : simProblems(`devices[${i}].sim`, device.sim))]
+  })
+
+/** The ids of the devices a group document lists (those that have one). */
+const deviceIdsOf = (json: Json): ReadonlySet<string> =>
+  new Set(
+    (Array.isArray(json.devices) ? json.devices : []).flatMap((d: unknown) =>
+      isObject(d) && typeof d.id === "string" ? [d.id] : []
+    )
+  )
+
 /**
  * Checks a scenario given as a parsed JSON value (an embedded one, or a file's content);
- * `file` names it in every message.
+ * `file` names it in every message. Every problem is reported at once, each with its path:
+ * unknown or wrong keys at the top, in a device, in its `sim` block or in the destination's
+ * overrides, the group's own problems, and faults or overrides naming devices the group lacks.
  */
 export const decodeScenario = (json: unknown, file: string): Effect.Effect<Scenario, CliFailure> =>
   Effect.gen(function* () {
-    if (isObject(json) && isObject(json.migration) && Object.hasOwn(json.migration, "concurrency"))
-      return yield* invalidInput(
-        `${file}: migration.concurrency is ambiguous and no longer read: write "ioConcurrency" for the devices read or written at once, or "arcConcurrency" for the arcs in flight at once in a group transition`
-      )
-    const keys = yield* decodeKeys(json, { errors: "all", onExcessProperty: "error" }).pipe(
-      Effect.mapError((e) => invalidInput(`${file}: not a valid scenario:\n  ${e.message.split("\n").join("\n  ")}`))
-    )
     if (!isObject(json)) return yield* invalidInput(`${file}: a scenario is a JSON object`)
-    const group = yield* decodeGroup(withKernelFlags(json)).pipe(
-      Effect.mapError((e) => invalidInput(`${file}: ${e.message}`))
-    )
-    const ids = new Set(group.devices.map((d) => d.id))
+    const decoded = decodeKeys(json, strict)
+    const keys = Result.isSuccess(decoded) ? decoded.success : undefined
+    const group = yield* Effect.result(decodeGroup(withKernelFlags(json)))
+    const ids = deviceIdsOf(json)
+    // Read from the document itself, so these are reported even when other keys are wrong.
+    const recordAt = (value: unknown, key: string): Json => (isObject(value) && isObject(value[key]) ? value[key] : {})
+    const overrides = recordAt(recordAt(json, "destination"), "sim")
     const named = [
-      ...Object.keys(keys.faults?.source ?? {}).map((id) => [`faults.source.${id}`, id] as const),
-      ...Object.keys(keys.faults?.destination ?? {}).map((id) => [`faults.destination.${id}`, id] as const),
-      ...Object.keys(keys.destination?.sim ?? {}).map((id) => [`destination.sim.${id}`, id] as const),
-      ...Object.keys(keys.destination?.devices ?? {}).map((id) => [`destination.devices.${id}`, id] as const)
-    ].filter(([, id]) => !ids.has(id))
-    if (named.length > 0)
-      return yield* invalidInput(`${file}: ${named.map(([path, id]) => `${path}: unknown device "${id}"`).join("; ")}`)
-    const backends = keys.destination?.devices ?? {}
-    const shared = group.devices.filter((d) => d.vfio !== undefined && backends[d.id]?.vfio === undefined)
-    if (shared.length > 0)
-      return yield* invalidInput(
-        `${file}: ${shared.map((d) => `destination.devices.${d.id}: missing; a kernel device migrates into another kernel device: name it as {"vfio": {"sysfsdev": …}}`).join("; ")}`
+      ...Object.keys(recordAt(recordAt(json, "faults"), "source")).map((id) => [`faults.source.${id}`, id] as const),
+      ...Object.keys(recordAt(recordAt(json, "faults"), "destination")).map(
+        (id) => [`faults.destination.${id}`, id] as const
+      ),
+      ...Object.keys(overrides).map((id) => [`destination.sim.${id}`, id] as const),
+      ...Object.keys(recordAt(recordAt(json, "destination"), "devices")).map(
+        (id) => [`destination.devices.${id}`, id] as const
       )
+    ].filter(([, id]) => !ids.has(id))
+    // A kernel device migrates into another kernel device: the destination must name its own.
+    const backends = keys?.destination?.devices ?? {}
+    const shared = Result.isSuccess(group)
+      ? group.success.devices.filter((d) => d.vfio !== undefined && backends[d.id]?.vfio === undefined)
+      : []
+    // The old key named one of two limits: say which to write instead of just "unexpected".
+    const oldConcurrency = isObject(json.migration) && Object.hasOwn(json.migration, "concurrency")
+    const keyProblems = Result.isFailure(decoded) ? describeIssue(decoded.failure.issue) : []
+    const problems = [
+      ...keyProblems.filter((p) => !(oldConcurrency && p.path === "migration.concurrency")).map(problemLine),
+      ...(oldConcurrency
+        ? [
+            'migration.concurrency: ambiguous and no longer read: write "ioConcurrency" for the devices read or written at once, or "arcConcurrency" for the arcs in flight at once in a group transition'
+          ]
+        : []),
+      ...(Result.isFailure(group) ? group.failure.problems.map(problemLine) : []),
+      ...deviceProblems(json),
+      ...Object.entries(overrides).flatMap(([id, sim]) => simProblems(`destination.sim.${id}`, sim)),
+      ...named.map(([path, id]) => `${path}: unknown device "${id}"`),
+      ...shared.map(
+        (d) =>
+          `destination.devices.${d.id}: missing; a kernel device migrates into another kernel device: name it as {"vfio": {"sysfsdev": …}}`
+      )
+    ]
+    if (problems.length > 0 || keys === undefined)
+      return yield* invalidInput(`${file}: not a valid scenario:\n  ${problems.join("\n  ")}`)
     const { seed, p2pWritesPerSecond, faults, destination, migration, ...groupKeys } = json
     const side = (role: Role): unknown => {
       const plans = keys.faults?.[role] ?? {}

@@ -18,7 +18,9 @@ import { Argument, Command, Flag } from "effect/cli"
 import { TestClock } from "effect/testing"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 import { failureJson } from "./FailureReport.js"
+import { plural } from "./Format.js"
 import { makeMigrationTimeline } from "./MigrationTimeline.js"
+import { progressLines } from "./Progress.js"
 import { refuseNotMigratable } from "./Refusal.js"
 import {
   destinationOptionsOf,
@@ -34,7 +36,9 @@ import {
   statesOf,
   violationsOf
 } from "./Scenario.js"
+import { type StopSignal, signalExitCode, untilSignal } from "./Signals.js"
 import { downtimeText } from "./SourceReport.js"
+import { checkTimelineFile } from "./TimelineFile.js"
 
 /** The bandwidth a simulation assumes unless its scenario sets one: on virtual time an unlimited channel would move data in no time. */
 const simulatedBandwidth = 1024 ** 3
@@ -49,6 +53,8 @@ interface Simulation {
   /** P2P writes that landed on both fabrics: the traffic the invariant was checked against. */
   readonly writes: number
   readonly final: { readonly source: Record<string, string>; readonly destination: Record<string, string> }
+  /** The signal that stopped the run (both sides were interrupted and rolled back), if one did. */
+  readonly interrupted: StopSignal | undefined
   /** The timeline picture, when asked for. */
   readonly svg: string | undefined
 }
@@ -88,37 +94,54 @@ const simulate = (scenario: Scenario, observers: Observers = {}): Effect.Effect<
     )
     const [a, b] = yield* MemoryTransport.pair()
     const m = scenario.migration
-    const [sourceExit, destinationExit] = yield* Effect.all(
+    // Each side's end, recorded however it ends: a signal interrupts both sides, and each rolls back.
+    const exits: {
+      source: Exit.Exit<SourceSummary, MigrationFailed>
+      destination: Exit.Exit<DestinationSummary, MigrationFailed>
+    } = { source: Exit.interrupt(), destination: Exit.interrupt() }
+    const both = Effect.all(
       [
-        Effect.exit(
-          migrateSource(source, a, {
-            ...sourceOptionsOf(m),
-            bandwidthLimit: m.bandwidthLimit ?? simulatedBandwidth,
-            journal,
-            compatibility,
-            onEvent
-          })
+        migrateSource(source, a, {
+          ...sourceOptionsOf(m),
+          bandwidthLimit: m.bandwidthLimit ?? simulatedBandwidth,
+          journal,
+          compatibility,
+          onEvent
+        }).pipe(
+          Effect.onExit((exit) =>
+            Effect.sync(() => {
+              exits.source = exit
+            })
+          ),
+          Effect.exit
         ),
-        Effect.exit(
-          migrateDestination(destination, b, {
-            ...destinationOptionsOf(m),
-            decisionJournal: journal,
-            compatibility,
-            beforeVote: verify,
-            onEvent
-          })
+        migrateDestination(destination, b, {
+          ...destinationOptionsOf(m),
+          decisionJournal: journal,
+          compatibility,
+          beforeVote: verify,
+          onEvent
+        }).pipe(
+          Effect.onExit((exit) =>
+            Effect.sync(() => {
+              exits.destination = exit
+            })
+          ),
+          Effect.exit
         )
       ],
-      { concurrency: 2 }
+      { concurrency: 2, discard: true }
     )
+    const ended = yield* untilSignal(both, "nothing outside this process: the simulated devices end with it")
     const violations = { source: yield* violationsOf(source), destination: yield* violationsOf(destination) }
     return {
-      source: sourceExit,
-      destination: destinationExit,
+      source: exits.source,
+      destination: exits.destination,
       verified: comparisons.length === source.devices.size && comparisons.every((same) => same),
       violations,
       writes: source.fabric.writesLanded() + destination.fabric.writesLanded(),
       final: { source: yield* statesOf(source), destination: yield* statesOf(destination) },
+      interrupted: ended._tag === "Interrupted" ? ended.signal : undefined,
       svg: observers.timelineTitle === undefined ? undefined : timeline?.render(observers.timelineTitle)
     }
   })
@@ -195,13 +218,14 @@ const formatRun = (run: Simulation, scenario: Scenario): string => {
   if (error !== undefined || !Exit.isSuccess(run.source)) {
     const origin =
       error === undefined ? "" : error.origin === "channel" ? " (in the channel)" : ` (on the ${error.origin})`
-    const advice = error === undefined ? undefined : adviceFor(error, scenario)
-    return [
-      `migration failed in ${error?.phase ?? "?"}${origin}: ${error?.cause.message ?? "interrupted"}`,
-      `  recovery: ${recoveryOf(run)}`,
-      ...(advice === undefined ? [] : [`  ${advice}`]),
-      ...tail
-    ].join("\n")
+    const advice = error === undefined || run.interrupted !== undefined ? undefined : adviceFor(error, scenario)
+    const head =
+      run.interrupted === undefined
+        ? `migration failed in ${error?.phase ?? "?"}${origin}: ${error?.cause.message ?? "interrupted"}`
+        : `interrupted by ${run.interrupted}${error === undefined ? "" : ` in ${error.phase}`}: the migration was cancelled`
+    return [head, `  recovery: ${recoveryOf(run)}`, ...(advice === undefined ? [] : [`  ${advice}`]), ...tail].join(
+      "\n"
+    )
   }
   const s = run.source.value
   const precopy = Object.values(s.devices).reduce((n, d) => n + d.precopyBytes, 0)
@@ -217,7 +241,7 @@ const formatRun = (run: Simulation, scenario: Scenario): string => {
     return ms === undefined ? [] : [`${p} ${formatMs(ms)}`]
   }).join(", ")
   return [
-    `migrated ${Object.keys(s.devices).length} devices in ${s.rounds} pre-copy round${s.rounds === 1 ? "" : "s"} (switchover: ${s.switchover})`,
+    `migrated ${plural(Object.keys(s.devices).length, "device")} in ${plural(s.rounds, "pre-copy round")} (switchover: ${s.switchover})`,
     `  streamed ${formatBytes(s.bytes)} (pre-copy ${formatBytes(precopy)}, stop-copy ${formatBytes(s.bytes - precopy)})`,
     `  ${downtimeText(s)} (${estimate}${floor})`,
     ...(assumed === undefined ? [] : [`  ${assumed}`]),
@@ -228,63 +252,6 @@ const formatRun = (run: Simulation, scenario: Scenario): string => {
     ...tail,
     "  (virtual time: figures are deterministic for a scenario)"
   ].join("\n")
-}
-
-/**
- * Progress lines for a terminal, one per step that takes time: pre-copy rounds with their bytes
- * and the downtime estimate, the switchover, the drain, the destination resuming, a recovery.
- * Times are the simulation's virtual milliseconds from the first event.
- */
-const progressLines = (print: (line: string) => void): EventSink => {
-  let t0: number | undefined
-  let sent = 0
-  const say = (at: number, text: string) => {
-    t0 ??= at
-    print(`lockstep: ${`${(at - t0).toFixed(1)} ms`.padStart(9)}  ${text}`)
-  }
-  let round: Extract<MigrationEvent, { _tag: "RoundDone" }> | undefined
-  return (event) => {
-    switch (event._tag) {
-      case "HandshakeDone":
-        if (event.side === "source") say(event.at, "handshake done: the destination accepted the group")
-        return
-      case "RoundDone":
-        sent += event.bytes
-        round = event
-        return
-      case "EstimateUpdated": {
-        const bytes =
-          round === undefined
-            ? ""
-            : `${formatBytes(round.bytes)} in ${formatMs(round.durationMs)} (${formatBytes(sent)} so far), `
-        const waiting =
-          event.unacknowledged.length === 0
-            ? ""
-            : `, waiting for the switchover-ack of ${event.unacknowledged.join(", ")}`
-        say(
-          event.at,
-          `pre-copy round ${event.round}: ${bytes}downtime estimate ${formatEstimateMs(event.estimate.totalMs)} (limit ${formatMs(event.downtimeLimitMs)})${waiting}`
-        )
-        return
-      }
-      case "SwitchoverDecided":
-        say(event.at, `switchover (${event.reason}): the source group goes to STOP_COPY`)
-        return
-      case "PhaseEnded":
-        if (event.side === "source" && event.phase === "drain") say(event.at, "every device drained")
-        if (event.side === "destination" && event.phase === "validate")
-          say(event.at, "the destination validated the data")
-        return
-      case "Resumed":
-        say(event.at, `the destination group is RUNNING (resumed in ${formatMs(event.resumeMs)})`)
-        return
-      case "Recovered":
-        say(event.at, `the ${event.side} ${event.ok ? "recovered" : "did NOT recover"}: ${formatStates(event.states)}`)
-        return
-      default:
-        return
-    }
-  }
 }
 
 /** How `simulate` and `demo` run a scenario. */
@@ -304,6 +271,7 @@ export interface ScenarioRunOptions {
  */
 export const runScenario = (scenario: Scenario, options: ScenarioRunOptions): Effect.Effect<Simulation, CliFailure> =>
   Effect.gen(function* () {
+    if (Option.isSome(options.timeline)) yield* checkTimelineFile(options.timeline.value)
     yield* refuseNotMigratable(scenario, "source", options.json)
     const console = yield* Console.Console
     const showProgress = !options.json && process.stderr.isTTY === true
@@ -348,6 +316,7 @@ export const runScenario = (scenario: Scenario, options: ScenarioRunOptions): Ef
               }
             : {
                 ok: false,
+                ...(run.interrupted === undefined ? {} : { interrupted: run.interrupted }),
                 ...(error === undefined ? {} : { error: failureJson(error) }),
                 violations,
                 final: run.final
@@ -358,6 +327,12 @@ export const runScenario = (scenario: Scenario, options: ScenarioRunOptions): Ef
       yield* Console.log(formatRun(run, scenario))
       if (Option.isSome(options.timeline)) yield* Console.log(`  timeline: ${options.timeline.value}`)
     }
+    if (run.interrupted !== undefined)
+      return yield* new CliFailure({
+        text: `interrupted by ${run.interrupted}`,
+        exitCode: signalExitCode[run.interrupted],
+        quiet: true
+      })
     if (!ok) return yield* new CliFailure({ text: "the migration failed", exitCode: 1, quiet: true })
     if (!run.verified || violations > 0)
       return yield* new CliFailure({
@@ -379,7 +354,7 @@ export const jsonFlag = Flag.Boolean("json").pipe(
 export const timelineFlag = Flag.String("timeline").pipe(
   Flag.withMetavar("FILE.svg"),
   Flag.withDescription(
-    "Also draw the run as a timeline picture (standalone SVG): a lane per device of both groups with its states and arcs, the phases, the downtime window, and any P2P violation"
+    "Also draw the run as a timeline picture, a standalone SVG (the file name must end in .svg): a lane per device of both groups with its states and arcs, the phases, the downtime window, and any P2P violation"
   ),
   Flag.optional
 )
@@ -403,7 +378,7 @@ export const simulateCommand = Command.make(
     })
 ).pipe(
   Command.withDescription(
-    "Simulate a whole live migration: a source and a destination group of simulated devices (from the scenario's group, with its faults and options) joined by an in-memory channel, on virtual time, so downtime figures are deterministic. Prints the rounds, bytes, downtime and final states, verifies every destination device against its source byte for byte, and counts P2P violations; on a terminal, progress goes to stderr as it runs. Exits 0 on success, 1 on a failed migration, 2 on invalid input."
+    "Simulate a whole live migration: a source and a destination group of simulated devices (from the scenario's group, with its faults and options) joined by an in-memory channel, on virtual time, so downtime figures are deterministic. Prints the rounds, bytes, downtime and final states, verifies every destination device against its source byte for byte, and counts P2P violations; on a terminal, progress goes to stderr as it runs. SIGINT or SIGTERM cancels the migration: both sides roll back and the final states are printed. Exits 0 on success, 1 on a failed migration, 2 on invalid input, 130 or 143 when stopped by a signal."
   ),
   Command.withShortDescription("Simulate a live migration between two simulated groups."),
   Command.withExamples(({ commandPath }) => [

@@ -1,5 +1,6 @@
 import { describeAssumedLengths, type SourceSummary } from "@lockstep/migration"
-import { committedUnconfirmedExitCode } from "./CliFailure.js"
+import { ExitCode } from "./CliFailure.js"
+import { plural } from "./Format.js"
 import { formatBytes, formatEstimateMs, formatMs, formatStates } from "./Scenario.js"
 
 /*
@@ -59,7 +60,7 @@ export const sourceReportJson = (r: SourceReportInput): string => {
   return JSON.stringify({
     ok: s.confirmed,
     outcome: s.confirmed ? "migrated" : "committed-unconfirmed",
-    ...(s.confirmed ? {} : { exitCode: committedUnconfirmedExitCode }),
+    ...(s.confirmed ? {} : { exitCode: ExitCode.committedUnconfirmed }),
     role: "source",
     ...(s.confirmed
       ? {}
@@ -112,8 +113,7 @@ const switchoverLines = (s: SourceSummary): ReadonlyArray<string> => {
 export const sourceReportText = (r: SourceReportInput): string => {
   const s = r.summary
   const assumed = describeAssumedLengths(s.assumedStopCopyLengths)
-  const devices = Object.keys(s.devices).length
-  const what = `${devices} device${devices === 1 ? "" : "s"} in ${s.rounds} pre-copy round${s.rounds === 1 ? "" : "s"}, ${formatBytes(s.bytes)}`
+  const what = `${plural(Object.keys(s.devices).length, "device")} in ${plural(s.rounds, "pre-copy round")}, ${formatBytes(s.bytes)}`
   const head = s.confirmed
     ? `migrated ${s.migration}: ${what}, ${downtimeText(s)}`
     : `committed ${s.migration} but the destination did not confirm that it runs: ${what}, ${downtimeText(s)}`

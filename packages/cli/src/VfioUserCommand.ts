@@ -1,4 +1,6 @@
-import { readFile } from "node:fs/promises"
+import { readFile, stat } from "node:fs/promises"
+import { dirname } from "node:path"
+import { describeIssue } from "@lockstep/coordinator"
 import { flagNames, type State } from "@lockstep/fsm"
 import { makeSimDevice, SimDeviceConfig } from "@lockstep/sim"
 import {
@@ -14,9 +16,9 @@ import {
   serve,
   type VfioUserDevice
 } from "@lockstep/vfio-user"
-import { Console, Effect, Option, Schema } from "effect"
+import { Console, Effect, Option, Schema, type SchemaIssue } from "effect"
 import { Command, Flag } from "effect/cli"
-import { CliFailure, invalidInput } from "./CliFailure.js"
+import { type CliFailure, invalidInput, operationFailed } from "./CliFailure.js"
 
 /** The id of the device `serve` exposes: it names the device in errors and seeds its memory. */
 const servedDeviceId = "sim0"
@@ -43,17 +45,19 @@ export const pciRegionNames: ReadonlyArray<string> = [
 const socketFlag = (description: string) =>
   Flag.String("socket").pipe(Flag.withMetavar("PATH"), Flag.withDescription(description))
 
-const operationFailed = (text: string): CliFailure => new CliFailure({ text, exitCode: 1 })
-
 const reasonOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
-const indent = (text: string): string =>
-  text
-    .split("\n")
-    .map((line) => `  ${line}`)
-    .join("\n")
-
 const decodeSimConfig = Schema.decodeUnknownEffect(SimDeviceConfig)
+const strict = { errors: "all", onExcessProperty: "error", reportInput: true } as const
+
+/** Every problem of a schema issue, one indented `path: reason` line each (under `prefix`, if given). */
+const problemLines = (issue: SchemaIssue.Issue, prefix?: string): string =>
+  describeIssue(issue)
+    .map((p) => {
+      const path = prefix === undefined ? p.path : p.path === "" ? prefix : `${prefix}.${p.path}`
+      return `  ${path === "" ? "" : `${path}: `}${p.reason}`
+    })
+    .join("\n")
 const decodePciIdentity = Schema.decodeUnknownEffect(PciIdentity)
 
 /** A device file: a simulated device's configuration, and optionally the PCI ids it shows. */
@@ -85,16 +89,16 @@ const loadDeviceFile = (file: string): Effect.Effect<DeviceFile, CliFailure> =>
       catch: (cause) => invalidInput(`${file}: the device file is not valid JSON: ${reasonOf(cause)}`)
     })
     const { pci, ...rest } = isObject(json) ? json : { pci: undefined }
-    const sim = yield* decodeSimConfig(isObject(json) ? rest : json, { errors: "all", onExcessProperty: "error" }).pipe(
+    const sim = yield* decodeSimConfig(isObject(json) ? rest : json, strict).pipe(
       Effect.mapError((error) =>
-        invalidInput(`${file}: not a valid simulated device configuration:\n${indent(error.message)}`)
+        invalidInput(`${file}: not a valid simulated device configuration:\n${problemLines(error.issue)}`)
       )
     )
     if (pci === undefined) return { sim, pci: undefined }
-    const identity = yield* decodePciIdentity(pci, { errors: "all", onExcessProperty: "error" }).pipe(
+    const identity = yield* decodePciIdentity(pci, strict).pipe(
       Effect.mapError((error) =>
         invalidInput(
-          `${file}: "pci" must be {"vendorId": 0-65535, "deviceId": 0-65535} (optionally "classCode", "revisionId", "subsystemVendorId", "subsystemId"):\n${indent(error.message)}`
+          `${file}: "pci" must be {"vendorId": 0-65535, "deviceId": 0-65535} (optionally "classCode", "revisionId", "subsystemVendorId", "subsystemId"):\n${problemLines(error.issue, "pci")}`
         )
       )
     )
@@ -121,6 +125,29 @@ const listenFailed = (error: ListenFailed): CliFailure =>
       : error.message
   )
 
+/**
+ * The socket's directory exists and is a directory: checked first, because binding a socket in
+ * a missing directory fails with EACCES, which reads as a permission problem.
+ */
+const checkSocketDirectory = (socket: string): Effect.Effect<void, CliFailure> => {
+  const directory = dirname(socket)
+  return Effect.tryPromise({
+    try: () => stat(directory),
+    catch: (cause) =>
+      cause instanceof Error && "code" in cause && cause.code === "ENOENT"
+        ? invalidInput(
+            `--socket: the directory ${directory} does not exist; create it, or give a socket path in an existing directory`
+          )
+        : operationFailed(`--socket: cannot use the directory ${directory}: ${reasonOf(cause)}`)
+  }).pipe(
+    Effect.flatMap((info) =>
+      info.isDirectory()
+        ? Effect.void
+        : Effect.fail(invalidInput(`--socket: ${directory} is not a directory; give a socket path in a directory`))
+    )
+  )
+}
+
 const serveCommand = Command.make(
   "serve",
   {
@@ -145,6 +172,7 @@ const serveCommand = Command.make(
         onNone: () => Effect.succeed<DeviceFile>({ sim: {}, pci: undefined }),
         onSome: loadDeviceFile
       })
+      yield* checkSocketDirectory(config.socket)
       const device = yield* makeSimDevice(servedDeviceId, file.sim).pipe(
         Effect.mapError((error) => invalidInput(error.message))
       )

@@ -5,6 +5,12 @@ import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { fixture } from "./fixtures.js"
 import { runCli } from "./runCli.js"
 
+let dir = ""
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "lockstep-check-"))
+})
+afterAll(() => rm(dir, { recursive: true, force: true }))
+
 describe("lockstep check --json", () => {
   it("prints exactly the verdict of a migratable group and exits 0", async () => {
     const r = await runCli("check", fixture("two-gpus.json"), "--json")
@@ -21,9 +27,33 @@ describe("lockstep check --json", () => {
     expect(Object.keys(report)).toEqual(["migratable", "blockers"])
     expect(report).toEqual({
       migratable: false,
-      blockers: [{ device: "nic0", edges: [["nic0", "gpu0"]], reason: expect.stringContaining("does not support P2P") }]
+      blockers: [
+        {
+          device: "nic0",
+          edges: [["nic0", "gpu0"]],
+          omittedEdges: 0,
+          reason: expect.stringContaining("does not support P2P")
+        }
+      ]
     })
-    expect(Object.keys(report.blockers[0])).toEqual(["device", "edges", "reason"])
+    expect(Object.keys(report.blockers[0])).toEqual(["device", "edges", "omittedEdges", "reason"])
+  })
+
+  it("says how many edges a blocker leaves out of its list", async () => {
+    // 20 PCI devices in one IOMMU: the one without P2P may write into the 19 others.
+    const file = join(dir, "clique-20.json")
+    const devices = Array.from({ length: 20 }, (_, i) => ({
+      id: `gpu${i}`,
+      kind: "pci",
+      flags: i === 0 ? ["STOP_COPY"] : ["STOP_COPY", "P2P"]
+    }))
+    await writeFile(file, JSON.stringify({ devices, topology: "shared-iommu" }))
+    const r = await runCli("check", file, "--json")
+    const [blocker] = JSON.parse(r.stdout).blockers
+    expect(blocker.device).toBe("gpu0")
+    expect(blocker.edges.length + blocker.omittedEdges).toBe(19)
+    expect(blocker.omittedEdges).toBeGreaterThan(0)
+    for (const [from, to] of blocker.edges) expect([from, devices.some((d) => d.id === to)]).toEqual(["gpu0", true])
   })
 })
 
@@ -51,17 +81,11 @@ describe("lockstep check", () => {
 })
 
 describe("lockstep check on invalid input", () => {
-  let dir = ""
-  beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "lockstep-check-"))
-  })
-  afterAll(() => rm(dir, { recursive: true, force: true }))
-
-  it("lists every problem of an invalid group with its JSON path and exits 2, printing nothing on stdout", async () => {
+  it("lists every problem of an invalid group with its JSON path and exits 2, and a JSON error under --json", async () => {
     const file = fixture("duplicate-id.json")
     const r = await runCli("check", file, "--json")
     expect(r.exitCode).toBe(2)
-    expect(r.stdout).toBe("")
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, exitCode: 2, error: { _tag: "InvalidInput" } })
     expect(r.stderr).toContain(`${file}: devices[1].id: duplicate id "gpu0", already used by devices[0]`)
     expect(r.stderr).toContain(`${file}: devices[1].flags: "gpu0" does not support STOP_COPY`)
   })

@@ -68,6 +68,13 @@ describe("lockstep demo", () => {
     expect(svg).toMatch(/>downtime [\d.]+ ms</)
     expect(svg).toContain(">round 1<")
     expect(svg).toContain("0 P2P violations")
+    // Each group's topology beside its lanes: the GPUs' domain, the NIC's edges into two of them.
+    for (const side of ["src", "dst"]) {
+      expect(svg).toContain(
+        `class="p2p-domain" data-members="${Array.from({ length: 8 }, (_, i) => `${side} gpu${i}`).join(" ")}"`
+      )
+      expect(svg).toContain(`class="p2p-edges" data-initiator="${side} nic0" data-targets="${side} gpu0 ${side} gpu1"`)
+    }
   })
 
   it("prints its scenario with --print-scenario, a file simulate runs as the demo does", async () => {

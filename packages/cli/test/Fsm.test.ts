@@ -75,6 +75,13 @@ describe("lockstep fsm table", () => {
     const r = await runCli("fsm", "table", "--flags", "STOP_COPY,P2P")
     expect(r.stdout).toMatch(/^RUNNING\s+×error\s+RP>S\s+·\s+RP>S>SC/m)
   })
+
+  it("says in one line that a flag set without STOP_COPY has no table (STOP_COPY is mandatory)", async () => {
+    const r = await runCli("fsm", "table", "--flags", "P2P")
+    expect(r.exitCode).toBe(2)
+    expect(r.stdout).toBe("")
+    expect(r.stderr.split("\n")).toEqual([expect.stringContaining("STOP_COPY is mandatory"), ""])
+  })
 })
 
 describe("the lockstep binary", () => {

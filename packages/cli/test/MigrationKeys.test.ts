@@ -62,7 +62,7 @@ describe("the scenario's concurrency keys", () => {
     Effect.gen(function* () {
       const refused = yield* Effect.flip(decodeScenario(withMigration({ concurrency: 2 }), "s.json"))
       expect(refused.exitCode).toBe(2)
-      expect(refused.text).toContain("s.json: migration.concurrency")
+      expect(refused.text).toContain("s.json: not a valid scenario:\n  migration.concurrency: ")
       expect(refused.text).toContain('"ioConcurrency"')
       expect(refused.text).toContain('"arcConcurrency"')
     })

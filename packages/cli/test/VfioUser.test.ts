@@ -116,9 +116,18 @@ describe("lockstep vfio-user", () => {
     const r = await runCli("vfio-user", "serve", "--socket", socket, "--sim", fixture("misspelt-device.json"))
     expect(r.exitCode).toBe(2)
     expect(r.stderr).toContain("not a valid simulated device configuration")
-    expect(r.stderr).toContain('["statesize"]')
-    expect(r.stderr).toContain('["flags"][1]')
+    expect(r.stderr).toContain("  statesize: unexpected key\n")
+    expect(r.stderr).toContain('  flags[1]: unknown flag "NDMA"')
     expect(existsSync(socket)).toBe(false)
+  })
+
+  it("says that the socket's directory does not exist (not a permission problem), with exit code 2", async () => {
+    const socket = join(dir, "no-such-dir", "gpu0.sock")
+    const r = await runCli("vfio-user", "serve", "--socket", socket)
+    expect(r.exitCode).toBe(2)
+    expect(r.stderr).toBe(
+      `lockstep: --socket: the directory ${join(dir, "no-such-dir")} does not exist; create it, or give a socket path in an existing directory\n`
+    )
   })
 
   it("refuses to take over a path that exists, with exit code 1", async () => {
@@ -145,7 +154,11 @@ describe("lockstep vfio-user", () => {
     await writeFile(socket, "")
     const r = await runCli("vfio-user", "info", "--socket", socket, "--json")
     expect(r.exitCode).toBe(1)
-    expect(r.stdout).toBe("")
+    expect(JSON.parse(r.stdout)).toEqual({
+      ok: false,
+      exitCode: 1,
+      error: { _tag: "OperationFailed", message: expect.stringContaining("the connection was refused") }
+    })
     expect(r.stderr).toContain("the connection was refused")
   })
 
@@ -165,7 +178,8 @@ describe("lockstep vfio-user", () => {
     } finally {
       child.kill("SIGTERM")
     }
-    expect(await exited).toBe(130)
+    // 128 + 15, as a shell reports a process SIGTERM stopped.
+    expect(await exited).toBe(143)
     expect(existsSync(socket)).toBe(false)
   })
 })

@@ -3,6 +3,7 @@ import { Writable } from "node:stream"
 import { NodeServices } from "@effect/platform-node"
 import { main } from "@lockstep/cli"
 import { Console, Effect, Runtime } from "effect"
+import { Signals, type SignalsShape } from "../src/Signals.js"
 
 /** What one CLI run printed, and how it ended. */
 export interface CliRun {
@@ -20,20 +21,30 @@ export interface RunningCli {
   readonly stop: () => Promise<CliRun>
 }
 
-const sink = (into: Array<string>) =>
+/** What an in-process run is given besides its arguments. */
+export interface CliOptions {
+  /** The signals the run sees (default: none ever arrive). */
+  readonly signals?: SignalsShape
+  /** Told of every chunk written to stderr, as it is written. */
+  readonly onStderr?: (text: string) => void
+}
+
+const sink = (into: Array<string>, onWrite: (text: string) => void = () => {}) =>
   new Writable({
     write(chunk, _encoding, done) {
       into.push(String(chunk))
+      onWrite(String(chunk))
       done()
     }
   })
 
-const start = (args: ReadonlyArray<string>, signal?: AbortSignal) => {
+const start = (args: ReadonlyArray<string>, signal?: AbortSignal, options: CliOptions = {}) => {
   const out: Array<string> = []
   const err: Array<string> = []
-  const console = new NodeConsole({ stdout: sink(out), stderr: sink(err) })
+  const console = new NodeConsole({ stdout: sink(out), stderr: sink(err, options.onStderr) })
+  const program = main(args).pipe(Effect.provide(NodeServices.layer), Effect.provideService(Console.Console, console))
   const done = Effect.runPromiseExit(
-    main(args).pipe(Effect.provide(NodeServices.layer), Effect.provideService(Console.Console, console)),
+    options.signals === undefined ? program : Effect.provideService(program, Signals, options.signals),
     { signal }
   ).then(
     (exit) =>
@@ -46,6 +57,10 @@ const start = (args: ReadonlyArray<string>, signal?: AbortSignal) => {
 
 /** Runs `lockstep <args>` in this process, capturing what it prints and its exit code. */
 export const runCli = (...args: ReadonlyArray<string>): Promise<CliRun> => start(args).done
+
+/** Runs `lockstep <args>` in this process with the signals and stderr observer of `options`. */
+export const runCliWith = (options: CliOptions, ...args: ReadonlyArray<string>): Promise<CliRun> =>
+  start(args, undefined, options).done
 
 /** Starts `lockstep <args>` in this process without waiting for it to end. */
 export const startCli = (...args: ReadonlyArray<string>): RunningCli => {

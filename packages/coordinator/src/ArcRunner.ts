@@ -2,7 +2,6 @@ import type { Device, DeviceError } from "@lockstep/device"
 import type { Arc } from "@lockstep/fsm"
 import { Cause, Clock, Deferred, Effect, Exit, type Fiber, Option, Scope } from "effect"
 import { ArcTimedOut, type FailureCause, TransitionInterrupted } from "./ExecutorError.js"
-import { PlantedBug } from "./PlantedBug.js"
 
 /**
  * One node of an executable dependency graph: an arc of one device, or a barrier (a join
@@ -93,14 +92,10 @@ export const runGraph = (
       })
       const ready: Array<number> = []
       for (let i = count - 1; i >= 0; i--) if (pending[i] === 0) ready.push(i)
-      // TEST-ONLY SEAM (see `PlantedBug`): an arc with several dependencies is released one early.
-      const early = (yield* PlantedBug) === "release-next-phase-early"
-      const releasedAt = (d: number) =>
-        early && nodes[d]?.arc !== undefined && (nodes[d]?.after.length ?? 0) > 1 ? 1 : 0
       const release = (i: number) => {
         for (const d of dependents[i] ?? []) {
           pending[d] = (pending[d] ?? 0) - 1
-          if (pending[d] === releasedAt(d)) ready.push(d)
+          if (pending[d] === 0) ready.push(d)
         }
       }
       // Completions arrive from the arcs' fibers into a plain array; the loop sleeps on a

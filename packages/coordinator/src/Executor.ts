@@ -1,12 +1,11 @@
 import { type Device, ResetFailed } from "@lockstep/device"
 import { type Arc, path, type State, stateClass } from "@lockstep/fsm"
 import { Clock, Data, Effect, Exit, Fiber, Option, Result } from "effect"
-import { type ArcEvent, type GraphNode, type GraphOutcome, type RunOptions, runGraph } from "./ArcRunner.js"
+import { type ArcEvent, type GraphNode, type RunOptions, runGraph } from "./ArcRunner.js"
 import { type FailureCause, type FinalStates, StateUnreadable, TransitionInterrupted } from "./ExecutorError.js"
 import type { Group } from "./Group.js"
 import type { Plan } from "./Plan.js"
 import { type PlanError, planTransition, type StateAssignment } from "./Planner.js"
-import { PlantedBug } from "./PlantedBug.js"
 
 /** A group together with the live devices that back it, by id. */
 export interface GroupRuntime {
@@ -171,8 +170,7 @@ export const executePlanned = (
         const cause: FailureCause = first?.error ?? new TransitionInterrupted()
         // The rollback runs in a fiber of its own: if this one is being interrupted, the arcs it
         // forks would be interrupted with it, and the rollback must complete regardless.
-        const assumed = () => assumedStates(start, nodes, outcome)
-        const rolling = yield* Effect.forkDetach(rollback(runtime, start, cause, failedNode, options, assumed))
+        const rolling = yield* Effect.forkDetach(rollback(runtime, start, cause, failedNode, options))
         return yield* Fiber.join(rolling)
       })
     )
@@ -191,30 +189,12 @@ const outsideSaving: Partial<Record<State, State>> = { PRE_COPY: "RUNNING", PRE_
 export const rollbackTarget = (flags: number, current: State, start: State): State =>
   current === "ERROR" || Result.isSuccess(path(current, start, flags)) ? start : (outsideSaving[start] ?? "RUNNING")
 
-/**
- * TEST-ONLY SEAM (`forget-state-readback`): where the plan says the devices are, from the arcs
- * that completed, a failed arc assumed to have left its device where it was.
- */
-const assumedStates = (
-  start: Readonly<Record<string, State>>,
-  nodes: ReadonlyArray<GraphNode>,
-  outcome: Option.Option<GraphOutcome>
-): Record<string, State> => {
-  const states: Record<string, State> = { ...start }
-  for (const i of Option.match(outcome, { onNone: () => [], onSome: (o) => o.completed })) {
-    const node = nodes[i]
-    if (node?.device !== undefined && node.arc !== undefined) states[node.device] = node.arc.to
-  }
-  return states
-}
-
 const rollback = (
   runtime: GroupRuntime,
   start: Readonly<Record<string, State>>,
   cause: FailureCause,
   failedNode: GraphNode | undefined,
-  options: TransitionOptions,
-  assumed: () => Record<string, State>
+  options: TransitionOptions
 ): Effect.Effect<never, TransitionFailed> =>
   Effect.gen(function* () {
     const clock = yield* Clock.Clock
@@ -222,9 +202,8 @@ const rollback = (
     const emit = options.onEvent ?? (() => {})
     const policy = options.errorPolicy ?? "reset"
     const { group, devices } = runtime
-    const bug = yield* PlantedBug
     // Never assume: read back what every device really is now.
-    let states: FinalStates = bug === "forget-state-readback" ? assumed() : yield* finalStatesOf(runtime)
+    let states: FinalStates = yield* finalStatesOf(runtime)
     emit({ _tag: "RollbackBegun", cause, states, at: now() })
 
     // A reset that fails or times out is the rollback's failure: the device is not where it must be.
@@ -293,18 +272,12 @@ const rollback = (
       const stays = quarantined.includes(d.id) || (toReset.has(d.id) && !outOfResuming.has(d.id)) || guarded.has(d.id)
       to[d.id] = stays ? current : rollbackTarget(d.flags, current, startState)
     }
-    if (bug === "skip-rollback-of-one-device") {
-      // TEST-ONLY SEAM: one device that has to move back is left out of the rollback.
-      const skipped = group.devices.find((d) => from[d.id] !== to[d.id])
-      if (skipped !== undefined) to[skipped.id] = from[skipped.id] ?? "RUNNING"
-    }
     let rollbackCause: FailureCause | PlanError | undefined = resetFailures[0]
     const planned = planTransition(group, {
       from,
       to,
       allowUnsafeStart: true,
-      busMasteringOff: [...toReset].filter((id) => states[id] === "RUNNING"),
-      plantedBug: bug
+      busMasteringOff: [...toReset].filter((id) => states[id] === "RUNNING")
     })
     if (Result.isFailure(planned)) rollbackCause ??= planned.failure
     else {
@@ -337,6 +310,4 @@ export const transition = (
   target: StateAssignment,
   options: TransitionOptions = {}
 ): Effect.Effect<TransitionReport, TransitionRefused | TransitionFailed> =>
-  Effect.flatMap(PlantedBug, (plantedBug) =>
-    executePlanned(runtime, (group, from) => planTransition(group, { from, to: target, plantedBug }), options)
-  )
+  executePlanned(runtime, (group, from) => planTransition(group, { from, to: target }), options)

@@ -116,15 +116,71 @@ const TopologyDocument = Schema.Union([
 
 type Issues = Array<{ readonly path: ReadonlyArray<PropertyKey>; readonly issue: string }>
 
-/** The rules a well-formed document must also obey; each names the path it is about. */
-const groupRules = (doc: {
+/**
+ * What the group rules look at, read from a document that may not be well formed: an entry
+ * the shape check refuses is `undefined` here (its own problem is reported by the shape
+ * check), so the rules still judge everything else and every problem is reported at once.
+ */
+interface RulesView {
+  readonly devices: ReadonlyArray<{
+    readonly id: string | undefined
+    readonly kind: DeviceKind | undefined
+    /** Whether the flags include STOP_COPY; `undefined` when they cannot be read. */
+    readonly stopCopy: boolean | undefined
+  }>
+  readonly edges: ReadonlyArray<readonly [string, string] | undefined>
+  readonly domains: ReadonlyArray<ReadonlyArray<string | undefined>>
+}
+
+const viewOfDocument = (doc: {
   readonly devices: ReadonlyArray<GroupDevice>
   readonly topology?: TopologySpec
-}): Issues => {
+}): RulesView => ({
+  devices: doc.devices.map((d) => ({ id: d.id, kind: d.kind, stopCopy: hasFlag(d.flags, "STOP_COPY") })),
+  edges: typeof doc.topology === "object" ? (doc.topology.edges ?? []) : [],
+  domains: typeof doc.topology === "object" ? (doc.topology.domains ?? []) : []
+})
+
+const isRecord = (u: unknown): u is { readonly [key: string]: unknown } =>
+  typeof u === "object" && u !== null && !Array.isArray(u)
+
+/** The rules' view of a raw document, or `undefined` when it has no device list to judge. */
+const viewOfInput = (input: unknown): RulesView | undefined => {
+  if (!isRecord(input) || !Array.isArray(input.devices)) return undefined
+  const stopCopyOf = (flags: unknown): boolean | undefined =>
+    Array.isArray(flags) ? flags.includes("STOP_COPY") : typeof flags === "number" ? (flags & 1) !== 0 : undefined
+  const devices = input.devices.map((d: unknown) =>
+    isRecord(d)
+      ? {
+          id: typeof d.id === "string" ? d.id : undefined,
+          kind: DeviceKinds.find((k) => k === d.kind),
+          stopCopy: stopCopyOf(d.flags)
+        }
+      : { id: undefined, kind: undefined, stopCopy: undefined }
+  )
+  const topology = isRecord(input.topology) ? input.topology : {}
+  const strings = (u: unknown): Array<string | undefined> =>
+    Array.isArray(u) ? u.map((s: unknown) => (typeof s === "string" ? s : undefined)) : []
+  const edges = Array.isArray(topology.edges)
+    ? topology.edges.map((e: unknown): readonly [string, string] | undefined => {
+        const [a, b] = strings(e)
+        return Array.isArray(e) && e.length === 2 && a !== undefined && b !== undefined ? [a, b] : undefined
+      })
+    : []
+  const domains = Array.isArray(topology.domains) ? topology.domains.map(strings) : []
+  return { devices, edges, domains }
+}
+
+/** At most this many ids are named when an edge names an unknown device. */
+const namedIds = 8
+
+/** The rules a well-formed document must also obey; each names the path it is about. */
+const groupRules = (view: RulesView): Issues => {
   const issues: Issues = []
-  if (doc.devices.length === 0) issues.push({ path: ["devices"], issue: "a group needs at least one device" })
+  if (view.devices.length === 0) issues.push({ path: ["devices"], issue: "a group needs at least one device" })
   const firstIndex = new Map<string, number>()
-  doc.devices.forEach((device, i) => {
+  view.devices.forEach((device, i) => {
+    if (device.id === undefined) return
     const first = firstIndex.get(device.id)
     if (device.id === "") issues.push({ path: ["devices", i, "id"], issue: "a device id cannot be empty" })
     else if (first !== undefined)
@@ -133,21 +189,28 @@ const groupRules = (doc: {
         issue: `duplicate id ${quote(device.id)}, already used by devices[${first}]`
       })
     else firstIndex.set(device.id, i)
-    if (!hasFlag(device.flags, "STOP_COPY"))
+    if (device.stopCopy === false)
       issues.push({
         path: ["devices", i, "flags"],
         issue: `${quote(device.id)} does not support STOP_COPY, which every migratable device needs`
       })
   })
 
+  // The ids an unknown endpoint is compared with: each once, none empty.
+  const known = [...firstIndex.keys()]
+  const knownList = `${known.slice(0, namedIds).join(", ")}${known.length > namedIds ? ", …" : ""}`
   const endpoint = (path: ReadonlyArray<PropertyKey>, id: string): void => {
     const i = firstIndex.get(id)
-    const device = i === undefined ? undefined : doc.devices[i]
+    const device = i === undefined ? undefined : view.devices[i]
     if (device === undefined) {
-      const known = doc.devices.slice(0, 8).map((d) => d.id)
-      const more = doc.devices.length > known.length ? ", …" : ""
-      issues.push({ path, issue: `unknown device ${quote(id)}; the group has ${known.join(", ")}${more}` })
-    } else if (!kindMayDoP2P(device.kind)) {
+      issues.push({
+        path,
+        issue:
+          known.length === 0
+            ? `unknown device ${quote(id)}; the group names no valid device`
+            : `unknown device ${quote(id)}; the group has ${knownList}`
+      })
+    } else if (device.kind !== undefined && !kindMayDoP2P(device.kind)) {
       issues.push({
         path,
         issue: `${quote(id)} is ${noP2P[device.kind] ?? `a ${device.kind} device without P2P`}, so it cannot be an end of an edge`
@@ -155,9 +218,9 @@ const groupRules = (doc: {
     }
   }
 
-  const topology = doc.topology
-  if (typeof topology !== "object") return issues
-  topology.edges?.forEach(([initiator, target], i) => {
+  view.edges.forEach((edge, i) => {
+    if (edge === undefined) return
+    const [initiator, target] = edge
     if (initiator === target) {
       issues.push({
         path: ["topology", "edges", i],
@@ -169,8 +232,9 @@ const groupRules = (doc: {
     endpoint(["topology", "edges", i, 1], target)
   })
   const domainOf = new Map<string, number>()
-  topology.domains?.forEach((members, d) => {
+  view.domains.forEach((members, d) => {
     members.forEach((id, j) => {
+      if (id === undefined) return
       const other = domainOf.get(id)
       if (other !== undefined) {
         issues.push({
@@ -197,7 +261,7 @@ const groupRules = (doc: {
 export const GroupDocument = Schema.Struct({
   devices: Schema.Array(DeviceDocument),
   topology: Schema.optionalKey(TopologyDocument)
-}).check(Schema.makeFilter(groupRules))
+}).check(Schema.makeFilter((doc) => groupRules(viewOfDocument(doc))))
 
 /** The type `GroupDocument` decodes to. */
 export type GroupDocument = typeof GroupDocument.Type
@@ -268,6 +332,12 @@ const refusedByUnion = (union: SchemaAST.Union, path: ReadonlyArray<PropertyKey>
     : `expected ${expected}${formatInput(issue)}`
 }
 
+/** A problem before its path is written out. */
+interface RawProblem {
+  readonly path: ReadonlyArray<PropertyKey>
+  readonly reason: string
+}
+
 /**
  * Turns a schema issue tree into problems with JSON paths and sentences, in document order.
  * `expected` carries the description of the filter being checked, for value issues under it.
@@ -276,8 +346,8 @@ const problemsOf = (
   issue: SchemaIssue.Issue,
   path: ReadonlyArray<PropertyKey> = [],
   expected: string | undefined = undefined
-): Array<GroupProblem> => {
-  const here = (reason: string): Array<GroupProblem> => [{ path: formatPath(path), reason }]
+): Array<RawProblem> => {
+  const here = (reason: string): Array<RawProblem> => [{ path, reason }]
   switch (issue._tag) {
     case "Pointer":
       return problemsOf(issue.issue, [...path, ...issue.path], expected)
@@ -314,6 +384,51 @@ const problemsOf = (
   }
 }
 
+/**
+ * Every problem of a schema issue, each with its JSON path (`devices[2].sim.stateSize`) and a
+ * sentence, in document order: for a caller that decodes a part of a document with its own
+ * schema and reports the problems the way group problems are reported.
+ */
+export const describeIssue = (issue: SchemaIssue.Issue): ReadonlyArray<GroupProblem> =>
+  problemsOf(issue).map((p) => ({ path: formatPath(p.path), reason: p.reason }))
+
+/** Top-level keys in the order a group document is written. */
+const keyRank = (key: PropertyKey): number => (key === "devices" ? 0 : key === "topology" ? 1 : 2)
+
+/** Document order of two paths: by top-level key, then by every index; keys below the top keep their order. */
+const byDocumentOrder = (x: RawProblem, y: RawProblem): number => {
+  for (let k = 0; k < Math.min(x.path.length, y.path.length); k++) {
+    const a = x.path[k]
+    const b = y.path[k]
+    if (a === b) continue
+    if (typeof a === "number" && typeof b === "number") return a - b
+    return k === 0 ? keyRank(a ?? "") - keyRank(b ?? "") : 0
+  }
+  return x.path.length - y.path.length
+}
+
+/**
+ * Every problem of a refused document at once: the shape's, and the group rules' on whatever
+ * parts of it are well formed (the rules' filter runs only on a well-formed document, which
+ * would otherwise report the problems in stages), each once, in document order.
+ */
+const allProblems = (input: unknown, issue: SchemaIssue.Issue): ReadonlyArray<GroupProblem> => {
+  const view = viewOfInput(input)
+  const rules: Array<RawProblem> =
+    view === undefined ? [] : groupRules(view).map(({ path, issue: reason }) => ({ path, reason }))
+  const seen = new Set<string>()
+  return [...problemsOf(issue), ...rules]
+    .map((p) => ({ ...p, text: formatPath(p.path) }))
+    .filter((p) => {
+      const key = `${p.text}\u0000${p.reason}`
+      if (seen.has(key)) return false
+      seen.add(key)
+      return true
+    })
+    .sort(byDocumentOrder)
+    .map((p) => ({ path: p.text, reason: p.reason }))
+}
+
 const decodeDocument = Schema.decodeUnknownEffect(GroupDocument)
 
 const buildGroup = (doc: GroupDocument): Group => {
@@ -331,7 +446,8 @@ const buildGroup = (doc: GroupDocument): Group => {
 const decodeFrom = (input: unknown, source: string | undefined): Effect.Effect<Group, InvalidGroup> =>
   decodeDocument(input, { errors: "all", reportInput: true }).pipe(
     Effect.mapError(
-      (error) => new InvalidGroup({ ...(source === undefined ? {} : { source }), problems: problemsOf(error.issue) })
+      (error) =>
+        new InvalidGroup({ ...(source === undefined ? {} : { source }), problems: allProblems(input, error.issue) })
     ),
     Effect.map(buildGroup)
   )

@@ -69,7 +69,13 @@ export interface Plan {
   readonly target: Readonly<Record<string, State>>
 }
 
-/** The JSON form of a plan, as the CLI prints it: barriers expanded into the arcs they join. */
+/**
+ * The JSON form of a plan, as the CLI prints it. Each node's `after` lists the ids it waits
+ * for directly, arcs (`a…`) and barriers (`b…`); a barrier is a join that finishes when all of
+ * its own `after` have. An arc's dependencies are the transitive expansion of its `after`
+ * through barriers (`expandAfter`). The size is linear in the plan: a clique of N devices has
+ * N arcs waiting for one barrier that waits for N arcs, not N arcs each listing N.
+ */
 export interface PlanJson {
   readonly arcs: ReadonlyArray<{
     readonly id: string
@@ -78,6 +84,7 @@ export interface PlanJson {
     readonly to: State
     readonly after: ReadonlyArray<string>
   }>
+  readonly barriers: ReadonlyArray<{ readonly id: string; readonly after: ReadonlyArray<string> }>
 }
 
 const idNumber = (id: string): number => Number(id.slice(1))
@@ -110,13 +117,14 @@ export const expandAfter = (plan: Plan): ReadonlyMap<string, ReadonlyArray<strin
   return out
 }
 
-/** The JSON form of a plan: `{"arcs":[{"id":"a1","device":"gpu0","from":"RUNNING","to":"RUNNING_P2P","after":[]},…]}`. */
-export const planJson = (plan: Plan): PlanJson => {
-  const after = expandAfter(plan)
-  return {
-    arcs: plan.arcs.map((a) => ({ id: a.id, device: a.device, from: a.from, to: a.to, after: after.get(a.id) ?? [] }))
-  }
-}
+/**
+ * The JSON form of a plan: `{"arcs":[{"id":"a1","device":"gpu0","from":"RUNNING","to":"RUNNING_P2P","after":[]},…],
+ * "barriers":[{"id":"b1","after":["a1","a2",…]}]}`, each `after` as the plan has it (see `PlanJson`).
+ */
+export const planJson = (plan: Plan): PlanJson => ({
+  arcs: plan.arcs.map((a) => ({ id: a.id, device: a.device, from: a.from, to: a.to, after: a.after })),
+  barriers: plan.barriers.map((b) => ({ id: b.id, after: b.after }))
+})
 
 /** Lists longer than this are shortened in `formatPlan` (first ids, `…`, last id, count). */
 const shownIds = 8
@@ -138,9 +146,10 @@ const barrierMeaning: Record<BarrierKind, string> = {
  */
 export const formatPlan = (plan: Plan): string => {
   const devices = Object.keys(plan.initial)
-  const width = Math.max(0, ...plan.arcs.map((a) => a.device.length))
-  const idWidth = Math.max(2, ...plan.arcs.map((a) => a.id.length), ...plan.barriers.map((b) => b.id.length))
-  const levels = Math.max(0, ...plan.arcs.map((a) => a.level))
+  // Folds, not Math.max(...spread): a spread of a large group's arcs overflows the call stack.
+  const width = plan.arcs.reduce((w, a) => Math.max(w, a.device.length), 0)
+  const idWidth = [...plan.arcs, ...plan.barriers].reduce((w, n) => Math.max(w, n.id.length), 2)
+  const levels = plan.arcs.reduce((l, a) => Math.max(l, a.level), 0)
   const moving = new Set(plan.arcs.map((a) => a.device))
   const lines: Array<string> = [
     `${plan.arcs.length} arc${plan.arcs.length === 1 ? "" : "s"} on ${moving.size} of ${devices.length} device${devices.length === 1 ? "" : "s"}, ${levels} level${levels === 1 ? "" : "s"}, ${plan.barriers.length} barrier${plan.barriers.length === 1 ? "" : "s"}`

@@ -29,6 +29,7 @@ export {
 } from "./ExecutorError.js"
 export {
   decodeGroup,
+  describeIssue,
   type Group,
   type GroupDevice,
   GroupDocument,
@@ -68,8 +69,6 @@ export {
   UnknownDevice,
   UnsafeEdge
 } from "./Planner.js"
-/** TEST-ONLY SEAM: planted bugs for the fuzzers in `test/fuzz`; never provided outside tests. */
-export { PlantedBug, PlantedBugs } from "./PlantedBug.js"
 export {
   fromPromiseDevice,
   LockstepGroup,

@@ -164,6 +164,31 @@ describe("decodeGroup", () => {
       expect(rules.map((p) => p.split(":")[0])).toEqual(["devices[1].id", "devices[2].flags", "topology.edges[0][1]"])
     })
   )
+
+  it.effect("reports the shape's problems and the group rules' together, not one stage after the other", () =>
+    Effect.gen(function* () {
+      const problems = yield* problemsOf({
+        devices: [device("gpu0", "gpu"), device("gpu0"), device("nic0", "pci", ["P2P"])],
+        topology: { edges: [["nic0", "gpu9"]] }
+      })
+      expect(problems).toEqual([
+        'devices[0].kind: unknown kind "gpu"; expected one of pci, mdev, ccw, ap',
+        'devices[1].id: duplicate id "gpu0", already used by devices[0]',
+        'devices[2].flags: "nic0" does not support STOP_COPY, which every migratable device needs',
+        'topology.edges[0][1]: unknown device "gpu9"; the group has gpu0, nic0'
+      ])
+    })
+  )
+
+  it.effect("names the group's ids once each, never an empty one, when an edge names an unknown device", () =>
+    Effect.gen(function* () {
+      const problems = yield* problemsOf({
+        devices: [device("gpu0"), device(""), device("gpu0")],
+        topology: { edges: [["gpu0", "gpu1"]] }
+      })
+      expect(problems).toContain('topology.edges[0][1]: unknown device "gpu1"; the group has gpu0')
+    })
+  )
 })
 
 describe("loadGroupFile", () => {

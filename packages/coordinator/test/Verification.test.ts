@@ -1,9 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import {
+  expandAfter,
   type Group,
   type Plan,
   type PlanViolation,
-  planJson,
   planTransition,
   type StateAssignment,
   verifyPlan
@@ -42,12 +42,11 @@ const statesOf = (group: Group, assignment: StateAssignment | undefined): Record
     ])
   )
 
-/** The plan with every dependency expanded through barriers, as its JSON form has it, and no barriers. */
-const expanded = (plan: Plan): Plan => ({
-  ...plan,
-  arcs: planJson(plan).arcs.map((a, i) => ({ _tag: "Arc", ...a, level: plan.arcs[i]?.level ?? 0 })),
-  barriers: []
-})
+/** The plan with every dependency expanded through barriers, and no barriers. */
+const expanded = (plan: Plan): Plan => {
+  const after = expandAfter(plan)
+  return { ...plan, arcs: plan.arcs.map((a) => ({ ...a, after: after.get(a.id) ?? [] })), barriers: [] }
+}
 
 const nicIntoGpu = groupOf({
   devices: [

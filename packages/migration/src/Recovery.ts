@@ -25,7 +25,8 @@ import { describeCause, readStates } from "./Session.js"
  *   mastering off, instead of going home.
  * - A device in RESUMING that is not home there is reset: a reset is the only way out.
  * - `resetEvery` (a destination): every device not quarantined is reset first, so that none of
- *   the failed migration's state runs or does DMA before it is parked.
+ *   the failed migration's state runs or does DMA before it is parked; and if parking fails, the
+ *   way back to RUNNING for a reset device is another reset, never an arc that would let it run.
  *
  * `required` is where each device must end for the recovery to be complete: home, RUNNING for a
  * guarded target, ERROR for a quarantined device.
@@ -135,9 +136,13 @@ export const recoverGroup = (
       if (required !== undefined && !targets.quarantined.includes(d.id) && afterResets[d.id] !== "UNKNOWN")
         to[d.id] = required
     }
+    // Going home to a halted state (parking a destination), a device that was reset must never be
+    // made to run: if the move fails, its rollback would take it back up to RUNNING through an arc
+    // that lets it run again (with whatever it had loaded). A reset puts it back there, inert.
+    const mover = stateClass(spec.home) === "halted" ? inert(runtime, new Set(resetOk)) : runtime
     const moved = yield* Effect.exit(
       executePlanned(
-        runtime,
+        mover,
         (group, from) =>
           planTransition(group, {
             from,
@@ -158,6 +163,19 @@ export const recoverGroup = (
       problem: problems.length === 0 ? undefined : problems.join("; ")
     }
   })
+
+/** `runtime` with the devices in `reset` going back to RUNNING by a reset, never by an arc. */
+const inert = (runtime: GroupRuntime, reset: ReadonlySet<string>): GroupRuntime => ({
+  group: runtime.group,
+  devices: new Map(
+    [...runtime.devices].map(([id, device]) => [
+      id,
+      reset.has(id)
+        ? { ...device, setState: (to: State) => (to === "RUNNING" ? device.reset : device.setState(to)) }
+        : device
+    ])
+  )
+})
 
 /** Each device as it is: where a side nothing of which was touched must be. */
 const asTheyAre = (states: FinalStates): Record<string, State> =>

@@ -79,19 +79,26 @@ export interface Pair {
 export const makePair = (
   sourceDoc: GroupDoc,
   destinationDoc: GroupDoc = sourceDoc,
-  options: { readonly writesPerSecond?: number; readonly seed?: number } = {}
+  options: {
+    readonly writesPerSecond?: number
+    readonly seed?: number
+    /** The fabrics' edges (both sides), when the test derives them itself; default: each group's topology. */
+    readonly edges?: ReadonlyArray<readonly [string, string]>
+  } = {}
 ): Effect.Effect<Pair, unknown> =>
   Effect.gen(function* () {
     const sourceGroup: Group = yield* decodeGroup(sourceDoc)
     const destinationGroup: Group = yield* decodeGroup(destinationDoc)
     const source = yield* simulateGroup(sourceGroup, {
       seed: options.seed ?? 1,
-      writesPerSecond: options.writesPerSecond ?? 2000
+      writesPerSecond: options.writesPerSecond ?? 2000,
+      edges: options.edges
     })
     const destination = yield* simulateGroup(destinationGroup, {
       seed: options.seed ?? 1,
       role: "destination",
-      writesPerSecond: options.writesPerSecond ?? 2000
+      writesPerSecond: options.writesPerSecond ?? 2000,
+      edges: options.edges
     })
     yield* stop(destination)
     return {

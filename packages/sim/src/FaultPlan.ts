@@ -41,6 +41,23 @@ export interface HangArc {
 }
 
 /**
+ * Land an interrupted arc anyway: when the arc's request is interrupted (a timeout, a cancelled
+ * transition), the device does not cancel it but lands in its target (or in ERROR, per
+ * `leaveIn`), as the uAPI allows: the state after a failed or interrupted request is unknown,
+ * and the caller must read it back. Selected as for `FailArc`; it matters only for an arc that
+ * is interrupted (combine it with `HangArc` to make one that always is).
+ */
+export interface LandOnInterrupt {
+  readonly _tag: "LandOnInterrupt"
+  readonly from?: State
+  readonly to?: State
+  readonly nth?: number
+  /** Default `"target"`. */
+  readonly leaveIn?: "target" | "error"
+  readonly times?: FaultTimes
+}
+
+/**
  * Corrupt the saved data: one byte of the saving stream, at offset `atByte` of the session
  * (default: the first byte of the first page's data), is flipped as it leaves the device.
  * `nth` selects the 1-based saving session of the device (default: any).
@@ -89,7 +106,7 @@ export interface FailWrite {
 }
 
 /** One injected fault of a simulated device. */
-export type Fault = FailArc | HangArc | CorruptData | TruncateData | FailRead | FailWrite
+export type Fault = FailArc | HangArc | LandOnInterrupt | CorruptData | TruncateData | FailRead | FailWrite
 
 /** The faults of one simulated device, deterministic: they fire on counts, never on chance. */
 export type FaultPlan = ReadonlyArray<Fault>
@@ -112,6 +129,11 @@ const FaultCodec = Schema.Union([
     times: Schema.optionalKey(Times)
   }),
   Schema.TaggedStruct("HangArc", { ...arcSelector, times: Schema.optionalKey(Times) }),
+  Schema.TaggedStruct("LandOnInterrupt", {
+    ...arcSelector,
+    leaveIn: Schema.optionalKey(Schema.Literals(["target", "error"])),
+    times: Schema.optionalKey(Times)
+  }),
   Schema.TaggedStruct("CorruptData", {
     atByte: Schema.optionalKey(ByteOffset),
     nth: Schema.optionalKey(Nth),
@@ -159,7 +181,7 @@ export interface SessionFaults {
 const firings = (times: FaultTimes | undefined): number =>
   times === "always" ? Number.POSITIVE_INFINITY : (times ?? 1)
 
-const matchesArc = (f: FailArc | HangArc, arc: Arc, nth: number): boolean =>
+const matchesArc = (f: FailArc | HangArc | LandOnInterrupt, arc: Arc, nth: number): boolean =>
   (f.from === undefined || f.from === arc.from) &&
   (f.to === undefined || f.to === arc.to) &&
   (f.nth === undefined || f.nth === nth)
@@ -194,6 +216,17 @@ export class FaultDeck {
           ? { _tag: "Hang" }
           : { _tag: "Fail", leaveIn: f.leaveIn ?? "original", code: f.code ?? "EIO" }
       }
+    }
+    return undefined
+  }
+
+  /** Where the `nth` arc lands if it is interrupted: `undefined` to cancel it (the device stays where it was). */
+  interrupted(arc: Arc, nth: number): "target" | "error" | undefined {
+    for (let i = 0; i < this.plan.length; i++) {
+      const f = this.plan[i]
+      if (f === undefined || !this.armed(i) || f._tag !== "LandOnInterrupt" || !matchesArc(f, arc, nth)) continue
+      this.fire(i)
+      return f.leaveIn ?? "target"
     }
     return undefined
   }

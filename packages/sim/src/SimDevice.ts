@@ -35,6 +35,8 @@ export interface FabricLink {
 interface StartedArc {
   readonly arc: Arc
   readonly epoch: number
+  /** The 1-based count of the device's arcs. */
+  readonly nth: number
   readonly latencyMs: number
   readonly fault: ArcFault | undefined
 }
@@ -212,7 +214,7 @@ export class SimEngine {
     // Only an arc into an initiating state has a driver enable bus mastering again.
     if (stateClass(arc.to) === "initiating") this.busMasterOff = false
     this.emit({ _tag: "ArcStarted", device: this.id, at: now, ...this.status(), arc, nth })
-    return Result.succeed({ arc, epoch: this.epoch, latencyMs: arcLatency(this.config, arc), fault })
+    return Result.succeed({ arc, epoch: this.epoch, nth, latencyMs: arcLatency(this.config, arc), fault })
   }
 
   /** Lands an arc once its latency has passed: in its target state, or failed as its fault or the resume data say. */
@@ -248,11 +250,15 @@ export class SimEngine {
     return Result.succeed(undefined)
   }
 
-  /** The arc's fiber was interrupted: the arc never happened. */
+  /** The arc's fiber was interrupted: the arc never happened, unless a `LandOnInterrupt` fault says it landed anyway. */
   interruptArc(started: StartedArc, now: number): void {
     if (started.epoch !== this.epoch) return
     this.sync(now)
     this.inFlight = undefined
+    const landed = this.deck.interrupted(started.arc, started.nth)
+    if (landed !== undefined) {
+      this.enter(landed === "target" ? started.arc.to : "ERROR")
+    }
     this.emit({ _tag: "ArcInterrupted", device: this.id, at: now, ...this.status(), arc: started.arc })
   }
 
@@ -338,7 +344,9 @@ const SimDeviceTypeId: unique symbol = Symbol.for("@lockstep/sim/SimDevice")
  * Choices the uAPI leaves open, made here:
  * - `setState` during another arc of the same device is rejected (`EBUSY`); data operations
  *   during an arc act in the arc's original state, which is also what `getState` reports.
- * - An interrupted arc leaves the device in its original state, nothing in flight.
+ * - An interrupted arc leaves the device in its original state, nothing in flight (unless a
+ *   `LandOnInterrupt` fault lands it in its target or in ERROR: the uAPI leaves the state after
+ *   an interrupted request unknown).
  * - A reset is instant; it aborts an arc in flight, which then fails with `ECANCELED`.
  * - RESUMING→STOP on bad or incomplete data fails with `EINVAL` and leaves the device in
  *   RESUMING with its resume session open: the uAPI's way out is a reset (writing the missing

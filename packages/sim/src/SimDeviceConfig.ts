@@ -26,7 +26,7 @@ export interface SimDeviceConfig {
   readonly stateSize?: number
   /**
    * How much of the state is available to pre-copy, in bytes (rounded up to whole pages);
-   * the rest only moves in STOP_COPY. Default: all of it.
+   * the rest only moves in STOP_COPY. At most `stateSize`. Default: all of it.
    */
   readonly precopyInitialBytes?: number
   /** Bytes of its own memory the device dirties per second while initiating. Default 64 KiB/s. */
@@ -57,6 +57,7 @@ const arcKeys: ReadonlyArray<ArcKey> = States.flatMap((from) => States.map((to):
 const arcKeySet: ReadonlySet<string> = new Set(arcKeys)
 const isArcKey = (key: string): key is ArcKey => arcKeySet.has(key)
 const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
+const defaultStateSize = 1 << 20
 
 type ArcLatencies = { readonly [arc in ArcKey]?: number }
 const arcLatenciesOf = (record: { readonly [key: string]: number | undefined }): ArcLatencies => {
@@ -96,7 +97,21 @@ const SimDeviceConfigCodec = Schema.Struct({
   ),
   seed: Schema.optionalKey(Schema.Int),
   faults: Schema.optionalKey(FaultPlan)
-}).annotate({ identifier: "SimDeviceConfig", description: "the configuration of a simulated device" })
+})
+  .check(
+    Schema.makeFilter((config: { readonly stateSize?: number; readonly precopyInitialBytes?: number }) => {
+      // Pre-copy moves a part of the state: it cannot be larger than the whole.
+      const stateSize = config.stateSize ?? defaultStateSize
+      const initial = config.precopyInitialBytes
+      return initial === undefined || initial <= stateSize
+        ? true
+        : {
+            path: ["precopyInitialBytes"],
+            issue: `${initial} is larger than the state (stateSize ${stateSize}${config.stateSize === undefined ? ", the default" : ""}); it is the part of the state pre-copy can move, at most stateSize`
+          }
+    })
+  )
+  .annotate({ identifier: "SimDeviceConfig", description: "the configuration of a simulated device" })
 
 /** A simulated device's configuration as written in JSON. */
 export type SimDeviceConfigEncoded = typeof SimDeviceConfigCodec.Encoded
@@ -113,8 +128,8 @@ export const defaultSimDeviceConfig: ResolvedSimDeviceConfig = {
   flags: AllFlags,
   arcLatencyMs: 1,
   arcLatenciesMs: {},
-  stateSize: 1 << 20,
-  precopyInitialBytes: 1 << 20,
+  stateSize: defaultStateSize,
+  precopyInitialBytes: defaultStateSize,
   dirtyBytesPerSecond: 64 << 10,
   pageSize: 4096,
   seed: 0,

@@ -22,7 +22,8 @@ interface EventBase extends DeviceStatus {
  * - `ArcStarted`: a legal arc was accepted and is now in flight (`nth`: 1-based arc count);
  * - `ArcCompleted`: the arc landed in its target state;
  * - `ArcFailed`: the arc failed (an injected fault or bad resume data); `state` is where it left the device;
- * - `ArcInterrupted`: the arc's fiber was interrupted; the device stays in the arc's original state;
+ * - `ArcInterrupted`: the arc's fiber was interrupted; `state` is where that left the device (its
+ *   original state, unless a `LandOnInterrupt` fault landed it in its target or in ERROR);
  * - `Reset`: the device was reset to RUNNING, aborting `abortedArc` if one was in flight.
  */
 export type SimEvent =

@@ -37,13 +37,20 @@ export interface SimulateOptions {
    * but observed by the fabric like the simulated ones.
    */
   readonly others?: ReadonlyMap<string, Device> | undefined
+  /**
+   * The fabric's P2P edges, `[initiator, target]`. Default: the group's topology. Tests give the
+   * edges their reference model derives from the group description, so that the fabric judging
+   * the coordinator does not take its edges from the coordinator.
+   */
+  readonly edges?: Iterable<readonly [initiator: string, target: string]> | undefined
 }
 
 const decodeSim = Schema.decodeUnknownEffect(SimDeviceConfig)
 
 /**
  * Builds one simulated device per group device (kind and flags from the group, the rest from
- * the device's `"sim"` key over `defaults`) and a fabric over the group's P2P edges. A `"sim"`
+ * the device's `"sim"` key over `defaults`) and a fabric over the group's P2P edges (or
+ * `options.edges`). A `"sim"`
  * key that declares a kind or flags different from the group's is invalid input.
  */
 export const simulateGroup = Effect.fn("Sim.simulateGroup")(function* (group: Group, options: SimulateOptions = {}) {
@@ -84,7 +91,7 @@ export const simulateGroup = Effect.fn("Sim.simulateGroup")(function* (group: Gr
   }
   const inFabric = (id: string) => devices.has(id) || observed.has(id)
   const edges: Array<P2PEdge> = []
-  for (const [initiator, target] of group.topology.edges())
+  for (const [initiator, target] of options.edges ?? group.topology.edges())
     if (inFabric(initiator) && inFabric(target)) edges.push({ initiator, target })
   const fabric = yield* makeFabric({
     devices: [...devices.values(), ...observed.values()],

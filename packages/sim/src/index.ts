@@ -17,6 +17,7 @@ export {
   FaultPlan,
   type FaultTimes,
   type HangArc,
+  type LandOnInterrupt,
   type TruncateData
 } from "./FaultPlan.js"
 export {

@@ -156,6 +156,43 @@ describe("arc faults", () => {
     })
   )
 
+  it.effect("an interrupted arc may land anyway (LandOnInterrupt): in its target, session opened, or in ERROR", () =>
+    Effect.gen(function* () {
+      const device = yield* makeSimDevice("d", {
+        ...small,
+        faults: [
+          { _tag: "HangArc", to: "PRE_COPY", times: "always" },
+          { _tag: "LandOnInterrupt", to: "PRE_COPY" },
+          { _tag: "LandOnInterrupt", to: "RUNNING_P2P", leaveIn: "error" }
+        ]
+      })
+      const events: Array<SimEvent> = []
+      device.observe((e) => events.push(e))
+      const hung = yield* Effect.forkChild(device.setState("PRE_COPY"))
+      yield* elapse(5)
+      yield* Fiber.interrupt(hung)
+      // The request was cut short, yet the device got there: the saving session is open.
+      expect(yield* device.status).toEqual({ state: "PRE_COPY" })
+      expect(yield* failureOf(device.read(10))).toBeUndefined()
+      yield* device.setState("RUNNING")
+      // The LandOnInterrupt into PRE_COPY is spent: the next interrupted arc is cancelled.
+      const again = yield* Effect.forkChild(device.setState("PRE_COPY"))
+      yield* elapse(5)
+      yield* Fiber.interrupt(again)
+      expect(yield* device.status).toEqual({ state: "RUNNING" })
+      const slow = yield* makeSimDevice("e", {
+        ...small,
+        arcLatencyMs: 10,
+        faults: [{ _tag: "LandOnInterrupt", leaveIn: "error" }]
+      })
+      const cut = yield* Effect.forkChild(slow.setState("RUNNING_P2P"))
+      yield* elapse(4)
+      yield* Fiber.interrupt(cut)
+      expect(yield* slow.status).toEqual({ state: "ERROR" })
+      expect(events.filter((e) => e._tag === "ArcInterrupted").map((e) => e.state)).toEqual(["PRE_COPY", "RUNNING"])
+    })
+  )
+
   it.effect("a reset aborts a hung arc, which then fails ECANCELED once it wakes", () =>
     Effect.gen(function* () {
       const device = yield* makeSimDevice("d", { ...small, arcLatencyMs: 5 })

@@ -120,8 +120,11 @@ export const listen = Effect.fn("TcpTransport.listen")(function* (options: Liste
       enqueue(accepted)
     })
     server.on("tlsClientError", (error: Error, socket: tls.TLSSocket) => {
+      const from = socket.remoteAddress === undefined ? "" : `${socket.remoteAddress}:${socket.remotePort ?? "?"}: `
       socket.destroy()
-      enqueue(new TlsRefused({ operation: "accept", code: codeOf(error), reason: error.message }))
+      enqueue(
+        new TlsRefused({ operation: "accept", code: codeOf(error), reason: `${from}${clientErrorReason(error)}` })
+      )
     })
   } else {
     server.on("connection", (socket: net.Socket) => enqueue(connection(socket, readAhead)))
@@ -233,6 +236,26 @@ const authorized = (transport: Transport): Effect.Effect<Transport, TransportErr
   )
 }
 
+/** Codes OpenSSL gives when what arrived is not a TLS record: a client that speaks plain TCP. */
+const plainClientCodes = new Set([
+  "ERR_SSL_WRONG_VERSION_NUMBER",
+  "ERR_SSL_HTTP_REQUEST",
+  "ERR_SSL_HTTPS_PROXY_REQUEST",
+  "ERR_SSL_PACKET_LENGTH_TOO_LONG",
+  "ERR_SSL_RECORD_LENGTH_MISMATCH"
+])
+
+/** Why a client failed its TLS handshake, as a sentence (OpenSSL's own text is for logs of OpenSSL). */
+const clientErrorReason = (error: Error): string => {
+  const code = codeOf(error)
+  if (code === "ERR_SSL_HTTP_REQUEST") return "the client sent a plain HTTP request: this listener requires TLS"
+  if (plainClientCodes.has(code))
+    return "the client did not speak TLS (plain bytes arrived): this listener requires TLS"
+  if (code === "ECONNRESET") return "the client hung up before completing the TLS handshake"
+  const openssl = /:SSL routines:[^:]*:([^:]+):/.exec(error.message)
+  return `the TLS handshake failed: ${openssl?.[1] ?? error.message}`
+}
+
 /** `tls.connect` honours `allowHalfOpen` (it passes it to the `TLSSocket`); its typings omit it. */
 const clientTls = (host: string, port: number, options: TlsOptions): tls.ConnectionOptions => {
   const connection: tls.ConnectionOptions & { readonly allowHalfOpen: boolean } = {
@@ -242,7 +265,13 @@ const clientTls = (host: string, port: number, options: TlsOptions): tls.Connect
     ca: options.ca,
     cert: options.cert,
     key: options.key,
-    servername: options.servername ?? host,
+    // SNI carries host names only (RFC 6066; Node warns with DEP0123 on an IP address). Without
+    // it the certificate is still checked against `host`, an IP address among its names.
+    ...(options.servername !== undefined
+      ? { servername: options.servername }
+      : net.isIP(host) === 0
+        ? { servername: host }
+        : {}),
     rejectUnauthorized: true
   }
   return connection

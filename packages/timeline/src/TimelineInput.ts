@@ -152,6 +152,16 @@ export type TimelineEntry =
   | Mark
 
 /**
+ * The P2P topology of the devices on the lanes, drawn beside them: `domains` are sets of devices
+ * that may each write into every other (a shared IOMMU), `edges` are `[initiator, target]`
+ * pairs beyond those.
+ */
+export interface P2PTopology {
+  readonly domains?: ReadonlyArray<ReadonlyArray<string>> | undefined
+  readonly edges?: ReadonlyArray<readonly [string, string]> | undefined
+}
+
+/**
  * The plain data a timeline picture is drawn from: the devices (one lane each, in order) and
  * the entries. It holds no behaviour and serialises as JSON, so any producer (the recorder, a
  * migration session, a file) can build one, and new kinds of phases need no new code.
@@ -170,4 +180,6 @@ export interface TimelineInput {
    * violation was found, instead of staying silent.
    */
   readonly invariantChecked?: boolean | undefined
+  /** Who may write into whom, drawn in a column beside the lanes. */
+  readonly p2p?: P2PTopology | undefined
 }

@@ -1,8 +1,9 @@
-import { expandAfter, type Plan, type TransitionEvent } from "@lockstep/coordinator"
+import { expandAfter, type Plan, type Topology, type TransitionEvent } from "@lockstep/coordinator"
 import type { Arc, State } from "@lockstep/fsm"
 import { type CorruptingWrite, describeViolation, type InvariantViolation } from "@lockstep/sim"
 import type {
   ArcSpan,
+  P2PTopology,
   PhaseEmphasis,
   Rollback,
   StateSpan,
@@ -11,6 +12,12 @@ import type {
   TimelineInput,
   TimelineState
 } from "./TimelineInput.js"
+
+/** The P2P topology of a group, as the timeline draws it: its domains and its explicit edges. */
+export const p2pOf = (topology: Topology): P2PTopology => ({
+  domains: topology.domains.map((d) => d.members),
+  edges: topology.explicitEdges
+})
 
 /** A device the recorder should draw a lane for before any event names it. */
 export interface RecordedDevice {
@@ -28,6 +35,8 @@ export interface TimelineRecorderOptions {
   readonly title?: string | undefined
   /** Mark the start of every transition with its target on top of the picture. Default true. */
   readonly markTransitions?: boolean | undefined
+  /** The group's P2P topology, drawn beside the lanes (`p2pOf(group.topology)` gives it). */
+  readonly p2p?: P2PTopology | undefined
 }
 
 /** Options of `TimelineRecorder.toInput`. */
@@ -330,7 +339,8 @@ export const makeTimelineRecorder = (options: TimelineRecorderOptions = {}): Tim
       start: first,
       end,
       title: options.title,
-      invariantChecked
+      invariantChecked,
+      ...(options.p2p === undefined ? {} : { p2p: options.p2p })
     }
   }
 

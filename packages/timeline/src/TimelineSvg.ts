@@ -1,4 +1,6 @@
 import { stateClass } from "@lockstep/fsm"
+import type { LaneGeometry } from "./LaneGeometry.js"
+import { shortStateNames, stateLabel } from "./StateNames.js"
 import { element, escapeXml, text, textWidth, tooltip } from "./Svg.js"
 import type {
   ArcSpan,
@@ -16,6 +18,8 @@ import type {
   Wait
 } from "./TimelineInput.js"
 import { formatDuration, makeTimeScale, type TimeScale, tickFont } from "./TimeScale.js"
+import { layoutP2PColumn, renderP2PColumn } from "./TopologySvg.js"
+import { renderReleases, renderWaits } from "./WaitSvg.js"
 
 /** Options of `renderTimelineSvg`. */
 export interface TimelineSvgOptions {
@@ -25,8 +29,11 @@ export interface TimelineSvgOptions {
   readonly title?: string | undefined
   /** Height of one lane in px (at least 8). Default: from 40 for a few devices down to 12 for many. */
   readonly laneHeight?: number | undefined
-  /** Draw a thin arrow from the arc a wait ended on to the arc that waited. Default true. */
-  readonly connectors?: boolean | undefined
+  /**
+   * Write on each dependency wait the device it waited for, where there is room (it is always in
+   * the wait's tooltip, and the release is marked on that device's lane). Default true.
+   */
+  readonly waitLabels?: boolean | undefined
   /** Compress long idle stretches of time when the arcs would be too narrow to see. Default true. */
   readonly compressTime?: boolean | undefined
 }
@@ -270,12 +277,19 @@ export const renderTimelineSvg = (input: TimelineInput, options: TimelineSvgOpti
   const width = Math.max(480, options.width ?? 1200)
   const laneHeight = options.laneHeight ?? clamp(Math.round(480 / Math.max(1, lanes.length)), 12, 40)
   const laneFont = clamp(Math.round(laneHeight * 0.55), 8, 12)
-  const labelChars = clamp(Math.max(4, ...lanes.map((l) => l.id.length)), 4, 28)
+  const labelChars = clamp(
+    lanes.reduce((n, l) => Math.max(n, l.id.length), 4),
+    4,
+    28
+  )
   const showKinds = laneHeight >= 16 && lanes.some((l) => l.kind !== "")
-  const kindChars = showKinds ? Math.max(0, ...lanes.map((l) => Math.min(8, l.kind.length))) : 0
+  const kindChars = showKinds ? lanes.reduce((n, l) => Math.max(n, Math.min(8, l.kind.length)), 0) : 0
   const labelWidth =
     textWidth("x".repeat(labelChars), laneFont) + (showKinds ? textWidth("x".repeat(kindChars), 9) + 10 : 0) + 12
-  const plotX0 = margin + labelWidth
+  // The P2P topology sits between the labels and the plot.
+  const p2pColumn = layoutP2PColumn(input.p2p, laneIndex)
+  const p2pX0 = margin + labelWidth
+  const plotX0 = p2pX0 + p2pColumn.width
   const plotX1 = width - margin - 6
   const arcDurations = entries.arcs.map((a) => a.to - a.from).filter((d) => d > 0)
   const scale: TimeScale = makeTimeScale({
@@ -363,6 +377,7 @@ export const renderTimelineSvg = (input: TimelineInput, options: TimelineSvgOpti
   const barPad = Math.max(1.5, laneHeight * 0.14)
   const barHeight = laneHeight - 2 * barPad
   const centre = (id: string) => laneTop(id) + laneHeight / 2
+  const geometry: LaneGeometry = { x, laneTop, laneHeight, barPad, barHeight, laneFont }
 
   const out: Array<string> = []
 
@@ -373,7 +388,7 @@ export const renderTimelineSvg = (input: TimelineInput, options: TimelineSvgOpti
       showKinds && lane.kind !== ""
         ? element(
             "text",
-            { x: plotX0 - 8, y: top + laneHeight / 2 + 3, "font-size": 9, fill: muted, "text-anchor": "end" },
+            { x: p2pX0 - 8, y: top + laneHeight / 2 + 3, "font-size": 9, fill: muted, "text-anchor": "end" },
             text(lane.kind.length > 8 ? `${lane.kind.slice(0, 7)}…` : lane.kind)
           )
         : ""
@@ -466,7 +481,7 @@ export const renderTimelineSvg = (input: TimelineInput, options: TimelineSvgOpti
   // States, then arcs on top of them.
   const leads = input.devices.map((device) => {
     const spans = [...entries.states, ...entries.arcs].filter((e) => e.device === device.id)
-    const first = spans.length === 0 ? end : Math.min(...spans.map((e) => e.from))
+    const first = spans.reduce((t, e) => Math.min(t, e.from), end)
     return element("rect", {
       class: "initial",
       "data-device": device.id,
@@ -481,13 +496,27 @@ export const renderTimelineSvg = (input: TimelineInput, options: TimelineSvgOpti
     })
   })
   out.push(element("g", { class: "initial-states" }, leads))
+  /** States whose bars carry their short name: the legend spells them out. */
+  const shortNames = new Set<TimelineState>()
+  /** Where state names are written, so that a wait's label goes beside them. */
+  const occupied: Array<{ readonly device: string; readonly x0: number; readonly x1: number }> = []
   const stateBars = entries.states.map((s) => {
     const { x0, w } = span(s.from, s.to, 0.5)
     const tone = palette[toneOf(s.state)]
     const top = laneTop(s.device) + barPad
-    const name = s.state === "UNKNOWN" ? "?" : s.state
     const slot = labelSlot(s.from, s.to)
-    const fits = barHeight >= 11 && slot.w >= textWidth(name, laneFont) + 6
+    const label = barHeight >= 9 ? stateLabel(s.state, slot.w - 2, laneFont) : undefined
+    if (label?.short === true) shortNames.add(s.state)
+    // A state the device waits in keeps its name at the left, leaving the rest to the wait's label.
+    const waitedIn = entries.waits.some((w) => w.device === s.device && w.from < s.to && w.to > s.from)
+    const labelWidth = label === undefined ? 0 : textWidth(label.text, label.fontSize)
+    const labelX = waitedIn ? slot.x0 + 2 : slot.x0 + slot.w / 2
+    if (label !== undefined)
+      occupied.push({
+        device: s.device,
+        x0: waitedIn ? labelX : labelX - labelWidth / 2,
+        x1: waitedIn ? labelX + labelWidth : labelX + labelWidth / 2
+      })
     return element("g", { class: "state", "data-device": s.device, "data-state": s.state }, [
       tooltip(`${s.device}: ${s.state}, ${formatDuration(s.to - s.from)}`),
       element("rect", {
@@ -499,19 +528,20 @@ export const renderTimelineSvg = (input: TimelineInput, options: TimelineSvgOpti
         stroke: s.state === "UNKNOWN" ? "#999999" : undefined,
         "stroke-dasharray": s.state === "UNKNOWN" ? "3 2" : undefined
       }),
-      fits
-        ? element(
+      label === undefined
+        ? ""
+        : element(
             "text",
             {
-              x: slot.x0 + slot.w / 2,
-              y: top + barHeight / 2 + laneFont * 0.36,
-              "font-size": laneFont,
+              class: "state-label",
+              x: labelX,
+              y: top + barHeight / 2 + label.fontSize * 0.36,
+              "font-size": label.fontSize,
               fill: tone.ink,
-              "text-anchor": "middle"
+              "text-anchor": waitedIn ? "start" : "middle"
             },
-            text(name)
+            text(label.text)
           )
-        : ""
     ])
   })
   out.push(element("g", { class: "states" }, stateBars))
@@ -557,49 +587,15 @@ export const renderTimelineSvg = (input: TimelineInput, options: TimelineSvgOpti
   out.push(element("g", { class: "arcs" }, arcBars))
   out.push(element("g", { class: "window-edges" }, windowEdges))
 
-  // Waits, and the arrows from the arcs they waited for.
-  const connectorsOn = options.connectors ?? true
-  const connected = connectorsOn ? entries.waits.filter((w) => w.waitedFor !== undefined) : []
-  const connectorOpacity = clamp(16 / Math.max(1, connected.length), 0.25, 0.7)
-  const waitWidth = clamp(barHeight * 0.12, 1.1, 1.6)
-  const waitLines = entries.waits.map((w) => {
-    const { x0, w: length } = span(w.from, w.to, 1)
-    // Along the bottom of the bar, clear of the state's name.
-    const cy = laneTop(w.device) + barPad + barHeight - Math.max(2, barHeight * 0.2)
-    const because = w.waitedFor === undefined ? "" : ` for ${w.waitedFor.id} of ${w.waitedFor.device}`
-    const line = (stroke: string, strokeWidth: number, dash: string | undefined) =>
-      element("line", {
-        x1: x0,
-        y1: cy,
-        x2: x0 + length,
-        y2: cy,
-        stroke,
-        "stroke-width": strokeWidth,
-        "stroke-dasharray": dash,
-        "stroke-linecap": "round"
-      })
-    return element("g", { class: "wait", "data-device": w.device }, [
-      tooltip(`${w.id} ${w.device} waited ${formatDuration(w.to - w.from)}${because}`),
-      line("#ffffff", waitWidth * 2, undefined),
-      line(ink, waitWidth, "0.1 3")
+  // Waits, each on its own lane, named for the device it waited for; that device's release.
+  const released = entries.waits.some((w) => w.waitedFor !== undefined)
+  out.push(
+    element("g", { class: "waits" }, [
+      renderWaits(entries.waits, geometry, options.waitLabels ?? true, occupied),
+      renderReleases(entries.waits, geometry)
     ])
-  })
-  const connectors = connected.map((w) => {
-    const from = w.waitedFor
-    if (from === undefined) return ""
-    return element("line", {
-      class: "connector",
-      x1: x(from.at),
-      y1: centre(from.device),
-      x2: x(w.to),
-      y2: centre(w.device),
-      stroke: "#555555",
-      "stroke-width": 0.8,
-      "stroke-opacity": connectorOpacity,
-      "marker-end": "url(#arrow)"
-    })
-  })
-  out.push(element("g", { class: "waits" }, [...waitLines, ...connectors]))
+  )
+  out.push(renderP2PColumn(p2pColumn, p2pX0, axisTop - 6, centre))
 
   // Resets, quarantines, marks on one lane.
   const markSize = Math.min(barHeight / 2, 5)
@@ -881,23 +877,62 @@ export const renderTimelineSvg = (input: TimelineInput, options: TimelineSvgOpti
           "stroke-dasharray": "0.1 3",
           "stroke-linecap": "round"
         }),
-      label: "waiting for another device"
+      label: "waiting for another device (named on the line where there is room)"
     },
-    ...(connected.length > 0
+    ...(released
       ? [
           {
-            key: "connector",
+            key: "release",
             swatch: (sx: number, sy: number) =>
-              element("line", {
-                x1: sx + 1,
-                y1: sy + 11,
-                x2: sx + 23,
-                y2: sy + 2,
-                stroke: "#555555",
-                "stroke-width": 0.8,
-                "marker-end": "url(#arrow)"
+              element("path", {
+                d: `M${sx + 12},${sy + 2} L${sx + 16},${sy + 6} L${sx + 12},${sy + 10} L${sx + 8},${sy + 6} z`,
+                fill: "#ffffff",
+                stroke: ink,
+                "stroke-width": 1.2
               }),
-            label: "the arc it waited for"
+            label: "the arc whose end released waiting devices (a line through their lanes)"
+          }
+        ]
+      : []),
+    ...(p2pColumn.items.some((i) => i.kind === "domain")
+      ? [
+          {
+            key: "p2p-domain",
+            swatch: (sx: number, sy: number) =>
+              [
+                element("line", {
+                  x1: sx + 4,
+                  y1: sy + 6,
+                  x2: sx + 20,
+                  y2: sy + 6,
+                  stroke: "#444444",
+                  "stroke-width": 1.2
+                }),
+                element("circle", { cx: sx + 4, cy: sy + 6, r: 2.4, fill: "#444444" }),
+                element("circle", { cx: sx + 20, cy: sy + 6, r: 2.4, fill: "#444444" })
+              ].join(""),
+            label: "P2P domain: each member may write into every other"
+          }
+        ]
+      : []),
+    ...(p2pColumn.items.some((i) => i.kind === "edges")
+      ? [
+          {
+            key: "p2p-edges",
+            swatch: (sx: number, sy: number) =>
+              [
+                element("line", {
+                  x1: sx + 4,
+                  y1: sy + 6,
+                  x2: sx + 22,
+                  y2: sy + 6,
+                  stroke: "#444444",
+                  "stroke-width": 1.2,
+                  "marker-end": "url(#arrow)"
+                }),
+                element("circle", { cx: sx + 4, cy: sy + 6, r: 2.8, fill: "#444444" })
+              ].join(""),
+            label: "P2P edge: initiator (dot) may write into target (arrow)"
           }
         ]
       : []),
@@ -969,7 +1004,18 @@ export const renderTimelineSvg = (input: TimelineInput, options: TimelineSvgOpti
     ...(entries.corruptions.length > 0
       ? [{ key: "corrupting-writes", swatch: band("url(#corrupt-hatch)", 1, red), label: "corrupting P2P writes" }]
       : []),
-    ...(breaks.length > 0 ? [{ key: "break", swatch: solid("url(#break-hatch)"), label: "idle time, compressed" }] : [])
+    ...(breaks.length > 0
+      ? [{ key: "break", swatch: solid("url(#break-hatch)"), label: "idle time, compressed" }]
+      : []),
+    ...(shortNames.size > 0
+      ? [
+          {
+            key: "abbreviations",
+            swatch: () => "",
+            label: [...shortNames].map((state) => `${shortStateNames[state]} = ${state}`).join(", ")
+          }
+        ]
+      : [])
   ]
   const legendMarkup: Array<string> = []
   let lx = margin

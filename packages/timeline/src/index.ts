@@ -19,6 +19,7 @@ export type {
   ArcSpan,
   CorruptingWrites,
   Mark,
+  P2PTopology,
   Phase,
   PhaseEmphasis,
   Quarantine,
@@ -34,6 +35,7 @@ export type {
 } from "./TimelineInput.js"
 export {
   makeTimelineRecorder,
+  p2pOf,
   type RecordedDevice,
   type TimelineRecorder,
   type TimelineRecorderOptions,

@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { transition } from "@lockstep/coordinator"
 import { runOnVirtualTime } from "@lockstep/sim"
 import { Effect } from "effect"
-import { makeTimelineRecorder, renderTimelineSvg, type TimelineInput } from "../src/index.js"
+import { makeTimelineRecorder, p2pOf, renderTimelineSvg, type TimelineInput } from "../src/index.js"
 import { gpuClusterDoc, keep, recordMigration, recordPlantedBug, simulate } from "./runs.js"
 import { byClass, elements, parseXml, textOf, type XmlElement } from "./Xml.js"
 
@@ -35,7 +35,7 @@ describe("renderTimelineSvg: a real run", () => {
         new Set(["PRE_COPY", "PRE_COPY_P2P", "STOP_COPY"])
       )
       expect(byClass(svg, "wait").length).toBe(input.entries.filter((e) => e._tag === "Wait").length)
-      expect(byClass(svg, "connector").length).toBeGreaterThan(0)
+      expect(byClass(svg, "release").length).toBeGreaterThan(0)
       const phases = byClass(svg, "phase")
       expect(phases.map((p) => attr(p, "data-emphasis"))).toEqual(["normal", "normal", "downtime"])
       expect(textOf(svg)).toContain("switchover (downtime")
@@ -100,6 +100,203 @@ describe("renderTimelineSvg: a real run", () => {
       expect(byClass(svg, "rollback").map((g) => attr(g, "data-ok"))).toEqual(["true"])
       expect(textOf(svg)).toContain("rollback")
       expect(legendKeys(svg)).toEqual(expect.arrayContaining(["failure", "reset", "rollback"]))
+    })
+  )
+})
+
+/** Each lane's band `[top, bottom]`, by device. */
+const laneBands = (svg: XmlElement): ReadonlyMap<string, { readonly top: number; readonly bottom: number }> =>
+  new Map(
+    byClass(svg, "lane").map((g) => {
+      const rect = g.children.find((c): c is XmlElement => typeof c !== "string" && c.name === "rect")
+      return [attr(g, "data-device"), { top: num(rect, "y"), bottom: num(rect, "y") + num(rect, "height") }]
+    })
+  )
+
+/** The vertical extent of every drawn shape in `g` (lines, paths, circles, rects, text). */
+const verticalExtents = (g: XmlElement): Array<{ readonly lo: number; readonly hi: number }> =>
+  elements(g).flatMap((e) => {
+    switch (e.name) {
+      case "line":
+        return [{ lo: Math.min(num(e, "y1"), num(e, "y2")), hi: Math.max(num(e, "y1"), num(e, "y2")) }]
+      case "rect":
+        return [{ lo: num(e, "y"), hi: num(e, "y") + num(e, "height") }]
+      case "circle":
+        return [{ lo: num(e, "cy") - num(e, "r"), hi: num(e, "cy") + num(e, "r") }]
+      case "text":
+        return [{ lo: num(e, "y") - num(e, "font-size"), hi: num(e, "y") }]
+      case "path": {
+        const ys = [...attr(e, "d").matchAll(/-?[\d.]+,(-?[\d.]+)/g)].map((m) => Number(m[1]))
+        return [{ lo: Math.min(...ys), hi: Math.max(...ys) }]
+      }
+      default:
+        return []
+    }
+  })
+
+describe("renderTimelineSvg: who waits for whom, quiesced states, the P2P topology", () => {
+  it.effect("draws every wait on its own lane, and a release line only through the lanes it released", () =>
+    Effect.gen(function* () {
+      const sim = yield* simulate(gpuClusterDoc())
+      const input = yield* recordMigration(sim)
+      const svg = parseXml(renderTimelineSvg(input))
+      const bands = laneBands(svg)
+      const waits = byClass(svg, "wait")
+      expect(waits.length).toBeGreaterThan(0)
+      for (const w of waits) {
+        const band = bands.get(attr(w, "data-device"))
+        for (const extent of verticalExtents(w)) {
+          expect(extent.lo).toBeGreaterThanOrEqual(band?.top ?? Number.NaN)
+          expect(extent.hi).toBeLessThanOrEqual(band?.bottom ?? Number.NaN)
+        }
+      }
+      // Every line of a release lies within the lanes of the releaser and the devices it released.
+      const releases = byClass(svg, "release")
+      expect(releases.length).toBeGreaterThan(0)
+      for (const r of releases) {
+        const involved = [attr(r, "data-device"), ...attr(r, "data-released").split(" ")]
+        const inside = (y: number) =>
+          involved.some((d) => {
+            const band = bands.get(d)
+            return band !== undefined && y >= band.top && y <= band.bottom
+          })
+        for (const line of elements(r).filter((e) => e.name === "line"))
+          for (let y = num(line, "y1"); y <= num(line, "y2"); y += 1) expect(inside(y), `${y}`).toBe(true)
+      }
+      // And each waiting device is named on the release that freed it, as in the recorder's input.
+      const expected = input.entries.flatMap((e) =>
+        e._tag === "Wait" && e.waitedFor !== undefined ? [`${e.waitedFor.device} → ${e.device}`] : []
+      )
+      const drawn = releases.flatMap((r) =>
+        attr(r, "data-released")
+          .split(" ")
+          .map((d) => `${attr(r, "data-device")} → ${d}`)
+      )
+      expect(new Set(drawn)).toEqual(new Set(expected))
+    })
+  )
+
+  it("writes the device waited for on a wait when there is room", () => {
+    const svg = parseXml(
+      renderTimelineSvg({
+        devices: [
+          { id: "nic0", kind: "pci", initial: "RUNNING" },
+          { id: "gpu0", kind: "pci", initial: "RUNNING" }
+        ],
+        entries: [
+          {
+            _tag: "ArcSpan",
+            device: "nic0",
+            id: "a1",
+            arc: { from: "RUNNING", to: "RUNNING_P2P" },
+            from: 0,
+            to: 20,
+            outcome: "done"
+          },
+          { _tag: "StateSpan", device: "gpu0", state: "RUNNING", from: 0, to: 1 },
+          {
+            _tag: "Wait",
+            device: "gpu0",
+            id: "a2",
+            from: 1,
+            to: 20,
+            waitedFor: { device: "nic0", id: "a1", arc: { from: "RUNNING", to: "RUNNING_P2P" }, at: 20 }
+          },
+          {
+            _tag: "ArcSpan",
+            device: "gpu0",
+            id: "a2",
+            arc: { from: "RUNNING", to: "STOP" },
+            from: 20,
+            to: 22,
+            outcome: "done"
+          }
+        ]
+      })
+    )
+    expect(byClass(svg, "wait-label").map(textOf)).toEqual(["for nic0"])
+    expect(byClass(svg, "connector")).toEqual([])
+  })
+
+  it.effect("names every quiesced state whose bar has room for its short name", () =>
+    Effect.gen(function* () {
+      const sim = yield* simulate(gpuClusterDoc())
+      const input = yield* recordMigration(sim)
+      const svg = parseXml(renderTimelineSvg(input))
+      const quiesced = byClass(svg, "state").filter((g) =>
+        ["RUNNING_P2P", "PRE_COPY_P2P"].includes(attr(g, "data-state"))
+      )
+      expect(quiesced.length).toBeGreaterThan(0)
+      const short: Record<string, string> = { RUNNING_P2P: "RP", PRE_COPY_P2P: "PCP" }
+      let named = 0
+      for (const g of quiesced) {
+        const bar = g.children.find((c): c is XmlElement => typeof c !== "string" && c.name === "rect")
+        const label = byClass(g, "state-label")[0]
+        // 7 px is the smallest font; a name needs its width (0.6 em a character) and 4 px around it.
+        const room = (short[attr(g, "data-state")] ?? "").length * 7 * 0.6 + 6
+        if (num(bar, "width") >= room && num(bar, "height") >= 9) expect(label, attr(g, "data-device")).toBeDefined()
+        if (label !== undefined) {
+          named++
+          expect([attr(g, "data-state"), short[attr(g, "data-state")]]).toContain(textOf(label))
+        }
+      }
+      expect(named).toBeGreaterThan(0)
+      expect(
+        byClass(svg, "legend-item")
+          .map((g) => textOf(g))
+          .join(" ")
+      ).toMatch(/PCP = PRE_COPY_P2P/)
+    })
+  )
+
+  it("draws the P2P topology beside the lanes: a domain's members, an initiator's targets", () => {
+    const svg = parseXml(
+      renderTimelineSvg({
+        devices: ["gpu0", "gpu1", "gpu2", "nic0", "vgpu0"].map((id) => ({ id, kind: "pci", initial: "RUNNING" })),
+        entries: [{ _tag: "StateSpan", device: "gpu0", state: "RUNNING", from: 0, to: 10 }],
+        p2p: {
+          domains: [["gpu0", "gpu1", "gpu2"]],
+          edges: [
+            ["nic0", "gpu0"],
+            ["nic0", "gpu2"]
+          ]
+        }
+      })
+    )
+    const bands = laneBands(svg)
+    const centre = (id: string) => {
+      const band = bands.get(id)
+      return band === undefined ? Number.NaN : (band.top + band.bottom) / 2
+    }
+    const [domain] = byClass(svg, "p2p-domain")
+    expect(attr(domain, "data-members")).toBe("gpu0 gpu1 gpu2")
+    expect(
+      elements(domain ?? svg)
+        .filter((e) => e.name === "circle")
+        .map((c) => num(c, "cy"))
+    ).toEqual(["gpu0", "gpu1", "gpu2"].map(centre))
+    const [edges] = byClass(svg, "p2p-edges")
+    expect([attr(edges, "data-initiator"), attr(edges, "data-targets")]).toEqual(["nic0", "gpu0 gpu2"])
+    const arrows = elements(edges ?? svg).filter((e) => e.name === "line" && attr(e, "marker-end") !== "")
+    expect(arrows.map((a) => num(a, "y2"))).toEqual(["gpu0", "gpu2"].map(centre))
+    // Beside the lanes: left of where the plot's first state begins.
+    const firstState = byClass(svg, "state")[0]?.children.find(
+      (c): c is XmlElement => typeof c !== "string" && c.name === "rect"
+    )
+    for (const a of arrows) expect(num(a, "x2")).toBeLessThan(num(firstState, "x"))
+    expect(legendKeys(svg)).toEqual(expect.arrayContaining(["p2p-domain", "p2p-edges"]))
+  })
+
+  it.effect("the recorder passes a group's topology on", () =>
+    Effect.gen(function* () {
+      const sim = yield* simulate(gpuClusterDoc())
+      const recorder = makeTimelineRecorder({ devices: sim.group.devices, p2p: p2pOf(sim.group.topology) })
+      yield* runOnVirtualTime(transition(sim, "RUNNING_P2P", { onEvent: recorder.onEvent }))
+      const svg = parseXml(renderTimelineSvg(recorder.toInput()))
+      expect(byClass(svg, "p2p-domain").map((g) => attr(g, "data-members"))).toEqual([
+        Array.from({ length: 8 }, (_, i) => `gpu${i}`).join(" ")
+      ])
+      expect(byClass(svg, "p2p-edges").map((g) => attr(g, "data-initiator"))).toEqual(["nic0"])
     })
   )
 })

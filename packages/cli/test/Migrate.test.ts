@@ -1,0 +1,68 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
+import { runCli, startCli } from "./runCli.js"
+
+const scenario = {
+  devices: [
+    { id: "gpu0", kind: "pci", flags: ["STOP_COPY", "P2P", "PRE_COPY"], sim: { stateSize: 131072 } },
+    { id: "gpu1", kind: "pci", flags: ["STOP_COPY", "P2P", "PRE_COPY"], sim: { stateSize: 131072 } }
+  ],
+  topology: "shared-iommu",
+  migration: { downtimeLimitMs: 100 }
+}
+
+let dir = ""
+const file = (name: string) => join(dir, name)
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), "lockstep-migrate-"))
+  await writeFile(file("scenario.json"), JSON.stringify(scenario))
+})
+afterAll(() => rm(dir, { recursive: true, force: true }))
+
+const waitFor = async <A>(what: string, probe: () => A | undefined): Promise<A> => {
+  for (const until = Date.now() + 30_000; Date.now() < until; await new Promise((r) => setTimeout(r, 10))) {
+    const found = probe()
+    if (found !== undefined) return found
+  }
+  throw new Error(`timed out waiting for ${what}`)
+}
+
+describe("lockstep migrate on a terminal", () => {
+  it("shows each side's progress on stderr, as simulate does, and keeps stdout for the result", async () => {
+    const was = process.stderr.isTTY
+    process.stderr.isTTY = true
+    try {
+      const destination = startCli("migrate", "--listen", "0", file("scenario.json"))
+      const port = await waitFor(
+        "the destination to listen",
+        () => /listening on [^:]+:(\d+)/.exec(destination.stderr())?.[1]
+      )
+      const source = await runCli(
+        "migrate",
+        "--connect",
+        `127.0.0.1:${port}`,
+        "--journal",
+        file("journal.json"),
+        file("scenario.json")
+      )
+      const received = await destination.stop()
+      expect(source.exitCode, source.stderr).toBe(0)
+      expect(received.exitCode, received.stderr).toBe(0)
+      const progress = (stderr: string) => stderr.split("\n").filter((l) => /^lockstep: +\d+(\.\d)? ms {2}/.test(l))
+      const sent = progress(source.stderr).join("\n")
+      expect(sent).toContain("handshake done: the destination accepted the group")
+      expect(sent).toMatch(/pre-copy round 1: .* downtime estimate/)
+      expect(sent).toContain("switchover (")
+      expect(sent).toContain("every device drained")
+      const taken = progress(received.stderr).join("\n")
+      expect(taken).toMatch(/handshake done: the source's group is accepted \(migration \w+\)/)
+      expect(taken).toContain("the destination validated the data")
+      expect(taken).toContain("the destination group is RUNNING")
+      expect(source.stdout).toMatch(/^migrated \w+: 2 devices in \d+ pre-copy rounds?, /)
+    } finally {
+      process.stderr.isTTY = was
+    }
+  })
+})
