@@ -352,7 +352,7 @@ const runSource = (
     )
     const ended = yield* untilSignal(
       run,
-      `the source devices may be left between RUNNING and STOP_COPY (simulated: they end with this process), and the journal ${journal} may still record the migration as started`
+      `the source devices may be left between RUNNING and STOP_COPY (simulated: they end with this process), and the journal ${journal} may still record the migration as started ("lockstep journal show ${journal}" says; "lockstep journal resolve ${journal} --owner source" settles it)`
     )
     if (ended._tag === "Done" && Exit.isFailure(ended.exit)) {
       const error = Cause.findErrorOption(ended.exit.cause)
