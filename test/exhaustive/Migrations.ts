@@ -42,6 +42,8 @@ export interface Perturbation {
   readonly policy?: ErrorPolicy
   readonly precopy?: boolean
   readonly arcConcurrency?: number | undefined
+  /** Whether the destination can read and write the source's journal (default: yes, as on one host). */
+  readonly sharedJournal?: boolean
 }
 
 /** Messages (writes) each side sent. */
@@ -263,7 +265,7 @@ export const runPrepared = ({ pair, models }: Prepared, perturbation: Perturbati
           })
       ),
       source: { ...options, precopy: perturbation.precopy ?? true, chunkBytes: 1024, maxRounds: 3 },
-      destination: options
+      destination: perturbation.sharedJournal === false ? { ...options, decisionJournal: undefined } : options
     })
     const judged = yield* judgeMigration(pair, models, out, perturbation.policy ?? "reset")
     return { ...judged, messages } satisfies MigrationRun
