@@ -42,6 +42,8 @@ export interface Perturbation {
   readonly policy?: ErrorPolicy
   readonly precopy?: boolean
   readonly arcConcurrency?: number | undefined
+  /** Whether the destination can read and write the source's journal (default: yes, as on one host). */
+  readonly sharedJournal?: boolean
 }
 
 /** Messages (writes) each side sent. */
@@ -107,6 +109,13 @@ const isMigrationFailed = (exit: Exit.Exit<unknown, unknown>): boolean => {
   return Option.isSome(error) && error.value instanceof MigrationFailed
 }
 
+/** The tag of the cause of a side's `MigrationFailed`, if it failed with one. */
+const causeTag = (exit: Exit.Exit<unknown, unknown>): string | undefined => {
+  if (Exit.isSuccess(exit)) return undefined
+  const error = Cause.findErrorOption(exit.cause)
+  return Option.isSome(error) && error.value instanceof MigrationFailed ? error.value.cause._tag : undefined
+}
+
 const differences = (
   expected: Readonly<Record<string, State>>,
   actual: Readonly<Record<string, State>>
@@ -159,17 +168,33 @@ export const judgeMigration = (
         problems.push(`the ${side} did not recover, yet nothing failed during its recovery: ${error.value.message}`)
       return true
     }
+    // Committed, a destination may give up resuming (ResumeIncomplete) only when its resume arcs
+    // failed, and must never reset a device from the decision on: it holds the only state that may run.
+    const destinationEvents = out.events.flatMap((e) =>
+      e._tag === "GroupTransition" && e.side === "destination" ? [{ step: e.step, event: e.event }] : []
+    )
+    const resumeIncomplete = owner === "destination" && causeTag(out.destination) === "ResumeIncomplete"
+    if (resumeIncomplete) {
+      if (!destinationEvents.some((e) => e.step === "resume" && e.event._tag === "ArcFailed"))
+        problems.push("committed, the destination gave up resuming though no resume arc failed")
+      // Only a device in ERROR may be reset (the uAPI's only way out of ERROR): its state is lost anyway.
+      const resetAfterCommit = destinationEvents.some(
+        (e) => (e.step === "resume" || e.step === "park") && e.event._tag === "DeviceReset" && e.event.from !== "ERROR"
+      )
+      if (resetAfterCommit) problems.push("committed, the destination reset a device holding the migrated state")
+    }
     const source = unrecovered("source", out.source) ? [] : differences(expected.source, yield* statesOf(pair.source))
-    const destination = unrecovered("destination", out.destination)
-      ? []
-      : differences(expected.destination, yield* statesOf(pair.destination))
+    const destination =
+      resumeIncomplete || unrecovered("destination", out.destination)
+        ? []
+        : differences(expected.destination, yield* statesOf(pair.destination))
     if (source.length > 0 || destination.length > 0)
       problems.push(
         `the ${owner} owns the group (${ownership._tag}), but on the source ${source.join(", ") || "all is well"}; on the destination ${destination.join(", ") || "all is well"}`
       )
     if (owner === "destination" && out.verified.some((v) => !v))
       problems.push("committed, but the destination's data differs from the source's")
-    if (owner === "destination" && Exit.isFailure(out.destination))
+    if (owner === "destination" && Exit.isFailure(out.destination) && !resumeIncomplete)
       problems.push(`committed, but the destination failed: ${Cause.pretty(out.destination.cause)}`)
     const both = yield* Effect.exit(assertNeverBothRun(pair))
     if (Exit.isFailure(both)) problems.push(`both groups ran: ${Cause.pretty(both.cause)}`)
@@ -240,7 +265,7 @@ export const runPrepared = ({ pair, models }: Prepared, perturbation: Perturbati
           })
       ),
       source: { ...options, precopy: perturbation.precopy ?? true, chunkBytes: 1024, maxRounds: 3 },
-      destination: options
+      destination: perturbation.sharedJournal === false ? { ...options, decisionJournal: undefined } : options
     })
     const judged = yield* judgeMigration(pair, models, out, perturbation.policy ?? "reset")
     return { ...judged, messages } satisfies MigrationRun

@@ -236,6 +236,16 @@ const arcFaults = (nth: number): ReadonlyArray<ReadonlyArray<Fault>> => [
   ]
 ]
 
+/**
+ * The destination's first resume arc failing on every attempt: a committed destination retries
+ * a failed resume, so only a lasting fault makes it offer the group back.
+ */
+const resumeKeepsFailing = (flags: Flags): ReadonlyArray<ReadonlyArray<Fault>> => {
+  const p = kernelPath(flags, "STOP", "RUNNING")
+  const to = p.ok ? p.states[1] : undefined
+  return to === undefined ? [] : [[{ _tag: "FailArc", from: "STOP", to, leaveIn: "original", times: "always" }]]
+}
+
 const dataFaults: ReadonlyArray<ReadonlyArray<Fault>> = [
   [{ _tag: "CorruptData" }],
   [{ _tag: "TruncateData" }],
@@ -286,9 +296,19 @@ export const migrationTier = async (name: string, group: MigrationGroup): Promis
       perturbations.push({ what: `cut after ${after} ${direction} messages`, p: { cut: { direction, after } } })
   for (const side of ["source", "destination"] as const)
     for (const d of group.devices) {
-      const faults = [...migrationArcs(side, d.flags).flatMap(arcFaults), ...(side === "source" ? dataFaults : [])]
+      const faults = [
+        ...migrationArcs(side, d.flags).flatMap(arcFaults),
+        ...(side === "source" ? dataFaults : resumeKeepsFailing(d.flags))
+      ]
       for (const plan of faults)
         perturbations.push({ what: `${side} ${d.id}: ${JSON.stringify(plan)}`, p: { [side]: { [d.id]: plan } } })
+      // Offered back without access to the source's journal, the group is the source's only once it confirms.
+      if (side === "destination")
+        for (const plan of resumeKeepsFailing(d.flags))
+          perturbations.push({
+            what: `destination ${d.id}, no shared journal: ${JSON.stringify(plan)}`,
+            p: { destination: { [d.id]: plan }, sharedJournal: false }
+          })
     }
   const owners = { source: 0, destination: 0 }
   for (const { what, p } of perturbations) {

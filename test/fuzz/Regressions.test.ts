@@ -255,4 +255,34 @@ describe("fuzz: found by the sessions fuzzer, fixed by issue 12 (quarantine in a
         { limitMs: 120_000 }
       ).pipe(Effect.provide(TestClock.layer()))
     ))
+
+  // Found by the sessions fuzzer: once committed, a failed resume arc made the destination reset
+  // and park its devices, discarding the only state that may run. Committed, it tries again.
+  for (const times of [1, "always"] as const)
+    it(`committed, a destination resume arc that fails ${times === 1 ? "once is tried again" : "every time gives the group back to the source"}`, () =>
+      Effect.runPromise(
+        runOnVirtualTime(
+          Effect.gen(function* () {
+            const run = yield* runMigration(
+              {
+                devices: [
+                  { id: "pci0", kind: "pci", flags: 7 },
+                  { id: "pci1", kind: "pci", flags: 3 }
+                ],
+                topology: "shared-iommu"
+              },
+              {
+                policy: "reset",
+                precopy: false,
+                destination: {
+                  pci1: [{ _tag: "FailArc", from: "STOP", to: "RUNNING_P2P", leaveIn: "original", code: "EIO", times }]
+                }
+              }
+            )
+            expect(run.problems).toEqual([])
+            expect(run.owner).toBe(times === 1 ? "destination" : "source")
+          }),
+          { limitMs: 120_000 }
+        ).pipe(Effect.provide(TestClock.layer()))
+      ))
 })

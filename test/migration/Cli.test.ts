@@ -33,7 +33,7 @@ beforeAll(async () => {
   await writeScenario("ok.json", scenario)
   await writeScenario("fault.json", {
     ...scenario,
-    faults: { destination: { gpu1: [{ _tag: "FailArc", from: "STOP", to: "RUNNING_P2P" }] } }
+    faults: { destination: { gpu1: [{ _tag: "FailArc", from: "STOP", to: "RUNNING_P2P", times: "always" }] } }
   })
   await writeScenario("typo.json", { ...scenario, migration: { downtimeLimitMS: 5 } })
   await writeScenario("ghost.json", { ...scenario, faults: { source: { gpu7: [{ _tag: "FailRead" }] } } })
@@ -81,7 +81,7 @@ describe("lockstep simulate", () => {
         _tag: "MigrationFailed",
         phase: "resume",
         origin: "destination",
-        cause: { _tag: "PeerAborted", peer: "destination", tag: "TransitionFailed" },
+        cause: { _tag: "PeerAborted", peer: "destination", tag: "ResumeIncomplete" },
         touched: true,
         recovered: true
       },

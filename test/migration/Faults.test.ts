@@ -145,18 +145,18 @@ const cases: ReadonlyArray<Case> = [
     cause: "DecisionFenced"
   },
   {
-    name: "destination: a resume arc fails after COMMIT, and it renounces",
-    destination: { gpu2: [{ _tag: "FailArc", from: "STOP", to: "RUNNING_P2P" }] },
+    name: "destination: a resume arc fails on every attempt after COMMIT, and it gives the group back",
+    destination: { gpu2: [{ _tag: "FailArc", from: "STOP", to: "RUNNING_P2P", times: "always" }] },
     phase: "resume",
     origin: "destination",
-    cause: "TransitionFailed"
+    cause: "ResumeIncomplete"
   },
   {
-    name: "destination: the last resume arc fails into ERROR after COMMIT",
-    destination: { gpu0: [{ _tag: "FailArc", from: "RUNNING_P2P", to: "RUNNING", leaveIn: "error" }] },
+    name: "destination: the last resume arc fails into ERROR on every attempt after COMMIT",
+    destination: { gpu0: [{ _tag: "FailArc", from: "RUNNING_P2P", to: "RUNNING", leaveIn: "error", times: "always" }] },
     phase: "resume",
     origin: "destination",
-    cause: "TransitionFailed",
+    cause: "ResumeIncomplete",
     error: true
   }
 ]

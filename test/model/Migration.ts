@@ -6,7 +6,10 @@ import type { Policy } from "./Rollback.js"
 /**
  * Where both groups of a migration end, by who owns the group when it is over (DESIGN.md section 3):
  * - the destination owns it (the source journalled COMMIT and nothing renounced it): the destination
- *   runs (every device RUNNING) and the source stays stopped in STOP_COPY, its final state sent;
+ *   runs (every device RUNNING) and the source stays stopped in STOP_COPY, its final state sent.
+ *   DESIGN.md is silent on a resume that fails after COMMIT; Lockstep's rule (README): the
+ *   destination tries again and never resets a device holding the migrated state, so a group whose
+ *   resume arcs keep failing is reported (`ResumeIncomplete`) where its last attempt left it;
  * - otherwise (no decision, or ABORT): before commit, any failure on either side rolls the source
  *   back to RUNNING and resets the destination's devices; the destination then parks them in STOP,
  *   so that nothing of the failed migration ever runs (README, `@lockstep/migration`).

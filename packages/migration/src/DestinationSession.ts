@@ -15,7 +15,8 @@ import {
   MigrationInterrupted,
   PeerAborted,
   PreparationFailed,
-  ProtocolViolation
+  ProtocolViolation,
+  ResumeIncomplete
 } from "./MigrationError.js"
 import { type DestinationOptions, resolveSession } from "./Options.js"
 import { leftInPlace, type Recovered, recoverGroup, recoveryFields, untouched } from "./Recovery.js"
@@ -41,6 +42,10 @@ interface DestinationProgress {
   voted: boolean
   /** The decision is known (received, or read from the source's journal). */
   decided: boolean
+  /** The decision is COMMIT: from here the devices hold the only state that may run, never to be reset. */
+  committed: boolean
+  /** Committed, the resume failed, and the source's journal records that the group was given back. */
+  givenBack: boolean
   writer: FrameWriter.FrameWriter | undefined
   bytes: number
   validateMs: number
@@ -97,6 +102,8 @@ export const migrateDestination: (
     migration: undefined,
     voted: false,
     decided: false,
+    committed: false,
+    givenBack: false,
     writer: undefined,
     bytes: 0,
     validateMs: 0,
@@ -217,15 +224,68 @@ export const migrateDestination: (
       yield* decideFromJournal(migration, violation("the commit decision", decision.value._tag))
     }
     s.decided = true
+    s.committed = true
 
-    // Resume: STOP → quiesced → RUNNING in group order.
+    // Resume: STOP → quiesced → RUNNING in group order. Committed, the group is this side's to
+    // run: a failed attempt rolls back to STOP (no reset) and is tried again.
     log.enter("resume")
     const resumeStart = now()
-    yield* located(resume(runtime, transitionOptions(o, "destination", "resume", timings)))
+    yield* resumeCommitted
     s.resumeMs = roundMs(now() - resumeStart)
     emit({ _tag: "Resumed", side: "destination", resumeMs: s.resumeMs, at: now() })
     return yield* finish
   })
+
+  /** Resumes a committed group, trying again after a failed attempt; never resets a device. */
+  const resumeCommitted: Effect.Effect<void, SessionFault> = Effect.gen(function* () {
+    const attempts = Math.max(1, Math.floor(options.resumeAttempts ?? 3))
+    let last: { readonly message: string } | undefined
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      const tried = yield* Effect.exit(resume(runtime, transitionOptions(o, "destination", "resume", timings)))
+      if (Exit.isSuccess(tried)) return
+      const error = Cause.findErrorOption(tried.cause)
+      if (Option.isNone(error)) return yield* located(Effect.failCause(tried.cause))
+      last = error.value
+      if (attempt < attempts)
+        emit({
+          _tag: "Warning",
+          side: "destination",
+          reason: `resume attempt ${attempt} failed: ${last.message}; trying again`,
+          at: now()
+        })
+    }
+    const reason = last?.message ?? "the resume failed"
+    s.givenBack = yield* giveBack(reason)
+    return yield* fault(
+      new ResumeIncomplete({ migration: s.migration ?? "", attempts, reason, givenBack: s.givenBack })
+    )
+  })
+
+  /**
+   * Offers a committed group that cannot resume back to the source. It counts as given back only
+   * once the source's journal records the renunciation (written here when this side can reach the
+   * journal, or confirmed by the source's `Renounced`): until then the source must not run, and
+   * this side keeps the state.
+   */
+  const giveBack = (reason: string): Effect.Effect<boolean> =>
+    Effect.gen(function* () {
+      const migration = s.migration ?? ""
+      const journal = options.decisionJournal
+      const recorded = journal !== undefined && Exit.isSuccess(yield* Effect.exit(journal.renounce(migration, reason)))
+      const writer = s.writer
+      if (writer === undefined) return recorded
+      const offer: SessionMessage = { _tag: "Aborted", phase: "resume", tag: "ResumeIncomplete", reason }
+      const told = yield* Effect.exit(send(writer, offer))
+      if (recorded || Exit.isFailure(told)) return recorded
+      for (;;) {
+        const next = yield* Effect.exit(reader.next)
+        if (Exit.isFailure(next) || Option.isNone(next.value)) return false
+        const frame = next.value.value
+        if (frame._tag !== "Control") continue
+        const message = decodeMessage(frame)
+        if (Result.isSuccess(message) && message.success._tag === "Renounced") return true
+      }
+    })
 
   /** The channel was lost after the vote: the source's journal decides, if this side can read it. */
   const decideFromJournal = (migration: string, lost: SessionFault): Effect.Effect<void, SessionFault> =>
@@ -339,22 +399,28 @@ export const migrateDestination: (
       const inDoubt = cause._tag === "CommitInDoubt"
       const touchedBefore = touched
       // In doubt, the validated devices wait in STOP: neither reset nor resumed until the journal is read.
+      // Committed, they hold the only state that may run: left where they are, required RUNNING.
       const outcome: Recovered = !touchedBefore
         ? yield* untouched(runtime)
-        : inDoubt
-          ? yield* leftInPlace(runtime, "STOP")
-          : yield* recoverGroup(runtime, {
-              policy: o.errorPolicy,
-              home: "STOP",
-              resetEvery: true,
-              resetTimeoutMs: o.arcTimeoutMs,
-              transition: transitionOptions(o, "destination", "park", undefined)
-            })
+        : s.committed && !s.givenBack
+          ? yield* leftInPlace(runtime, "RUNNING", cause.message)
+          : inDoubt
+            ? yield* leftInPlace(runtime, "STOP")
+            : yield* recoverGroup(runtime, {
+                policy: o.errorPolicy,
+                home: "STOP",
+                resetEvery: true,
+                resetTimeoutMs: o.arcTimeoutMs,
+                transition: transitionOptions(o, "destination", "park", undefined)
+              })
       const states = outcome.states
       const recovered = outcome.complete
       emit({ _tag: "Recovered", side: "destination", ok: recovered, states, at: now() })
       const writer = s.writer
-      if (writer !== undefined && cause._tag !== "PeerAborted" && cause._tag !== "HandshakeRefused" && !inDoubt) {
+      // After COMMIT there is nothing to abort: the group was offered back (`giveBack`), or the source
+      // only hears that it does not run.
+      const tellSource = cause._tag !== "PeerAborted" && cause._tag !== "HandshakeRefused" && !inDoubt && !s.committed
+      if (writer !== undefined && tellSource) {
         const told = yield* Effect.exit(send(writer, abortMessage(phase, cause)).pipe(Effect.andThen(writer.end)))
         if (Exit.isFailure(told)) warn(`the source could not be told: ${describeCause(told.cause)}`)
       } else if (writer !== undefined) {

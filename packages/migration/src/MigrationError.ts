@@ -182,6 +182,27 @@ export class CommitInDoubt extends Data.TaggedError("CommitInDoubt")<{
   }
 }
 
+/**
+ * The migration is committed, but the destination group could not be resumed. Either the group
+ * was given back (the source's journal records that the destination renounced it, so the source
+ * runs again and the destination was reset and parked), or it could not be: the source must never
+ * run again, and the destination's devices are not reset (a reset would discard the only state
+ * that may run) but kept where the last attempt left them, to be resumed on this side.
+ */
+export class ResumeIncomplete extends Data.TaggedError("ResumeIncomplete")<{
+  readonly migration: string
+  readonly attempts: number
+  readonly reason: string
+  readonly givenBack: boolean
+}> {
+  override get message(): string {
+    const tried = `migration ${this.migration} was committed, but the destination group could not be resumed in ${this.attempts} attempt${this.attempts === 1 ? "" : "s"} (${this.reason})`
+    return this.givenBack
+      ? `${tried}; the source's journal records that the destination gave the group back, so the source runs it again`
+      : `${tried}; the group could not be given back to the source, so its devices keep the migrated state and were not reset: resume them on the destination, and do not run the source`
+  }
+}
+
 /** The destination's `beforeVote` hook failed. */
 export class PreparationFailed extends Data.TaggedError("PreparationFailed")<{
   readonly reason: string
@@ -212,6 +233,7 @@ export type MigrationCause =
   | JournalUnsettled
   | DecisionFenced
   | CommitInDoubt
+  | ResumeIncomplete
   | PreparationFailed
   | MigrationInterrupted
   | TransitionFailed

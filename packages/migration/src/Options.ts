@@ -69,6 +69,12 @@ export interface DestinationOptions extends SessionOptions {
    * commit: the place to load the rest of a VM, or to check the loaded state. A failure aborts.
    */
   readonly beforeVote?: Effect.Effect<void, { readonly message: string }> | undefined
+  /**
+   * How many times a committed group's resume is tried before the destination gives up and
+   * reports `ResumeIncomplete` (each failed attempt rolls the group back to STOP, arc by arc,
+   * without a reset). Default 3.
+   */
+  readonly resumeAttempts?: number | undefined
   /** Makes the migration id sent in the handshake. Default: 16 random hex digits. */
   readonly migrationId?: (() => string) | undefined
   /** Items each device's write queue holds before the reader waits (back-pressure). Default 4. */

@@ -21,8 +21,11 @@ import { Phases } from "./Phase.js"
  *                                             commit  Busy {step: validate, done: false}
  *                                             commit  Prepared {validateMs}    (vote: validated, in STOP)
  *   commit  Committed  (COMMIT is journalled)
- *   StreamEnd
  *                                             commit  Resumed {resumeMs}       (running), StreamEnd
+ *   StreamEnd
+ *                   or, when the committed group cannot be resumed:
+ *                                             abort   Aborted {…}              (the group is offered back)
+ *   commit  Renounced  (the journal records the renunciation: the source owns the group again)
  *   abort   Aborted {phase, tag, reason}      abort   Aborted {…}              (either side, any time before the end)
  */
 
@@ -42,6 +45,7 @@ const messages = {
   Prepared: Schema.TaggedStruct("Prepared", { validateMs: NonNegative }),
   Committed: Schema.TaggedStruct("Committed", {}),
   Resumed: Schema.TaggedStruct("Resumed", { resumeMs: NonNegative }),
+  Renounced: Schema.TaggedStruct("Renounced", {}),
   Aborted: Schema.TaggedStruct("Aborted", {
     phase: Schema.Literals(Phases),
     tag: Schema.String,
@@ -68,6 +72,7 @@ const kindOf: Readonly<Record<SessionMessage["_tag"], ControlKind>> = {
   Prepared: "commit",
   Committed: "commit",
   Resumed: "commit",
+  Renounced: "commit",
   Aborted: "abort"
 }
 

@@ -509,11 +509,19 @@ export const migrateSource: (
     emit({ _tag: "DecisionRecorded", side: "source", migration, decision, at: now() })
     if (decision === "aborted") return yield* fault(new DecisionFenced({ migration }))
     yield* located(send(writer, { _tag: "Committed" }))
-    yield* located(writer.end)
 
-    // Resume (the destination's): wait for its confirmation; the source stays stopped.
+    // Resume (the destination's): wait for its confirmation; the source stays stopped. The stream
+    // ends only then, so that a destination that cannot resume can still be told `Renounced`.
     log.enter("resume")
     const confirmation = yield* expect(resumed, "the destination's confirmation that it runs")
+    const ended = yield* Effect.exit(writer.end)
+    if (Exit.isFailure(ended))
+      emit({
+        _tag: "Warning",
+        side: "source",
+        reason: `the stream could not be ended: ${describeCause(ended.cause)}`,
+        at: now()
+      })
     return yield* finish(confirmation)
   })
 
@@ -597,13 +605,18 @@ export const migrateSource: (
       let problem: string | undefined
       const renounced = s.committed && cause._tag === "PeerAborted"
       if (renounced && migration !== undefined) {
-        // The destination failed to resume, reset its devices and gave the group back.
+        // The destination failed to resume and offers the group back: it resets its devices once told.
         const recorded = yield* Effect.exit(o.journal.renounce(migration, cause.message))
         if (Exit.isFailure(recorded))
           problem = `the journal could not record that the destination renounced: ${describeCause(recorded.cause)}`
       }
       const writer = s.writer
-      if (cause._tag !== "PeerAborted" && cause._tag !== "HandshakeRefused" && writer !== undefined) {
+      if (renounced && problem === undefined && writer !== undefined) {
+        // Confirm: the destination resets its devices only once it knows the source owns the group.
+        const confirmed = yield* Effect.exit(send(writer, { _tag: "Renounced" }).pipe(Effect.andThen(link.end)))
+        if (Exit.isFailure(confirmed))
+          warn(`the destination could not be told that the group is back: ${describeCause(confirmed.cause)}`)
+      } else if (cause._tag !== "PeerAborted" && cause._tag !== "HandshakeRefused" && writer !== undefined) {
         const told = yield* Effect.exit(send(writer, abortMessage(phase, cause)).pipe(Effect.andThen(link.end)))
         if (Exit.isFailure(told)) warn(`the destination could not be told: ${describeCause(told.cause)}`)
       } else {
