@@ -150,6 +150,8 @@ describe("the fleet under orchestrator crashes", () => {
       finished ??= (await orchestrate(f, undefined)).result
       expect(finished.stderr).not.toContain("Error")
       const report = JSON.parse(finished.stdout) as Outcome
+      // The final run's report is the evacuation's, not a failure's: say what came instead.
+      expect(report.vms, `the last run printed ${finished.stdout} ${finished.stderr}`).toBeDefined()
 
       const invs = await inventories(f, hosts)
       expect(violations(invs)).toEqual([])
@@ -187,6 +189,14 @@ describe("the fleet under orchestrator crashes", () => {
           ).toEqual([])
         expect(commits.length === 1, `${v.vm}: ${JSON.stringify(history)}`).toBe(v.outcome === "migrated")
       })
+      // A kill between the evacuation's end and its report leaves nothing to resume: the run
+      // after it reads the finished evacuation back, moving nothing and beginning nothing.
+      const again = (await orchestrate(f, undefined)).result
+      const reread = JSON.parse(again.stdout) as Outcome & { evacuation: string; alreadyFinished: boolean }
+      expect(reread.evacuation).toBe(evacuation)
+      expect(reread.alreadyFinished, again.stdout).toBe(true)
+      expect(reread.vms.map((v) => [v.vm, v.outcome])).toEqual(report.vms.map((v) => [v.vm, v.outcome]))
+      expect(violations(await inventories(f, hosts))).toEqual([])
     } finally {
       await kill(hostsRun)
       remove(f)

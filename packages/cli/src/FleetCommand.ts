@@ -56,7 +56,7 @@ const hostFlag = Flag.String("host").pipe(
 const jsonFlag = Flag.Boolean("json").pipe(
   Flag.withDefault(false),
   Flag.withDescription(
-    'Print one JSON object and no progress: {"ok","evacuation","host","resumed","makespanMs","schedule":{"concurrency","why"},"violations","vms":[{"vm","source","destination","outcome","downtimeMs","bytes","attempts","reason","devices","violations"}]}'
+    'Print one JSON object and no progress: {"ok","evacuation","host","resumed","alreadyFinished","makespanMs","schedule":{"concurrency","why"},"violations","vms":[{"vm","source","destination","outcome","downtimeMs","bytes","attempts","reason","devices","violations"}]}'
   )
 )
 
@@ -133,35 +133,46 @@ const evacuate = (o: EvacuateOptions) =>
     if (settled && !o.keepHosts) yield* stopSimulatedHosts(F, fleet, o.state)
     if (Option.isSome(o.timeline))
       writeFileSync(resolve(o.timeline.value), renderFleetTimelineSvg(F.Report.timeline(view)))
-    yield* report(view, found, started.resumed, o.json, started.payload.concurrency, planned.schedule.why)
+    yield* report(view, found, started, o.json, planned.schedule.why)
   })
 
 /** Prints the outcome; fails (exit 1) unless every VM migrated and no P2P violation was seen. */
 const report = (
   view: Report.EvacuationView,
   found: HostFindings | undefined,
-  resumed: boolean,
+  started: {
+    readonly resumed: boolean
+    readonly finishedAt?: number
+    readonly payload: { readonly concurrency: number }
+  },
   json: boolean,
-  concurrency: number,
   why: string
 ) =>
   Effect.gen(function* () {
     const violations = found === undefined ? 0 : Object.values(found.violations).reduce((a, b) => a + b, 0)
     const ok = view.vms.every((v) => v.status === "migrated") && violations === 0
+    const alreadyFinished = started.finishedAt !== undefined
     if (json)
       yield* Console.log(
         JSON.stringify({
           ok,
           evacuation: view.evacuation.id,
           host: view.evacuation.host,
-          resumed,
+          resumed: started.resumed,
+          alreadyFinished,
           makespanMs: view.makespanMs,
-          schedule: { concurrency, why },
+          schedule: { concurrency: started.payload.concurrency, why },
           violations,
           vms: view.vms.map((v) => vmJson(v, found))
         })
       )
-    else yield* Console.log(summaryText(view, found, why))
+    else {
+      if (started.finishedAt !== undefined)
+        yield* Console.log(
+          `Evacuation ${view.evacuation.id} of host ${view.evacuation.host} had already finished (${new Date(started.finishedAt).toISOString()}): nothing moved in this run. Its outcome:`
+        )
+      yield* Console.log(summaryText(view, found, why))
+    }
     if (!ok)
       return yield* new CliFailure({
         text:

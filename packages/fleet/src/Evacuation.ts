@@ -238,7 +238,38 @@ export interface StartedEvacuation {
   readonly payload: EvacuateHostPayload
   /** An unfinished evacuation of the same fleet and host was found and is resumed. */
   readonly resumed: boolean
+  /**
+   * Set when the evacuation had already finished, at this time, before this run: the run only
+   * reads it back (see `startOrResume`).
+   */
+  readonly finishedAt?: number
 }
+
+/**
+ * The newest finished evacuation of this fleet and host in which `vm` migrated, read back: a
+ * source that no longer runs at home because that evacuation moved it is not a reason to refuse,
+ * it is the answer (the run that moved it may have died between its end and its report).
+ */
+const movedEarlier = (fleet: Fleet, host: string, vm: string) =>
+  Effect.gen(function* () {
+    const all = yield* FleetStore.evacuations
+    const done = all.filter((e) => e.fleet === fleet.digest && e.host === host && e.status === "done")
+    const latest = done.reduce<FleetStore.EvacuationRecord | undefined>(
+      (a, e) => (a === undefined || (e.finishedAt ?? 0) > (a.finishedAt ?? 0) ? e : a),
+      undefined
+    )
+    if (latest === undefined) return undefined
+    const vms = yield* FleetStore.vmsOf(latest.id)
+    if (vms.find((v) => v.vm === vm)?.status !== "migrated") return undefined
+    const stored = decodePayload(latest.plan)
+    if (Result.isFailure(stored)) return undefined
+    const started: StartedEvacuation = {
+      payload: stored.success,
+      resumed: true,
+      ...(latest.finishedAt === undefined ? {} : { finishedAt: latest.finishedAt })
+    }
+    return started
+  })
 
 /**
  * The evacuation to run: the unfinished one of this fleet (same digest) and host, with the plan
@@ -255,7 +286,16 @@ export const startOrResume = <E = never>(
   Effect.gen(function* () {
     yield* FleetStore.migrate
     const unfinished = yield* FleetStore.claimOf(fleet.digest, planned.host)
-    if (unfinished === undefined) yield* beforeNew
+    if (unfinished === undefined) {
+      // Sources that do not run at home because the last evacuation moved them: read that one back.
+      const checked = yield* Effect.result(beforeNew)
+      if (Result.isFailure(checked)) {
+        const e = checked.failure
+        const earlier = e instanceof DevicesUnreachable ? yield* movedEarlier(fleet, planned.host, e.vm) : undefined
+        if (earlier !== undefined) return earlier
+        return yield* Effect.fail(e)
+      }
+    }
     const id = `${planned.host}-${new Date(now)
       .toISOString()
       .replace(/[-:.TZ]/g, "")
