@@ -5,3 +5,4 @@
  */
 export { CliFailure, invalidInput } from "./CliFailure.js"
 export { lockstep, main } from "./Main.js"
+export { Signals, type SignalsShape } from "./Signals.js"

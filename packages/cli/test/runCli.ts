@@ -1,9 +1,8 @@
 import { Console as NodeConsole } from "node:console"
 import { Writable } from "node:stream"
 import { NodeServices } from "@effect/platform-node"
-import { main } from "@lockstep/cli"
+import { main, Signals, type SignalsShape } from "@lockstep/cli"
 import { Console, Effect, Runtime } from "effect"
-import { Signals, type SignalsShape } from "../src/Signals.js"
 
 /** What one CLI run printed, and how it ended. */
 export interface CliRun {
