@@ -93,13 +93,13 @@ export const plantedBugs: ReadonlyArray<PlantedBug> = [
         module: executor,
         edits: [
           {
-            find: "const rolling = yield* Effect.forkDetach(rollback(runtime, start, cause, failedNode, options))",
+            find: "const rolling = yield* Effect.forkDetach(rollback(runtime, start, attempted, cause, failedNode, options))",
             replace: `const assumed: Record<string, State> = { ...start }
         for (const i of Option.match(outcome, { onNone: () => [], onSome: (o) => o.completed })) {
           const node = nodes[i]
           if (node?.device !== undefined && node.arc !== undefined) assumed[node.device] = node.arc.to
         }
-        const rolling = yield* Effect.forkDetach(rollback(runtime, start, cause, failedNode, options, assumed))`
+        const rolling = yield* Effect.forkDetach(rollback(runtime, start, attempted, cause, failedNode, options, assumed))`
           },
           {
             find: "  options: TransitionOptions\n): Effect.Effect<never, TransitionFailed> =>",

@@ -1,5 +1,5 @@
 import { type Device, ResetFailed } from "@lockstep/device"
-import { type Arc, path, type State, stateClass } from "@lockstep/fsm"
+import { type Arc, path, type State, stateClass, supportsState } from "@lockstep/fsm"
 import { Clock, Data, Effect, Exit, Fiber, Option, Result } from "effect"
 import { type ArcEvent, type GraphNode, type RunOptions, runGraph } from "./ArcRunner.js"
 import { type FailureCause, type FinalStates, StateUnreadable, TransitionInterrupted } from "./ExecutorError.js"
@@ -80,6 +80,11 @@ export class TransitionFailed extends Data.TaggedError("TransitionFailed")<{
    */
   readonly rolledBack: boolean
   readonly quarantined: ReadonlyArray<string>
+  /**
+   * Devices kept quiesced (RUNNING_P2P or PRE_COPY_P2P) instead of going back to an initiating
+   * state, because they may write into a device that may be halted and cannot be asked.
+   */
+  readonly held: ReadonlyArray<string>
   /** A failure of the rollback itself, if it had one. */
   readonly rollbackCause: FailureCause | PlanError | undefined
 }> {
@@ -89,7 +94,11 @@ export class TransitionFailed extends Data.TaggedError("TransitionFailed")<{
       .map(([id, s]) => `${id}=${s}`)
       .join(", ")
     const outcome = this.rolledBack ? "the group was rolled back" : "the rollback did not complete"
-    return `group transition failed${where}: ${this.cause.message}; ${outcome}; devices now ${states}`
+    const held =
+      this.held.length === 0
+        ? ""
+        : `; ${this.held.join(", ")} held quiesced: they may write into a device that may be halted and cannot be read`
+    return `group transition failed${where}: ${this.cause.message}; ${outcome}; devices now ${states}${held}`
   }
 }
 
@@ -155,7 +164,15 @@ export const executePlanned = (
     const plan = planned.success
     emit({ _tag: "PlanReady", plan, at: now() })
     const nodes = graphOf(plan)
-    const runOptions: RunOptions = { ...options, onEvent: emit }
+    // Where each arc started was going: a device that cannot be read afterwards may be there.
+    const attempted: Record<string, Array<State>> = {}
+    const runOptions: RunOptions = {
+      ...options,
+      onEvent: (event) => {
+        if (event._tag === "ArcStarted") (attempted[event.device] ??= []).push(event.arc.to)
+        emit(event)
+      }
+    }
 
     return yield* Effect.uninterruptibleMask((restore) =>
       Effect.gen(function* () {
@@ -170,7 +187,7 @@ export const executePlanned = (
         const cause: FailureCause = first?.error ?? new TransitionInterrupted()
         // The rollback runs in a fiber of its own: if this one is being interrupted, the arcs it
         // forks would be interrupted with it, and the rollback must complete regardless.
-        const rolling = yield* Effect.forkDetach(rollback(runtime, start, cause, failedNode, options))
+        const rolling = yield* Effect.forkDetach(rollback(runtime, start, attempted, cause, failedNode, options))
         return yield* Fiber.join(rolling)
       })
     )
@@ -189,9 +206,13 @@ const outsideSaving: Partial<Record<State, State>> = { PRE_COPY: "RUNNING", PRE_
 export const rollbackTarget = (flags: number, current: State, start: State): State =>
   current === "ERROR" || Result.isSuccess(path(current, start, flags)) ? start : (outsideSaving[start] ?? "RUNNING")
 
+/** The quiesced state of the same saving group as an initiating one (RUNNING → RUNNING_P2P). */
+const quiescedOf: Partial<Record<State, State>> = { RUNNING: "RUNNING_P2P", PRE_COPY: "PRE_COPY_P2P" }
+
 const rollback = (
   runtime: GroupRuntime,
   start: Readonly<Record<string, State>>,
+  attempted: Readonly<Record<string, ReadonlyArray<State>>>,
   cause: FailureCause,
   failedNode: GraphNode | undefined,
   options: TransitionOptions
@@ -236,9 +257,16 @@ const rollback = (
         emit({ _tag: "DeviceQuarantined", device: d.id, at: now() })
       }
     }
-    // A quarantined device may still write into its targets: none of them may stay halted.
+    // A device that cannot be read may be where it started or wherever an arc started on it was
+    // going (the fabric cannot be asked either): it may still write into its targets if any of
+    // those states initiates, and it may be halted if any of them halts.
+    const unreadable = group.devices.map((d) => d.id).filter((id) => states[id] === "UNKNOWN")
+    const mayBe = (id: string, kind: "initiating" | "halted") =>
+      [start[id], ...(attempted[id] ?? [])].some((s) => s !== undefined && stateClass(s) === kind)
+    // A quarantined device, or an unreadable one that may initiate, may still write into its
+    // targets: none of them may stay halted.
     const guarded = new Set<string>()
-    for (const id of quarantined) {
+    for (const id of [...quarantined, ...unreadable.filter((u) => mayBe(u, "initiating"))]) {
       for (const target of group.topology.targetsOf(id)) {
         const startState = start[target]
         if (quarantined.includes(target) || startState === undefined || stateClass(startState) !== "halted") continue
@@ -272,6 +300,20 @@ const rollback = (
       const stays = quarantined.includes(d.id) || (toReset.has(d.id) && !outOfResuming.has(d.id)) || guarded.has(d.id)
       to[d.id] = stays ? current : rollbackTarget(d.flags, current, startState)
     }
+    // Nothing may start writing into a device that may be halted and cannot be asked: its
+    // initiators go no further back than the quiesced state of their saving group.
+    const held: Array<string> = []
+    for (const u of unreadable.filter((id) => mayBe(id, "halted"))) {
+      for (const x of group.topology.initiatorsOf(u)) {
+        const back = to[x]
+        const quiet = back === undefined ? undefined : quiescedOf[back]
+        const device = group.devices.find((d) => d.id === x)
+        if (quiet === undefined || device === undefined || quarantined.includes(x)) continue
+        if (!supportsState(device.flags, quiet)) continue
+        to[x] = quiet
+        if (!held.includes(x)) held.push(x)
+      }
+    }
     let rollbackCause: FailureCause | PlanError | undefined = resetFailures[0]
     const planned = planTransition(group, {
       from,
@@ -300,6 +342,7 @@ const rollback = (
       finalStates,
       rolledBack,
       quarantined,
+      held,
       rollbackCause
     })
   })

@@ -69,6 +69,18 @@ export class ObservedMember {
     this.emit({ _tag: "ArcFailed", device: this.id, at: now, ...this.status(), arc, code, reason: error.message })
   }
 
+  /**
+   * The arc failed and the device cannot be asked where it is (unreachable): it may be in either
+   * of the arc's states, so the arc stays in flight for the fabric until the device is heard from.
+   */
+  loseArc(arc: Arc, error: DeviceError, now: number): void {
+    this.link?.settle(now)
+    this.inFlight = arc
+    this.state = arc.from
+    const code = "code" in error ? error.code : "EIO"
+    this.emit({ _tag: "ArcFailed", device: this.id, at: now, ...this.status(), arc, code, reason: error.message })
+  }
+
   /** The arc did not happen (interrupted, or rejected before it began): the device is where it was. */
   endArc(arc: Arc, now: number): void {
     this.link?.settle(now)
@@ -109,10 +121,11 @@ const members = new WeakMap<Device, ObservedMember>()
 export const observedMemberOf = (device: Device): ObservedMember | undefined => members.get(device)
 
 /** The state after a failure: the one the error carries, else read back; unknown counts as ERROR. */
-const stateAfter = (device: Device, error: DeviceError): Effect.Effect<State> => {
+/** Where a failed arc left the device, or `undefined` when the device cannot be asked. */
+const stateAfter = (device: Device, error: DeviceError): Effect.Effect<State | undefined> => {
   if (error._tag === "ArcFailed") return Effect.succeed(error.stateAfter)
   if (error._tag === "SessionFailed") return Effect.succeed(error.state)
-  return device.getState.pipe(Effect.catch(() => Effect.succeed<State>("ERROR")))
+  return device.getState.pipe(Effect.catch(() => Effect.succeed(undefined)))
 }
 
 /**
@@ -134,7 +147,8 @@ export const observeDevice = Effect.fn("Sim.observeDevice")(function* (device: D
       // Interrupted, a defect, or a rejected arc (which never started): the device is where it was.
       if (Option.isNone(error) || error.value._tag === "ArcRejected") return member.endArc(arc, yield* time)
       const state = yield* stateAfter(device, error.value)
-      member.failArc(arc, state, error.value, yield* time)
+      if (state === undefined) member.loseArc(arc, error.value, yield* time)
+      else member.failArc(arc, state, error.value, yield* time)
     })
 
   const setState = (to: State): Effect.Effect<void, DeviceError> =>
