@@ -9,7 +9,10 @@ import { migrationGroups, migrationTier } from "./Tiers.js"
  * ERROR; hanging into its timeout, cancelled or landing anyway) and each data fault of the source,
  * one per run; every run judged against the model (`Migrations.ts`).
  */
-describe("exhaustive: migrations cut at every message, with a fault at every arc of either side", () => {
+// Exhaustive tiers run for tens of seconds on an idle machine: a loaded CI machine gets room.
+describe("exhaustive: migrations cut at every message, with a fault at every arc of either side", {
+  timeout: 240_000
+}, () => {
   for (const { name, group } of migrationGroups) {
     it(name, async () => {
       const r = await migrationTier(name, group)

@@ -19,7 +19,8 @@ const check = (tier: () => TierResult) => {
   expect(r.problem).toBeUndefined()
 }
 
-describe("exhaustive: schedules of every small group", () => {
+// Exhaustive tiers run for tens of seconds on an idle machine: a loaded CI machine gets room.
+describe("exhaustive: schedules of every small group", { timeout: 240_000 }, () => {
   it("1-2 devices: every order, a fault of each kind at every arc (reset policy)", () => check(faultsTier))
   it("1-2 devices: every order, an interruption at every step, arcs in flight cancelled or landing (quarantine policy)", () =>
     check(interruptionsTier))
