@@ -1,7 +1,7 @@
-import { ink } from "./Palette.js"
+import { font, ink, muted } from "./Palette.js"
 import { element, text, textWidth } from "./Svg.js"
 import type { TimelineLayout } from "./TimelineLayout.js"
-import { tickFont } from "./TimeScale.js"
+import { type TimeScale, tickFont } from "./TimeScale.js"
 
 /** The grid: a faint vertical line through the lanes at each tick. */
 export const renderGrid = (layout: TimelineLayout): string =>
@@ -56,3 +56,14 @@ export const renderAxes = (layout: TimelineLayout): ReadonlyArray<string> => [
   renderAxis(layout, layout.axisTop, true),
   renderAxis(layout, layout.axisBottom, false)
 ]
+
+/** The fleet picture's axis: each tick's label at `axisY`, its grid line down to `bottom`. */
+export const renderFleetAxis = (scale: TimeScale, axisY: number, bottom: number): ReadonlyArray<string> =>
+  scale.ticks.flatMap((tick) => [
+    element("line", { x1: tick.x, y1: axisY, x2: tick.x, y2: bottom, stroke: "#e5e5e5" }),
+    element(
+      "text",
+      { x: tick.x, y: axisY - 3, "font-size": tickFont, "font-family": font, fill: muted, "text-anchor": "middle" },
+      text(tick.label)
+    )
+  ])

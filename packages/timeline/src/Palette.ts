@@ -35,3 +35,27 @@ export const muted = "#666666"
 export const font = "sans-serif"
 /** Space around the picture, px. */
 export const margin = 14
+
+/** The fleet picture's phases (the migration package's phase names, plus the fleet's own), in legend order. */
+export const fleetPhaseColor: Readonly<Record<string, string>> = {
+  reserve: "#b8c2cc",
+  handshake: "#9ecae1",
+  prepare: "#6baed6",
+  precopy: "#3f7cc0",
+  switchover: "#f08c2e",
+  drain: "#e8590c",
+  validate: "#d9480f",
+  commit: "#c92a2a",
+  resume: "#a61e4d",
+  recover: "#6a3d9a"
+}
+/** A phase the fleet picture has no colour for. */
+export const fleetUnknownPhase = "#999999"
+export const fleetOutcomeColor = {
+  migrated: "#2b8a3e",
+  "rolled-back": "#c92a2a",
+  running: "#666666",
+  pending: "#999999"
+} as const
+/** The outline of a VM's downtime window. */
+export const fleetDowntimeInk = "#c92a2a"
