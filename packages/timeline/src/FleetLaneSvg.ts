@@ -9,7 +9,7 @@ import {
   margin
 } from "./Palette.js"
 import { element, text, tooltip } from "./Svg.js"
-import { formatDuration, type TimeScale } from "./TimeScale.js"
+import { formatDuration, stretchOf, type TimeScale } from "./TimeScale.js"
 
 /**
  * One VM's lane of the fleet picture: its name and destination at the left, its phases attempt
@@ -29,16 +29,10 @@ export interface FleetLaneSlot {
 
 export const fleetLaneHeight = 16
 
-/** The x of `[from, to]`, at least 1 px wide. */
-const stretch = (scale: TimeScale, from: number, to: number) => {
-  const a = scale.x(from)
-  return { x: a, width: Math.max(a + 1, scale.x(to)) - a }
-}
-
 const renderPhase = (lane: FleetLane, span: FleetPhaseSpan, slot: FleetLaneSlot): string => {
   const to = span.to ?? slot.end
   const cut = span.to === undefined ? " (never ended: the attempt was cut short)" : ""
-  const { x, width } = stretch(slot.scale, span.from, to)
+  const { x0: x, w: width } = stretchOf(slot.scale, span.from, to)
   return element(
     "rect",
     {
@@ -59,7 +53,7 @@ const renderPhase = (lane: FleetLane, span: FleetPhaseSpan, slot: FleetLaneSlot)
 const renderDowntime = (lane: FleetLane, slot: FleetLaneSlot): string => {
   if (lane.downtime === undefined) return ""
   const { from, to } = lane.downtime
-  const { x, width } = stretch(slot.scale, from, to)
+  const { x0: x, w: width } = stretchOf(slot.scale, from, to)
   return element(
     "rect",
     {

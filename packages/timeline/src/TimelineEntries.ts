@@ -60,52 +60,19 @@ export interface Entries {
 
 /** Sorts entries by kind, keeping only those whose times are all finite numbers. */
 export const sortEntries = (entries: ReadonlyArray<TimelineEntry>): Entries => {
-  const out: Entries = {
-    states: [],
-    arcs: [],
-    waits: [],
-    resets: [],
-    quarantines: [],
-    rollbacks: [],
-    phases: [],
-    violations: [],
-    corruptions: [],
-    marks: []
+  const kept = entries.filter((e) => timesOf(e).every(Number.isFinite))
+  const tagged = <Tag extends TimelineEntry["_tag"]>(tag: Tag) =>
+    kept.filter((e): e is Extract<TimelineEntry, { readonly _tag: Tag }> => e._tag === tag)
+  return {
+    states: tagged("StateSpan"),
+    arcs: tagged("ArcSpan"),
+    waits: tagged("Wait"),
+    resets: tagged("Reset"),
+    quarantines: tagged("Quarantine"),
+    rollbacks: tagged("Rollback"),
+    phases: tagged("Phase"),
+    violations: tagged("Violation"),
+    corruptions: tagged("CorruptingWrites"),
+    marks: tagged("Mark")
   }
-  for (const e of entries) {
-    if (!timesOf(e).every(Number.isFinite)) continue
-    switch (e._tag) {
-      case "StateSpan":
-        out.states.push(e)
-        break
-      case "ArcSpan":
-        out.arcs.push(e)
-        break
-      case "Wait":
-        out.waits.push(e)
-        break
-      case "Reset":
-        out.resets.push(e)
-        break
-      case "Quarantine":
-        out.quarantines.push(e)
-        break
-      case "Rollback":
-        out.rollbacks.push(e)
-        break
-      case "Phase":
-        out.phases.push(e)
-        break
-      case "Violation":
-        out.violations.push(e)
-        break
-      case "CorruptingWrites":
-        out.corruptions.push(e)
-        break
-      case "Mark":
-        out.marks.push(e)
-        break
-    }
-  }
-  return out
 }

@@ -5,7 +5,7 @@ import { textWidth } from "./Svg.js"
 import { devicesOf, type Entries, timesOf } from "./TimelineEntries.js"
 import type { TimelineEntry, TimelineInput } from "./TimelineInput.js"
 import type { TimelineSvgOptions } from "./TimelineSvg.js"
-import { makeTimeScale, type TimeScale } from "./TimeScale.js"
+import { makeTimeScale, type Stretch, stretchOf, type TimeScale } from "./TimeScale.js"
 import { layoutP2PColumn, type P2PColumn } from "./TopologySvg.js"
 
 /**
@@ -18,12 +18,6 @@ import { layoutP2PColumn, type P2PColumn } from "./TopologySvg.js"
 export interface Lane {
   readonly id: string
   readonly kind: string
-}
-
-/** A horizontal stretch `[x0, x0 + w]`, px. */
-export interface Stretch {
-  readonly x0: number
-  readonly w: number
 }
 
 export interface TimelineLayout extends LaneGeometry {
@@ -171,10 +165,7 @@ export const layoutTimeline = (input: TimelineInput, entries: Entries, options: 
   const columns = columnsOf(input, lanes, laneIndex, options)
   const scale = timeScaleOf(entries, time, columns, options.compressTime ?? true)
   const x = scale.x
-  const span = (from: number, to: number, min = 1): Stretch => {
-    const x0 = x(from)
-    return { x0, w: Math.max(min, x(to) - x0) }
-  }
+  const span = (from: number, to: number, min = 1): Stretch => stretchOf(scale, from, to, min)
   const labelSlot = (from: number, to: number): Stretch => {
     let best = { x0: x(from), w: 0 }
     for (const s of scale.segments) {
