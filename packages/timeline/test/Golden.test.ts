@@ -12,7 +12,15 @@ import {
   renderTimelineSvg,
   type TimelineInput
 } from "../src/index.js"
-import { gpuClusterDoc, recordMigration, recordPlantedBug, simulate } from "./runs.js"
+import {
+  gpuClusterDoc,
+  record64Devices,
+  recordMigration,
+  recordPlantedBug,
+  recordRollback,
+  recordTwoDevices,
+  simulate
+} from "./runs.js"
 
 /**
  * A refactor guard, not a behavioural test: the pictures of a dozen varied runs, compared byte
@@ -117,20 +125,7 @@ const timelines: ReadonlyArray<{ readonly name: string; readonly input: Effect.E
     name: "long-pre-copy",
     input: Effect.flatMap(simulate(gpuClusterDoc()), (sim) => recordMigration(sim, [4000, 3000, 2500]))
   },
-  {
-    name: "rollback",
-    input: Effect.gen(function* () {
-      const sim = yield* simulate(
-        gpuClusterDoc({ gpu3: [{ _tag: "FailArc", from: "PRE_COPY_P2P", to: "STOP_COPY", leaveIn: "error" }] })
-      )
-      const recorder = makeTimelineRecorder({ devices: sim.group.devices, title: "gpu3 fails into ERROR" })
-      yield* runOnVirtualTime(transition(sim, "PRE_COPY", { onEvent: recorder.onEvent }))
-      yield* Effect.flip(runOnVirtualTime(transition(sim, "STOP_COPY", { onEvent: recorder.onEvent })))
-      yield* sim.fabric.settle
-      recorder.addViolations(sim.fabric.violations(), sim.fabric.corruptingWrites())
-      return recorder.toInput()
-    })
-  },
+  { name: "rollback", input: recordRollback },
   {
     name: "p2p-waits",
     input: Effect.gen(function* () {
@@ -141,38 +136,8 @@ const timelines: ReadonlyArray<{ readonly name: string; readonly input: Effect.E
       return recorder.toInput()
     })
   },
-  {
-    name: "64-devices",
-    input: Effect.gen(function* () {
-      const devices = Array.from({ length: 64 }, (_, i) => ({
-        id: `gpu${i}`,
-        kind: "pci",
-        flags: ["STOP_COPY", "P2P", "PRE_COPY"],
-        sim: { arcLatencyMs: 1 + (i % 5), arcLatenciesMs: { "RUNNING>RUNNING_P2P": 1 + ((i * 7) % 11) } }
-      }))
-      const sim = yield* simulate({ devices })
-      const recorder = makeTimelineRecorder({ devices: sim.group.devices, title: "64 GPUs, shared IOMMU" })
-      yield* runOnVirtualTime(transition(sim, "STOP_COPY", { onEvent: recorder.onEvent }))
-      yield* sim.fabric.settle
-      recorder.addViolations(sim.fabric.violations())
-      return recorder.toInput()
-    })
-  },
-  {
-    name: "two-devices",
-    input: Effect.gen(function* () {
-      const sim = yield* simulate({
-        devices: [
-          { id: "gpu0", kind: "pci", flags: ["STOP_COPY", "P2P"] },
-          { id: "nvme0", kind: "pci", flags: ["STOP_COPY"] }
-        ],
-        topology: { edges: [["gpu0", "nvme0"]] }
-      })
-      const recorder = makeTimelineRecorder({ devices: sim.group.devices })
-      yield* runOnVirtualTime(transition(sim, "STOP_COPY", { onEvent: recorder.onEvent }))
-      return recorder.toInput()
-    })
-  },
+  { name: "64-devices", input: record64Devices },
+  { name: "two-devices", input: recordTwoDevices },
   { name: "every-element", input: Effect.succeed(everyElement) },
   { name: "empty", input: Effect.succeed({ devices: [], entries: [] }) }
 ]
