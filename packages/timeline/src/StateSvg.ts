@@ -53,31 +53,33 @@ export interface StateBars {
   readonly occupied: ReadonlyArray<Occupied>
 }
 
-const renderStateBar = (
-  s: StateSpan,
-  waits: ReadonlyArray<Wait>,
-  layout: TimelineLayout,
-  shortNames: Set<TimelineState>,
-  occupied: Array<Occupied>
-): string => {
+/** One state's bar: its markup, whether its name was shortened, where the name is written. */
+interface StateBar {
+  readonly markup: string
+  readonly short: boolean
+  readonly written: Occupied | undefined
+}
+
+const renderStateBar = (s: StateSpan, waits: ReadonlyArray<Wait>, layout: TimelineLayout): StateBar => {
   const { x0, w } = layout.span(s.from, s.to, 0.5)
   const tone = palette[toneOf(s.state)]
   const { barHeight } = layout
   const top = layout.laneTop(s.device) + layout.barPad
   const slot = layout.labelSlot(s.from, s.to)
   const label = barHeight >= 9 ? stateLabel(s.state, slot.w - 2, layout.laneFont) : undefined
-  if (label?.short === true) shortNames.add(s.state)
   // A state the device waits in keeps its name at the left, leaving the rest to the wait's label.
   const waitedIn = waits.some((wait) => wait.device === s.device && wait.from < s.to && wait.to > s.from)
   const labelWidth = label === undefined ? 0 : textWidth(label.text, label.fontSize)
   const labelX = waitedIn ? slot.x0 + 2 : slot.x0 + slot.w / 2
-  if (label !== undefined)
-    occupied.push({
-      device: s.device,
-      x0: waitedIn ? labelX : labelX - labelWidth / 2,
-      x1: waitedIn ? labelX + labelWidth : labelX + labelWidth / 2
-    })
-  return element("g", { class: "state", "data-device": s.device, "data-state": s.state }, [
+  const written =
+    label === undefined
+      ? undefined
+      : {
+          device: s.device,
+          x0: waitedIn ? labelX : labelX - labelWidth / 2,
+          x1: waitedIn ? labelX + labelWidth : labelX + labelWidth / 2
+        }
+  const markup = element("g", { class: "state", "data-device": s.device, "data-state": s.state }, [
     tooltip(`${s.device}: ${s.state}, ${formatDuration(s.to - s.from)}`),
     element("rect", { x: x0, y: top, width: w, height: barHeight, fill: tone.fill, ...unknownStroke(s.state) }),
     label === undefined
@@ -95,13 +97,20 @@ const renderStateBar = (
           text(label.text)
         )
   ])
+  return { markup, short: label?.short === true, written }
 }
 
 export const renderStates = (entries: Entries, layout: TimelineLayout): StateBars => {
-  const shortNames = new Set<TimelineState>()
-  const occupied: Array<Occupied> = []
-  const bars = entries.states.map((s) => renderStateBar(s, entries.waits, layout, shortNames, occupied))
-  return { markup: element("g", { class: "states" }, bars), shortNames, occupied }
+  const bars = entries.states.map((s) => ({ state: s.state, ...renderStateBar(s, entries.waits, layout) }))
+  return {
+    markup: element(
+      "g",
+      { class: "states" },
+      bars.map((bar) => bar.markup)
+    ),
+    shortNames: new Set(bars.flatMap((bar) => (bar.short ? [bar.state] : []))),
+    occupied: bars.flatMap((bar) => (bar.written === undefined ? [] : [bar.written]))
+  }
 }
 
 /** The P2P classes, and UNKNOWN when a state was not read back. */
