@@ -2,7 +2,7 @@ import { stateClass } from "@lockstep/fsm"
 import type { TimelineState } from "./TimelineInput.js"
 
 /**
- * The colours of the timeline pictures. A state is coloured by its P2P class, the one fact the
+ * The colours of the timeline pictures (and the font and margin every element shares). A state is coloured by its P2P class, the one fact the
  * picture is about: initiating devices may write into their peers, quiesced ones no longer
  * start writes but still take them, halted ones must take none.
  */
