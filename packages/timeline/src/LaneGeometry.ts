@@ -1,6 +1,6 @@
 /**
  * Where things go on the lanes, as the renderers of the lanes' elements need it: the time
- * scale and each device's lane and bar. One value, built once per picture by `TimelineSvg`.
+ * scale and each device's lane and bar. One value, part of the `TimelineLayout` built once per picture.
  */
 export interface LaneGeometry {
   /** The x of a time. */

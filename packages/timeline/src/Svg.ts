@@ -56,3 +56,7 @@ export const tooltip = (content: string): string => element("title", {}, text(co
  * measured: the picture must not depend on what is installed).
  */
 export const textWidth = (content: string, fontSize: number): number => [...content].length * fontSize * 0.6
+
+/** A standalone SVG document: the XML declaration, the `svg` element, a final newline. */
+export const svgDocument = (attrs: Readonly<Record<string, AttributeValue>>, children: ReadonlyArray<string>): string =>
+  `<?xml version="1.0" encoding="UTF-8"?>\n${element("svg", { xmlns: "http://www.w3.org/2000/svg", ...attrs }, children)}\n`

@@ -34,6 +34,18 @@ export interface TimeScale {
   readonly x: (t: number) => number
 }
 
+/** A horizontal stretch `[x0, x0 + w]`, px. */
+export interface Stretch {
+  readonly x0: number
+  readonly w: number
+}
+
+/** Where `[from, to]` is drawn on `scale`, at least `min` px wide so that nothing vanishes. */
+export const stretchOf = (scale: TimeScale, from: number, to: number, min = 1): Stretch => {
+  const x0 = scale.x(from)
+  return { x0, w: Math.max(min, scale.x(to) - x0) }
+}
+
 /** What the axis is built from. */
 export interface TimeScaleSpec {
   /** Where the axis begins; tick labels count from it (`0 ms`). */

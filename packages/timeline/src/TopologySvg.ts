@@ -1,3 +1,5 @@
+import { type LegendItem, legendIf } from "./LegendSvg.js"
+import { muted } from "./Palette.js"
 import { element, text, tooltip } from "./Svg.js"
 import type { P2PTopology } from "./TimelineInput.js"
 
@@ -106,9 +108,46 @@ export const renderP2PColumn = (
   return element("g", { class: "p2p" }, [
     element(
       "text",
-      { x: x0 + column.width / 2, y: labelY, "font-size": 9, fill: "#666666", "text-anchor": "middle" },
+      { x: x0 + column.width / 2, y: labelY, "font-size": 9, fill: muted, "text-anchor": "middle" },
       text("P2P")
     ),
     ...drawn
   ])
 }
+
+/** A domain's swatch and an initiator's edges', for whichever the column draws. */
+export const p2pLegend = (column: P2PColumn): ReadonlyArray<LegendItem> => [
+  ...legendIf(
+    column.items.some((i) => i.kind === "domain"),
+    {
+      key: "p2p-domain",
+      swatch: (sx, sy) =>
+        [
+          element("line", { x1: sx + 4, y1: sy + 6, x2: sx + 20, y2: sy + 6, stroke: ink, "stroke-width": 1.2 }),
+          element("circle", { cx: sx + 4, cy: sy + 6, r: 2.4, fill: ink }),
+          element("circle", { cx: sx + 20, cy: sy + 6, r: 2.4, fill: ink })
+        ].join(""),
+      label: "P2P domain: each member may write into every other"
+    }
+  ),
+  ...legendIf(
+    column.items.some((i) => i.kind === "edges"),
+    {
+      key: "p2p-edges",
+      swatch: (sx, sy) =>
+        [
+          element("line", {
+            x1: sx + 4,
+            y1: sy + 6,
+            x2: sx + 22,
+            y2: sy + 6,
+            stroke: ink,
+            "stroke-width": 1.2,
+            "marker-end": "url(#arrow)"
+          }),
+          element("circle", { cx: sx + 4, cy: sy + 6, r: 2.8, fill: ink })
+        ].join(""),
+      label: "P2P edge: initiator (dot) may write into target (arrow)"
+    }
+  )
+]

@@ -1,9 +1,9 @@
 import type { LaneGeometry } from "./LaneGeometry.js"
+import { type LegendItem, legendIf } from "./LegendSvg.js"
+import { ink } from "./Palette.js"
 import { element, text, textWidth, tooltip } from "./Svg.js"
 import type { Wait } from "./TimelineInput.js"
 import { formatDuration } from "./TimeScale.js"
-
-const ink = "#222222"
 
 /**
  * The name of `device` as a neighbour of `from` would say it: a prefix both lanes share up to a
@@ -150,3 +150,36 @@ export const renderReleases = (waits: ReadonlyArray<Wait>, g: LaneGeometry): str
     })
     .join("")
 }
+
+/** Waits, and the releases when a wait named the arc it waited for. */
+export const waitLegend = (waits: ReadonlyArray<Wait>): ReadonlyArray<LegendItem> => [
+  {
+    key: "wait",
+    swatch: (sx, sy) =>
+      element("line", {
+        x1: sx + 2,
+        y1: sy + 6,
+        x2: sx + 22,
+        y2: sy + 6,
+        stroke: ink,
+        "stroke-width": 1.6,
+        "stroke-dasharray": "0.1 3",
+        "stroke-linecap": "round"
+      }),
+    label: "waiting for another device (named on the line where there is room)"
+  },
+  ...legendIf(
+    waits.some((w) => w.waitedFor !== undefined),
+    {
+      key: "release",
+      swatch: (sx, sy) =>
+        element("path", {
+          d: `M${sx + 12},${sy + 2} L${sx + 16},${sy + 6} L${sx + 12},${sy + 10} L${sx + 8},${sy + 6} z`,
+          fill: "#ffffff",
+          stroke: ink,
+          "stroke-width": 1.2
+        }),
+      label: "the arc whose end released waiting devices (a line through their lanes)"
+    }
+  )
+]

@@ -3,7 +3,16 @@ import { transition } from "@lockstep/coordinator"
 import { runOnVirtualTime } from "@lockstep/sim"
 import { Effect } from "effect"
 import { makeTimelineRecorder, p2pOf, renderTimelineSvg, type TimelineInput } from "../src/index.js"
-import { gpuClusterDoc, keep, recordMigration, recordPlantedBug, simulate } from "./runs.js"
+import {
+  gpuClusterDoc,
+  keep,
+  record64Devices,
+  recordMigration,
+  recordPlantedBug,
+  recordRollback,
+  recordTwoDevices,
+  simulate
+} from "./runs.js"
 import { byClass, elements, parseXml, textOf, type XmlElement } from "./Xml.js"
 
 const attr = (e: XmlElement | undefined, name: string): string => e?.attributes[name] ?? ""
@@ -81,15 +90,7 @@ describe("renderTimelineSvg: a real run", () => {
 
   it.effect("a failed arc, the reset and the rollback", () =>
     Effect.gen(function* () {
-      const sim = yield* simulate(
-        gpuClusterDoc({ gpu3: [{ _tag: "FailArc", from: "PRE_COPY_P2P", to: "STOP_COPY", leaveIn: "error" }] })
-      )
-      const recorder = makeTimelineRecorder({ devices: sim.group.devices, title: "gpu3 fails into ERROR" })
-      yield* runOnVirtualTime(transition(sim, "PRE_COPY", { onEvent: recorder.onEvent }))
-      yield* Effect.flip(runOnVirtualTime(transition(sim, "STOP_COPY", { onEvent: recorder.onEvent })))
-      yield* sim.fabric.settle
-      recorder.addViolations(sim.fabric.violations(), sim.fabric.corruptingWrites())
-      const input = recorder.toInput()
+      const input = yield* recordRollback
       const source = renderTimelineSvg(input)
       keep("rollback.svg", source)
       const svg = parseXml(source)
@@ -304,21 +305,10 @@ describe("renderTimelineSvg: who waits for whom, quiesced states, the P2P topolo
 describe("renderTimelineSvg: scale", () => {
   it.effect("64 devices: one lane each, lanes shrink, the picture stays a sensible size", () =>
     Effect.gen(function* () {
-      const devices = Array.from({ length: 64 }, (_, i) => ({
-        id: `gpu${i}`,
-        kind: "pci",
-        flags: ["STOP_COPY", "P2P", "PRE_COPY"],
-        sim: { arcLatencyMs: 1 + (i % 5), arcLatenciesMs: { "RUNNING>RUNNING_P2P": 1 + ((i * 7) % 11) } }
-      }))
-      const sim = yield* simulate({ devices })
-      const recorder = makeTimelineRecorder({ devices: sim.group.devices, title: "64 GPUs, shared IOMMU" })
-      yield* runOnVirtualTime(transition(sim, "STOP_COPY", { onEvent: recorder.onEvent }))
-      yield* sim.fabric.settle
-      recorder.addViolations(sim.fabric.violations())
-      const source = renderTimelineSvg(recorder.toInput())
+      const source = renderTimelineSvg(yield* record64Devices)
       keep("64.svg", source)
       const svg = parseXml(source)
-      expect(laneIds(svg)).toEqual(devices.map((d) => d.id))
+      expect(laneIds(svg)).toEqual(Array.from({ length: 64 }, (_, i) => `gpu${i}`))
       const laneRects = byClass(svg, "lane").map((g) =>
         g.children.find((c): c is XmlElement => typeof c !== "string" && c.name === "rect")
       )
@@ -332,16 +322,7 @@ describe("renderTimelineSvg: scale", () => {
 
   it.effect("two devices get tall lanes", () =>
     Effect.gen(function* () {
-      const sim = yield* simulate({
-        devices: [
-          { id: "gpu0", kind: "pci", flags: ["STOP_COPY", "P2P"] },
-          { id: "nvme0", kind: "pci", flags: ["STOP_COPY"] }
-        ],
-        topology: { edges: [["gpu0", "nvme0"]] }
-      })
-      const recorder = makeTimelineRecorder({ devices: sim.group.devices })
-      yield* runOnVirtualTime(transition(sim, "STOP_COPY", { onEvent: recorder.onEvent }))
-      const source = renderTimelineSvg(recorder.toInput())
+      const source = renderTimelineSvg(yield* recordTwoDevices)
       keep("two.svg", source)
       const svg = parseXml(source)
       expect(laneIds(svg)).toEqual(["gpu0", "nvme0"])

@@ -138,3 +138,46 @@ export const keep = (name: string, content: string | Uint8Array | TimelineInput)
     typeof content === "string" || content instanceof Uint8Array ? content : JSON.stringify(content, null, 2)
   writeFileSync(join(directory, name), bytes)
 }
+
+/** gpu3's arc into STOP_COPY fails and leaves it in ERROR: the transition rolls back and gpu3 is reset. */
+export const recordRollback = Effect.gen(function* () {
+  const sim = yield* simulate(
+    gpuClusterDoc({ gpu3: [{ _tag: "FailArc", from: "PRE_COPY_P2P", to: "STOP_COPY", leaveIn: "error" }] })
+  )
+  const recorder = makeTimelineRecorder({ devices: sim.group.devices, title: "gpu3 fails into ERROR" })
+  yield* runOnVirtualTime(transition(sim, "PRE_COPY", { onEvent: recorder.onEvent }))
+  yield* Effect.flip(runOnVirtualTime(transition(sim, "STOP_COPY", { onEvent: recorder.onEvent })))
+  yield* sim.fabric.settle
+  recorder.addViolations(sim.fabric.violations(), sim.fabric.corruptingWrites())
+  return recorder.toInput()
+})
+
+/** 64 GPUs `gpu0`…`gpu63` behind one IOMMU (no P2P between them), moved to STOP_COPY. */
+export const record64Devices = Effect.gen(function* () {
+  const devices = Array.from({ length: 64 }, (_, i) => ({
+    id: `gpu${i}`,
+    kind: "pci",
+    flags: ["STOP_COPY", "P2P", "PRE_COPY"],
+    sim: { arcLatencyMs: 1 + (i % 5), arcLatenciesMs: { "RUNNING>RUNNING_P2P": 1 + ((i * 7) % 11) } }
+  }))
+  const sim = yield* simulate({ devices })
+  const recorder = makeTimelineRecorder({ devices: sim.group.devices, title: "64 GPUs, shared IOMMU" })
+  yield* runOnVirtualTime(transition(sim, "STOP_COPY", { onEvent: recorder.onEvent }))
+  yield* sim.fabric.settle
+  recorder.addViolations(sim.fabric.violations())
+  return recorder.toInput()
+})
+
+/** A GPU writing into an NVMe drive that has no P2P state, moved to STOP_COPY. */
+export const recordTwoDevices = Effect.gen(function* () {
+  const sim = yield* simulate({
+    devices: [
+      { id: "gpu0", kind: "pci", flags: ["STOP_COPY", "P2P"] },
+      { id: "nvme0", kind: "pci", flags: ["STOP_COPY"] }
+    ],
+    topology: { edges: [["gpu0", "nvme0"]] }
+  })
+  const recorder = makeTimelineRecorder({ devices: sim.group.devices })
+  yield* runOnVirtualTime(transition(sim, "STOP_COPY", { onEvent: recorder.onEvent }))
+  return recorder.toInput()
+})
