@@ -169,7 +169,11 @@ export const executePlanned = (
     const runOptions: RunOptions = {
       ...options,
       onEvent: (event) => {
-        if (event._tag === "ArcStarted") (attempted[event.device] ??= []).push(event.arc.to)
+        if (event._tag === "ArcStarted") {
+          const states = attempted[event.device]
+          if (states === undefined) attempted[event.device] = [event.arc.to]
+          else states.push(event.arc.to)
+        }
         emit(event)
       }
     }
