@@ -2,7 +2,7 @@ import { closeSync, openSync, writeSync } from "node:fs"
 import { readFile } from "node:fs/promises"
 import type { MigrationEvent } from "@lockstep/migration"
 import { RecordedTransition } from "@lockstep/timeline"
-import { Data, Effect, Schema } from "effect"
+import { Effect, Schema } from "effect"
 import { type CliFailure, invalidInput } from "./CliFailure.js"
 
 const Side = Schema.Literals(["source", "destination"])
@@ -208,11 +208,13 @@ export interface RecordedRun {
 }
 
 /** A line of an events file is not what it must be. */
-export class EventsFileInvalid extends Data.TaggedError("EventsFileInvalid")<{
-  readonly file: string
-  readonly line: number
-  readonly reason: string
-}> {
+export class EventsFileInvalid extends Schema.TaggedError<EventsFileInvalid>()("EventsFileInvalid", {
+  file: Schema.String,
+  /** The line's number, from 1 (0: the file could not be read at all). */
+  line: Schema.Number,
+  /** What is wrong with it. */
+  reason: Schema.String
+}) {
   override get message(): string {
     return `${this.file}, line ${this.line}: ${this.reason}; give a file written by --events (lockstep simulate, demo or migrate --local)`
   }

@@ -13,7 +13,7 @@ import {
   type ReadableSpan,
   type SpanExporter
 } from "@opentelemetry/sdk-trace-base"
-import { Context, Data, Effect, Layer, Metric } from "effect"
+import { Context, Effect, Layer, Metric, Schema } from "effect"
 import { type MigrationTrace, makeMigrationTrace, type TraceOptions } from "./MigrationTrace.js"
 
 /** Where and how telemetry is exported. */
@@ -45,10 +45,11 @@ export class Telemetry extends Context.Service<
 >()("@lockstep/telemetry/Telemetry") {}
 
 /** The endpoint is not an http(s) URL. */
-export class InvalidEndpoint extends Data.TaggedError("InvalidEndpoint")<{
-  readonly endpoint: string
-  readonly source: string
-}> {
+export class InvalidEndpoint extends Schema.TaggedError<InvalidEndpoint>()("InvalidEndpoint", {
+  endpoint: Schema.String,
+  /** Where it came from: `--otlp` or `OTEL_EXPORTER_OTLP_ENDPOINT`. */
+  source: Schema.String
+}) {
   override get message(): string {
     return `${this.source}: "${this.endpoint}" is not an OTLP/HTTP endpoint; give the collector's base URL, e.g. http://localhost:4318 (traces go to /v1/traces, metrics to /v1/metrics)`
   }
