@@ -17,7 +17,7 @@ export const timelineCommand = Command.make(
   },
   (config) =>
     Effect.gen(function* () {
-      yield* checkTimelineFile(config.out)
+      yield* checkTimelineFile(config.out, "OUT.svg")
       const run = yield* readEventsFile(config.events).pipe(Effect.mapError((e) => invalidInput(e.message)))
       const timeline = makeMigrationTimeline(run.header.source, run.header.destination)
       for (const event of run.events) timeline.onEvent(event)

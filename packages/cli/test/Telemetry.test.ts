@@ -36,6 +36,7 @@ interface OtlpSpan {
   readonly startTimeUnixNano: string
   readonly endTimeUnixNano: string
   readonly attributes?: ReadonlyArray<OtlpAttribute>
+  readonly status?: { readonly code?: number; readonly message?: string }
 }
 
 interface OtlpMetric {
@@ -231,6 +232,37 @@ describe("lockstep simulate --otlp", () => {
       )
       .map((s) => `${attribute(s.attributes, "lockstep.arc.from")}>${attribute(s.attributes, "lockstep.arc.to")}`)
     expect(resumed).toEqual(expect.arrayContaining(["RESUMING>STOP", "STOP>RUNNING_P2P", "RUNNING_P2P>RUNNING"]))
+  })
+
+  it("marks a failed arc and the rollback in the trace, and counts the migration as rolled back", async () => {
+    const faulty = join(dir, "faulty.json")
+    // The same group, with gpu1's arc into STOP_COPY failing on the source: the group rolls back.
+    writeFileSync(
+      faulty,
+      JSON.stringify({
+        ...scenario,
+        faults: { source: { gpu1: [{ _tag: "FailArc", from: "PRE_COPY_P2P", to: "STOP_COPY" }] } },
+        migration: { ...scenario.migration, errorPolicy: "reset" }
+      })
+    )
+    const r = await runCli("simulate", faulty, "--json", "--otlp", collector.url)
+    expect(r.exitCode).toBe(1)
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: false, violations: 0 })
+    const root = collector.spans.find(
+      (s) =>
+        s.name === "Lockstep.migration" && attribute(s.attributes, "lockstep.run") === `lockstep simulate ${faulty}`
+    )
+    expect(attribute(root?.attributes, "lockstep.outcome")).toBe("rolled-back")
+    const failed = collector.spans.filter(
+      (s) => s.traceId === root?.traceId && s.name === "Lockstep.arc" && s.status?.code === 2
+    )
+    expect(
+      failed.map((s) => [attribute(s.attributes, "lockstep.device"), attribute(s.attributes, "lockstep.arc.to")])
+    ).toEqual([["gpu1", "STOP_COPY"]])
+    const outcomes = collector.metrics
+      .filter((m) => m.name === "lockstep.migrations")
+      .flatMap((m) => m.sum?.dataPoints ?? [])
+    expect(outcomes.map((p) => attribute(p.attributes, "outcome"))).toContain("rolled-back")
   })
 
   it("says once that the collector cannot be reached, and the migration still succeeds", async () => {

@@ -120,8 +120,7 @@ export const makeMigrationTrace = (
     Metric.withAttributes(MigrationMetrics.deviceBytes, { device, side, stage }).updateUnsafe(n, metrics)
   }
 
-  const onTransition = (side: Side, step: string, event: Extract<MigrationEvent, { _tag: "GroupTransition" }>) => {
-    const e = event.event
+  const onTransition = ({ side, step, event: e }: Extract<MigrationEvent, { _tag: "GroupTransition" }>) => {
     switch (e._tag) {
       case "PlanReady": {
         const readyAt = new Map<string, number>()
@@ -183,13 +182,13 @@ export const makeMigrationTrace = (
         return
       case "DeviceReset":
       case "DeviceQuarantined":
-        phases.get(side)?.span.addEvent(
-          e._tag === "DeviceReset" ? "device reset" : "device quarantined",
-          {
-            "lockstep.device": e.device
-          },
-          wall(e.at)
-        )
+        phases
+          .get(side)
+          ?.span.addEvent(
+            e._tag === "DeviceReset" ? "device reset" : "device quarantined",
+            { "lockstep.device": e.device },
+            wall(e.at)
+          )
         return
     }
   }
@@ -197,6 +196,8 @@ export const makeMigrationTrace = (
   const onEvent = (event: MigrationEvent): void => {
     switch (event._tag) {
       case "PhaseStarted": {
+        // A side is in one phase at a time: one that never said it ended ends where the next begins.
+        phases.get(event.side)?.span.end(wall(event.at))
         const span = tracer.startSpan(
           `Lockstep.phase.${event.phase}`,
           { startTime: wall(event.at), attributes: { "lockstep.side": event.side, "lockstep.phase": event.phase } },
@@ -218,7 +219,7 @@ export const makeMigrationTrace = (
         root?.setAttribute("lockstep.migration", event.migration)
         return
       case "GroupTransition":
-        onTransition(event.side, event.step, event)
+        onTransition(event)
         return
       case "RoundDone": {
         const span = tracer.startSpan(
@@ -292,8 +293,11 @@ export const makeMigrationTrace = (
       case "InitialDataAcknowledged":
       case "DecisionRecorded":
       case "Resumed":
-      case "Warning":
         wall(event.at)
+        return
+      case "Warning":
+        rootAt(event.at)
+        root?.addEvent("warning", { "lockstep.side": event.side, "lockstep.reason": event.reason }, wall(event.at))
         return
     }
   }
