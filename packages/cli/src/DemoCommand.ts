@@ -1,5 +1,6 @@
 import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
+import { eventsFlag, otlpFlag } from "./Observability.js"
 import { decodeScenario } from "./Scenario.js"
 import { jsonFlag, runScenario, timelineFlag } from "./SimulateCommand.js"
 import { checkTimelineFile } from "./TimelineFile.js"
@@ -90,6 +91,8 @@ export const demoCommand = Command.make(
   {
     json: jsonFlag,
     timeline: timelineFlag,
+    events: eventsFlag,
+    otlp: otlpFlag,
     printScenario: Flag.Boolean("print-scenario").pipe(
       Flag.withDefault(false),
       Flag.withDescription(
@@ -106,6 +109,8 @@ export const demoCommand = Command.make(
       const run = yield* runScenario(scenario, {
         json: config.json,
         timeline: config.timeline,
+        events: config.events,
+        otlp: config.otlp,
         title: "lockstep demo: 8 GPUs all-to-all + a NIC writing into two of them, migrated with P2P traffic running"
       })
       if (config.json) return

@@ -9,11 +9,14 @@ import {
   type SourceSummary
 } from "@lockstep/migration"
 import { MemoryTransport } from "@lockstep/stream"
+import type { Telemetry } from "@lockstep/telemetry"
 import { hasVfioDevice } from "@lockstep/vfio"
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { CliFailure, invalidInput } from "./CliFailure.js"
+import { openEventLog } from "./EventsFile.js"
 import { plural } from "./Format.js"
-import { makeMigrationTimeline } from "./MigrationTimeline.js"
+import { makeMigrationTimeline, observedOf, recordedGroupOf } from "./MigrationTimeline.js"
+import { allSinks, tracedDevices } from "./Observability.js"
 import { refuseNotMigratable } from "./Refusal.js"
 import {
   destinationOptionsOf,
@@ -33,6 +36,10 @@ import { downtimeText } from "./SourceReport.js"
 export interface LocalOptions {
   readonly json: boolean
   readonly timeline: Option.Option<string>
+  /** Write the events to this file (`--events`). */
+  readonly events?: string | undefined
+  /** Trace the migration (`--otlp`). */
+  readonly telemetry?: Telemetry["Service"] | undefined
 }
 
 const failureOf = (exit: Exit.Exit<unknown, MigrationFailed>): MigrationFailed | undefined =>
@@ -109,20 +116,24 @@ export const runLocal = (scenario: Scenario, options: LocalOptions): Effect.Effe
     if (!hasVfioDevice(scenario.documents.source)) yield* refuseNotMigratable(scenario, "source", options.json)
     const source = yield* openSide(scenario, "source")
     const destination = yield* openSide(scenario, "destination")
+    const title = `lockstep migrate --local ${scenario.file}`
+    const groups = {
+      source: recordedGroupOf(source.runtime.group),
+      destination: recordedGroupOf(destination.runtime.group)
+    }
     const timeline = Option.isSome(options.timeline)
-      ? makeMigrationTimeline(
-          { group: source.runtime.group, fabric: source._tag === "Simulated" ? source.runtime.fabric : undefined },
-          {
-            group: destination.runtime.group,
-            fabric: destination._tag === "Simulated" ? destination.runtime.fabric : undefined
-          }
-        )
+      ? makeMigrationTimeline(groups.source, groups.destination)
       : undefined
+    const events = options.events === undefined ? undefined : yield* openEventLog(options.events, { title, ...groups })
     const journal = Journal.memory()
     const compatibility = compatibilityOf([source, destination])
     const [a, b] = yield* MemoryTransport.pair()
     const m = scenario.migration
-    const onEvent = timeline?.onEvent
+    const trace = options.telemetry?.trace({
+      run: title,
+      devices: { source: tracedDevices(source.runtime.group), destination: tracedDevices(destination.runtime.group) }
+    })
+    const onEvent = allSinks(timeline?.onEvent, events?.onEvent, trace?.onEvent)
     // Each side's end, however it ends: a signal interrupts both sides, and each rolls back.
     let sourceExit: Exit.Exit<SourceSummary, MigrationFailed> = Exit.interrupt()
     let destinationExit: Exit.Exit<DestinationSummary, MigrationFailed> = Exit.interrupt()
@@ -155,14 +166,20 @@ export const runLocal = (scenario: Scenario, options: LocalOptions): Effect.Effe
       ),
       "both groups' devices may be left between their states (simulated devices end with this process; kernel devices keep theirs)"
     )
+    trace?.end()
     const interrupted = ended._tag === "Interrupted" ? ended.signal : undefined
     const final = { source: yield* sideStates(source), destination: yield* sideStates(destination) }
     const violations = [yield* violationsOfSide(source), yield* violationsOfSide(destination)]
     const checked = violations.every((v) => v !== undefined)
     const violationCount = violations.reduce<number>((n, v) => n + (v ?? 0), 0)
+    const observed = {
+      source: source._tag === "Simulated" ? observedOf(source.runtime.fabric) : undefined,
+      destination: destination._tag === "Simulated" ? observedOf(destination.runtime.fabric) : undefined
+    }
+    if (events !== undefined) yield* events.close(observed)
     if (timeline !== undefined && Option.isSome(options.timeline)) {
       const file = options.timeline.value
-      const svg = timeline.render(`lockstep migrate --local ${scenario.file}`)
+      const svg = timeline.render(title, observed)
       yield* Effect.tryPromise({
         try: () => writeFile(file, svg),
         catch: (cause) =>

@@ -9,6 +9,7 @@ import { migrateCommand } from "./MigrateCommand.js"
 import { presenterLayer, reportFailure } from "./Outcome.js"
 import { planCommand } from "./PlanCommand.js"
 import { simulateCommand } from "./SimulateCommand.js"
+import { timelineCommand } from "./TimelineCommand.js"
 import { vfioCommand } from "./VfioCommand.js"
 import { vfioUserCommand } from "./VfioUserCommand.js"
 
@@ -23,6 +24,7 @@ export const lockstep = Command.make("lockstep").pipe(
     checkCommand,
     planCommand,
     migrateCommand,
+    timelineCommand,
     journalCommand,
     fsmCommand,
     vfioUserCommand,

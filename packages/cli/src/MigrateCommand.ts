@@ -8,6 +8,7 @@ import {
 } from "@lockstep/migration"
 import { memoryDigest, type SimulatedGroup } from "@lockstep/sim"
 import { TcpTransport, type Transport, type TransportError } from "@lockstep/stream"
+import type { Telemetry } from "@lockstep/telemetry"
 import { hasVfioDevice } from "@lockstep/vfio"
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
@@ -15,6 +16,7 @@ import { CliFailure, ExitCode, invalidInput, operationFailed } from "./CliFailur
 import { failureJson } from "./FailureReport.js"
 import { refuseUnsettledJournal } from "./JournalCommand.js"
 import { runLocal } from "./LocalMigration.js"
+import { allSinks, eventsFlag, otlpFlag, tracedDevices, withTelemetry } from "./Observability.js"
 import { progressLines } from "./Progress.js"
 import { refuseNotMigratable } from "./Refusal.js"
 import {
@@ -171,7 +173,8 @@ const runDestination = (
   bind: string,
   tls: TcpTransport.TlsOptions | undefined,
   journal: string | undefined,
-  json: boolean
+  json: boolean,
+  telemetry: Telemetry["Service"] | undefined
 ): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
     // A kernel group's flags come from its devices: it is checked once they are open (Sides).
@@ -190,23 +193,34 @@ const runDestination = (
       Console.error(`lockstep: refused a connection${from}: ${reason}; still waiting for the source`)
     let digests: Record<string, string> = {}
     let exit: Exit.Exit<DestinationSummary, MigrationFailed> | undefined
-    const migrate = (transport: Transport) =>
-      migrateDestination(destination.runtime, transport, {
+    const migrate = (transport: Transport) => {
+      // A trace per connection: a stranger refused in the handshake is a trace of its own.
+      const trace = telemetry?.trace({
+        run: `lockstep migrate --listen ${scenario.file}`,
+        devices: { destination: tracedDevices(destination.runtime.group) }
+      })
+      const onEvent = allSinks(
+        showProgress(json) ? progressLines((line) => console.error(line), "destination") : undefined,
+        trace?.onEvent
+      )
+      return migrateDestination(destination.runtime, transport, {
         ...destinationOptionsOf(scenario.migration),
         compatibility: compatibilityOfSide(destination),
         ...(journal === undefined ? {} : { decisionJournal: Journal.file(journal) }),
-        ...(showProgress(json) ? { onEvent: progressLines((line) => console.error(line), "destination") } : {}),
+        ...(onEvent === undefined ? {} : { onEvent }),
         beforeVote: Effect.map(digestsOf(destination), (d) => {
           digests = d
         })
       }).pipe(
         Effect.onExit((e) =>
           Effect.sync(() => {
+            trace?.end()
             exit = e
           })
         ),
         Effect.exit
       )
+    }
     /** One connection: `true` when it was a stranger, refused, and the wait goes on. */
     const one = Effect.scoped(
       Effect.gen(function* () {
@@ -318,7 +332,8 @@ const runSource = (
   address: { readonly host: string; readonly port: number },
   tls: TcpTransport.TlsOptions | undefined,
   journal: string,
-  json: boolean
+  json: boolean,
+  telemetry: Telemetry["Service"] | undefined
 ): Effect.Effect<void, CliFailure> =>
   Effect.gen(function* () {
     // A kernel group's flags come from its devices: it is checked once they are open (Sides).
@@ -328,6 +343,14 @@ const runSource = (
     const console = yield* Console.Console
     const source = yield* openSide(scenario, "source")
     let exit: Exit.Exit<SourceSummary, MigrationFailed> | undefined
+    const trace = telemetry?.trace({
+      run: `lockstep migrate --connect ${scenario.file}`,
+      devices: { source: tracedDevices(source.runtime.group) }
+    })
+    const onEvent = allSinks(
+      showProgress(json) ? progressLines((line) => console.error(line), "source") : undefined,
+      trace?.onEvent
+    )
     const run = Effect.scoped(
       Effect.gen(function* () {
         const transport = yield* TcpTransport.connect({
@@ -339,10 +362,11 @@ const runSource = (
           ...sourceOptionsOf(scenario.migration),
           compatibility: compatibilityOfSide(source),
           journal: Journal.file(journal),
-          ...(showProgress(json) ? { onEvent: progressLines((line) => console.error(line), "source") } : {})
+          ...(onEvent === undefined ? {} : { onEvent })
         }).pipe(
           Effect.onExit((e) =>
             Effect.sync(() => {
+              trace?.end()
               exit = e
             })
           ),
@@ -428,6 +452,12 @@ export const migrateCommand = Command.make(
       ),
       Flag.optional
     ),
+    events: eventsFlag.pipe(
+      Flag.withDescription(
+        "With --local: write the migration's events to FILE, one JSON object a line, for lockstep timeline FILE OUT.svg"
+      )
+    ),
+    otlp: otlpFlag,
     json: Flag.Boolean("json").pipe(
       Flag.withDefault(false),
       Flag.withDescription(
@@ -444,19 +474,34 @@ export const migrateCommand = Command.make(
         )
       if (Option.isSome(config.timeline) && !config.local)
         return yield* invalidInput("--timeline goes with --local, where both sides run in this process")
+      if (Option.isSome(config.events) && !config.local)
+        return yield* invalidInput(
+          "--events goes with --local, where both sides run in this process (a side alone can be watched with --otlp)"
+        )
       const tls = yield* tlsOf({ cert: config.tlsCert, key: config.tlsKey, ca: config.tlsCa })
       const scenario = yield* loadScenario(config.file)
       if (config.local) {
         if (Option.isSome(config.timeline)) yield* checkTimelineFile(config.timeline.value)
-        return yield* runLocal(scenario, { json: config.json, timeline: config.timeline })
+        return yield* withTelemetry(config.otlp, (telemetry) =>
+          runLocal(scenario, {
+            json: config.json,
+            timeline: config.timeline,
+            events: Option.getOrUndefined(config.events),
+            telemetry
+          })
+        )
       }
       const journal = Option.getOrUndefined(config.journal)
       if (Option.isSome(config.listen)) {
         const port = yield* parsePort(config.listen.value)
-        return yield* runDestination(scenario, port, config.bind, tls, journal, config.json)
+        return yield* withTelemetry(config.otlp, (telemetry) =>
+          runDestination(scenario, port, config.bind, tls, journal, config.json, telemetry)
+        )
       }
       const address = yield* parseAddress(Option.getOrElse(config.connect, () => ""))
-      return yield* runSource(scenario, address, tls, journal ?? Journal.defaultJournalPath, config.json)
+      return yield* withTelemetry(config.otlp, (telemetry) =>
+        runSource(scenario, address, tls, journal ?? Journal.defaultJournalPath, config.json, telemetry)
+      )
     })
 ).pipe(
   Command.withDescription(

@@ -1,6 +1,6 @@
 import type { Group } from "@lockstep/coordinator"
-import type { MigrationEvent, Side } from "@lockstep/migration"
-import type { Fabric } from "@lockstep/sim"
+import type { Side } from "@lockstep/migration"
+import { describeViolation, type Fabric } from "@lockstep/sim"
 import {
   type Mark,
   makeTimelineRecorder,
@@ -10,19 +10,21 @@ import {
   type TimelineInput,
   type TimelineRecorder
 } from "@lockstep/timeline"
+import type { Observed, ObservedEntry, RecordedEvent, RecordedGroup } from "./EventsFile.js"
 
 /**
  * Records a simulated migration for its timeline picture: both groups on one time axis, the
  * source's lanes first (`src gpu0`), then the destination's (`dst gpu0`), with the phases of the
  * migration as bands, its downtime window highlighted, and the P2P violations each group's
  * fabric saw. One recorder per group: their transitions run at the same time and their arc ids
- * overlap, so they are recorded apart and joined as plain data at the end.
+ * overlap, so they are recorded apart and joined as plain data at the end. It reads plain data
+ * only, so a run read back from its events file draws the same picture, byte for byte.
  */
 export interface MigrationTimeline {
-  /** Takes every migration event of both sides. */
-  readonly onEvent: (event: MigrationEvent) => void
+  /** Takes every migration event of both sides (any `MigrationEvent`). */
+  readonly onEvent: (event: RecordedEvent) => void
   /** Adds what the fabrics saw and draws the picture as a standalone SVG. */
-  readonly render: (title: string) => string
+  readonly render: (title: string, observed: Observed) => string
 }
 
 const lanePrefix: Readonly<Record<Side, string>> = { source: "src ", destination: "dst " }
@@ -63,23 +65,47 @@ const renamed = (entry: TimelineEntry, name: (id: string) => string): TimelineEn
   }
 }
 
-/** A group drawn in the picture, with the fabric that checked its P2P traffic when it is simulated. */
-export interface TimelineGroup {
-  readonly group: Group
-  readonly fabric?: Fabric | undefined
-}
+/** A group as its lanes are drawn: its devices in order, and who may write into whom. */
+export const recordedGroupOf = (group: Group): RecordedGroup => ({
+  devices: group.devices.map((d) => ({ id: d.id, kind: d.kind })),
+  p2p: { domains: group.topology.domains.map((d) => d.members), edges: group.topology.explicitEdges }
+})
+
+/** What a simulated group's fabric saw of the P2P invariant, as the picture draws it. */
+export const observedOf = (fabric: Fabric): ReadonlyArray<ObservedEntry> => [
+  ...fabric.violations().map(
+    (v): ObservedEntry => ({
+      _tag: "Violation",
+      initiator: v.edge.initiator,
+      target: v.edge.target,
+      from: v.at,
+      to: v.endedAt,
+      description: describeViolation(v)
+    })
+  ),
+  ...fabric.corruptingWrites().map(
+    (w): ObservedEntry => ({
+      _tag: "CorruptingWrites",
+      initiator: w.edge.initiator,
+      target: w.edge.target,
+      from: w.from,
+      to: w.to,
+      writes: w.writes
+    })
+  )
+]
 
 /** A recorder for the migration between `source` and `destination`. */
-export const makeMigrationTimeline = (source: TimelineGroup, destination: TimelineGroup): MigrationTimeline => {
-  const groups: Readonly<Record<Side, TimelineGroup>> = { source, destination }
+export const makeMigrationTimeline = (source: RecordedGroup, destination: RecordedGroup): MigrationTimeline => {
+  const groups: Readonly<Record<Side, RecordedGroup>> = { source, destination }
   const recorders: Readonly<Record<Side, TimelineRecorder>> = {
-    source: makeTimelineRecorder({ devices: source.group.devices, markTransitions: false }),
-    destination: makeTimelineRecorder({ devices: destination.group.devices, markTransitions: false })
+    source: makeTimelineRecorder({ devices: source.devices, markTransitions: false }),
+    destination: makeTimelineRecorder({ devices: destination.devices, markTransitions: false })
   }
   const extra: Array<Phase | Mark> = []
   let downtimeFrom: number | undefined
 
-  const onEvent = (event: MigrationEvent): void => {
+  const onEvent = (event: RecordedEvent): void => {
     switch (event._tag) {
       case "GroupTransition":
         recorders[event.side].onEvent(event.event)
@@ -124,41 +150,45 @@ export const makeMigrationTimeline = (source: TimelineGroup, destination: Timeli
     }
   }
 
-  const render = (title: string): string => {
-    for (const side of ["source", "destination"] as const) {
-      const fabric = groups[side].fabric
-      if (fabric !== undefined) recorders[side].addViolations(fabric.violations(), fabric.corruptingWrites())
-    }
+  const render = (title: string, observed: Observed): string => {
+    const sides = ["source", "destination"] as const
+    const fabricSaw = sides.flatMap((side) =>
+      (observed[side] ?? []).map((e) => renamed(e, (id) => lanePrefix[side] + id))
+    )
     // Both groups' lanes run to the same end: a little after the last thing either side saw, so
     // the states the groups end in show.
-    const seen = (["source", "destination"] as const).map((side) => recorders[side].toInput())
-    const starts = seen.flatMap((input) => (input.start === undefined ? [] : [input.start]))
+    const seen = sides.map((side) => recorders[side].toInput())
+    const starts = [
+      ...seen.flatMap((input) => (input.start === undefined ? [] : [input.start])),
+      ...fabricSaw.flatMap((e) => (e._tag === "Violation" || e._tag === "CorruptingWrites" ? [e.from] : []))
+    ]
     const start = starts.length === 0 ? 0 : Math.min(...starts)
     const last = Math.max(
       start,
       ...seen.map((input) => input.end ?? start),
-      ...extra.map((e) => (e._tag === "Mark" ? e.at : e.to))
+      ...extra.map((e) => (e._tag === "Mark" ? e.at : e.to)),
+      ...fabricSaw.flatMap((e) => (e._tag === "Violation" || e._tag === "CorruptingWrites" ? [e.to ?? e.from] : []))
     )
     const end = last + Math.max(1, (last - start) * 0.03)
-    const sides = ["source", "destination"] as const
     const inputs = sides.map((side) => [side, recorders[side].toInput({ end })] as const)
     const merged: TimelineInput = {
       devices: inputs.flatMap(([side, input]) => input.devices.map((d) => ({ ...d, id: lanePrefix[side] + d.id }))),
       entries: [
         ...inputs.flatMap(([side, input]) => input.entries.map((e) => renamed(e, (id) => lanePrefix[side] + id))),
+        ...fabricSaw,
         ...extra
       ],
       start,
       end,
       title,
       // Only a simulated group's fabric checks the P2P invariant as the devices run.
-      invariantChecked: source.fabric !== undefined && destination.fabric !== undefined,
+      invariantChecked: observed.source !== undefined && observed.destination !== undefined,
       p2p: {
         domains: sides.flatMap((side) =>
-          groups[side].group.topology.domains.map((d) => d.members.map((id) => lanePrefix[side] + id))
+          groups[side].p2p.domains.map((members) => members.map((id) => lanePrefix[side] + id))
         ),
         edges: sides.flatMap((side) =>
-          groups[side].group.topology.explicitEdges.map(
+          groups[side].p2p.edges.map(
             ([initiator, target]) => [lanePrefix[side] + initiator, lanePrefix[side] + target] as const
           )
         )

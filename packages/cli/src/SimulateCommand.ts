@@ -13,13 +13,16 @@ import {
 } from "@lockstep/migration"
 import { compareMemory, runOnVirtualTime } from "@lockstep/sim"
 import { MemoryTransport } from "@lockstep/stream"
+import type { Telemetry } from "@lockstep/telemetry"
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { TestClock } from "effect/testing"
 import { CliFailure, invalidInput } from "./CliFailure.js"
+import { openEventLog } from "./EventsFile.js"
 import { failureJson } from "./FailureReport.js"
 import { plural } from "./Format.js"
-import { makeMigrationTimeline } from "./MigrationTimeline.js"
+import { makeMigrationTimeline, observedOf, recordedGroupOf } from "./MigrationTimeline.js"
+import { eventsFlag, otlpFlag, tracedDevices, withTelemetry } from "./Observability.js"
 import { progressLines } from "./Progress.js"
 import { refuseNotMigratable } from "./Refusal.js"
 import {
@@ -62,19 +65,36 @@ interface Simulation {
 /** What a simulation reports as it goes, besides its result. */
 interface Observers {
   readonly onEvent?: EventSink | undefined
-  /** Draw the timeline picture, under this title. */
-  readonly timelineTitle?: string | undefined
+  /** The run's title: the timeline picture's, and the events file's. */
+  readonly title: string
+  /** Draw the timeline picture. */
+  readonly timeline?: boolean | undefined
+  /** Write the events to this file (`--events`). */
+  readonly events?: string | undefined
+  /** Trace the migration, under this name. */
+  readonly telemetry?: { readonly service: Telemetry["Service"]; readonly run: string } | undefined
 }
 
 /** Runs both sides of the scenario over an in-memory channel, on the current Clock. */
-const simulate = (scenario: Scenario, observers: Observers = {}): Effect.Effect<Simulation, CliFailure> =>
+const simulate = (scenario: Scenario, observers: Observers): Effect.Effect<Simulation, CliFailure> =>
   Effect.gen(function* () {
     const source = yield* simulateSide(scenario, "source")
     const destination = yield* simulateSide(scenario, "destination")
-    const timeline = observers.timelineTitle === undefined ? undefined : makeMigrationTimeline(source, destination)
+    const groups = { source: recordedGroupOf(source.group), destination: recordedGroupOf(destination.group) }
+    const timeline = observers.timeline === true ? makeMigrationTimeline(groups.source, groups.destination) : undefined
+    const events =
+      observers.events === undefined
+        ? undefined
+        : yield* openEventLog(observers.events, { title: observers.title, ...groups })
+    const trace = observers.telemetry?.service.trace({
+      run: observers.telemetry.run,
+      devices: { source: tracedDevices(source.group), destination: tracedDevices(destination.group) }
+    })
     const onEvent = (event: MigrationEvent) => {
       observers.onEvent?.(event)
       timeline?.onEvent(event)
+      events?.onEvent(event)
+      trace?.onEvent(event)
     }
     const journal = Journal.memory()
     const compatibility = simCompatibility([source, destination])
@@ -133,7 +153,10 @@ const simulate = (scenario: Scenario, observers: Observers = {}): Effect.Effect<
       { concurrency: 2, discard: true }
     )
     const ended = yield* untilSignal(both, "nothing outside this process: the simulated devices end with it")
+    trace?.end()
     const violations = { source: yield* violationsOf(source), destination: yield* violationsOf(destination) }
+    const observed = { source: observedOf(source.fabric), destination: observedOf(destination.fabric) }
+    if (events !== undefined) yield* events.close(observed)
     return {
       source: exits.source,
       destination: exits.destination,
@@ -142,7 +165,7 @@ const simulate = (scenario: Scenario, observers: Observers = {}): Effect.Effect<
       writes: source.fabric.writesLanded() + destination.fabric.writesLanded(),
       final: { source: yield* statesOf(source), destination: yield* statesOf(destination) },
       interrupted: ended._tag === "Interrupted" ? ended.signal : undefined,
-      svg: observers.timelineTitle === undefined ? undefined : timeline?.render(observers.timelineTitle)
+      svg: timeline?.render(observers.title, observed)
     }
   })
 
@@ -262,6 +285,10 @@ export interface ScenarioRunOptions {
   readonly timeline: Option.Option<string>
   /** The picture's title. Default: the command and the scenario file. */
   readonly title?: string | undefined
+  /** `--events FILE`: write the migration's events there, one JSON object a line. */
+  readonly events?: Option.Option<string> | undefined
+  /** `--otlp URL`: export the migration's trace and metrics there (default: `OTEL_EXPORTER_OTLP_ENDPOINT`, else none). */
+  readonly otlp?: Option.Option<string> | undefined
 }
 
 /**
@@ -275,14 +302,19 @@ export const runScenario = (scenario: Scenario, options: ScenarioRunOptions): Ef
     yield* refuseNotMigratable(scenario, "source", options.json)
     const console = yield* Console.Console
     const showProgress = !options.json && process.stderr.isTTY === true
-    const run = yield* runOnVirtualTime(
-      simulate(scenario, {
-        onEvent: showProgress ? progressLines((line) => console.error(line)) : undefined,
-        timelineTitle: Option.isSome(options.timeline)
-          ? (options.title ?? `lockstep simulate ${scenario.file}`)
-          : undefined
-      })
-    ).pipe(Effect.provide(TestClock.layer()))
+    const title = options.title ?? `lockstep simulate ${scenario.file}`
+    // Telemetry exports on real time, around the run on virtual time.
+    const run = yield* withTelemetry(options.otlp ?? Option.none(), (telemetry) =>
+      runOnVirtualTime(
+        simulate(scenario, {
+          onEvent: showProgress ? progressLines((line) => console.error(line)) : undefined,
+          title,
+          timeline: Option.isSome(options.timeline),
+          events: Option.getOrUndefined(options.events ?? Option.none()),
+          telemetry: telemetry === undefined ? undefined : { service: telemetry, run: title }
+        })
+      ).pipe(Effect.provide(TestClock.layer()))
+    )
     const violations = run.violations.source + run.violations.destination
     const error = errorOf(run)
     const ok = error === undefined && Exit.isSuccess(run.source) && Exit.isSuccess(run.destination)
@@ -369,12 +401,19 @@ export const simulateCommand = Command.make(
       )
     ),
     json: jsonFlag,
-    timeline: timelineFlag
+    timeline: timelineFlag,
+    events: eventsFlag,
+    otlp: otlpFlag
   },
   (config) =>
     Effect.gen(function* () {
       const scenario = yield* loadScenario(config.file)
-      yield* runScenario(scenario, { json: config.json, timeline: config.timeline })
+      yield* runScenario(scenario, {
+        json: config.json,
+        timeline: config.timeline,
+        events: config.events,
+        otlp: config.otlp
+      })
     })
 ).pipe(
   Command.withDescription(

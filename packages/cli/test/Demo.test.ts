@@ -98,7 +98,8 @@ describe("lockstep demo", () => {
   it("has complete help, and the top-level help lists it", async () => {
     const help = await runCli("demo", "--help")
     expect(help.exitCode).toBe(0)
-    for (const flag of ["--json", "--timeline", "--print-scenario"]) expect(help.stdout).toContain(flag)
+    for (const flag of ["--json", "--timeline", "--events", "--otlp", "--print-scenario"])
+      expect(help.stdout).toContain(flag)
     const top = await runCli("--help")
     expect(top.stdout).toMatch(/demo +Run the flagship example/)
   })

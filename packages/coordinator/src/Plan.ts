@@ -94,7 +94,7 @@ const idNumber = (id: string): number => Number(id.slice(1))
  * plus the arcs of the barriers it waits for, transitively through barriers only), by id.
  * A clique's expansion is O(N²): this is for display, never for running a plan.
  */
-export const expandAfter = (plan: Plan): ReadonlyMap<string, ReadonlyArray<string>> => {
+export const expandAfter = (plan: Pick<PlanJson, "arcs" | "barriers">): ReadonlyMap<string, ReadonlyArray<string>> => {
   const barriers = new Map(plan.barriers.map((b) => [b.id, b]))
   const expanded = new Map<string, ReadonlyArray<string>>()
   const expand = (after: ReadonlyArray<string>, visiting: Set<string>): ReadonlyArray<string> => {

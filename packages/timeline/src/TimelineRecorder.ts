@@ -1,4 +1,4 @@
-import { expandAfter, type Plan, type Topology, type TransitionEvent } from "@lockstep/coordinator"
+import { expandAfter, type Topology } from "@lockstep/coordinator"
 import type { Arc, State } from "@lockstep/fsm"
 import { type CorruptingWrite, describeViolation, type InvariantViolation } from "@lockstep/sim"
 import type {
@@ -12,6 +12,7 @@ import type {
   TimelineInput,
   TimelineState
 } from "./TimelineInput.js"
+import type { RecordedPlan, RecordedTransition } from "./TransitionRecord.js"
 
 /** The P2P topology of a group, as the timeline draws it: its domains and its explicit edges. */
 export const p2pOf = (topology: Topology): P2PTopology => ({
@@ -51,8 +52,8 @@ export interface ToInputOptions {
  * migration, and the invariant violations a fabric saw.
  */
 export interface TimelineRecorder {
-  /** Takes one transition event; synchronous, as the executor requires. */
-  readonly onEvent: (event: TransitionEvent) => void
+  /** Takes one transition event (any `TransitionEvent`); synchronous, as the executor requires. */
+  readonly onEvent: (event: RecordedTransition) => void
   /**
    * Adds a named window across every lane. `emphasis` defaults to `downtime` when the label
    * names a switchover or downtime, `normal` otherwise.
@@ -93,7 +94,7 @@ interface PlanScope {
 const downtimeLabel = /switchover|downtime/i
 
 /** What a plan moves the group to, for its mark: one state for all movers, or `mixed`. */
-const targetOf = (plan: Plan): string => {
+const targetOf = (plan: typeof RecordedPlan.Type): string => {
   const targets = new Set(plan.arcs.map((a) => plan.target[a.device]))
   const [only] = targets
   return plan.arcs.length === 0 ? "no arcs" : targets.size === 1 && only !== undefined ? `→ ${only}` : "→ mixed"
@@ -158,7 +159,7 @@ export const makeTimelineRecorder = (options: TimelineRecorderOptions = {}): Tim
     for (const [id, state] of Object.entries(states)) learn(laneOf(id), state, at)
   }
 
-  const onEvent = (event: TransitionEvent): void => {
+  const onEvent = (event: RecordedTransition): void => {
     seen(event.at)
     switch (event._tag) {
       case "PlanReady": {

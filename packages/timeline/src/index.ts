@@ -42,3 +42,4 @@ export {
   type ToInputOptions
 } from "./TimelineRecorder.js"
 export { renderTimelineSvg, type TimelineSvgOptions } from "./TimelineSvg.js"
+export { RecordedPlan, RecordedTransition } from "./TransitionRecord.js"
