@@ -1,5 +1,5 @@
-import type { Group, GroupRuntime } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
+import type { Group, GroupRuntime } from "@lockstep/group"
 import { Effect, Schema } from "effect"
 import { type Fabric, makeFabric } from "./Fabric.js"
 import type { P2PEdge } from "./Invariant.js"

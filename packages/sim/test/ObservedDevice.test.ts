@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { decodeGroup } from "@lockstep/coordinator"
 import { type Device, ResetFailed } from "@lockstep/device"
 import { AllFlags, type State } from "@lockstep/fsm"
+import { decodeGroup } from "@lockstep/group"
 import { makeFabric, makeSimDevice, observeDevice, type SimDeviceConfig, simulateGroup } from "@lockstep/sim"
 import { Effect } from "effect"
 import { walk } from "./Transfer.js"

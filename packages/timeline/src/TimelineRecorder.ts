@@ -1,5 +1,5 @@
-import { expandAfter, type Plan, type Topology, type TransitionEvent } from "@lockstep/coordinator"
 import type { Arc, State } from "@lockstep/fsm"
+import { expandAfter, type Plan, type Topology } from "@lockstep/group"
 import { type CorruptingWrite, describeViolation, type InvariantViolation } from "@lockstep/sim"
 import type {
   ArcSpan,
@@ -18,6 +18,41 @@ export const p2pOf = (topology: Topology): P2PTopology => ({
   domains: topology.domains.map((d) => d.members),
   edges: topology.explicitEdges
 })
+
+/** Each device's state after a failure, `UNKNOWN` where it could not be read. */
+type ReadStates = Readonly<Record<string, State | "UNKNOWN">>
+
+/**
+ * The events of a group transition, as far as the recorder reads them. The coordinator's
+ * `TransitionEvent` is one (the recorder takes them from the executor's `onEvent`); the
+ * timeline states what it reads rather than depending on the coordinator.
+ */
+export type RecordedEvent =
+  | { readonly _tag: "PlanReady"; readonly plan: Plan; readonly at: number }
+  | {
+      readonly _tag: "ArcStarted" | "ArcDone"
+      readonly id: string
+      readonly device: string
+      readonly arc: Arc
+      readonly at: number
+    }
+  | {
+      readonly _tag: "ArcFailed"
+      readonly id: string
+      readonly device: string
+      readonly arc: Arc
+      readonly at: number
+      readonly error: { readonly message: string }
+    }
+  | {
+      readonly _tag: "RollbackBegun"
+      readonly cause: { readonly message: string }
+      readonly states: ReadStates
+      readonly at: number
+    }
+  | { readonly _tag: "DeviceReset"; readonly device: string; readonly from: State | "UNKNOWN"; readonly at: number }
+  | { readonly _tag: "DeviceQuarantined"; readonly device: string; readonly at: number }
+  | { readonly _tag: "RollbackDone"; readonly states: ReadStates; readonly ok: boolean; readonly at: number }
 
 /** A device the recorder should draw a lane for before any event names it. */
 export interface RecordedDevice {
@@ -52,7 +87,7 @@ export interface ToInputOptions {
  */
 export interface TimelineRecorder {
   /** Takes one transition event; synchronous, as the executor requires. */
-  readonly onEvent: (event: TransitionEvent) => void
+  readonly onEvent: (event: RecordedEvent) => void
   /**
    * Adds a named window across every lane. `emphasis` defaults to `downtime` when the label
    * names a switchover or downtime, `normal` otherwise.
@@ -154,11 +189,11 @@ export const makeTimelineRecorder = (options: TimelineRecorderOptions = {}): Tim
     lane.state = state
     lane.since = at
   }
-  const learnAll = (states: Readonly<Record<string, State | "UNKNOWN">>, at: number) => {
+  const learnAll = (states: ReadStates, at: number) => {
     for (const [id, state] of Object.entries(states)) learn(laneOf(id), state, at)
   }
 
-  const onEvent = (event: TransitionEvent): void => {
+  const onEvent = (event: RecordedEvent): void => {
     seen(event.at)
     switch (event._tag) {
       case "PlanReady": {
