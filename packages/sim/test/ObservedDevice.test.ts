@@ -153,6 +153,25 @@ describe("simulateGroup with devices of other backends", () => {
     })
   )
 
+  it.effect("reads no other backend's key: a device is simulated unless given in others or left out by simulates", () =>
+    Effect.gen(function* () {
+      const group = yield* decodeGroup({
+        devices: [
+          { id: "gpu0", kind: "pci", flags: ["STOP_COPY", "P2P", "PRE_COPY"], sim: config },
+          { id: "nvme0", kind: "pci", flags: ["STOP_COPY", "P2P", "PRE_COPY"], vfioUser: { socket: "unused" } }
+        ],
+        topology: { edges: [["gpu0", "nvme0"]] }
+      })
+      const all = yield* simulateGroup(group)
+      expect([...all.devices.keys()]).toEqual(["gpu0", "nvme0"])
+      expect(all.fabric.edges).toEqual([{ initiator: "gpu0", target: "nvme0" }])
+      // Left out, nvme0 is no end of a fabric edge: the caller that owns it joins it through `others`.
+      const some = yield* simulateGroup(group, { simulates: (d) => d.id !== "nvme0" })
+      expect([...some.devices.keys()]).toEqual(["gpu0"])
+      expect(some.fabric.edges).toEqual([])
+    })
+  )
+
   it.effect("refuses a device that is not the group's", () =>
     Effect.gen(function* () {
       const group = yield* decodeGroup({ devices: [{ id: "gpu0", kind: "pci", flags: ["STOP_COPY"] }] })
