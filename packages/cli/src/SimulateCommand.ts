@@ -11,11 +11,10 @@ import {
   Phases,
   type SourceSummary
 } from "@lockstep/migration"
-import { compareMemory, runOnVirtualTime } from "@lockstep/sim"
+import { compareMemory, runOnVirtualTime, SimulationClock } from "@lockstep/sim"
 import { MemoryTransport } from "@lockstep/stream"
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { TestClock } from "effect/testing"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 import { failureJson } from "./FailureReport.js"
 import { plural } from "./Format.js"
@@ -282,7 +281,7 @@ export const runScenario = (scenario: Scenario, options: ScenarioRunOptions): Ef
           ? (options.title ?? `lockstep simulate ${scenario.file}`)
           : undefined
       })
-    ).pipe(Effect.provide(TestClock.layer()))
+    ).pipe(Effect.provide(SimulationClock.layer))
     const violations = run.violations.source + run.violations.destination
     const error = errorOf(run)
     const ok = error === undefined && Exit.isSuccess(run.source) && Exit.isSuccess(run.destination)

@@ -45,4 +45,5 @@ export {
 export { InvalidFabric, InvalidSimConfig } from "./SimError.js"
 export type { DeviceStatus, SimEvent, SimObserver } from "./SimEvent.js"
 export { type SimulatedGroup, type SimulateOptions, simulateGroup } from "./SimulatedGroup.js"
+export { SimulationClock } from "./SimulationClock.js"
 export { runOnVirtualTime } from "./VirtualTime.js"
