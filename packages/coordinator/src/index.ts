@@ -23,7 +23,7 @@ export {
   GroupFileNotJson,
   GroupFileUnreadable,
   GroupProblem,
-  type GroupRuntime,
+  GroupRuntime,
   InvalidGroup,
   loadGroupFile,
   Migratability,

@@ -11,7 +11,7 @@ export { decodeGroup, type Group, type GroupDevice, loadGroupFile, type Topology
 export { GroupDocument } from "./GroupDocument.js"
 export { GroupError, GroupErrorReason, GroupFileNotJson, GroupFileUnreadable, InvalidGroup } from "./GroupError.js"
 export { describeIssue, GroupProblem } from "./GroupProblem.js"
-export type { GroupRuntime } from "./GroupRuntime.js"
+export { GroupRuntime } from "./GroupRuntime.js"
 export * as Migratability from "./Migratability.js"
 export {
   type Barrier,

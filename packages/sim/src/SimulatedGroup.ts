@@ -1,12 +1,12 @@
 import type { Device } from "@lockstep/device"
-import type { Group, GroupDevice, GroupRuntime } from "@lockstep/group"
-import { Effect, Schema } from "effect"
+import { type Group, type GroupDevice, GroupRuntime } from "@lockstep/group"
+import { Context, Effect, Layer, Schema } from "effect"
 import { type Fabric, makeFabric } from "./Fabric.js"
 import type { P2PEdge } from "./Invariant.js"
 import { type ObservedDevice, observeDevice } from "./ObservedDevice.js"
 import { makeSimDevice, type SimDevice } from "./SimDevice.js"
 import { SimDeviceConfig } from "./SimDeviceConfig.js"
-import { InvalidSimConfig } from "./SimError.js"
+import { type InvalidFabric, InvalidSimConfig } from "./SimError.js"
 
 /**
  * A group of simulated devices behind a DMA fabric: a `GroupRuntime` the coordinator can drive.
@@ -106,4 +106,24 @@ export const simulateGroup = Effect.fn("Sim.simulateGroup")(function* (group: Gr
     ...(options.seed === undefined ? {} : { seed: options.seed })
   })
   return { group, devices, observed, fabric } satisfies SimulatedGroup
+})
+
+/**
+ * The simulated group as a service, and its layer: `SimulatedGroup.layer(group, options)`
+ * provides the group both as the `GroupRuntime` a program drives (simulated and `others` devices
+ * together) and as itself (`yield* SimulatedGroup` for its fabric and devices). Swap it for
+ * another backend's layer to run the same program on other devices.
+ */
+export const SimulatedGroup = Object.assign(Context.Service<SimulatedGroup>("@lockstep/sim/SimulatedGroup"), {
+  layer: (
+    group: Group,
+    options: SimulateOptions = {}
+  ): Layer.Layer<SimulatedGroup | GroupRuntime, InvalidSimConfig | InvalidFabric> =>
+    Layer.effectContext(
+      Effect.map(simulateGroup(group, options), (sim) =>
+        Context.make(SimulatedGroup, sim).pipe(
+          Context.add(GroupRuntime, { group, devices: new Map<string, Device>([...sim.devices, ...sim.observed]) })
+        )
+      )
+    )
 })
