@@ -24,10 +24,10 @@ import {
   type SimDevice,
   type SimDeviceConfig,
   type SimulatedGroup,
+  SimulationClock,
   simulateGroup
 } from "@lockstep/sim"
 import { Clock, Effect, Result } from "effect"
-import { TestClock } from "effect/testing"
 import { atMost, contextRow, type Figure, goalRow, type Row } from "./Figure.js"
 import { acceleratorGroup } from "./Groups.js"
 import { makeVirtualChannel, type VirtualChannel } from "./VirtualChannel.js"
@@ -253,7 +253,7 @@ const measureSize = (size: number, options: DowntimeOptions): Effect.Effect<Size
     const bytes = lockstep.remainingBytes
     const drainMs = channel.msFor(bytes)
     return { size, lowerBoundMs: downMs + drainMs + upMs, lockstep, serial, bytes, downMs, drainMs, upMs }
-  }).pipe(Effect.provide(TestClock.layer()))
+  }).pipe(Effect.provide(SimulationClock.layer))
 
 /**
  * Figure 1: group switchover downtime on virtual time, Lockstep against the lower bound of the

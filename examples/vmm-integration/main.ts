@@ -139,7 +139,7 @@ const onEvent = (event: TransitionEvent): void => {
     console.log(`  ${`${event.at - t0}`.padStart(3)} ms  ${event.device}: ${event.arc.from} → ${event.arc.to}`)
   if (event._tag === "RollbackBegun") console.log(`  ${`${event.at - t0}`.padStart(3)} ms  rollback begins`)
 }
-// The group document is checked here: an invalid one rejects with InvalidGroup (every path: reason).
+// The group document is checked here: an invalid one rejects with a GroupError (every path: reason).
 const lockstep = await LockstepGroup.fromDocument(document, [gpu0, gpu1, nic0], { onEvent, errorPolicy: "reset" })
 
 const states = async () => {

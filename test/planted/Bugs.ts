@@ -36,8 +36,8 @@ export interface PlantedBug {
 }
 
 const planner = "packages/coordinator/src/Planner.ts"
-const topology = "packages/coordinator/src/Topology.ts"
-const group = "packages/coordinator/src/Group.ts"
+const topology = "packages/group/src/Topology.ts"
+const group = "packages/group/src/Group.ts"
 const executor = "packages/coordinator/src/Executor.ts"
 const runner = "packages/coordinator/src/ArcRunner.ts"
 const source = "packages/migration/src/SourceSession.ts"

@@ -272,6 +272,8 @@ export const simulateSide = (scenario: Scenario, role: Role): Effect.Effect<Simu
     const sim = yield* simulateGroup(group, {
       seed: scenario.seed,
       writesPerSecond: scenario.writesPerSecond,
+      // A device a scenario backs by vfio-user is that backend's, not the simulator's.
+      simulates: (d) => d.vfioUser === undefined,
       ...(role === "destination" ? { role } : {})
     }).pipe(Effect.mapError((e) => invalidInput(`${scenario.file} (${role}): ${e.message}`)))
     if (role === "destination")

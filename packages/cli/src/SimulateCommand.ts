@@ -11,12 +11,11 @@ import {
   Phases,
   type SourceSummary
 } from "@lockstep/migration"
-import { compareMemory, runOnVirtualTime } from "@lockstep/sim"
+import { compareMemory, runOnVirtualTime, SimulationClock } from "@lockstep/sim"
 import { MemoryTransport } from "@lockstep/stream"
 import type { Telemetry } from "@lockstep/telemetry"
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { TestClock } from "effect/testing"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 import { openEventLog } from "./EventsFile.js"
 import { failureJson } from "./FailureReport.js"
@@ -313,7 +312,7 @@ export const runScenario = (scenario: Scenario, options: ScenarioRunOptions): Ef
           events: Option.getOrUndefined(options.events ?? Option.none()),
           telemetry: telemetry === undefined ? undefined : { service: telemetry, run: title }
         })
-      ).pipe(Effect.provide(TestClock.layer()))
+      ).pipe(Effect.provide(SimulationClock.layer))
     )
     const violations = run.violations.source + run.violations.destination
     const error = errorOf(run)

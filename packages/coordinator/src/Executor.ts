@@ -1,17 +1,10 @@
-import { type Device, ResetFailed } from "@lockstep/device"
+import { ResetFailed } from "@lockstep/device"
 import { type Arc, path, type State, stateClass, supportsState } from "@lockstep/fsm"
+import type { Group, GroupRuntime, Plan } from "@lockstep/group"
 import { Clock, Data, Effect, Exit, Fiber, Option, Result } from "effect"
 import { type ArcEvent, type GraphNode, type RunOptions, runGraph } from "./ArcRunner.js"
 import { type FailureCause, type FinalStates, StateUnreadable, TransitionInterrupted } from "./ExecutorError.js"
-import type { Group } from "./Group.js"
-import type { Plan } from "./Plan.js"
 import { type PlanError, planTransition, type StateAssignment } from "./Planner.js"
-
-/** A group together with the live devices that back it, by id. */
-export interface GroupRuntime {
-  readonly group: Group
-  readonly devices: ReadonlyMap<string, Device>
-}
 
 /**
  * What to do with a device found in ERROR after a failure:

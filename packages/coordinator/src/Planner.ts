@@ -8,11 +8,9 @@ import {
   type StateClass,
   stateClass
 } from "@lockstep/fsm"
+import type { Barrier, BarrierKind, Edge, Group, Plan, PlanArc } from "@lockstep/group"
 import { Data, Result } from "effect"
 import { orderNodes } from "./DependencyGraph.js"
-import type { Group } from "./Group.js"
-import type { Barrier, BarrierKind, Plan, PlanArc } from "./Plan.js"
-import type { Edge } from "./Topology.js"
 
 /**
  * States for a group: one state for every device, or a state per device id. Where a record

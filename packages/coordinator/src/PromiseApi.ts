@@ -8,17 +8,16 @@ import {
   type ReadResult
 } from "@lockstep/device"
 import type { Flags, State } from "@lockstep/fsm"
+import { decodeGroup, type Group, type GroupRuntime } from "@lockstep/group"
 import { Cause, Effect, Exit } from "effect"
 import {
   type ErrorPolicy,
-  type GroupRuntime,
   type TransitionEvent,
   type TransitionFailed,
   type TransitionRefused,
   type TransitionReport,
   transition
 } from "./Executor.js"
-import { decodeGroup, type Group } from "./Group.js"
 import type { StateAssignment } from "./Planner.js"
 import { beginPrecopy, enterStopCopy, type GroupStep, prepareResume, quiesce, resume, stop } from "./Steps.js"
 
@@ -114,7 +113,7 @@ export class LockstepGroup {
 
   /**
    * Decodes a group document (JSON value) and builds the coordinator over `devices`. Rejects
-   * with `InvalidGroup`, which lists every `path: reason`.
+   * with a `GroupError` (reason `InvalidGroup`, which lists every `path: reason`).
    */
   static async fromDocument(
     document: unknown,

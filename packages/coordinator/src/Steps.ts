@@ -1,15 +1,13 @@
 import type { State } from "@lockstep/fsm"
+import type { Group, GroupRuntime, Plan } from "@lockstep/group"
 import type { Effect, Result } from "effect"
 import {
   executePlanned,
-  type GroupRuntime,
   type TransitionFailed,
   type TransitionOptions,
   type TransitionRefused,
   type TransitionReport
 } from "./Executor.js"
-import type { Group } from "./Group.js"
-import type { Plan } from "./Plan.js"
 import {
   beginPrecopyPlan,
   enterStopCopyPlan,

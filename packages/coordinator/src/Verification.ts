@@ -1,10 +1,8 @@
 import { isArc, type State, type StateClass, stateClass } from "@lockstep/fsm"
+import type { Edge, Group, Plan, PlanArc, PlanNode } from "@lockstep/group"
 import { Data, Result } from "effect"
 import { orderNodes } from "./DependencyGraph.js"
-import type { Group } from "./Group.js"
-import type { Plan, PlanArc, PlanNode } from "./Plan.js"
 import type { StateAssignment } from "./Planner.js"
-import type { Edge } from "./Topology.js"
 
 /**
  * A stretch of one device's timeline in a plan: it opens before the plan or with the start or

@@ -1,16 +1,45 @@
 /**
- * Coordination of a group of VFIO devices that DMA into each other: the group description and
- * its P2P topology, the migratability rule, and the planner that turns the devices' kernel paths
- * into a dependency graph that never lets an initiator write into a halted device.
+ * Coordination of a group of VFIO devices that DMA into each other: the planner that turns the
+ * devices' kernel paths into a dependency graph that never lets an initiator write into a halted
+ * device, the executor that runs it with rollback, and the plan's verification. The group model
+ * (description, topology, migratability, plan form) is `@lockstep/group`, re-exported here.
  *
  * @packageDocumentation
  */
 
+export {
+  type Barrier,
+  type BarrierKind,
+  decodeGroup,
+  describeIssue,
+  type Edge,
+  expandAfter,
+  formatPlan,
+  type Group,
+  type GroupDevice,
+  GroupDocument,
+  GroupError,
+  GroupErrorReason,
+  GroupFileNotJson,
+  GroupFileUnreadable,
+  GroupProblem,
+  GroupRuntime,
+  InvalidGroup,
+  loadGroupFile,
+  Migratability,
+  type P2PDomain,
+  type Plan,
+  type PlanArc,
+  type PlanJson,
+  type PlanNode,
+  planJson,
+  type Topology,
+  type TopologySpec
+} from "@lockstep/group"
 export { type ArcEvent, type GraphNode, type GraphOutcome, type RunOptions, runGraph } from "./ArcRunner.js"
 export {
   type ErrorPolicy,
   executePlanned,
-  type GroupRuntime,
   graphOf,
   rollbackTarget,
   type TransitionEvent,
@@ -27,32 +56,6 @@ export {
   StateUnreadable,
   TransitionInterrupted
 } from "./ExecutorError.js"
-export {
-  decodeGroup,
-  describeIssue,
-  type Group,
-  type GroupDevice,
-  GroupDocument,
-  type GroupError,
-  GroupFileNotJson,
-  GroupFileUnreadable,
-  type GroupProblem,
-  InvalidGroup,
-  loadGroupFile,
-  type TopologySpec
-} from "./Group.js"
-export * as Migratability from "./Migratability.js"
-export {
-  type Barrier,
-  type BarrierKind,
-  expandAfter,
-  formatPlan,
-  type Plan,
-  type PlanArc,
-  type PlanJson,
-  type PlanNode,
-  planJson
-} from "./Plan.js"
 export {
   beginPrecopyPlan,
   type CycleArc,
@@ -84,7 +87,6 @@ export {
   resume,
   stop
 } from "./Steps.js"
-export type { Edge, P2PDomain, Topology } from "./Topology.js"
 export {
   BadDependency,
   BrokenPath,

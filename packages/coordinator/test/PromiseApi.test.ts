@@ -1,4 +1,4 @@
-import { decodeGroup, LockstepGroup, type PromiseDevice, TransitionFailed } from "@lockstep/coordinator"
+import { decodeGroup, GroupError, LockstepGroup, type PromiseDevice, TransitionFailed } from "@lockstep/coordinator"
 import type { State } from "@lockstep/fsm"
 import { type SimDevice, simulateGroup } from "@lockstep/sim"
 import { Effect } from "effect"
@@ -80,11 +80,12 @@ describe("LockstepGroup (Promise facade)", () => {
 })
 
 describe("LockstepGroup.fromDocument", () => {
-  it("rejects an invalid document with InvalidGroup naming the path", async () => {
+  it("rejects an invalid document with a GroupError, reason InvalidGroup, naming the path", async () => {
     const failure = await LockstepGroup.fromDocument({ devices: [{ id: "gpu0", kind: "gpu", flags: [] }] }, []).catch(
       (e: unknown) => e
     )
-    expect((failure as { _tag?: string })._tag).toBe("InvalidGroup")
+    expect(failure).toBeInstanceOf(GroupError)
+    expect((failure as GroupError).reason._tag).toBe("InvalidGroup")
     expect(String((failure as Error).message)).toContain("devices[0].kind")
   })
 })

@@ -1,17 +1,17 @@
-import type { Group, GroupRuntime } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
-import { Effect, Schema } from "effect"
+import { type Group, type GroupDevice, GroupRuntime } from "@lockstep/group"
+import { Context, Effect, Layer, Schema } from "effect"
 import { type Fabric, makeFabric } from "./Fabric.js"
 import type { P2PEdge } from "./Invariant.js"
 import { type ObservedDevice, observeDevice } from "./ObservedDevice.js"
 import { makeSimDevice, type SimDevice } from "./SimDevice.js"
 import { SimDeviceConfig } from "./SimDeviceConfig.js"
-import { InvalidSimConfig } from "./SimError.js"
+import { type InvalidFabric, InvalidSimConfig } from "./SimError.js"
 
 /**
  * A group of simulated devices behind a DMA fabric: a `GroupRuntime` the coordinator can drive.
- * Devices backed by something else (a `"vfioUser"` key, or any device passed as `others`) are
- * not simulated: `devices` holds only the simulated ones. Those passed as `others` are wrapped
+ * Devices backed by something else (passed as `others`, or left out by `simulates`) are not
+ * simulated: `devices` holds only the simulated ones. Those passed as `others` are wrapped
  * (`observed`) and joined to the fabric, so that the P2P invariant is checked over the whole
  * group; drive the group through `new Map([...devices, ...observed])`.
  */
@@ -37,6 +37,12 @@ export interface SimulateOptions {
    * but observed by the fabric like the simulated ones.
    */
   readonly others?: ReadonlyMap<string, Device> | undefined
+  /**
+   * Which group devices to simulate; default: every one not given in `others`. The simulator
+   * reads a device's own `"sim"` block and no other backend's key: whoever owns a backend says
+   * here which devices are its own (the CLI leaves out the ones a scenario backs by vfio-user).
+   */
+  readonly simulates?: ((device: GroupDevice) => boolean) | undefined
   /**
    * The fabric's P2P edges, `[initiator, target]`. Default: the group's topology. Tests give the
    * edges their reference model derives from the group description, so that the fabric judging
@@ -66,7 +72,7 @@ export const simulateGroup = Effect.fn("Sim.simulateGroup")(function* (group: Gr
     observed.set(id, yield* observeDevice(device))
   }
   for (const d of group.devices) {
-    if (d.vfioUser !== undefined || observed.has(d.id)) continue
+    if (observed.has(d.id) || options.simulates?.(d) === false) continue
     const own =
       d.sim === undefined
         ? {}
@@ -100,4 +106,24 @@ export const simulateGroup = Effect.fn("Sim.simulateGroup")(function* (group: Gr
     ...(options.seed === undefined ? {} : { seed: options.seed })
   })
   return { group, devices, observed, fabric } satisfies SimulatedGroup
+})
+
+/**
+ * The simulated group as a service, and its layer: `SimulatedGroup.layer(group, options)`
+ * provides the group both as the `GroupRuntime` a program drives (simulated and `others` devices
+ * together) and as itself (`yield* SimulatedGroup` for its fabric and devices). Swap it for
+ * another backend's layer to run the same program on other devices.
+ */
+export const SimulatedGroup = Object.assign(Context.Service<SimulatedGroup>("@lockstep/sim/SimulatedGroup"), {
+  layer: (
+    group: Group,
+    options: SimulateOptions = {}
+  ): Layer.Layer<SimulatedGroup | GroupRuntime, InvalidSimConfig | InvalidFabric> =>
+    Layer.effectContext(
+      Effect.map(simulateGroup(group, options), (sim) =>
+        Context.make(SimulatedGroup, sim).pipe(
+          Context.add(GroupRuntime, { group, devices: new Map<string, Device>([...sim.devices, ...sim.observed]) })
+        )
+      )
+    )
 })

@@ -44,5 +44,6 @@ export {
 } from "./SimDeviceConfig.js"
 export { InvalidFabric, InvalidSimConfig } from "./SimError.js"
 export type { DeviceStatus, SimEvent, SimObserver } from "./SimEvent.js"
-export { type SimulatedGroup, type SimulateOptions, simulateGroup } from "./SimulatedGroup.js"
+export { SimulatedGroup, type SimulateOptions, simulateGroup } from "./SimulatedGroup.js"
+export { SimulationClock } from "./SimulationClock.js"
 export { runOnVirtualTime } from "./VirtualTime.js"

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { decodeGroup } from "@lockstep/coordinator"
 import { type Device, ResetFailed } from "@lockstep/device"
 import { AllFlags, type State } from "@lockstep/fsm"
+import { decodeGroup } from "@lockstep/group"
 import { makeFabric, makeSimDevice, observeDevice, type SimDeviceConfig, simulateGroup } from "@lockstep/sim"
 import { Effect } from "effect"
 import { walk } from "./Transfer.js"
@@ -133,16 +133,19 @@ describe("a fabric observing devices of any backend", () => {
   )
 })
 
+/** A simulated GPU writing into an NVMe device that another backend (vfio-user) serves. */
+const gpuWritingIntoNvme = {
+  devices: [
+    { id: "gpu0", kind: "pci", flags: ["STOP_COPY", "P2P", "PRE_COPY"], sim: config },
+    { id: "nvme0", kind: "pci", flags: ["STOP_COPY", "P2P", "PRE_COPY"], vfioUser: { socket: "unused" } }
+  ],
+  topology: { edges: [["gpu0", "nvme0"]] }
+}
+
 describe("simulateGroup with devices of other backends", () => {
   it.effect("joins them to the fabric, so that edges touching them are checked", () =>
     Effect.gen(function* () {
-      const group = yield* decodeGroup({
-        devices: [
-          { id: "gpu0", kind: "pci", flags: ["STOP_COPY", "P2P", "PRE_COPY"], sim: config },
-          { id: "nvme0", kind: "pci", flags: ["STOP_COPY", "P2P", "PRE_COPY"], vfioUser: { socket: "unused" } }
-        ],
-        topology: { edges: [["gpu0", "nvme0"]] }
-      })
+      const group = yield* decodeGroup(gpuWritingIntoNvme)
       const sim = yield* simulateGroup(group, { others: new Map([["nvme0", foreignDevice("nvme0")]]) })
       expect([...sim.devices.keys()]).toEqual(["gpu0"])
       expect(sim.fabric.edges).toEqual([{ initiator: "gpu0", target: "nvme0" }])
@@ -150,6 +153,19 @@ describe("simulateGroup with devices of other backends", () => {
       if (nvme === undefined) throw new Error("nvme0 not observed")
       yield* untilDone(walk(nvme, "STOP"))
       expect(sim.fabric.violations()).toMatchObject([{ edge: { initiator: "gpu0", target: "nvme0" } }])
+    })
+  )
+
+  it.effect("reads no other backend's key: a device is simulated unless given in others or left out by simulates", () =>
+    Effect.gen(function* () {
+      const group = yield* decodeGroup(gpuWritingIntoNvme)
+      const all = yield* simulateGroup(group)
+      expect([...all.devices.keys()]).toEqual(["gpu0", "nvme0"])
+      expect(all.fabric.edges).toEqual([{ initiator: "gpu0", target: "nvme0" }])
+      // Left out, nvme0 is no end of a fabric edge: the caller that owns it joins it through `others`.
+      const some = yield* simulateGroup(group, { simulates: (d) => d.id !== "nvme0" })
+      expect([...some.devices.keys()]).toEqual(["gpu0"])
+      expect(some.fabric.edges).toEqual([])
     })
   )
 

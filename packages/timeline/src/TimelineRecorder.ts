@@ -1,5 +1,5 @@
-import { expandAfter, type Topology } from "@lockstep/coordinator"
 import type { Arc, State } from "@lockstep/fsm"
+import { expandAfter, type Topology } from "@lockstep/group"
 import { type CorruptingWrite, describeViolation, type InvariantViolation } from "@lockstep/sim"
 import type {
   ArcSpan,
@@ -19,6 +19,17 @@ export const p2pOf = (topology: Topology): P2PTopology => ({
   domains: topology.domains.map((d) => d.members),
   edges: topology.explicitEdges
 })
+
+/** Each device's state after a failure, `UNKNOWN` where it could not be read. */
+type ReadStates = Readonly<Record<string, State | "UNKNOWN">>
+
+/**
+ * The events of a group transition, as far as the recorder reads them (`RecordedTransition`).
+ * The coordinator's `TransitionEvent` is one (the recorder takes them from the executor's
+ * `onEvent`), and so is one read back from an events file: the timeline states what it reads
+ * rather than depending on the coordinator.
+ */
+export type RecordedEvent = RecordedTransition
 
 /** A device the recorder should draw a lane for before any event names it. */
 export interface RecordedDevice {
@@ -155,7 +166,7 @@ export const makeTimelineRecorder = (options: TimelineRecorderOptions = {}): Tim
     lane.state = state
     lane.since = at
   }
-  const learnAll = (states: Readonly<Record<string, State | "UNKNOWN">>, at: number) => {
+  const learnAll = (states: ReadStates, at: number) => {
     for (const [id, state] of Object.entries(states)) learn(laneOf(id), state, at)
   }
 

@@ -37,6 +37,7 @@ export {
   makeTimelineRecorder,
   p2pOf,
   type RecordedDevice,
+  type RecordedEvent,
   type TimelineRecorder,
   type TimelineRecorderOptions,
   type ToInputOptions

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { transition } from "@lockstep/coordinator"
 import { runOnVirtualTime } from "@lockstep/sim"
+import { makeTimelineRecorder, p2pOf, renderTimelineSvg, type TimelineInput } from "@lockstep/timeline"
 import { Effect } from "effect"
-import { makeTimelineRecorder, p2pOf, renderTimelineSvg, type TimelineInput } from "../src/index.js"
+import { byClass, elements, parseXml, textOf, type XmlElement } from "../../packages/timeline/test/Xml.js"
 import {
   gpuClusterDoc,
   keep,
@@ -13,7 +14,6 @@ import {
   recordTwoDevices,
   simulate
 } from "./runs.js"
-import { byClass, elements, parseXml, textOf, type XmlElement } from "./Xml.js"
 
 const attr = (e: XmlElement | undefined, name: string): string => e?.attributes[name] ?? ""
 const num = (e: XmlElement | undefined, name: string): number => Number(attr(e, name))

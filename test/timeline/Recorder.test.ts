@@ -1,7 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { TransitionFailed, transition } from "@lockstep/coordinator"
 import { runOnVirtualTime } from "@lockstep/sim"
-import { Effect } from "effect"
 import {
   type ArcSpan,
   makeTimelineRecorder,
@@ -9,7 +8,8 @@ import {
   type TimelineEntry,
   type TimelineInput,
   type Wait
-} from "../src/index.js"
+} from "@lockstep/timeline"
+import { Effect } from "effect"
 import { gpuClusterDoc, recordMigration, recordPlantedBug, simulate } from "./runs.js"
 
 const ofTag = <T extends TimelineEntry["_tag"]>(input: TimelineInput, tag: T) =>

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Migratability } from "@lockstep/coordinator"
+import { Migratability } from "@lockstep/group"
 import { all, cliqueDoc, groupOf, mixedDoc } from "./groups.js"
 
 describe("Migratability.check", () => {

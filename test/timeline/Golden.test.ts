@@ -3,7 +3,6 @@ import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { transition } from "@lockstep/coordinator"
 import { runOnVirtualTime } from "@lockstep/sim"
-import { Effect } from "effect"
 import {
   type FleetTimelineInput,
   makeTimelineRecorder,
@@ -11,7 +10,8 @@ import {
   renderFleetTimelineSvg,
   renderTimelineSvg,
   type TimelineInput
-} from "../src/index.js"
+} from "@lockstep/timeline"
+import { Effect } from "effect"
 import {
   gpuClusterDoc,
   record64Devices,
@@ -27,7 +27,7 @@ import {
  * for byte with the ones the renderers drew before they were split into one module per element.
  * It says only that the output is unchanged; what the pictures must show is asserted, from the
  * rule, by `Render.test.ts` and `FleetTimeline.test.ts`. When a change to a picture is meant,
- * regenerate with `LOCKSTEP_GOLDEN_WRITE=1 npx vitest run packages/timeline/test/Golden.test.ts`
+ * regenerate with `LOCKSTEP_GOLDEN_WRITE=1 npx vitest run test/timeline/Golden.test.ts`
  * and look at the new pictures before committing them.
  */
 

@@ -12,9 +12,9 @@ import {
 } from "@lockstep/coordinator"
 import { type State, stateClass } from "@lockstep/fsm"
 import { runOnVirtualTime, type SimulatedGroup, simulateGroup } from "@lockstep/sim"
+import { makeTimelineRecorder, type TimelineInput } from "@lockstep/timeline"
 import { Clock, Effect, Result } from "effect"
 import { TestClock } from "effect/testing"
-import { makeTimelineRecorder, type TimelineInput } from "../src/index.js"
 
 /**
  * Real runs for the timeline tests: simulated groups driven by the coordinator on virtual

@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process"
 import { describe, expect, it } from "@effect/vitest"
+import { renderTimelineSvg } from "@lockstep/timeline"
 import { Effect } from "effect"
-import { renderTimelineSvg } from "../src/index.js"
 import { decodePng } from "./Png.js"
 import { gpuClusterDoc, keep, recordPlantedBug, simulate } from "./runs.js"
 

@@ -2,14 +2,14 @@ import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { decodeGroup, type InvalidGroup, loadGroupFile } from "@lockstep/coordinator"
+import { decodeGroup, type GroupError, loadGroupFile } from "@lockstep/group"
 import { Effect } from "effect"
 
 const device = (id: string, kind = "pci", flags: unknown = ["STOP_COPY", "P2P"]) => ({ id, kind, flags })
 
 const problemsOf = (doc: unknown) =>
   Effect.flip(decodeGroup(doc)).pipe(
-    Effect.map((e: InvalidGroup) => e.problems.map((p) => (p.path === "" ? p.reason : `${p.path}: ${p.reason}`)))
+    Effect.map((e: GroupError) => e.problems.map((p) => (p.path === "" ? p.reason : `${p.path}: ${p.reason}`)))
   )
 
 describe("decodeGroup", () => {
@@ -210,7 +210,7 @@ describe("loadGroupFile", () => {
   it.effect("fails with GroupFileUnreadable when the file is missing", () =>
     Effect.gen(function* () {
       const error = yield* Effect.flip(loadGroupFile(join(dir, "missing.json")))
-      expect(error._tag).toBe("GroupFileUnreadable")
+      expect(error.reason._tag).toBe("GroupFileUnreadable")
       expect(error.message).toBe(`${join(dir, "missing.json")}: no such group file`)
     })
   )
@@ -219,7 +219,7 @@ describe("loadGroupFile", () => {
     Effect.gen(function* () {
       const path = file("bad.json", "{ devices: [")
       const error = yield* Effect.flip(loadGroupFile(path))
-      expect(error._tag).toBe("GroupFileNotJson")
+      expect(error.reason._tag).toBe("GroupFileNotJson")
       expect(error.message.startsWith(`${path}: the group file is not valid JSON: `)).toBe(true)
     })
   )
@@ -228,7 +228,7 @@ describe("loadGroupFile", () => {
     Effect.gen(function* () {
       const path = file("invalid.json", JSON.stringify({ devices: [device("gpu0", "gpu")] }))
       const error = yield* Effect.flip(loadGroupFile(path))
-      expect(error._tag).toBe("InvalidGroup")
+      expect(error.reason._tag).toBe("InvalidGroup")
       expect(error.message).toBe(`${path}: devices[0].kind: unknown kind "gpu"; expected one of pci, mdev, ccw, ap`)
     })
   )

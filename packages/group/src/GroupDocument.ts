@@ -1,0 +1,44 @@
+import { DeviceKinds } from "@lockstep/device"
+import { FlagsSchema, hasFlag } from "@lockstep/fsm"
+import { Schema } from "effect"
+import { groupRules, type RulesView } from "./GroupRules.js"
+
+const DeviceDocument = Schema.StructWithRest(
+  Schema.Struct({ id: Schema.String, kind: Schema.Literals(DeviceKinds), flags: FlagsSchema }),
+  [Schema.Record(Schema.String, Schema.Unknown)]
+)
+
+const EdgeDocument = Schema.Tuple([Schema.String, Schema.String]).annotate({
+  expected: "a pair [initiator, target] of device ids"
+})
+
+const TopologyDocument = Schema.Union([
+  Schema.Literals(["shared-iommu", "none"]),
+  Schema.Struct({
+    edges: Schema.optionalKey(Schema.Array(EdgeDocument)),
+    domains: Schema.optionalKey(Schema.Array(Schema.Array(Schema.String)))
+  })
+]).annotate({
+  expected: `"shared-iommu", "none" or { "edges": [[initiator, target], …], "domains": [[id, …], …] }`
+})
+
+const GroupShape = Schema.Struct({
+  devices: Schema.Array(DeviceDocument),
+  topology: Schema.optionalKey(TopologyDocument)
+})
+
+const viewOfDocument = (doc: typeof GroupShape.Type): RulesView => ({
+  devices: doc.devices.map((d) => ({ id: d.id, kind: d.kind, stopCopy: hasFlag(d.flags, "STOP_COPY") })),
+  edges: typeof doc.topology === "object" ? (doc.topology.edges ?? []) : [],
+  domains: typeof doc.topology === "object" ? (doc.topology.domains ?? []) : []
+})
+
+/**
+ * The schema of a group description document. Decoding checks the shape (kinds, flag names)
+ * and then the group rules: unique ids, STOP_COPY on every device, edges and domains only
+ * between known `pci` devices, no self edges, disjoint domains.
+ */
+export const GroupDocument = GroupShape.check(Schema.makeFilter((doc) => groupRules(viewOfDocument(doc))))
+
+/** The type `GroupDocument` decodes to. */
+export type GroupDocument = typeof GroupDocument.Type

@@ -1,0 +1,27 @@
+/**
+ * The group model: what a group of VFIO devices that DMA into each other is, below everything
+ * that acts on it. The group description document and its rules, the P2P topology (domains
+ * and edges), the migratability rule, a group with its live devices, and the plan form of a
+ * group transition (arcs and barriers) that the coordinator builds and the timeline draws.
+ *
+ * @packageDocumentation
+ */
+
+export { decodeGroup, type Group, type GroupDevice, loadGroupFile, type TopologySpec } from "./Group.js"
+export { GroupDocument } from "./GroupDocument.js"
+export { GroupError, GroupErrorReason, GroupFileNotJson, GroupFileUnreadable, InvalidGroup } from "./GroupError.js"
+export { describeIssue, GroupProblem } from "./GroupProblem.js"
+export { GroupRuntime } from "./GroupRuntime.js"
+export * as Migratability from "./Migratability.js"
+export {
+  type Barrier,
+  type BarrierKind,
+  expandAfter,
+  formatPlan,
+  type Plan,
+  type PlanArc,
+  type PlanJson,
+  type PlanNode,
+  planJson
+} from "./Plan.js"
+export { type Edge, type P2PDomain, Topology } from "./Topology.js"
