@@ -143,6 +143,42 @@ export type MigrationEvent =
       readonly estimateMs: number | undefined
       readonly at: number
     }
+  /**
+   * A device reported `VFIO_PRECOPY_INFO_REINIT`: its initial data is new and due again, so its
+   * switchover-ack is owed again (the destination acknowledges the new initial data).
+   */
+  | {
+      readonly _tag: "PrecopyReinitialised"
+      readonly device: string
+      /** The new initial data, in bytes. */
+      readonly initialBytes: number
+      /** The pre-copy round in which the source saw it. */
+      readonly round: number
+      readonly at: number
+    }
+  /**
+   * A round's figures say switch over: every device's sizes are read again at this instant, and
+   * the switchover is then `SwitchoverDecided`, or `SwitchoverWithdrawn`.
+   */
+  | {
+      readonly _tag: "SwitchoverDue"
+      readonly reason: SwitchoverReason
+      readonly round: number
+      readonly estimateMs: number
+      readonly at: number
+    }
+  /** The sizes read at the decision instant withdrew a due switchover: pre-copy goes on. */
+  | {
+      readonly _tag: "SwitchoverWithdrawn"
+      readonly round: number
+      /** Why, as one sentence with its figures. */
+      readonly why: string
+      /** Devices that reported REINIT when read again. */
+      readonly reinitialised: ReadonlyArray<string>
+      /** The estimate from the sizes read again, in ms. */
+      readonly estimateMs: number
+      readonly at: number
+    }
   | {
       readonly _tag: "DeviceDrained"
       readonly side: Side
