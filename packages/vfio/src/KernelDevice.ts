@@ -46,6 +46,11 @@ export type VfioOptions = VfioPath & {
   readonly kind?: DeviceKind
   /** The native calls (default: libc's, through koffi). Tests give a fake kernel here. */
   readonly native?: Native
+  /**
+   * The driver implements RUNNING_P2P by stopping the device (Intel xe); the kernel does not
+   * say so, so its user declares it (a group file's `"vfio": {…, "p2pQuiesceIsStop": true}`).
+   */
+  readonly p2pQuiesceIsStop?: boolean
 }
 
 /** What opening the device learned about it. */
@@ -276,7 +281,8 @@ export const openVfioDevice = Effect.fn("Vfio.open")(function* (
     precopyInfoV2: described.precopyInfoV2,
     migrationError: described.migrationError
   }
-  return makeDevice(calls, info, described.migrationFlags, options.kind ?? kindOf(location))
+  const device = makeDevice(calls, info, described.migrationFlags, options.kind ?? kindOf(location))
+  return options.p2pQuiesceIsStop === true ? { ...device, p2pQuiesceIsStop: true } : device
 })
 
 /**

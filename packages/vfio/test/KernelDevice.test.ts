@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { type Native, nativeAccess, openVfioDevice } from "@lockstep/vfio"
+import { type Native, nativeAccess, openVfioDevice, p2pQuiesceIsStopOf, vfioPathOf } from "@lockstep/vfio"
 import { Effect, Result } from "effect"
 
 /*
@@ -323,6 +323,31 @@ describe("pre-copy info v2", () => {
       const error = yield* Effect.flip(broken.enablePrecopyInfoV2)
       expect(error).toMatchObject({ _tag: "SessionFailed", operation: "enablePrecopyInfoV2", code: "EIO" })
       expect(error.message).toContain("errno 5")
+    }).pipe(Effect.scoped)
+  )
+})
+
+describe("full-stop quiesce", () => {
+  it("a group file's vfio key may declare p2pQuiesceIsStop; anything but a boolean is refused", () => {
+    expect(vfioPathOf({ sysfsdev: "/sys/bus/pci/devices/0000:03:00.1", p2pQuiesceIsStop: true })).toEqual({
+      sysfsdev: "/sys/bus/pci/devices/0000:03:00.1"
+    })
+    expect(p2pQuiesceIsStopOf({ cdev: "/dev/vfio/devices/vfio7", p2pQuiesceIsStop: true })).toBe(true)
+    expect(p2pQuiesceIsStopOf({ cdev: "/dev/vfio/devices/vfio7" })).toBe(false)
+    expect(p2pQuiesceIsStopOf({ cdev: "/dev/vfio/devices/vfio7", p2pQuiesceIsStop: "yes" })).toContain("true or false")
+    expect(vfioPathOf({ p2pQuiesceIsStop: true })).toContain("exactly one")
+  })
+
+  it.effect("the device declares it when opened with it, and not otherwise", () =>
+    Effect.gen(function* () {
+      const xe = yield* openVfioDevice({
+        sysfsdev: sysfsdev(),
+        id: "xe0",
+        native: fakeKernel().native,
+        p2pQuiesceIsStop: true
+      })
+      expect(xe.p2pQuiesceIsStop).toBe(true)
+      expect((yield* open(fakeKernel())).p2pQuiesceIsStop).toBeUndefined()
     }).pipe(Effect.scoped)
   )
 })
