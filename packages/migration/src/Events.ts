@@ -85,6 +85,18 @@ export interface SourceSummary extends SummaryBase {
    */
   readonly assumedStopCopyLengths: ReadonlyArray<AssumedStopCopyLength>
   /**
+   * Devices that reported new initial data during pre-copy (`VFIO_PRECOPY_INFO_REINIT`), in
+   * order, with the round and the new initial bytes: each was sent and acknowledged again
+   * before the switchover. Empty when none did.
+   */
+  readonly reinitialised: ReadonlyArray<{
+    readonly device: string
+    readonly round: number
+    readonly initialBytes: number
+  }>
+  /** How many due switchovers the sizes read again at the decision instant withdrew. */
+  readonly switchoversWithdrawn: number
+  /**
    * Whether the destination confirmed it runs. After COMMIT the source stays stopped either way;
    * unconfirmed, the group may run nowhere: the journal records the migration as committed, and
    * an operator settles it (`lockstep journal show` / `resolve`).

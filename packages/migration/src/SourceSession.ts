@@ -86,6 +86,10 @@ interface SourceProgress {
   destinationResumeMs: number | undefined
   /** A step the destination said it is busy with and has not said it finished. */
   peerBusy: BusyStep | undefined
+  /** Every REINIT seen, in order: the device's manifest index, the round, the new initial bytes. */
+  reinits: Array<{ readonly device: number; readonly round: number; readonly initialBytes: number }>
+  /** Due switchovers withdrawn at the decision instant. */
+  withdrawn: number
 }
 
 /**
@@ -151,7 +155,9 @@ export const migrateSource: (
     switchoverCriticalPathMs: 0,
     decidedAt: undefined,
     destinationResumeMs: undefined,
-    peerBusy: undefined
+    peerBusy: undefined,
+    reinits: [],
+    withdrawn: 0
   }
 
   // What the destination says, read by a fiber of its own so that it is heard while this side
@@ -307,8 +313,7 @@ export const migrateSource: (
       }
     }
     const unacknowledged = () => precopyDevices.filter((i) => !isAcked(i)).map((i) => ids[i] ?? "?")
-    /** Devices that reported REINIT, in order, with the bytes of their new initial data. */
-    const reinits: Array<{ readonly device: number; readonly initialBytes: number }> = []
+    const reinits = s.reinits
     /**
      * Pre-copy progress of the device at `i`. A REINIT (`VFIO_PRECOPY_INFO_REINIT`) makes its
      * initial data due again: its marker is sent again once that is all sent, and the switchover
@@ -319,7 +324,7 @@ export const migrateSource: (
         Effect.sync(() => {
           if (info?.reinit !== true) return
           sentMarker.delete(i)
-          reinits.push({ device: i, initialBytes: info.initialBytes })
+          reinits.push({ device: i, round: s.rounds, initialBytes: info.initialBytes })
           emit({
             _tag: "PrecopyReinitialised",
             device: ids[i] ?? "?",
@@ -507,6 +512,7 @@ export const migrateSource: (
           decision = decideOn(fresh.totalMs)
           if (decision._tag !== "Switch" || (due.reason === "converged" && decision.reason !== "converged")) {
             const reinitialised = reinits.slice(seen).map((r) => ids[r.device] ?? "?")
+            s.withdrawn += 1
             emit({
               _tag: "SwitchoverWithdrawn",
               round: s.rounds,
@@ -676,6 +682,12 @@ export const migrateSource: (
             : undefined,
         switchoverCriticalPathMs: roundMs(s.switchoverCriticalPathMs),
         assumedStopCopyLengths: stopCopyLengths.assumed,
+        reinitialised: s.reinits.map((r) => ({
+          device: ids[r.device] ?? "?",
+          round: r.round,
+          initialBytes: r.initialBytes
+        })),
+        switchoversWithdrawn: s.withdrawn,
         confirmed
       }
       emit({ _tag: "Completed", summary, at: now() })

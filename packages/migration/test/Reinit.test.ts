@@ -92,6 +92,9 @@ describe("pre-copy re-initialisation", () => {
       // The ack that gates the switchover is the one of the new initial data.
       expect(acked.filter((i) => i > (sent[1] ?? Infinity) && i < decided)).toHaveLength(1)
       expect(summary.switchover).toBe("converged")
+      // The whole 64 KiB pre-copy portion again: 16 page records of a 12-byte header and 4 KiB.
+      expect(summary.reinitialised).toEqual([{ device: "gpu1", round: 2, initialBytes: 16 * (12 + 4096) }])
+      expect(summary.switchoversWithdrawn).toBe(0)
       // The other devices sent their initial data once.
       for (const id of ["gpu0", "gpu2"]) expect(allIndices(events, of("InitialDataSent", id))).toHaveLength(1)
     })
@@ -108,8 +111,10 @@ describe("pre-copy re-initialisation", () => {
         if (e._tag === "SwitchoverDue" && due++ === 0) expect(Effect.runSync(gpu1.reinitialise)).toBe(true)
       }
       const out = yield* runOnVirtualTime(migrate(pair, { source: watched(events, hook) }))
-      yield* successOf(out.source)
+      const summary = yield* successOf(out.source)
       yield* expectMigrated(pair, out)
+      expect(summary.switchoversWithdrawn).toBe(1)
+      expect(summary.reinitialised.map((r) => r.device)).toEqual(["gpu1"])
 
       const firstDue = indexOf(events, of("SwitchoverDue"))
       const reinit = indexOf(events, of("PrecopyReinitialised", "gpu1"))
