@@ -557,12 +557,14 @@ export const migrateSource: (
     // longer gives (it was told the switchover began). QEMU 11.1 fails such a migration; so does
     // this, and the group rolls back.
     if (s.rounds > 0) {
-      const seen = reinits.length
-      yield* everyDevice(precopyDevices, progressOf)
-      const late = reinits[seen]
-      if (late !== undefined)
+      const infos = yield* everyDevice(precopyDevices, (i) => precopyProgress(deviceAt(i)))
+      const late = infos.findIndex((info) => info?.reinit === true)
+      if (late >= 0)
         return yield* fault(
-          new ReinitAfterSwitchover({ device: ids[late.device] ?? "?", initialBytes: late.initialBytes })
+          new ReinitAfterSwitchover({
+            device: ids[precopyDevices[late] ?? -1] ?? "?",
+            initialBytes: infos[late]?.initialBytes ?? 0
+          })
         )
     }
     const switched = yield* located(

@@ -146,6 +146,9 @@ describe("pre-copy re-initialisation", () => {
       expect(failed.phase).toBe("switchover")
       expect(failed.cause).toMatchObject({ _tag: "ReinitAfterSwitchover", device: "gpu1" })
       expect(failed.message).toContain("gpu1")
+      // Not re-gated: no re-initialisation is taken in, the migration fails at once.
+      expect(events.filter(of("PrecopyReinitialised"))).toEqual([])
+      expect(events.filter(of("SwitchoverWithdrawn"))).toEqual([])
       yield* failureOf(out.destination)
       // Rolled back: the source runs again, the destination's devices were reset and parked.
       expect(yield* allIn(pair.source, "RUNNING")).toBe(true)
