@@ -11,7 +11,7 @@ import { FrameReader, FrameWriter, type Manifest, type Transport, withTimeouts }
 import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option, Queue, Result } from "effect"
 import { throttle } from "./Bandwidth.js"
 import { assumedRate, ChannelMeter, Probes } from "./ChannelMeter.js"
-import { decideSwitchover, PrecopyProgress } from "./Convergence.js"
+import { decideSwitchover, PrecopyProgress, type RoundDecision } from "./Convergence.js"
 import {
   ArcTimings,
   criticalPathMs,
@@ -58,6 +58,7 @@ import { switchoverAndDrain } from "./Switchover.js"
 import { drainDevice, precopyProgress, pumpPrecopy } from "./Transfer.js"
 
 type Accepted = { readonly _tag: "Accepted"; readonly migration: string }
+type SwitchDecision = Extract<RoundDecision, { readonly _tag: "Switch" }>
 type Refused = { readonly _tag: "Refused"; readonly refusals: HandshakeRefused["refusals"] }
 
 /** An acknowledgement of one device's initial data, with the destination's resume estimate. */
@@ -437,6 +438,44 @@ export const migrateSource: (
         return values
       })
 
+    /**
+     * The decision instant: a round's figures say switch over (`due`), and every device's sizes
+     * are read again (QEMU 11.1's last pending query at switchover). A REINIT re-gates the
+     * switchover on that device's ack, and the estimate is made again from what is read now; the
+     * round's rule then confirms the switchover or withdraws it, and pre-copy goes on. A converged
+     * switchover must still be converged; one a limit forces stands while the limit holds.
+     * Answers the decision that stands, or `undefined` when withdrawn.
+     */
+    const atDecisionInstant = (
+      due: SwitchDecision,
+      dueEstimateMs: number,
+      decideOn: (estimateMs: number) => RoundDecision
+    ) =>
+      Effect.gen(function* () {
+        emit({ _tag: "SwitchoverDue", reason: due.reason, round: s.rounds, estimateMs: dueEstimateMs, at: now() })
+        const seen = reinits.length
+        yield* everyDevice(precopyDevices, progressOf)
+        const fresh = estimateFrom(yield* lengthsNow)
+        s.estimate = fresh
+        const decision = decideOn(fresh.totalMs)
+        if (decision._tag === "Switch" && (due.reason !== "converged" || decision.reason === "converged"))
+          return decision
+        const reinitialised = reinits.slice(seen).map((r) => ids[r.device] ?? "?")
+        s.withdrawn += 1
+        emit({
+          _tag: "SwitchoverWithdrawn",
+          round: s.rounds,
+          why:
+            reinitialised.length > 0
+              ? `${reinitialised.join(", ")} reported new initial data (REINIT) when read again: the switchover waits for its acknowledgement`
+              : `the sizes read again at the decision put the downtime estimate at ${roundMs(fresh.totalMs)} ms, over the limit of ${o.downtimeLimitMs} ms`,
+          reinitialised,
+          estimateMs: fresh.totalMs,
+          at: now()
+        })
+        return undefined
+      })
+
     const precopyStart = now()
     if (precopyDevices.length > 0) {
       log.enter("precopy")
@@ -490,47 +529,16 @@ export const migrateSource: (
             elapsedMs: now() - precopyStart,
             maxPrecopyMs: o.maxPrecopyMs
           })
-        let decision = decideOn(estimate.totalMs)
-        if (decision._tag === "Switch") {
-          // The decision instant: every device's sizes are read again (QEMU 11.1's last pending
-          // query at switchover). A REINIT re-gates the switchover on that device's ack, and the
-          // estimate is made again from what is read now; the same rule then confirms the
-          // switchover or withdraws it, and pre-copy goes on. A converged switchover must still
-          // be converged; one a limit forces stands while the limit holds.
-          const due = decision
-          emit({
-            _tag: "SwitchoverDue",
-            reason: due.reason,
-            round: s.rounds,
-            estimateMs: estimate.totalMs,
-            at: now()
-          })
-          const seen = reinits.length
-          yield* everyDevice(precopyDevices, progressOf)
-          const fresh = estimateFrom(yield* lengthsNow)
-          s.estimate = fresh
-          decision = decideOn(fresh.totalMs)
-          if (decision._tag !== "Switch" || (due.reason === "converged" && decision.reason !== "converged")) {
-            const reinitialised = reinits.slice(seen).map((r) => ids[r.device] ?? "?")
-            s.withdrawn += 1
-            emit({
-              _tag: "SwitchoverWithdrawn",
-              round: s.rounds,
-              why:
-                reinitialised.length > 0
-                  ? `${reinitialised.join(", ")} reported new initial data (REINIT) when read again: the switchover waits for its acknowledgement`
-                  : `the sizes read again at the decision put the downtime estimate at ${roundMs(fresh.totalMs)} ms, over the limit of ${o.downtimeLimitMs} ms`,
-              reinitialised,
-              estimateMs: fresh.totalMs,
-              at: now()
-            })
-            continue
-          }
-          s.reason = decision.reason === "converged" ? "converged" : yield* limitReached(decision.reason, fresh)
+        const due = decideOn(estimate.totalMs)
+        if (due._tag === "Switch") {
+          const decision = yield* atDecisionInstant(due, estimate.totalMs, decideOn)
+          if (decision === undefined) continue
+          s.reason =
+            decision.reason === "converged" ? "converged" : yield* limitReached(decision.reason, s.estimate ?? estimate)
           s.why = decision.why
           break
         }
-        if (decision._tag === "AwaitAcknowledgements") {
+        if (due._tag === "AwaitAcknowledgements") {
           const waited = Math.max(0, Math.min(o.peerTimeoutMs, o.maxPrecopyMs - (now() - precopyStart)))
           const next = yield* Queue.take(acks).pipe(Effect.timeoutOption(waited))
           if (Option.isNone(next) && waited >= o.peerTimeoutMs)
