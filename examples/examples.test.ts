@@ -179,6 +179,12 @@ const outcomes: Record<string, (printed: string) => Promise<void>> = {
     expect(printed).toMatch(/^P2P violations: 0 among \d+ P2P writes on the simulated hosts$/m)
     expect(printed).toMatch(/20 of 20 VMs migrated/)
   },
+  "xe-full-stop": async (printed) => {
+    expectMigrated(await simulateJson("xe-full-stop"), 3)
+    // xe0 halts after xe1, nic0 and itself quiesce; as full stops the GPUs' quiesces cost their
+    // stops (12 and 10 ms, the NIC's 3 ms): max(12, 10, 3) + 12 ms (ordinary 2 ms ones: 15 ms).
+    expect(printed).toContain("arcs alone: switchover 24 ms")
+  },
   "vmm-integration": async (printed) => {
     expect(printed).toContain("rejected with TransitionFailed: gpu1 failed RUNNING_P2P → STOP; rolled back: true")
     expect(printed).toMatch(/DMA bus: \d+ checks, 0 P2P violations/)
@@ -194,7 +200,7 @@ const expectedExcerpt = (readme: string): ReadonlyArray<string> => {
 
 describe("examples", () => {
   it("each has a manifest, a README that shows how to run it, and an expected outcome here", () => {
-    expect(examples.length).toBeGreaterThanOrEqual(8)
+    expect(examples.length).toBeGreaterThanOrEqual(9)
     for (const name of examples) {
       expect(existsSync(join(examplesDir, name, "example.json")), name).toBe(true)
       const readme = readFileSync(join(examplesDir, name, "README.md"), "utf8")

@@ -58,7 +58,10 @@ export const RecordedEvent = Schema.Union([
       "DecisionRecorded",
       "Recovered",
       "Warning",
-      "Completed"
+      "Completed",
+      "PrecopyReinitialised",
+      "SwitchoverDue",
+      "SwitchoverWithdrawn"
     ])
   })
 ])

@@ -45,6 +45,15 @@ export const progressLines = (print: (line: string) => void, of: ProgressOf = "b
         )
         return
       }
+      case "PrecopyReinitialised":
+        say(
+          event.at,
+          `${event.device} reported new initial data (REINIT, ${formatBytes(event.initialBytes)}): sent again, and the switchover waits for its acknowledgement`
+        )
+        return
+      case "SwitchoverWithdrawn":
+        say(event.at, `switchover withdrawn: ${event.why}`)
+        return
       case "SwitchoverDecided":
         say(event.at, `switchover (${event.reason}): the source group goes to STOP_COPY; ${event.why}`)
         return

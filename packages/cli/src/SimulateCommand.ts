@@ -39,7 +39,7 @@ import {
   violationsOf
 } from "./Scenario.js"
 import { type StopSignal, signalExitCode, untilSignal } from "./Signals.js"
-import { downtimeText } from "./SourceReport.js"
+import { downtimeText, reinitText } from "./SourceReport.js"
 import { checkTimelineFile } from "./TimelineFile.js"
 
 /** The bandwidth a simulation assumes unless its scenario sets one: on virtual time an unlimited channel would move data in no time. */
@@ -253,6 +253,7 @@ const formatRun = (run: Simulation, scenario: Scenario): string => {
   const precopy = Object.values(s.devices).reduce((n, d) => n + d.precopyBytes, 0)
   const estimate = s.estimate === undefined ? "" : `estimate ${formatEstimateMs(s.estimate.totalMs)}; `
   const assumed = describeAssumedLengths(s.assumedStopCopyLengths)
+  const reinit = reinitText(s)
   const d = Exit.isSuccess(run.destination) ? run.destination.value : undefined
   const floor =
     d === undefined
@@ -267,6 +268,7 @@ const formatRun = (run: Simulation, scenario: Scenario): string => {
     `  streamed ${formatBytes(s.bytes)} (pre-copy ${formatBytes(precopy)}, stop-copy ${formatBytes(s.bytes - precopy)})`,
     `  ${downtimeText(s)} (${estimate}${floor})`,
     ...(assumed === undefined ? [] : [`  ${assumed}`]),
+    ...(reinit === undefined ? [] : [`  ${reinit}`]),
     run.verified
       ? "  verified: every destination device equals its source byte for byte"
       : "  NOT verified: a destination device differs from its source",
@@ -343,6 +345,8 @@ export const runScenario = (scenario: Scenario, options: ScenarioRunOptions): Ef
                 ...(summary.assumedStopCopyLengths.length === 0
                   ? {}
                   : { assumedStopCopyLengths: summary.assumedStopCopyLengths }),
+                ...(summary.reinitialised.length === 0 ? {} : { reinitialised: summary.reinitialised }),
+                ...(summary.switchoversWithdrawn === 0 ? {} : { switchoversWithdrawn: summary.switchoversWithdrawn }),
                 final: run.final
               }
             : {

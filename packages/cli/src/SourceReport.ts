@@ -81,10 +81,32 @@ export const sourceReportJson = (r: SourceReportInput): string => {
     ...(s.downtimeLimitMissedByMs === undefined ? {} : { downtimeLimitMissedByMs: s.downtimeLimitMissedByMs }),
     confirmed: s.confirmed,
     ...(s.assumedStopCopyLengths.length === 0 ? {} : { assumedStopCopyLengths: s.assumedStopCopyLengths }),
+    ...(s.reinitialised.length === 0 ? {} : { reinitialised: s.reinitialised }),
+    ...(s.switchoversWithdrawn === 0 ? {} : { switchoversWithdrawn: s.switchoversWithdrawn }),
     violations: r.violations,
     digests: r.digests,
     final: r.final
   })
+}
+
+/**
+ * One line about pre-copy re-initialisation (REINIT) and withdrawn switchovers, or `undefined`
+ * when there was none.
+ */
+export const reinitText = (s: SourceSummary): string | undefined => {
+  const parts = [
+    ...(s.reinitialised.length === 0
+      ? []
+      : [
+          `re-initialised in pre-copy (REINIT): ${s.reinitialised
+            .map((r) => `${r.device} in round ${r.round} (${formatBytes(r.initialBytes)} new initial data)`)
+            .join(", ")}, sent and acknowledged again`
+        ]),
+    ...(s.switchoversWithdrawn === 0
+      ? []
+      : [`${plural(s.switchoversWithdrawn, "switchover")} withdrawn at the decision instant`])
+  ]
+  return parts.length === 0 ? undefined : parts.join("; ")
 }
 
 /** The downtime against its limit, as a phrase: within, missed (by how much), or no figure at all. */
@@ -113,6 +135,7 @@ const switchoverLines = (s: SourceSummary): ReadonlyArray<string> => {
 export const sourceReportText = (r: SourceReportInput): string => {
   const s = r.summary
   const assumed = describeAssumedLengths(s.assumedStopCopyLengths)
+  const reinit = reinitText(s)
   const what = `${plural(Object.keys(s.devices).length, "device")} in ${plural(s.rounds, "pre-copy round")}, ${formatBytes(s.bytes)}`
   const head = s.confirmed
     ? `migrated ${s.migration}: ${what}, ${downtimeText(s)}`
@@ -121,6 +144,7 @@ export const sourceReportText = (r: SourceReportInput): string => {
     head,
     ...switchoverLines(s),
     ...(assumed === undefined ? [] : [`  ${assumed}`]),
+    ...(reinit === undefined ? [] : [`  ${reinit}`]),
     ...(s.confirmed
       ? []
       : [

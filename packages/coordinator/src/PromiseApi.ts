@@ -37,6 +37,10 @@ export interface PromiseDevice {
   precopyInfo(): Promise<PrecopyInfo>
   stopCopyLength(): Promise<number>
   reset(): Promise<void>
+  /** The pre-copy info v2 opt-in (REINIT); absent: declined. */
+  enablePrecopyInfoV2?(): Promise<boolean>
+  /** The device's P2P quiesce is a full stop (Intel xe). */
+  readonly p2pQuiesceIsStop?: boolean
 }
 
 const isDeviceError = (u: unknown): u is DeviceError =>
@@ -44,6 +48,16 @@ const isDeviceError = (u: unknown): u is DeviceError =>
   u !== null &&
   "_tag" in u &&
   ["ArcRejected", "ArcFailed", "SessionFailed", "ResetFailed", "DeviceUnreachable"].includes(String(u._tag))
+
+/** The device's pre-copy info v2 opt-in as the port's, when it has one. */
+const optInOf = (
+  device: PromiseDevice,
+  call: (f: () => Promise<boolean>, orElse: (reason: string) => DeviceError) => Effect.Effect<boolean, DeviceError>,
+  orElse: (reason: string) => DeviceError
+): Pick<Device, "enablePrecopyInfoV2"> => {
+  const optIn = device.enablePrecopyInfoV2
+  return optIn === undefined ? {} : { enablePrecopyInfoV2: call(() => optIn.call(device), orElse) }
+}
 
 /** Adapts a Promise-based device to the `Device` port. */
 export const fromPromiseDevice = (device: PromiseDevice): Device => {
@@ -89,7 +103,9 @@ export const fromPromiseDevice = (device: PromiseDevice): Device => {
     write: (data) => call(() => device.write(data), unreachable("write")),
     precopyInfo: call(() => device.precopyInfo(), unreachable("precopyInfo")),
     stopCopyLength: call(() => device.stopCopyLength(), unreachable("stopCopyLength")),
-    reset: call(() => device.reset(), unreachable("reset"))
+    reset: call(() => device.reset(), unreachable("reset")),
+    ...optInOf(device, call, unreachable("enablePrecopyInfoV2")),
+    ...(device.p2pQuiesceIsStop === undefined ? {} : { p2pQuiesceIsStop: device.p2pQuiesceIsStop })
   }
 }
 

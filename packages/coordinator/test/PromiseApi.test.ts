@@ -1,6 +1,13 @@
-import { decodeGroup, GroupError, LockstepGroup, type PromiseDevice, TransitionFailed } from "@lockstep/coordinator"
+import {
+  decodeGroup,
+  fromPromiseDevice,
+  GroupError,
+  LockstepGroup,
+  type PromiseDevice,
+  TransitionFailed
+} from "@lockstep/coordinator"
 import type { State } from "@lockstep/fsm"
-import { type SimDevice, simulateGroup } from "@lockstep/sim"
+import { makeSimDevice, type SimDevice, simulateGroup } from "@lockstep/sim"
 import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 
@@ -87,5 +94,19 @@ describe("LockstepGroup.fromDocument", () => {
     expect(failure).toBeInstanceOf(GroupError)
     expect((failure as GroupError).reason._tag).toBe("InvalidGroup")
     expect(String((failure as Error).message)).toContain("devices[0].kind")
+  })
+
+  it("passes a device's pre-copy info v2 opt-in and full-stop quiesce through; without them, declines", async () => {
+    const sim = await Effect.runPromise(makeSimDevice("xe0", { precopyInfoV2: true, p2pQuiesceIsStop: true }))
+    const plain = fromPromiseDevice(promiseDevice(sim))
+    expect(plain.enablePrecopyInfoV2).toBeUndefined()
+    expect(plain.p2pQuiesceIsStop).toBeUndefined()
+    const xe = fromPromiseDevice({
+      ...promiseDevice(sim),
+      enablePrecopyInfoV2: () => Effect.runPromise(sim.enablePrecopyInfoV2 ?? Effect.succeed(false)),
+      p2pQuiesceIsStop: true
+    })
+    expect(await Effect.runPromise(xe.enablePrecopyInfoV2 ?? Effect.succeed(false))).toBe(true)
+    expect(xe.p2pQuiesceIsStop).toBe(true)
   })
 })

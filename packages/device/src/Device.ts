@@ -26,6 +26,12 @@ export interface PrecopyInfo {
   readonly initialBytes: number
   /** Bytes dirtied since they were read; may grow or shrink. */
   readonly dirtyBytes: number
+  /**
+   * `VFIO_PRECOPY_INFO_REINIT`: new initial data is on the stream, `initialBytes` counts it
+   * afresh and `dirtyBytes` restarts from 0. Only a device that took the
+   * `enablePrecopyInfoV2` opt-in reports it; absent means false.
+   */
+  readonly reinit?: boolean
 }
 
 /**
@@ -45,6 +51,9 @@ export interface PrecopyInfo {
  * - `stopCopyLength` fails with code `EOPNOTSUPP` when the device cannot tell it at all (some
  *   vfio-user servers lack MIG_DATA_SIZE); `stopCopyLengthEstimate` is then what its user says
  *   to assume instead.
+ * - `enablePrecopyInfoV2` is the opt-in to `VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2` (kernel
+ *   series of 2026): answers whether the device took it. Only then may `precopyInfo` report
+ *   `reinit`. A device without it (absent, or answering false) never reports REINIT.
  */
 export interface Device {
   readonly id: string
@@ -62,8 +71,27 @@ export interface Device {
    * estimate; a migration then assumes the worst.
    */
   readonly stopCopyLengthEstimate?: number
+  /** The opt-in to pre-copy info v2 (REINIT); absent: the device declines it. */
+  readonly enablePrecopyInfoV2?: Effect.Effect<boolean, DeviceError>
+  /**
+   * The device implements the P2P quiescent states by stopping (Intel xe cannot block only its
+   * outgoing P2P): the quiesce is safe but costs what a stop costs, which estimates count.
+   */
+  readonly p2pQuiesceIsStop?: boolean
   readonly reset: Effect.Effect<void, DeviceError>
 }
 
 /** The arc a `setState(to)` from `from` asks for. */
 export const arcOf = (from: State, to: State): Arc => ({ from, to })
+
+/**
+ * The stop arc whose cost a full-stop quiesce (`p2pQuiesceIsStop`) has: RUNNING→RUNNING_P2P
+ * costs RUNNING_P2P→STOP, PRE_COPY→PRE_COPY_P2P costs PRE_COPY_P2P→STOP_COPY; `undefined` for
+ * any other arc.
+ */
+export const stopArcOfQuiesce = (arc: Arc): Arc | undefined =>
+  arc.from === "RUNNING" && arc.to === "RUNNING_P2P"
+    ? { from: "RUNNING_P2P", to: "STOP" }
+    : arc.from === "PRE_COPY" && arc.to === "PRE_COPY_P2P"
+      ? { from: "PRE_COPY_P2P", to: "STOP_COPY" }
+      : undefined

@@ -32,7 +32,7 @@ export class ArcFailed extends Data.TaggedError("ArcFailed")<{
 /** A data-session or query operation failed. */
 export class SessionFailed extends Data.TaggedError("SessionFailed")<{
   readonly device: string
-  readonly operation: "read" | "write" | "precopyInfo" | "stopCopyLength" | "getState"
+  readonly operation: "read" | "write" | "precopyInfo" | "stopCopyLength" | "getState" | "enablePrecopyInfoV2"
   readonly code: ErrorCode
   readonly reason: string
   readonly state: State

@@ -10,7 +10,8 @@ export {
   DeviceKinds,
   kindMayDoP2P,
   type PrecopyInfo,
-  type ReadResult
+  type ReadResult,
+  stopArcOfQuiesce
 } from "./Device.js"
 export {
   ArcFailed,

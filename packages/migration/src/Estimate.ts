@@ -1,5 +1,5 @@
 import type { Plan, TransitionEvent } from "@lockstep/coordinator"
-import type { Device, DeviceError } from "@lockstep/device"
+import { type Device, type DeviceError, stopArcOfQuiesce } from "@lockstep/device"
 import type { Arc } from "@lockstep/fsm"
 import { Effect } from "effect"
 import { isUnsupported } from "./Transfer.js"
@@ -64,6 +64,10 @@ export class StopCopyLengths {
  * How long arcs take, learnt from the arcs this side has run. A latency is looked up for the
  * device and arc; failing that, the device's mean over the arcs it has run; failing that, the
  * group's mean; failing that, an assumption.
+ *
+ * A device whose P2P quiesce is a full stop (`p2pQuiesceIsStop`: Intel xe) pays a stop's cost
+ * for its quiesce arc: that arc and the stop arc after it (see `stopArcOfQuiesce`) are timed
+ * alike, by whichever of the two was seen, before any mean is taken.
  */
 export class ArcTimings {
   private readonly started = new Map<string, number>()
@@ -72,7 +76,11 @@ export class ArcTimings {
   private total = 0
   private count = 0
 
-  constructor(private readonly assumedMs: number) {}
+  constructor(
+    private readonly assumedMs: number,
+    /** Whether the device's P2P quiesce is a full stop. */
+    private readonly quiesceIsStop: (device: string) => boolean = () => false
+  ) {}
 
   /** Feeds one event of a group transition. */
   observe(event: TransitionEvent): void {
@@ -89,10 +97,18 @@ export class ArcTimings {
     this.count += 1
   }
 
+  /** The arc timed alike with `arc` on a full-stop device: its stop arc, or the quiesce it stands for. */
+  private stopTwin(arc: Arc): Arc | undefined {
+    return stopArcOfQuiesce(arc) ?? quiesceOfStop.get(`${arc.from}>${arc.to}`)
+  }
+
   /** The expected latency of `arc` on `device`, in ms. */
   latency(device: string, arc: Arc): number {
     const seen = this.byArc.get(key(device, arc))
     if (seen !== undefined) return seen
+    const twin = this.quiesceIsStop(device) ? this.stopTwin(arc) : undefined
+    const twinSeen = twin === undefined ? undefined : this.byArc.get(key(device, twin))
+    if (twinSeen !== undefined) return twinSeen
     const d = this.byDevice.get(device)
     if (d !== undefined && d.count > 0) return d.total / d.count
     return this.count > 0 ? this.total / this.count : this.assumedMs
@@ -100,6 +116,19 @@ export class ArcTimings {
 }
 
 const key = (device: string, arc: Arc) => `${device}|${arc.from}>${arc.to}`
+
+/** Full-stop quiesce arcs, by the key of the stop arc they cost. */
+const quiesceOfStop = new Map(
+  (
+    [
+      { from: "RUNNING", to: "RUNNING_P2P" },
+      { from: "PRE_COPY", to: "PRE_COPY_P2P" }
+    ] as const
+  ).flatMap((quiesce) => {
+    const stop = stopArcOfQuiesce(quiesce)
+    return stop === undefined ? [] : [[`${stop.from}>${stop.to}`, quiesce] as const]
+  })
+)
 
 /**
  * The length of a plan's critical path: the longest chain of arcs through its dependencies

@@ -85,6 +85,18 @@ export interface SourceSummary extends SummaryBase {
    */
   readonly assumedStopCopyLengths: ReadonlyArray<AssumedStopCopyLength>
   /**
+   * Devices that reported new initial data during pre-copy (`VFIO_PRECOPY_INFO_REINIT`), in
+   * order, with the round and the new initial bytes: each was sent and acknowledged again
+   * before the switchover. Empty when none did.
+   */
+  readonly reinitialised: ReadonlyArray<{
+    readonly device: string
+    readonly round: number
+    readonly initialBytes: number
+  }>
+  /** How many due switchovers the sizes read again at the decision instant withdrew. */
+  readonly switchoversWithdrawn: number
+  /**
    * Whether the destination confirmed it runs. After COMMIT the source stays stopped either way;
    * unconfirmed, the group may run nowhere: the journal records the migration as committed, and
    * an operator settles it (`lockstep journal show` / `resolve`).
@@ -141,6 +153,42 @@ export type MigrationEvent =
       readonly why: string
       readonly rounds: number
       readonly estimateMs: number | undefined
+      readonly at: number
+    }
+  /**
+   * A device reported `VFIO_PRECOPY_INFO_REINIT`: its initial data is new and due again, so its
+   * switchover-ack is owed again (the destination acknowledges the new initial data).
+   */
+  | {
+      readonly _tag: "PrecopyReinitialised"
+      readonly device: string
+      /** The new initial data, in bytes. */
+      readonly initialBytes: number
+      /** The pre-copy round in which the source saw it. */
+      readonly round: number
+      readonly at: number
+    }
+  /**
+   * A round's figures say switch over: every device's sizes are read again at this instant, and
+   * the switchover is then `SwitchoverDecided`, or `SwitchoverWithdrawn`.
+   */
+  | {
+      readonly _tag: "SwitchoverDue"
+      readonly reason: SwitchoverReason
+      readonly round: number
+      readonly estimateMs: number
+      readonly at: number
+    }
+  /** The sizes read at the decision instant withdrew a due switchover: pre-copy goes on. */
+  | {
+      readonly _tag: "SwitchoverWithdrawn"
+      readonly round: number
+      /** Why, as one sentence with its figures. */
+      readonly why: string
+      /** Devices that reported REINIT when read again. */
+      readonly reinitialised: ReadonlyArray<string>
+      /** The estimate from the sizes read again, in ms. */
+      readonly estimateMs: number
       readonly at: number
     }
   | {

@@ -219,6 +219,21 @@ export class MigrationInterrupted extends Data.TaggedError("MigrationInterrupted
   }
 }
 
+/**
+ * A device reported `VFIO_PRECOPY_INFO_REINIT` after the switchover was decided (the destination
+ * was told the switchover began): its new initial data would need a switchover-ack the
+ * destination no longer gives. QEMU 11.1 fails such a migration; so does Lockstep, and the source
+ * group is rolled back to RUNNING.
+ */
+export class ReinitAfterSwitchover extends Data.TaggedError("ReinitAfterSwitchover")<{
+  readonly device: string
+  readonly initialBytes: number
+}> {
+  override get message(): string {
+    return `${this.device} reported new initial data (VFIO_PRECOPY_INFO_REINIT, ${this.initialBytes} bytes) after the switchover was decided; its switchover-ack cannot be asked for again, so the migration fails (as QEMU's does)`
+  }
+}
+
 /** Every reason a migration can fail. */
 export type MigrationCause =
   | NotMigratable
@@ -229,6 +244,7 @@ export type MigrationCause =
   | ProtocolViolation
   | DeviceMisbehaved
   | PrecopyLimitReached
+  | ReinitAfterSwitchover
   | JournalFailed
   | JournalUnsettled
   | DecisionFenced

@@ -11,7 +11,7 @@ import { FrameReader, FrameWriter, type Manifest, type Transport, withTimeouts }
 import { Cause, Clock, Deferred, Effect, Exit, Fiber, Option, Queue, Result } from "effect"
 import { throttle } from "./Bandwidth.js"
 import { assumedRate, ChannelMeter, Probes } from "./ChannelMeter.js"
-import { decideSwitchover, PrecopyProgress } from "./Convergence.js"
+import { decideSwitchover, PrecopyProgress, type RoundDecision } from "./Convergence.js"
 import {
   ArcTimings,
   criticalPathMs,
@@ -35,7 +35,8 @@ import {
   PeerBusy,
   PeerSilent,
   PrecopyLimitReached,
-  ProtocolViolation
+  ProtocolViolation,
+  ReinitAfterSwitchover
 } from "./MigrationError.js"
 import { resolveSource, type SourceOptions } from "./Options.js"
 import { leftInPlace, type Recovered, recoverGroup, recoveryFields, untouched } from "./Recovery.js"
@@ -57,6 +58,7 @@ import { switchoverAndDrain } from "./Switchover.js"
 import { drainDevice, precopyProgress, pumpPrecopy } from "./Transfer.js"
 
 type Accepted = { readonly _tag: "Accepted"; readonly migration: string }
+type SwitchDecision = Extract<RoundDecision, { readonly _tag: "Switch" }>
 type Refused = { readonly _tag: "Refused"; readonly refusals: HandshakeRefused["refusals"] }
 
 /** An acknowledgement of one device's initial data, with the destination's resume estimate. */
@@ -85,6 +87,10 @@ interface SourceProgress {
   destinationResumeMs: number | undefined
   /** A step the destination said it is busy with and has not said it finished. */
   peerBusy: BusyStep | undefined
+  /** Every REINIT seen, in order: the device's manifest index, the round, the new initial bytes. */
+  reinits: Array<{ readonly device: number; readonly round: number; readonly initialBytes: number }>
+  /** Due switchovers withdrawn at the decision instant. */
+  withdrawn: number
 }
 
 /**
@@ -121,7 +127,7 @@ export const migrateSource: (
   const emit = o.onEvent
   const startedAt = now()
   const log = new PhaseLog("source", emit, now)
-  const timings = new ArcTimings(o.assumedArcLatencyMs)
+  const timings = new ArcTimings(o.assumedArcLatencyMs, (id) => runtime.devices.get(id)?.p2pQuiesceIsStop === true)
   const stopCopyLengths = new StopCopyLengths()
   const meter = new ChannelMeter()
   const probes = new Probes(meter)
@@ -150,7 +156,9 @@ export const migrateSource: (
     switchoverCriticalPathMs: 0,
     decidedAt: undefined,
     destinationResumeMs: undefined,
-    peerBusy: undefined
+    peerBusy: undefined,
+    reinits: [],
+    withdrawn: 0
   }
 
   // What the destination says, read by a fiber of its own so that it is heard while this side
@@ -268,6 +276,14 @@ export const migrateSource: (
       ? runtime.group.devices.flatMap((d, i) => (hasFlag(d.flags, "PRE_COPY") ? [i] : []))
       : []
     let states: Readonly<Record<string, State>> = Object.fromEntries(ids.map((id): [string, State] => [id, "RUNNING"]))
+    // Pre-copy info v2, where a device takes it: it may then report REINIT (new initial data,
+    // whose switchover-ack is owed again). A device that declines never reports it.
+    yield* located(
+      Effect.forEach(precopyDevices, (i) => deviceAt(i).enablePrecopyInfoV2 ?? Effect.succeed(false), {
+        concurrency: "unbounded",
+        discard: true
+      })
+    )
     if (precopyDevices.length > 0) {
       const begun = yield* located(beginPrecopy(runtime, transitionOptions(o, "source", "beginPrecopy", timings)))
       states = begun.to
@@ -279,17 +295,46 @@ export const migrateSource: (
     // Pre-copy rounds.
     const pace = throttle(o.bandwidthLimit)
     let stopping = false
+    /** Devices whose current initial data is all sent (a REINIT takes a device out again). */
     const sentMarker = new Set<number>()
-    const acked = new Set<number>()
+    // The destination acknowledges every marker once, in order: a device's switchover-ack holds
+    // when its current initial data is sent and as many acks as markers have come back.
+    const markers = ids.map(() => 0)
+    const ackCounts = ids.map(() => 0)
+    const isAcked = (i: number) => sentMarker.has(i) && (ackCounts[i] ?? 0) >= (markers[i] ?? 0)
     const takeAcks = (acksNow: ReadonlyArray<Ack>) => {
       for (const ack of acksNow) {
-        if (acked.has(ack.device)) continue
-        acked.add(ack.device)
+        if (ack.device >= ids.length) continue
+        const n = (ackCounts[ack.device] ?? 0) + 1
+        ackCounts[ack.device] = n
+        // An ack of initial data that has since been re-initialised acknowledges nothing current.
+        if (n !== markers[ack.device] || !sentMarker.has(ack.device)) continue
         s.destinationResumeMs = Math.max(s.destinationResumeMs ?? 0, ack.resumeEstimateMs)
         emit({ _tag: "InitialDataAcknowledged", side: "source", device: ids[ack.device] ?? "?", at: now() })
       }
     }
-    const unacknowledged = () => precopyDevices.filter((i) => !acked.has(i)).map((i) => ids[i] ?? "?")
+    const unacknowledged = () => precopyDevices.filter((i) => !isAcked(i)).map((i) => ids[i] ?? "?")
+    const reinits = s.reinits
+    /**
+     * Pre-copy progress of the device at `i`. A REINIT (`VFIO_PRECOPY_INFO_REINIT`) makes its
+     * initial data due again: its marker is sent again once that is all sent, and the switchover
+     * waits for the destination's new acknowledgement (QEMU 11.1 re-gates switchover-ack so).
+     */
+    const progressOf = (i: number) =>
+      Effect.tap(precopyProgress(deviceAt(i)), (info) =>
+        Effect.sync(() => {
+          if (info?.reinit !== true) return
+          sentMarker.delete(i)
+          reinits.push({ device: i, round: s.rounds, initialBytes: info.initialBytes })
+          emit({
+            _tag: "PrecopyReinitialised",
+            device: ids[i] ?? "?",
+            initialBytes: info.initialBytes,
+            round: s.rounds,
+            at: now()
+          })
+        })
+      )
     /** Every device's STOP_COPY length now, asked or assumed. */
     const lengthsNow: Effect.Effect<ReadonlyArray<number>, SessionFault> = located(
       Effect.forEach(ids, (_, i) => stopCopyLengths.of(deviceAt(i)), { concurrency: "unbounded" })
@@ -343,7 +388,7 @@ export const migrateSource: (
         const device = deviceAt(i)
         // A round sends what is pending when it starts, so that it ends even while pages are
         // dirtied faster than they are sent; without pre-copy info, the stop-copy length bounds it.
-        const info = yield* precopyProgress(device)
+        const info = yield* progressOf(i)
         const budget = info === undefined ? yield* stopCopyLengths.of(device) : info.initialBytes + info.dirtyBytes
         // An assumed length bounds nothing real: such a device is read until it runs dry, or
         // until the pre-copy time limit, whichever comes first.
@@ -353,12 +398,13 @@ export const migrateSource: (
         const total = totals[i]
         if (total !== undefined) total.precopyBytes += pumped.bytes
         if (!sentMarker.has(i) && !stopping) {
-          const after = info === undefined ? undefined : yield* precopyProgress(device)
+          const after = info === undefined ? undefined : yield* progressOf(i)
           // Without pre-copy info, a round that sent its whole budget (the stop-copy length
           // when it began) has sent the initial data, which a saving session sends first.
           const initialDone = after === undefined ? pumped.dry || pumped.bytes >= budget : after.initialBytes === 0
           if (initialDone) {
             sentMarker.add(i)
+            markers[i] = (markers[i] ?? 0) + 1
             yield* send(writer, { _tag: "InitialDataSent", bytes: total?.precopyBytes ?? 0 }, i)
             emit({ _tag: "InitialDataSent", device: device.id, bytes: total?.precopyBytes ?? 0, at: now() })
           }
@@ -390,6 +436,44 @@ export const migrateSource: (
           else return yield* Effect.failCause(Cause.map(exit.cause, fault))
         }
         return values
+      })
+
+    /**
+     * The decision instant: a round's figures say switch over (`due`), and every device's sizes
+     * are read again (QEMU 11.1's last pending query at switchover). A REINIT re-gates the
+     * switchover on that device's ack, and the estimate is made again from what is read now; the
+     * round's rule then confirms the switchover or withdraws it, and pre-copy goes on. A converged
+     * switchover must still be converged; one a limit forces stands while the limit holds.
+     * Answers the decision that stands, or `undefined` when withdrawn.
+     */
+    const atDecisionInstant = (
+      due: SwitchDecision,
+      dueEstimateMs: number,
+      decideOn: (estimateMs: number) => RoundDecision
+    ) =>
+      Effect.gen(function* () {
+        emit({ _tag: "SwitchoverDue", reason: due.reason, round: s.rounds, estimateMs: dueEstimateMs, at: now() })
+        const seen = reinits.length
+        yield* everyDevice(precopyDevices, progressOf)
+        const fresh = estimateFrom(yield* lengthsNow)
+        s.estimate = fresh
+        const decision = decideOn(fresh.totalMs)
+        if (decision._tag === "Switch" && (due.reason !== "converged" || decision.reason === "converged"))
+          return decision
+        const reinitialised = reinits.slice(seen).map((r) => ids[r.device] ?? "?")
+        s.withdrawn += 1
+        emit({
+          _tag: "SwitchoverWithdrawn",
+          round: s.rounds,
+          why:
+            reinitialised.length > 0
+              ? `${reinitialised.join(", ")} reported new initial data (REINIT) when read again: the switchover waits for its acknowledgement`
+              : `the sizes read again at the decision put the downtime estimate at ${roundMs(fresh.totalMs)} ms, over the limit of ${o.downtimeLimitMs} ms`,
+          reinitialised,
+          estimateMs: fresh.totalMs,
+          at: now()
+        })
+        return undefined
       })
 
     const precopyStart = now()
@@ -433,23 +517,28 @@ export const migrateSource: (
           unacknowledged: unacknowledged(),
           at: now()
         })
-        const decision = decideSwitchover({
-          round: s.rounds,
-          sentBytes: bytes,
-          estimateMs: estimate.totalMs,
-          downtimeLimitMs: o.downtimeLimitMs,
-          acknowledged: unacknowledged().length === 0,
-          stall: progress.stall,
-          maxRounds: o.maxRounds,
-          elapsedMs: now() - precopyStart,
-          maxPrecopyMs: o.maxPrecopyMs
-        })
-        if (decision._tag === "Switch") {
-          s.reason = decision.reason === "converged" ? "converged" : yield* limitReached(decision.reason, estimate)
+        const decideOn = (estimateMs: number) =>
+          decideSwitchover({
+            round: s.rounds,
+            sentBytes: bytes,
+            estimateMs,
+            downtimeLimitMs: o.downtimeLimitMs,
+            acknowledged: unacknowledged().length === 0,
+            stall: progress.stall,
+            maxRounds: o.maxRounds,
+            elapsedMs: now() - precopyStart,
+            maxPrecopyMs: o.maxPrecopyMs
+          })
+        const due = decideOn(estimate.totalMs)
+        if (due._tag === "Switch") {
+          const decision = yield* atDecisionInstant(due, estimate.totalMs, decideOn)
+          if (decision === undefined) continue
+          s.reason =
+            decision.reason === "converged" ? "converged" : yield* limitReached(decision.reason, s.estimate ?? estimate)
           s.why = decision.why
           break
         }
-        if (decision._tag === "AwaitAcknowledgements") {
+        if (due._tag === "AwaitAcknowledgements") {
           const waited = Math.max(0, Math.min(o.peerTimeoutMs, o.maxPrecopyMs - (now() - precopyStart)))
           const next = yield* Queue.take(acks).pipe(Effect.timeoutOption(waited))
           if (Option.isNone(next) && waited >= o.peerTimeoutMs)
@@ -472,6 +561,20 @@ export const migrateSource: (
       at: now()
     })
     yield* located(send(writer, { _tag: "SwitchoverBegun" }))
+    // After the decision: new initial data now would need a switchover-ack the destination no
+    // longer gives (it was told the switchover began). QEMU 11.1 fails such a migration; so does
+    // this, and the group rolls back.
+    if (s.rounds > 0) {
+      const infos = yield* everyDevice(precopyDevices, (i) => precopyProgress(deviceAt(i)))
+      const late = infos.findIndex((info) => info?.reinit === true)
+      if (late >= 0)
+        return yield* fault(
+          new ReinitAfterSwitchover({
+            device: ids[precopyDevices[late] ?? -1] ?? "?",
+            initialBytes: infos[late]?.initialBytes ?? 0
+          })
+        )
+    }
     const switched = yield* located(
       switchoverAndDrain({
         runtime,
@@ -589,6 +692,12 @@ export const migrateSource: (
             : undefined,
         switchoverCriticalPathMs: roundMs(s.switchoverCriticalPathMs),
         assumedStopCopyLengths: stopCopyLengths.assumed,
+        reinitialised: s.reinits.map((r) => ({
+          device: ids[r.device] ?? "?",
+          round: r.round,
+          initialBytes: r.initialBytes
+        })),
+        switchoversWithdrawn: s.withdrawn,
         confirmed
       }
       emit({ _tag: "Completed", summary, at: now() })

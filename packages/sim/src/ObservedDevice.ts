@@ -183,6 +183,8 @@ export const observeDevice = Effect.fn("Sim.observeDevice")(function* (device: D
     precopyInfo: device.precopyInfo,
     stopCopyLength: device.stopCopyLength,
     ...(device.stopCopyLengthEstimate === undefined ? {} : { stopCopyLengthEstimate: device.stopCopyLengthEstimate }),
+    ...(device.enablePrecopyInfoV2 === undefined ? {} : { enablePrecopyInfoV2: device.enablePrecopyInfoV2 }),
+    ...(device.p2pQuiesceIsStop === undefined ? {} : { p2pQuiesceIsStop: device.p2pQuiesceIsStop }),
     reset
   }
   members.set(wrapped, member)

@@ -128,6 +128,20 @@ export class SavingSession {
     return typeof cut === "number" && cut >= 0 ? Math.min(wanted, Math.max(0, cut - this.offset)) : wanted
   }
 
+  /**
+   * `VFIO_PRECOPY_INFO_REINIT`: the whole pre-copy portion is initial data again. The pass
+   * restarts at page 0 (pages already sent are sent again, so nothing dirtied is owed apart),
+   * and the dirty set is emptied: dirty bytes restart from 0, relative to the new initial data.
+   * A record staged half-way is finished first, so the stream stays whole.
+   */
+  reinitialise(): void {
+    this.cursor = 0
+    this.dirty.fill(0)
+    this.dirtyCount = 0
+    this.dirtyBytes = 0
+    this.dirtyScan = 0
+  }
+
   /** Pre-copy progress: the initial portion not read yet, and the dirtied pages to re-send. */
   precopyInfo(): { readonly initialBytes: number; readonly dirtyBytes: number } {
     const initial = this.stagedPending("initial") + recordBytes(this.memory, this.cursor, this.initialEnd)

@@ -77,6 +77,11 @@ export class SimEngine {
   private reads = 0
   private writes = 0
   private savingSessions = 0
+  /** The `VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2` opt-in was taken: pre-copy info may report REINIT. */
+  private precopyInfoV2 = false
+  private precopyQueries = 0
+  /** A re-initialisation is due: the next pre-copy info query performs and reports it. */
+  private reinitDue = false
   private saving: SavingSession | undefined = undefined
   private resume: ResumeSession | undefined = undefined
   private readonly deck: FaultDeck
@@ -285,12 +290,34 @@ export class SimEngine {
     return Result.fail(new SessionFailed({ device: this.id, operation, code, reason, state: this.state }))
   }
 
-  /** `VFIO_MIG_GET_PRECOPY_INFO`. */
+  /** `VFIO_DEVICE_FEATURE` SET `MIG_PRECOPY_INFOv2`: taken if the configuration says the device has it. */
+  enablePrecopyInfoV2(): boolean {
+    if (this.config.precopyInfoV2) this.precopyInfoV2 = true
+    return this.precopyInfoV2
+  }
+
+  /**
+   * Makes new initial data due (what a driver does when the device is reconfigured during
+   * pre-copy); the next pre-copy info query reports REINIT. Only after the v2 opt-in: answers
+   * whether it was taken.
+   */
+  reinitialise(): boolean {
+    if (this.precopyInfoV2) this.reinitDue = true
+    return this.precopyInfoV2
+  }
+
+  /** `VFIO_MIG_GET_PRECOPY_INFO`; with the v2 opt-in, REINIT at the configured query or after `reinitialise`. */
   precopyInfo(now: number): Result.Result<PrecopyInfo, SessionFailed> {
     if ((this.state !== "PRE_COPY" && this.state !== "PRE_COPY_P2P") || this.saving === undefined) {
       return this.sessionFailed("precopyInfo", "EINVAL", `no pre-copy session in ${this.state}`)
     }
     this.syncIncoming(now)
+    const nth = ++this.precopyQueries
+    if (this.precopyInfoV2 && (this.reinitDue || nth === this.config.reinitAtQuery)) {
+      this.reinitDue = false
+      this.saving.reinitialise()
+      return Result.succeed({ ...this.saving.precopyInfo(), reinit: true })
+    }
     return Result.succeed(this.saving.precopyInfo())
   }
 
@@ -368,6 +395,12 @@ export interface SimDevice extends Device {
    * until the returned function is called.
    */
   readonly observe: (observer: SimObserver) => () => void
+  /**
+   * Makes new initial data due, as a driver does when the device is reconfigured in pre-copy:
+   * the next pre-copy info query reports REINIT. Only after the v2 opt-in (`precopyInfoV2`);
+   * answers whether it was taken.
+   */
+  readonly reinitialise: Effect.Effect<boolean>
 }
 
 const engines = new WeakMap<Device, SimEngine>()
@@ -414,6 +447,11 @@ const makeDevice = (engine: SimEngine): SimDevice => {
       Effect.withSpan("SimDevice.stopCopyLength")
     ),
     reset: now((t) => Result.succeed(engine.reset(t))).pipe(Effect.withSpan("SimDevice.reset")),
+    enablePrecopyInfoV2: Effect.sync(() => engine.enablePrecopyInfoV2()).pipe(
+      Effect.withSpan("SimDevice.enablePrecopyInfoV2")
+    ),
+    p2pQuiesceIsStop: engine.config.p2pQuiesceIsStop,
+    reinitialise: Effect.sync(() => engine.reinitialise()),
     observe: (observer) => engine.observe(observer)
   }
 }

@@ -1,4 +1,4 @@
-import { type DeviceKind, DeviceKinds } from "@lockstep/device"
+import { type DeviceKind, DeviceKinds, stopArcOfQuiesce } from "@lockstep/device"
 import { AllFlags, type Arc, type Flags, FlagsSchema, type State, States } from "@lockstep/fsm"
 import { Schema, SchemaGetter } from "effect"
 import { FaultPlan } from "./FaultPlan.js"
@@ -37,6 +37,22 @@ export interface SimDeviceConfig {
   readonly seed?: number
   /** Injected faults. Default none. */
   readonly faults?: FaultPlan
+  /**
+   * The device takes the `VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2` opt-in (and may then report
+   * REINIT). Default false: it declines, as kernels before the 2026 series do.
+   */
+  readonly precopyInfoV2?: boolean
+  /**
+   * The 1-based count of the device's pre-copy info queries at which it re-initialises: new
+   * initial data (its whole pre-copy portion) is due again and that query reports REINIT. Only
+   * after the v2 opt-in; a device that did not take it never re-initialises. Default: never.
+   */
+  readonly reinitAtQuery?: number
+  /**
+   * The device implements RUNNING_P2P by stopping (Intel xe): an arc into a P2P state from an
+   * initiating one takes the latency of the device's stop arc from that P2P state. Default false.
+   */
+  readonly p2pQuiesceIsStop?: boolean
 }
 
 /** A configuration with every default applied. */
@@ -51,6 +67,9 @@ export interface ResolvedSimDeviceConfig {
   readonly pageSize: number
   readonly seed: number
   readonly faults: FaultPlan
+  readonly precopyInfoV2: boolean
+  readonly reinitAtQuery: number | undefined
+  readonly p2pQuiesceIsStop: boolean
 }
 
 const arcKeys: ReadonlyArray<ArcKey> = States.flatMap((from) => States.map((to): ArcKey => `${from}>${to}`))
@@ -96,7 +115,10 @@ const SimDeviceConfigCodec = Schema.Struct({
     Schema.Int.check(Schema.isBetween({ minimum: 16, maximum: 2 ** 24 }), Schema.isMultipleOf(4))
   ),
   seed: Schema.optionalKey(Schema.Int),
-  faults: Schema.optionalKey(FaultPlan)
+  faults: Schema.optionalKey(FaultPlan),
+  precopyInfoV2: Schema.optionalKey(Schema.Boolean),
+  reinitAtQuery: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
+  p2pQuiesceIsStop: Schema.optionalKey(Schema.Boolean)
 })
   .check(
     Schema.makeFilter((config: { readonly stateSize?: number; readonly precopyInitialBytes?: number }) => {
@@ -133,7 +155,10 @@ export const defaultSimDeviceConfig: ResolvedSimDeviceConfig = {
   dirtyBytesPerSecond: 64 << 10,
   pageSize: 4096,
   seed: 0,
-  faults: []
+  faults: [],
+  precopyInfoV2: false,
+  reinitAtQuery: undefined,
+  p2pQuiesceIsStop: false
 }
 
 /** Applies the defaults; `precopyInitialBytes` defaults to, and is capped at, `stateSize`. */
@@ -150,10 +175,21 @@ export const resolveSimDeviceConfig = (config: SimDeviceConfig): ResolvedSimDevi
     dirtyBytesPerSecond: config.dirtyBytesPerSecond ?? d.dirtyBytesPerSecond,
     pageSize: config.pageSize ?? d.pageSize,
     seed: config.seed ?? d.seed,
-    faults: config.faults ?? d.faults
+    faults: config.faults ?? d.faults,
+    precopyInfoV2: config.precopyInfoV2 ?? d.precopyInfoV2,
+    reinitAtQuery: config.reinitAtQuery ?? d.reinitAtQuery,
+    p2pQuiesceIsStop: config.p2pQuiesceIsStop ?? d.p2pQuiesceIsStop
   }
 }
 
-/** The latency of `arc` for a device with this configuration, in ms. */
-export const arcLatency = (config: ResolvedSimDeviceConfig, arc: Arc): number =>
+const configured = (config: ResolvedSimDeviceConfig, arc: Arc): number =>
   config.arcLatenciesMs[arcKey(arc)] ?? config.arcLatencyMs
+
+/**
+ * The latency of `arc` for a device with this configuration, in ms. With `p2pQuiesceIsStop`, a
+ * quiesce arc costs what the stop arc after it costs (see {@link stopArcOfQuiesce}).
+ */
+export const arcLatency = (config: ResolvedSimDeviceConfig, arc: Arc): number => {
+  const stop = config.p2pQuiesceIsStop ? stopArcOfQuiesce(arc) : undefined
+  return configured(config, stop ?? arc)
+}

@@ -107,6 +107,8 @@ export interface ServerInfo {
  */
 export interface VfioUserDevice extends Device {
   readonly server: ServerInfo
+  /** Always false: the vfio-user spec has no pre-copy info message, hence no v2 opt-in (no REINIT). */
+  readonly enablePrecopyInfoV2: Effect.Effect<boolean>
   /** GET_REGION_INFO of one region (`argsz` 32: no capabilities, no file descriptor). */
   readonly regionInfo: (index: number) => Effect.Effect<RegionInfo, RequestError>
   /** GET_IRQ_INFO of one interrupt index. */
@@ -257,6 +259,11 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
     "vfio-user has no message for VFIO_MIG_GET_PRECOPY_INFO"
   ).pipe(Effect.withSpan("VfioUser.precopyInfo"))
 
+  // The vfio-user spec has no message for pre-copy info, so none for its v2 opt-in
+  // (VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2) either: a vfio-user device declines it and never
+  // reports REINIT. Its data still reaches the destination whole in STOP_COPY.
+  const enablePrecopyInfoV2: Effect.Effect<boolean> = Effect.succeed(false)
+
   // A server without MIG_DATA_SIZE answers one of several codes; the port's word for "cannot
   // tell" is EOPNOTSUPP, so that callers fall back to an estimate knowing it is one.
   const stopCopyLength = conn.call({ _tag: "GetStopCopySize", argsz: 16 }).pipe(
@@ -365,6 +372,7 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
     read,
     write,
     precopyInfo,
+    enablePrecopyInfoV2,
     stopCopyLength,
     ...(options.stopCopyLengthEstimate === undefined ? {} : { stopCopyLengthEstimate: options.stopCopyLengthEstimate }),
     reset,

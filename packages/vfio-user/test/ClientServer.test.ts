@@ -164,6 +164,8 @@ describe("vfio-user client against the in-project server", () => {
       const estimate = yield* src.client.stopCopyLength
       expect(estimate).toBeGreaterThan(size)
 
+      // The spec has no pre-copy info message, so the v2 opt-in (REINIT) is declined too.
+      expect(yield* src.client.enablePrecopyInfoV2).toBe(false)
       yield* src.client.setState("PRE_COPY")
       expect(yield* Effect.flip(src.client.precopyInfo)).toMatchObject({
         _tag: "SessionFailed",

@@ -46,6 +46,11 @@ export type VfioOptions = VfioPath & {
   readonly kind?: DeviceKind
   /** The native calls (default: libc's, through koffi). Tests give a fake kernel here. */
   readonly native?: Native
+  /**
+   * The driver implements RUNNING_P2P by stopping the device (Intel xe); the kernel does not
+   * say so, so its user declares it (a group file's `"vfio": {…, "p2pQuiesceIsStop": true}`).
+   */
+  readonly p2pQuiesceIsStop?: boolean
 }
 
 /** What opening the device learned about it. */
@@ -91,7 +96,9 @@ export interface VfioDevice extends Device {
   readonly regionInfo: (index: number) => Effect.Effect<KernelRegionInfo, RegionAccessFailed>
   readonly regionRead: (index: number, offset: bigint, count: number) => Effect.Effect<Uint8Array, RegionAccessFailed>
   readonly regionWrite: (index: number, offset: bigint, data: Uint8Array) => Effect.Effect<void, RegionAccessFailed>
-  /** `VFIO_MIG_GET_PRECOPY_INFO` with its flags. */
+  /** The v2 opt-in: true when taken, false when the kernel or driver lacks it (ENOTTY, EINVAL). */
+  readonly enablePrecopyInfoV2: Effect.Effect<boolean, SessionFailed>
+  /** `VFIO_MIG_GET_PRECOPY_INFO` with its flags (`reinit` only after the v2 opt-in). */
   readonly precopyDetails: Effect.Effect<KernelPrecopyInfo, SessionFailed>
   /**
    * One `SET MIG_DEVICE_STATE` to any state, which the kernel reaches by walking the combination
@@ -199,11 +206,8 @@ const describeDevice = (native: Native, fd: number) => {
   const migration = featureBuffer(Feature.MIGRATION, FeatureOp.GET, FeatureMigration)
   const mig = native.ioctl(fd, Ioctl.DEVICE_FEATURE, migration)
   // Opt in to pre-copy info v2 where the kernel has it; older kernels refuse the unknown feature.
-  const v2 = native.ioctl(
-    fd,
-    Ioctl.DEVICE_FEATURE,
-    featureBuffer(Feature.MIG_PRECOPY_INFO_V2, FeatureOp.SET, undefined)
-  )
+  // Any other refusal also leaves v1 here: `enablePrecopyInfoV2` asks again and reports it.
+  const v2 = precopyInfoV2Answer(optInPrecopyInfoV2(native, fd))
   return {
     flags: got < 0 ? 0 : u32(DeviceInfo, info, "flags"),
     numRegions: got < 0 ? 0 : u32(DeviceInfo, info, "num_regions"),
@@ -213,8 +217,23 @@ const describeDevice = (native: Native, fd: number) => {
       mig < 0
         ? `the kernel refused VFIO_DEVICE_FEATURE GET MIGRATION (${refusal(mig).code}): the driver has no migration support`
         : undefined,
-    precopyInfoV2: v2 >= 0
+    precopyInfoV2: Result.isSuccess(v2) && v2.success
   }
+}
+
+/** `VFIO_DEVICE_FEATURE` SET `MIG_PRECOPY_INFOv2` (no data): the ioctl's answer. */
+const optInPrecopyInfoV2 = (native: Native, fd: number): number =>
+  native.ioctl(fd, Ioctl.DEVICE_FEATURE, featureBuffer(Feature.MIG_PRECOPY_INFO_V2, FeatureOp.SET, undefined))
+
+/**
+ * What the opt-in's answer means: taken (true), or declined (false) when the kernel does not know
+ * the feature (ENOTTY: kernels before the 2026 series, such as 6.12) or the driver refuses it
+ * (EINVAL: `vfio_check_feature` for a driver without it). Any other refusal is a failure.
+ */
+const precopyInfoV2Answer = (result: number): Result.Result<boolean, Refusal> => {
+  if (result >= 0) return Result.succeed(true)
+  const r = refusal(result)
+  return r.code === "ENOTTY" || r.code === "EINVAL" ? Result.succeed(false) : Result.fail(r)
 }
 
 /**
@@ -262,7 +281,8 @@ export const openVfioDevice = Effect.fn("Vfio.open")(function* (
     precopyInfoV2: described.precopyInfoV2,
     migrationError: described.migrationError
   }
-  return makeDevice(calls, info, described.migrationFlags, options.kind ?? kindOf(location))
+  const device = makeDevice(calls, info, described.migrationFlags, options.kind ?? kindOf(location))
+  return options.p2pQuiesceIsStop === true ? { ...device, p2pQuiesceIsStop: true } : device
 })
 
 /**
@@ -352,6 +372,8 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
   const device = calls.id
   const { native, fd, cdev } = calls
   const legal = arcTable(flags)
+  /** Pre-copy info v2 is on: the open took it, or `enablePrecopyInfoV2` did since. */
+  let precopyInfoV2 = info.precopyInfoV2
 
   const sessionFailed = (operation: SessionFailed["operation"], code: string, reason: string): SessionFailed => {
     const { state, note } = readBack(calls)
@@ -535,14 +557,32 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
       initialBytes: Number(u64(PrecopyInfo, buf, "initial_bytes")),
       dirtyBytes: Number(u64(PrecopyInfo, buf, "dirty_bytes")),
       // Without the v2 opt-in the kernel echoes the flags it was given (0): nothing to read there.
-      reinit: info.precopyInfoV2 && (u32(PrecopyInfo, buf, "flags") & PrecopyInfoReinit) !== 0
+      reinit: precopyInfoV2 && (u32(PrecopyInfo, buf, "flags") & PrecopyInfoReinit) !== 0
     })
   })
 
-  const precopyInfo: Effect.Effect<PortPrecopyInfo, SessionFailed> = Effect.map(precopyDetails, (d) => ({
-    initialBytes: d.initialBytes,
-    dirtyBytes: d.dirtyBytes
-  }))
+  const precopyInfo: Effect.Effect<PortPrecopyInfo, SessionFailed> = Effect.map(precopyDetails, (d) =>
+    d.reinit
+      ? { initialBytes: d.initialBytes, dirtyBytes: d.dirtyBytes, reinit: true }
+      : { initialBytes: d.initialBytes, dirtyBytes: d.dirtyBytes }
+  )
+
+  const enablePrecopyInfoV2: Effect.Effect<boolean, SessionFailed> = Effect.suspend(() => {
+    // SET is idempotent: asked again even when the open took it, so the answer is today's.
+    const answer = precopyInfoV2Answer(optInPrecopyInfoV2(native, fd))
+    if (Result.isSuccess(answer)) {
+      precopyInfoV2 = answer.success
+      return Effect.succeed(answer.success)
+    }
+    const { errno, code } = answer.failure
+    return Effect.fail(
+      sessionFailed(
+        "enablePrecopyInfoV2",
+        code,
+        `the kernel refused VFIO_DEVICE_FEATURE SET MIG_PRECOPY_INFOv2 (errno ${errno})`
+      )
+    )
+  })
 
   const stopCopyLength: Effect.Effect<number, SessionFailed> = Effect.suspend(() => {
     const buf = featureBuffer(Feature.MIG_DATA_SIZE, FeatureOp.GET, FeatureMigDataSize)
@@ -659,6 +699,7 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
     write,
     precopyInfo,
     precopyDetails,
+    enablePrecopyInfoV2,
     stopCopyLength,
     reset,
     regionInfo,

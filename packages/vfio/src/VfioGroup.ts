@@ -32,18 +32,31 @@ export const hasVfioDevice = (document: unknown): boolean =>
 
 /**
  * Reads a device's `"vfio"` key: `{"sysfsdev": PATH}` (QEMU's convention: the device's sysfs
- * directory) or `{"cdev": "/dev/vfio/devices/vfioN"}`, exactly one of them.
+ * directory) or `{"cdev": "/dev/vfio/devices/vfioN"}`, exactly one of them, and optionally
+ * `"p2pQuiesceIsStop": true` (see {@link p2pQuiesceIsStopOf}).
  */
 export const vfioPathOf = (spec: unknown): VfioPath | string => {
-  const expected = 'expected {"sysfsdev": "/sys/bus/…/DEVICE"} or {"cdev": "/dev/vfio/devices/vfioN"}'
+  const expected =
+    'expected {"sysfsdev": "/sys/bus/…/DEVICE"} or {"cdev": "/dev/vfio/devices/vfioN"} (and optionally "p2pQuiesceIsStop": true)'
   if (!isRecord(spec)) return expected
-  const keys = Object.keys(spec)
+  const keys = Object.keys(spec).filter((k) => k !== "p2pQuiesceIsStop")
   const unknown = keys.filter((k) => k !== "sysfsdev" && k !== "cdev")
   if (unknown.length > 0) return `unknown key ${unknown.map((k) => JSON.stringify(k)).join(", ")}: ${expected}`
   if (keys.length !== 1) return `give exactly one of "sysfsdev" and "cdev": ${expected}`
   const value = spec.sysfsdev ?? spec.cdev
   if (typeof value !== "string" || value.length === 0) return expected
   return typeof spec.sysfsdev === "string" ? { sysfsdev: value } : { cdev: value }
+}
+
+/**
+ * A device's `"vfio": {"p2pQuiesceIsStop": true}`: its driver implements RUNNING_P2P by stopping
+ * the device (Intel's xe cannot block only outgoing P2P), which the kernel does not report, so
+ * its user declares it. Default false; anything but a boolean is a reason to refuse.
+ */
+export const p2pQuiesceIsStopOf = (spec: unknown): boolean | string => {
+  const value = isRecord(spec) ? spec.p2pQuiesceIsStop : undefined
+  if (value === undefined) return false
+  return typeof value === "boolean" ? value : `"p2pQuiesceIsStop" must be true or false, not ${JSON.stringify(value)}`
 }
 
 const declaredFlags = (u: unknown): Flags | undefined | "invalid" => {
@@ -77,11 +90,19 @@ export const attachVfioDevices = Effect.fn("Vfio.attachGroup")(function* (
     const at = `devices[${i}].vfio`
     const named = vfioPathOf(raw.vfio)
     if (typeof named === "string") return yield* new VfioDeviceInvalid({ path: at, reason: named })
+    const fullStop = p2pQuiesceIsStopOf(raw.vfio)
+    if (typeof fullStop === "string")
+      return yield* new VfioDeviceInvalid({ path: `${at}.p2pQuiesceIsStop`, reason: fullStop })
     const path = "sysfsdev" in named ? named.sysfsdev : named.cdev
     const id = typeof raw.id === "string" ? raw.id : path
     const kind =
       raw.kind === "pci" || raw.kind === "mdev" || raw.kind === "ccw" || raw.kind === "ap" ? raw.kind : undefined
-    const device = yield* openVfioDevice({ ...named, id, ...(kind === undefined ? {} : { kind }) })
+    const device = yield* openVfioDevice({
+      ...named,
+      id,
+      ...(kind === undefined ? {} : { kind }),
+      ...(fullStop ? { p2pQuiesceIsStop: true } : {})
+    })
     if (device.info.migrationError !== undefined)
       return yield* new VfioDeviceInvalid({ path: at, reason: `${id}: ${device.info.migrationError}` })
     const declared = declaredFlags(raw.flags)

@@ -30,6 +30,7 @@ export {
   attachVfioDevices,
   hasVfioDevice,
   namesVfioDevice,
+  p2pQuiesceIsStopOf,
   VfioDeviceInvalid,
   vfioPathOf
 } from "./VfioGroup.js"

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
-import { type Native, nativeAccess, openVfioDevice } from "@lockstep/vfio"
+import { type Native, nativeAccess, openVfioDevice, p2pQuiesceIsStopOf, vfioPathOf } from "@lockstep/vfio"
 import { Effect, Result } from "effect"
 
 /*
@@ -31,6 +31,10 @@ interface Script {
   reads?: Array<number>
   /** What writes answer, in turn (bytes taken, or -errno); default: everything. */
   writes?: Array<number>
+  /** The answer to SET MIG_PRECOPY_INFOv2 (feature 12): 0 takes it, else -errno; default -EINVAL. */
+  precopyInfoV2?: number
+  /** What VFIO_MIG_GET_PRECOPY_INFO writes into its argument: flags, initial_bytes, dirty_bytes. */
+  precopy?: { readonly flags: number; readonly initial: number; readonly dirty: number }
 }
 
 /** A fake kernel device, mtty-like: flags 7, states by number, data_fd on the uAPI's session arcs. */
@@ -69,7 +73,17 @@ const fakeKernel = (script: Script = {}) => {
           [4, 2],
           [8, 9]
         ]) // device info: PCI, 9 regions
-      if (request === 0x3b79) return fd >= 100 ? 0 : -EINVAL // precopy info on a data fd
+      if (request === 0x3b79) {
+        // precopy info on a data fd: struct vfio_precopy_info {argsz, flags, initial_bytes @8, dirty_bytes @16}
+        if (fd < 100) return -EINVAL
+        const p = script.precopy
+        if (p === undefined) return 0
+        const view = new DataView(arg.buffer, arg.byteOffset)
+        view.setUint32(4, p.flags, true)
+        view.setBigUint64(8, BigInt(p.initial), true)
+        view.setBigUint64(16, BigInt(p.dirty), true)
+        return 0
+      }
       if (request !== 0x3b75) return -EINVAL
       const flags = u32(arg, 4)
       const feature = flags & 0xffff
@@ -79,7 +93,7 @@ const fakeKernel = (script: Script = {}) => {
           [8, 7],
           [12, 0]
         ]) // MIGRATION: STOP_COPY|P2P|PRE_COPY
-      if (feature === 12) return -EINVAL // no pre-copy info v2 on this kernel
+      if (feature === 12) return script.precopyInfoV2 ?? -EINVAL // no pre-copy info v2 on this kernel, by default
       if (feature === 9)
         return answer(arg, [
           [8, 60],
@@ -264,6 +278,76 @@ describe("data sessions", () => {
       expect(kernel.closed).toEqual([100])
       expect(yield* device.getState).toBe("RUNNING")
       expect(yield* Effect.flip(device.read(10))).toMatchObject({ code: "EBADF" })
+    }).pipe(Effect.scoped)
+  )
+})
+
+describe("pre-copy info v2", () => {
+  const ENOTTY = 25
+  const EIO = 5
+  const reinitInfo = { flags: 1, initial: 4096, dirty: 0 }
+
+  it.effect(
+    "a kernel without the feature (ENOTTY, as 6.12) or a driver refusing it (EINVAL) declines; no REINIT is read",
+    () =>
+      Effect.gen(function* () {
+        for (const errno of [ENOTTY, EINVAL]) {
+          const device = yield* open(fakeKernel({ precopyInfoV2: -errno, precopy: reinitInfo }))
+          expect(device.info.precopyInfoV2).toBe(false)
+          expect(yield* device.enablePrecopyInfoV2).toBe(false)
+          yield* device.setState("PRE_COPY")
+          // v1: the flags field is reserved (a v1 kernel echoes what it was given), so bit 0 means nothing.
+          expect(yield* device.precopyInfo).toEqual({ initialBytes: 4096, dirtyBytes: 0 })
+        }
+      }).pipe(Effect.scoped)
+  )
+
+  it.effect("taken, VFIO_PRECOPY_INFO_REINIT (flags bit 0) passes through with the new initial bytes", () =>
+    Effect.gen(function* () {
+      const kernel = fakeKernel({ precopyInfoV2: 0, precopy: reinitInfo })
+      const device = yield* open(kernel)
+      expect(device.info.precopyInfoV2).toBe(true)
+      expect(yield* device.enablePrecopyInfoV2).toBe(true)
+      yield* device.setState("PRE_COPY")
+      expect(yield* device.precopyInfo).toEqual({ initialBytes: 4096, dirtyBytes: 0, reinit: true })
+    }).pipe(Effect.scoped)
+  )
+
+  it.effect("flags without bit 0 is no REINIT; any other refusal of the opt-in is a failure naming the errno", () =>
+    Effect.gen(function* () {
+      const quiet = yield* open(fakeKernel({ precopyInfoV2: 0, precopy: { flags: 0x2, initial: 0, dirty: 64 } }))
+      yield* quiet.setState("PRE_COPY")
+      expect(yield* quiet.precopyInfo).toEqual({ initialBytes: 0, dirtyBytes: 64 })
+      const broken = yield* open(fakeKernel({ precopyInfoV2: -EIO }))
+      expect(broken.info.precopyInfoV2).toBe(false)
+      const error = yield* Effect.flip(broken.enablePrecopyInfoV2)
+      expect(error).toMatchObject({ _tag: "SessionFailed", operation: "enablePrecopyInfoV2", code: "EIO" })
+      expect(error.message).toContain("errno 5")
+    }).pipe(Effect.scoped)
+  )
+})
+
+describe("full-stop quiesce", () => {
+  it("a group file's vfio key may declare p2pQuiesceIsStop; anything but a boolean is refused", () => {
+    expect(vfioPathOf({ sysfsdev: "/sys/bus/pci/devices/0000:03:00.1", p2pQuiesceIsStop: true })).toEqual({
+      sysfsdev: "/sys/bus/pci/devices/0000:03:00.1"
+    })
+    expect(p2pQuiesceIsStopOf({ cdev: "/dev/vfio/devices/vfio7", p2pQuiesceIsStop: true })).toBe(true)
+    expect(p2pQuiesceIsStopOf({ cdev: "/dev/vfio/devices/vfio7" })).toBe(false)
+    expect(p2pQuiesceIsStopOf({ cdev: "/dev/vfio/devices/vfio7", p2pQuiesceIsStop: "yes" })).toContain("true or false")
+    expect(vfioPathOf({ p2pQuiesceIsStop: true })).toContain("exactly one")
+  })
+
+  it.effect("the device declares it when opened with it, and not otherwise", () =>
+    Effect.gen(function* () {
+      const xe = yield* openVfioDevice({
+        sysfsdev: sysfsdev(),
+        id: "xe0",
+        native: fakeKernel().native,
+        p2pQuiesceIsStop: true
+      })
+      expect(xe.p2pQuiesceIsStop).toBe(true)
+      expect((yield* open(fakeKernel())).p2pQuiesceIsStop).toBeUndefined()
     }).pipe(Effect.scoped)
   )
 })
