@@ -99,11 +99,22 @@ const reserve = (request: ReserveRequest) =>
       residentDevices: request.residentDevices
     }).pipe(Effect.orDie)
     if (free !== undefined) return yield* refused(`${free} free devices, ${request.devices} needed`)
-    if (request.control !== undefined)
-      yield* HostControl.call(request.control, { op: "provision", vm: request.vm, document: request.document }).pipe(
-        Effect.mapError((e) => refused(`its host could not make the VM's devices: ${e.reason}`))
+    const shell =
+      request.control === undefined
+        ? Effect.void
+        : HostControl.call(request.control, { op: "provision", vm: request.vm, document: request.document }).pipe(
+            Effect.mapError((e) => refused(`its host could not make the VM's devices: ${e.reason}`))
+          )
+    // A refused reservation holds nothing: the workflow compensates only steps that succeeded.
+    yield* Effect.andThen(shell, checkShell(request)).pipe(
+      Effect.tapError(() =>
+        release({
+          evacuation: request.evacuation,
+          vm: request.vm,
+          ...(request.control === undefined ? {} : { control: request.control })
+        })
       )
-    yield* checkShell(request)
+    )
   })
 
 const release = (request: typeof ReleaseRequest.Type) =>
