@@ -26,8 +26,9 @@ const why = (cause: Cause.Cause<unknown>): string => {
 }
 
 /**
- * A device was reached but is not the VM's: its server reports other flags than the document
- * declares. Waiting does not change that, so it is never retried.
+ * A device that answered but is refused (its server reports other flags than the document
+ * declares, or its entry is malformed), as opposed to one that did not answer: waiting does not
+ * change that, so it is never retried.
  */
 const mismatchOf = (id: string, error: VfioUserDeviceInvalid): DevicesUnavailable | VfioUserDeviceInvalid =>
   error.path.endsWith(".socket")
