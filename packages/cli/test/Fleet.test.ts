@@ -10,7 +10,13 @@ const states: Array<string> = []
 afterAll(() => {
   for (const state of states) {
     const pid = join(state, "hosts.pid")
-    if (existsSync(pid)) process.kill(Number(readFileSync(pid, "utf8")), "SIGTERM")
+    if (!existsSync(pid)) continue
+    try {
+      process.kill(Number(readFileSync(pid, "utf8")), "SIGTERM")
+    } catch (e) {
+      // Gone already (killed without removing its pid file): nothing to stop.
+      if ((e as NodeJS.ErrnoException).code !== "ESRCH") throw e
+    }
   }
   rmSync(dir, { recursive: true, force: true })
 })
