@@ -63,7 +63,8 @@ const phases = [
 
 /** Each drawing of the progress display: what `\x1b[NF\x1b[J` (up N lines, clear below) redraws over. */
 const drawings = (stderr: string) => {
-  const parts = stderr.split(/\x1b\[(\d+)F\x1b\[J/)
+  const esc = String.fromCharCode(0x1b)
+  const parts = stderr.split(new RegExp(`${esc}\\[(\\d+)F${esc}\\[J`))
   return parts.flatMap((text, i) =>
     i % 2 === 0 ? [{ up: i === 0 ? 0 : Number(parts[i - 1]), lines: text.split("\n").filter((l) => l !== "") }] : []
   )
