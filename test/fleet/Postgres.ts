@@ -29,7 +29,7 @@ const freePort = (): Promise<number> =>
     })
   })
 
-/** Starts a server with an empty database `fleet`; about a second. */
+/** Starts a server with an empty database `fleet`; seconds, most of them initdb (see the README, Fleet). */
 export const startPostgres = async (): Promise<TestPostgres> => {
   const dir = mkdtempSync(join(tmpdir(), "lf-pg-"))
   chmodSync(dir, 0o755)

@@ -7,6 +7,7 @@ import { Argument, Command, Flag } from "effect/cli"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 import { ensureSimulatedHosts, stopSimulatedHosts } from "./FleetHosts.js"
 import { findings, type HostFindings, progressLines, summaryText, vmJson } from "./FleetReport.js"
+import { checkTimelineFile } from "./TimelineFile.js"
 
 /*
  * `lockstep fleet …`: evacuate a host of a fleet as durable workflows, follow it, and serve
@@ -78,15 +79,19 @@ const inspectHosts = (F: FleetModule, fleet: Fleet, state: string) =>
     return hosts.length === 0 ? undefined : findings(inventories, unreachable)
   })
 
-/** Redraws the progress lines on stderr every 300 ms until interrupted. */
+/**
+ * Redraws the progress lines on stderr every 300 ms until interrupted: each drawing first moves
+ * the cursor up over the lines of the one before and clears them.
+ */
 const followProgress = (F: FleetModule, evacuation: string) =>
   Effect.gen(function* () {
+    const console = yield* Console.Console
     let drawn = 0
     for (;;) {
       const view = yield* Effect.orElseSucceed(F.Report.view(evacuation), () => undefined)
       if (view !== undefined) {
         const lines = progressLines(view)
-        process.stderr.write(`${drawn > 0 ? `\x1b[${drawn}F\x1b[J` : ""}${lines.join("\n")}\n`)
+        console.error(`${drawn > 0 ? `\x1b[${drawn}F\x1b[J` : ""}${lines.join("\n")}`)
         drawn = lines.length
       }
       yield* Effect.sleep(300)
@@ -107,6 +112,7 @@ interface EvacuateOptions {
 /** Plans, runs (or resumes) and reports one evacuation. */
 const evacuate = (o: EvacuateOptions) =>
   Effect.gen(function* () {
+    if (Option.isSome(o.timeline)) yield* checkTimelineFile(o.timeline.value)
     const F = yield* load
     const fleet = yield* F.loadFleetFile(o.file).pipe(Effect.mapError(explain))
     const host = yield* F.hostToEvacuate(fleet, Option.getOrUndefined(o.host)).pipe(Effect.mapError(explain))

@@ -43,7 +43,11 @@ export const findings = (
 const phaseOf = (vm: FleetStore.VmRecord): string =>
   vm.status === "migrating" ? (vm.phase ?? "migrating") : vm.status === "reserving" ? "reserving" : vm.status
 
-/** The progress lines of a running evacuation: a summary, then one line per VM under way. */
+/**
+ * The progress lines of a running evacuation: a summary, then one line per VM under way with
+ * its step: `reserving` its destination, `attach` (its devices on both hosts), `recover` (what
+ * an earlier run left), then the migration's phases (`handshake` … `resume`).
+ */
 export const progressLines = (view: Report.EvacuationView): ReadonlyArray<string> => {
   const count = (s: FleetStore.VmStatus) => view.vms.filter((v) => v.status === s).length
   const active = view.vms.filter((v) => v.status === "migrating" || v.status === "reserving")

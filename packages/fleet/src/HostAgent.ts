@@ -20,8 +20,8 @@ import { attach } from "./VmDevices.js"
  *
  * - `Reserve` (destination): counts the devices against the host's capacity, has the host make
  *   the VM's shell (its devices parked in STOP) and checks that the shell's devices match the
- *   VM's (ids, kinds, flags, as their vfio-user servers report them) — all before the source
- *   is touched.
+ *   VM's (a vfio-user server at each device id's socket, reporting the flags the VM's devices
+ *   declare) — all before the source is touched. A refused reservation holds nothing.
  * - `Release` (destination): drops the reservation and the shell.
  * - `Transfer` (source): the switchover (`Switchover.transfer`).
  * - `Settle` (source): the compensation: settles the VM without migrating it again (rolls the
@@ -77,7 +77,7 @@ export const HostAgent = Entity.make("Fleet/HostAgent", [Reserve, Release, Trans
   true
 )
 
-/** Checks that the shell's devices answer with the VM's flags (ids, kinds, flags), within a few seconds. */
+/** Checks that the shell's devices answer at their ids' sockets with the VM's flags, within a few seconds. */
 const checkShell = (request: ReserveRequest) =>
   Effect.scoped(Effect.flatMap(Effect.scope, (scope) => attach(request.document, request.sockets, scope, 5_000))).pipe(
     Effect.mapError((e) => new ReservationRefused({ vm: request.vm, host: request.host, reason: e.message }))
@@ -99,11 +99,22 @@ const reserve = (request: ReserveRequest) =>
       residentDevices: request.residentDevices
     }).pipe(Effect.orDie)
     if (free !== undefined) return yield* refused(`${free} free devices, ${request.devices} needed`)
-    if (request.control !== undefined)
-      yield* HostControl.call(request.control, { op: "provision", vm: request.vm, document: request.document }).pipe(
-        Effect.mapError((e) => refused(`its host could not make the VM's devices: ${e.reason}`))
+    const shell =
+      request.control === undefined
+        ? Effect.void
+        : HostControl.call(request.control, { op: "provision", vm: request.vm, document: request.document }).pipe(
+            Effect.mapError((e) => refused(`its host could not make the VM's devices: ${e.reason}`))
+          )
+    // A refused reservation holds nothing: the workflow compensates only steps that succeeded.
+    yield* Effect.andThen(shell, checkShell(request)).pipe(
+      Effect.tapError(() =>
+        release({
+          evacuation: request.evacuation,
+          vm: request.vm,
+          ...(request.control === undefined ? {} : { control: request.control })
+        })
       )
-    yield* checkShell(request)
+    )
   })
 
 const release = (request: typeof ReleaseRequest.Type) =>

@@ -183,10 +183,11 @@ export const transfer = (
       const journal = fenced(journalDatabase, vmKey, epoch)
       const progress = yield* Progress.recorder(request.evacuation, request.vm, epoch)
       const now = () => Date.now()
-      // A settle-only run (the compensation) leaves the VM's status to the workflow.
+      // A settle-only run (the compensation) leaves the VM's status to the workflow. Until the
+      // migration's first phase, the VM's step is attaching its devices on both hosts.
       progress.mark(
         request.maxAttempts > 0
-          ? { status: "migrating", attempts: epoch, startedAt: now(), at: now() }
+          ? { status: "migrating", phase: "attach", attempts: epoch, startedAt: now(), at: now() }
           : { attempts: epoch, at: now() }
       )
       const scope = yield* Effect.scope

@@ -1,8 +1,8 @@
 import type { GroupRuntime } from "@lockstep/coordinator"
 import { decodeGroup } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
-import { attachVfioUserDevices } from "@lockstep/vfio-user"
-import { Cause, Clock, Data, Effect, Exit, Scope } from "effect"
+import { attachVfioUserDevices, type VfioUserDeviceInvalid } from "@lockstep/vfio-user"
+import { Cause, Clock, Data, Effect, Exit, Result, Scope } from "effect"
 import { deviceSocket } from "./StateDirectory.js"
 
 /**
@@ -26,25 +26,41 @@ const why = (cause: Cause.Cause<unknown>): string => {
 }
 
 /**
+ * A device that answered but is refused (its server reports other flags than the document
+ * declares, or its entry is malformed), as opposed to one that did not answer: waiting does not
+ * change that, so it is never retried.
+ */
+const mismatchOf = (id: string, error: VfioUserDeviceInvalid): DevicesUnavailable | VfioUserDeviceInvalid =>
+  error.path.endsWith(".socket")
+    ? error
+    : new DevicesUnavailable({ reason: `device ${id} does not match: ${error.reason}` })
+
+/**
  * Connects to every device of a VM over vfio-user, all at once (each server's flags checked
  * against the document), and answers the group runtime; the connections close with `scope`.
  * A device serves one driver at a time, so while an earlier attempt still holds one this waits:
- * it retries until `deadlineMs` has passed.
+ * it retries until `deadlineMs` has passed. A device whose flags do not match fails at once.
  */
 export const attach = (document: unknown, template: string, scope: Scope.Scope, deadlineMs = attachDeadlineMs) =>
   Effect.gen(function* () {
     const raw = document as { readonly devices?: ReadonlyArray<Record<string, unknown>> }
     const served = (raw.devices ?? []).map((d) => ({
       ...d,
+      id: d.id,
       vfioUser: { socket: deviceSocket(template, String(d.id)) }
     }))
     const deadline = (yield* Clock.currentTimeMillis) + deadlineMs
     for (;;) {
       const child = yield* Scope.fork(scope)
       const attached = yield* Effect.exit(
-        Effect.forEach(served, (d) => attachVfioUserDevices({ devices: [d] }, { timeoutMs: 2_000 }), {
-          concurrency: "unbounded"
-        }).pipe(Scope.provide(child))
+        Effect.forEach(
+          served,
+          (d) =>
+            attachVfioUserDevices({ devices: [d] }, { timeoutMs: 2_000 }).pipe(
+              Effect.mapError((e) => mismatchOf(String(d.id), e))
+            ),
+          { concurrency: "unbounded" }
+        ).pipe(Scope.provide(child))
       )
       if (Exit.isSuccess(attached)) {
         const devices = new Map<string, Device>(attached.value.flatMap((a) => [...a.devices]))
@@ -55,6 +71,8 @@ export const attach = (document: unknown, template: string, scope: Scope.Scope, 
         return { group, devices } satisfies GroupRuntime
       }
       yield* Scope.close(child, Exit.void)
+      const mismatch = Cause.findError(attached.cause)
+      if (Result.isSuccess(mismatch) && mismatch.success instanceof DevicesUnavailable) return yield* mismatch.success
       if ((yield* Clock.currentTimeMillis) > deadline)
         return yield* new DevicesUnavailable({ reason: `devices unreachable: ${why(attached.cause)}` })
       yield* Effect.sleep(200)

@@ -3,9 +3,11 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { describe, expect, it } from "@effect/vitest"
 import { decodeGroup, stop } from "@lockstep/coordinator"
+import { type Flag, flagNames, flagsOf } from "@lockstep/fsm"
 import { simulateGroup } from "@lockstep/sim"
 import { serve } from "@lockstep/vfio-user"
 import { Effect } from "effect"
+import * as SqlClient from "effect/sql/SqlClient"
 import * as Fleet from "../src/index.js"
 
 /*
@@ -189,6 +191,83 @@ describe("evacuating a host", () => {
         }
         yield* source.fabric.assertNoViolations
         yield* destination.fabric.assertNoViolations
+      }).pipe(Effect.scoped),
+    60_000
+  )
+
+  it.live(
+    "a destination whose devices do not match the VM's (flags) is refused at the reservation: named, nothing moved",
+    () =>
+      Effect.gen(function* () {
+        const state = yield* stateDir
+        const declared: ReadonlyArray<Flag> = ["STOP_COPY", "P2P", "PRE_COPY"]
+        // The destination's servers offer the same devices without PRE_COPY: a shell the VM cannot land in.
+        const offered: ReadonlyArray<Flag> = ["STOP_COPY", "P2P"]
+        const deviceOf = (id: string, flags: ReadonlyArray<Flag>) => ({ id, kind: "pci", flags })
+        const group = { devices: ["n0", "n1"].map((id) => deviceOf(id, declared)) }
+        const sides = yield* Effect.forEach(["a", "b"], (host) =>
+          Effect.gen(function* () {
+            const devices = host === "a" ? group.devices : group.devices.map((d) => deviceOf(d.id, offered))
+            const sim = yield* simulateGroup(yield* decodeGroup({ devices }), {
+              seed: host === "a" ? 1 : 2,
+              defaults: { stateSize: 32 * 1024, arcLatencyMs: 1, dirtyBytesPerSecond: 0 }
+            })
+            if (host === "b") yield* stop(sim)
+            const events: Array<string> = []
+            for (const [id, device] of sim.devices) {
+              device.observe((event) => events.push(`${id} ${event._tag}`))
+              yield* serve({ path: join(state, `${host}-${id}.sock`), device })
+            }
+            return { sim, events }
+          })
+        )
+        const fleet = yield* Fleet.decodeFleet({
+          hosts: hostsOf(),
+          vms: [
+            {
+              name: "nvme",
+              host: "a",
+              group,
+              backend: "vfio-user",
+              to: "b",
+              sockets: { a: join(state, "a-{device}.sock"), b: join(state, "b-{device}.sock") }
+            }
+          ]
+        })
+        yield* serveAll(fleet, state)
+        const [source, destination] = sides
+        if (source === undefined || destination === undefined) return expect.fail("no devices")
+        const destinationBefore = yield* Effect.forEach([...destination.sim.devices.values()], (d) => d.getState)
+        const { report, view } = yield* evacuate(fleet, state)
+        const nvme = report.vms.find((v) => v.vm === "nvme")
+        expect(nvme).toMatchObject({ vm: "nvme", destination: "b", migrated: false, recovered: true })
+        // The refusal names the host, the VM, the device and both flag sets, in the canonical order.
+        const names = (flags: ReadonlyArray<Flag>) => flagNames(flagsOf(flags)).join(",")
+        expect(nvme?.reason).toContain("b refused to reserve room for nvme")
+        expect(nvme?.reason).toMatch(
+          new RegExp(
+            `device n[01] does not match: declares ${names(declared)} but the vfio-user server at .*b-n[01]\\.sock reports ${names(offered)}`
+          )
+        )
+        expect(view?.vms.find((v) => v.vm === "nvme")?.status).toBe("rolled-back")
+        // Nothing moved: no device on either side took an arc, the source runs, the shell stays parked.
+        expect(source.events).toEqual([])
+        expect(destination.events).toEqual([])
+        expect(yield* Effect.forEach([...source.sim.devices.values()], (d) => d.getState)).toEqual([
+          "RUNNING",
+          "RUNNING"
+        ])
+        expect(yield* Effect.forEach([...destination.sim.devices.values()], (d) => d.getState)).toEqual(
+          destinationBefore
+        )
+        // The refused reservation holds no capacity on b.
+        const reserved = yield* Effect.gen(function* () {
+          const sql = yield* SqlClient.SqlClient
+          return yield* sql<{ readonly vm_key: string }>`SELECT vm_key FROM fleet_reservations`
+        }).pipe(Effect.provide(Fleet.Runner.storageOnly({ state })))
+        expect(reserved).toEqual([])
+        yield* source.sim.fabric.assertNoViolations
+        yield* destination.sim.fabric.assertNoViolations
       }).pipe(Effect.scoped),
     60_000
   )
