@@ -82,3 +82,62 @@ export const logMark = (): { readonly since: (devices: ReadonlyArray<string>) =>
     }
   }
 }
+
+/** What mtty's own debug lines say a device's data_fd moved. */
+export interface LoggedData {
+  /** Bytes its `mtty_save_read` returned (`mtty_save_read read N`, errors left out). */
+  readonly saved: number
+  /** Bytes its `mtty_resume_write` took (`mtty_resume_write received N, total M`). */
+  readonly resumed: number
+  /** What `mtty_save_state` filled the saving file to, each time it ran (`filled to N`). */
+  readonly filledTo: ReadonlyArray<number>
+}
+
+const dataLine =
+  /mtty ([0-9a-f-]{36}): (?:mtty_save_read read (\d+)|mtty_resume_write received (\d+),|mtty_save_state filled to (\d+))/
+
+let dataKmsg: { readonly fd: number; readonly lines: Array<string> } | undefined
+
+/** The data lines of the kernel log so far, read through a /dev/kmsg reader of their own. */
+const kernelDataLines = (): ReadonlyArray<string> => {
+  dataKmsg ??= { fd: openSync("/dev/kmsg", constants.O_RDONLY | constants.O_NONBLOCK), lines: [] }
+  const buf = Buffer.alloc(8192)
+  for (;;) {
+    let n: number
+    try {
+      n = readSync(dataKmsg.fd, buf, 0, buf.length, null)
+    } catch (error) {
+      if (error instanceof Error && "code" in error && error.code === "EPIPE") continue
+      break
+    }
+    for (const l of buf.toString("utf8", 0, n).split("\n")) if (dataLine.test(l)) dataKmsg.lines.push(l)
+  }
+  return dataKmsg.lines
+}
+
+/**
+ * A mark in the log for what mtty says its data_fds moved after it: per device, the bytes its
+ * save reads returned and its resume writes took (mtty.c logs both with dev_dbg, which the
+ * VM turns on). A failed read's negative return is printed as a huge `%zu` and left out.
+ */
+export const dataMark = (): { readonly since: (sysfsdev: string) => LoggedData } => {
+  const before = kernelDataLines().length
+  return {
+    since: (sysfsdev) => {
+      const uuid = uuidOf(sysfsdev)
+      let saved = 0
+      let resumed = 0
+      const filledTo: Array<number> = []
+      for (const l of kernelDataLines().slice(before)) {
+        const m = dataLine.exec(l)
+        if (m?.[1] !== uuid) continue
+        const read = Number(m[2] ?? Number.NaN)
+        if (read < 2 ** 32) saved += read
+        const received = Number(m[3] ?? Number.NaN)
+        if (received < 2 ** 32) resumed += received
+        if (m[4] !== undefined) filledTo.push(Number(m[4]))
+      }
+      return { saved, resumed, filledTo }
+    }
+  }
+}

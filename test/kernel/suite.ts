@@ -23,6 +23,7 @@ import { runCli } from "../../packages/cli/test/runCli.ts"
 import { type LoggedArc, logMark, uuidOf } from "./KernelLog.ts"
 import { cdevOf, createMtty, drainFifo, pushFifo, withDevice } from "./Mtty.ts"
 import { p2pBreaches } from "./P2POrder.ts"
+import { uapiTests } from "./uapi.ts"
 
 const holder = process.argv[2] ?? ""
 const devices = (process.env.MTTY_DEVICES ?? "").split(" ").filter((d) => d !== "")
@@ -30,8 +31,9 @@ const tmp = mkdtempSync(join(process.env.TMPDIR ?? "/tmp", "kernel-suite-"))
 const cli = fileURLToPath(new URL("../../packages/cli/bin/lockstep.js", import.meta.url))
 
 /**
- * The VM's devices: 15 mtty-1 (0 the FSM's; 1-3 and 4-6 a group and its destination; 7 a
- * one-port destination; 8-10 the refused starts; 11-14 the signals) and, at 15, an mtty-2.
+ * The VM's devices: 15 mtty-1 (0 the FSM's; 1-3 and 4-6 a group and its destination, all
+ * reused by uapi.ts; 7 a one-port destination; 8-10 the refused starts; 11-14 the signals)
+ * and, at 15, an mtty-2.
  */
 const dev = (i: number): string => {
   const d = i === 15 ? createdTwo : devices[i]
@@ -408,6 +410,8 @@ const suite = async () => {
       held.kill("SIGKILL")
     }
   })
+
+  await uapiTests({ test, device: dev(0), sources: [dev(1), dev(2), dev(3)], destinations: [dev(4), dev(5), dev(6)] })
 
   for (const run of signals)
     await test(`${run.signal} during a kernel migration rolls it back: the source RUNNING, the destination reset and parked`, async () => {
