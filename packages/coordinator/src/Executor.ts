@@ -1,11 +1,19 @@
 import { type Device, ResetFailed } from "@lockstep/device"
-import { type Arc, path, type State, stateClass } from "@lockstep/fsm"
-import { Clock, Data, Effect, Exit, Fiber, Option, Result } from "effect"
+import { path, type State, stateClass } from "@lockstep/fsm"
+import { Clock, Effect, Exit, Fiber, Option, Result } from "effect"
 import { type ArcEvent, type GraphNode, type RunOptions, runGraph } from "./ArcRunner.js"
-import { type FailureCause, type FinalStates, StateUnreadable, TransitionInterrupted } from "./ExecutorError.js"
+import {
+  type FailureCause,
+  type FinalStates,
+  StateUnreadable,
+  TransitionFailed,
+  TransitionInterrupted,
+  TransitionRefused
+} from "./ExecutorError.js"
 import type { Group } from "./Group.js"
 import type { Plan } from "./Plan.js"
-import { type PlanError, planTransition, type StateAssignment } from "./Planner.js"
+import type { PlanError } from "./PlanError.js"
+import { planTransition, type StateAssignment } from "./Planner.js"
 
 /** A group together with the live devices that back it, by id. */
 export interface GroupRuntime {
@@ -52,45 +60,6 @@ export interface TransitionReport {
   readonly to: Readonly<Record<string, State>>
   readonly startedAt: number
   readonly finishedAt: number
-}
-
-/** The transition could not start: nothing was touched. */
-export class TransitionRefused extends Data.TaggedError("TransitionRefused")<{
-  readonly cause: PlanError | StateUnreadable
-}> {
-  override get message(): string {
-    return `the group transition was refused before any device was touched: ${this.cause.message}`
-  }
-}
-
-/**
- * A group transition failed and was rolled back. Names the first cause (with its device and
- * arc), how every device ended, whether the group is back where it started, and which devices
- * were left in ERROR under the quarantine policy.
- */
-export class TransitionFailed extends Data.TaggedError("TransitionFailed")<{
-  readonly cause: FailureCause
-  readonly device: string | undefined
-  readonly arc: Arc | undefined
-  readonly startStates: Readonly<Record<string, State>>
-  readonly finalStates: FinalStates
-  /**
-   * Every device not quarantined is back in its starting state (or the nearest one the kernel
-   * allows, see `rollbackTarget`); a device reset under the `reset` policy is in RUNNING.
-   */
-  readonly rolledBack: boolean
-  readonly quarantined: ReadonlyArray<string>
-  /** A failure of the rollback itself, if it had one. */
-  readonly rollbackCause: FailureCause | PlanError | undefined
-}> {
-  override get message(): string {
-    const where = this.arc === undefined ? "" : ` (${this.device}: ${this.arc.from} → ${this.arc.to})`
-    const states = Object.entries(this.finalStates)
-      .map(([id, s]) => `${id}=${s}`)
-      .join(", ")
-    const outcome = this.rolledBack ? "the group was rolled back" : "the rollback did not complete"
-    return `group transition failed${where}: ${this.cause.message}; ${outcome}; devices now ${states}`
-  }
 }
 
 /** Builds the runnable graph of a plan: arcs, then barriers, dependencies as indices. */
@@ -189,6 +158,88 @@ const outsideSaving: Partial<Record<State, State>> = { PRE_COPY: "RUNNING", PRE_
 export const rollbackTarget = (flags: number, current: State, start: State): State =>
   current === "ERROR" || Result.isSuccess(path(current, start, flags)) ? start : (outsideSaving[start] ?? "RUNNING")
 
+/** What the rollback does to each device before it plans the way back. */
+interface Triage {
+  /** Left in ERROR for diagnosis (the `quarantine` policy). */
+  readonly quarantined: ReadonlyArray<string>
+  readonly toReset: ReadonlySet<string>
+  /** Targets of a quarantined device: reset rather than left halted. */
+  readonly guarded: ReadonlySet<string>
+  /** Caught in RESUMING without having started there: reset, then planned back like any other. */
+  readonly outOfResuming: ReadonlySet<string>
+}
+
+const triage = (
+  group: Group,
+  start: Readonly<Record<string, State>>,
+  states: FinalStates,
+  policy: ErrorPolicy
+): Triage => {
+  const quarantined: Array<string> = []
+  const toReset = new Set<string>()
+  for (const d of group.devices) {
+    if (states[d.id] !== "ERROR") continue
+    if (policy === "reset") toReset.add(d.id)
+    else quarantined.push(d.id)
+  }
+  // A quarantined device may still write into its targets: none of them may stay halted.
+  const guarded = new Set<string>()
+  for (const id of quarantined) {
+    for (const target of group.topology.targetsOf(id)) {
+      const startState = start[target]
+      if (quarantined.includes(target) || startState === undefined || stateClass(startState) !== "halted") continue
+      guarded.add(target)
+      toReset.add(target)
+    }
+  }
+  // RESUMING is left only by validating a complete stream (RESUMING → STOP) or by a reset: a
+  // device caught in RESUMING that did not start there is reset (to RUNNING, bus mastering off),
+  // then planned back to where it started like any other.
+  const outOfResuming = new Set<string>()
+  for (const d of group.devices) {
+    if (states[d.id] === "RESUMING" && start[d.id] !== "RESUMING" && !quarantined.includes(d.id)) {
+      toReset.add(d.id)
+      outOfResuming.add(d.id)
+    }
+  }
+  return { quarantined, toReset, guarded, outOfResuming }
+}
+
+/**
+ * Resets `ids` concurrently. A reset that fails or times out is the rollback's failure (the
+ * device is not where it must be): the failures are returned, in the order they happened.
+ */
+const resetAll = (
+  devices: ReadonlyMap<string, Device>,
+  ids: ReadonlySet<string>,
+  states: FinalStates,
+  options: TransitionOptions
+): Effect.Effect<ReadonlyArray<FailureCause>> =>
+  Effect.gen(function* () {
+    const clock = yield* Clock.Clock
+    const emit = options.onEvent ?? (() => {})
+    const timeoutMs = options.arcTimeoutMs ?? 30_000
+    const failures: Array<FailureCause> = []
+    const resetDevice = (id: string) =>
+      Effect.gen(function* () {
+        const device = devices.get(id)
+        if (device === undefined) return
+        emit({ _tag: "DeviceReset", device: id, from: states[id] ?? "UNKNOWN", at: clock.currentTimeMillisUnsafe() })
+        yield* device.reset.pipe(
+          Effect.timeoutOrElse({
+            duration: timeoutMs,
+            orElse: () =>
+              Effect.fail(
+                new ResetFailed({ device: id, code: "ETIMEDOUT", reason: `no answer within ${timeoutMs} ms` })
+              )
+          }),
+          Effect.catch((error) => Effect.sync(() => failures.push(error)))
+        )
+      })
+    yield* Effect.forEach(ids, resetDevice, { concurrency: "unbounded", discard: true })
+    return failures
+  })
+
 const rollback = (
   runtime: GroupRuntime,
   start: Readonly<Record<string, State>>,
@@ -206,57 +257,9 @@ const rollback = (
     let states: FinalStates = yield* finalStatesOf(runtime)
     emit({ _tag: "RollbackBegun", cause, states, at: now() })
 
-    // A reset that fails or times out is the rollback's failure: the device is not where it must be.
-    const resetFailures: Array<FailureCause> = []
-    const resetDevice = (id: string) =>
-      Effect.gen(function* () {
-        const device = devices.get(id)
-        if (device === undefined) return
-        emit({ _tag: "DeviceReset", device: id, from: states[id] ?? "UNKNOWN", at: now() })
-        const timeoutMs = options.arcTimeoutMs ?? 30_000
-        yield* device.reset.pipe(
-          Effect.timeoutOrElse({
-            duration: timeoutMs,
-            orElse: () =>
-              Effect.fail(
-                new ResetFailed({ device: id, code: "ETIMEDOUT", reason: `no answer within ${timeoutMs} ms` })
-              )
-          }),
-          Effect.catch((error) => Effect.sync(() => resetFailures.push(error)))
-        )
-      })
-
-    const quarantined: Array<string> = []
-    const toReset = new Set<string>()
-    for (const d of group.devices) {
-      if (states[d.id] !== "ERROR") continue
-      if (policy === "reset") toReset.add(d.id)
-      else {
-        quarantined.push(d.id)
-        emit({ _tag: "DeviceQuarantined", device: d.id, at: now() })
-      }
-    }
-    // A quarantined device may still write into its targets: none of them may stay halted.
-    const guarded = new Set<string>()
-    for (const id of quarantined) {
-      for (const target of group.topology.targetsOf(id)) {
-        const startState = start[target]
-        if (quarantined.includes(target) || startState === undefined || stateClass(startState) !== "halted") continue
-        guarded.add(target)
-        toReset.add(target)
-      }
-    }
-    // RESUMING is left only by validating a complete stream (RESUMING → STOP) or by a reset: a
-    // device caught in RESUMING that did not start there is reset (to RUNNING, bus mastering off),
-    // then planned back to where it started like any other.
-    const outOfResuming = new Set<string>()
-    for (const d of group.devices) {
-      if (states[d.id] === "RESUMING" && start[d.id] !== "RESUMING" && !quarantined.includes(d.id)) {
-        toReset.add(d.id)
-        outOfResuming.add(d.id)
-      }
-    }
-    yield* Effect.forEach(toReset, resetDevice, { concurrency: "unbounded", discard: true })
+    const { quarantined, toReset, guarded, outOfResuming } = triage(group, start, states, policy)
+    for (const id of quarantined) emit({ _tag: "DeviceQuarantined", device: id, at: now() })
+    const resetFailures = yield* resetAll(devices, toReset, states, options)
     if (toReset.size > 0) states = yield* finalStatesOf(runtime)
 
     const from: Record<string, State> = {}

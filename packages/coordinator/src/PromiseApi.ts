@@ -13,11 +13,10 @@ import {
   type ErrorPolicy,
   type GroupRuntime,
   type TransitionEvent,
-  type TransitionFailed,
-  type TransitionRefused,
   type TransitionReport,
   transition
 } from "./Executor.js"
+import type { TransitionFailed, TransitionRefused } from "./ExecutorError.js"
 import { decodeGroup, type Group } from "./Group.js"
 import type { StateAssignment } from "./Planner.js"
 import { beginPrecopy, enterStopCopy, type GroupStep, prepareResume, quiesce, resume, stop } from "./Steps.js"

@@ -1,24 +1,11 @@
 import type { State } from "@lockstep/fsm"
 import type { Effect, Result } from "effect"
-import {
-  executePlanned,
-  type GroupRuntime,
-  type TransitionFailed,
-  type TransitionOptions,
-  type TransitionRefused,
-  type TransitionReport
-} from "./Executor.js"
+import { executePlanned, type GroupRuntime, type TransitionOptions, type TransitionReport } from "./Executor.js"
+import type { TransitionFailed, TransitionRefused } from "./ExecutorError.js"
 import type { Group } from "./Group.js"
 import type { Plan } from "./Plan.js"
-import {
-  beginPrecopyPlan,
-  enterStopCopyPlan,
-  type PlanError,
-  prepareResumePlan,
-  quiescePlan,
-  resumePlan,
-  stopPlan
-} from "./Planner.js"
+import type { PlanError } from "./PlanError.js"
+import { beginPrecopyPlan, enterStopCopyPlan, prepareResumePlan, quiescePlan, resumePlan, stopPlan } from "./Planner.js"
 
 /** A named group step: plans from the devices' current states, then runs as one transaction. */
 export type GroupStep = (

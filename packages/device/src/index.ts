@@ -15,7 +15,8 @@ export {
 export {
   ArcFailed,
   ArcRejected,
-  type DeviceError,
+  ArcSchema,
+  DeviceError,
   DeviceUnreachable,
   type ErrorCode,
   ResetFailed,
