@@ -6,11 +6,12 @@ import { Graph, Option } from "effect"
  * every node that could not be ordered: those on a cycle or waiting behind one.
  *
  * Written out rather than `Graph.topo` of effect/Graph, because every plan is ordered and the
- * library form costs far more than the 20% allowed (measured 2026-12-05, RUNNING → STOP_COPY,
- * 2-core machine under load): shared-IOMMU clique of 1024 devices (3073 nodes), ordering 2.0 ms
- * vs 37.7 ms with building the Graph, the whole plan 74 ms vs ≈110 ms (+48%); of 4096 devices
- * 18.7 ms vs 213 ms, plan 180 ms vs ≈374 ms (+108%); a chain of 1024 devices 0.8 ms vs 48.8 ms,
- * plan 21 ms vs ≈69 ms (+225%).
+ * library form costs far more than the 20% allowed. Measured 2026-12-05 (RUNNING → STOP_COPY,
+ * 2-core machine at load 7–9, two runs): ordering alone, Kahn vs building the Graph and
+ * `Graph.topo`, shared-IOMMU clique of 1024 devices (3073 nodes) 1.0–2.0 ms vs 38–47 ms, of 4096
+ * devices 2.0–18.7 ms vs 144–213 ms, a chain of 1024 0.8–3.6 ms vs 43–49 ms; the whole plan with
+ * the library form costs +48% to +104% (clique 1024: 44 ms vs ≈90 ms), +108% to +185% (clique
+ * 4096), +183% to +225% (chain 1024: 21 ms vs ≈62–69 ms).
  */
 export const orderNodes = (
   after: ReadonlyArray<ReadonlyArray<number>>
