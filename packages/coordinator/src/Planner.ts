@@ -354,7 +354,7 @@ const finish = (
 ): Result.Result<Plan, DependencyCycle> => {
   const n = nodes.length
   const after = nodes.map((node) => node.after)
-  const { order } = orderNodes(after)
+  const order = orderNodes(after)
   if (order.length < n)
     return Result.fail(
       new DependencyCycle({ cycle: (findWaitCycle(after) ?? []).flatMap((i) => cycleArc(nodes[i], routes)) })

@@ -218,7 +218,7 @@ export const verifyPlan = (
   }
   if (violations.length > 0) return fail()
 
-  const { order } = orderNodes(preds)
+  const order = orderNodes(preds)
   if (order.length < n) {
     const cycle = (findWaitCycle(preds) ?? []).map((i) => nodes[i]?.id ?? "")
     const first = cycle[0] ?? ""
