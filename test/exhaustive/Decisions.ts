@@ -73,7 +73,7 @@ export const checkDecision = (
       into.problem ??= `${what()}: the planner refuses (${planned.failure.message}), the model orders it: ${verdict.order.join(", ")}`
     else {
       const kernel = verdict.why._tag === "KernelRefuses"
-      if (kernel !== (planned.failure._tag === "PathRefused"))
+      if (kernel !== (planned.failure.reason._tag === "PathRefused"))
         into.problem ??= `${what()}: the planner refuses with ${planned.failure._tag}, the model says ${verdict.why._tag}`
     }
     return

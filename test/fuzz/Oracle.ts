@@ -282,6 +282,10 @@ const rollbackProblems = (
   return problems
 }
 
+/** What a refusal names as its cause: the planner's reason, or the unreadable state. */
+const refusalTag = (refusal: TransitionRefused): string =>
+  refusal.cause._tag === "PlanError" ? refusal.cause.reason._tag : refusal.cause._tag
+
 /** The `_tag`s of the refusal causes a model verdict allows. */
 const refusalTags = (why: Extract<ModelVerdict, { possible: false }>["why"]): ReadonlyArray<string> =>
   why._tag === "KernelRefuses" ? ["PathRefused"] : ["UnsafeEdge", "DependencyCycle"]
@@ -335,8 +339,8 @@ export const judge = (observed: Observed, model: ModelGroup, a: Attempt): Effect
         problems.push(
           `refused a transition the model can order (${verdict.order.join(", ") || "nothing to move"}): ${refusal.message}`
         )
-      else if (!refusalTags(verdict.why).includes(refusal.cause._tag))
-        problems.push(`refused with ${refusal.cause._tag}, the model says ${verdict.why._tag}`)
+      else if (!refusalTags(verdict.why).includes(refusalTag(refusal)))
+        problems.push(`refused with ${refusalTag(refusal)}, the model says ${verdict.why._tag}`)
       const moved = differences(a.start, states)
       if (moved.length > 0) problems.push(`refused, but ${moved.join("; ")}`)
       return done("refused", true, a.start)

@@ -234,7 +234,9 @@ describe("migrating a group through libvfio-user-like servers", () => {
       expect(yield* client.regionInfo(0)).toMatchObject({ index: 0, argsz: 80, size: 4096n })
       yield* Scope.close(clientScope, Exit.void)
       yield* Deferred.await(server.exited)
-      expect(yield* Effect.flip(connect({ path, timeout: "1 second" }))).toMatchObject({ _tag: "ConnectFailed" })
+      expect(yield* Effect.flip(connect({ path, timeout: "1 second" }))).toMatchObject({
+        _tag: "VfioUserConnectFailed"
+      })
     }).pipe(Effect.scoped)
   )
 })

@@ -36,7 +36,7 @@ const pathCommand = Command.make(
       const flags = yield* flagsOrAll(config.flags)
       const r = path(from, to, flags)
       if (Result.isFailure(r)) {
-        yield* Console.log(`refused (${r.failure._tag}): ${r.failure.message}`)
+        yield* Console.log(`refused (${r.failure.reason._tag}): ${r.failure.message}`)
         return yield* new CliFailure({ text: "the transition is refused", exitCode: 1, quiet: true })
       }
       yield* Console.log(r.success.length === 1 ? `${from} (already there: no arcs)` : r.success.join(" → "))
@@ -69,7 +69,7 @@ const errorCell: Record<string, string> = {
 const formatTable = (flags: Flags): string => {
   const cell = (from: State, to: State) => {
     const r = path(from, to, flags)
-    if (Result.isFailure(r)) return errorCell[r.failure._tag] ?? r.failure._tag
+    if (Result.isFailure(r)) return errorCell[r.failure.reason._tag] ?? r.failure.reason._tag
     return r.success.length === 1
       ? "·"
       : r.success
@@ -107,7 +107,7 @@ export const tableJsonLines = (flagSets: ReadonlyArray<Flags>): Array<string> =>
         return JSON.stringify(
           Result.isSuccess(r)
             ? { ...head, ok: true, path: r.success satisfies Path }
-            : { ...head, ok: false, error: r.failure._tag }
+            : { ...head, ok: false, error: r.failure.reason._tag }
         )
       })
     )

@@ -5,7 +5,6 @@ import { flagNames, type State } from "@lockstep/fsm"
 import { makeSimDevice, SimDeviceConfig } from "@lockstep/sim"
 import {
   type Capabilities,
-  type ConnectFailed,
   connect,
   DeviceInfoFlag,
   type ListenFailed,
@@ -14,6 +13,7 @@ import {
   type RegionInfo,
   RegionInfoFlag,
   serve,
+  type VfioUserConnectFailed,
   type VfioUserDevice
 } from "@lockstep/vfio-user"
 import { Console, Effect, Option, Schema, type SchemaIssue } from "effect"
@@ -299,7 +299,7 @@ const formatInfo = (report: ServerReport): string => {
   ].join("\n")
 }
 
-const connectFailed = (error: ConnectFailed): CliFailure => {
+const connectFailed = (error: VfioUserConnectFailed): CliFailure => {
   const start = `start one with "lockstep vfio-user serve --socket ${error.path}"`
   if (error.reason.includes("ENOENT"))
     return operationFailed(`no vfio-user server at ${error.path}: the socket does not exist; ${start}`)
@@ -325,7 +325,7 @@ const infoCommand = Command.make(
     Effect.gen(function* () {
       const failed = (error: { readonly message: string }) => operationFailed(`${config.socket}: ${error.message}`)
       const device = yield* connect({ path: config.socket }).pipe(
-        Effect.mapError((error) => (error._tag === "ConnectFailed" ? connectFailed(error) : failed(error)))
+        Effect.mapError((error) => (error._tag === "VfioUserConnectFailed" ? connectFailed(error) : failed(error)))
       )
       const count = Math.min(device.server.device.numRegions, maxRegions)
       const regions = yield* Effect.forEach(

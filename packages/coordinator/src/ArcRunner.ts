@@ -61,6 +61,116 @@ interface Completion {
 
 const noEvents = (_: ArcEvent) => {}
 
+/** Which nodes may start: those whose dependencies have all completed. */
+interface Readiness {
+  /** Nodes ready to start, the next one last. */
+  readonly ready: Array<number>
+  /** Node `i` completed: its dependents that now have nothing left to wait for become ready. */
+  readonly release: (i: number) => void
+}
+
+const readinessOf = (nodes: ReadonlyArray<GraphNode>): Readiness => {
+  const count = nodes.length
+  const pending = new Int32Array(count)
+  const dependents: Array<Array<number>> = Array.from({ length: count }, () => [])
+  nodes.forEach((node, i) => {
+    pending[i] = node.after.length
+    for (const d of node.after) dependents[d]?.push(i)
+  })
+  const ready: Array<number> = []
+  for (let i = count - 1; i >= 0; i--) if (pending[i] === 0) ready.push(i)
+  const release = (i: number) => {
+    for (const d of dependents[i] ?? []) {
+      pending[d] = (pending[d] ?? 0) - 1
+      if (pending[d] === 0) ready.push(d)
+    }
+  }
+  return { ready, release }
+}
+
+/**
+ * Completions arrive from the arcs' fibers into a plain array; the loop sleeps on a one-shot
+ * wake-up only when it has nothing to do (no queue and no fiber per completion).
+ */
+interface Mailbox {
+  readonly finished: Uint8Array
+  readonly complete: (completion: Completion) => void
+  /** Everything reported since the last take. */
+  readonly take: () => Array<Completion>
+  /** Waits until something is reported, unless something already is. */
+  readonly awaitNext: Effect.Effect<void>
+}
+
+const mailboxOf = (count: number): Mailbox => {
+  const finished = new Uint8Array(count)
+  const completions: Array<Completion> = []
+  let wake: Deferred.Deferred<void> | undefined
+  return {
+    finished,
+    complete: (completion) => {
+      finished[completion.node] = 1
+      completions.push(completion)
+      const w = wake
+      wake = undefined
+      if (w !== undefined) Deferred.doneUnsafe(w, Effect.void)
+    },
+    take: () => completions.splice(0),
+    awaitNext: Effect.suspend(() => {
+      if (completions.length > 0) return Effect.void
+      wake = Deferred.makeUnsafe<void>()
+      return Deferred.await(wake)
+    })
+  }
+}
+
+/**
+ * One watchdog for the whole run instead of a timer per arc: every arc gets the same timeout,
+ * so deadlines come in start order and the watchdog only watches the oldest.
+ */
+interface Watchdog {
+  readonly timedOut: Uint8Array
+  /** Watch an arc just started: interrupt it if it is still in flight when its deadline comes. */
+  readonly watch: (node: number, at: number, fiber: Fiber.Fiber<void, DeviceError>) => void
+  readonly run: Effect.Effect<never>
+}
+
+const watchdogOf = (finished: Uint8Array, now: () => number): Watchdog => {
+  const timedOut = new Uint8Array(finished.length)
+  const deadlines: Array<{
+    readonly node: number
+    readonly at: number
+    readonly fiber: Fiber.Fiber<void, DeviceError>
+  }> = []
+  let oldest = 0
+  let watchdogWake: Deferred.Deferred<void> | undefined
+  const run = Effect.gen(function* () {
+    while (true) {
+      while (oldest < deadlines.length && finished[deadlines[oldest]?.node ?? 0] === 1) oldest++
+      const next = deadlines[oldest]
+      if (next === undefined) {
+        watchdogWake = Deferred.makeUnsafe<void>()
+        yield* Deferred.await(watchdogWake)
+        continue
+      }
+      // Sleep once until this arc's deadline (no re-reading of the clock: the deadline has come
+      // when the sleep ends), then time it out if it is still in flight.
+      const wait = next.at - now()
+      if (wait > 0) yield* Effect.sleep(wait)
+      oldest++
+      if (finished[next.node] === 1) continue
+      timedOut[next.node] = 1
+      next.fiber.interruptUnsafe()
+    }
+  })
+  const watch = (node: number, at: number, fiber: Fiber.Fiber<void, DeviceError>) => {
+    deadlines.push({ node, at, fiber })
+    const w = watchdogWake
+    watchdogWake = undefined
+    if (w !== undefined) Deferred.doneUnsafe(w, Effect.void)
+  }
+  return { timedOut, watch, run }
+}
+
 /**
  * Runs each arc of a dependency graph as soon as every node it depends on has completed,
  * concurrently. On the first failure it starts nothing more and waits for the arcs in
@@ -83,67 +193,13 @@ export const runGraph = (
       const emit = options.onEvent ?? noEvents
       const limit = options.concurrency ?? Number.POSITIVE_INFINITY
       const timeoutMs = options.arcTimeoutMs ?? 30_000
-      const count = nodes.length
-      const pending = new Int32Array(count)
-      const dependents: Array<Array<number>> = Array.from({ length: count }, () => [])
-      nodes.forEach((node, i) => {
-        pending[i] = node.after.length
-        for (const d of node.after) dependents[d]?.push(i)
-      })
-      const ready: Array<number> = []
-      for (let i = count - 1; i >= 0; i--) if (pending[i] === 0) ready.push(i)
-      const release = (i: number) => {
-        for (const d of dependents[i] ?? []) {
-          pending[d] = (pending[d] ?? 0) - 1
-          if (pending[d] === 0) ready.push(d)
-        }
-      }
-      // Completions arrive from the arcs' fibers into a plain array; the loop sleeps on a
-      // one-shot wake-up only when it has nothing to do (no queue and no fiber per completion).
-      const timedOut = new Uint8Array(count)
-      const finished = new Uint8Array(count)
-      const completions: Array<Completion> = []
-      let wake: Deferred.Deferred<void> | undefined
-      const complete = (completion: Completion) => {
-        finished[completion.node] = 1
-        completions.push(completion)
-        const w = wake
-        wake = undefined
-        if (w !== undefined) Deferred.doneUnsafe(w, Effect.void)
-      }
+      const { ready, release } = readinessOf(nodes)
+      const mailbox = mailboxOf(nodes.length)
+      const watchdog = watchdogOf(mailbox.finished, now)
+      yield* Effect.forkIn(watchdog.run, scope)
       const completed: Array<Completion["node"]> = []
       let failure: { node: number; error: FailureCause } | undefined
       let inFlight = 0
-
-      // One watchdog for the whole run instead of a timer per arc: every arc gets the same
-      // timeout, so deadlines come in start order and the watchdog only watches the oldest.
-      const deadlines: Array<{
-        readonly node: number
-        readonly at: number
-        readonly fiber: Fiber.Fiber<void, DeviceError>
-      }> = []
-      let oldest = 0
-      let watchdogWake: Deferred.Deferred<void> | undefined
-      const watchdog = Effect.gen(function* () {
-        while (true) {
-          while (oldest < deadlines.length && finished[deadlines[oldest]?.node ?? 0] === 1) oldest++
-          const next = deadlines[oldest]
-          if (next === undefined) {
-            watchdogWake = Deferred.makeUnsafe<void>()
-            yield* Deferred.await(watchdogWake)
-            continue
-          }
-          // Sleep once until this arc's deadline (no re-reading of the clock: the deadline has come
-          // when the sleep ends), then time it out if it is still in flight.
-          const wait = next.at - now()
-          if (wait > 0) yield* Effect.sleep(wait)
-          oldest++
-          if (finished[next.node] === 1) continue
-          timedOut[next.node] = 1
-          next.fiber.interruptUnsafe()
-        }
-      })
-      yield* Effect.forkIn(watchdog, scope)
 
       const perform = (i: number, device: Device, arc: Arc) =>
         device.setState(arc.to).pipe(
@@ -154,7 +210,7 @@ export const runGraph = (
             { captureStackTrace: false }
           ),
           // Also when the watchdog interrupts it: every arc started reports its end.
-          Effect.onExit((exit) => Effect.sync(() => complete({ node: i, exit })))
+          Effect.onExit((exit) => Effect.sync(() => mailbox.complete({ node: i, exit })))
         )
 
       const settle = ({ node: i, exit }: Completion): void => {
@@ -168,7 +224,7 @@ export const runGraph = (
           return
         }
         const error: FailureCause =
-          timedOut[i] === 1
+          watchdog.timedOut[i] === 1
             ? new ArcTimedOut({ device: node.device, arc: node.arc, timeoutMs })
             : Option.getOrElse(Cause.findErrorOption(exit.cause), () => new TransitionInterrupted())
         emit({ _tag: "ArcFailed", id: node.id, device: node.device, arc: node.arc, at: now(), error })
@@ -179,7 +235,7 @@ export const runGraph = (
         while (failure === undefined && inFlight < limit) {
           // Hear whatever the arcs already started have reported before starting another: one
           // that failed at once (into ERROR, say) must stop its peers from halting.
-          for (const completion of completions.splice(0)) settle(completion)
+          for (const completion of mailbox.take()) settle(completion)
           if (failure !== undefined) break
           const i = ready.pop()
           if (i === undefined) break
@@ -197,17 +253,11 @@ export const runGraph = (
           inFlight++
           emit({ _tag: "ArcStarted", id: node.id, device: node.device, arc: node.arc, at: now() })
           const fiber = yield* Effect.forkIn(perform(i, device, node.arc), scope, { startImmediately: true })
-          deadlines.push({ node: i, at: now() + timeoutMs, fiber })
-          const w = watchdogWake
-          watchdogWake = undefined
-          if (w !== undefined) Deferred.doneUnsafe(w, Effect.void)
+          watchdog.watch(i, now() + timeoutMs, fiber)
         }
         if (inFlight === 0) break
-        if (completions.length === 0) {
-          wake = Deferred.makeUnsafe<void>()
-          yield* Deferred.await(wake)
-        }
-        for (const completion of completions.splice(0)) settle(completion)
+        yield* mailbox.awaitNext
+        for (const completion of mailbox.take()) settle(completion)
       }
       return { completed, failure: Option.fromNullishOr(failure) }
     })

@@ -1,10 +1,18 @@
-import { ResetFailed } from "@lockstep/device"
-import { type Arc, path, type State, stateClass, supportsState } from "@lockstep/fsm"
+import { type Device, ResetFailed } from "@lockstep/device"
+import { path, type State, stateClass, supportsState } from "@lockstep/fsm"
 import type { Group, GroupRuntime, Plan } from "@lockstep/group"
-import { Clock, Data, Effect, Exit, Fiber, Option, Result } from "effect"
+import { Clock, Effect, Exit, Fiber, Option, Result } from "effect"
 import { type ArcEvent, type GraphNode, type RunOptions, runGraph } from "./ArcRunner.js"
-import { type FailureCause, type FinalStates, StateUnreadable, TransitionInterrupted } from "./ExecutorError.js"
-import { type PlanError, planTransition, type StateAssignment } from "./Planner.js"
+import {
+  type FailureCause,
+  type FinalStates,
+  StateUnreadable,
+  TransitionFailed,
+  TransitionInterrupted,
+  TransitionRefused
+} from "./ExecutorError.js"
+import type { PlanError } from "./PlanError.js"
+import { planTransition, type StateAssignment } from "./Planner.js"
 
 /**
  * What to do with a device found in ERROR after a failure:
@@ -45,54 +53,6 @@ export interface TransitionReport {
   readonly to: Readonly<Record<string, State>>
   readonly startedAt: number
   readonly finishedAt: number
-}
-
-/** The transition could not start: nothing was touched. */
-export class TransitionRefused extends Data.TaggedError("TransitionRefused")<{
-  readonly cause: PlanError | StateUnreadable
-}> {
-  override get message(): string {
-    return `the group transition was refused before any device was touched: ${this.cause.message}`
-  }
-}
-
-/**
- * A group transition failed and was rolled back. Names the first cause (with its device and
- * arc), how every device ended, whether the group is back where it started, and which devices
- * were left in ERROR under the quarantine policy.
- */
-export class TransitionFailed extends Data.TaggedError("TransitionFailed")<{
-  readonly cause: FailureCause
-  readonly device: string | undefined
-  readonly arc: Arc | undefined
-  readonly startStates: Readonly<Record<string, State>>
-  readonly finalStates: FinalStates
-  /**
-   * Every device not quarantined is back in its starting state (or the nearest one the kernel
-   * allows, see `rollbackTarget`); a device reset under the `reset` policy is in RUNNING.
-   */
-  readonly rolledBack: boolean
-  readonly quarantined: ReadonlyArray<string>
-  /**
-   * Devices kept quiesced (RUNNING_P2P or PRE_COPY_P2P) instead of going back to an initiating
-   * state, because they may write into a device that may be halted and cannot be asked.
-   */
-  readonly held: ReadonlyArray<string>
-  /** A failure of the rollback itself, if it had one. */
-  readonly rollbackCause: FailureCause | PlanError | undefined
-}> {
-  override get message(): string {
-    const where = this.arc === undefined ? "" : ` (${this.device}: ${this.arc.from} → ${this.arc.to})`
-    const states = Object.entries(this.finalStates)
-      .map(([id, s]) => `${id}=${s}`)
-      .join(", ")
-    const outcome = this.rolledBack ? "the group was rolled back" : "the rollback did not complete"
-    const held =
-      this.held.length === 0
-        ? ""
-        : `; ${this.held.join(", ")} held quiesced: they may write into a device that may be halted and cannot be read`
-    return `group transition failed${where}: ${this.cause.message}; ${outcome}; devices now ${states}${held}`
-  }
 }
 
 /** Builds the runnable graph of a plan: arcs, then barriers, dependencies as indices. */
@@ -203,8 +163,138 @@ const outsideSaving: Partial<Record<State, State>> = { PRE_COPY: "RUNNING", PRE_
 export const rollbackTarget = (flags: number, current: State, start: State): State =>
   current === "ERROR" || Result.isSuccess(path(current, start, flags)) ? start : (outsideSaving[start] ?? "RUNNING")
 
+/** What the rollback does to each device before it plans the way back. */
+interface Triage {
+  /** Left in ERROR for diagnosis (the `quarantine` policy). */
+  readonly quarantined: ReadonlyArray<string>
+  readonly toReset: ReadonlySet<string>
+  /** Targets of a quarantined device (or of an unreadable one that may initiate): reset rather than left halted. */
+  readonly guarded: ReadonlySet<string>
+  /** Caught in RESUMING without having started there: reset, then planned back like any other. */
+  readonly outOfResuming: ReadonlySet<string>
+}
+
+const triage = (
+  group: Group,
+  start: Readonly<Record<string, State>>,
+  states: FinalStates,
+  policy: ErrorPolicy,
+  mayInitiate: ReadonlyArray<string>
+): Triage => {
+  const quarantined: Array<string> = []
+  const toReset = new Set<string>()
+  for (const d of group.devices) {
+    if (states[d.id] !== "ERROR") continue
+    if (policy === "reset") toReset.add(d.id)
+    else quarantined.push(d.id)
+  }
+  // A quarantined device, or an unreadable one that may initiate, may still write into its
+  // targets: none of them may stay halted.
+  const guarded = new Set<string>()
+  for (const id of [...quarantined, ...mayInitiate]) {
+    for (const target of group.topology.targetsOf(id)) {
+      const startState = start[target]
+      if (quarantined.includes(target) || startState === undefined || stateClass(startState) !== "halted") continue
+      guarded.add(target)
+      toReset.add(target)
+    }
+  }
+  // RESUMING is left only by validating a complete stream (RESUMING → STOP) or by a reset: a
+  // device caught in RESUMING that did not start there is reset (to RUNNING, bus mastering off),
+  // then planned back to where it started like any other.
+  const outOfResuming = new Set<string>()
+  for (const d of group.devices) {
+    if (states[d.id] === "RESUMING" && start[d.id] !== "RESUMING" && !quarantined.includes(d.id)) {
+      toReset.add(d.id)
+      outOfResuming.add(d.id)
+    }
+  }
+  return { quarantined, toReset, guarded, outOfResuming }
+}
+
+/**
+ * Resets `ids` concurrently. A reset that fails or times out is the rollback's failure (the
+ * device is not where it must be): the failures are returned, in the order they happened.
+ */
+const resetAll = (
+  devices: ReadonlyMap<string, Device>,
+  ids: ReadonlySet<string>,
+  states: FinalStates,
+  options: TransitionOptions
+): Effect.Effect<ReadonlyArray<FailureCause>> =>
+  Effect.gen(function* () {
+    const clock = yield* Clock.Clock
+    const emit = options.onEvent ?? (() => {})
+    const timeoutMs = options.arcTimeoutMs ?? 30_000
+    const failures: Array<FailureCause> = []
+    const resetDevice = (id: string) =>
+      Effect.gen(function* () {
+        const device = devices.get(id)
+        if (device === undefined) return
+        emit({ _tag: "DeviceReset", device: id, from: states[id] ?? "UNKNOWN", at: clock.currentTimeMillisUnsafe() })
+        yield* device.reset.pipe(
+          Effect.timeoutOrElse({
+            duration: timeoutMs,
+            orElse: () =>
+              Effect.fail(
+                new ResetFailed({ device: id, code: "ETIMEDOUT", reason: `no answer within ${timeoutMs} ms` })
+              )
+          }),
+          Effect.catch((error) => Effect.sync(() => failures.push(error)))
+        )
+      })
+    yield* Effect.forEach(ids, resetDevice, { concurrency: "unbounded", discard: true })
+    return failures
+  })
+
 /** The quiesced state of the same saving group as an initiating one (RUNNING → RUNNING_P2P). */
 const quiescedOf: Partial<Record<State, State>> = { RUNNING: "RUNNING_P2P", PRE_COPY: "PRE_COPY_P2P" }
+
+/**
+ * A device that cannot be read may be where it started or wherever an arc started on it was
+ * going (the fabric cannot be asked either). Answers the unreadable devices that may initiate,
+ * and those that may be halted.
+ */
+const unreadableDevices = (
+  group: Group,
+  start: Readonly<Record<string, State>>,
+  attempted: Readonly<Record<string, ReadonlyArray<State>>>,
+  states: FinalStates
+) => {
+  const unreadable = group.devices.map((d) => d.id).filter((id) => states[id] === "UNKNOWN")
+  const mayBe = (id: string, kind: "initiating" | "halted") =>
+    [start[id], ...(attempted[id] ?? [])].some((s) => s !== undefined && stateClass(s) === kind)
+  return {
+    mayInitiate: unreadable.filter((id) => mayBe(id, "initiating")),
+    mayBeHalted: unreadable.filter((id) => mayBe(id, "halted"))
+  }
+}
+
+/**
+ * Nothing may start writing into a device that may be halted and cannot be asked: its
+ * initiators go no further back than the quiesced state of their saving group. Lowers `to`
+ * in place and answers the devices so held.
+ */
+const holdInitiatorsOf = (
+  group: Group,
+  mayBeHalted: ReadonlyArray<string>,
+  quarantined: ReadonlyArray<string>,
+  to: Record<string, State>
+): ReadonlyArray<string> => {
+  const held: Array<string> = []
+  for (const u of mayBeHalted) {
+    for (const x of group.topology.initiatorsOf(u)) {
+      const back = to[x]
+      const quiet = back === undefined ? undefined : quiescedOf[back]
+      const device = group.devices.find((d) => d.id === x)
+      if (quiet === undefined || device === undefined || quarantined.includes(x)) continue
+      if (!supportsState(device.flags, quiet)) continue
+      to[x] = quiet
+      if (!held.includes(x)) held.push(x)
+    }
+  }
+  return held
+}
 
 const rollback = (
   runtime: GroupRuntime,
@@ -224,64 +314,10 @@ const rollback = (
     let states: FinalStates = yield* finalStatesOf(runtime)
     emit({ _tag: "RollbackBegun", cause, states, at: now() })
 
-    // A reset that fails or times out is the rollback's failure: the device is not where it must be.
-    const resetFailures: Array<FailureCause> = []
-    const resetDevice = (id: string) =>
-      Effect.gen(function* () {
-        const device = devices.get(id)
-        if (device === undefined) return
-        emit({ _tag: "DeviceReset", device: id, from: states[id] ?? "UNKNOWN", at: now() })
-        const timeoutMs = options.arcTimeoutMs ?? 30_000
-        yield* device.reset.pipe(
-          Effect.timeoutOrElse({
-            duration: timeoutMs,
-            orElse: () =>
-              Effect.fail(
-                new ResetFailed({ device: id, code: "ETIMEDOUT", reason: `no answer within ${timeoutMs} ms` })
-              )
-          }),
-          Effect.catch((error) => Effect.sync(() => resetFailures.push(error)))
-        )
-      })
-
-    const quarantined: Array<string> = []
-    const toReset = new Set<string>()
-    for (const d of group.devices) {
-      if (states[d.id] !== "ERROR") continue
-      if (policy === "reset") toReset.add(d.id)
-      else {
-        quarantined.push(d.id)
-        emit({ _tag: "DeviceQuarantined", device: d.id, at: now() })
-      }
-    }
-    // A device that cannot be read may be where it started or wherever an arc started on it was
-    // going (the fabric cannot be asked either): it may still write into its targets if any of
-    // those states initiates, and it may be halted if any of them halts.
-    const unreadable = group.devices.map((d) => d.id).filter((id) => states[id] === "UNKNOWN")
-    const mayBe = (id: string, kind: "initiating" | "halted") =>
-      [start[id], ...(attempted[id] ?? [])].some((s) => s !== undefined && stateClass(s) === kind)
-    // A quarantined device, or an unreadable one that may initiate, may still write into its
-    // targets: none of them may stay halted.
-    const guarded = new Set<string>()
-    for (const id of [...quarantined, ...unreadable.filter((u) => mayBe(u, "initiating"))]) {
-      for (const target of group.topology.targetsOf(id)) {
-        const startState = start[target]
-        if (quarantined.includes(target) || startState === undefined || stateClass(startState) !== "halted") continue
-        guarded.add(target)
-        toReset.add(target)
-      }
-    }
-    // RESUMING is left only by validating a complete stream (RESUMING → STOP) or by a reset: a
-    // device caught in RESUMING that did not start there is reset (to RUNNING, bus mastering off),
-    // then planned back to where it started like any other.
-    const outOfResuming = new Set<string>()
-    for (const d of group.devices) {
-      if (states[d.id] === "RESUMING" && start[d.id] !== "RESUMING" && !quarantined.includes(d.id)) {
-        toReset.add(d.id)
-        outOfResuming.add(d.id)
-      }
-    }
-    yield* Effect.forEach(toReset, resetDevice, { concurrency: "unbounded", discard: true })
+    const { mayInitiate, mayBeHalted } = unreadableDevices(group, start, attempted, states)
+    const { quarantined, toReset, guarded, outOfResuming } = triage(group, start, states, policy, mayInitiate)
+    for (const id of quarantined) emit({ _tag: "DeviceQuarantined", device: id, at: now() })
+    const resetFailures = yield* resetAll(devices, toReset, states, options)
     if (toReset.size > 0) states = yield* finalStatesOf(runtime)
 
     const from: Record<string, State> = {}
@@ -297,20 +333,7 @@ const rollback = (
       const stays = quarantined.includes(d.id) || (toReset.has(d.id) && !outOfResuming.has(d.id)) || guarded.has(d.id)
       to[d.id] = stays ? current : rollbackTarget(d.flags, current, startState)
     }
-    // Nothing may start writing into a device that may be halted and cannot be asked: its
-    // initiators go no further back than the quiesced state of their saving group.
-    const held: Array<string> = []
-    for (const u of unreadable.filter((id) => mayBe(id, "halted"))) {
-      for (const x of group.topology.initiatorsOf(u)) {
-        const back = to[x]
-        const quiet = back === undefined ? undefined : quiescedOf[back]
-        const device = group.devices.find((d) => d.id === x)
-        if (quiet === undefined || device === undefined || quarantined.includes(x)) continue
-        if (!supportsState(device.flags, quiet)) continue
-        to[x] = quiet
-        if (!held.includes(x)) held.push(x)
-      }
-    }
+    const held = holdInitiatorsOf(group, mayBeHalted, quarantined, to)
     let rollbackCause: FailureCause | PlanError | undefined = resetFailures[0]
     const planned = planTransition(group, {
       from,

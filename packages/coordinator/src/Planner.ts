@@ -8,9 +8,18 @@ import {
   type StateClass,
   stateClass
 } from "@lockstep/fsm"
-import type { Barrier, BarrierKind, Edge, Group, Plan, PlanArc } from "@lockstep/group"
-import { Data, Result } from "effect"
-import { orderNodes } from "./DependencyGraph.js"
+import type { Barrier, BarrierKind, Group, Plan, PlanArc } from "@lockstep/group"
+import { Result } from "effect"
+import { findWaitCycle, orderNodes } from "./DependencyGraph.js"
+import {
+  type CycleArc,
+  DependencyCycle,
+  DeviceNotInGroup,
+  PathRefused,
+  PlanError,
+  type PlanErrorReason,
+  UnsafeEdge
+} from "./PlanError.js"
 
 /**
  * States for a group: one state for every device, or a state per device id. Where a record
@@ -18,73 +27,6 @@ import { orderNodes } from "./DependencyGraph.js"
  * for a target.
  */
 export type StateAssignment = State | Readonly<Record<string, State>>
-
-/** A state assignment names a device that is not in the group. */
-export class UnknownDevice extends Data.TaggedError("UnknownDevice")<{
-  readonly device: string
-  readonly role: "from" | "to"
-}> {
-  override get message(): string {
-    return `the ${this.role === "from" ? "current" : "target"} states name ${JSON.stringify(this.device)}, which is not in the group`
-  }
-}
-
-/** The kernel refuses one device's transition; `cause` says why. */
-export class PathRefused extends Data.TaggedError("PathRefused")<{
-  readonly device: string
-  readonly from: State
-  readonly to: State
-  readonly cause: FsmError
-}> {
-  override get message(): string {
-    return `${this.device}: cannot go ${this.from} → ${this.to}: ${this.cause.message}`
-  }
-}
-
-/**
- * An edge breaks the invariant before the plan starts or after it ends, so no ordering can
- * make the transition safe: the initiator is initiating while the target is halted.
- */
-export class UnsafeEdge extends Data.TaggedError("UnsafeEdge")<{
-  readonly edge: Edge
-  readonly moment: "before" | "after"
-  readonly initiatorState: State
-  readonly targetState: State
-  /** Whether the initiator has no arc in this plan. */
-  readonly initiatorStays: boolean
-}> {
-  override get message(): string {
-    const [a, b] = this.edge
-    return this.moment === "before"
-      ? `edge ${a} → ${b} is already unsafe: ${a} is ${this.initiatorState} (initiating) and may write into ${b}, which is ${this.targetState} (halted)`
-      : `edge ${a} → ${b}: ${a} ${this.initiatorStays ? "stays" : "would end"} in ${this.initiatorState} (initiating) and could write into ${b} in ${this.targetState} (halted); ${a} must be quiesced or halted first`
-  }
-}
-
-/** One arc in a dependency cycle. */
-export interface CycleArc {
-  readonly device: string
-  readonly from: State
-  readonly to: State
-}
-
-/**
- * The ordering the invariant demands is circular: each arc in `cycle` must wait for the next,
- * and the last for the first. This happens when devices without P2P write into each other
- * (each must stop writing before the other halts, and stopping is one RUNNING → STOP arc).
- */
-export class DependencyCycle extends Data.TaggedError("DependencyCycle")<{
-  readonly cycle: ReadonlyArray<CycleArc>
-}> {
-  override get message(): string {
-    const steps = this.cycle.map((a) => `${a.device} ${a.from} → ${a.to}`)
-    const first = steps[0] ?? ""
-    return `no safe order exists: ${[...steps, first].join(" waits for ")}; devices that write into each other need P2P (a quiescent state) to stop one after the other`
-  }
-}
-
-/** Every way planning a group transition can fail. */
-export type PlanError = UnknownDevice | PathRefused | UnsafeEdge | DependencyCycle
 
 /** A window of time in which a device may be in a class: it opens before the plan or with an arc's start, and closes with an arc's end or after the plan. */
 interface Window {
@@ -179,36 +121,63 @@ const unknownIn = (group: Group, assignment: StateAssignment | undefined): strin
  * stopped before its targets halt. `Migratability.check` applies the stricter rule of the
  * design (every initiator needs P2P) and is what a migration should consult first.
  */
-export const planTransition = (
-  group: Group,
-  request: {
-    readonly from?: StateAssignment
-    readonly to: StateAssignment
-    /**
-     * Rollback mode: accept edges that are already unsafe before the plan (a device that failed
-     * into ERROR while its targets were halted). Nothing can order an exposure that already
-     * exists; the plan still orders every arc it adds, and the targets get out of the halted
-     * states without waiting for the initiator.
-     */
-    readonly allowUnsafeStart?: boolean
-    /**
-     * Rollback mode: devices the rollback has just reset. A reset turns a device's bus mastering
-     * off until an arc takes it into an initiating state, so while it is RUNNING, or on its way
-     * down from RUNNING, it initiates nothing: it counts as quiesced, and its targets may go back
-     * to halted states around it.
-     */
-    readonly busMasteringOff?: ReadonlyArray<string>
-  }
-): Result.Result<Plan, PlanError> => {
-  const unsafeStartAllowed = request.allowUnsafeStart === true
-  const unknownFrom = unknownIn(group, request.from)
-  if (unknownFrom !== undefined) return Result.fail(new UnknownDevice({ device: unknownFrom, role: "from" }))
-  const unknownTo = unknownIn(group, request.to)
-  if (unknownTo !== undefined) return Result.fail(new UnknownDevice({ device: unknownTo, role: "to" }))
+export const planTransition = (group: Group, request: PlanRequest): Result.Result<Plan, PlanError> =>
+  Result.mapError(planWith(group, request), (reason) => new PlanError({ reason }))
 
+/** What `planTransition` is asked: where the devices are and where they go, and the rollback modes. */
+export interface PlanRequest {
+  readonly from?: StateAssignment
+  readonly to: StateAssignment
+  /**
+   * Rollback mode: accept edges that are already unsafe before the plan (a device that failed
+   * into ERROR while its targets were halted). Nothing can order an exposure that already
+   * exists; the plan still orders every arc it adds, and the targets get out of the halted
+   * states without waiting for the initiator.
+   */
+  readonly allowUnsafeStart?: boolean
+  /**
+   * Rollback mode: devices the rollback has just reset. A reset turns a device's bus mastering
+   * off until an arc takes it into an initiating state, so while it is RUNNING, or on its way
+   * down from RUNNING, it initiates nothing: it counts as quiesced, and its targets may go back
+   * to halted states around it.
+   */
+  readonly busMasteringOff?: ReadonlyArray<string>
+}
+
+/** The graph under construction: its nodes so far, each device's route, the group's topology. */
+interface Draft {
+  readonly nodes: Array<Node>
+  readonly routes: ReadonlyArray<DeviceRoute>
+  readonly topology: Group["topology"]
+  readonly unsafeStartAllowed: boolean
+}
+
+const planWith = (group: Group, request: PlanRequest): Result.Result<Plan, PlanErrorReason> => {
+  const unknownFrom = unknownIn(group, request.from)
+  if (unknownFrom !== undefined) return Result.fail(new DeviceNotInGroup({ device: unknownFrom, role: "from" }))
+  const unknownTo = unknownIn(group, request.to)
+  if (unknownTo !== undefined) return Result.fail(new DeviceNotInGroup({ device: unknownTo, role: "to" }))
   const nodes: Array<Node> = []
-  const routesResult = Result.all(
-    group.devices.map((device, index): Result.Result<DeviceRoute, PlanError> => {
+  const routes = routesOf(group, request, nodes)
+  if (Result.isFailure(routes)) return Result.fail(routes.failure)
+  const draft: Draft = {
+    nodes,
+    routes: routes.success,
+    topology: group.topology,
+    unsafeStartAllowed: request.allowUnsafeStart === true
+  }
+  const refused = orderExplicitEdges(draft) ?? orderDomains(draft)
+  return refused === undefined ? finish(group, nodes, draft.routes) : Result.fail(refused)
+}
+
+/** Each device's kernel path, its arcs appended to `nodes` in sequence, and its class windows. */
+const routesOf = (
+  group: Group,
+  request: PlanRequest,
+  nodes: Array<Node>
+): Result.Result<ReadonlyArray<DeviceRoute>, PathRefused> =>
+  Result.all(
+    group.devices.map((device, index): Result.Result<DeviceRoute, PathRefused> => {
       const from = stateAt(request.from, device.id, "RUNNING")
       const to = stateAt(request.to, device.id, from)
       // A device that stays where it is has no path to ask for; the kernel would refuse even a
@@ -238,37 +207,36 @@ export const planTransition = (
       })
     })
   )
-  if (Result.isFailure(routesResult)) return Result.fail(routesResult.failure)
-  const routes = routesResult.success
-  const topology = group.topology
 
-  const route = (p: number): DeviceRoute => {
-    const r = routes[p]
-    if (r === undefined) throw new RangeError(`Planner: no device at position ${p}`)
-    return r
-  }
-  const initialClass = (r: DeviceRoute) => (r.quiet ? "quiesced" : stateClass(r.path[0] ?? "ERROR"))
-  const finalClass = (r: DeviceRoute) =>
-    r.quiet && r.path.length === 1 ? "quiesced" : stateClass(r.path.at(-1) ?? "ERROR")
-  const unsafe = (a: DeviceRoute, b: DeviceRoute, moment: "before" | "after"): UnsafeEdge => {
-    const end = moment === "before" ? 0 : -1
-    return new UnsafeEdge({
-      edge: [a.id, b.id],
-      moment,
-      initiatorState: a.path.at(end) ?? "ERROR",
-      targetState: b.path.at(end) ?? "ERROR",
-      initiatorStays: a.path.length === 1
-    })
-  }
+const routeAt = (draft: Draft, p: number): DeviceRoute => {
+  const r = draft.routes[p]
+  if (r === undefined) throw new RangeError(`Planner: no device at position ${p}`)
+  return r
+}
+const initialClass = (r: DeviceRoute) => (r.quiet ? "quiesced" : stateClass(r.path[0] ?? "ERROR"))
+const finalClass = (r: DeviceRoute) =>
+  r.quiet && r.path.length === 1 ? "quiesced" : stateClass(r.path.at(-1) ?? "ERROR")
+const unsafe = (a: DeviceRoute, b: DeviceRoute, moment: "before" | "after"): UnsafeEdge => {
+  const end = moment === "before" ? 0 : -1
+  return new UnsafeEdge({
+    edge: [a.id, b.id],
+    moment,
+    initiatorState: a.path.at(end) ?? "ERROR",
+    targetState: b.path.at(end) ?? "ERROR",
+    initiatorStays: a.path.length === 1
+  })
+}
 
-  // Explicit edges, one dependency each at most.
+/** Explicit edges, one dependency each at most; an edge unsafe before or after the plan refuses it. */
+const orderExplicitEdges = (draft: Draft): UnsafeEdge | undefined => {
+  const { nodes, routes, topology } = draft
   for (let p = 0; p < routes.length; p++) {
-    const a = route(p)
+    const a = routeAt(draft, p)
     for (const q of topology.explicitTargets[p] ?? []) {
-      const b = route(q)
-      if (initialClass(a) === "initiating" && initialClass(b) === "halted" && !unsafeStartAllowed)
-        return Result.fail(unsafe(a, b, "before"))
-      if (finalClass(a) === "initiating" && finalClass(b) === "halted") return Result.fail(unsafe(a, b, "after"))
+      const b = routeAt(draft, q)
+      if (initialClass(a) === "initiating" && initialClass(b) === "halted" && !draft.unsafeStartAllowed)
+        return unsafe(a, b, "before")
+      if (finalClass(a) === "initiating" && finalClass(b) === "halted") return unsafe(a, b, "after")
       const w = a.initiating
       const v = b.halted
       if (w === undefined || v === undefined) continue
@@ -276,99 +244,120 @@ export const planTransition = (
       if (typeof v.closes === "number" && typeof w.opens === "number") nodes[w.opens]?.after.push(v.closes)
     }
   }
+  return undefined
+}
 
-  // P2P domains: the same rules, every member against every other, through barriers.
-  interface Bound {
-    readonly device: number
-    readonly node: number
-  }
-  const join = (after: Array<number>, kind: BarrierKind, domain: number, except: number): number | undefined => {
-    if (after.length <= 1) return after[0]
-    nodes.push({ _tag: "Barrier", kind, domain, except, after })
-    return nodes.length - 1
-  }
-  const connect = (
-    sources: ReadonlyArray<Bound>,
-    sinks: ReadonlyArray<Bound>,
-    kind: BarrierKind,
-    domain: number
-  ): DependencyCycle | undefined => {
-    if (sources.length === 0 || sinks.length === 0) return undefined
-    // A device whose one arc both leaves the source class and enters the sink class (no P2P:
-    // RUNNING → STOP) cannot wait for a join that includes itself.
-    const sourceNodes = new Set(sources.map((s) => s.node))
-    const selfish = sinks.filter((s) => sourceNodes.has(s.node))
-    const [one, two] = selfish
-    if (one !== undefined && two !== undefined)
-      return new DependencyCycle({
-        cycle: [...cycleArc(nodes[one.node], routes), ...cycleArc(nodes[two.node], routes)]
-      })
-    if (sources.length * sinks.length <= sources.length + sinks.length) {
-      for (const sink of sinks) {
-        for (const source of sources) if (source.device !== sink.device) nodes[sink.node]?.after.push(source.node)
-      }
-      return undefined
-    }
-    const others = join(
-      sources.filter((s) => s.node !== one?.node).map((s) => s.node),
-      kind,
-      domain,
-      one?.device ?? -1
-    )
-    const all =
-      one === undefined ? others : join(others === undefined ? [one.node] : [others, one.node], kind, domain, -1)
+/** An arc node of one device: where a class window opens or closes. */
+interface Bound {
+  readonly device: number
+  readonly node: number
+}
+
+const join = (
+  nodes: Array<Node>,
+  after: Array<number>,
+  kind: BarrierKind,
+  domain: number,
+  except: number
+): number | undefined => {
+  if (after.length <= 1) return after[0]
+  nodes.push({ _tag: "Barrier", kind, domain, except, after })
+  return nodes.length - 1
+}
+
+/** Every sink waits for every source of another device: directly when that is cheaper, else through barriers. */
+const connect = (
+  draft: Draft,
+  sources: ReadonlyArray<Bound>,
+  sinks: ReadonlyArray<Bound>,
+  kind: BarrierKind,
+  domain: number
+): DependencyCycle | undefined => {
+  const { nodes, routes } = draft
+  if (sources.length === 0 || sinks.length === 0) return undefined
+  // A device whose one arc both leaves the source class and enters the sink class (no P2P:
+  // RUNNING → STOP) cannot wait for a join that includes itself.
+  const sourceNodes = new Set(sources.map((s) => s.node))
+  const selfish = sinks.filter((s) => sourceNodes.has(s.node))
+  const [one, two] = selfish
+  if (one !== undefined && two !== undefined)
+    return new DependencyCycle({
+      cycle: [...cycleArc(nodes[one.node], routes), ...cycleArc(nodes[two.node], routes)]
+    })
+  if (sources.length * sinks.length <= sources.length + sinks.length) {
     for (const sink of sinks) {
-      const wait = sink.node === one?.node ? others : all
-      if (wait !== undefined) nodes[sink.node]?.after.push(wait)
+      for (const source of sources) if (source.device !== sink.device) nodes[sink.node]?.after.push(source.node)
     }
     return undefined
   }
+  const others = join(
+    nodes,
+    sources.filter((s) => s.node !== one?.node).map((s) => s.node),
+    kind,
+    domain,
+    one?.device ?? -1
+  )
+  const all =
+    one === undefined ? others : join(nodes, others === undefined ? [one.node] : [others, one.node], kind, domain, -1)
+  for (const sink of sinks) {
+    const wait = sink.node === one?.node ? others : all
+    if (wait !== undefined) nodes[sink.node]?.after.push(wait)
+  }
+  return undefined
+}
 
+/** P2P domains: the rules of explicit edges, every member against every other, through barriers. */
+const orderDomains = (draft: Draft): UnsafeEdge | DependencyCycle | undefined => {
+  const { topology } = draft
   for (let d = 0; d < topology.domainMembers.length; d++) {
-    const members = (topology.domainMembers[d] ?? []).map(route)
+    const positions = topology.domainMembers[d] ?? []
+    const members = positions.map((p) => routeAt(draft, p))
     const initiatingBefore = members.find((r) => initialClass(r) === "initiating")
     const haltedBefore = members.find((r) => initialClass(r) === "halted")
-    if (initiatingBefore !== undefined && haltedBefore !== undefined && !unsafeStartAllowed)
-      return Result.fail(unsafe(initiatingBefore, haltedBefore, "before"))
+    if (initiatingBefore !== undefined && haltedBefore !== undefined && !draft.unsafeStartAllowed)
+      return unsafe(initiatingBefore, haltedBefore, "before")
     const initiatingAfter = members.find((r) => finalClass(r) === "initiating")
     const haltedAfter = members.find((r) => finalClass(r) === "halted")
-    if (initiatingAfter !== undefined && haltedAfter !== undefined)
-      return Result.fail(unsafe(initiatingAfter, haltedAfter, "after"))
+    if (initiatingAfter !== undefined && haltedAfter !== undefined) return unsafe(initiatingAfter, haltedAfter, "after")
 
-    const positions = topology.domainMembers[d] ?? []
     const bounds = (pick: (r: DeviceRoute) => number | "before" | "after" | undefined): Array<Bound> =>
       positions.flatMap((p) => {
-        const node = pick(route(p))
+        const node = pick(routeAt(draft, p))
         return typeof node === "number" ? [{ device: p, node }] : []
       })
     const down = connect(
+      draft,
       bounds((r) => (r.initiating?.opens === "before" ? r.initiating.closes : undefined)),
       bounds((r) => (r.halted?.closes === "after" ? r.halted.opens : undefined)),
       "InitiatorsQuiesced",
       d
     )
-    if (down !== undefined) return Result.fail(down)
+    if (down !== undefined) return down
     const up = connect(
+      draft,
       bounds((r) => (r.halted?.opens === "before" ? r.halted.closes : undefined)),
       bounds((r) => (r.initiating?.closes === "after" ? r.initiating.opens : undefined)),
       "TargetsUnhalted",
       d
     )
-    if (up !== undefined) return Result.fail(up)
+    if (up !== undefined) return up
   }
-
-  return finish(group, nodes, routes)
+  return undefined
 }
 
-/** Orders the graph (Kahn), refuses cycles, assigns levels and ids, and builds the plan value. */
+/** Orders the graph (Kahn), refuses cycles (naming one), assigns levels and ids, and builds the plan value. */
 const finish = (
   group: Group,
   nodes: ReadonlyArray<Node>,
   routes: ReadonlyArray<DeviceRoute>
 ): Result.Result<Plan, DependencyCycle> => {
   const n = nodes.length
-  const { order, blocked } = orderNodes(nodes.map((node) => node.after))
-  if (order.length < n) return Result.fail(findCycle(nodes, blocked, routes))
+  const after = nodes.map((node) => node.after)
+  const order = orderNodes(after)
+  if (order.length < n)
+    return Result.fail(
+      new DependencyCycle({ cycle: (findWaitCycle(after) ?? []).flatMap((i) => cycleArc(nodes[i], routes)) })
+    )
 
   const level = new Int32Array(n)
   for (const i of order) {
@@ -441,28 +430,6 @@ const finish = (
   })
 }
 
-/** A cycle among the nodes Kahn's algorithm could not order, reported by its arcs. */
-const findCycle = (
-  nodes: ReadonlyArray<Node>,
-  blocked: Int32Array,
-  routes: ReadonlyArray<DeviceRoute>
-): DependencyCycle => {
-  // Every unordered node waits for at least one unordered node; walking back along such waits
-  // must revisit a node, which closes a cycle.
-  let at = blocked.findIndex((w) => w > 0)
-  const seen = new Map<number, number>()
-  const walk: Array<number> = []
-  while (at >= 0 && !seen.has(at)) {
-    seen.set(at, walk.length)
-    walk.push(at)
-    at = nodes[at]?.after.find((p) => (blocked[p] ?? 0) > 0) ?? -1
-  }
-  const cycle = walk.slice(seen.get(at) ?? 0).reverse()
-  return new DependencyCycle({
-    cycle: cycle.flatMap((i) => cycleArc(nodes[i], routes))
-  })
-}
-
 /** The target a named step gives each device, from its current state and flags. */
 type Step = (current: State, flags: Flags) => State
 
@@ -470,7 +437,8 @@ const stepPlan =
   (step: Step, defaultFrom: State) =>
   (group: Group, from: StateAssignment = defaultFrom): Result.Result<Plan, PlanError> => {
     const unknown = unknownIn(group, from)
-    if (unknown !== undefined) return Result.fail(new UnknownDevice({ device: unknown, role: "from" }))
+    if (unknown !== undefined)
+      return Result.fail(new PlanError({ reason: new DeviceNotInGroup({ device: unknown, role: "from" }) }))
     const to = Object.fromEntries(
       group.devices.map((d) => [d.id, step(stateAt(from, d.id, defaultFrom), d.flags)] as const)
     )

@@ -10,14 +10,8 @@ import {
 import type { Flags, State } from "@lockstep/fsm"
 import { decodeGroup, type Group, type GroupRuntime } from "@lockstep/group"
 import { Cause, Effect, Exit } from "effect"
-import {
-  type ErrorPolicy,
-  type TransitionEvent,
-  type TransitionFailed,
-  type TransitionRefused,
-  type TransitionReport,
-  transition
-} from "./Executor.js"
+import { type ErrorPolicy, type TransitionEvent, type TransitionReport, transition } from "./Executor.js"
+import type { TransitionFailed, TransitionRefused } from "./ExecutorError.js"
 import type { StateAssignment } from "./Planner.js"
 import { beginPrecopy, enterStopCopy, type GroupStep, prepareResume, quiesce, resume, stop } from "./Steps.js"
 

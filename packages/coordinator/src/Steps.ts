@@ -1,22 +1,10 @@
 import type { State } from "@lockstep/fsm"
 import type { Group, GroupRuntime, Plan } from "@lockstep/group"
 import type { Effect, Result } from "effect"
-import {
-  executePlanned,
-  type TransitionFailed,
-  type TransitionOptions,
-  type TransitionRefused,
-  type TransitionReport
-} from "./Executor.js"
-import {
-  beginPrecopyPlan,
-  enterStopCopyPlan,
-  type PlanError,
-  prepareResumePlan,
-  quiescePlan,
-  resumePlan,
-  stopPlan
-} from "./Planner.js"
+import { executePlanned, type TransitionOptions, type TransitionReport } from "./Executor.js"
+import type { TransitionFailed, TransitionRefused } from "./ExecutorError.js"
+import type { PlanError } from "./PlanError.js"
+import { beginPrecopyPlan, enterStopCopyPlan, prepareResumePlan, quiescePlan, resumePlan, stopPlan } from "./Planner.js"
 
 /** A named group step: plans from the devices' current states, then runs as one transaction. */
 export type GroupStep = (

@@ -1,18 +1,32 @@
-import { isArc, type State, type StateClass, stateClass } from "@lockstep/fsm"
-import type { Edge, Group, Plan, PlanArc, PlanNode } from "@lockstep/group"
-import { Data, Result } from "effect"
-import { orderNodes } from "./DependencyGraph.js"
+import { isArc, type State, type StateClass, StateSchema, stateClass } from "@lockstep/fsm"
+import type { Group, Plan, PlanArc, PlanNode } from "@lockstep/group"
+import { Result, Schema } from "effect"
+import { findWaitCycle, orderNodes } from "./DependencyGraph.js"
 import type { StateAssignment } from "./Planner.js"
+
+/** A plan's arc as a violation names it. */
+const PlanArcSchema = Schema.Struct({
+  _tag: Schema.Literal("Arc"),
+  id: Schema.String,
+  device: Schema.String,
+  from: StateSchema,
+  to: StateSchema,
+  after: Schema.Array(Schema.String),
+  level: Schema.Number
+})
 
 /**
  * A stretch of one device's timeline in a plan: it opens before the plan or with the start or
  * end of an arc, and closes with the start or end of an arc or after the plan. `undefined`
  * stands for "before the plan" / "after the plan".
  */
-export interface Span {
-  readonly opens: PlanArc | undefined
-  readonly closes: PlanArc | undefined
-}
+export const Span = Schema.Struct({
+  opens: Schema.optional(PlanArcSchema),
+  closes: Schema.optional(PlanArcSchema)
+})
+
+/** A stretch of one device's timeline in a plan (see the schema). */
+export type Span = typeof Span.Type
 
 const spanText = (span: Span): string => {
   const arc = (a: PlanArc) => `${a.id} (${a.from} → ${a.to})`
@@ -27,11 +41,11 @@ const spanText = (span: Span): string => {
  * is halted: no path in the graph orders the initiator's initiating span and the target's halted
  * span either way.
  */
-export class Overlap extends Data.TaggedClass("Overlap")<{
-  readonly edge: Edge
-  readonly initiator: Span
-  readonly target: Span
-}> {
+export class Overlap extends Schema.TaggedClass<Overlap>()("Overlap", {
+  edge: Schema.Tuple([Schema.String, Schema.String]),
+  initiator: Span,
+  target: Span
+}) {
   /** The initiator's arc to order: the one that ends its initiating span, else the one that starts it. */
   get initiatorArc(): PlanArc | undefined {
     return this.initiator.closes ?? this.initiator.opens
@@ -47,25 +61,28 @@ export class Overlap extends Data.TaggedClass("Overlap")<{
 }
 
 /** A device's arcs do not walk a legal path from its initial state, one arc at a time. */
-export class BrokenPath extends Data.TaggedClass("BrokenPath")<{
-  readonly device: string
-  readonly arc: string
-  readonly reason: string
-}> {
+export class BrokenPath extends Schema.TaggedClass<BrokenPath>()("BrokenPath", {
+  device: Schema.String,
+  arc: Schema.String,
+  reason: Schema.String
+}) {
   get message(): string {
     return `${this.device}: ${this.arc}: ${this.reason}`
   }
 }
 
 /** The dependency graph itself is malformed: a duplicate id, a missing dependency, a cycle. */
-export class BadDependency extends Data.TaggedClass("BadDependency")<{
-  readonly node: string
-  readonly reason: string
-}> {
+export class BadDependency extends Schema.TaggedClass<BadDependency>()("BadDependency", {
+  node: Schema.String,
+  reason: Schema.String
+}) {
   get message(): string {
     return `${this.node}: ${this.reason}`
   }
 }
+
+/** One reason a plan is refused, as a schema. */
+export const PlanViolation = Schema.Union([Overlap, BrokenPath, BadDependency])
 
 /** One reason a plan is refused. */
 export type PlanViolation = Overlap | BrokenPath | BadDependency
@@ -74,10 +91,10 @@ export type PlanViolation = Overlap | BrokenPath | BadDependency
 export const maxViolations = 100
 
 /** A plan that may break the safety invariant, or is not a well-formed plan for the group. */
-export class UnsafePlan extends Data.TaggedError("UnsafePlan")<{
-  readonly violations: ReadonlyArray<PlanViolation>
-  readonly omitted: number
-}> {
+export class UnsafePlan extends Schema.TaggedError<UnsafePlan>()("UnsafePlan", {
+  violations: Schema.Array(PlanViolation),
+  omitted: Schema.Number
+}) {
   override get message(): string {
     const more = this.omitted > 0 ? `\n… and ${this.omitted} more` : ""
     return `the plan is not safe:\n${this.violations.map((v) => `  ${v.message}`).join("\n")}${more}`
@@ -122,6 +139,36 @@ const windows = (
   if (opens !== undefined) out.push({ opens, closes: -1 })
   return out
 }
+/**
+ * Each device's arcs, in the order the graph runs them, walk a legal path from its initial state
+ * one arc at a time: each starts where the previous ended, is one arc for the device's flags,
+ * and cannot run at the same time as the previous one. Sorts each device's arcs in place into
+ * that order, which the windows of the invariant check read next.
+ */
+const checkPaths = (
+  group: Group,
+  byDevice: ReadonlyArray<Array<{ node: number; arc: PlanArc }>>,
+  initialStates: ReadonlyArray<State>,
+  position: Int32Array,
+  reaches: (x: number, y: number) => boolean,
+  report: (v: PlanViolation) => void
+): void =>
+  group.devices.forEach((device, p) => {
+    const arcs = (byDevice[p] ?? []).sort((x, y) => (position[x.node] ?? 0) - (position[y.node] ?? 0))
+    const broken = (arc: PlanArc, reason: string) => report(new BrokenPath({ device: device.id, arc: arc.id, reason }))
+    let at = initialStates[p] ?? "RUNNING"
+    let previous: { node: number; arc: PlanArc } | undefined
+    for (const step of arcs) {
+      const { arc } = step
+      if (arc.from !== at) broken(arc, `starts from ${arc.from}, but the device is in ${at}`)
+      else if (!isArc(device.flags, arc.from, arc.to))
+        broken(arc, `${arc.from} → ${arc.to} is not one legal arc for the device's flags`)
+      if (previous !== undefined && !reaches(previous.node, step.node))
+        broken(arc, `may run at the same time as ${previous.arc.id}`)
+      at = arc.to
+      previous = step
+    }
+  })
 
 /**
  * Proves that a plan keeps the safety invariant in every execution its dependencies allow:
@@ -170,14 +217,18 @@ export const verifyPlan = (
   }
   if (violations.length > 0) return fail()
 
-  const { order, blocked } = orderNodes(preds)
+  const order = orderNodes(preds)
   if (order.length < n) {
-    const stuck = nodes.filter((_, i) => (blocked[i] ?? 0) > 0).map((node) => node.id)
-    report(new BadDependency({ node: stuck[0] ?? "", reason: `on or behind a dependency cycle: ${stuck.join(", ")}` }))
+    const cycle = (findWaitCycle(preds) ?? []).map((i) => nodes[i]?.id ?? "")
+    const first = cycle[0] ?? ""
+    report(new BadDependency({ node: first, reason: `a dependency cycle: ${[...cycle, first].join(" waits for ")}` }))
     return fail()
   }
 
-  // ancestors[y] has bit x set when x must finish before y starts.
+  // ancestors[y] has bit x set when x must finish before y starts. Bitsets filled in topological
+  // order rather than effect/Graph searches: a depth-first `Graph.dfs` from each arc of a
+  // 1024-device shared-IOMMU STOP_COPY plan (3073 nodes) took 229 ms against 10.8 ms for these
+  // bitsets (verifyPlan as a whole: 81 ms), measured 2026-12-05 on a loaded 2-core machine.
   const words = (n + 31) >>> 5
   const ancestors = new Uint32Array(n * words)
   for (const y of order) {
@@ -203,22 +254,7 @@ export const verifyPlan = (
       typeof initial === "string" ? initial : Object.hasOwn(initial, device.id) ? initial[device.id] : undefined
     return state ?? "RUNNING"
   })
-  group.devices.forEach((device, p) => {
-    const arcs = (byDevice[p] ?? []).sort((x, y) => (position[x.node] ?? 0) - (position[y.node] ?? 0))
-    const broken = (arc: PlanArc, reason: string) => report(new BrokenPath({ device: device.id, arc: arc.id, reason }))
-    let at = initialStates[p] ?? "RUNNING"
-    let previous: { node: number; arc: PlanArc } | undefined
-    for (const step of arcs) {
-      const { arc } = step
-      if (arc.from !== at) broken(arc, `starts from ${arc.from}, but the device is in ${at}`)
-      else if (!isArc(device.flags, arc.from, arc.to))
-        broken(arc, `${arc.from} → ${arc.to} is not one legal arc for the device's flags`)
-      if (previous !== undefined && !reaches(previous.node, step.node))
-        broken(arc, `may run at the same time as ${previous.arc.id}`)
-      at = arc.to
-      previous = step
-    }
-  })
+  checkPaths(group, byDevice, initialStates, position, reaches, report)
   if (violations.length > 0) return fail()
 
   const initiating = group.devices.map((_, p) =>

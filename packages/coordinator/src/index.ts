@@ -43,34 +43,39 @@ export {
   graphOf,
   rollbackTarget,
   type TransitionEvent,
-  TransitionFailed,
   type TransitionOptions,
-  TransitionRefused,
   type TransitionReport,
   transition
 } from "./Executor.js"
 export {
   ArcTimedOut,
-  type FailureCause,
-  type FinalStates,
+  type ExecutorError,
+  FailureCause,
+  FinalStates,
   StateUnreadable,
-  TransitionInterrupted
+  TransitionFailed,
+  TransitionInterrupted,
+  TransitionRefused
 } from "./ExecutorError.js"
 export {
-  beginPrecopyPlan,
-  type CycleArc,
+  CycleArc,
   DependencyCycle,
-  enterStopCopyPlan,
+  DeviceNotInGroup,
   PathRefused,
-  type PlanError,
+  PlanError,
+  PlanErrorReason,
+  UnsafeEdge
+} from "./PlanError.js"
+export {
+  beginPrecopyPlan,
+  enterStopCopyPlan,
+  type PlanRequest,
   planTransition,
   prepareResumePlan,
   quiescePlan,
   resumePlan,
   type StateAssignment,
-  stopPlan,
-  UnknownDevice,
-  UnsafeEdge
+  stopPlan
 } from "./Planner.js"
 export {
   fromPromiseDevice,

@@ -7,6 +7,7 @@ import {
   type Group,
   type Plan,
   type PlanError,
+  type PlanErrorReason,
   planJson,
   planTransition,
   prepareResumePlan,
@@ -26,9 +27,11 @@ const planned = (result: Result.Result<Plan, PlanError>): Plan => {
   return result.success
 }
 
-const refusal = (result: Result.Result<Plan, PlanError>): PlanError => {
+/** Why the planner refused: the reason its `PlanError` carries. */
+const refusal = (result: Result.Result<Plan, PlanError>): PlanErrorReason => {
   if (Result.isSuccess(result)) throw new Error(`expected a refusal, got\n${formatPlan(result.success)}`)
-  return result.failure
+  expect(result.failure._tag).toBe("PlanError")
+  return result.failure.reason
 }
 
 /** The plan is safe: verifyPlan proves it and a few random executions agree. */
@@ -203,7 +206,7 @@ describe("planTransition", () => {
     expect(refusal(planTransition(group, { from, to: "RUNNING" }))).toMatchObject({
       _tag: "PathRefused",
       device: "gpu1",
-      cause: { _tag: "FromError" }
+      cause: { _tag: "FsmError", reason: { _tag: "FromError" } }
     })
   })
 
@@ -214,23 +217,23 @@ describe("planTransition", () => {
       _tag: "PathRefused",
       device: "gpu2",
       to: "PRE_COPY",
-      cause: { _tag: "UnsupportedState" }
+      cause: { _tag: "FsmError", reason: { _tag: "UnsupportedState" } }
     })
     expect(error.message.startsWith("gpu2: cannot go RUNNING → PRE_COPY: ")).toBe(true)
     expect(refusal(planTransition(group, { from: "STOP_COPY", to: "PRE_COPY" }))).toMatchObject({
       _tag: "PathRefused",
       device: "gpu0",
-      cause: { _tag: "BlockedTransition" }
+      cause: { _tag: "FsmError", reason: { _tag: "BlockedTransition" } }
     })
   })
 
   it("refuses states for devices that are not in the group", () => {
     expect(refusal(planTransition(nicIntoGpu, { to: { gpu9: "STOP" } }))).toMatchObject({
-      _tag: "UnknownDevice",
+      _tag: "DeviceNotInGroup",
       device: "gpu9",
       role: "to"
     })
-    expect(refusal(stopPlan(nicIntoGpu, { nic1: "RUNNING" }))).toMatchObject({ _tag: "UnknownDevice", role: "from" })
+    expect(refusal(stopPlan(nicIntoGpu, { nic1: "RUNNING" }))).toMatchObject({ _tag: "DeviceNotInGroup", role: "from" })
   })
 
   it("refuses devices without P2P that write into each other: each would wait for the other", () => {

@@ -16,7 +16,8 @@ export {
 export {
   ArcFailed,
   ArcRejected,
-  type DeviceError,
+  ArcSchema,
+  DeviceError,
   DeviceUnreachable,
   type ErrorCode,
   ResetFailed,

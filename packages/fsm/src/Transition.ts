@@ -4,7 +4,8 @@ import {
   BlockedTransition,
   ErrorRequested,
   FromError,
-  type FsmError,
+  FsmError,
+  type FsmErrorReason,
   MissingStopCopy,
   UnsupportedState
 } from "./FsmError.js"
@@ -75,16 +76,18 @@ const step = (flags: Flags, from: State, to: State): State => {
   return next
 }
 
+const refuse = (reason: FsmErrorReason): Result.Result<Path, FsmError> => Result.fail(new FsmError({ reason }))
+
 const decide = (flags: Flags, from: State, to: State): Result.Result<Path, FsmError> => {
-  if (!hasFlag(flags, "STOP_COPY")) return Result.fail(new MissingStopCopy({ flags }))
-  if (from === "ERROR") return Result.fail(new FromError({ to }))
-  if (to === "ERROR") return Result.fail(new ErrorRequested({ from }))
-  if (!supportsState(flags, from)) return Result.fail(new UnsupportedState({ state: from, role: "from", flags }))
-  if (!supportsState(flags, to)) return Result.fail(new UnsupportedState({ state: to, role: "to", flags }))
+  if (!hasFlag(flags, "STOP_COPY")) return refuse(new MissingStopCopy({ flags }))
+  if (from === "ERROR") return refuse(new FromError({ to }))
+  if (to === "ERROR") return refuse(new ErrorRequested({ from }))
+  if (!supportsState(flags, from)) return refuse(new UnsupportedState({ state: from, role: "from", flags }))
+  if (!supportsState(flags, to)) return refuse(new UnsupportedState({ state: to, role: "to", flags }))
   const walked: Array<State> = [from]
   for (let at: State = from; at !== to; ) {
     at = step(flags, at, to)
-    if (at === "ERROR") return Result.fail(new BlockedTransition({ from, to }))
+    if (at === "ERROR") return refuse(new BlockedTransition({ from, to }))
     walked.push(at)
   }
   return Result.succeed(walked)

@@ -20,7 +20,8 @@ export {
   BlockedTransition,
   ErrorRequested,
   FromError,
-  type FsmError,
+  FsmError,
+  FsmErrorReason,
   MissingStopCopy,
   UnsupportedState
 } from "./FsmError.js"

@@ -19,7 +19,7 @@ import * as fc from "fast-check"
 
 const pathOf = (from: State, to: State, flags: Flags = AllFlags): Path | string => {
   const r = path(from, to, flags)
-  return Result.isSuccess(r) ? r.success : r.failure._tag
+  return Result.isSuccess(r) ? r.success : r.failure.reason._tag
 }
 
 /** The rule, restated independently of the implementation: may `p` be a combination transition? */
@@ -329,9 +329,13 @@ describe("path: errors, each naming its case", () => {
     const noP2P = flagsOf(["STOP_COPY", "PRE_COPY"])
     const noPre = flagsOf(["STOP_COPY", "P2P"])
     const r = path("RUNNING", "RUNNING_P2P", noP2P)
-    expect(Result.isFailure(r) && r.failure._tag === "UnsupportedState" && r.failure.role === "to").toBe(true)
+    expect(Result.isFailure(r) && r.failure.reason._tag === "UnsupportedState" && r.failure.reason.role === "to").toBe(
+      true
+    )
     const s = path("PRE_COPY", "RUNNING", noPre)
-    expect(Result.isFailure(s) && s.failure._tag === "UnsupportedState" && s.failure.role === "from").toBe(true)
+    expect(
+      Result.isFailure(s) && s.failure.reason._tag === "UnsupportedState" && s.failure.reason.role === "from"
+    ).toBe(true)
     expect(pathOf("PRE_COPY_P2P", "PRE_COPY_P2P", noPre)).toBe("UnsupportedState")
   })
 

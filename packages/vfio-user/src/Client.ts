@@ -14,12 +14,12 @@ import { type Flags, flagNames, isArc, type State } from "@lockstep/fsm"
 import { Duration, Effect, type Scope } from "effect"
 import { limitsFor } from "./Codec.js"
 import {
-  type ConnectFailed,
   type Connection,
   describeRequestError,
   openConnection,
   type RequestError,
-  type ServerError
+  type ServerError,
+  type VfioUserConnectFailed
 } from "./Connection.js"
 import {
   type Capabilities,
@@ -396,7 +396,7 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
  */
 export const connect = Effect.fn("VfioUser.connect")(function* (
   options: ClientOptions
-): Effect.fn.Return<VfioUserDevice, ConnectFailed | RequestError, Scope.Scope> {
+): Effect.fn.Return<VfioUserDevice, VfioUserConnectFailed | RequestError, Scope.Scope> {
   const own = options.maxDataXferSize ?? DefaultMaxDataXferSize
   if (!isCount(own, 1)) return yield* Effect.die(new RangeError(`maxDataXferSize must be a u32 above 0, got ${own}`))
   const estimate = options.stopCopyLengthEstimate

@@ -14,7 +14,7 @@ import {
 import { type ProtocolError, ReplyMismatch } from "./ProtocolError.js"
 
 /** The socket could not be connected (no such path, refused, or no answer in time). */
-export class ConnectFailed extends Data.TaggedError("ConnectFailed")<{
+export class VfioUserConnectFailed extends Data.TaggedError("VfioUserConnectFailed")<{
   readonly path: string
   readonly reason: string
 }> {
@@ -78,11 +78,11 @@ export type RequestError = ServerError | ReplyTimeout | ConnectionLost | Protoco
  * A request error as a sentence that names the server: timeouts, refusals and lost connections
  * name it already; a protocol error names only the message, so the socket is put in front.
  */
-export const describeRequestError = (socket: string, error: RequestError | ConnectFailed): string =>
+export const describeRequestError = (socket: string, error: RequestError | VfioUserConnectFailed): string =>
   error._tag === "ServerError" ||
   error._tag === "ReplyTimeout" ||
   error._tag === "ConnectionLost" ||
-  error._tag === "ConnectFailed"
+  error._tag === "VfioUserConnectFailed"
     ? error.message
     : `vfio-user server ${socket}: ${error.message}`
 
@@ -217,10 +217,14 @@ export interface ConnectionOptions {
   readonly timeout: Duration.Input
 }
 
-const connectSocket = (path: string, limits: Limits, timeoutMillis: number): Effect.Effect<Wire, ConnectFailed> =>
-  Effect.callback<Wire, ConnectFailed>((resume) => {
+const connectSocket = (
+  path: string,
+  limits: Limits,
+  timeoutMillis: number
+): Effect.Effect<Wire, VfioUserConnectFailed> =>
+  Effect.callback<Wire, VfioUserConnectFailed>((resume) => {
     const socket = net.createConnection({ path })
-    const onError = (error: Error) => resume(Effect.fail(new ConnectFailed({ path, reason: error.message })))
+    const onError = (error: Error) => resume(Effect.fail(new VfioUserConnectFailed({ path, reason: error.message })))
     socket.once("error", onError)
     socket.once("connect", () => {
       socket.off("error", onError)
@@ -231,7 +235,7 @@ const connectSocket = (path: string, limits: Limits, timeoutMillis: number): Eff
   }).pipe(
     Effect.timeoutOrElse({
       duration: Duration.millis(timeoutMillis),
-      orElse: () => Effect.fail(new ConnectFailed({ path, reason: `no connection within ${timeoutMillis} ms` }))
+      orElse: () => Effect.fail(new VfioUserConnectFailed({ path, reason: `no connection within ${timeoutMillis} ms` }))
     })
   )
 
@@ -240,7 +244,9 @@ const connectSocket = (path: string, limits: Limits, timeoutMillis: number): Eff
  * previous reply before sending. A reply that does not arrive within the timeout fails with
  * `ReplyTimeout`; any protocol violation closes the connection. Closing the scope closes the socket.
  */
-export const openConnection = (options: ConnectionOptions): Effect.Effect<Connection, ConnectFailed, Scope.Scope> =>
+export const openConnection = (
+  options: ConnectionOptions
+): Effect.Effect<Connection, VfioUserConnectFailed, Scope.Scope> =>
   Effect.gen(function* () {
     const timeoutMillis = Duration.toMillis(options.timeout)
     const wire = yield* Effect.acquireRelease(connectSocket(options.path, options.limits, timeoutMillis), (w) =>

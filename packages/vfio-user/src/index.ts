@@ -26,12 +26,12 @@ export {
   matchReply
 } from "./Codec.js"
 export {
-  ConnectFailed,
   ConnectionLost,
   describeRequestError,
   ReplyTimeout,
   type RequestError,
-  ServerError
+  ServerError,
+  VfioUserConnectFailed
 } from "./Connection.js"
 export { codeOfErrno, errnoOfCode, errnoOfDeviceError } from "./Errno.js"
 export {
