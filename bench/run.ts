@@ -125,13 +125,13 @@ const runChild = (figures: ReadonlyArray<number>): Effect.Effect<Array<FigureLin
     })
     child.on("error", (error) => resume(Effect.fail(error)))
     child.on("close", (code) => {
-      const lines = out
-        .split("\n")
-        .filter((line) => line.trim() !== "")
-        .map(parseLine)
-      const parsed = lines.filter(isFigureLine)
+      const lines = out.split("\n").filter((line) => line.trim() !== "")
+      const parsed = lines.map(parseLine).filter(isFigureLine)
+      // Anything else a figure's libraries wrote to stdout (the fleet's cluster logs a warning
+      // when its runners are slow to answer) is passed on to stderr, not taken for a figure.
+      for (const line of lines) if (!isFigureLine(parseLine(line))) process.stderr.write(`${line}\n`)
       resume(
-        code === 0 && parsed.length === lines.length
+        code === 0 && parsed.length === figures.length
           ? Effect.succeed(parsed)
           : Effect.fail(new Error(`figures ${figures.join(", ")}: the benchmark process exited with ${code}`))
       )
