@@ -3,16 +3,26 @@
  * measured in the same run, so that ratios compare like with like on the same noisy machine.
  */
 
-/** One measured value. A row with a goal says whether this run met it; a row without is context. */
+/**
+ * One measured value. A row with a goal says whether this run met it; a row without is context.
+ * A row measured over repetitions carries their min and median; its value (and its goal's
+ * verdict) is the median.
+ */
 export interface Row {
   readonly name: string
   /** The value in `unit`; `undefined` when it could not be measured. */
   readonly value: number | undefined
   readonly unit: string
+  /** The smallest and the median of the repetitions, and how many there were. */
+  readonly min?: number
+  readonly median?: number
+  readonly repetitions?: number
   /** The goal as a sentence, e.g. `≤ 1.05`; absent for context rows. */
   readonly goal?: string
   /** Whether the goal was met; absent for context rows. */
   readonly met?: boolean
+  /** `met` in words, for readers of the JSON. */
+  readonly verdict?: "met" | "missed"
 }
 
 /** A benchmark figure: its rows and what explains them. */
@@ -32,7 +42,27 @@ export const goalRow = (
   value: number | undefined,
   unit: string,
   goal: { readonly text: string; readonly holds: (value: number) => boolean }
-): Row => ({ name, value, unit, goal: goal.text, met: value !== undefined && goal.holds(value) })
+): Row => {
+  const met = value !== undefined && goal.holds(value)
+  return { name, value, unit, goal: goal.text, met, verdict: met ? "met" : "missed" }
+}
+
+/**
+ * A row measured over repetitions: its value is their median, judged against the goal if there
+ * is one, with the min beside it.
+ */
+export const sampledRow = (
+  name: string,
+  samples: ReadonlyArray<number>,
+  unit: string,
+  goal?: { readonly text: string; readonly holds: (value: number) => boolean }
+): Row => {
+  const value = samples.length === 0 ? undefined : median(samples)
+  const stats = { min: Math.min(...samples), median: value ?? Number.NaN, repetitions: samples.length }
+  return goal === undefined
+    ? { ...contextRow(name, value, unit), ...stats }
+    : { ...goalRow(name, value, unit, goal), ...stats }
+}
 
 /** A row without a goal. */
 export const contextRow = (name: string, value: number | undefined, unit: string): Row => ({ name, value, unit })
@@ -75,10 +105,14 @@ export const formatTable = (figures: ReadonlyArray<Figure>): string => {
   for (const f of figures) {
     for (const row of f.rows) {
       const met = row.met === undefined ? "" : row.met ? "yes" : "NO"
-      lines.push([`${f.figure}`, row.name, `${formatValue(row.value)} ${row.unit}`.trim(), row.goal ?? "", met])
+      const value =
+        row.min === undefined || row.repetitions === undefined || row.repetitions < 2
+          ? formatValue(row.value)
+          : `${formatValue(row.min)} / ${formatValue(row.value)}`
+      lines.push([`${f.figure}`, row.name, `${value} ${row.unit}`.trim(), row.goal ?? "", met])
     }
   }
-  const header = ["fig", "measure", "value", "goal", "met?"]
+  const header = ["fig", "measure", "value (min / median)", "goal", "met?"]
   const widths = header.map((h, i) => Math.max([...h].length, ...lines.map((l) => [...(l[i] ?? "")].length)))
   const render = (cells: ReadonlyArray<string>) =>
     cells

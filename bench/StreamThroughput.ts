@@ -5,7 +5,7 @@ import { AllFlags } from "@lockstep/fsm"
 import { makeSimDevice, type SimDevice } from "@lockstep/sim"
 import { FrameWriter, TcpTransport } from "@lockstep/stream"
 import { Cause, Effect, Queue } from "effect"
-import { atLeast, atMost, contextRow, type Figure, goalRow, median, spread } from "./Figure.js"
+import { atLeast, atMost, contextRow, type Figure, goalRow, median, sampledRow, spread } from "./Figure.js"
 import type { Command, DestinationSetup, Receiving, Report } from "./StreamProtocol.js"
 import { walkTo } from "./Walk.js"
 
@@ -241,7 +241,8 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
       type Mode = "raw" | "decode" | "resume" | "buffered"
       const rates = (mode: Mode) => measured.map((r) => throughput(r[mode]))
       const rate = (mode: Mode) => median(rates(mode))
-      const ratio = (mode: Mode) => median(measured.map((r) => throughput(r[mode]) / throughput(r.raw)))
+      const ratios = (mode: Mode) => measured.map((r) => throughput(r[mode]) / throughput(r.raw))
+      const ratio = (mode: Mode) => median(ratios(mode))
       const runs = (mode: Mode) => spread(rates(mode), 2)
       const reads = median(readOnly)
       // The sending thread does both the device reads and the stream's own work, one after the other.
@@ -253,14 +254,14 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
         title: "Stream throughput (real time)",
         method: `${size} of simulated device state (STOP_COPY reads of ${readBytes / MiB} MiB, 256 KiB frames) over loopback TCP to a worker thread standing for the destination host, against a raw socket copy of a preallocated ${total / GiB} GiB buffer in ${rawChunkBytes / 1024} KiB writes to the same worker. Each of ${options.repetitions} repetitions (after ${options.warmup} warm-up) runs all four back to back; ratios are medians of the per-repetition ratios. Throughput counts payload bytes.`,
         rows: [
-          contextRow("raw socket copy", rate("raw"), "GiB/s"),
-          contextRow("stream only: devices → frames → decode, dropped", rate("decode"), "GiB/s"),
-          goalRow("stream only / raw", ratio("decode"), "×", atLeast(0.7)),
-          contextRow(`end to end: … → ${options.devices} devices RESUMING → STOP`, rate("resume"), "GiB/s"),
-          contextRow("end to end / raw", ratio("resume"), "×"),
-          contextRow("stream of a preallocated buffer, no devices", rate("buffered"), "GiB/s"),
-          contextRow("preallocated stream / raw", ratio("buffered"), "×"),
-          contextRow("source device reads alone, no socket", reads, "GiB/s"),
+          sampledRow("raw socket copy", rates("raw"), "GiB/s"),
+          sampledRow("stream only: devices → frames → decode, dropped", rates("decode"), "GiB/s"),
+          sampledRow("stream only / raw", ratios("decode"), "×", atLeast(0.7)),
+          sampledRow(`end to end: … → ${options.devices} devices RESUMING → STOP`, rates("resume"), "GiB/s"),
+          sampledRow("end to end / raw", ratios("resume"), "×"),
+          sampledRow("stream of a preallocated buffer, no devices", rates("buffered"), "GiB/s"),
+          sampledRow("preallocated stream / raw", ratios("buffered"), "×"),
+          sampledRow("source device reads alone, no socket", readOnly, "GiB/s"),
           contextRow("ceiling for stream only: device reads then stream, one thread", sourceBound, "GiB/s")
         ],
         notes: [
@@ -273,18 +274,22 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
               ])
         ]
       }
-      const growth = Math.max(...memoryRuns.map((r) => r.peakRss - r.rssBefore)) / MiB
+      // Every device-stream run: the two alone before anything else, and those of the repetitions.
+      const deviceRuns = [...memoryRuns, ...measured.flatMap((r) => [r.decode, r.resume])]
+      const growths = deviceRuns.map((r) => (r.peakRss - r.rssBefore) / MiB)
+      const growth = Math.max(...growths)
       const peak = Math.max(...memoryRuns.map((r) => r.peakRss)) / MiB
       const retained = Math.max(...memoryRuns.map((r) => r.rssAfter - r.rssBefore)) / MiB
       const memoryFigure: Figure = {
         figure: 5,
         title: "Memory during figure 4 (device streams)",
-        method: `process RSS (both sides: main thread and destination worker) sampled every 20 ms during one end-to-end and one stream-only run, before anything else is allocated; baseline taken with the ${2 * options.devices} simulated devices (${(2 * total) / GiB} GiB of device memory) allocated.`,
+        method: `process RSS (both sides: main thread and destination worker) sampled every 20 ms during every device stream of ${total / GiB} GiB: one end-to-end and one stream-only run before anything else is allocated, then those of figure 4's repetitions (with its raw buffer resident); the goal holds for the worst run; baseline taken with the ${2 * options.devices} simulated devices (${(2 * total) / GiB} GiB of device memory) allocated.`,
         rows: [
           contextRow("baseline RSS before the runs", baselineRss / MiB, "MiB"),
           contextRow("peak RSS during a device stream", peak, "MiB"),
+          sampledRow("growth during a run (peak − RSS before it)", growths, "MiB"),
           goalRow(
-            "growth during a run (peak − RSS before it)",
+            "growth during a run, the worst run",
             growth,
             "MiB",
             atMost(growthLimitMiB, `< ${growthLimitMiB} MiB`)

@@ -1,6 +1,7 @@
 /**
  * Lockstep benchmarks. `npm run bench` prints the machine and a table of every figure;
- * `-- --json` prints one JSON object per figure per line; `-- --quick` runs smaller sizes;
+ * `-- --json` prints one JSON object per figure per line, each row with its goal, verdict (met or
+ * missed), min and median; `-- --quick` runs fewer repetitions of the same workloads;
  * `-- --figure 2,3` runs only those figures, in this process (what `node --cpu-prof` needs).
  * Without `--figure`, each figure runs in a process of its own, so that one figure's heap,
  * JIT state and peak RSS never leak into another's. Figures are printed, never asserted.
@@ -9,7 +10,7 @@ import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import { Effect } from "effect"
-import { downtimeFigure } from "./Downtime.js"
+import { defaultLatencies, downtimeFigure } from "./Downtime.js"
 import { type Figure, figureMet, formatTable } from "./Figure.js"
 import { fleetFigure } from "./Fleet.js"
 import { describeMachine, type Machine, thisMachine } from "./Machine.js"
@@ -33,31 +34,35 @@ const MiB = 2 ** 20
 const settings = {
   downtime: {
     sizes: [2, 8, 64],
-    gpuRemainingBytes: (quick ? 2 : 32) * MiB,
-    nicRemainingBytes: (quick ? 0.5 : 4) * MiB,
-    channelBytesPerSecond: 10e9
+    gpuRemainingBytes: 32 * MiB,
+    nicRemainingBytes: 4 * MiB,
+    channelBytesPerSecond: 10e9,
+    latencies: defaultLatencies,
+    sensitivity: [0.1, 10],
+    repetitions: quick ? 1 : 7
   },
   overhead: {
     sizes: [256, 1024],
     warmup: quick ? 1 : 3,
-    repetitions: quick ? 3 : 7,
-    checkedSizes: quick ? [256] : [256, 1024]
+    repetitions: quick ? 3 : 9,
+    checkedSizes: [256, 1024]
   },
   planning: { sizes: [1024, 4096] as const, warmup: quick ? 2 : 5, repetitions: quick ? 5 : 11 },
   fleet: {
     vms: 20,
     gpus: 8,
-    gpuStateBytes: (quick ? 16 : 64) * 1024,
+    gpuStateBytes: 64 * 1024,
     nicBytesPerSecond: MiB / 2,
     arcLatencyMs: 2,
-    overheadVms: quick ? 4 : 10,
-    overheadConcurrency: 2
+    overheadVms: 10,
+    overheadConcurrency: 2,
+    repetitions: quick ? 1 : 7
   },
   stream: {
     devices: 8,
-    deviceStateBytes: (quick ? 16 : 128) * MiB,
-    warmup: quick ? 0 : 1,
-    repetitions: quick ? 1 : 3
+    deviceStateBytes: 128 * MiB,
+    warmup: 1,
+    repetitions: quick ? 2 : 7
   }
 }
 
@@ -67,6 +72,7 @@ const processes: ReadonlyArray<ReadonlyArray<number>> = [[1], [2], [3], [4, 5], 
 /** One line of `--json` output. */
 interface FigureLine extends Figure {
   readonly met: boolean
+  readonly verdict: "met" | "missed"
   readonly quick: boolean
   readonly machine: Machine
 }
@@ -90,7 +96,8 @@ const runHere = (wanted: ReadonlySet<number>, machine: Machine): Effect.Effect<A
     const report = (figure: Figure) => {
       if (!wanted.has(figure.figure)) return
       figures.push(figure)
-      if (values.json) console.log(JSON.stringify({ ...figure, met: figureMet(figure), quick, machine }))
+      const met = figureMet(figure)
+      if (values.json) console.log(JSON.stringify({ ...figure, met, verdict: met ? "met" : "missed", quick, machine }))
     }
     if (wanted.has(1)) report(yield* downtimeFigure(settings.downtime))
     if (wanted.has(2)) report(yield* overheadFigure(settings.overhead))
@@ -118,13 +125,13 @@ const runChild = (figures: ReadonlyArray<number>): Effect.Effect<Array<FigureLin
     })
     child.on("error", (error) => resume(Effect.fail(error)))
     child.on("close", (code) => {
-      const lines = out
-        .split("\n")
-        .filter((line) => line.trim() !== "")
-        .map(parseLine)
-      const parsed = lines.filter(isFigureLine)
+      const lines = out.split("\n").filter((line) => line.trim() !== "")
+      const parsed = lines.map(parseLine).filter(isFigureLine)
+      // Anything else a figure's libraries wrote to stdout (the fleet's cluster logs a warning
+      // when its runners are slow to answer) is passed on to stderr, not taken for a figure.
+      for (const line of lines) if (!isFigureLine(parseLine(line))) process.stderr.write(`${line}\n`)
       resume(
-        code === 0 && parsed.length === lines.length
+        code === 0 && parsed.length === figures.length
           ? Effect.succeed(parsed)
           : Effect.fail(new Error(`figures ${figures.join(", ")}: the benchmark process exited with ${code}`))
       )

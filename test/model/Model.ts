@@ -4,6 +4,15 @@
  * the model-based runs, the exhaustive checker and the fabric's edge list in tests all ask it.
  */
 export {
+  type DowntimeFloor,
+  downtimeFloor,
+  drainLink,
+  earliestTransition,
+  type FloorDevice,
+  type FloorScenario,
+  serialDowntimeMs
+} from "./DowntimeFloor.js"
+export {
   blockersOf,
   type EdgeList,
   edgesOf,
