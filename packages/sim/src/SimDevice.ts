@@ -418,12 +418,19 @@ const now = <A, E>(f: (now: number) => Result.Result<A, E>): Effect.Effect<A, E>
   Effect.clockWith((clock) => Effect.suspend(() => Effect.fromResult(f(clock.currentTimeMillisUnsafe()))))
 
 const makeDevice = (engine: SimEngine): SimDevice => {
-  const setState = Effect.fn("SimDevice.setState")(function* (to: State) {
+  // Untraced: a span and a stack capture per arc cost more than a simulated arc (issue 17).
+  const setState = Effect.fnUntraced(function* (to: State) {
     const clock = yield* Clock.Clock
     return yield* Effect.uninterruptibleMask((restore) =>
       Effect.gen(function* () {
         const started = yield* Effect.fromResult(engine.beginArc(to, clock.currentTimeMillisUnsafe()))
-        const wait = started.fault?._tag === "Hang" ? Effect.never : Effect.sleep(started.latencyMs)
+        // A zero-latency arc lands at once, as its latency says: no sleep, so no scheduler hop.
+        const wait =
+          started.fault?._tag === "Hang"
+            ? Effect.never
+            : started.latencyMs > 0
+              ? Effect.sleep(started.latencyMs)
+              : Effect.void
         yield* restore(wait).pipe(
           Effect.onInterrupt(() => Effect.sync(() => engine.interruptArc(started, clock.currentTimeMillisUnsafe())))
         )
