@@ -10,6 +10,8 @@ const bin = fileURLToPath(new URL("../../packages/cli/bin/lockstep.js", import.m
 /** How a process ended, and what it printed. */
 export interface Exited {
   readonly code: number | null
+  /** The signal that killed it, if one did (its code is then null). */
+  readonly signal: NodeJS.Signals | null
   readonly stdout: string
   readonly stderr: string
   /** `Date.now()` when it exited. */
@@ -41,7 +43,7 @@ export const startLockstep = (args: ReadonlyArray<string>, env: Record<string, s
     stderr += String(d)
   })
   const exited = new Promise<Exited>((resolve) =>
-    child.on("close", (code) => resolve({ code, stdout, stderr, at: Date.now() }))
+    child.on("close", (code, signal) => resolve({ code, signal, stdout, stderr, at: Date.now() }))
   )
   return {
     child,

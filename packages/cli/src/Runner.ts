@@ -37,6 +37,10 @@ export const runMain = (args: ReadonlyArray<string>): void => {
     manual.send(signal)
   }
 
+  // Listening before the command starts: running it begins synchronously (arguments, files),
+  // and a signal meanwhile must find a handler (it is heard once that synchronous run yields).
+  process.on("SIGINT", onSignal)
+  process.on("SIGTERM", onSignal)
   const fiber = Effect.runFork(
     main(args).pipe(Effect.provide(NodeServices.layer), Effect.provideService(Signals, manual.signals))
   )
@@ -45,8 +49,6 @@ export const runMain = (args: ReadonlyArray<string>): void => {
   // The run keeps the event loop alive only through what it waits on; this keeps it alive while
   // it waits on nothing but a signal.
   const keepAlive = setInterval(() => {}, 2 ** 31 - 1)
-  process.on("SIGINT", onSignal)
-  process.on("SIGTERM", onSignal)
   fiber.addObserver((exit) => {
     clearInterval(keepAlive)
     // Interrupted as a whole (no command held the signal): nothing was in flight, but --json

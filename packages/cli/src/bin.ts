@@ -15,6 +15,10 @@ process.on("SIGINT", early)
 process.on("SIGTERM", early)
 
 const { runMain } = await import("./Runner.js")
+// runMain adds its own handlers before it starts the command; only then may these go. Were no
+// handler listening for a moment, a signal then would get node's default (killed by the signal,
+// exit code and report lost). Signals reach handlers only between synchronous runs, so the two
+// never both see one.
+runMain(args)
 process.off("SIGINT", early)
 process.off("SIGTERM", early)
-runMain(args)
