@@ -1,8 +1,7 @@
-import { readFile } from "node:fs/promises"
-import { decodeGroup, type Group, loadGroupFile } from "@lockstep/coordinator"
+import { decodeGroup, type Group, loadGroupFile, readJsonFile } from "@lockstep/coordinator"
 import { attachVfioDevices, hasVfioDevice } from "@lockstep/vfio"
 import { attachVfioUserDevices } from "@lockstep/vfio-user"
-import { Effect, Option } from "effect"
+import { Effect, type FileSystem, Option, Schema } from "effect"
 import { Argument } from "effect/cli"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 
@@ -18,9 +17,10 @@ export const groupFileArgument = Argument.String("GROUP.json").pipe(
  * group) is the user's to fix, so it is invalid input; an invalid group lists one
  * `file: path: reason` line per problem.
  */
-export const loadGroup = (file: string): Effect.Effect<Group, CliFailure> =>
+export const loadGroup = (file: string): Effect.Effect<Group, CliFailure, FileSystem.FileSystem> =>
   Effect.gen(function* () {
-    const raw = yield* Effect.option(Effect.tryPromise(async () => JSON.parse(await readFile(file, "utf8")) as unknown))
+    // A file that cannot be read as JSON is reported by `loadGroupFile`, in the group file's words.
+    const raw = yield* Effect.option(readJsonFile(file, Schema.Unknown))
     // A device backed by vfio-user or a kernel VFIO driver takes its flags from its server or
     // the kernel: attach first, then decode.
     if (Option.isSome(raw) && (hasVfioUserDevice(raw.value) || hasVfioDevice(raw.value))) {

@@ -25,6 +25,8 @@ export {
   GroupProblem,
   GroupRuntime,
   InvalidGroup,
+  JsonFileError,
+  type JsonFileErrorReason,
   loadGroupFile,
   Migratability,
   type P2PDomain,
@@ -33,6 +35,7 @@ export {
   type PlanJson,
   type PlanNode,
   planJson,
+  readJsonFile,
   type Topology,
   type TopologySpec
 } from "@lockstep/group"

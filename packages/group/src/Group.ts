@@ -1,10 +1,10 @@
-import { readFile } from "node:fs/promises"
 import { type DeviceKind, kindMayDoP2P } from "@lockstep/device"
 import type { Flags } from "@lockstep/fsm"
 import { Effect, Schema } from "effect"
 import { GroupDocument } from "./GroupDocument.js"
 import { GroupError, GroupFileNotJson, GroupFileUnreadable, InvalidGroup } from "./GroupError.js"
 import { allProblems } from "./GroupProblem.js"
+import { readJsonFile } from "./JsonFile.js"
 import { type Edge, Topology } from "./Topology.js"
 
 /**
@@ -74,25 +74,21 @@ const decodeFrom = (input: unknown, source: string | undefined): Effect.Effect<G
  */
 export const decodeGroup = (input: unknown): Effect.Effect<Group, GroupError> => decodeFrom(input, undefined)
 
-/** Reads a JSON group description from a file and decodes it with {@link decodeGroup}. */
+/** Reads a JSON group description from a file (with `FileSystem`) and decodes it with {@link decodeGroup}. */
 export const loadGroupFile = Effect.fn("Group.loadGroupFile")(function* (path: string) {
-  const text = yield* Effect.tryPromise({
-    try: () => readFile(path, "utf8"),
-    catch: (cause) =>
-      new GroupError({
-        reason: new GroupFileUnreadable({
-          path,
-          code: cause instanceof Error && "code" in cause && typeof cause.code === "string" ? cause.code : undefined,
-          detail: cause instanceof Error ? cause.message : String(cause)
+  const json = yield* readJsonFile(path, Schema.Unknown).pipe(
+    Effect.mapError(
+      ({ reason }) =>
+        new GroupError({
+          reason:
+            reason._tag === "JsonFileUnreadable"
+              ? new GroupFileUnreadable({ path, code: reason.code, detail: reason.detail })
+              : new GroupFileNotJson({
+                  path,
+                  detail: reason._tag === "JsonFileNotJson" ? reason.detail : reason.message
+                })
         })
-      })
-  })
-  const json: unknown = yield* Effect.try({
-    try: () => JSON.parse(text),
-    catch: (cause) =>
-      new GroupError({
-        reason: new GroupFileNotJson({ path, detail: cause instanceof Error ? cause.message : String(cause) })
-      })
-  })
+    )
+  )
   return yield* decodeFrom(json, path)
 })

@@ -12,6 +12,14 @@ export { GroupDocument } from "./GroupDocument.js"
 export { GroupError, GroupErrorReason, GroupFileNotJson, GroupFileUnreadable, InvalidGroup } from "./GroupError.js"
 export { describeIssue, GroupProblem } from "./GroupProblem.js"
 export { GroupRuntime } from "./GroupRuntime.js"
+export {
+  JsonFileError,
+  JsonFileErrorReason,
+  JsonFileInvalid,
+  JsonFileNotJson,
+  JsonFileUnreadable,
+  readJsonFile
+} from "./JsonFile.js"
 export * as Migratability from "./Migratability.js"
 export {
   type Barrier,
