@@ -36,6 +36,7 @@ export {
   type PlanNode,
   planJson,
   readJsonFile,
+  readTextFile,
   type Topology,
   type TopologySpec
 } from "@lockstep/group"

@@ -82,17 +82,14 @@ const isNotJson = (issue: SchemaIssue.Issue): boolean =>
   issue._tag === "Encoding" && issue.issue._tag === "InvalidValue"
 
 /**
- * Reads the JSON file at `path` and decodes it with `schema` (all errors, with the input
- * reported). `Schema.Unknown` takes the parsed value as it is, for a caller that checks the
- * document itself.
+ * Reads the text of the file at `path` with `FileSystem` (UTF-8); a file that cannot be read
+ * fails with `JsonFileUnreadable`, carrying the system's code and words. JSON Lines files and
+ * the PEM files beside a JSON configuration are read through it too.
  */
-export const readJsonFile = <S extends Schema.Constraint>(
-  path: string,
-  schema: S
-): Effect.Effect<S["Type"], JsonFileError, FileSystem.FileSystem | S["DecodingServices"]> =>
+export const readTextFile = (path: string): Effect.Effect<string, JsonFileError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const fs = yield* FileSystem.FileSystem
-    const text = yield* fs.readFileString(path).pipe(
+    return yield* fs.readFileString(path).pipe(
       Effect.mapError((error) => {
         const cause = "cause" in error.reason ? error.reason.cause : undefined
         return new JsonFileError({
@@ -104,6 +101,19 @@ export const readJsonFile = <S extends Schema.Constraint>(
         })
       })
     )
+  })
+
+/**
+ * Reads the JSON file at `path` and decodes it with `schema` (all errors, with the input
+ * reported). `Schema.Unknown` takes the parsed value as it is, for a caller that checks the
+ * document itself.
+ */
+export const readJsonFile = <S extends Schema.Constraint>(
+  path: string,
+  schema: S
+): Effect.Effect<S["Type"], JsonFileError, FileSystem.FileSystem | S["DecodingServices"]> =>
+  Effect.gen(function* () {
+    const text = yield* readTextFile(path)
     return yield* Schema.decodeUnknownEffect(Schema.fromJsonString(schema))(text, {
       errors: "all",
       reportInput: true

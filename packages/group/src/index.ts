@@ -18,7 +18,8 @@ export {
   JsonFileInvalid,
   JsonFileNotJson,
   JsonFileUnreadable,
-  readJsonFile
+  readJsonFile,
+  readTextFile
 } from "./JsonFile.js"
 export * as Migratability from "./Migratability.js"
 export {
