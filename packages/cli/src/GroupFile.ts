@@ -1,7 +1,7 @@
-import { decodeGroup, type Group, loadGroupFile, readJsonFile } from "@lockstep/coordinator"
+import { decodeGroup, type Group, readGroupFile } from "@lockstep/coordinator"
 import { attachVfioDevices, hasVfioDevice } from "@lockstep/vfio"
 import { attachVfioUserDevices } from "@lockstep/vfio-user"
-import { Effect, type FileSystem, Option, Schema } from "effect"
+import { Effect, type FileSystem } from "effect"
 import { Argument } from "effect/cli"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 
@@ -19,16 +19,15 @@ export const groupFileArgument = Argument.String("GROUP.json").pipe(
  */
 export const loadGroup = (file: string): Effect.Effect<Group, CliFailure, FileSystem.FileSystem> =>
   Effect.gen(function* () {
-    // A file that cannot be read as JSON is reported by `loadGroupFile`, in the group file's words.
-    const raw = yield* Effect.option(readJsonFile(file, Schema.Unknown))
+    const raw = yield* readGroupFile(file)
     // A device backed by vfio-user or a kernel VFIO driver takes its flags from its server or
     // the kernel: attach first, then decode.
-    if (Option.isSome(raw) && (hasVfioUserDevice(raw.value) || hasVfioDevice(raw.value))) {
-      const served = yield* attachVfioUserDevices(raw.value)
+    if (hasVfioUserDevice(raw) || hasVfioDevice(raw)) {
+      const served = yield* attachVfioUserDevices(raw)
       const attached = yield* attachVfioDevices(served.document)
       return yield* decodeGroup(attached.document)
     }
-    return yield* loadGroupFile(file)
+    return yield* decodeGroup(raw, file)
   }).pipe(
     Effect.scoped,
     Effect.mapError((error) =>

@@ -35,6 +35,7 @@ export {
   type PlanJson,
   type PlanNode,
   planJson,
+  readGroupFile,
   readJsonFile,
   readTextFile,
   type Topology,

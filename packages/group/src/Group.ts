@@ -70,13 +70,18 @@ const decodeFrom = (input: unknown, source: string | undefined): Effect.Effect<G
 /**
  * Decodes and validates a group description (a parsed JSON value). Fails with a `GroupError` whose
  * reason is `InvalidGroup`, listing every problem with its JSON path, e.g.
- * `devices[2].kind: unknown kind "gpu"; expected one of pci, mdev, ccw, ap`.
+ * `devices[2].kind: unknown kind "gpu"; expected one of pci, mdev, ccw, ap`; `source` (the file
+ * it came from) prefixes each.
  */
-export const decodeGroup = (input: unknown): Effect.Effect<Group, GroupError> => decodeFrom(input, undefined)
+export const decodeGroup = (input: unknown, source?: string): Effect.Effect<Group, GroupError> =>
+  decodeFrom(input, source)
 
-/** Reads a JSON group description from a file (with `FileSystem`) and decodes it with {@link decodeGroup}. */
-export const loadGroupFile = Effect.fn("Group.loadGroupFile")(function* (path: string) {
-  const json = yield* readJsonFile(path, Schema.Unknown).pipe(
+/**
+ * The JSON of a group file (with `FileSystem`), not yet checked: for a caller that completes the
+ * document before {@link decodeGroup} (a device whose flags its server or the kernel gives).
+ */
+export const readGroupFile = Effect.fn("Group.readGroupFile")(function* (path: string) {
+  return yield* readJsonFile(path, Schema.Unknown).pipe(
     Effect.mapError(
       ({ reason }) =>
         new GroupError({
@@ -90,5 +95,9 @@ export const loadGroupFile = Effect.fn("Group.loadGroupFile")(function* (path: s
         })
     )
   )
-  return yield* decodeFrom(json, path)
+})
+
+/** Reads a JSON group description from a file (with `FileSystem`) and decodes it with {@link decodeGroup}. */
+export const loadGroupFile = Effect.fn("Group.loadGroupFile")(function* (path: string) {
+  return yield* decodeFrom(yield* readGroupFile(path), path)
 })
