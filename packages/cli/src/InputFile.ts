@@ -32,6 +32,9 @@ const inputFileSentence = ({ reason }: JsonFileError, what: string, missingHint:
     case "JsonFileNotJson":
       return `${reason.path}: the ${what} is not valid JSON: ${reason.detail}`
     case "JsonFileInvalid":
-      return `${reason.path}: not a valid ${what}: ${String(reason.issue)}`
+      return [
+        `${reason.path}: not a valid ${what}:`,
+        ...reason.problems.map((p) => `  ${p.path === "" ? "" : `${p.path}: `}${p.reason}`)
+      ].join("\n")
   }
 }

@@ -1,4 +1,5 @@
-import { Effect, FileSystem, Schema, type SchemaIssue } from "effect"
+import { Effect, FileSystem, Schema, SchemaIssue } from "effect"
+import { describeIssue, type GroupProblem } from "./GroupProblem.js"
 
 /*
  * Every JSON document Lockstep reads from a file (a group, a scenario, a fleet, a device) comes
@@ -36,10 +37,15 @@ export class JsonFileNotJson extends Schema.TaggedClass<JsonFileNotJson>()("Json
 export class JsonFileInvalid extends Schema.TaggedClass<JsonFileInvalid>()("JsonFileInvalid", {
   path: Schema.String,
   /** The schema's issue: every problem with its path in the document. */
-  issue: Schema.Any
+  issue: Schema.declare((u): u is SchemaIssue.Issue => SchemaIssue.isIssue(u))
 }) {
+  /** Every problem, with its JSON path, in document order. */
+  get problems(): ReadonlyArray<GroupProblem> {
+    return describeIssue(this.issue)
+  }
+
   get message(): string {
-    return `${this.path}: ${String(this.issue)}`
+    return this.problems.map((p) => `${this.path}: ${p.path === "" ? "" : `${p.path}: `}${p.reason}`).join("\n")
   }
 }
 

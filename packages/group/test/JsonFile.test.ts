@@ -59,6 +59,11 @@ layer(NodeFileSystem.layer)("readJsonFile", (it) => {
       expect(reason._tag).toBe("JsonFileInvalid")
       if (reason._tag !== "JsonFileInvalid") return
       expect(describeIssue(reason.issue).map((p) => p.path)).toEqual(["port", "host"])
+      // One line a problem, each naming the file and the path.
+      const lines = reason.message.split("\n")
+      expect(lines).toHaveLength(2)
+      expect(lines[0]?.startsWith(`${path}: port: `)).toBe(true)
+      expect(lines[1]?.startsWith(`${path}: host: `)).toBe(true)
     })
   )
 })
