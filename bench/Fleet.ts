@@ -4,6 +4,7 @@ import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { NodeFileSystem } from "@effect/platform-node"
 import { decodeGroup, type GroupRuntime } from "@lockstep/coordinator"
 import * as Fleet from "@lockstep/fleet"
 import { Journal, migrateDestination, migrateSource } from "@lockstep/migration"
@@ -117,7 +118,7 @@ type Storage = { readonly kind: "sqlite" } | { readonly kind: "postgres"; readon
 const evacuate = (doc: unknown, storage: Storage, separateHosts = false) =>
   Effect.gen(function* () {
     const state = yield* stateDir
-    const fleet = yield* Fleet.decodeFleet(doc)
+    const fleet = yield* Fleet.decodeFleet(doc).pipe(Effect.provide(NodeFileSystem.layer))
     if (separateHosts) {
       const file = join(state, "fleet.json")
       writeFileSync(file, JSON.stringify(doc))
@@ -150,7 +151,7 @@ const evacuate = (doc: unknown, storage: Storage, separateHosts = false) =>
 const plainForEach = (doc: unknown, concurrency: number) =>
   Effect.gen(function* () {
     const state = yield* stateDir
-    const fleet = yield* Fleet.decodeFleet(doc)
+    const fleet = yield* Fleet.decodeFleet(doc).pipe(Effect.provide(NodeFileSystem.layer))
     yield* serveHosts(fleet, state)
     const placed = Fleet.place(fleet, "a")
     if (Result.isFailure(placed)) return yield* Effect.die(placed.failure)

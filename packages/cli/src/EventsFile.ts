@@ -1,8 +1,8 @@
 import { closeSync, openSync, writeSync } from "node:fs"
-import { readFile } from "node:fs/promises"
+import { readTextFile } from "@lockstep/coordinator"
 import type { MigrationEvent } from "@lockstep/migration"
 import { RecordedTransition } from "@lockstep/timeline"
-import { Effect, Schema } from "effect"
+import { Effect, type FileSystem, Schema } from "effect"
 import { type CliFailure, invalidInput } from "./CliFailure.js"
 
 const Side = Schema.Literals(["source", "destination"])
@@ -246,17 +246,18 @@ const decodeLine = <A>(
  * there is one. Every line is decoded with its Schema; the first bad one is an
  * `EventsFileInvalid` naming its number and what is wrong with it.
  */
-export const readEventsFile = (file: string): Effect.Effect<RecordedRun, EventsFileInvalid> =>
+export const readEventsFile = (file: string): Effect.Effect<RecordedRun, EventsFileInvalid, FileSystem.FileSystem> =>
   Effect.gen(function* () {
-    const text = yield* Effect.tryPromise({
-      try: () => readFile(file, "utf8"),
-      catch: (cause) =>
-        new EventsFileInvalid({
-          file,
-          line: 0,
-          reason: `cannot be read (${cause instanceof Error ? cause.message : String(cause)})`
-        })
-    })
+    const text = yield* readTextFile(file).pipe(
+      Effect.mapError(
+        (error) =>
+          new EventsFileInvalid({
+            file,
+            line: 0,
+            reason: `cannot be read (${error.reason._tag === "JsonFileUnreadable" ? error.reason.detail : error.message})`
+          })
+      )
+    )
     const lines = text.split("\n")
     if (lines.at(-1) === "") lines.pop()
     const first = lines[0]

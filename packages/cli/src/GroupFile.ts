@@ -1,8 +1,7 @@
-import { readFile } from "node:fs/promises"
-import { decodeGroup, type Group, loadGroupFile } from "@lockstep/coordinator"
+import { decodeGroup, type Group, readGroupFile } from "@lockstep/coordinator"
 import { attachVfioDevices, hasVfioDevice } from "@lockstep/vfio"
 import { attachVfioUserDevices } from "@lockstep/vfio-user"
-import { Effect, Option } from "effect"
+import { Effect, type FileSystem } from "effect"
 import { Argument } from "effect/cli"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 
@@ -18,17 +17,17 @@ export const groupFileArgument = Argument.String("GROUP.json").pipe(
  * group) is the user's to fix, so it is invalid input; an invalid group lists one
  * `file: path: reason` line per problem.
  */
-export const loadGroup = (file: string): Effect.Effect<Group, CliFailure> =>
+export const loadGroup = (file: string): Effect.Effect<Group, CliFailure, FileSystem.FileSystem> =>
   Effect.gen(function* () {
-    const raw = yield* Effect.option(Effect.tryPromise(async () => JSON.parse(await readFile(file, "utf8")) as unknown))
+    const raw = yield* readGroupFile(file)
     // A device backed by vfio-user or a kernel VFIO driver takes its flags from its server or
     // the kernel: attach first, then decode.
-    if (Option.isSome(raw) && (hasVfioUserDevice(raw.value) || hasVfioDevice(raw.value))) {
-      const served = yield* attachVfioUserDevices(raw.value)
+    if (hasVfioUserDevice(raw) || hasVfioDevice(raw)) {
+      const served = yield* attachVfioUserDevices(raw)
       const attached = yield* attachVfioDevices(served.document)
       return yield* decodeGroup(attached.document)
     }
-    return yield* loadGroupFile(file)
+    return yield* decodeGroup(raw, file)
   }).pipe(
     Effect.scoped,
     Effect.mapError((error) =>

@@ -1,7 +1,7 @@
 import { Journal, type JournalFailed } from "@lockstep/migration"
-import { Console, Effect, Option } from "effect"
+import { Console, Effect, Option, Schema } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { CliFailure, ExitCode, invalidInput, operationFailed } from "./CliFailure.js"
+import { CliFailure, ExitCode, operationFailed } from "./CliFailure.js"
 
 /*
  * `lockstep journal`: after a crash, the source's journal answers who owns the group. `show`
@@ -95,6 +95,11 @@ const resolveCommand = Command.make(
   {
     file: journalArgument,
     owner: Flag.String("owner").pipe(
+      Flag.withSchema(
+        Schema.String.pipe(
+          Schema.decodeTo(Schema.Literals(["source", "destination"]).annotate({ expected: "source or destination" }))
+        )
+      ),
       Flag.withMetavar("source|destination"),
       Flag.withDescription(
         "Give the group to the source (the destination must reset; the source may run and migrate again) or to the destination (it runs the group)"
@@ -109,8 +114,6 @@ const resolveCommand = Command.make(
   },
   (config) =>
     Effect.gen(function* () {
-      if (config.owner !== "source" && config.owner !== "destination")
-        return yield* invalidInput(`--owner: "${config.owner}" is not source or destination`)
       const owner: Journal.Owner = config.owner
       const journal = Journal.file(config.file)
       const done = yield* Journal.resolve(journal, owner, {

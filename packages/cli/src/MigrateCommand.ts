@@ -12,6 +12,7 @@ import type { Telemetry } from "@lockstep/telemetry"
 import { hasVfioDevice } from "@lockstep/vfio"
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
+import { HostPort, ListenPort } from "./Address.js"
 import { CliFailure, ExitCode, invalidInput, operationFailed } from "./CliFailure.js"
 import { failureJson } from "./FailureReport.js"
 import { refuseUnsettledJournal } from "./JournalCommand.js"
@@ -53,22 +54,6 @@ const violationsOfSide = (side: Side): Effect.Effect<number | undefined> =>
 
 /** Compatibility data: the simulated devices' sizes; kernel devices bring none (their driver checks its data). */
 const compatibilityOfSide = (side: Side) => (side._tag === "Simulated" ? simCompatibility([side.runtime]) : undefined)
-
-const parsePort = (text: string): Effect.Effect<number, CliFailure> => {
-  const port = Number(text)
-  return Number.isInteger(port) && port >= 0 && port <= 65535 && text.trim() !== ""
-    ? Effect.succeed(port)
-    : Effect.fail(invalidInput(`--listen: "${text}" is not a port (0-65535; 0 picks a free one)`))
-}
-
-const parseAddress = (text: string): Effect.Effect<{ readonly host: string; readonly port: number }, CliFailure> => {
-  const at = text.lastIndexOf(":")
-  const host = text.slice(0, at).replace(/^\[(.*)\]$/, "$1")
-  const port = Number(text.slice(at + 1))
-  return at > 0 && host !== "" && Number.isInteger(port) && port > 0 && port <= 65535
-    ? Effect.succeed({ host, port })
-    : Effect.fail(invalidInput(`--connect: "${text}" is not HOST:PORT`))
-}
 
 type Role = "source" | "destination"
 
@@ -428,6 +413,7 @@ export const migrateCommand = Command.make(
       Flag.optional
     ),
     listen: Flag.String("listen").pipe(
+      Flag.withSchema(ListenPort),
       Flag.withMetavar("PORT"),
       Flag.withDescription("Be the destination: listen on PORT (0 picks a free one; the port is printed on stderr)"),
       Flag.optional
@@ -438,6 +424,7 @@ export const migrateCommand = Command.make(
       Flag.withDefault("127.0.0.1")
     ),
     connect: Flag.String("connect").pipe(
+      Flag.withSchema(HostPort),
       Flag.withMetavar("HOST:PORT"),
       Flag.withDescription("Be the source: connect to the destination at HOST:PORT"),
       Flag.optional
@@ -493,12 +480,14 @@ export const migrateCommand = Command.make(
       }
       const journal = Option.getOrUndefined(config.journal)
       if (Option.isSome(config.listen)) {
-        const port = yield* parsePort(config.listen.value)
+        const port = config.listen.value
         return yield* withTelemetry(config.otlp, (telemetry) =>
           runDestination(scenario, port, config.bind, tls, journal, config.json, telemetry)
         )
       }
-      const address = yield* parseAddress(Option.getOrElse(config.connect, () => ""))
+      // Exactly one mode was given (checked above): this side is the source.
+      if (Option.isNone(config.connect)) return
+      const address = config.connect.value
       return yield* withTelemetry(config.otlp, (telemetry) =>
         runSource(scenario, address, tls, journal ?? Journal.defaultJournalPath, config.json, telemetry)
       )

@@ -17,8 +17,21 @@ import { ExitCode, errorJson, type FailureExitCode, wantsJson } from "./ExitCode
  * no code of its own to report.
  */
 
+/**
+ * A value the parser or a flag's schema refused, as `--flag: "value" is not WHAT`: the flag,
+ * what was given, and what it expects (the schema's `expected` sentence).
+ */
+const invalidValueText = (error: CliError.InvalidValue): string => {
+  // The sentence alone: a nested schema adds the path it failed at on further lines.
+  const [sentence = ""] = error.expected.split("\n")
+  const expected = sentence.replace(/^Schema validation failed: /, "").replace(/^Expected:? /, "")
+  const name = error.kind === "flag" ? `--${error.option}` : `<${error.option}>`
+  return `${name}: "${error.value}" is not ${expected}`
+}
+
 /** A parser error in one line: its "Did you mean" block folded into the sentence. */
 const usageText = (error: CliError.CliError): string => {
+  if (error._tag === "InvalidValue" && error.value !== "") return invalidValueText(error)
   const [head = "", ...rest] = error.message.split("\n\n  Did you mean this?\n    ")
   const suggestions = rest
     .join("\n")

@@ -1,11 +1,11 @@
-import { readFile } from "node:fs/promises"
 import { decodeGroup, describeIssue, type ErrorPolicy, type GroupProblem, stop } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
 import type { State } from "@lockstep/fsm"
 import { Compatibility, type DestinationOptions, type SourceOptions } from "@lockstep/migration"
 import { FaultPlan, SimDeviceConfig, type SimulatedGroup, simulateGroup } from "@lockstep/sim"
-import { Effect, Result, Schema } from "effect"
+import { Effect, type FileSystem, Result, Schema } from "effect"
 import { CliFailure, invalidInput } from "./CliFailure.js"
+import { readInputDocument } from "./InputFile.js"
 
 /*
  * A scenario file is a group file (devices with their `sim` parameters, and a topology) plus
@@ -86,7 +86,6 @@ export interface Scenario {
 
 type Json = { readonly [key: string]: unknown }
 const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v)
-const reasonOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
 /** The device documents of a group document, with `patch` applied to each device's `sim`. */
 const patchDevices = (doc: Json, patch: (id: string, sim: Json) => Json): Json => ({
@@ -118,23 +117,15 @@ const withKernelFlags = (doc: Json): Json =>
  * file name and what is wrong (unknown keys included, so a misspelt setting never silently
  * falls back to its default).
  */
-export const loadScenario = (file: string): Effect.Effect<Scenario, CliFailure> =>
-  Effect.gen(function* () {
-    const text = yield* Effect.tryPromise({
-      try: () => readFile(file, "utf8"),
-      catch: (cause) =>
-        invalidInput(
-          cause instanceof Error && "code" in cause && cause.code === "ENOENT"
-            ? `${file}: no such scenario file; give the path of one (lockstep demo --print-scenario prints one to start from)`
-            : `${file}: cannot read the scenario file: ${reasonOf(cause)}`
-        )
-    })
-    const json: unknown = yield* Effect.try({
-      try: () => JSON.parse(text),
-      catch: (cause) => invalidInput(`${file}: the scenario file is not valid JSON: ${reasonOf(cause)}`)
-    })
-    return yield* decodeScenario(json, file)
-  })
+export const loadScenario = (file: string): Effect.Effect<Scenario, CliFailure, FileSystem.FileSystem> =>
+  Effect.flatMap(
+    readInputDocument(
+      file,
+      "scenario file",
+      "; give the path of one (lockstep demo --print-scenario prints one to start from)"
+    ),
+    (json) => decodeScenario(json, file)
+  )
 
 /** The keys a scenario device may have: the group's own, and its simulation parameters. */
 const deviceKeys: ReadonlySet<string> = new Set(["id", "kind", "flags", "sim", "vfioUser", "vfio"])

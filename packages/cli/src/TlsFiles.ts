@@ -1,8 +1,8 @@
 import { X509Certificate } from "node:crypto"
-import { readFile } from "node:fs/promises"
 import { createSecureContext } from "node:tls"
+import { readTextFile } from "@lockstep/coordinator"
 import type { TcpTransport } from "@lockstep/stream"
-import { Effect, Option } from "effect"
+import { Effect, type FileSystem, Option } from "effect"
 import { type CliFailure, invalidInput } from "./CliFailure.js"
 
 /** The three mutual-TLS flags of `migrate`, as given. */
@@ -14,16 +14,16 @@ export interface TlsFlags {
 
 const reasonOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
 
-const readPem = (flag: string, file: string): Effect.Effect<string, CliFailure> =>
-  Effect.tryPromise({
-    try: () => readFile(file, "utf8"),
-    catch: (cause) =>
+const readPem = (flag: string, file: string): Effect.Effect<string, CliFailure, FileSystem.FileSystem> =>
+  readTextFile(file).pipe(
+    Effect.mapError(({ reason }) =>
       invalidInput(
-        cause instanceof Error && "code" in cause && cause.code === "ENOENT"
+        reason._tag === "JsonFileUnreadable" && reason.code === "ENOENT"
           ? `${flag}: ${file} does not exist; give the path of a PEM file`
-          : `${flag}: cannot read ${file}: ${reasonOf(cause)}`
+          : `${flag}: cannot read ${file}: ${reason._tag === "JsonFileUnreadable" ? reason.detail : reason.message}`
       )
-  })
+    )
+  )
 
 const certificateBlock = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g
 
@@ -62,7 +62,9 @@ const checkPair = (files: { readonly cert: string; readonly key: string }, pems:
  * (the certificates parse, the key belongs to the certificate, the CA file holds a certificate),
  * so a wrong file is refused with its flag before anything listens or connects.
  */
-export const tlsOf = (flags: TlsFlags): Effect.Effect<TcpTransport.TlsOptions | undefined, CliFailure> => {
+export const tlsOf = (
+  flags: TlsFlags
+): Effect.Effect<TcpTransport.TlsOptions | undefined, CliFailure, FileSystem.FileSystem> => {
   const given = [flags.cert, flags.key, flags.ca].filter(Option.isSome).length
   if (given === 0) return Effect.succeed(undefined)
   if (Option.isNone(flags.cert) || Option.isNone(flags.key) || Option.isNone(flags.ca))

@@ -1,4 +1,4 @@
-import { readFile, stat } from "node:fs/promises"
+import { stat } from "node:fs/promises"
 import { dirname } from "node:path"
 import { describeIssue } from "@lockstep/coordinator"
 import { flagNames, type State } from "@lockstep/fsm"
@@ -16,9 +16,10 @@ import {
   type VfioUserConnectFailed,
   type VfioUserDevice
 } from "@lockstep/vfio-user"
-import { Console, Effect, Option, Schema, type SchemaIssue } from "effect"
+import { Console, Effect, type FileSystem, Option, Schema, type SchemaIssue } from "effect"
 import { Command, Flag } from "effect/cli"
 import { type CliFailure, invalidInput, operationFailed } from "./CliFailure.js"
+import { readInputDocument } from "./InputFile.js"
 
 /** The id of the device `serve` exposes: it names the device in errors and seeds its memory. */
 const servedDeviceId = "sim0"
@@ -73,21 +74,9 @@ const isObject = (u: unknown): u is Record<string, unknown> => typeof u === "obj
  * (`{"vendorId": 4318, "deviceId": 8752}`) for the config-space header. Unknown keys are refused
  * rather than dropped, so that a misspelt setting does not silently fall back to its default.
  */
-const loadDeviceFile = (file: string): Effect.Effect<DeviceFile, CliFailure> =>
+const loadDeviceFile = (file: string): Effect.Effect<DeviceFile, CliFailure, FileSystem.FileSystem> =>
   Effect.gen(function* () {
-    const text = yield* Effect.tryPromise({
-      try: () => readFile(file, "utf8"),
-      catch: (cause) =>
-        invalidInput(
-          cause instanceof Error && "code" in cause && cause.code === "ENOENT"
-            ? `${file}: no such device file`
-            : `${file}: cannot read the device file: ${reasonOf(cause)}`
-        )
-    })
-    const json: unknown = yield* Effect.try({
-      try: () => JSON.parse(text),
-      catch: (cause) => invalidInput(`${file}: the device file is not valid JSON: ${reasonOf(cause)}`)
-    })
+    const json = yield* readInputDocument(file, "device file")
     const { pci, ...rest } = isObject(json) ? json : { pci: undefined }
     const sim = yield* decodeSimConfig(isObject(json) ? rest : json, strict).pipe(
       Effect.mapError((error) =>

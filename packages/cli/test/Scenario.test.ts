@@ -81,3 +81,22 @@ describe("lockstep simulate: scenario keys", () => {
     expect(run.stdout).toMatch(/^migrated 1 device in 0 pre-copy rounds \(/)
   })
 })
+
+describe("lockstep simulate: the scenario file itself", () => {
+  it("refuses a file that is not JSON, naming it and where the parser stopped", async () => {
+    const file = join(dir, "truncated.json")
+    // `{"devices"` is 10 characters and a space: the `[` at character 11 stands where a ':' was due.
+    await writeFile(file, '{"devices" []}')
+    const run = await runCli("simulate", file)
+    expect(run.exitCode).toBe(2)
+    expect(run.stderr.startsWith(`lockstep: ${file}: the scenario file is not valid JSON: `)).toBe(true)
+    expect(run.stderr).toContain("position 11")
+  })
+
+  it("refuses a directory given as the scenario file", async () => {
+    const run = await runCli("simulate", dir)
+    expect(run.exitCode).toBe(2)
+    expect(run.stderr.startsWith(`lockstep: ${dir}: cannot read the scenario file: `)).toBe(true)
+    expect(run.stderr).toContain("EISDIR")
+  })
+})

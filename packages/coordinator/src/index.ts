@@ -25,6 +25,8 @@ export {
   GroupProblem,
   GroupRuntime,
   InvalidGroup,
+  JsonFileError,
+  type JsonFileErrorReason,
   loadGroupFile,
   Migratability,
   type P2PDomain,
@@ -33,6 +35,9 @@ export {
   type PlanJson,
   type PlanNode,
   planJson,
+  readGroupFile,
+  readJsonFile,
+  readTextFile,
   type Topology,
   type TopologySpec
 } from "@lockstep/group"

@@ -1,9 +1,8 @@
 import { createHash } from "node:crypto"
-import { readFile } from "node:fs/promises"
 import { dirname, resolve } from "node:path"
-import { decodeGroup, type Group, loadGroupFile, Migratability } from "@lockstep/coordinator"
+import { decodeGroup, type Group, Migratability, readJsonFile } from "@lockstep/coordinator"
 import { resolveSimDeviceConfig, SimDeviceConfig } from "@lockstep/sim"
-import { Effect, Result, Schema, SchemaIssue } from "effect"
+import { Effect, type FileSystem, Result, Schema, SchemaIssue } from "effect"
 import { type FleetProblem, InvalidFleet } from "./FleetError.js"
 
 /*
@@ -233,21 +232,29 @@ const groupOf = (
   vm: FleetDocument["vms"][number],
   at: string,
   base: string
-): Effect.Effect<Result.Result<{ readonly document: unknown; readonly group: Group }, ReadonlyArray<FleetProblem>>> =>
+): Effect.Effect<
+  Result.Result<{ readonly document: unknown; readonly group: Group }, ReadonlyArray<FleetProblem>>,
+  never,
+  FileSystem.FileSystem
+> =>
   Effect.gen(function* () {
     const problem = (reason: string) => Result.fail([{ path: `${at}.group`, reason }])
     let document: unknown = vm.group
     let loaded: Result.Result<Group, string>
     if (typeof vm.group === "string") {
-      const file = resolve(base, vm.group)
-      const text = yield* Effect.result(Effect.tryPromise(() => readFile(file, "utf8")))
-      if (Result.isFailure(text)) return problem(`cannot read the group file ${vm.group}: ${text.failure.message}`)
-      const json = Result.try(() => JSON.parse(text.success) as unknown)
-      if (Result.isFailure(json)) return problem(`the group file ${vm.group} is not valid JSON`)
-      document = json.success
+      const read = yield* Effect.result(readJsonFile(resolve(base, vm.group), Schema.Unknown))
+      if (Result.isFailure(read)) {
+        const { reason } = read.failure
+        return problem(
+          reason._tag === "JsonFileUnreadable"
+            ? `cannot read the group file ${vm.group}: ${reason.detail}`
+            : `the group file ${vm.group} is not valid JSON`
+        )
+      }
+      document = read.success
       loaded = Result.mapError(
-        yield* Effect.result(loadGroupFile(file)),
-        (e) => `${vm.group}: ${e.message.replace(`${file}: `, "")}`
+        yield* Effect.result(decodeGroup(document)),
+        (e) => `${vm.group}: ${e.problems.map((p) => (p.path === "" ? p.reason : `${p.path}: ${p.reason}`)).join("; ")}`
       )
     } else {
       loaded = Result.mapError(yield* Effect.result(decodeGroup(vm.group)), (e) => e.message)
@@ -298,7 +305,7 @@ const occupancyProblems = (doc: FleetDocument, vms: ReadonlyArray<FleetVm>): Arr
 export const decodeFleet = (
   input: unknown,
   options: { readonly source?: string | undefined; readonly base?: string | undefined } = {}
-): Effect.Effect<Fleet, InvalidFleet> =>
+): Effect.Effect<Fleet, InvalidFleet, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const source = options.source
     const fail = (problems: ReadonlyArray<FleetProblem>) => new InvalidFleet({ source, problems })
@@ -355,33 +362,28 @@ export const decodeFleet = (
   })
 
 /** Reads and checks a fleet file; group files are read relative to it. */
-export const loadFleetFile = (path: string): Effect.Effect<Fleet, InvalidFleet> =>
+export const loadFleetFile = (path: string): Effect.Effect<Fleet, InvalidFleet, FileSystem.FileSystem> =>
   Effect.gen(function* () {
-    const text = yield* Effect.tryPromise({
-      try: () => readFile(path, "utf8"),
-      catch: (cause) =>
-        new InvalidFleet({
-          source: path,
-          problems: [
-            {
-              path: "",
-              reason:
-                cause instanceof Error && "code" in cause && cause.code === "ENOENT"
-                  ? "no such fleet file"
-                  : `cannot read the fleet file: ${cause instanceof Error ? cause.message : String(cause)}`
-            }
-          ]
-        })
-    })
-    const json = Result.try(() => JSON.parse(text) as unknown)
-    if (Result.isFailure(json))
-      return yield* new InvalidFleet({
-        source: path,
-        problems: [
-          { path: "", reason: `not valid JSON: ${json.failure instanceof Error ? json.failure.message : "?"}` }
-        ]
-      })
-    return yield* decodeFleet(json.success, { source: path, base: dirname(resolve(path)) })
+    const json = yield* readJsonFile(path, Schema.Unknown).pipe(
+      Effect.mapError(
+        ({ reason }) =>
+          new InvalidFleet({
+            source: path,
+            problems: [
+              {
+                path: "",
+                reason:
+                  reason._tag === "JsonFileUnreadable"
+                    ? reason.code === "ENOENT"
+                      ? "no such fleet file"
+                      : `cannot read the fleet file: ${reason.detail}`
+                    : `not valid JSON: ${reason._tag === "JsonFileNotJson" ? reason.detail : reason.message}`
+              }
+            ]
+          })
+      )
+    )
+    return yield* decodeFleet(json, { source: path, base: dirname(resolve(path)) })
   })
 
 /** The host named `name` (the fleet is checked: every name it uses exists). */

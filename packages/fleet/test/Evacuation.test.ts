@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { NodeFileSystem } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { decodeGroup, stop } from "@lockstep/coordinator"
 import { type Flag, flagNames, flagsOf } from "@lockstep/fsm"
@@ -9,6 +10,10 @@ import { serve } from "@lockstep/vfio-user"
 import { Effect } from "effect"
 import * as SqlClient from "effect/sql/SqlClient"
 import * as Fleet from "../src/index.js"
+
+/** `decodeFleet` on the machine's file system (a VM's group may be a file). */
+const decodeFleet = (...args: Parameters<typeof Fleet.decodeFleet>) =>
+  Fleet.decodeFleet(...args).pipe(Effect.provide(NodeFileSystem.layer))
 
 /*
  * Evacuations in one process: the simulated hosts served here (their fabrics checking every
@@ -75,7 +80,7 @@ describe("evacuating a host", () => {
     () =>
       Effect.gen(function* () {
         const state = yield* stateDir
-        const fleet = yield* Fleet.decodeFleet({ hosts: hostsOf(), vms: ["vm1", "vm2", "vm3"].map((n) => vmOf(n)) })
+        const fleet = yield* decodeFleet({ hosts: hostsOf(), vms: ["vm1", "vm2", "vm3"].map((n) => vmOf(n)) })
         yield* serveAll(fleet, state)
         const { report, view } = yield* evacuate(fleet, state)
         expect(report.vms.map((v) => [v.vm, v.migrated])).toEqual([
@@ -126,7 +131,7 @@ describe("evacuating a host", () => {
       Effect.gen(function* () {
         const state = yield* stateDir
         const failing = vmOf("bad", [{ _tag: "FailArc", from: "PRE_COPY_P2P", to: "STOP_COPY" }])
-        const fleet = yield* Fleet.decodeFleet({ hosts: hostsOf(), vms: [vmOf("good"), { ...failing, to: "b" }] })
+        const fleet = yield* decodeFleet({ hosts: hostsOf(), vms: [vmOf("good"), { ...failing, to: "b" }] })
         yield* serveAll(fleet, state)
         const { report, view } = yield* evacuate(fleet, state)
         const bad = report.vms.find((v) => v.vm === "bad")
@@ -164,7 +169,7 @@ describe("evacuating a host", () => {
             return sim
           })
         )
-        const fleet = yield* Fleet.decodeFleet({
+        const fleet = yield* decodeFleet({
           hosts: hostsOf(),
           vms: [
             {
@@ -221,7 +226,7 @@ describe("evacuating a host", () => {
             return { sim, events }
           })
         )
-        const fleet = yield* Fleet.decodeFleet({
+        const fleet = yield* decodeFleet({
           hosts: hostsOf(),
           vms: [
             {
@@ -275,7 +280,7 @@ describe("evacuating a host", () => {
   it.live("an unreachable host stops the evacuation before anything moves", () =>
     Effect.gen(function* () {
       const state = yield* stateDir
-      const fleet = yield* Fleet.decodeFleet({
+      const fleet = yield* decodeFleet({
         hosts: hostsOf({ control: join(state, "nobody-listens") }),
         vms: [vmOf("vm1"), { ...vmOf("vm2"), to: "c" }]
       })
@@ -299,7 +304,7 @@ describe("evacuating a host", () => {
   it.live("a destination without capacity stops the evacuation before anything moves", () =>
     Effect.gen(function* () {
       const state = yield* stateDir
-      const fleet = yield* Fleet.decodeFleet({
+      const fleet = yield* decodeFleet({
         hosts: [
           { name: "a", nicBandwidth: 1, capacity: 32 },
           { name: "b", nicBandwidth: 1, capacity: 4 }

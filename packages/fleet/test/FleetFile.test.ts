@@ -1,9 +1,18 @@
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import { NodeFileSystem } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { decodeFleet, type InvalidFleet, loadFleetFile } from "../src/index.js"
+import type { InvalidFleet } from "../src/index.js"
+import * as Fleet from "../src/index.js"
+
+/** `decodeFleet` on the machine's file system (a VM's group may be a file). */
+const decodeFleet = (...args: Parameters<typeof Fleet.decodeFleet>) =>
+  Fleet.decodeFleet(...args).pipe(Effect.provide(NodeFileSystem.layer))
+
+/** `loadFleetFile` on the machine's file system. */
+const loadFleetFile = (path: string) => Fleet.loadFleetFile(path).pipe(Effect.provide(NodeFileSystem.layer))
 
 const gpu = (id: string, sim: object = {}) => ({ id, kind: "pci", flags: ["STOP_COPY", "P2P", "PRE_COPY"], sim })
 const group = { devices: [gpu("g0"), gpu("g1")] }

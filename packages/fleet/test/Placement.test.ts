@@ -1,7 +1,13 @@
+import { NodeFileSystem } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Result } from "effect"
 import * as fc from "fast-check"
-import { decodeFleet, place } from "../src/index.js"
+import * as Fleet from "../src/index.js"
+import { place } from "../src/index.js"
+
+/** `decodeFleet` on the machine's file system (a VM's group may be a file). */
+const decodeFleet = (...args: Parameters<typeof Fleet.decodeFleet>) =>
+  Fleet.decodeFleet(...args).pipe(Effect.provide(NodeFileSystem.layer))
 
 const gpu = (i: number, stateSize = 1024) => ({
   id: `g${i}`,

@@ -1,6 +1,12 @@
+import { NodeFileSystem } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Result } from "effect"
-import { costOf, decodeFleet, orchestrationAllowanceMs, place, schedule } from "../src/index.js"
+import * as Fleet from "../src/index.js"
+import { costOf, orchestrationAllowanceMs, place, schedule } from "../src/index.js"
+
+/** `decodeFleet` on the machine's file system (a VM's group may be a file). */
+const decodeFleet = (...args: Parameters<typeof Fleet.decodeFleet>) =>
+  Fleet.decodeFleet(...args).pipe(Effect.provide(NodeFileSystem.layer))
 
 const MiB = 1024 * 1024
 const gpu = (i: number, stateSize: number, arcLatencyMs: number) => ({

@@ -1,10 +1,10 @@
-import { readFile } from "node:fs/promises"
 import { type DeviceKind, kindMayDoP2P } from "@lockstep/device"
 import type { Flags } from "@lockstep/fsm"
 import { Effect, Schema } from "effect"
 import { GroupDocument } from "./GroupDocument.js"
 import { GroupError, GroupFileNotJson, GroupFileUnreadable, InvalidGroup } from "./GroupError.js"
 import { allProblems } from "./GroupProblem.js"
+import { readJsonFile } from "./JsonFile.js"
 import { type Edge, Topology } from "./Topology.js"
 
 /**
@@ -70,29 +70,34 @@ const decodeFrom = (input: unknown, source: string | undefined): Effect.Effect<G
 /**
  * Decodes and validates a group description (a parsed JSON value). Fails with a `GroupError` whose
  * reason is `InvalidGroup`, listing every problem with its JSON path, e.g.
- * `devices[2].kind: unknown kind "gpu"; expected one of pci, mdev, ccw, ap`.
+ * `devices[2].kind: unknown kind "gpu"; expected one of pci, mdev, ccw, ap`; `source` (the file
+ * it came from) prefixes each.
  */
-export const decodeGroup = (input: unknown): Effect.Effect<Group, GroupError> => decodeFrom(input, undefined)
+export const decodeGroup = (input: unknown, source?: string): Effect.Effect<Group, GroupError> =>
+  decodeFrom(input, source)
 
-/** Reads a JSON group description from a file and decodes it with {@link decodeGroup}. */
-export const loadGroupFile = Effect.fn("Group.loadGroupFile")(function* (path: string) {
-  const text = yield* Effect.tryPromise({
-    try: () => readFile(path, "utf8"),
-    catch: (cause) =>
-      new GroupError({
-        reason: new GroupFileUnreadable({
-          path,
-          code: cause instanceof Error && "code" in cause && typeof cause.code === "string" ? cause.code : undefined,
-          detail: cause instanceof Error ? cause.message : String(cause)
+/**
+ * The JSON of a group file (with `FileSystem`), not yet checked: for a caller that completes the
+ * document before {@link decodeGroup} (a device whose flags its server or the kernel gives).
+ */
+export const readGroupFile = Effect.fn("Group.readGroupFile")(function* (path: string) {
+  return yield* readJsonFile(path, Schema.Unknown).pipe(
+    Effect.mapError(
+      ({ reason }) =>
+        new GroupError({
+          reason:
+            reason._tag === "JsonFileUnreadable"
+              ? new GroupFileUnreadable({ path, code: reason.code, detail: reason.detail })
+              : new GroupFileNotJson({
+                  path,
+                  detail: reason._tag === "JsonFileNotJson" ? reason.detail : reason.message
+                })
         })
-      })
-  })
-  const json: unknown = yield* Effect.try({
-    try: () => JSON.parse(text),
-    catch: (cause) =>
-      new GroupError({
-        reason: new GroupFileNotJson({ path, detail: cause instanceof Error ? cause.message : String(cause) })
-      })
-  })
-  return yield* decodeFrom(json, path)
+    )
+  )
+})
+
+/** Reads a JSON group description from a file (with `FileSystem`) and decodes it with {@link decodeGroup}. */
+export const loadGroupFile = Effect.fn("Group.loadGroupFile")(function* (path: string) {
+  return yield* decodeFrom(yield* readGroupFile(path), path)
 })

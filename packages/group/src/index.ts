@@ -7,11 +7,20 @@
  * @packageDocumentation
  */
 
-export { decodeGroup, type Group, type GroupDevice, loadGroupFile, type TopologySpec } from "./Group.js"
+export { decodeGroup, type Group, type GroupDevice, loadGroupFile, readGroupFile, type TopologySpec } from "./Group.js"
 export { GroupDocument } from "./GroupDocument.js"
 export { GroupError, GroupErrorReason, GroupFileNotJson, GroupFileUnreadable, InvalidGroup } from "./GroupError.js"
 export { describeIssue, GroupProblem } from "./GroupProblem.js"
 export { GroupRuntime } from "./GroupRuntime.js"
+export {
+  JsonFileError,
+  JsonFileErrorReason,
+  JsonFileInvalid,
+  JsonFileNotJson,
+  JsonFileUnreadable,
+  readJsonFile,
+  readTextFile
+} from "./JsonFile.js"
 export * as Migratability from "./Migratability.js"
 export {
   type Barrier,

@@ -1,7 +1,8 @@
 import { mkdtempSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { describe, expect, it } from "@effect/vitest"
+import { NodeFileSystem } from "@effect/platform-node"
+import { describe, expect, it, layer } from "@effect/vitest"
 import { decodeGroup, type GroupError, loadGroupFile } from "@lockstep/group"
 import { Effect } from "effect"
 
@@ -191,7 +192,7 @@ describe("decodeGroup", () => {
   )
 })
 
-describe("loadGroupFile", () => {
+layer(NodeFileSystem.layer)("loadGroupFile", (it) => {
   const dir = mkdtempSync(join(tmpdir(), "lockstep-group-"))
   const file = (name: string, text: string) => {
     const path = join(dir, name)
