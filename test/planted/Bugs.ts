@@ -40,7 +40,7 @@ const topology = "packages/group/src/Topology.ts"
 const group = "packages/group/src/Group.ts"
 const executor = "packages/coordinator/src/Executor.ts"
 const runner = "packages/coordinator/src/ArcRunner.ts"
-const source = "packages/migration/src/SourceSession.ts"
+const sourceAbort = "packages/migration/src/SourceAbort.ts"
 const destination = "packages/migration/src/DestinationSession.ts"
 
 export const plantedBugs: ReadonlyArray<PlantedBug> = [
@@ -258,7 +258,7 @@ export const plantedBugs: ReadonlyArray<PlantedBug> = [
     blindSpot: "the migration sessions were never fuzzed",
     mutations: [
       {
-        module: source,
+        module: sourceAbort,
         edits: [{ find: "if (s.committed && failure.cause._tag", replace: "if (s.begun && failure.cause._tag" }]
       }
     ],
@@ -279,7 +279,7 @@ export const plantedBugs: ReadonlyArray<PlantedBug> = [
     blindSpot: "the migration sessions were never fuzzed",
     mutations: [
       {
-        module: source,
+        module: sourceAbort,
         edits: [
           {
             find: `const renounced = s.committed && cause._tag === "PeerAborted"`,
