@@ -41,7 +41,7 @@ const group = "packages/group/src/Group.ts"
 const executor = "packages/coordinator/src/Executor.ts"
 const runner = "packages/coordinator/src/ArcRunner.ts"
 const sourceAbort = "packages/migration/src/SourceAbort.ts"
-const destination = "packages/migration/src/DestinationSession.ts"
+const destinationCommit = "packages/migration/src/DestinationCommit.ts"
 
 export const plantedBugs: ReadonlyArray<PlantedBug> = [
   {
@@ -269,7 +269,10 @@ export const plantedBugs: ReadonlyArray<PlantedBug> = [
     area: "destination session",
     blindSpot: "the migration sessions were never fuzzed",
     mutations: [
-      { module: destination, edits: [{ find: "      yield* decideFromJournal(migration, lost.value)\n", replace: "" }] }
+      {
+        module: destinationCommit,
+        edits: [{ find: "      yield* decideFromJournal(ctx, migration, lost.value)\n", replace: "" }]
+      }
     ],
     catcher: { _tag: "Migrations", group: 1 }
   },

@@ -7,13 +7,12 @@ import {
   stop,
   transition
 } from "@lockstep/coordinator"
-import type { Device } from "@lockstep/device"
 import { type ByteSink, type ByteSource, type Frame, FrameReader, FrameWriter, type Manifest } from "@lockstep/stream"
 import { Cause, Clock, Effect, Exit, Option } from "effect"
 import { throttle } from "./Bandwidth.js"
 import type { DeviceTotals } from "./Events.js"
 import { checkManifest, manifestOf } from "./Handshake.js"
-import { loadDevices } from "./Loading.js"
+import { loadDevices, manifestDevices } from "./Loading.js"
 import {
   HandshakeRefused,
   type MigrationCause,
@@ -206,11 +205,7 @@ export const restoreGroup: (
     log.enter("prepare")
     yield* located(prepareResume(runtime, transitionOptions(o, "destination", "prepareResume", undefined)))
     log.enter("drain")
-    const devices: ReadonlyArray<Device> = manifest.devices.map((d) => {
-      const device = runtime.devices.get(d.id)
-      if (device === undefined) throw new RangeError(`checked manifest names ${d.id}, which the runtime lacks`)
-      return device
-    })
+    const devices = manifestDevices(manifest, runtime)
     const totals = yield* loadDevices({
       manifest,
       devices,
