@@ -1,6 +1,6 @@
 import type { GroupRuntime } from "@lockstep/coordinator"
 import type { Transport } from "@lockstep/stream"
-import { Clock, Effect, Exit } from "effect"
+import { Effect } from "effect"
 import { abort } from "./DestinationAbort.js"
 import { validateAndCommit } from "./DestinationCommit.js"
 import { makeDestinationContext } from "./DestinationContext.js"
@@ -12,7 +12,7 @@ import { resumeCommitted } from "./DestinationResume.js"
 import type { DestinationSummary } from "./Events.js"
 import type { MigrationFailed } from "./MigrationError.js"
 import { type DestinationOptions, resolveSession } from "./Options.js"
-import { movesDevice, type SessionFault } from "./Session.js"
+import { clockNow, recovering, type SessionFault, watchTouched } from "./Session.js"
 
 /**
  * The destination side of a migration: checks the source's manifest against `runtime`'s group
@@ -39,17 +39,10 @@ export const migrateDestination: (
   transport: Transport,
   options: DestinationOptions = {}
 ) {
-  let touched = false
-  const o = resolveSession({
-    ...options,
-    onEvent: (event) => {
-      if (event._tag === "GroupTransition" && movesDevice(event.event)) touched = true
-      options.onEvent?.(event)
-    }
-  })
-  const clock = yield* Clock.Clock
-  const now = () => clock.currentTimeMillisUnsafe()
-  const ctx = yield* makeDestinationContext(runtime, transport, o, options, now, () => touched)
+  const watch = watchTouched(options)
+  const o = resolveSession(watch.options)
+  const now = yield* clockNow
+  const ctx = yield* makeDestinationContext(runtime, transport, o, options, now, watch.touched)
 
   const phases: Effect.Effect<DestinationSummary, SessionFault> = Effect.gen(function* () {
     const { manifest, writer, migration } = yield* handshake(ctx)
@@ -60,11 +53,5 @@ export const migrateDestination: (
     return yield* finish(ctx)
   })
 
-  return yield* Effect.uninterruptibleMask((restore) =>
-    Effect.gen(function* () {
-      const outcome = yield* Effect.exit(restore(phases))
-      if (Exit.isSuccess(outcome)) return outcome.value
-      return yield* abort(ctx, outcome.cause)
-    })
-  )
+  return yield* recovering(phases, (cause) => abort(ctx, cause))
 })

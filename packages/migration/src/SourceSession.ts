@@ -1,12 +1,12 @@
 import type { GroupRuntime } from "@lockstep/coordinator"
 import { FrameReader, type Manifest, type Transport, withTimeouts } from "@lockstep/stream"
-import { Clock, Deferred, Effect, Exit } from "effect"
+import { Deferred, Effect } from "effect"
 import { throttle } from "./Bandwidth.js"
 import type { SourceSummary } from "./Events.js"
 import { manifestOf } from "./Handshake.js"
 import type { MigrationFailed } from "./MigrationError.js"
 import { resolveSource, type SourceOptions } from "./Options.js"
-import { movesDevice, type SessionFault } from "./Session.js"
+import { clockNow, recovering, type SessionFault, watchTouched } from "./Session.js"
 import { abort } from "./SourceAbort.js"
 import { commit } from "./SourceCommit.js"
 import { makeSourceContext, type SourceContext, sourceFault } from "./SourceContext.js"
@@ -41,18 +41,11 @@ export const migrateSource: (
   transport: Transport,
   options: SourceOptions = {}
 ) {
-  let touched = false
-  const o = resolveSource({
-    ...options,
-    onEvent: (event) => {
-      if (event._tag === "GroupTransition" && movesDevice(event.event)) touched = true
-      options.onEvent?.(event)
-    }
-  })
-  const clock = yield* Clock.Clock
-  const now = () => clock.currentTimeMillisUnsafe()
+  const watch = watchTouched(options)
+  const o = resolveSource(watch.options)
+  const now = yield* clockNow
   const link = withTimeouts(transport, { write: o.peerTimeoutMs })
-  const ctx = yield* makeSourceContext(runtime, transport, link, o, now, () => touched)
+  const ctx = yield* makeSourceContext(runtime, transport, link, o, now, watch.touched)
 
   // The listener outlives the phases: a failing source still hears the destination hang up.
   const devices = yield* manifestOf(runtime, o.compatibility)
@@ -69,13 +62,7 @@ export const migrateSource: (
     return yield* finish(ctx, listener, confirmation)
   })
 
-  return yield* Effect.uninterruptibleMask((restore) =>
-    Effect.gen(function* () {
-      const outcome = yield* Effect.exit(restore(Effect.raceFirst(phases, peerFailure(ctx))))
-      if (Exit.isSuccess(outcome)) return outcome.value
-      return yield* abort(ctx, listener, outcome.cause)
-    })
-  )
+  return yield* recovering(Effect.raceFirst(phases, peerFailure(ctx)), (cause) => abort(ctx, listener, cause))
 })
 
 /** The destination's abort, or its stream's failure, as the source's fault. */
