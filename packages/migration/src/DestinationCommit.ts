@@ -1,16 +1,9 @@
 import { stop } from "@lockstep/coordinator"
 import type { FrameWriter } from "@lockstep/stream"
 import { Cause, Effect, Exit, Option } from "effect"
-import {
-  type DestinationContext,
-  destinationFault,
-  locate,
-  messageOf,
-  nextFrame,
-  violation
-} from "./DestinationContext.js"
+import { type DestinationContext, messageOf, nextFrame, violation } from "./DestinationContext.js"
 import { CommitInDoubt, PreparationFailed } from "./MigrationError.js"
-import { roundMs, type SessionFault, send, transitionOptions } from "./Session.js"
+import { faultIn, locatedIn, roundMs, type SessionFault, send, transitionOptions } from "./Session.js"
 
 /** What validation and the vote need. */
 export interface CommitInput {
@@ -29,7 +22,7 @@ export const validateAndCommit = (ctx: DestinationContext, input: CommitInput): 
   Effect.gen(function* () {
     const { s, o, options, now } = ctx
     const { writer, migration } = input
-    const located = locate(ctx)
+    const located = locatedIn(ctx.log)
     ctx.log.enter("validate")
     yield* located(send(writer, { _tag: "Busy", step: "validate", done: false }))
     const validateStart = now()
@@ -37,7 +30,7 @@ export const validateAndCommit = (ctx: DestinationContext, input: CommitInput): 
     s.validateMs = roundMs(now() - validateStart)
     if (options.beforeVote !== undefined)
       yield* options.beforeVote.pipe(
-        Effect.mapError((e) => destinationFault(ctx, new PreparationFailed({ reason: e.message })))
+        Effect.mapError((e) => faultIn(ctx.log, new PreparationFailed({ reason: e.message })))
       )
 
     ctx.log.enter("commit")
@@ -68,8 +61,8 @@ export const decideFromJournal = (
   Effect.gen(function* () {
     const journal = ctx.options.decisionJournal
     if (journal === undefined)
-      return yield* destinationFault(
-        ctx,
+      return yield* faultIn(
+        ctx.log,
         new CommitInDoubt({ migration, reason: `${lost.cause.message}; no journal to read the decision from` })
       )
     const decided = yield* Effect.exit(
@@ -80,7 +73,7 @@ export const decideFromJournal = (
         onNone: () => "the journal could not be read",
         onSome: (e) => e.message
       })
-      return yield* destinationFault(ctx, new CommitInDoubt({ migration, reason: `${lost.cause.message}; ${why}` }))
+      return yield* faultIn(ctx.log, new CommitInDoubt({ migration, reason: `${lost.cause.message}; ${why}` }))
     }
     ctx.emit({ _tag: "DecisionRecorded", side: "destination", migration, decision: decided.value, at: ctx.now() })
     ctx.s.decided = true

@@ -5,7 +5,7 @@ import { ArcTimings } from "./Estimate.js"
 import type { DeviceTotals, EventSink } from "./Events.js"
 import { type MigrationCause, PeerAborted, ProtocolViolation } from "./MigrationError.js"
 import type { DestinationOptions, ResolvedSessionOptions } from "./Options.js"
-import { PhaseLog, SessionFault } from "./Session.js"
+import { faultIn, locatedIn, PhaseLog, type SessionFault } from "./Session.js"
 import { decodeMessage, type SessionMessage } from "./SessionMessage.js"
 
 /** How far the destination got: what its summary and its recovery need. Each phase records its part. */
@@ -92,23 +92,13 @@ export const makeDestinationContext = (
     }
   })
 
-/** A cause, located in the phase the destination is in (a peer's abort in the peer's phase). */
-export const destinationFault = (ctx: DestinationContext, cause: MigrationCause): SessionFault =>
-  new SessionFault({ cause, phase: cause._tag === "PeerAborted" ? cause.phase : ctx.log.phase })
-
-/** An effect whose failures are located in the destination's phase. */
-export const locate =
-  (ctx: DestinationContext) =>
-  <A, E extends MigrationCause, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, SessionFault, R> =>
-    Effect.mapError(effect, (cause) => destinationFault(ctx, cause))
-
 /** The source broke the protocol: `expected`, but `got`. */
 export const violation = (ctx: DestinationContext, expected: string, got: string): SessionFault =>
-  destinationFault(ctx, new ProtocolViolation({ expected, got }))
+  faultIn(ctx.log, new ProtocolViolation({ expected, got }))
 
 /** The next frame; the stream's end here is a violation (`what` was expected). */
 export const nextFrame = (ctx: DestinationContext, what: string): Effect.Effect<Frame, SessionFault> =>
-  locate(ctx)(ctx.reader.next).pipe(
+  locatedIn(ctx.log)(ctx.reader.next).pipe(
     Effect.flatMap((frame) =>
       Option.isSome(frame) ? Effect.succeed(frame.value) : Effect.fail(violation(ctx, what, "the end of the stream"))
     )
@@ -126,8 +116,8 @@ export const messageOf = (
   const message = decoded.success
   return message._tag === "Aborted"
     ? Effect.fail(
-        destinationFault(
-          ctx,
+        faultIn(
+          ctx.log,
           new PeerAborted({ peer: "source", phase: message.phase, tag: message.tag, reason: message.reason })
         )
       )

@@ -1,17 +1,10 @@
 import { FrameWriter, type Manifest } from "@lockstep/stream"
 import { Effect } from "effect"
-import {
-  type DestinationContext,
-  destinationFault,
-  locate,
-  messageOf,
-  nextFrame,
-  violation
-} from "./DestinationContext.js"
+import { type DestinationContext, messageOf, nextFrame, violation } from "./DestinationContext.js"
 import { checkManifest } from "./Handshake.js"
 import { newMigrationId } from "./Journal.js"
 import { HandshakeRefused } from "./MigrationError.js"
-import { type SessionFault, send } from "./Session.js"
+import { faultIn, locatedIn, type SessionFault, send } from "./Session.js"
 
 /** What the handshake agreed. */
 export interface Handshaken {
@@ -24,7 +17,7 @@ export interface Handshaken {
 export const handshake = (ctx: DestinationContext): Effect.Effect<Handshaken, SessionFault> =>
   Effect.gen(function* () {
     const { s } = ctx
-    const located = locate(ctx)
+    const located = locatedIn(ctx.log)
     const first = yield* nextFrame(ctx, "the manifest")
     if (first._tag !== "Manifest") {
       yield* messageOf(ctx, first, "the manifest")
@@ -36,7 +29,7 @@ export const handshake = (ctx: DestinationContext): Effect.Effect<Handshaken, Se
     const refusals = yield* checkManifest(manifest, ctx.runtime, ctx.o.compatibility)
     if (refusals.length > 0) {
       yield* located(send(writer, { _tag: "Refused", refusals }))
-      return yield* destinationFault(ctx, new HandshakeRefused({ refusals }))
+      return yield* faultIn(ctx.log, new HandshakeRefused({ refusals }))
     }
     const migration = (ctx.options.migrationId ?? newMigrationId)()
     s.migration = migration

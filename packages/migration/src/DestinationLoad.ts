@@ -1,8 +1,8 @@
 import type { FrameWriter, Manifest } from "@lockstep/stream"
 import { Effect } from "effect"
-import { type DestinationContext, locate, messageOf, nextFrame, violation } from "./DestinationContext.js"
+import { type DestinationContext, messageOf, nextFrame, violation } from "./DestinationContext.js"
 import { loadDevices, manifestDevices } from "./Loading.js"
-import { type SessionFault, send } from "./Session.js"
+import { locatedIn, type SessionFault, send } from "./Session.js"
 
 /** What the load needs. */
 export interface LoadInput {
@@ -22,7 +22,7 @@ export const load = (ctx: DestinationContext, input: LoadInput): Effect.Effect<v
   Effect.gen(function* () {
     const { s, o, options } = ctx
     const { manifest, writer } = input
-    const located = locate(ctx)
+    const located = locatedIn(ctx.log)
     ctx.log.enter("precopy")
     const devices = manifestDevices(manifest, ctx.runtime)
     const loaded = yield* loadDevices({

@@ -1,9 +1,9 @@
 import { planTransition, prepareResume } from "@lockstep/coordinator"
 import type { FrameWriter } from "@lockstep/stream"
 import { Effect, Result } from "effect"
-import { type DestinationContext, locate } from "./DestinationContext.js"
+import type { DestinationContext } from "./DestinationContext.js"
 import { criticalPathMs } from "./Estimate.js"
-import { type SessionFault, send, transitionOptions } from "./Session.js"
+import { locatedIn, type SessionFault, send, transitionOptions } from "./Session.js"
 
 /**
  * Prepare: every device to RESUMING. Slow arcs may outlast the source's peer timeout: the source
@@ -15,7 +15,7 @@ export const prepare = (
   writer: FrameWriter.FrameWriter
 ): Effect.Effect<number, SessionFault> =>
   Effect.gen(function* () {
-    const located = locate(ctx)
+    const located = locatedIn(ctx.log)
     ctx.log.enter("prepare")
     yield* located(send(writer, { _tag: "Busy", step: "prepare", done: false }))
     yield* located(prepareResume(ctx.runtime, transitionOptions(ctx.o, "destination", "prepareResume", ctx.timings)))

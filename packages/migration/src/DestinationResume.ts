@@ -1,8 +1,8 @@
 import { resume } from "@lockstep/coordinator"
 import { Cause, Effect, Exit, Option, Result } from "effect"
-import { type DestinationContext, destinationFault, locate } from "./DestinationContext.js"
+import type { DestinationContext } from "./DestinationContext.js"
 import { ResumeIncomplete } from "./MigrationError.js"
-import { roundMs, type SessionFault, send, transitionOptions } from "./Session.js"
+import { faultIn, locatedIn, roundMs, type SessionFault, send, transitionOptions } from "./Session.js"
 import { decodeMessage, type SessionMessage } from "./SessionMessage.js"
 
 /**
@@ -30,7 +30,7 @@ const attempts = (ctx: DestinationContext): Effect.Effect<void, SessionFault> =>
       const tried = yield* Effect.exit(resume(ctx.runtime, transitionOptions(o, "destination", "resume", ctx.timings)))
       if (Exit.isSuccess(tried)) return
       const error = Cause.findErrorOption(tried.cause)
-      if (Option.isNone(error)) return yield* locate(ctx)(Effect.failCause(tried.cause))
+      if (Option.isNone(error)) return yield* locatedIn(ctx.log)(Effect.failCause(tried.cause))
       last = error.value
       if (attempt < attempts)
         ctx.emit({
@@ -42,8 +42,8 @@ const attempts = (ctx: DestinationContext): Effect.Effect<void, SessionFault> =>
     }
     const reason = last?.message ?? "the resume failed"
     s.givenBack = yield* giveBack(ctx, reason)
-    return yield* destinationFault(
-      ctx,
+    return yield* faultIn(
+      ctx.log,
       new ResumeIncomplete({ migration: s.migration ?? "", attempts, reason, givenBack: s.givenBack })
     )
   })

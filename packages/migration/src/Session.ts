@@ -50,6 +50,16 @@ export const originOf = (side: Side, cause: MigrationCause): Side | "channel" =>
   return isChannelCause(cause) ? "channel" : side
 }
 
+/** A cause, located in the phase `log` is in (a peer's abort in the peer's phase). */
+export const faultIn = (log: PhaseLog, cause: MigrationCause): SessionFault =>
+  new SessionFault({ cause, phase: cause._tag === "PeerAborted" ? cause.phase : log.phase })
+
+/** An effect whose failures are located in the phase `log` is in. */
+export const locatedIn =
+  (log: PhaseLog) =>
+  <A, E extends MigrationCause, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, SessionFault, R> =>
+    Effect.mapError(effect, (cause) => faultIn(log, cause))
+
 /** Phase bookkeeping: which phase a side is in, how long each took, and the events. */
 export class PhaseLog {
   phase: Phase = "handshake"

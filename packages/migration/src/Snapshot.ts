@@ -26,6 +26,8 @@ import type { Side } from "./Phase.js"
 import { recoverGroup, recoveryFields, untouched } from "./Recovery.js"
 import {
   clockNow,
+  faultIn,
+  locatedIn,
   originOf,
   PhaseLog,
   readStates,
@@ -75,8 +77,8 @@ export const saveGroup: (
   const o = resolveSession(watch.options)
   const now = yield* clockNow
   const log = new PhaseLog("source", o.onEvent, now)
-  const fault = (cause: MigrationCause) => new SessionFault({ cause, phase: log.phase })
-  const located = <A, E extends MigrationCause>(effect: Effect.Effect<A, E>) => Effect.mapError(effect, fault)
+  const fault = (cause: MigrationCause) => faultIn(log, cause)
+  const located = locatedIn(log)
   const ids = runtime.group.devices.map((d) => d.id)
   const chunkBytes = Math.max(1, Math.floor(options.chunkBytes ?? 256 * 1024))
   const pace = throttle(options.bandwidthLimit ?? Number.POSITIVE_INFINITY)
@@ -154,8 +156,8 @@ export const restoreGroup: (
   const o = resolveSession(watch.options)
   const now = yield* clockNow
   const log = new PhaseLog("destination", o.onEvent, now)
-  const fault = (cause: MigrationCause) => new SessionFault({ cause, phase: log.phase })
-  const located = <A, E extends MigrationCause>(effect: Effect.Effect<A, E>) => Effect.mapError(effect, fault)
+  const fault = (cause: MigrationCause) => faultIn(log, cause)
+  const located = locatedIn(log)
   const reader = yield* FrameReader.make(source)
   const nextFrame: Effect.Effect<Frame, SessionFault> = located(reader.next).pipe(
     Effect.flatMap((frame) =>

@@ -5,13 +5,14 @@ import { leftInPlace, type Recovered, recoverGroup, recoveryFields, untouched } 
 import {
   abortMessage,
   describeCause,
+  faultIn,
   isChannelCause,
   originOf,
   SessionFault,
   send,
   transitionOptions
 } from "./Session.js"
-import { hangUp, type SourceContext, sourceFault } from "./SourceContext.js"
+import { hangUp, type SourceContext } from "./SourceContext.js"
 import { finish } from "./SourceFinish.js"
 
 /**
@@ -35,11 +36,11 @@ export const abort = (
     // not silent, and the channel is fine; the timeout is too short for that step.
     const busy = s.peerBusy
     if (busy !== undefined && (failure.cause._tag === "PeerSilent" || failure.cause._tag === "TransportTimeout"))
-      failure = sourceFault(ctx, new PeerBusy({ peer: "destination", step: busy, timeoutMs: o.peerTimeoutMs }))
+      failure = faultIn(ctx.log, new PeerBusy({ peer: "destination", step: busy, timeoutMs: o.peerTimeoutMs }))
     // A channel failure is often the echo of the destination aborting: prefer its own reason.
     if (isChannelCause(failure.cause)) {
       const told = yield* Deferred.await(ctx.peer.failure).pipe(Effect.flip, Effect.timeoutOption(o.closeGraceMs))
-      if (Option.isSome(told) && told.value._tag === "PeerAborted") failure = sourceFault(ctx, told.value)
+      if (Option.isSome(told) && told.value._tag === "PeerAborted") failure = faultIn(ctx.log, told.value)
     }
     yield* settleDecision(ctx, failure)
     if (s.committed && failure.cause._tag !== "PeerAborted") return yield* finish(ctx, listener, undefined)

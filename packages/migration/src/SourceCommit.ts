@@ -1,8 +1,8 @@
 import type { FrameWriter } from "@lockstep/stream"
 import { Effect, Exit } from "effect"
 import { DecisionFenced } from "./MigrationError.js"
-import { describeCause, type SessionFault, send } from "./Session.js"
-import { type Confirmation, expect, locate, type SourceContext, sourceFault } from "./SourceContext.js"
+import { describeCause, faultIn, locatedIn, type SessionFault, send } from "./Session.js"
+import { type Confirmation, expect, type SourceContext } from "./SourceContext.js"
 
 /** What the commit phase needs. */
 export interface CommitInput {
@@ -20,7 +20,7 @@ export const commit = (ctx: SourceContext, input: CommitInput): Effect.Effect<Co
   Effect.gen(function* () {
     const { s, o, now, emit, peer } = ctx
     const { writer, migration } = input
-    const located = locate(ctx)
+    const located = locatedIn(ctx.log)
     ctx.log.enter("validate")
     yield* expect(ctx, peer.prepared, "the destination's vote to commit")
     ctx.log.enter("commit")
@@ -37,7 +37,7 @@ export const commit = (ctx: SourceContext, input: CommitInput): Effect.Effect<Co
       )
     )
     emit({ _tag: "DecisionRecorded", side: "source", migration, decision, at: now() })
-    if (decision === "aborted") return yield* sourceFault(ctx, new DecisionFenced({ migration }))
+    if (decision === "aborted") return yield* faultIn(ctx.log, new DecisionFenced({ migration }))
     yield* located(send(writer, { _tag: "Committed" }))
 
     ctx.log.enter("resume")

@@ -8,7 +8,7 @@ import { ArcTimings, type DowntimeEstimate, StopCopyLengths } from "./Estimate.j
 import type { EventSink, SwitchoverReason } from "./Events.js"
 import { type BusyStep, type HandshakeRefused, type MigrationCause, PeerSilent } from "./MigrationError.js"
 import type { ResolvedSourceOptions } from "./Options.js"
-import { PhaseLog, SessionFault } from "./Session.js"
+import { faultIn, PhaseLog, type SessionFault } from "./Session.js"
 
 /** The destination's answer to the manifest. */
 export type Answer =
@@ -157,16 +157,6 @@ export const makeSourceContext = (
     }
   })
 
-/** A cause, located in the phase the source is in (a peer's abort in the peer's phase). */
-export const sourceFault = (ctx: SourceContext, cause: MigrationCause): SessionFault =>
-  new SessionFault({ cause, phase: cause._tag === "PeerAborted" ? cause.phase : ctx.log.phase })
-
-/** An effect whose failures are located in the source's phase. */
-export const locate =
-  (ctx: SourceContext) =>
-  <A, E extends MigrationCause, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, SessionFault, R> =>
-    Effect.mapError(effect, (cause) => sourceFault(ctx, cause))
-
 /** Waits for what the destination must say next; silence past the peer timeout fails. */
 export const expect = <A>(
   ctx: SourceContext,
@@ -176,7 +166,7 @@ export const expect = <A>(
   Deferred.await(deferred).pipe(
     Effect.timeoutOrElse({
       duration: ctx.o.peerTimeoutMs,
-      orElse: () => Effect.fail(sourceFault(ctx, new PeerSilent({ waitingFor: what, timeoutMs: ctx.o.peerTimeoutMs })))
+      orElse: () => Effect.fail(faultIn(ctx.log, new PeerSilent({ waitingFor: what, timeoutMs: ctx.o.peerTimeoutMs })))
     })
   )
 
@@ -215,7 +205,7 @@ export const everyDevice = <A, E extends MigrationCause>(
     const values: Array<A> = []
     for (const exit of exits) {
       if (Exit.isSuccess(exit)) values.push(exit.value)
-      else return yield* Effect.failCause(Cause.map(exit.cause, (cause) => sourceFault(ctx, cause)))
+      else return yield* Effect.failCause(Cause.map(exit.cause, (cause) => faultIn(ctx.log, cause)))
     }
     return values
   })

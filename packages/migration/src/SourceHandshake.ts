@@ -4,7 +4,8 @@ import { Effect } from "effect"
 import { unsettled } from "./Journal.js"
 import { HandshakeRefused, NotMigratable } from "./MigrationError.js"
 import type { SessionFault } from "./Session.js"
-import { deviceAt, expect, locate, type SourceContext, sourceFault } from "./SourceContext.js"
+import { faultIn, locatedIn } from "./Session.js"
+import { deviceAt, expect, type SourceContext } from "./SourceContext.js"
 
 /** What the handshake agreed. */
 export interface Handshaken {
@@ -25,19 +26,19 @@ export const handshake = (
 ): Effect.Effect<Handshaken, SessionFault> =>
   Effect.gen(function* () {
     const { o, s, now, runtime } = ctx
-    const located = locate(ctx)
+    const located = locatedIn(ctx.log)
     const report = Migratability.check(runtime.group)
     if (!report.migratable)
-      return yield* sourceFault(ctx, new NotMigratable({ side: "source", blockers: report.blockers }))
+      return yield* faultIn(ctx.log, new NotMigratable({ side: "source", blockers: report.blockers }))
     for (let i = 0; i < ctx.ids.length; i++) deviceAt(ctx, i)
     const writer = yield* located(FrameWriter.make(ctx.link, { chunkBytes: o.chunkBytes }))
     s.writer = writer
     const previous = yield* located(unsettled(o.journal))
-    if (previous !== undefined) return yield* sourceFault(ctx, previous)
+    if (previous !== undefined) return yield* faultIn(ctx.log, previous)
     const offeredAt = now()
     yield* located(writer.manifest(devices))
     const reply = yield* expect(ctx, ctx.peer.answer, "the destination's answer to the manifest")
-    if (reply._tag === "Refused") return yield* sourceFault(ctx, new HandshakeRefused({ refusals: reply.refusals }))
+    if (reply._tag === "Refused") return yield* faultIn(ctx.log, new HandshakeRefused({ refusals: reply.refusals }))
     // An upper bound of the round trip (it includes the destination's check of the manifest):
     // the rounds' probes soon give the real one.
     ctx.meter.recordRoundTrip(now() - offeredAt)

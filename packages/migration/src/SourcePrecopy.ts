@@ -8,8 +8,8 @@ import { decideSwitchover, type RoundDecision } from "./Convergence.js"
 import { criticalPathMs, type DowntimeEstimate, estimateDowntime } from "./Estimate.js"
 import type { SwitchoverReason } from "./Events.js"
 import { PeerSilent, PrecopyLimitReached } from "./MigrationError.js"
-import { roundMs, type SessionFault, send } from "./Session.js"
-import { type Ack, deviceAt, everyDevice, expect, locate, type SourceContext, sourceFault } from "./SourceContext.js"
+import { faultIn, locatedIn, roundMs, type SessionFault, send } from "./Session.js"
+import { type Ack, deviceAt, everyDevice, expect, type SourceContext } from "./SourceContext.js"
 import { precopyProgress, pumpPrecopy } from "./Transfer.js"
 
 type SwitchDecision = Extract<RoundDecision, { readonly _tag: "Switch" }>
@@ -102,7 +102,7 @@ class PrecopyRounds {
   /** Every device's STOP_COPY length now, asked or assumed. */
   private lengthsNow(): Effect.Effect<ReadonlyArray<number>, SessionFault> {
     const { ctx } = this
-    return locate(ctx)(
+    return locatedIn(ctx.log)(
       Effect.forEach(ctx.ids, (_, i) => ctx.stopCopyLengths.of(deviceAt(ctx, i)), { concurrency: "unbounded" })
     )
   }
@@ -139,7 +139,7 @@ class PrecopyRounds {
   private probe(opening: boolean): Effect.Effect<Deferred.Deferred<void>, SessionFault> {
     const { ctx } = this
     return Effect.flatMap(ctx.probes.open(opening, ctx.now()), ({ id, answered }) =>
-      Effect.as(locate(ctx)(send(this.input.writer, { _tag: "Probe", id })), answered)
+      Effect.as(locatedIn(ctx.log)(send(this.input.writer, { _tag: "Probe", id })), answered)
     )
   }
 
@@ -151,8 +151,8 @@ class PrecopyRounds {
     return ctx.o.onLimit === "switch"
       ? Effect.succeed<SwitchoverReason>(limit)
       : Effect.fail(
-          sourceFault(
-            ctx,
+          faultIn(
+            ctx.log,
             new PrecopyLimitReached({
               limit,
               rounds: ctx.s.rounds,
@@ -342,8 +342,8 @@ class PrecopyRounds {
           const waited = Math.max(0, Math.min(o.peerTimeoutMs, o.maxPrecopyMs - (now() - self.precopyStart)))
           const next = yield* Queue.take(ctx.peer.acks).pipe(Effect.timeoutOption(waited))
           if (Option.isNone(next) && waited >= o.peerTimeoutMs)
-            return yield* sourceFault(
-              ctx,
+            return yield* faultIn(
+              ctx.log,
               new PeerSilent({
                 waitingFor: `switchover-acks of ${self.unacknowledged().join(", ")}`,
                 timeoutMs: waited

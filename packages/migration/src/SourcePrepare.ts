@@ -1,8 +1,8 @@
 import { beginPrecopy } from "@lockstep/coordinator"
 import { hasFlag, type State } from "@lockstep/fsm"
 import { Effect } from "effect"
-import { type SessionFault, transitionOptions } from "./Session.js"
-import { deviceAt, expect, locate, type SourceContext } from "./SourceContext.js"
+import { locatedIn, type SessionFault, transitionOptions } from "./Session.js"
+import { deviceAt, expect, type SourceContext } from "./SourceContext.js"
 
 /** What the prepare phase leaves. */
 export interface Prepared {
@@ -20,7 +20,7 @@ export interface Prepared {
 export const prepare = (ctx: SourceContext): Effect.Effect<Prepared, SessionFault> =>
   Effect.gen(function* () {
     const { o, runtime } = ctx
-    const located = locate(ctx)
+    const located = locatedIn(ctx.log)
     ctx.log.enter("prepare")
     const precopyDevices = o.precopy
       ? runtime.group.devices.flatMap((d, i) => (hasFlag(d.flags, "PRE_COPY") ? [i] : []))

@@ -6,10 +6,10 @@ import type { SourceSummary } from "./Events.js"
 import { manifestOf } from "./Handshake.js"
 import type { MigrationFailed } from "./MigrationError.js"
 import { resolveSource, type SourceOptions } from "./Options.js"
-import { clockNow, recovering, type SessionFault, watchTouched } from "./Session.js"
+import { clockNow, faultIn, recovering, type SessionFault, watchTouched } from "./Session.js"
 import { abort } from "./SourceAbort.js"
 import { commit } from "./SourceCommit.js"
-import { makeSourceContext, type SourceContext, sourceFault } from "./SourceContext.js"
+import { makeSourceContext, type SourceContext } from "./SourceContext.js"
 import { finish } from "./SourceFinish.js"
 import { handshake } from "./SourceHandshake.js"
 import { listen } from "./SourceListener.js"
@@ -67,4 +67,4 @@ export const migrateSource: (
 
 /** The destination's abort, or its stream's failure, as the source's fault. */
 const peerFailure = (ctx: SourceContext): Effect.Effect<never, SessionFault> =>
-  Effect.mapError(Deferred.await(ctx.peer.failure), (cause) => sourceFault(ctx, cause))
+  Effect.mapError(Deferred.await(ctx.peer.failure), (cause) => faultIn(ctx.log, cause))

@@ -3,8 +3,8 @@ import { Effect } from "effect"
 import type { Throttle } from "./Bandwidth.js"
 import { criticalPathMs } from "./Estimate.js"
 import { ReinitAfterSwitchover } from "./MigrationError.js"
-import { type SessionFault, send, transitionOptions } from "./Session.js"
-import { deviceAt, everyDevice, locate, type SourceContext, sourceFault } from "./SourceContext.js"
+import { faultIn, locatedIn, type SessionFault, send, transitionOptions } from "./Session.js"
+import { deviceAt, everyDevice, type SourceContext } from "./SourceContext.js"
 import { switchoverAndDrain } from "./Switchover.js"
 import { drainDevice, precopyProgress } from "./Transfer.js"
 
@@ -25,7 +25,7 @@ export const switchover = (ctx: SourceContext, input: SwitchoverInput): Effect.E
   Effect.gen(function* () {
     const { s, o, now, ids, emit } = ctx
     const { writer, precopyDevices } = input
-    const located = locate(ctx)
+    const located = locatedIn(ctx.log)
     ctx.log.enter("switchover")
     emit({
       _tag: "SwitchoverDecided",
@@ -48,8 +48,8 @@ export const switchover = (ctx: SourceContext, input: SwitchoverInput): Effect.E
       )
       const late = infos.findIndex((info) => info?.reinit === true)
       if (late >= 0)
-        return yield* sourceFault(
-          ctx,
+        return yield* faultIn(
+          ctx.log,
           new ReinitAfterSwitchover({
             device: ids[precopyDevices[late] ?? -1] ?? "?",
             initialBytes: infos[late]?.initialBytes ?? 0
