@@ -1,18 +1,9 @@
-import { Cause, Effect, Exit, Option, Result } from "effect"
+import { Cause, Effect, Exit, Option } from "effect"
 import { decideFromJournal } from "./DestinationCommit.js"
-import { type DestinationContext, readToEnd } from "./DestinationContext.js"
+import { type DestinationContext, nextMessageTagged, readToEnd } from "./DestinationContext.js"
 import { CommitInDoubt, MigrationFailed, MigrationInterrupted, PeerAborted } from "./MigrationError.js"
 import { leftInPlace, type Recovered, recoverGroup, recoveryFields, untouched } from "./Recovery.js"
-import {
-  abortMessage,
-  describeCause,
-  isChannelCause,
-  originOf,
-  SessionFault,
-  send,
-  transitionOptions
-} from "./Session.js"
-import { decodeMessage } from "./SessionMessage.js"
+import { abortMessage, hangUpOn, isChannelCause, originOf, SessionFault, send, transitionOptions } from "./Session.js"
 
 /**
  * Abort: the session failed with `failed`. Reset what was touched, park it in STOP, and only
@@ -110,27 +101,19 @@ const tellSource = (ctx: DestinationContext, failure: SessionFault): Effect.Effe
     // After COMMIT there is nothing to abort: the group was offered back (`giveBack`), or the source
     // only hears that it does not run.
     const inDoubt = cause._tag === "CommitInDoubt"
-    if (cause._tag !== "PeerAborted" && cause._tag !== "HandshakeRefused" && !inDoubt && !ctx.s.committed) {
-      const told = yield* Effect.exit(send(writer, abortMessage(phase, cause)).pipe(Effect.andThen(writer.end)))
-      if (Exit.isFailure(told)) warn(`the source could not be told: ${describeCause(told.cause)}`)
-    } else {
-      const ended = yield* Effect.exit(writer.end)
-      if (Exit.isFailure(ended)) warn(`could not end the stream to the source: ${describeCause(ended.cause)}`)
-    }
+    const tell = cause._tag !== "PeerAborted" && cause._tag !== "HandshakeRefused" && !inDoubt && !ctx.s.committed
+    yield* hangUpOn("source", writer.end, tell ? send(writer, abortMessage(phase, cause)) : undefined, warn)
   })
 
 /** The source's `Aborted`, if it is among what is left to read (undefined at the end or on an error). */
 const abortedBySource = (ctx: DestinationContext): Effect.Effect<PeerAborted | undefined> =>
-  Effect.gen(function* () {
-    for (;;) {
-      const next = yield* Effect.option(ctx.reader.next)
-      if (Option.isNone(next) || Option.isNone(next.value)) return undefined
-      const frame = next.value.value
-      if (frame._tag !== "Control") continue
-      const decoded = decodeMessage(frame)
-      if (Result.isSuccess(decoded) && decoded.success._tag === "Aborted") {
-        const { phase, tag, reason } = decoded.success
-        return new PeerAborted({ peer: "source", phase, tag, reason })
-      }
-    }
-  })
+  Effect.map(Effect.option(nextMessageTagged(ctx, "Aborted")), (aborted) =>
+    Option.isNone(aborted) || aborted.value === undefined
+      ? undefined
+      : new PeerAborted({
+          peer: "source",
+          phase: aborted.value.phase,
+          tag: aborted.value.tag,
+          reason: aborted.value.reason
+        })
+  )

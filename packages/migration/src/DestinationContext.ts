@@ -132,3 +132,27 @@ export const readToEnd = (ctx: DestinationContext): Effect.Effect<void, Migratio
       if (Option.isNone(frame)) return
     }
   })
+
+/**
+ * Reads on, past data and messages of other kinds, to the source's next message tagged `tag`:
+ * undefined if its stream ends first.
+ */
+export const nextMessageTagged = <T extends SessionMessage["_tag"]>(
+  ctx: DestinationContext,
+  tag: T
+): Effect.Effect<Extract<SessionMessage, { readonly _tag: T }> | undefined, MigrationCause> =>
+  Effect.gen(function* () {
+    for (;;) {
+      const next = yield* ctx.reader.next
+      if (Option.isNone(next)) return undefined
+      const frame = next.value
+      if (frame._tag !== "Control") continue
+      const decoded = decodeMessage(frame)
+      if (Result.isSuccess(decoded) && isTagged(decoded.success, tag)) return decoded.success
+    }
+  })
+
+const isTagged = <T extends SessionMessage["_tag"]>(
+  message: SessionMessage,
+  tag: T
+): message is Extract<SessionMessage, { readonly _tag: T }> => message._tag === tag

@@ -1,9 +1,9 @@
 import { resume } from "@lockstep/coordinator"
-import { Cause, Effect, Exit, Option, Result } from "effect"
-import type { DestinationContext } from "./DestinationContext.js"
+import { Cause, Effect, Exit, Option } from "effect"
+import { type DestinationContext, nextMessageTagged } from "./DestinationContext.js"
 import { ResumeIncomplete } from "./MigrationError.js"
 import { faultIn, locatedIn, roundMs, type SessionFault, send, transitionOptions } from "./Session.js"
-import { decodeMessage, type SessionMessage } from "./SessionMessage.js"
+import type { SessionMessage } from "./SessionMessage.js"
 
 /**
  * Resume: STOP → quiesced → RUNNING in group order. Committed, the group is this side's to run:
@@ -64,12 +64,6 @@ const giveBack = (ctx: DestinationContext, reason: string): Effect.Effect<boolea
     const offer: SessionMessage = { _tag: "Aborted", phase: "resume", tag: "ResumeIncomplete", reason }
     const told = yield* Effect.exit(send(writer, offer))
     if (recorded || Exit.isFailure(told)) return recorded
-    for (;;) {
-      const next = yield* Effect.exit(ctx.reader.next)
-      if (Exit.isFailure(next) || Option.isNone(next.value)) return false
-      const frame = next.value.value
-      if (frame._tag !== "Control") continue
-      const message = decodeMessage(frame)
-      if (Result.isSuccess(message) && message.success._tag === "Renounced") return true
-    }
+    const renounced = yield* Effect.exit(nextMessageTagged(ctx, "Renounced"))
+    return Exit.isSuccess(renounced) && renounced.value !== undefined
   })

@@ -200,3 +200,23 @@ export const recovering = <A, B, E, R1, R2>(
       Exit.isSuccess(exit) ? Effect.succeed<A | B>(exit.value) : onFailure(exit.cause)
     )
   )
+
+/**
+ * Ends this side's direction of the channel, telling the peer why first when `say` is given (the
+ * peer's `Aborted`, say). A failure here changes nothing: it is only warned about.
+ */
+export const hangUpOn = <E1, E2>(
+  peer: Side,
+  end: Effect.Effect<void, E1>,
+  say: Effect.Effect<void, E2> | undefined,
+  warn: (reason: string) => void
+): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    if (say !== undefined) {
+      const told = yield* Effect.exit(Effect.andThen(say, end))
+      if (Exit.isFailure(told)) warn(`the ${peer} could not be told: ${describeCause(told.cause)}`)
+    } else {
+      const ended = yield* Effect.exit(end)
+      if (Exit.isFailure(ended)) warn(`could not end the stream to the ${peer}: ${describeCause(ended.cause)}`)
+    }
+  })

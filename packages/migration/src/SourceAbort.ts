@@ -6,6 +6,7 @@ import {
   abortMessage,
   describeCause,
   faultIn,
+  hangUpOn,
   isChannelCause,
   originOf,
   SessionFault,
@@ -100,12 +101,9 @@ const recover = (
       const confirmed = yield* Effect.exit(send(writer, { _tag: "Renounced" }).pipe(Effect.andThen(link.end)))
       if (Exit.isFailure(confirmed))
         warn(`the destination could not be told that the group is back: ${describeCause(confirmed.cause)}`)
-    } else if (cause._tag !== "PeerAborted" && cause._tag !== "HandshakeRefused" && writer !== undefined) {
-      const told = yield* Effect.exit(send(writer, abortMessage(phase, cause)).pipe(Effect.andThen(link.end)))
-      if (Exit.isFailure(told)) warn(`the destination could not be told: ${describeCause(told.cause)}`)
     } else {
-      const ended = yield* Effect.exit(link.end)
-      if (Exit.isFailure(ended)) warn(`could not end the stream to the destination: ${describeCause(ended.cause)}`)
+      const tell = cause._tag !== "PeerAborted" && cause._tag !== "HandshakeRefused" && writer !== undefined
+      yield* hangUpOn("destination", link.end, tell ? send(writer, abortMessage(phase, cause)) : undefined, warn)
     }
     // Without a recorded renunciation the journal still says COMMIT: the source must stay stopped.
     const outcome: Recovered = !touchedBefore
