@@ -40,8 +40,8 @@ const topology = "packages/group/src/Topology.ts"
 const group = "packages/group/src/Group.ts"
 const executor = "packages/coordinator/src/Executor.ts"
 const runner = "packages/coordinator/src/ArcRunner.ts"
-const source = "packages/migration/src/SourceSession.ts"
-const destination = "packages/migration/src/DestinationSession.ts"
+const sourceAbort = "packages/migration/src/SourceAbort.ts"
+const destinationCommit = "packages/migration/src/DestinationCommit.ts"
 
 export const plantedBugs: ReadonlyArray<PlantedBug> = [
   {
@@ -258,7 +258,7 @@ export const plantedBugs: ReadonlyArray<PlantedBug> = [
     blindSpot: "the migration sessions were never fuzzed",
     mutations: [
       {
-        module: source,
+        module: sourceAbort,
         edits: [{ find: "if (s.committed && failure.cause._tag", replace: "if (s.begun && failure.cause._tag" }]
       }
     ],
@@ -269,7 +269,10 @@ export const plantedBugs: ReadonlyArray<PlantedBug> = [
     area: "destination session",
     blindSpot: "the migration sessions were never fuzzed",
     mutations: [
-      { module: destination, edits: [{ find: "      yield* decideFromJournal(migration, lost.value)\n", replace: "" }] }
+      {
+        module: destinationCommit,
+        edits: [{ find: "      yield* decideFromJournal(ctx, migration, lost.value)\n", replace: "" }]
+      }
     ],
     catcher: { _tag: "Migrations", group: 1 }
   },
@@ -279,7 +282,7 @@ export const plantedBugs: ReadonlyArray<PlantedBug> = [
     blindSpot: "the migration sessions were never fuzzed",
     mutations: [
       {
-        module: source,
+        module: sourceAbort,
         edits: [
           {
             find: `const renounced = s.committed && cause._tag === "PeerAborted"`,

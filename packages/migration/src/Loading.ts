@@ -1,3 +1,4 @@
+import type { GroupRuntime } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
 import type { Control, Frame, Manifest } from "@lockstep/stream"
 import { type Cause, Deferred, Effect, Exit, Fiber, Queue, Semaphore } from "effect"
@@ -135,4 +136,12 @@ export const loadDevices = (plan: LoadPlan): Effect.Effect<ReadonlyArray<LoadTot
     if (Exit.isFailure(loaded)) return yield* Effect.failCause(loaded.cause)
     if (failure !== undefined) return yield* Effect.failCause(failure)
     return totals
+  })
+
+/** The local device of each of a checked manifest's devices, in manifest order. */
+export const manifestDevices = (manifest: Manifest, runtime: GroupRuntime): ReadonlyArray<Device> =>
+  manifest.devices.map((d) => {
+    const device = runtime.devices.get(d.id)
+    if (device === undefined) throw new RangeError(`checked manifest names ${d.id}, which the runtime lacks`)
+    return device
   })

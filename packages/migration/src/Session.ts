@@ -1,7 +1,7 @@
 import type { FinalStates, GroupRuntime, TransitionEvent, TransitionOptions } from "@lockstep/coordinator"
 import type { State } from "@lockstep/fsm"
 import type { FrameWriter } from "@lockstep/stream"
-import { Cause, Data, Effect, Option, Result } from "effect"
+import { Cause, Data, Effect, Exit, Option, Result } from "effect"
 import type { ArcTimings } from "./Estimate.js"
 import type { EventSink } from "./Events.js"
 import type { MigrationCause } from "./MigrationError.js"
@@ -49,6 +49,16 @@ export const originOf = (side: Side, cause: MigrationCause): Side | "channel" =>
   if (cause._tag === "ProtocolViolation") return side === "source" ? "destination" : "source"
   return isChannelCause(cause) ? "channel" : side
 }
+
+/** A cause, located in the phase `log` is in (a peer's abort in the peer's phase). */
+export const faultIn = (log: PhaseLog, cause: MigrationCause): SessionFault =>
+  new SessionFault({ cause, phase: cause._tag === "PeerAborted" ? cause.phase : log.phase })
+
+/** An effect whose failures are located in the phase `log` is in. */
+export const locatedIn =
+  (log: PhaseLog) =>
+  <A, E extends MigrationCause, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, SessionFault, R> =>
+    Effect.mapError(effect, (cause) => faultIn(log, cause))
 
 /** Phase bookkeeping: which phase a side is in, how long each took, and the events. */
 export class PhaseLog {
@@ -151,3 +161,62 @@ const messageOf = (e: unknown): string =>
 
 /** Milliseconds to the microsecond: virtual time and pacing make long fractions that mean nothing. */
 export const roundMs = (ms: number): number => Math.round(ms * 1000) / 1000
+
+/**
+ * Watches a side's group transitions: `touched()` turns true once a device was moved or reset
+ * (until then a failure touched nothing). Pass `options` on, in place of the caller's.
+ */
+export const watchTouched = <O extends { readonly onEvent?: EventSink | undefined }>(
+  caller: O
+): { readonly options: O; readonly touched: () => boolean } => {
+  let touched = false
+  return {
+    options: {
+      ...caller,
+      onEvent: (event: Parameters<EventSink>[0]) => {
+        if (event._tag === "GroupTransition" && movesDevice(event.event)) touched = true
+        caller.onEvent?.(event)
+      }
+    },
+    touched: () => touched
+  }
+}
+
+/** The clock's time in ms, read without an effect (for events and phase times). */
+export const clockNow: Effect.Effect<() => number> = Effect.clockWith((clock) =>
+  Effect.succeed(() => clock.currentTimeMillisUnsafe())
+)
+
+/**
+ * Runs a session's phases; on a failure (an interruption included) runs `onFailure` with its
+ * cause, uninterruptibly: a side that failed always recovers its group and says why.
+ */
+export const recovering = <A, B, E, R1, R2>(
+  phases: Effect.Effect<A, SessionFault, R1>,
+  onFailure: (cause: Cause.Cause<SessionFault>) => Effect.Effect<B, E, R2>
+): Effect.Effect<A | B, E, R1 | R2> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(Effect.exit(restore(phases)), (exit) =>
+      Exit.isSuccess(exit) ? Effect.succeed<A | B>(exit.value) : onFailure(exit.cause)
+    )
+  )
+
+/**
+ * Ends this side's direction of the channel, telling the peer why first when `say` is given (the
+ * peer's `Aborted`, say). A failure here changes nothing: it is only warned about.
+ */
+export const hangUpOn = <E1, E2>(
+  peer: Side,
+  end: Effect.Effect<void, E1>,
+  say: Effect.Effect<void, E2> | undefined,
+  warn: (reason: string) => void
+): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    if (say !== undefined) {
+      const told = yield* Effect.exit(Effect.andThen(say, end))
+      if (Exit.isFailure(told)) warn(`the ${peer} could not be told: ${describeCause(told.cause)}`)
+    } else {
+      const ended = yield* Effect.exit(end)
+      if (Exit.isFailure(ended)) warn(`could not end the stream to the ${peer}: ${describeCause(ended.cause)}`)
+    }
+  })

@@ -7,13 +7,12 @@ import {
   stop,
   transition
 } from "@lockstep/coordinator"
-import type { Device } from "@lockstep/device"
 import { type ByteSink, type ByteSource, type Frame, FrameReader, FrameWriter, type Manifest } from "@lockstep/stream"
-import { Cause, Clock, Effect, Exit, Option } from "effect"
+import { Cause, Effect, Option } from "effect"
 import { throttle } from "./Bandwidth.js"
 import type { DeviceTotals } from "./Events.js"
 import { checkManifest, manifestOf } from "./Handshake.js"
-import { loadDevices } from "./Loading.js"
+import { loadDevices, manifestDevices } from "./Loading.js"
 import {
   HandshakeRefused,
   type MigrationCause,
@@ -22,9 +21,21 @@ import {
   NotMigratable,
   ProtocolViolation
 } from "./MigrationError.js"
-import { resolveSession, type SessionOptions } from "./Options.js"
+import { type ResolvedSessionOptions, resolveSession, type SessionOptions } from "./Options.js"
+import type { Side } from "./Phase.js"
 import { recoverGroup, recoveryFields, untouched } from "./Recovery.js"
-import { movesDevice, originOf, PhaseLog, readStates, SessionFault, transitionOptions } from "./Session.js"
+import {
+  clockNow,
+  faultIn,
+  locatedIn,
+  originOf,
+  PhaseLog,
+  readStates,
+  recovering,
+  SessionFault,
+  transitionOptions,
+  watchTouched
+} from "./Session.js"
 import { switchoverAndDrain } from "./Switchover.js"
 import { drainDevice } from "./Transfer.js"
 
@@ -62,20 +73,12 @@ export const saveGroup: (
   sink: ByteSink,
   options: SaveOptions = {}
 ) {
-  // Whether a device has been moved or reset: until then a failure touched nothing.
-  let touched = false
-  const o = resolveSession({
-    ...options,
-    onEvent: (event) => {
-      if (event._tag === "GroupTransition" && movesDevice(event.event)) touched = true
-      options.onEvent?.(event)
-    }
-  })
-  const clock = yield* Clock.Clock
-  const now = () => clock.currentTimeMillisUnsafe()
+  const watch = watchTouched(options)
+  const o = resolveSession(watch.options)
+  const now = yield* clockNow
   const log = new PhaseLog("source", o.onEvent, now)
-  const fault = (cause: MigrationCause) => new SessionFault({ cause, phase: log.phase })
-  const located = <A, E extends MigrationCause>(effect: Effect.Effect<A, E>) => Effect.mapError(effect, fault)
+  const fault = (cause: MigrationCause) => faultIn(log, cause)
+  const located = locatedIn(log)
   const ids = runtime.group.devices.map((d) => d.id)
   const chunkBytes = Math.max(1, Math.floor(options.chunkBytes ?? 256 * 1024))
   const pace = throttle(options.bandwidthLimit ?? Number.POSITIVE_INFINITY)
@@ -116,32 +119,8 @@ export const saveGroup: (
     } satisfies SaveSummary
   })
 
-  return yield* Effect.uninterruptibleMask((restore) =>
-    Effect.gen(function* () {
-      const outcome = yield* Effect.exit(restore(work))
-      if (Exit.isSuccess(outcome)) return outcome.value
-      const failure = Option.getOrElse(Cause.findErrorOption(outcome.cause), () => fault(new MigrationInterrupted()))
-      const touchedBefore = touched
-      const back = touchedBefore
-        ? yield* recoverGroup(runtime, {
-            policy: o.errorPolicy,
-            home: "RUNNING",
-            resetEvery: false,
-            resetTimeoutMs: o.arcTimeoutMs,
-            transition: transitionOptions(o, "source", "rollback", undefined)
-          })
-        : yield* untouched(runtime)
-      o.onEvent({ _tag: "Recovered", side: "source", ok: back.complete, states: back.states, at: now() })
-      log.end()
-      return yield* new MigrationFailed({
-        side: "source",
-        phase: failure.phase,
-        origin: originOf("source", failure.cause),
-        cause: failure.cause,
-        migration: undefined,
-        ...recoveryFields(touchedBefore, back)
-      })
-    })
+  return yield* recovering(work, (cause) =>
+    snapshotFailed({ runtime, o, log, now, touched: watch.touched(), cause, side: "source" })
   )
 })
 
@@ -173,20 +152,12 @@ export const restoreGroup: (
   source: ByteSource,
   options: RestoreOptions = {}
 ) {
-  // Whether a device has been moved or reset: until then a failure touched nothing.
-  let touched = false
-  const o = resolveSession({
-    ...options,
-    onEvent: (event) => {
-      if (event._tag === "GroupTransition" && movesDevice(event.event)) touched = true
-      options.onEvent?.(event)
-    }
-  })
-  const clock = yield* Clock.Clock
-  const now = () => clock.currentTimeMillisUnsafe()
+  const watch = watchTouched(options)
+  const o = resolveSession(watch.options)
+  const now = yield* clockNow
   const log = new PhaseLog("destination", o.onEvent, now)
-  const fault = (cause: MigrationCause) => new SessionFault({ cause, phase: log.phase })
-  const located = <A, E extends MigrationCause>(effect: Effect.Effect<A, E>) => Effect.mapError(effect, fault)
+  const fault = (cause: MigrationCause) => faultIn(log, cause)
+  const located = locatedIn(log)
   const reader = yield* FrameReader.make(source)
   const nextFrame: Effect.Effect<Frame, SessionFault> = located(reader.next).pipe(
     Effect.flatMap((frame) =>
@@ -206,11 +177,7 @@ export const restoreGroup: (
     log.enter("prepare")
     yield* located(prepareResume(runtime, transitionOptions(o, "destination", "prepareResume", undefined)))
     log.enter("drain")
-    const devices: ReadonlyArray<Device> = manifest.devices.map((d) => {
-      const device = runtime.devices.get(d.id)
-      if (device === undefined) throw new RangeError(`checked manifest names ${d.id}, which the runtime lacks`)
-      return device
-    })
+    const devices = manifestDevices(manifest, runtime)
     const totals = yield* loadDevices({
       manifest,
       devices,
@@ -246,31 +213,47 @@ export const restoreGroup: (
     } satisfies RestoreSummary
   })
 
-  return yield* Effect.uninterruptibleMask((restore) =>
-    Effect.gen(function* () {
-      const outcome = yield* Effect.exit(restore(work))
-      if (Exit.isSuccess(outcome)) return outcome.value
-      const failure = Option.getOrElse(Cause.findErrorOption(outcome.cause), () => fault(new MigrationInterrupted()))
-      const touchedBefore = touched
-      const back = touchedBefore
-        ? yield* recoverGroup(runtime, {
-            policy: o.errorPolicy,
-            home: "STOP",
-            resetEvery: true,
-            resetTimeoutMs: o.arcTimeoutMs,
-            transition: transitionOptions(o, "destination", "park", undefined)
-          })
-        : yield* untouched(runtime)
-      o.onEvent({ _tag: "Recovered", side: "destination", ok: back.complete, states: back.states, at: now() })
-      log.end()
-      return yield* new MigrationFailed({
-        side: "destination",
-        phase: failure.phase,
-        origin: originOf("destination", failure.cause),
-        cause: failure.cause,
-        migration: undefined,
-        ...recoveryFields(touchedBefore, back)
-      })
-    })
+  return yield* recovering(work, (cause) =>
+    snapshotFailed({ runtime, o, log, now, touched: watch.touched(), cause, side: "destination" })
   )
 })
+
+/**
+ * A snapshot failed: a group it touched is recovered (the saving side rolled back to RUNNING, the
+ * restoring side reset and parked in STOP), and the one error answered.
+ */
+const snapshotFailed = (f: {
+  readonly runtime: GroupRuntime
+  readonly o: ResolvedSessionOptions
+  readonly log: PhaseLog
+  readonly now: () => number
+  readonly touched: boolean
+  readonly cause: Cause.Cause<SessionFault>
+  readonly side: Side
+}): Effect.Effect<never, MigrationFailed> =>
+  Effect.gen(function* () {
+    const { runtime, o, side } = f
+    const failure = Option.getOrElse(
+      Cause.findErrorOption(f.cause),
+      () => new SessionFault({ cause: new MigrationInterrupted(), phase: f.log.phase })
+    )
+    const back = f.touched
+      ? yield* recoverGroup(runtime, {
+          policy: o.errorPolicy,
+          home: side === "source" ? "RUNNING" : "STOP",
+          resetEvery: side === "destination",
+          resetTimeoutMs: o.arcTimeoutMs,
+          transition: transitionOptions(o, side, side === "source" ? "rollback" : "park", undefined)
+        })
+      : yield* untouched(runtime)
+    o.onEvent({ _tag: "Recovered", side, ok: back.complete, states: back.states, at: f.now() })
+    f.log.end()
+    return yield* new MigrationFailed({
+      side,
+      phase: failure.phase,
+      origin: originOf(side, failure.cause),
+      cause: failure.cause,
+      migration: undefined,
+      ...recoveryFields(f.touched, back)
+    })
+  })
