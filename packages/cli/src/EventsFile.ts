@@ -1,21 +1,12 @@
 import { closeSync, openSync, writeSync } from "node:fs"
 import { readTextFile } from "@lockstep/coordinator"
-import type { MigrationEvent } from "@lockstep/migration"
+import { type MigrationEvent, Phases } from "@lockstep/migration"
 import { RecordedTransition } from "@lockstep/timeline"
 import { Effect, type FileSystem, Schema } from "effect"
 import { type CliFailure, invalidInput } from "./CliFailure.js"
 
 const Side = Schema.Literals(["source", "destination"])
-const Phase = Schema.Literals([
-  "handshake",
-  "prepare",
-  "precopy",
-  "switchover",
-  "drain",
-  "validate",
-  "commit",
-  "resume"
-])
+const Phase = Schema.Literals(Phases)
 
 /**
  * A migration event as the timeline reads it. Every `MigrationEvent` is one; the events a

@@ -25,10 +25,9 @@ import {
   formatStates,
   type Scenario,
   simCompatibility,
-  sourceOptionsOf,
-  violationsOf
+  sourceOptionsOf
 } from "./Scenario.js"
-import { openSide, type Side, sideStates } from "./Sides.js"
+import { openSide, type Side, sideStates, violationsOfSide } from "./Sides.js"
 import { signalExitCode, untilSignal } from "./Signals.js"
 import { downtimeText } from "./SourceReport.js"
 
@@ -95,9 +94,6 @@ const compatibilityOf = (sides: ReadonlyArray<Side>) => {
   const simulated = sides.flatMap((s) => (s._tag === "Simulated" ? [s.runtime] : []))
   return simulated.length === sides.length ? simCompatibility(simulated) : undefined
 }
-
-const violationsOfSide = (side: Side): Effect.Effect<number | undefined> =>
-  side._tag === "Simulated" ? violationsOf(side.runtime) : Effect.succeed(undefined)
 
 const summaryText = (s: SourceSummary, d: DestinationSummary | undefined): string =>
   [

@@ -28,11 +28,10 @@ import {
   loadScenario,
   type Scenario,
   simCompatibility,
-  sourceOptionsOf,
-  violationsOf
+  sourceOptionsOf
 } from "./Scenario.js"
-import { openSide, type Side, sideStates } from "./Sides.js"
-import { type StopSignal, signalExitCode, untilSignal } from "./Signals.js"
+import { openSide, type Side, sideStates, violationsOfSide } from "./Sides.js"
+import { type StopSignal, signalExitCode, type UntilSignal, untilSignal } from "./Signals.js"
 import { sourceReportJson, sourceReportText, unconfirmedMessage } from "./SourceReport.js"
 import { strangerReason, tlsStrangerReason } from "./StrayConnection.js"
 import { checkTimelineFile } from "./TimelineFile.js"
@@ -49,9 +48,6 @@ const simDigestsOf = (sim: SimulatedGroup): Effect.Effect<Record<string, string>
   )
 
 /** P2P violations a simulated side's fabric saw; a kernel side has no fabric (the kernel's log is its record). */
-const violationsOfSide = (side: Side): Effect.Effect<number | undefined> =>
-  side._tag === "Simulated" ? violationsOf(side.runtime) : Effect.succeed(undefined)
-
 /** Compatibility data: the simulated devices' sizes; kernel devices bring none (their driver checks its data). */
 const compatibilityOfSide = (side: Side) => (side._tag === "Simulated" ? simCompatibility([side.runtime]) : undefined)
 
@@ -66,6 +62,30 @@ interface SideEnd<A> {
   readonly violations: number | undefined
   readonly final: Record<string, string>
 }
+
+/**
+ * How one side ended: the error that stopped its run, if one did (raised again), or its exit,
+ * the signal that interrupted it, the P2P violations its fabric saw and every device's state.
+ */
+const endOfSide = <A, B, E>(
+  role: Role,
+  exit: Exit.Exit<A, MigrationFailed> | undefined,
+  ended: UntilSignal<B, E>,
+  side: Side
+): Effect.Effect<SideEnd<A>, E> =>
+  Effect.gen(function* () {
+    if (ended._tag === "Done" && Exit.isFailure(ended.exit)) {
+      const error = Cause.findErrorOption(ended.exit.cause)
+      if (Option.isSome(error)) return yield* Effect.fail(error.value)
+    }
+    return {
+      role,
+      exit,
+      interrupted: ended._tag === "Interrupted" ? ended.signal : undefined,
+      violations: yield* violationsOfSide(side),
+      final: yield* sideStates(side)
+    }
+  })
 
 const failureOf = <A>(exit: Exit.Exit<A, MigrationFailed> | undefined): MigrationFailed | undefined =>
   exit !== undefined && Exit.isFailure(exit) ? Option.getOrUndefined(Cause.findErrorOption(exit.cause)) : undefined
@@ -234,17 +254,7 @@ const runDestination = (
       serve,
       "the destination devices may be left between STOP and RESUMING (simulated: they end with this process); the source rolls back when the channel closes"
     )
-    if (ended._tag === "Done" && Exit.isFailure(ended.exit)) {
-      const error = Cause.findErrorOption(ended.exit.cause)
-      if (Option.isSome(error)) return yield* error.value
-    }
-    const end: SideEnd<DestinationSummary> = {
-      role: "destination",
-      exit,
-      interrupted: ended._tag === "Interrupted" ? ended.signal : undefined,
-      violations: yield* violationsOfSide(destination),
-      final: yield* sideStates(destination)
-    }
+    const end = yield* endOfSide("destination", exit, ended, destination)
     if (end.interrupted !== undefined || exit === undefined || Exit.isFailure(exit))
       return yield* reportUnsuccessful(end, json, "the source", () => undefined)
     const s = exit.value
@@ -363,17 +373,7 @@ const runSource = (
       run,
       `the source devices may be left between RUNNING and STOP_COPY (simulated: they end with this process), and the journal ${journal} may still record the migration as started ("lockstep journal show ${journal}" says; "lockstep journal resolve ${journal} --owner source" settles it)`
     )
-    if (ended._tag === "Done" && Exit.isFailure(ended.exit)) {
-      const error = Cause.findErrorOption(ended.exit.cause)
-      if (Option.isSome(error)) return yield* error.value
-    }
-    const end: SideEnd<SourceSummary> = {
-      role: "source",
-      exit,
-      interrupted: ended._tag === "Interrupted" ? ended.signal : undefined,
-      violations: yield* violationsOfSide(source),
-      final: yield* sideStates(source)
-    }
+    const end = yield* endOfSide("source", exit, ended, source)
     if (end.interrupted !== undefined || exit === undefined || Exit.isFailure(exit))
       return yield* reportUnsuccessful(end, json, "the connection to the destination", sourceHint(tls !== undefined))
     const summary = exit.value

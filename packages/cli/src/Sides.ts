@@ -6,7 +6,7 @@ import { attachVfioDevices, hasVfioDevice, namesVfioDevice, type VfioDevice } fr
 import { Effect, Option, type Scope } from "effect"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 import { formatRefusal } from "./Refusal.js"
-import { type Role, type Scenario, simulateSide } from "./Scenario.js"
+import { type Role, type Scenario, simulateSide, violationsOf } from "./Scenario.js"
 
 /**
  * One side of a migration as the CLI runs it: a simulated group (with its DMA fabric), or a
@@ -74,6 +74,10 @@ export const openSide = (scenario: Scenario, role: Role): Effect.Effect<Side, Cl
     : Effect.map(simulateSide(scenario, role), (runtime) => ({ _tag: "Simulated", runtime }) as const)
 
 /** Every device's state as it reports it now (`UNKNOWN` where it cannot), as one JSON-ready record. */
+/** P2P violations the side's fabric saw; `undefined` for kernel devices (no fabric watches them). */
+export const violationsOfSide = (side: Side): Effect.Effect<number | undefined> =>
+  side._tag === "Simulated" ? violationsOf(side.runtime) : Effect.succeed(undefined)
+
 export const sideStates = (side: Side): Effect.Effect<Record<string, State | "UNKNOWN">> =>
   Effect.map(
     Effect.forEach(side.runtime.group.devices, (d) => {
