@@ -577,6 +577,26 @@ const withinXfer = (site: Site, field: string, count: number, limits: Limits): D
     : Result.succeed(count)
 
 /**
+ * A region access that carries its data (REGION_WRITE's command, REGION_READ's reply): offset,
+ * region, count, then exactly `count` bytes, at most max_data_xfer_size of them.
+ */
+const regionWithData = (
+  site: Site,
+  payload: Uint8Array,
+  limits: Limits
+): Decoded<{ readonly offset: bigint; readonly region: number; readonly data: Uint8Array }> => {
+  if (payload.length < 16) return invalid(site, "payload", payload.length, "at least 16 bytes")
+  const view = viewOf(payload)
+  const count = view.getUint32(12, true)
+  if (payload.length !== 16 + count) return invalid(site, "count", count, `${payload.length - 16} (the data sent)`)
+  return Result.map(withinXfer(site, "count", count, limits), () => ({
+    offset: view.getBigUint64(0, true),
+    region: view.getUint32(8, true),
+    data: payload.subarray(16)
+  }))
+}
+
+/**
  * Decodes a command message (what a server receives). Strict: the message must be a command,
  * its command one this package carries, its payload the exact size of that command, and
  * every count within `limits.maxDataXferSize`.
@@ -617,19 +637,11 @@ export const decodeRequest = (frame: Frame, limits: Limits): Decoded<Request> =>
             count
           }))
         )
-      case "REGION_WRITE": {
-        if (payload.length < 16) return invalid(site, "payload", payload.length, "at least 16 bytes")
-        const view = viewOf(payload)
-        const count = view.getUint32(12, true)
-        if (payload.length !== 16 + count)
-          return invalid(site, "count", count, `${payload.length - 16} (the data sent)`)
-        return Result.map(withinXfer(site, "count", count, limits), () => ({
+      case "REGION_WRITE":
+        return Result.map(regionWithData(site, payload, limits), (access) => ({
           _tag: "RegionWrite" as const,
-          offset: view.getBigUint64(0, true),
-          region: view.getUint32(8, true),
-          data: payload.subarray(16)
+          ...access
         }))
-      }
       case "DEVICE_RESET":
         return Result.map(exactly(site, payload, 0), () => ({ _tag: "DeviceReset" as const }))
       case "DEVICE_FEATURE":
@@ -715,19 +727,11 @@ export const decodeReply = (frame: Frame, limits: Limits): Decoded<Reply | Error
             count: view.getUint32(12, true)
           })
         })
-      case "REGION_READ": {
-        if (payload.length < 16) return invalid(site, "payload", payload.length, "at least 16 bytes")
-        const view = viewOf(payload)
-        const count = view.getUint32(12, true)
-        if (payload.length !== 16 + count)
-          return invalid(site, "count", count, `${payload.length - 16} (the data sent)`)
-        return Result.map(withinXfer(site, "count", count, limits), () => ({
+      case "REGION_READ":
+        return Result.map(regionWithData(site, payload, limits), (access) => ({
           _tag: "RegionRead" as const,
-          offset: view.getBigUint64(0, true),
-          region: view.getUint32(8, true),
-          data: payload.subarray(16)
+          ...access
         }))
-      }
       case "REGION_WRITE":
         return Result.map(exactly(site, payload, 16), (view) => ({
           _tag: "RegionWrite" as const,
