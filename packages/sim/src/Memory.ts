@@ -15,6 +15,17 @@ export interface Memory {
   readonly pageSize: number
   readonly pageCount: number
   readonly foreign: ForeignWrites
+  /**
+   * Cached per-page checksums of the saved stream (`pageSums[p]` is valid while
+   * `pageSumValid[p]` is 1): every change to a page must clear its flag (`invalidatePage`).
+   */
+  readonly pageSums: Uint32Array
+  readonly pageSumValid: Uint8Array
+}
+
+/** A page of `memory` changed: its cached checksum is stale. */
+export const invalidatePage = (memory: Memory, page: number): void => {
+  memory.pageSumValid[page] = 0
 }
 
 /**
@@ -81,7 +92,16 @@ export const makeMemory = (size: number, pageSize: number, seed: number): Memory
   fillWords(words, seed)
   const tail = mix32((seed | 0) - weylStep)
   for (let i = words.length * 4; i < size; i++) bytes[i] = tail >>> ((i & 3) * 8)
-  return { bytes, words, pageSize, pageCount: Math.ceil(size / pageSize), foreign: new ForeignWrites() }
+  const pageCount = Math.ceil(size / pageSize)
+  return {
+    bytes,
+    words,
+    pageSize,
+    pageCount,
+    foreign: new ForeignWrites(),
+    pageSums: new Uint32Array(pageCount),
+    pageSumValid: new Uint8Array(pageCount)
+  }
 }
 
 /** The length of page `page` (the last page of a memory may be short). */

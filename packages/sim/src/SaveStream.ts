@@ -1,5 +1,5 @@
 import type { SessionFaults } from "./FaultPlan.js"
-import { checksum, type Memory, pageLength } from "./Memory.js"
+import { checksum, invalidatePage, type Memory, pageLength } from "./Memory.js"
 import { mix32 } from "./Prng.js"
 
 /*
@@ -40,6 +40,15 @@ const getU32 = (buf: Uint8Array, at: number): number =>
 
 const pageSalt = (page: number): number => mix32(page ^ 0x7a6e3d19)
 const combine = (combined: number, recordChecksum: number): number => mix32(combined ^ recordChecksum)
+
+/** The checksum of a page's record: cached in the memory until the page changes. */
+const pageChecksum = (memory: Memory, page: number): number => {
+  if (memory.pageSumValid[page] === 1) return memory.pageSums[page] ?? 0
+  const sum = checksum(memory, page * memory.pageSize, pageLength(memory, page), pageSalt(page))
+  memory.pageSums[page] = sum
+  memory.pageSumValid[page] = 1
+  return sum
+}
 
 /** Stream bytes of the page records of pages `[from, to)`. */
 export const recordBytes = (memory: Memory, from: number, to: number): number => {
@@ -228,7 +237,7 @@ export class SavingSession {
   private writePage(buf: Uint8Array, at: number, page: number): number {
     const start = page * this.memory.pageSize
     const length = pageLength(this.memory, page)
-    const sum = checksum(this.memory, start, length, pageSalt(page))
+    const sum = pageChecksum(this.memory, page)
     putU32(buf, at, pageKind)
     putU32(buf, at + 4, page)
     putU32(buf, at + 8, sum)
@@ -299,6 +308,7 @@ export class ResumeSession {
           const k = Math.min(this.pageLeft, data.length - at)
           const length = pageLength(this.memory, this.page)
           this.memory.bytes.set(data.subarray(at, at + k), this.pageStart + length - this.pageLeft)
+          invalidatePage(this.memory, this.page)
           this.pageLeft -= k
           at += k
           if (this.pageLeft === 0) this.check(this.acceptPage(length))
@@ -370,7 +380,7 @@ export class ResumeSession {
   }
 
   private acceptPage(length: number): string | undefined {
-    const sum = checksum(this.memory, this.pageStart, length, pageSalt(this.page))
+    const sum = pageChecksum(this.memory, this.page)
     if (sum !== this.expected) return `checksum mismatch in page ${this.page}`
     this.memory.foreign.forget(this.pageStart >>> 2, (this.pageStart + length) >>> 2)
     if (this.received[this.page] !== 1) {

@@ -11,7 +11,7 @@ import {
 import { type Arc, flagNames, isArc, isSaving, type State, stateClass } from "@lockstep/fsm"
 import { Clock, Effect, Result, Schema } from "effect"
 import { type ArcFault, FaultDeck } from "./FaultPlan.js"
-import { compare, digest, type Memory, type MemoryComparison, makeMemory } from "./Memory.js"
+import { compare, digest, invalidatePage, type Memory, type MemoryComparison, makeMemory } from "./Memory.js"
 import { scribbleWords, streamSeed } from "./Prng.js"
 import { headerLength, ResumeSession, recordHeaderLength, SavingSession, streamLength } from "./SaveStream.js"
 import { arcLatency, type ResolvedSimDeviceConfig, resolveSimDeviceConfig, SimDeviceConfig } from "./SimDeviceConfig.js"
@@ -127,10 +127,17 @@ export class SimEngine {
   }
 
   /** A tracked change: the page is dirty for the saving session, if any. */
-  private readonly track = (word: number): void => this.saving?.markDirty(Math.floor((word * 4) / this.memory.pageSize))
+  private readonly track = (word: number): void => {
+    const page = Math.floor((word * 4) / this.memory.pageSize)
+    invalidatePage(this.memory, page)
+    this.saving?.markDirty(page)
+  }
 
   /** An untracked change, into a halted device: remembered as foreign. */
-  private readonly taint = (word: number, flip: number): void => this.memory.foreign.record(word, flip)
+  private readonly taint = (word: number, flip: number): void => {
+    invalidatePage(this.memory, Math.floor((word * 4) / this.memory.pageSize))
+    this.memory.foreign.record(word, flip)
+  }
 
   /**
    * `count` P2P writes from a peer, drawn from the stream at `counter`: each changes one word

@@ -236,6 +236,33 @@ describe("data sessions", () => {
     })
   )
 
+  it.effect(
+    "a page changed after an earlier save is checksummed afresh: a second save still restores byte for byte",
+    () =>
+      Effect.gen(function* () {
+        const config: SimDeviceConfig = { stateSize: 40 * 4096, pageSize: 4096, dirtyBytesPerSecond: 2_000_000 }
+        const source = yield* makeSimDevice("gpu0", config)
+        const destination = yield* makeSimDevice("gpu0-dst", config)
+        yield* untilDone(
+          Effect.gen(function* () {
+            // A whole save read and dropped: every page's checksum has been computed once.
+            yield* walk(source, "STOP_COPY")
+            yield* readAll(source, 65_536)
+            // Running again, the device changes pages (2 MB/s of 4 KiB pages: about 5 per 10 ms).
+            yield* walk(source, "RUNNING")
+            const before = yield* memoryDigest(source)
+            yield* Effect.sleep(10)
+            expect(yield* memoryDigest(source)).not.toBe(before)
+            yield* walk(destination, "RESUMING")
+            yield* walk(source, "STOP_COPY")
+            yield* pump(source, destination, 65_536)
+            yield* walk(destination, "RUNNING")
+          })
+        )
+        expect(yield* compareMemory(source, destination)).toEqual({ _tag: "Identical" })
+      })
+  )
+
   it.effect("streams a 32 MiB device lazily, chunk by chunk", () =>
     Effect.gen(function* () {
       const config: SimDeviceConfig = { stateSize: 32 << 20, dirtyBytesPerSecond: 0, arcLatencyMs: 0 }

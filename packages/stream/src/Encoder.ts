@@ -1,5 +1,5 @@
-import { crc32 } from "node:zlib"
 import { Result } from "effect"
+import { crc32 } from "./Crc32.js"
 import { MalformedFrame } from "./FormatError.js"
 import {
   ChunkPrefixBytes,
