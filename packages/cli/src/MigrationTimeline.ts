@@ -1,7 +1,8 @@
 import type { Group } from "@lockstep/coordinator"
 import type { Side } from "@lockstep/migration"
-import { describeViolation, type Fabric } from "@lockstep/sim"
+import type { Fabric } from "@lockstep/sim"
 import {
+  fabricEntries,
   type Mark,
   makeTimelineRecorder,
   type Phase,
@@ -72,28 +73,8 @@ export const recordedGroupOf = (group: Group): RecordedGroup => ({
 })
 
 /** What a simulated group's fabric saw of the P2P invariant, as the picture draws it. */
-export const observedOf = (fabric: Fabric): ReadonlyArray<ObservedEntry> => [
-  ...fabric.violations().map(
-    (v): ObservedEntry => ({
-      _tag: "Violation",
-      initiator: v.edge.initiator,
-      target: v.edge.target,
-      from: v.at,
-      to: v.endedAt,
-      description: describeViolation(v)
-    })
-  ),
-  ...fabric.corruptingWrites().map(
-    (w): ObservedEntry => ({
-      _tag: "CorruptingWrites",
-      initiator: w.edge.initiator,
-      target: w.edge.target,
-      from: w.from,
-      to: w.to,
-      writes: w.writes
-    })
-  )
-]
+export const observedOf = (fabric: Fabric): ReadonlyArray<ObservedEntry> =>
+  fabricEntries(fabric.violations(), fabric.corruptingWrites())
 
 /** A recorder for the migration between `source` and `destination`. */
 export const makeMigrationTimeline = (source: RecordedGroup, destination: RecordedGroup): MigrationTimeline => {

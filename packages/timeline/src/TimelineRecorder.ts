@@ -3,6 +3,7 @@ import { expandAfter, type Topology } from "@lockstep/group"
 import { type CorruptingWrite, describeViolation, type InvariantViolation } from "@lockstep/sim"
 import type {
   ArcSpan,
+  CorruptingWrites,
   P2PTopology,
   PhaseEmphasis,
   Rollback,
@@ -10,7 +11,8 @@ import type {
   TimelineDevice,
   TimelineEntry,
   TimelineInput,
-  TimelineState
+  TimelineState,
+  Violation
 } from "./TimelineInput.js"
 import type { RecordedPlan, RecordedTransition } from "./TransitionRecord.js"
 
@@ -30,6 +32,37 @@ type ReadStates = Readonly<Record<string, State | "UNKNOWN">>
  * rather than depending on the coordinator.
  */
 export type RecordedEvent = RecordedTransition
+
+/**
+ * What a fabric saw of the P2P invariant, as the timeline draws it: each violation (on its
+ * edge, from when it began to when it ended, with its description) and each run of corrupting
+ * writes.
+ */
+export const fabricEntries = (
+  violations: ReadonlyArray<InvariantViolation>,
+  corruptingWrites: ReadonlyArray<CorruptingWrite>
+): Array<Violation | CorruptingWrites> => [
+  ...violations.map(
+    (v): Violation => ({
+      _tag: "Violation",
+      initiator: v.edge.initiator,
+      target: v.edge.target,
+      from: v.at,
+      to: v.endedAt,
+      description: describeViolation(v)
+    })
+  ),
+  ...corruptingWrites.map(
+    (w): CorruptingWrites => ({
+      _tag: "CorruptingWrites",
+      initiator: w.edge.initiator,
+      target: w.edge.target,
+      from: w.from,
+      to: w.to,
+      writes: w.writes
+    })
+  )
+]
 
 /** A device the recorder should draw a lane for before any event names it. */
 export interface RecordedDevice {
@@ -293,29 +326,10 @@ export const makeTimelineRecorder = (options: TimelineRecorderOptions = {}): Tim
     corruptingWrites: ReadonlyArray<CorruptingWrite> = []
   ): void => {
     invariantChecked = true
-    for (const v of violations) {
-      seen(v.at)
-      if (v.endedAt !== undefined) seen(v.endedAt)
-      entries.push({
-        _tag: "Violation",
-        initiator: v.edge.initiator,
-        target: v.edge.target,
-        from: v.at,
-        to: v.endedAt,
-        description: describeViolation(v)
-      })
-    }
-    for (const w of corruptingWrites) {
-      seen(w.from)
-      seen(w.to)
-      entries.push({
-        _tag: "CorruptingWrites",
-        initiator: w.edge.initiator,
-        target: w.edge.target,
-        from: w.from,
-        to: w.to,
-        writes: w.writes
-      })
+    for (const entry of fabricEntries(violations, corruptingWrites)) {
+      seen(entry.from)
+      if (entry.to !== undefined) seen(entry.to)
+      entries.push(entry)
     }
   }
 

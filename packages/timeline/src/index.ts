@@ -34,6 +34,7 @@ export type {
   Wait
 } from "./TimelineInput.js"
 export {
+  fabricEntries,
   makeTimelineRecorder,
   p2pOf,
   type RecordedDevice,
