@@ -410,13 +410,15 @@ describe("renderTimelineSvg: any input", () => {
   })
 
   it("the XML reader is strict", () => {
-    expect(() => parseXml("<a><b></a></b>")).toThrow(/closes/)
+    expect(() => parseXml("<a><b></a></b>")).toThrow(/does not match/)
     expect(() => parseXml("<a x=1/>")).toThrow(/quoted/)
     expect(() => parseXml("<a>&nbsp;</a>")).toThrow(/entity/)
     expect(() => parseXml("<a>x < y</a>")).toThrow()
     expect(() => parseXml('<a x="1" x="2"/>')).toThrow(/duplicate/)
     expect(() => parseXml("<a/><b/>")).toThrow(/after the root/)
-    expect(() => parseXml("<a>")).toThrow(/never closed/)
+    expect(() => parseXml("<a>")).toThrow(/unclosed/)
+    expect(() => parseXml("<!DOCTYPE a><a/>")).toThrow(/DOCTYPE/)
+    expect(() => parseXml("<a><![CDATA[x]]></a>")).toThrow(/CDATA/)
     expect(parseXml('<?xml version="1.0"?>\n<a q="&lt;&#65;"><!-- c --><b/>t&amp;</a>\n')).toEqual({
       name: "a",
       attributes: { q: "<A" },
