@@ -1,7 +1,10 @@
 import { Effect, Exit } from "effect"
 import { type DestinationContext, readToEnd } from "./DestinationContext.js"
 import type { DestinationSummary, DeviceTotals } from "./Events.js"
-import { describeCause, readStates, roundMs, send } from "./Session.js"
+import { readStates } from "./GroupTransition.js"
+import { roundMs } from "./SessionClock.js"
+import { describeCause } from "./SessionFault.js"
+import { send } from "./SessionMessage.js"
 
 /** After RUNNING: confirm, end this direction, read the source's stream end, and summarise. */
 export const finish = (ctx: DestinationContext): Effect.Effect<DestinationSummary> =>

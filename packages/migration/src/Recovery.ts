@@ -10,7 +10,8 @@ import {
 import { ResetFailed } from "@lockstep/device"
 import { type State, stateClass } from "@lockstep/fsm"
 import { Effect, Exit } from "effect"
-import { describeCause, readStates } from "./Session.js"
+import { readStates } from "./GroupTransition.js"
+import { describeCause } from "./SessionFault.js"
 
 /**
  * Where a failed side's recovery takes each device, by the ERROR policy (DESIGN §2, §3.6):

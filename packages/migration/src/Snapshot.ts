@@ -11,6 +11,7 @@ import { type ByteSink, type ByteSource, type Frame, FrameReader, FrameWriter, t
 import { Cause, Effect, Option } from "effect"
 import { throttle } from "./Bandwidth.js"
 import type { DeviceTotals } from "./Events.js"
+import { readStates, transitionOptions, watchTouched } from "./GroupTransition.js"
 import { checkManifest, manifestOf } from "./Handshake.js"
 import { loadDevices, manifestDevices } from "./Loading.js"
 import {
@@ -23,19 +24,11 @@ import {
 } from "./MigrationError.js"
 import { type ResolvedSessionOptions, resolveSession, type SessionOptions } from "./Options.js"
 import type { Side } from "./Phase.js"
+import { PhaseLog } from "./PhaseLog.js"
 import { recoverGroup, recoveryFields, untouched } from "./Recovery.js"
-import {
-  clockNow,
-  faultIn,
-  locatedIn,
-  originOf,
-  PhaseLog,
-  readStates,
-  recovering,
-  SessionFault,
-  transitionOptions,
-  watchTouched
-} from "./Session.js"
+import { recovering } from "./RecoveryGuard.js"
+import { clockNow } from "./SessionClock.js"
+import { faultIn, locatedIn, originOf, SessionFault } from "./SessionFault.js"
 import { switchoverAndDrain } from "./Switchover.js"
 import { drainDevice } from "./Transfer.js"
 

@@ -1,18 +1,11 @@
 import { Cause, Deferred, Effect, Exit, type Fiber, Option } from "effect"
 import type { SourceSummary } from "./Events.js"
+import { transitionOptions } from "./GroupTransition.js"
 import { MigrationFailed, MigrationInterrupted, PeerBusy } from "./MigrationError.js"
 import { leftInPlace, type Recovered, recoverGroup, recoveryFields, untouched } from "./Recovery.js"
-import {
-  abortMessage,
-  describeCause,
-  faultIn,
-  hangUpOn,
-  isChannelCause,
-  originOf,
-  SessionFault,
-  send,
-  transitionOptions
-} from "./Session.js"
+import { hangUpOn } from "./RecoveryGuard.js"
+import { abortMessage, describeCause, faultIn, isChannelCause, originOf, SessionFault } from "./SessionFault.js"
+import { send } from "./SessionMessage.js"
 import { hangUp, type SourceContext } from "./SourceContext.js"
 import { finish } from "./SourceFinish.js"
 

@@ -1,7 +1,9 @@
 import { Effect, Exit, type Fiber } from "effect"
 import { measuredDowntime } from "./Estimate.js"
 import type { DeviceTotals, SourceSummary, SwitchoverDecision } from "./Events.js"
-import { describeCause, readStates, roundMs } from "./Session.js"
+import { readStates } from "./GroupTransition.js"
+import { roundMs } from "./SessionClock.js"
+import { describeCause } from "./SessionFault.js"
 import { type Confirmation, hangUp, type SentTotals, type SourceContext } from "./SourceContext.js"
 
 /**
