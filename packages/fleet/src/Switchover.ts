@@ -1,7 +1,6 @@
-import { type GroupRuntime, transition } from "@lockstep/coordinator"
-import type { State } from "@lockstep/fsm"
+import { type GroupRuntime, reportedStates, transition } from "@lockstep/coordinator"
 import { MemoryTransport } from "@lockstep/stream"
-import { Cause, Data, Effect, Exit, Option, Schema } from "effect"
+import { Cause, Data, Effect, Exit, Schema } from "effect"
 import type * as SqlClient from "effect/sql/SqlClient"
 import { entriesOf, type FencedEntry, fenced, JournalDatabase, takeEpoch } from "./FencedJournal.js"
 import { MigrationSettings } from "./FleetFile.js"
@@ -98,29 +97,18 @@ const why = (cause: Cause.Cause<unknown>): string => {
   return error instanceof Error ? error.message : String(error)
 }
 
-const statesOf = (runtime: GroupRuntime): Effect.Effect<Readonly<Record<string, State | "UNKNOWN">>> =>
-  Effect.map(
-    Effect.forEach(
-      [...runtime.devices],
-      ([id, d]) =>
-        Effect.map(Effect.option(d.getState), (s) => [id, Option.getOrElse(s, () => "UNKNOWN" as const)] as const),
-      { concurrency: "unbounded" }
-    ),
-    Object.fromEntries
-  )
-
 const all = (states: Readonly<Record<string, string>>, ok: (s: string) => boolean) => Object.values(states).every(ok)
 const halted = (s: string) => s === "STOP" || s === "STOP_COPY"
 
 /** The destination owns the VM: its group to RUNNING; the source must stay halted. */
 const rollForward = (source: GroupRuntime, destination: GroupRuntime, journal: CommitJournal, entry: FencedEntry) =>
   Effect.gen(function* () {
-    const before = yield* statesOf(destination)
+    const before = yield* reportedStates(destination)
     if (!all(before, (s) => s === "RUNNING"))
       yield* transition(destination, "RUNNING").pipe(
         Effect.mapError((e) => new SettleFailed({ reason: `the committed destination did not resume: ${e.message}` }))
       )
-    const sourceStates = yield* statesOf(source)
+    const sourceStates = yield* reportedStates(source)
     if (!all(sourceStates, halted))
       return yield* new SettleFailed({
         reason: `migration ${entry.migration} is committed but source devices are not halted (${JSON.stringify(sourceStates)})`
@@ -131,12 +119,12 @@ const rollForward = (source: GroupRuntime, destination: GroupRuntime, journal: C
 /** The source owns the VM: its group to RUNNING; the destination's devices reset where needed and parked in STOP. */
 const rollBack = (source: GroupRuntime, destination: GroupRuntime) =>
   Effect.gen(function* () {
-    const sourceStates = yield* statesOf(source)
+    const sourceStates = yield* reportedStates(source)
     if (!all(sourceStates, (s) => s === "RUNNING"))
       yield* transition(source, "RUNNING").pipe(
         Effect.mapError((e) => new SettleFailed({ reason: `the source did not roll back: ${e.message}` }))
       )
-    const destinationStates = yield* statesOf(destination)
+    const destinationStates = yield* reportedStates(destination)
     if (all(destinationStates, (s) => s === "STOP")) return
     // As the migration package parks a failed destination: every device reset (RESUMING and
     // ERROR are left only that way; a reset device has bus mastering off, so an all-RUNNING

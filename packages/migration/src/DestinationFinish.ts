@@ -1,7 +1,7 @@
+import { reportedStates } from "@lockstep/coordinator"
 import { Effect, Exit } from "effect"
 import { type DestinationContext, readToEnd } from "./DestinationContext.js"
 import type { DestinationSummary, DeviceTotals } from "./Events.js"
-import { readStates } from "./GroupTransition.js"
 import { roundMs } from "./SessionClock.js"
 import { describeCause } from "./SessionFault.js"
 import { send } from "./SessionMessage.js"
@@ -34,7 +34,7 @@ export const finish = (ctx: DestinationContext): Effect.Effect<DestinationSummar
       ),
       phases: ctx.log.durations,
       totalMs: roundMs(now() - ctx.startedAt),
-      states: yield* readStates(ctx.runtime),
+      states: yield* reportedStates(ctx.runtime),
       validateMs: s.validateMs,
       resumeMs: s.resumeMs,
       decidedFromJournal: s.fromJournal

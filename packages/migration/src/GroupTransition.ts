@@ -1,6 +1,4 @@
-import type { FinalStates, GroupRuntime, TransitionEvent, TransitionOptions } from "@lockstep/coordinator"
-import type { State } from "@lockstep/fsm"
-import { Effect, Option } from "effect"
+import type { TransitionEvent, TransitionOptions } from "@lockstep/coordinator"
 import type { ArcTimings } from "./Estimate.js"
 import type { EventSink } from "./Events.js"
 import type { ResolvedSessionOptions } from "./Options.js"
@@ -52,18 +50,3 @@ export const watchTouched = <O extends { readonly onEvent?: EventSink | undefine
     touched: () => touched
   }
 }
-
-/** Every device's state as it reports it now (`UNKNOWN` where it cannot). */
-export const readStates = (runtime: GroupRuntime): Effect.Effect<FinalStates> =>
-  Effect.map(
-    Effect.forEach(
-      runtime.group.devices,
-      (d) => {
-        const device = runtime.devices.get(d.id)
-        const state = device === undefined ? Effect.succeed(Option.none<State>()) : Effect.option(device.getState)
-        return Effect.map(state, (s) => [d.id, Option.getOrElse(s, (): State | "UNKNOWN" => "UNKNOWN")] as const)
-      },
-      { concurrency: "unbounded" }
-    ),
-    (rows) => Object.fromEntries(rows)
-  )

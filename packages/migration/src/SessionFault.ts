@@ -1,5 +1,5 @@
 import { Cause, Data, Effect, Option, Result } from "effect"
-import type { MigrationCause } from "./MigrationError.js"
+import { type MigrationCause, MigrationInterrupted } from "./MigrationError.js"
 import type { Phase, Side } from "./Phase.js"
 import type { PhaseLog } from "./PhaseLog.js"
 import type { SessionMessage } from "./SessionMessage.js"
@@ -53,6 +53,13 @@ export const originOf = (side: Side, cause: MigrationCause): Side | "channel" =>
 /** A cause, located in the phase `log` is in (a peer's abort in the peer's phase). */
 export const faultIn = (log: PhaseLog, cause: MigrationCause): SessionFault =>
   new SessionFault({ cause, phase: cause._tag === "PeerAborted" ? cause.phase : log.phase })
+
+/** The fault a session's phases ended with: their typed failure, else an interruption in the phase `log` is in. */
+export const faultOfCause = (log: PhaseLog, cause: Cause.Cause<SessionFault>): SessionFault =>
+  Option.getOrElse(
+    Cause.findErrorOption(cause),
+    () => new SessionFault({ cause: new MigrationInterrupted(), phase: log.phase })
+  )
 
 /** An effect whose failures are located in the phase `log` is in. */
 export const locatedIn =

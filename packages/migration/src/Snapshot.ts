@@ -3,6 +3,7 @@ import {
   type GroupRuntime,
   Migratability,
   prepareResume,
+  reportedStates,
   resume,
   stop,
   transition
@@ -11,7 +12,7 @@ import { type ByteSink, type ByteSource, type Frame, FrameReader, FrameWriter, t
 import { Cause, Effect, Option } from "effect"
 import { throttle } from "./Bandwidth.js"
 import type { DeviceTotals } from "./Events.js"
-import { readStates, transitionOptions, watchTouched } from "./GroupTransition.js"
+import { transitionOptions, watchTouched } from "./GroupTransition.js"
 import { checkManifest, manifestOf } from "./Handshake.js"
 import { loadDevices, manifestDevices } from "./Loading.js"
 import {
@@ -108,7 +109,7 @@ export const saveGroup: (
       bytes: end.bytes,
       devices: Object.fromEntries(ids.map((id, i) => [id, sent[i] ?? 0])),
       stoppedMs,
-      states: yield* readStates(runtime)
+      states: yield* reportedStates(runtime)
     } satisfies SaveSummary
   })
 
@@ -202,7 +203,7 @@ export const restoreGroup: (
       devices: Object.fromEntries(
         manifest.devices.map((d, i) => [d.id, totals[i] ?? { precopyBytes: 0, stopCopyBytes: 0 }])
       ),
-      states: yield* readStates(runtime)
+      states: yield* reportedStates(runtime)
     } satisfies RestoreSummary
   })
 
