@@ -238,73 +238,92 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
         })
       )
 
-      type Mode = "raw" | "decode" | "resume" | "buffered"
-      const rates = (mode: Mode) => measured.map((r) => throughput(r[mode]))
-      const rate = (mode: Mode) => median(rates(mode))
-      const ratios = (mode: Mode) => measured.map((r) => throughput(r[mode]) / throughput(r.raw))
-      const ratio = (mode: Mode) => median(ratios(mode))
-      const runs = (mode: Mode) => spread(rates(mode), 2)
-      const reads = median(readOnly)
-      // The sending thread does both the device reads and the stream's own work, one after the other.
-      const sourceBound = 1 / (1 / reads + 1 / rate("buffered"))
-      const met = ratio("decode") >= 0.7
-      const size = `${options.devices} × ${options.deviceStateBytes / MiB} MiB`
-      const streamFigure: Figure = {
-        figure: 4,
-        title: "Stream throughput (real time)",
-        method: `${size} of simulated device state (STOP_COPY reads of ${readBytes / MiB} MiB, 256 KiB frames) over loopback TCP to a worker thread standing for the destination host, against a raw socket copy of a preallocated ${total / GiB} GiB buffer in ${rawChunkBytes / 1024} KiB writes to the same worker. Each of ${options.repetitions} repetitions (after ${options.warmup} warm-up) runs all four back to back; ratios are medians of the per-repetition ratios. Throughput counts payload bytes.`,
-        rows: [
-          sampledRow("raw socket copy", rates("raw"), "GiB/s"),
-          sampledRow("stream only: devices → frames → decode, dropped", rates("decode"), "GiB/s"),
-          sampledRow("stream only / raw", ratios("decode"), "×", atLeast(0.7)),
-          sampledRow(`end to end: … → ${options.devices} devices RESUMING → STOP`, rates("resume"), "GiB/s"),
-          sampledRow("end to end / raw", ratios("resume"), "×"),
-          sampledRow("stream of a preallocated buffer, no devices", rates("buffered"), "GiB/s"),
-          sampledRow("preallocated stream / raw", ratios("buffered"), "×"),
-          sampledRow("source device reads alone, no socket", readOnly, "GiB/s"),
-          contextRow("ceiling for stream only: device reads then stream, one thread", sourceBound, "GiB/s")
-        ],
-        notes: [
-          `runs (GiB/s): raw ${runs("raw")}, stream only ${runs("decode")}, end to end ${runs("resume")}, preallocated stream ${runs("buffered")}, device reads ${spread(readOnly, 2)}.`,
-          "“stream only” still reads the simulated source devices on the sending thread (each read copies and checksums every page); “end to end” also writes into the destination devices (which checksum every page again) and validates them (RESUMING → STOP). “preallocated” leaves the devices out: what the stream costs by itself.",
-          ...(met
-            ? []
-            : [
-                `goal missed: the sending thread reads the devices (${reads.toFixed(2)} GiB/s alone) and runs the stream (${rate("buffered").toFixed(2)} GiB/s alone) one after the other, which caps stream only at ${sourceBound.toFixed(2)} GiB/s = ${(sourceBound / rate("raw")).toFixed(2)} of raw. Profile when this was written (node --cpu-prof, -- --figure 4): source thread sim SavingSession.writePage (page copy + FNV checksum) ~15%, zlib crc32 ~8-12% per side, writev; both threads idle ~25-55% (flow control stalls), destination GC ~13%.`
-              ])
-        ]
-      }
-      // Every device-stream run: the two alone before anything else, and those of the repetitions.
-      const deviceRuns = [...memoryRuns, ...measured.flatMap((r) => [r.decode, r.resume])]
-      const growths = deviceRuns.map((r) => (r.peakRss - r.rssBefore) / MiB)
-      const growth = Math.max(...growths)
-      const peak = Math.max(...memoryRuns.map((r) => r.peakRss)) / MiB
-      const retained = Math.max(...memoryRuns.map((r) => r.rssAfter - r.rssBefore)) / MiB
-      const memoryFigure: Figure = {
-        figure: 5,
-        title: "Memory during figure 4 (device streams)",
-        method: `process RSS (both sides: main thread and destination worker) sampled every 20 ms during every device stream of ${total / GiB} GiB: one end-to-end and one stream-only run before anything else is allocated, then those of figure 4's repetitions (with its raw buffer resident); the goal holds for the worst run; baseline taken with the ${2 * options.devices} simulated devices (${(2 * total) / GiB} GiB of device memory) allocated.`,
-        rows: [
-          contextRow("baseline RSS before the runs", baselineRss / MiB, "MiB"),
-          contextRow("peak RSS during a device stream", peak, "MiB"),
-          sampledRow("growth during a run (peak − RSS before it)", growths, "MiB"),
-          goalRow(
-            "growth during a run, the worst run",
-            growth,
-            "MiB",
-            atMost(growthLimitMiB, `< ${growthLimitMiB} MiB`)
-          ),
-          contextRow("left at the end of a run (RSS after − before)", retained, "MiB"),
-          contextRow(
-            "maxRSS of the process at the end (raw buffer included)",
-            process.resourceUsage().maxRSS / 1024,
-            "MiB"
-          )
-        ],
-        notes: [
-          `holding the state would add ${total / MiB} MiB; the goal allows a quarter of that. Both sides hold at most one frame plus one read (FrameReader, readAheadBytes); the rest of the growth is garbage awaiting collection and allocator retention.`
-        ]
-      }
-      return [streamFigure, memoryFigure]
+      return [streamFigure(options, measured, readOnly), memoryFigure(options, memoryRuns, measured, baselineRss)]
     })
   )
+
+/** One repetition of figure 4: the raw copy and the three streams, back to back. */
+interface Repetition {
+  readonly raw: Run
+  readonly decode: Run
+  readonly resume: Run
+  readonly buffered: Run
+}
+
+type Mode = keyof Repetition
+
+/** Figure 4 from the measured repetitions and the source's read-only rates. */
+const streamFigure = (
+  options: StreamOptions,
+  measured: ReadonlyArray<Repetition>,
+  readOnly: ReadonlyArray<number>
+): Figure => {
+  const total = options.devices * options.deviceStateBytes
+  const rates = (mode: Mode) => measured.map((r) => throughput(r[mode]))
+  const rate = (mode: Mode) => median(rates(mode))
+  const ratios = (mode: Mode) => measured.map((r) => throughput(r[mode]) / throughput(r.raw))
+  const ratio = (mode: Mode) => median(ratios(mode))
+  const runs = (mode: Mode) => spread(rates(mode), 2)
+  const reads = median(readOnly)
+  // The sending thread does both the device reads and the stream's own work, one after the other.
+  const sourceBound = 1 / (1 / reads + 1 / rate("buffered"))
+  const met = ratio("decode") >= 0.7
+  const size = `${options.devices} × ${options.deviceStateBytes / MiB} MiB`
+  return {
+    figure: 4,
+    title: "Stream throughput (real time)",
+    method: `${size} of simulated device state (STOP_COPY reads of ${readBytes / MiB} MiB, 256 KiB frames) over loopback TCP to a worker thread standing for the destination host, against a raw socket copy of a preallocated ${total / GiB} GiB buffer in ${rawChunkBytes / 1024} KiB writes to the same worker. Each of ${options.repetitions} repetitions (after ${options.warmup} warm-up) runs all four back to back; ratios are medians of the per-repetition ratios. Throughput counts payload bytes.`,
+    rows: [
+      sampledRow("raw socket copy", rates("raw"), "GiB/s"),
+      sampledRow("stream only: devices → frames → decode, dropped", rates("decode"), "GiB/s"),
+      sampledRow("stream only / raw", ratios("decode"), "×", atLeast(0.7)),
+      sampledRow(`end to end: … → ${options.devices} devices RESUMING → STOP`, rates("resume"), "GiB/s"),
+      sampledRow("end to end / raw", ratios("resume"), "×"),
+      sampledRow("stream of a preallocated buffer, no devices", rates("buffered"), "GiB/s"),
+      sampledRow("preallocated stream / raw", ratios("buffered"), "×"),
+      sampledRow("source device reads alone, no socket", readOnly, "GiB/s"),
+      contextRow("ceiling for stream only: device reads then stream, one thread", sourceBound, "GiB/s")
+    ],
+    notes: [
+      `runs (GiB/s): raw ${runs("raw")}, stream only ${runs("decode")}, end to end ${runs("resume")}, preallocated stream ${runs("buffered")}, device reads ${spread(readOnly, 2)}.`,
+      "“stream only” still reads the simulated source devices on the sending thread (each read copies and checksums every page); “end to end” also writes into the destination devices (which checksum every page again) and validates them (RESUMING → STOP). “preallocated” leaves the devices out: what the stream costs by itself.",
+      ...(met
+        ? []
+        : [
+            `goal missed: the sending thread reads the devices (${reads.toFixed(2)} GiB/s alone) and runs the stream (${rate("buffered").toFixed(2)} GiB/s alone) one after the other, which caps stream only at ${sourceBound.toFixed(2)} GiB/s = ${(sourceBound / rate("raw")).toFixed(2)} of raw. Profile when this was written (node --cpu-prof, -- --figure 4): source thread sim SavingSession.writePage (page copy + FNV checksum) ~15%, zlib crc32 ~8-12% per side, writev; both threads idle ~25-55% (flow control stalls), destination GC ~13%.`
+          ])
+    ]
+  }
+}
+
+/** Figure 5 from the device-stream runs: the two alone first, then those of the repetitions. */
+const memoryFigure = (
+  options: StreamOptions,
+  memoryRuns: ReadonlyArray<Run>,
+  measured: ReadonlyArray<Repetition>,
+  baselineRss: number
+): Figure => {
+  const total = options.devices * options.deviceStateBytes
+  // Every device-stream run: the two alone before anything else, and those of the repetitions.
+  const deviceRuns = [...memoryRuns, ...measured.flatMap((r) => [r.decode, r.resume])]
+  const growths = deviceRuns.map((r) => (r.peakRss - r.rssBefore) / MiB)
+  const growth = Math.max(...growths)
+  const peak = Math.max(...memoryRuns.map((r) => r.peakRss)) / MiB
+  const retained = Math.max(...memoryRuns.map((r) => r.rssAfter - r.rssBefore)) / MiB
+  return {
+    figure: 5,
+    title: "Memory during figure 4 (device streams)",
+    method: `process RSS (both sides: main thread and destination worker) sampled every 20 ms during every device stream of ${total / GiB} GiB: one end-to-end and one stream-only run before anything else is allocated, then those of figure 4's repetitions (with its raw buffer resident); the goal holds for the worst run; baseline taken with the ${2 * options.devices} simulated devices (${(2 * total) / GiB} GiB of device memory) allocated.`,
+    rows: [
+      contextRow("baseline RSS before the runs", baselineRss / MiB, "MiB"),
+      contextRow("peak RSS during a device stream", peak, "MiB"),
+      sampledRow("growth during a run (peak − RSS before it)", growths, "MiB"),
+      goalRow("growth during a run, the worst run", growth, "MiB", atMost(growthLimitMiB, `< ${growthLimitMiB} MiB`)),
+      contextRow("left at the end of a run (RSS after − before)", retained, "MiB"),
+      contextRow("maxRSS of the process at the end (raw buffer included)", process.resourceUsage().maxRSS / 1024, "MiB")
+    ],
+    notes: [
+      `holding the state would add ${total / MiB} MiB; the goal allows a quarter of that. Both sides hold at most one frame plus one read (FrameReader, readAheadBytes); the rest of the growth is garbage awaiting collection and allocator retention.`
+    ]
+  }
+}

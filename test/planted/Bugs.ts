@@ -107,7 +107,7 @@ export const plantedBugs: ReadonlyArray<PlantedBug> = [
               "  options: TransitionOptions,\n  assumed: Record<string, State>\n): Effect.Effect<never, TransitionFailed> =>"
           },
           {
-            find: "let states: FinalStates = yield* finalStatesOf(runtime)",
+            find: "let states: FinalStates = yield* reportedStates(runtime)",
             replace: "let states: FinalStates = assumed"
           }
         ]
@@ -242,8 +242,8 @@ export const plantedBugs: ReadonlyArray<PlantedBug> = [
         module: executor,
         edits: [
           {
-            find: "let states: FinalStates = yield* finalStatesOf(runtime)",
-            replace: `let states: FinalStates = yield* finalStatesOf(runtime)
+            find: "let states: FinalStates = yield* reportedStates(runtime)",
+            replace: `let states: FinalStates = yield* reportedStates(runtime)
     if (cause._tag === "ArcTimedOut" && failedNode?.device !== undefined && failedNode.arc !== undefined)
       states = { ...states, [failedNode.device]: failedNode.arc.from }`
           }

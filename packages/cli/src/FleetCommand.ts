@@ -5,7 +5,7 @@ import { renderFleetTimelineSvg } from "@lockstep/timeline"
 import { Console, Effect, Exit, Fiber, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { CliFailure, invalidInput } from "./CliFailure.js"
-import { ensureSimulatedHosts, stopSimulatedHosts } from "./FleetHosts.js"
+import { askInventories, ensureSimulatedHosts, stopSimulatedHosts } from "./FleetHosts.js"
 import { findings, type HostFindings, progressLines, summaryText, vmJson } from "./FleetReport.js"
 import { checkTimelineFile } from "./TimelineFile.js"
 
@@ -64,12 +64,7 @@ const jsonFlag = Flag.Boolean("json").pipe(
 /** Reads every simulated host's inventory (devices and fabrics). */
 const inspectHosts = (F: FleetModule, fleet: Fleet, state: string) =>
   Effect.gen(function* () {
-    const hosts = F.simulatedHosts(fleet)
-    const exits = yield* Effect.forEach(
-      hosts,
-      (h) => Effect.exit(F.HostControl.inventory(F.StateDirectory.controlSocket(fleet, state, h), 5_000)),
-      { concurrency: "unbounded" }
-    )
+    const { hosts, exits } = yield* askInventories(F, fleet, state, 5_000)
     const inventories: Array<HostControl.HostInventory> = []
     const unreachable: Array<string> = []
     for (const [i, exit] of exits.entries()) {

@@ -2,7 +2,7 @@ import { spawn } from "node:child_process"
 import { closeSync, mkdirSync, openSync } from "node:fs"
 import { join, resolve } from "node:path"
 import { fileURLToPath } from "node:url"
-import type { Fleet } from "@lockstep/fleet"
+import type { Fleet, HostControl } from "@lockstep/fleet"
 import { Effect, Exit } from "effect"
 import { CliFailure } from "./CliFailure.js"
 
@@ -15,17 +15,32 @@ import { CliFailure } from "./CliFailure.js"
 
 type FleetModule = typeof import("@lockstep/fleet")
 
-/** The simulated hosts that answer on their control sockets, and those that do not. */
-const answering = (F: FleetModule, fleet: Fleet, state: string) =>
+/** Every simulated host of `fleet` and how it answered an inventory request within `timeoutMs` (by index). */
+export const askInventories = (
+  F: FleetModule,
+  fleet: Fleet,
+  state: string,
+  timeoutMs: number
+): Effect.Effect<{
+  readonly hosts: ReadonlyArray<string>
+  readonly exits: ReadonlyArray<Exit.Exit<HostControl.HostInventory, HostControl.HostControlFailed>>
+}> =>
   Effect.gen(function* () {
     const hosts = F.simulatedHosts(fleet)
     const exits = yield* Effect.forEach(
       hosts,
-      (h) => Effect.exit(F.HostControl.inventory(F.StateDirectory.controlSocket(fleet, state, h), 1_000)),
+      (h) => Effect.exit(F.HostControl.inventory(F.StateDirectory.controlSocket(fleet, state, h), timeoutMs)),
       { concurrency: "unbounded" }
     )
-    return { hosts, up: hosts.filter((_, i) => exits[i] !== undefined && Exit.isSuccess(exits[i])) }
+    return { hosts, exits }
   })
+
+/** The simulated hosts that answer on their control sockets, and those that do not. */
+const answering = (F: FleetModule, fleet: Fleet, state: string) =>
+  Effect.map(askInventories(F, fleet, state, 1_000), ({ hosts, exits }) => ({
+    hosts,
+    up: hosts.filter((_, i) => exits[i] !== undefined && Exit.isSuccess(exits[i]))
+  }))
 
 /**
  * Makes sure the fleet's simulated hosts run: if none answers, starts `lockstep fleet hosts` in

@@ -7,6 +7,7 @@ import {
   type Path,
   path,
   type State,
+  StateShortNames,
   States
 } from "@lockstep/fsm"
 import { Console, Effect, Option, Result } from "effect"
@@ -47,16 +48,7 @@ const pathCommand = Command.make(
   )
 )
 
-const short: Record<State, string> = {
-  ERROR: "E",
-  STOP: "S",
-  RUNNING: "R",
-  STOP_COPY: "SC",
-  RESUMING: "RS",
-  RUNNING_P2P: "RP",
-  PRE_COPY: "PC",
-  PRE_COPY_P2P: "PCP"
-}
+const short = StateShortNames
 
 const errorCell: Record<string, string> = {
   ErrorRequested: "×error",

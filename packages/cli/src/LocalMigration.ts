@@ -28,7 +28,7 @@ import {
   sourceOptionsOf
 } from "./Scenario.js"
 import { openSide, type Side, sideStates, violationsOfSide } from "./Sides.js"
-import { signalExitCode, untilSignal } from "./Signals.js"
+import { type StopSignal, settled, signalExitCode, untilSignal } from "./Signals.js"
 import { downtimeText } from "./SourceReport.js"
 
 /** How `migrate --local` reports. */
@@ -101,6 +101,84 @@ const summaryText = (s: SourceSummary, d: DestinationSummary | undefined): strin
     `  streamed ${formatBytes(s.bytes)}, ${downtimeText(s)}${d === undefined ? "" : ` (validate ${formatMs(d.validateMs)}, resume ${formatMs(d.resumeMs)})`}`
   ].join("\n")
 
+/** How both sides ended, as the report states it. */
+interface LocalEnd {
+  readonly final: { readonly source: Record<string, string>; readonly destination: Record<string, string> }
+  /** Both sides' fabrics checked the P2P invariant (simulated devices). */
+  readonly checked: boolean
+  readonly violationCount: number
+  readonly interrupted: StopSignal | undefined
+}
+
+/** Reports a migration both sides completed; P2P violations seen make it a failure all the same. */
+const reportMigrated = (
+  s: SourceSummary,
+  d: DestinationSummary,
+  end: LocalEnd,
+  json: boolean
+): Effect.Effect<void, CliFailure> =>
+  Effect.gen(function* () {
+    const { final, checked, violationCount } = end
+    yield* Console.log(
+      json
+        ? JSON.stringify({
+            ok: true,
+            ...(checked ? { violations: violationCount } : {}),
+            downtimeMs: s.downtimeMs,
+            rounds: s.rounds,
+            bytes: s.bytes,
+            final
+          })
+        : [
+            summaryText(s, d),
+            `  source:      ${formatStates(final.source)}`,
+            `  destination: ${formatStates(final.destination)}`
+          ].join("\n")
+    )
+    if (checked && violationCount > 0)
+      return yield* new CliFailure({ text: `the simulation saw ${violationCount} P2P violations`, exitCode: 1 })
+  })
+
+/** Reports a failed (or interrupted) migration: the primary error, each side's rollback, the final states. */
+const reportFailed = (
+  sourceError: MigrationFailed | undefined,
+  destinationError: MigrationFailed | undefined,
+  end: LocalEnd,
+  json: boolean
+): Effect.Effect<never, CliFailure> =>
+  Effect.gen(function* () {
+    const { final, checked, violationCount, interrupted } = end
+    const error = primary(sourceError, destinationError)
+    yield* json
+      ? Console.log(
+          JSON.stringify({
+            ok: false,
+            ...(interrupted === undefined ? {} : { interrupted }),
+            ...(error === undefined ? {} : { error: errorJson(error) }),
+            rollback: rollbackJson(sourceError, destinationError),
+            ...(checked ? { violations: violationCount } : {}),
+            final
+          })
+        )
+      : Console.error(
+          [
+            ...(interrupted === undefined
+              ? []
+              : [`lockstep: interrupted by ${interrupted}: the migration was cancelled`]),
+            `lockstep: ${error?.message ?? "the migration was interrupted"}`,
+            ...(sourceError !== undefined && sourceError !== error ? [`lockstep: ${sourceError.message}`] : []),
+            ...(destinationError !== undefined && destinationError !== error
+              ? [`lockstep: ${destinationError.message}`]
+              : [])
+          ].join("\n")
+        )
+    return yield* new CliFailure({
+      text: "the migration failed",
+      exitCode: interrupted === undefined ? 1 : signalExitCode[interrupted],
+      quiet: true
+    })
+  })
+
 /**
  * `migrate --local`: both sides of a migration in this process, joined by an in-memory channel,
  * with the same sessions, journal protocol and recovery as over TCP, on real time. This is a
@@ -136,26 +214,24 @@ export const runLocal = (scenario: Scenario, options: LocalOptions): Effect.Effe
     const ended = yield* untilSignal(
       Effect.all(
         [
-          migrateSource(source.runtime, a, { ...sourceOptionsOf(m), journal, compatibility, onEvent }).pipe(
-            Effect.onExit((exit) =>
-              Effect.sync(() => {
-                sourceExit = exit
-              })
-            ),
-            Effect.exit
+          settled(
+            migrateSource(source.runtime, a, { ...sourceOptionsOf(m), journal, compatibility, onEvent }),
+            undefined,
+            (exit) => {
+              sourceExit = exit
+            }
           ),
-          migrateDestination(destination.runtime, b, {
-            ...destinationOptionsOf(m),
-            decisionJournal: journal,
-            compatibility,
-            onEvent
-          }).pipe(
-            Effect.onExit((exit) =>
-              Effect.sync(() => {
-                destinationExit = exit
-              })
-            ),
-            Effect.exit
+          settled(
+            migrateDestination(destination.runtime, b, {
+              ...destinationOptionsOf(m),
+              decisionJournal: journal,
+              compatibility,
+              onEvent
+            }),
+            undefined,
+            (exit) => {
+              destinationExit = exit
+            }
           )
         ],
         { concurrency: 2, discard: true }
@@ -182,57 +258,8 @@ export const runLocal = (scenario: Scenario, options: LocalOptions): Effect.Effe
           invalidInput(`--timeline: cannot write ${file}: ${cause instanceof Error ? cause.message : String(cause)}`)
       })
     }
-    const sourceError = failureOf(sourceExit)
-    const destinationError = failureOf(destinationExit)
-    const error = primary(sourceError, destinationError)
-    if (Exit.isSuccess(sourceExit) && Exit.isSuccess(destinationExit)) {
-      const s = sourceExit.value
-      yield* Console.log(
-        options.json
-          ? JSON.stringify({
-              ok: true,
-              ...(checked ? { violations: violationCount } : {}),
-              downtimeMs: s.downtimeMs,
-              rounds: s.rounds,
-              bytes: s.bytes,
-              final
-            })
-          : [
-              summaryText(s, destinationExit.value),
-              `  source:      ${formatStates(final.source)}`,
-              `  destination: ${formatStates(final.destination)}`
-            ].join("\n")
-      )
-      if (checked && violationCount > 0)
-        return yield* new CliFailure({ text: `the simulation saw ${violationCount} P2P violations`, exitCode: 1 })
-      return
-    }
-    yield* options.json
-      ? Console.log(
-          JSON.stringify({
-            ok: false,
-            ...(interrupted === undefined ? {} : { interrupted }),
-            ...(error === undefined ? {} : { error: errorJson(error) }),
-            rollback: rollbackJson(sourceError, destinationError),
-            ...(checked ? { violations: violationCount } : {}),
-            final
-          })
-        )
-      : Console.error(
-          [
-            ...(interrupted === undefined
-              ? []
-              : [`lockstep: interrupted by ${interrupted}: the migration was cancelled`]),
-            `lockstep: ${error?.message ?? "the migration was interrupted"}`,
-            ...(sourceError !== undefined && sourceError !== error ? [`lockstep: ${sourceError.message}`] : []),
-            ...(destinationError !== undefined && destinationError !== error
-              ? [`lockstep: ${destinationError.message}`]
-              : [])
-          ].join("\n")
-        )
-    return yield* new CliFailure({
-      text: "the migration failed",
-      exitCode: interrupted === undefined ? 1 : signalExitCode[interrupted],
-      quiet: true
-    })
+    const end: LocalEnd = { final, checked, violationCount, interrupted }
+    return yield* Exit.isSuccess(sourceExit) && Exit.isSuccess(destinationExit)
+      ? reportMigrated(sourceExit.value, destinationExit.value, end, options.json)
+      : reportFailed(failureOf(sourceExit), failureOf(destinationExit), end, options.json)
   }).pipe(Effect.scoped)

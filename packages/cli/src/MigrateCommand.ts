@@ -31,7 +31,7 @@ import {
   sourceOptionsOf
 } from "./Scenario.js"
 import { openSide, type Side, sideStates, violationsOfSide } from "./Sides.js"
-import { type StopSignal, signalExitCode, type UntilSignal, untilSignal } from "./Signals.js"
+import { type StopSignal, settled, signalExitCode, type UntilSignal, untilSignal } from "./Signals.js"
 import { sourceReportJson, sourceReportText, unconfirmedMessage } from "./SourceReport.js"
 import { strangerReason, tlsStrangerReason } from "./StrayConnection.js"
 import { checkTimelineFile } from "./TimelineFile.js"
@@ -208,7 +208,7 @@ const runDestination = (
         showProgress(json) ? progressLines((line) => console.error(line), "destination") : undefined,
         trace?.onEvent
       )
-      return migrateDestination(destination.runtime, transport, {
+      const session = migrateDestination(destination.runtime, transport, {
         ...destinationOptionsOf(scenario.migration),
         compatibility: compatibilityOfSide(destination),
         ...(journal === undefined ? {} : { decisionJournal: Journal.file(journal) }),
@@ -216,15 +216,10 @@ const runDestination = (
         beforeVote: Effect.map(digestsOf(destination), (d) => {
           digests = d
         })
-      }).pipe(
-        Effect.onExit((e) =>
-          Effect.sync(() => {
-            trace?.end()
-            exit = e
-          })
-        ),
-        Effect.exit
-      )
+      })
+      return settled(session, trace, (e) => {
+        exit = e
+      })
     }
     /** One connection: `true` when it was a stranger, refused, and the wait goes on. */
     const one = Effect.scoped(
@@ -353,20 +348,15 @@ const runSource = (
           timeout: 10_000,
           ...(tls === undefined ? {} : { tls })
         }).pipe(Effect.mapError((e) => connectFailed(address, tls !== undefined, e)))
-        yield* migrateSource(source.runtime, transport, {
+        const session = migrateSource(source.runtime, transport, {
           ...sourceOptionsOf(scenario.migration),
           compatibility: compatibilityOfSide(source),
           journal: Journal.file(journal),
           ...(onEvent === undefined ? {} : { onEvent })
-        }).pipe(
-          Effect.onExit((e) =>
-            Effect.sync(() => {
-              trace?.end()
-              exit = e
-            })
-          ),
-          Effect.exit
-        )
+        })
+        yield* settled(session, trace, (e) => {
+          exit = e
+        })
       })
     )
     const ended = yield* untilSignal(

@@ -1,9 +1,9 @@
-import { decodeGroup, type GroupRuntime, Migratability, stop } from "@lockstep/coordinator"
+import { decodeGroup, type GroupRuntime, Migratability, reportedStates, stop } from "@lockstep/coordinator"
 import type { State } from "@lockstep/fsm"
 import { NotMigratable } from "@lockstep/migration"
 import type { SimulatedGroup } from "@lockstep/sim"
 import { attachVfioDevices, hasVfioDevice, namesVfioDevice, type VfioDevice } from "@lockstep/vfio"
-import { Effect, Option, type Scope } from "effect"
+import { Effect, type Scope } from "effect"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 import { formatRefusal } from "./Refusal.js"
 import { type Role, type Scenario, simulateSide, violationsOf } from "./Scenario.js"
@@ -78,12 +78,4 @@ export const openSide = (scenario: Scenario, role: Role): Effect.Effect<Side, Cl
 export const violationsOfSide = (side: Side): Effect.Effect<number | undefined> =>
   side._tag === "Simulated" ? violationsOf(side.runtime) : Effect.succeed(undefined)
 
-export const sideStates = (side: Side): Effect.Effect<Record<string, State | "UNKNOWN">> =>
-  Effect.map(
-    Effect.forEach(side.runtime.group.devices, (d) => {
-      const device = side.runtime.devices.get(d.id)
-      const state = device === undefined ? Effect.succeed(Option.none<State>()) : Effect.option(device.getState)
-      return Effect.map(state, (s) => [d.id, Option.getOrElse(s, (): State | "UNKNOWN" => "UNKNOWN")] as const)
-    }),
-    (rows) => Object.fromEntries(rows)
-  )
+export const sideStates = (side: Side): Effect.Effect<Record<string, State | "UNKNOWN">> => reportedStates(side.runtime)

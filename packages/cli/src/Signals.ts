@@ -13,6 +13,25 @@ import { Context, Deferred, Effect, Exit, Fiber, type Scope } from "effect"
 /** The signals that ask the CLI to stop. */
 export type StopSignal = "SIGINT" | "SIGTERM"
 
+/**
+ * Runs a session to its exit: the trace ends and `keep` receives the exit however the session
+ * ends, an interrupt included (what `untilSignal` returns after a signal says nothing of it; the kept exit does).
+ */
+export const settled = <A, E, R>(
+  session: Effect.Effect<A, E, R>,
+  trace: { readonly end: () => void } | undefined,
+  keep: (exit: Exit.Exit<A, E>) => void
+): Effect.Effect<Exit.Exit<A, E>, never, R> =>
+  session.pipe(
+    Effect.onExit((e) =>
+      Effect.sync(() => {
+        trace?.end()
+        keep(e)
+      })
+    ),
+    Effect.exit
+  )
+
 /** The exit code after a signal: 128 + its number, as a shell reports it. */
 export const signalExitCode: Readonly<Record<StopSignal, 130 | 143>> = { SIGINT: 130, SIGTERM: 143 }
 

@@ -38,7 +38,7 @@ import {
   statesOf,
   violationsOf
 } from "./Scenario.js"
-import { type StopSignal, signalExitCode, untilSignal } from "./Signals.js"
+import { type StopSignal, settled, signalExitCode, untilSignal } from "./Signals.js"
 import { downtimeText, reinitText } from "./SourceReport.js"
 import { checkTimelineFile } from "./TimelineFile.js"
 
@@ -120,33 +120,31 @@ const simulate = (scenario: Scenario, observers: Observers): Effect.Effect<Simul
     } = { source: Exit.interrupt(), destination: Exit.interrupt() }
     const both = Effect.all(
       [
-        migrateSource(source, a, {
-          ...sourceOptionsOf(m),
-          bandwidthLimit: m.bandwidthLimit ?? simulatedBandwidth,
-          journal,
-          compatibility,
-          onEvent
-        }).pipe(
-          Effect.onExit((exit) =>
-            Effect.sync(() => {
-              exits.source = exit
-            })
-          ),
-          Effect.exit
+        settled(
+          migrateSource(source, a, {
+            ...sourceOptionsOf(m),
+            bandwidthLimit: m.bandwidthLimit ?? simulatedBandwidth,
+            journal,
+            compatibility,
+            onEvent
+          }),
+          undefined,
+          (exit) => {
+            exits.source = exit
+          }
         ),
-        migrateDestination(destination, b, {
-          ...destinationOptionsOf(m),
-          decisionJournal: journal,
-          compatibility,
-          beforeVote: verify,
-          onEvent
-        }).pipe(
-          Effect.onExit((exit) =>
-            Effect.sync(() => {
-              exits.destination = exit
-            })
-          ),
-          Effect.exit
+        settled(
+          migrateDestination(destination, b, {
+            ...destinationOptionsOf(m),
+            decisionJournal: journal,
+            compatibility,
+            beforeVote: verify,
+            onEvent
+          }),
+          undefined,
+          (exit) => {
+            exits.destination = exit
+          }
         )
       ],
       { concurrency: 2, discard: true }

@@ -1,6 +1,6 @@
 import { type Device, ResetFailed } from "@lockstep/device"
 import { path, type State, stateClass, supportsState } from "@lockstep/fsm"
-import type { Group, GroupRuntime, Plan } from "@lockstep/group"
+import { type Group, type GroupRuntime, type Plan, reportedStates } from "@lockstep/group"
 import { Clock, Effect, Exit, Fiber, Option, Result } from "effect"
 import { type ArcEvent, type GraphNode, type RunOptions, runGraph } from "./ArcRunner.js"
 import {
@@ -68,26 +68,6 @@ export const graphOf = (plan: Plan): ReadonlyArray<GraphNode> => {
   ]
 }
 
-/** Every device's state as the device reports it now; `undefined` where it cannot be read. */
-const readStates = (runtime: GroupRuntime): Effect.Effect<Record<string, State | undefined>> =>
-  Effect.map(
-    Effect.forEach(
-      runtime.group.devices,
-      (d) => {
-        const device = runtime.devices.get(d.id)
-        const read = device === undefined ? Effect.succeed(Option.none<State>()) : Effect.option(device.getState)
-        return Effect.map(read, (s) => [d.id, Option.getOrUndefined(s)] as const)
-      },
-      { concurrency: "unbounded" }
-    ),
-    (rows) => Object.fromEntries(rows)
-  )
-
-const finalStatesOf = (runtime: GroupRuntime): Effect.Effect<Record<string, State | "UNKNOWN">> =>
-  Effect.map(readStates(runtime), (states) =>
-    Object.fromEntries(Object.entries(states).map(([id, s]) => [id, s ?? "UNKNOWN"]))
-  )
-
 /**
  * Moves the group to the plan a planner makes from the devices' current states, as one
  * transaction. Reads every device's state, plans (refusing before touching anything if that
@@ -106,10 +86,10 @@ export const executePlanned = (
     const now = () => clock.currentTimeMillisUnsafe()
     const emit = options.onEvent ?? (() => {})
     const startedAt = now()
-    const read = yield* readStates(runtime)
+    const read = yield* reportedStates(runtime)
     const start: Record<string, State> = {}
     for (const [id, state] of Object.entries(read)) {
-      if (state === undefined) return yield* new TransitionRefused({ cause: new StateUnreadable({ device: id }) })
+      if (state === "UNKNOWN") return yield* new TransitionRefused({ cause: new StateUnreadable({ device: id }) })
       start[id] = state
     }
     const planned = planner(runtime.group, start)
@@ -311,14 +291,14 @@ const rollback = (
     const policy = options.errorPolicy ?? "reset"
     const { group, devices } = runtime
     // Never assume: read back what every device really is now.
-    let states: FinalStates = yield* finalStatesOf(runtime)
+    let states: FinalStates = yield* reportedStates(runtime)
     emit({ _tag: "RollbackBegun", cause, states, at: now() })
 
     const { mayInitiate, mayBeHalted } = unreadableDevices(group, start, attempted, states)
     const { quarantined, toReset, guarded, outOfResuming } = triage(group, start, states, policy, mayInitiate)
     for (const id of quarantined) emit({ _tag: "DeviceQuarantined", device: id, at: now() })
     const resetFailures = yield* resetAll(devices, toReset, states, options)
-    if (toReset.size > 0) states = yield* finalStatesOf(runtime)
+    if (toReset.size > 0) states = yield* reportedStates(runtime)
 
     const from: Record<string, State> = {}
     const to: Record<string, State> = {}
@@ -346,7 +326,7 @@ const rollback = (
       const back = yield* runGraph(graphOf(planned.success), devices, { ...options, onEvent: emit })
       rollbackCause ??= Option.getOrUndefined(back.failure)?.error
     }
-    const finalStates = yield* finalStatesOf(runtime)
+    const finalStates = yield* reportedStates(runtime)
     const rolledBack =
       rollbackCause === undefined &&
       group.devices.every(

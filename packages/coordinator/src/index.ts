@@ -38,6 +38,7 @@ export {
   readGroupFile,
   readJsonFile,
   readTextFile,
+  reportedStates,
   type Topology,
   type TopologySpec
 } from "@lockstep/group"

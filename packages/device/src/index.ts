@@ -23,3 +23,4 @@ export {
   ResetFailed,
   SessionFailed
 } from "./DeviceError.js"
+export { DeviceInfoFlag, Feature, FeatureOp, RegionInfoFlag } from "./VfioFlags.js"

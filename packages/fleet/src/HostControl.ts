@@ -1,5 +1,6 @@
 import * as net from "node:net"
 import { Data, Effect, Result, Schema, type Scope } from "effect"
+import { onJsonLines } from "./JsonLines.js"
 
 /**
  * The control protocol of a host: how the fleet asks a host's process (the one that holds its
@@ -181,18 +182,10 @@ export const watch = (
       (s) => Effect.sync(() => s.destroy())
     )
     const decode = Schema.decodeUnknownResult(WatchEvent)
-    socket.setEncoding("utf8")
-    let buffer = ""
-    socket.on("data", (chunk: string) => {
-      buffer += chunk
-      for (let end = buffer.indexOf("\n"); end >= 0; end = buffer.indexOf("\n")) {
-        const line = buffer.slice(0, end)
-        buffer = buffer.slice(end + 1)
-        const parsed = Result.try(() => JSON.parse(line) as unknown)
-        if (Result.isFailure(parsed)) continue
-        const event = decode(parsed.success)
-        if (Result.isSuccess(event)) onEvent(event.success)
-      }
+    onJsonLines(socket, (parsed) => {
+      if (Result.isFailure(parsed)) return
+      const event = decode(parsed.success)
+      if (Result.isSuccess(event)) onEvent(event.success)
     })
     socket.write(`${JSON.stringify({ op: "watch" })}\n`)
   })

@@ -10,7 +10,7 @@ import * as Workflow from "effect/workflow/Workflow"
 import { ReservationRefused, VmNotMigrated } from "./FleetError.js"
 import * as FleetStore from "./FleetStore.js"
 import { HostAgent, ReserveRequest } from "./HostAgent.js"
-import { TransferOutcome, TransferRequest } from "./Switchover.js"
+import { MigratedFields, TransferOutcome, TransferRequest } from "./Switchover.js"
 
 /**
  * One VM's migration as a durable workflow: reserve the destination (capacity, the shell's
@@ -25,16 +25,7 @@ import { TransferOutcome, TransferRequest } from "./Switchover.js"
  */
 
 /** A migrated VM. */
-export const VmMigrated = Schema.Struct({
-  vm: Schema.String,
-  destination: Schema.String,
-  migration: Schema.String,
-  downtimeMs: Schema.optionalKey(Schema.Number),
-  bytes: Schema.Number,
-  rounds: Schema.Number,
-  attempts: Schema.Number,
-  settled: Schema.optionalKey(Schema.String)
-})
+export const VmMigrated = Schema.Struct({ vm: Schema.String, destination: Schema.String, ...MigratedFields })
 export type VmMigrated = typeof VmMigrated.Type
 
 /** The workflow. */
@@ -145,15 +136,7 @@ export const layer = MigrateVm.toLayer((p) =>
       finishedAt: Date.now(),
       ...(outcome.settled === undefined ? {} : { reason: outcome.settled })
     })
-    return {
-      vm,
-      destination: p.reserve.host,
-      migration: outcome.migration,
-      ...(outcome.downtimeMs === undefined ? {} : { downtimeMs: outcome.downtimeMs }),
-      bytes: outcome.bytes,
-      rounds: outcome.rounds,
-      attempts: outcome.attempts,
-      ...(outcome.settled === undefined ? {} : { settled: outcome.settled })
-    } satisfies VmMigrated
+    const { _tag, ...migrated } = outcome
+    return { vm, destination: p.reserve.host, ...migrated } satisfies VmMigrated
   })
 )

@@ -1,7 +1,6 @@
-import { type GroupRuntime, transition } from "@lockstep/coordinator"
-import type { State } from "@lockstep/fsm"
+import { type GroupRuntime, reportedStates, transition } from "@lockstep/coordinator"
 import { MemoryTransport } from "@lockstep/stream"
-import { Cause, Data, Effect, Exit, Option, Schema } from "effect"
+import { Cause, Data, Effect, Exit, Schema } from "effect"
 import type * as SqlClient from "effect/sql/SqlClient"
 import { entriesOf, type FencedEntry, fenced, JournalDatabase, takeEpoch } from "./FencedJournal.js"
 import { MigrationSettings } from "./FleetFile.js"
@@ -59,18 +58,21 @@ export const TransferRequest = Schema.Struct({
 })
 export type TransferRequest = typeof TransferRequest.Type
 
+/** What a committed switchover reports: the fields a migrated VM's record carries too. */
+export const MigratedFields = {
+  migration: Schema.String,
+  /** Absent when the source never heard the destination confirm its resume. */
+  downtimeMs: Schema.optionalKey(Schema.Number),
+  bytes: Schema.Number,
+  rounds: Schema.Number,
+  attempts: Schema.Number,
+  /** How an earlier run's leftovers were settled, if there were any. */
+  settled: Schema.optionalKey(Schema.String)
+}
+
 /** How a switchover ended. */
 export const TransferOutcome = Schema.Union([
-  Schema.TaggedStruct("Migrated", {
-    migration: Schema.String,
-    /** Absent when the source never heard the destination confirm its resume. */
-    downtimeMs: Schema.optionalKey(Schema.Number),
-    bytes: Schema.Number,
-    rounds: Schema.Number,
-    attempts: Schema.Number,
-    /** How an earlier run's leftovers were settled, if there were any. */
-    settled: Schema.optionalKey(Schema.String)
-  }),
+  Schema.TaggedStruct("Migrated", MigratedFields),
   Schema.TaggedStruct("RolledBack", {
     reason: Schema.String,
     /** The source's devices are all RUNNING and the destination's parked. */
@@ -95,29 +97,18 @@ const why = (cause: Cause.Cause<unknown>): string => {
   return error instanceof Error ? error.message : String(error)
 }
 
-const statesOf = (runtime: GroupRuntime): Effect.Effect<Readonly<Record<string, State | "UNKNOWN">>> =>
-  Effect.map(
-    Effect.forEach(
-      [...runtime.devices],
-      ([id, d]) =>
-        Effect.map(Effect.option(d.getState), (s) => [id, Option.getOrElse(s, () => "UNKNOWN" as const)] as const),
-      { concurrency: "unbounded" }
-    ),
-    Object.fromEntries
-  )
-
 const all = (states: Readonly<Record<string, string>>, ok: (s: string) => boolean) => Object.values(states).every(ok)
 const halted = (s: string) => s === "STOP" || s === "STOP_COPY"
 
 /** The destination owns the VM: its group to RUNNING; the source must stay halted. */
 const rollForward = (source: GroupRuntime, destination: GroupRuntime, journal: CommitJournal, entry: FencedEntry) =>
   Effect.gen(function* () {
-    const before = yield* statesOf(destination)
+    const before = yield* reportedStates(destination)
     if (!all(before, (s) => s === "RUNNING"))
       yield* transition(destination, "RUNNING").pipe(
         Effect.mapError((e) => new SettleFailed({ reason: `the committed destination did not resume: ${e.message}` }))
       )
-    const sourceStates = yield* statesOf(source)
+    const sourceStates = yield* reportedStates(source)
     if (!all(sourceStates, halted))
       return yield* new SettleFailed({
         reason: `migration ${entry.migration} is committed but source devices are not halted (${JSON.stringify(sourceStates)})`
@@ -128,12 +119,12 @@ const rollForward = (source: GroupRuntime, destination: GroupRuntime, journal: C
 /** The source owns the VM: its group to RUNNING; the destination's devices reset where needed and parked in STOP. */
 const rollBack = (source: GroupRuntime, destination: GroupRuntime) =>
   Effect.gen(function* () {
-    const sourceStates = yield* statesOf(source)
+    const sourceStates = yield* reportedStates(source)
     if (!all(sourceStates, (s) => s === "RUNNING"))
       yield* transition(source, "RUNNING").pipe(
         Effect.mapError((e) => new SettleFailed({ reason: `the source did not roll back: ${e.message}` }))
       )
-    const destinationStates = yield* statesOf(destination)
+    const destinationStates = yield* reportedStates(destination)
     if (all(destinationStates, (s) => s === "STOP")) return
     // As the migration package parks a failed destination: every device reset (RESUMING and
     // ERROR are left only that way; a reset device has bus mastering off, so an all-RUNNING
@@ -167,6 +158,90 @@ const verifyAgainstSource = (
   })
 }
 
+/** Settles what an earlier run left (its newest journal entry): forward if it committed, back otherwise. */
+const settleEarlier = (
+  source: GroupRuntime,
+  destination: GroupRuntime,
+  journal: CommitJournal,
+  newest: FencedEntry | undefined
+) =>
+  Effect.gen(function* () {
+    if (newest === undefined) {
+      yield* rollBack(source, destination)
+      return "back" as const
+    }
+    let status = newest.status
+    if (status === "started") {
+      const decided = yield* journal
+        .decide(newest.migration, "abort", "an earlier attempt stopped before deciding")
+        .pipe(Effect.mapError((e) => new SettleFailed({ reason: e.message })))
+      status = decided
+    }
+    if (status === "committed" || status === "completed") {
+      yield* rollForward(source, destination, journal, newest)
+      return "forward" as const
+    }
+    yield* rollBack(source, destination)
+    return "back" as const
+  })
+
+/** What a fresh attempt needs besides the request: both sides' devices, the fenced journal, and where progress goes. */
+interface Attempt {
+  readonly source: GroupRuntime
+  readonly destination: GroupRuntime
+  readonly journal: CommitJournal
+  readonly vmKey: string
+  readonly epoch: number
+  readonly progress: Progress.ProgressRecorder
+  /** Attempts recorded before this one. */
+  readonly earlier: number
+  /** How an earlier run's leftovers were settled, if there were any. */
+  readonly settled: string | undefined
+}
+
+/**
+ * Migrates the VM afresh: the migration package's two sessions over an in-process channel
+ * shaped by the NIC budget. After a failure the sides are made sure of from the devices' states.
+ */
+const migrateAfresh = (request: TransferRequest, attempt: Attempt) =>
+  Effect.gen(function* () {
+    const { source, destination, journal, vmKey, epoch, progress, settled } = attempt
+    const budget = yield* NicBudget
+    const [a, b] = yield* MemoryTransport.pair({ capacity: 1 << 20 })
+    // From its switchover on, a VM's bytes are downtime: they go before anyone's pre-copy.
+    let priority = request.priority
+    const outcome = yield* migratePair(source, destination, [shaped(a, budget, request.links, () => priority), b], {
+      settings: request.settings,
+      journal,
+      migrationId: `${vmKey}#${epoch}`,
+      beforeVote: verifyAgainstSource(request),
+      onEvent: (event) => {
+        if (event._tag === "PhaseStarted" && event.side === "source" && event.phase === "switchover") priority = -1
+        progress.onEvent(event)
+      }
+    })
+    yield* progress.flush
+    const attempts = attempt.earlier + 1
+    if (outcome._tag === "Migrated")
+      return {
+        _tag: "Migrated",
+        migration: outcome.summary.migration,
+        ...(outcome.summary.downtimeMs === undefined ? {} : { downtimeMs: outcome.summary.downtimeMs }),
+        bytes: outcome.summary.bytes,
+        rounds: outcome.summary.rounds,
+        attempts,
+        ...(settled === undefined ? {} : { settled })
+      } satisfies TransferOutcome
+    // The sessions recovered their sides; make sure of it from the devices' own states.
+    const after = yield* Effect.exit(rollBack(source, destination))
+    return {
+      _tag: "RolledBack",
+      reason: outcome.reason,
+      recovered: outcome.recovered && Exit.isSuccess(after),
+      attempts
+    } satisfies TransferOutcome
+  })
+
 /**
  * Runs one VM's switchover (see the module comment). Never fails: every end is an outcome, and
  * a run cut short by a crash is settled by the next.
@@ -177,11 +252,11 @@ export const transfer = (
   Effect.scoped(
     Effect.gen(function* () {
       const journalDatabase = yield* JournalDatabase
-      const budget = yield* NicBudget
       const vmKey = vmKeyOf(request.evacuation, request.vm)
       const epoch = yield* Effect.orDie(takeEpoch(vmKey))
       const journal = fenced(journalDatabase, vmKey, epoch)
       const progress = yield* Progress.recorder(request.evacuation, request.vm, epoch)
+      const ended = (outcome: TransferOutcome) => Effect.as(progress.flush, outcome)
       const now = () => Date.now()
       // A settle-only run (the compensation) leaves the VM's status to the workflow. Until the
       // migration's first phase, the VM's step is attaching its devices on both hosts.
@@ -200,60 +275,29 @@ export const transfer = (
           { concurrency: 2 }
         )
       )
-      if (Exit.isFailure(devices)) {
-        yield* progress.flush
-        return {
-          _tag: "RolledBack",
-          reason: why(devices.cause),
-          recovered: false,
-          attempts: 0
-        } satisfies TransferOutcome
-      }
+      if (Exit.isFailure(devices))
+        return yield* ended({ _tag: "RolledBack", reason: why(devices.cause), recovered: false, attempts: 0 })
       const [source, destination] = devices.value
       const entries = yield* Effect.orDie(entriesOf(vmKey))
       const newest = entries.at(-1)
 
       // Settle what an earlier run left.
-      let settled: string | undefined
-      const settle = Effect.gen(function* () {
-        if (newest === undefined) {
-          yield* rollBack(source, destination)
-          return "back" as const
-        }
-        let status = newest.status
-        if (status === "started") {
-          const decided = yield* journal
-            .decide(newest.migration, "abort", "an earlier attempt stopped before deciding")
-            .pipe(Effect.mapError((e) => new SettleFailed({ reason: e.message })))
-          status = decided
-        }
-        if (status === "committed" || status === "completed") {
-          yield* rollForward(source, destination, journal, newest)
-          return "forward" as const
-        }
-        yield* rollBack(source, destination)
-        return "back" as const
-      })
       if (newest !== undefined) progress.mark({ phaseStart: "recover", phase: "recover", at: now() })
-      const direction = yield* Effect.exit(settle)
-      if (newest !== undefined) {
-        progress.mark({ phaseEnd: "recover", at: now() })
-        settled = Exit.isSuccess(direction)
+      const direction = yield* Effect.exit(settleEarlier(source, destination, journal, newest))
+      if (newest !== undefined) progress.mark({ phaseEnd: "recover", at: now() })
+      const settled =
+        newest !== undefined && Exit.isSuccess(direction)
           ? `${direction.value === "forward" ? "rolled forward" : "rolled back"} migration ${newest.migration} (${newest.status}) left by an earlier run`
           : undefined
-      }
-      if (Exit.isFailure(direction)) {
-        yield* progress.flush
-        return {
+      if (Exit.isFailure(direction))
+        return yield* ended({
           _tag: "RolledBack",
           reason: why(direction.cause),
           recovered: false,
           attempts: entries.length
-        } satisfies TransferOutcome
-      }
-      if (direction.value === "forward" && newest !== undefined) {
-        yield* progress.flush
-        return {
+        })
+      if (direction.value === "forward" && newest !== undefined)
+        return yield* ended({
           _tag: "Migrated",
           migration: newest.migration,
           downtimeMs: 0,
@@ -261,51 +305,23 @@ export const transfer = (
           rounds: 0,
           attempts: entries.length,
           ...(settled === undefined ? {} : { settled })
-        } satisfies TransferOutcome
-      }
-      if (entries.length >= request.maxAttempts) {
-        yield* progress.flush
-        return {
+        })
+      if (entries.length >= request.maxAttempts)
+        return yield* ended({
           _tag: "RolledBack",
           reason: `gave up after ${entries.length} attempts (last: ${newest?.reason ?? newest?.status ?? "?"})`,
           recovered: true,
           attempts: entries.length
-        } satisfies TransferOutcome
-      }
-
-      // Migrate afresh.
-      const [a, b] = yield* MemoryTransport.pair({ capacity: 1 << 20 })
-      // From its switchover on, a VM's bytes are downtime: they go before anyone's pre-copy.
-      let priority = request.priority
-      const outcome = yield* migratePair(source, destination, [shaped(a, budget, request.links, () => priority), b], {
-        settings: request.settings,
+        })
+      return yield* migrateAfresh(request, {
+        source,
+        destination,
         journal,
-        migrationId: `${vmKey}#${epoch}`,
-        beforeVote: verifyAgainstSource(request),
-        onEvent: (event) => {
-          if (event._tag === "PhaseStarted" && event.side === "source" && event.phase === "switchover") priority = -1
-          progress.onEvent(event)
-        }
+        vmKey,
+        epoch,
+        progress,
+        earlier: entries.length,
+        settled
       })
-      yield* progress.flush
-      const attempts = entries.length + 1
-      if (outcome._tag === "Migrated")
-        return {
-          _tag: "Migrated",
-          migration: outcome.summary.migration,
-          ...(outcome.summary.downtimeMs === undefined ? {} : { downtimeMs: outcome.summary.downtimeMs }),
-          bytes: outcome.summary.bytes,
-          rounds: outcome.summary.rounds,
-          attempts,
-          ...(settled === undefined ? {} : { settled })
-        } satisfies TransferOutcome
-      // The sessions recovered their sides; make sure of it from the devices' own states.
-      const after = yield* Effect.exit(rollBack(source, destination))
-      return {
-        _tag: "RolledBack",
-        reason: outcome.reason,
-        recovered: outcome.recovered && Exit.isSuccess(after),
-        attempts
-      } satisfies TransferOutcome
     })
   )

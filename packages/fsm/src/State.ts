@@ -30,6 +30,18 @@ export const States: ReadonlyArray<State> = [
   "PRE_COPY_P2P"
 ]
 
+/** Each state's short name, for tables and bars too narrow for the full one (`lockstep fsm table` prints them). */
+export const StateShortNames: Readonly<Record<State, string>> = {
+  ERROR: "E",
+  STOP: "S",
+  RUNNING: "R",
+  STOP_COPY: "SC",
+  RESUMING: "RS",
+  RUNNING_P2P: "RP",
+  PRE_COPY: "PC",
+  PRE_COPY_P2P: "PCP"
+}
+
 /** The state with a given uAPI number, if the number is one. */
 export const stateOfNumber = (n: number): State | undefined => States[n]
 

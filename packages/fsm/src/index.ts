@@ -31,6 +31,7 @@ export {
   type StateClass,
   StateNumber,
   StateSchema,
+  StateShortNames,
   States,
   stateClass,
   stateOfNumber

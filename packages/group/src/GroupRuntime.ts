@@ -1,5 +1,6 @@
 import type { Device } from "@lockstep/device"
-import { Context } from "effect"
+import type { State } from "@lockstep/fsm"
+import { Context, Effect, Option } from "effect"
 import type { Group } from "./Group.js"
 
 /**
@@ -17,3 +18,18 @@ export interface GroupRuntime {
  * `Layer.succeed(GroupRuntime, runtime)` over your own devices).
  */
 export const GroupRuntime = Context.Service<GroupRuntime>("@lockstep/group/GroupRuntime")
+
+/** Every device's state as the device reports it now, `UNKNOWN` where it cannot be read (all asked at once). */
+export const reportedStates = (runtime: GroupRuntime): Effect.Effect<Record<string, State | "UNKNOWN">> =>
+  Effect.map(
+    Effect.forEach(
+      runtime.group.devices,
+      (d) => {
+        const device = runtime.devices.get(d.id)
+        const state = device === undefined ? Effect.succeed(Option.none<State>()) : Effect.option(device.getState)
+        return Effect.map(state, (s) => [d.id, Option.getOrElse(s, (): State | "UNKNOWN" => "UNKNOWN")] as const)
+      },
+      { concurrency: "unbounded" }
+    ),
+    (rows) => Object.fromEntries(rows)
+  )

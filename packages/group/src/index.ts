@@ -11,7 +11,7 @@ export { decodeGroup, type Group, type GroupDevice, loadGroupFile, readGroupFile
 export { GroupDocument } from "./GroupDocument.js"
 export { GroupError, GroupErrorReason, GroupFileNotJson, GroupFileUnreadable, InvalidGroup } from "./GroupError.js"
 export { describeIssue, GroupProblem } from "./GroupProblem.js"
-export { GroupRuntime } from "./GroupRuntime.js"
+export { GroupRuntime, reportedStates } from "./GroupRuntime.js"
 export {
   JsonFileError,
   JsonFileErrorReason,

@@ -1,9 +1,12 @@
 import { Cause, Effect, Exit, Option } from "effect"
 import { decideFromJournal } from "./DestinationCommit.js"
 import { type DestinationContext, nextMessageTagged, readToEnd } from "./DestinationContext.js"
-import { CommitInDoubt, MigrationFailed, MigrationInterrupted, PeerAborted } from "./MigrationError.js"
+import { transitionOptions } from "./GroupTransition.js"
+import { CommitInDoubt, MigrationFailed, PeerAborted } from "./MigrationError.js"
 import { leftInPlace, type Recovered, recoverGroup, recoveryFields, untouched } from "./Recovery.js"
-import { abortMessage, hangUpOn, isChannelCause, originOf, SessionFault, send, transitionOptions } from "./Session.js"
+import { hangUpOn } from "./RecoveryGuard.js"
+import { abortMessage, faultOfCause, isChannelCause, originOf, SessionFault } from "./SessionFault.js"
+import { send } from "./SessionMessage.js"
 
 /**
  * Abort: the session failed with `failed`. Reset what was touched, park it in STOP, and only
@@ -16,10 +19,7 @@ export const abort = (
 ): Effect.Effect<never, MigrationFailed> =>
   Effect.gen(function* () {
     const { s, o } = ctx
-    const failure = Option.getOrElse(
-      Cause.findErrorOption(failed),
-      () => new SessionFault({ cause: new MigrationInterrupted(), phase: ctx.log.phase })
-    )
+    const failure = faultOfCause(ctx.log, failed)
     const { cause, phase } = yield* named(ctx, failure)
     const inDoubt = cause._tag === "CommitInDoubt"
     const touchedBefore = ctx.touched()

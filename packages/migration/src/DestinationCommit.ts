@@ -2,8 +2,11 @@ import { stop } from "@lockstep/coordinator"
 import type { FrameWriter } from "@lockstep/stream"
 import { Cause, Effect, Exit, Option } from "effect"
 import { type DestinationContext, messageOf, nextFrame, violation } from "./DestinationContext.js"
+import { transitionOptions } from "./GroupTransition.js"
 import { CommitInDoubt, PreparationFailed } from "./MigrationError.js"
-import { faultIn, locatedIn, roundMs, type SessionFault, send, transitionOptions } from "./Session.js"
+import { roundMs } from "./SessionClock.js"
+import { faultIn, locatedIn, type SessionFault } from "./SessionFault.js"
+import { send } from "./SessionMessage.js"
 
 /** What validation and the vote need. */
 export interface CommitInput {

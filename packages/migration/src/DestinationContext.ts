@@ -5,7 +5,8 @@ import { ArcTimings } from "./Estimate.js"
 import type { DeviceTotals, EventSink } from "./Events.js"
 import { type MigrationCause, PeerAborted, ProtocolViolation } from "./MigrationError.js"
 import type { DestinationOptions, ResolvedSessionOptions } from "./Options.js"
-import { faultIn, locatedIn, PhaseLog, type SessionFault } from "./Session.js"
+import { PhaseLog } from "./PhaseLog.js"
+import { faultIn, locatedIn, type SessionFault } from "./SessionFault.js"
 import { decodeMessage, type SessionMessage } from "./SessionMessage.js"
 
 /** How far the destination got: what its summary and its recovery need. Each phase records its part. */

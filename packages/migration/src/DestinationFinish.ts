@@ -1,7 +1,10 @@
+import { reportedStates } from "@lockstep/coordinator"
 import { Effect, Exit } from "effect"
 import { type DestinationContext, readToEnd } from "./DestinationContext.js"
 import type { DestinationSummary, DeviceTotals } from "./Events.js"
-import { describeCause, readStates, roundMs, send } from "./Session.js"
+import { roundMs } from "./SessionClock.js"
+import { describeCause } from "./SessionFault.js"
+import { send } from "./SessionMessage.js"
 
 /** After RUNNING: confirm, end this direction, read the source's stream end, and summarise. */
 export const finish = (ctx: DestinationContext): Effect.Effect<DestinationSummary> =>
@@ -31,7 +34,7 @@ export const finish = (ctx: DestinationContext): Effect.Effect<DestinationSummar
       ),
       phases: ctx.log.durations,
       totalMs: roundMs(now() - ctx.startedAt),
-      states: yield* readStates(ctx.runtime),
+      states: yield* reportedStates(ctx.runtime),
       validateMs: s.validateMs,
       resumeMs: s.resumeMs,
       decidedFromJournal: s.fromJournal

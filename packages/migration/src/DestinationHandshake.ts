@@ -4,7 +4,8 @@ import { type DestinationContext, messageOf, nextFrame, violation } from "./Dest
 import { checkManifest } from "./Handshake.js"
 import { newMigrationId } from "./Journal.js"
 import { HandshakeRefused } from "./MigrationError.js"
-import { faultIn, locatedIn, type SessionFault, send } from "./Session.js"
+import { faultIn, locatedIn, type SessionFault } from "./SessionFault.js"
+import { send } from "./SessionMessage.js"
 
 /** What the handshake agreed. */
 export interface Handshaken {

@@ -2,7 +2,8 @@ import type { FrameWriter, Manifest } from "@lockstep/stream"
 import { Effect } from "effect"
 import { type DestinationContext, messageOf, nextFrame, violation } from "./DestinationContext.js"
 import { loadDevices, manifestDevices } from "./Loading.js"
-import { locatedIn, type SessionFault, send } from "./Session.js"
+import { locatedIn, type SessionFault } from "./SessionFault.js"
+import { send } from "./SessionMessage.js"
 
 /** What the load needs. */
 export interface LoadInput {

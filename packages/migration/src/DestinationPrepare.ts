@@ -3,7 +3,9 @@ import type { FrameWriter } from "@lockstep/stream"
 import { Effect, Result } from "effect"
 import type { DestinationContext } from "./DestinationContext.js"
 import { criticalPathMs } from "./Estimate.js"
-import { locatedIn, type SessionFault, send, transitionOptions } from "./Session.js"
+import { transitionOptions } from "./GroupTransition.js"
+import { locatedIn, type SessionFault } from "./SessionFault.js"
+import { send } from "./SessionMessage.js"
 
 /**
  * Prepare: every device to RESUMING. Slow arcs may outlast the source's peer timeout: the source

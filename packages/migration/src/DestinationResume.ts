@@ -1,9 +1,11 @@
 import { resume } from "@lockstep/coordinator"
 import { Cause, Effect, Exit, Option } from "effect"
 import { type DestinationContext, nextMessageTagged } from "./DestinationContext.js"
+import { transitionOptions } from "./GroupTransition.js"
 import { ResumeIncomplete } from "./MigrationError.js"
-import { faultIn, locatedIn, roundMs, type SessionFault, send, transitionOptions } from "./Session.js"
-import type { SessionMessage } from "./SessionMessage.js"
+import { roundMs } from "./SessionClock.js"
+import { faultIn, locatedIn, type SessionFault } from "./SessionFault.js"
+import { type SessionMessage, send } from "./SessionMessage.js"
 
 /**
  * Resume: STOP → quiesced → RUNNING in group order. Committed, the group is this side's to run:

@@ -10,9 +10,12 @@ import { load } from "./DestinationLoad.js"
 import { prepare } from "./DestinationPrepare.js"
 import { resumeCommitted } from "./DestinationResume.js"
 import type { DestinationSummary } from "./Events.js"
+import { watchTouched } from "./GroupTransition.js"
 import type { MigrationFailed } from "./MigrationError.js"
 import { type DestinationOptions, resolveSession } from "./Options.js"
-import { clockNow, recovering, type SessionFault, watchTouched } from "./Session.js"
+import { recovering } from "./RecoveryGuard.js"
+import { clockNow } from "./SessionClock.js"
+import type { SessionFault } from "./SessionFault.js"
 
 /**
  * The destination side of a migration: checks the source's manifest against `runtime`'s group

@@ -3,7 +3,7 @@ import type { Device } from "@lockstep/device"
 import type { Control, Frame, Manifest } from "@lockstep/stream"
 import { type Cause, Deferred, Effect, Exit, Fiber, Queue, Semaphore } from "effect"
 import type { EventSink } from "./Events.js"
-import type { SessionFault } from "./Session.js"
+import type { SessionFault } from "./SessionFault.js"
 
 /** What a device's writer does next, in stream order. */
 type LoadItem =

@@ -5,12 +5,13 @@ import {
   type Group,
   type GroupRuntime,
   planTransition,
+  reportedStates,
   type TransitionOptions
 } from "@lockstep/coordinator"
 import { ResetFailed } from "@lockstep/device"
 import { type State, stateClass } from "@lockstep/fsm"
 import { Effect, Exit } from "effect"
-import { describeCause, readStates } from "./Session.js"
+import { describeCause } from "./SessionFault.js"
 
 /**
  * Where a failed side's recovery takes each device, by the ERROR policy (DESIGN §2, §3.6):
@@ -99,7 +100,7 @@ export const recoverGroup = (
   }
 ): Effect.Effect<Recovered> =>
   Effect.gen(function* () {
-    const before = yield* readStates(runtime)
+    const before = yield* reportedStates(runtime)
     const targets = recoveryTargets(runtime.group, spec.policy, spec.home, before, spec.resetEvery)
     const resets = yield* Effect.forEach(
       targets.reset,
@@ -122,7 +123,7 @@ export const recoverGroup = (
       },
       { concurrency: "unbounded" }
     )
-    const afterResets = yield* readStates(runtime)
+    const afterResets = yield* reportedStates(runtime)
     const problems: Array<string> = []
     const resetOk: Array<string> = []
     for (const [id, exit] of resets) {
@@ -154,7 +155,7 @@ export const recoverGroup = (
       )
     )
     if (Exit.isFailure(moved)) problems.push(describeCause(moved.cause))
-    const states = yield* readStates(runtime)
+    const states = yield* reportedStates(runtime)
     return {
       states,
       required: targets.required,
@@ -183,7 +184,7 @@ const asTheyAre = (states: FinalStates): Record<string, State> =>
 
 /** A side that touched nothing before it failed: nothing to recover, its devices are as they were. */
 export const untouched = (runtime: GroupRuntime): Effect.Effect<Recovered> =>
-  Effect.map(readStates(runtime), (states) => ({
+  Effect.map(reportedStates(runtime), (states) => ({
     states,
     required: asTheyAre(states),
     quarantined: [],
@@ -196,7 +197,7 @@ export const untouched = (runtime: GroupRuntime): Effect.Effect<Recovered> =>
  * in doubt), to be judged against `home`; `problem` says why, if it is a failure.
  */
 export const leftInPlace = (runtime: GroupRuntime, home: State, problem?: string): Effect.Effect<Recovered> =>
-  Effect.map(readStates(runtime), (states) => ({
+  Effect.map(reportedStates(runtime), (states) => ({
     states,
     required: Object.fromEntries(runtime.group.devices.map((d) => [d.id, home] as const)),
     quarantined: [],

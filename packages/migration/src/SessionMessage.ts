@@ -1,5 +1,5 @@
-import type { Control, ControlKind } from "@lockstep/stream"
-import { Result, Schema } from "effect"
+import type { Control, ControlKind, FrameWriter } from "@lockstep/stream"
+import { type Effect, Result, Schema } from "effect"
 import { RefusalSchema } from "./Handshake.js"
 import { Phases } from "./Phase.js"
 
@@ -101,4 +101,14 @@ export const decodeMessage = (control: Control): Result.Result<SessionMessage, s
   return kindOf[message._tag] === control.kind
     ? Result.succeed(message)
     : Result.fail(`${message._tag} in a ${control.kind} control frame`)
+}
+
+/** Sends one session message as a control frame, about `device` (a manifest index) if given. */
+export const send = (
+  writer: FrameWriter.FrameWriter,
+  message: SessionMessage,
+  device?: number
+): Effect.Effect<void, FrameWriter.FrameWriteError> => {
+  const { kind, payload } = encodeMessage(message)
+  return writer.control(kind, device === undefined ? { payload } : { device, payload })
 }

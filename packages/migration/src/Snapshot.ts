@@ -3,6 +3,7 @@ import {
   type GroupRuntime,
   Migratability,
   prepareResume,
+  reportedStates,
   resume,
   stop,
   transition
@@ -11,6 +12,7 @@ import { type ByteSink, type ByteSource, type Frame, FrameReader, FrameWriter, t
 import { Cause, Effect, Option } from "effect"
 import { throttle } from "./Bandwidth.js"
 import type { DeviceTotals } from "./Events.js"
+import { transitionOptions, watchTouched } from "./GroupTransition.js"
 import { checkManifest, manifestOf } from "./Handshake.js"
 import { loadDevices, manifestDevices } from "./Loading.js"
 import {
@@ -23,19 +25,11 @@ import {
 } from "./MigrationError.js"
 import { type ResolvedSessionOptions, resolveSession, type SessionOptions } from "./Options.js"
 import type { Side } from "./Phase.js"
+import { PhaseLog } from "./PhaseLog.js"
 import { recoverGroup, recoveryFields, untouched } from "./Recovery.js"
-import {
-  clockNow,
-  faultIn,
-  locatedIn,
-  originOf,
-  PhaseLog,
-  readStates,
-  recovering,
-  SessionFault,
-  transitionOptions,
-  watchTouched
-} from "./Session.js"
+import { recovering } from "./RecoveryGuard.js"
+import { clockNow } from "./SessionClock.js"
+import { faultIn, locatedIn, originOf, SessionFault } from "./SessionFault.js"
 import { switchoverAndDrain } from "./Switchover.js"
 import { drainDevice } from "./Transfer.js"
 
@@ -115,7 +109,7 @@ export const saveGroup: (
       bytes: end.bytes,
       devices: Object.fromEntries(ids.map((id, i) => [id, sent[i] ?? 0])),
       stoppedMs,
-      states: yield* readStates(runtime)
+      states: yield* reportedStates(runtime)
     } satisfies SaveSummary
   })
 
@@ -209,7 +203,7 @@ export const restoreGroup: (
       devices: Object.fromEntries(
         manifest.devices.map((d, i) => [d.id, totals[i] ?? { precopyBytes: 0, stopCopyBytes: 0 }])
       ),
-      states: yield* readStates(runtime)
+      states: yield* reportedStates(runtime)
     } satisfies RestoreSummary
   })
 

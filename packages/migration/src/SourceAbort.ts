@@ -1,18 +1,19 @@
-import { Cause, Deferred, Effect, Exit, type Fiber, Option } from "effect"
+import { type Cause, Deferred, Effect, Exit, type Fiber, Option } from "effect"
 import type { SourceSummary } from "./Events.js"
-import { MigrationFailed, MigrationInterrupted, PeerBusy } from "./MigrationError.js"
+import { transitionOptions } from "./GroupTransition.js"
+import { MigrationFailed, PeerBusy } from "./MigrationError.js"
 import { leftInPlace, type Recovered, recoverGroup, recoveryFields, untouched } from "./Recovery.js"
+import { hangUpOn } from "./RecoveryGuard.js"
 import {
   abortMessage,
   describeCause,
   faultIn,
-  hangUpOn,
+  faultOfCause,
   isChannelCause,
   originOf,
-  SessionFault,
-  send,
-  transitionOptions
-} from "./Session.js"
+  type SessionFault
+} from "./SessionFault.js"
+import { send } from "./SessionMessage.js"
 import { hangUp, type SourceContext } from "./SourceContext.js"
 import { finish } from "./SourceFinish.js"
 
@@ -29,10 +30,7 @@ export const abort = (
 ): Effect.Effect<SourceSummary, MigrationFailed> =>
   Effect.gen(function* () {
     const { s, o } = ctx
-    let failure = Option.getOrElse(
-      Cause.findErrorOption(cause),
-      () => new SessionFault({ cause: new MigrationInterrupted(), phase: ctx.log.phase })
-    )
+    let failure = faultOfCause(ctx.log, cause)
     // A wait that timed out while the destination said it was busy with a step: it is working,
     // not silent, and the channel is fine; the timeout is too short for that step.
     const busy = s.peerBusy

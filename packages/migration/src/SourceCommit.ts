@@ -1,7 +1,8 @@
 import type { FrameWriter } from "@lockstep/stream"
 import { Effect, Exit } from "effect"
 import { DecisionFenced } from "./MigrationError.js"
-import { describeCause, faultIn, locatedIn, type SessionFault, send } from "./Session.js"
+import { describeCause, faultIn, locatedIn, type SessionFault } from "./SessionFault.js"
+import { send } from "./SessionMessage.js"
 import { type Confirmation, expect, type SourceContext } from "./SourceContext.js"
 
 /** What the commit phase needs. */

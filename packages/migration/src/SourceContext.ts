@@ -8,7 +8,8 @@ import { ArcTimings, type DowntimeEstimate, StopCopyLengths } from "./Estimate.j
 import type { EventSink, SwitchoverReason } from "./Events.js"
 import { type BusyStep, type HandshakeRefused, type MigrationCause, PeerSilent } from "./MigrationError.js"
 import type { ResolvedSourceOptions } from "./Options.js"
-import { faultIn, PhaseLog, type SessionFault } from "./Session.js"
+import { PhaseLog } from "./PhaseLog.js"
+import { faultIn, type SessionFault } from "./SessionFault.js"
 
 /** The destination's answer to the manifest. */
 export type Answer =

@@ -1,7 +1,9 @@
+import { reportedStates } from "@lockstep/coordinator"
 import { Effect, Exit, type Fiber } from "effect"
 import { measuredDowntime } from "./Estimate.js"
 import type { DeviceTotals, SourceSummary, SwitchoverDecision } from "./Events.js"
-import { describeCause, readStates, roundMs } from "./Session.js"
+import { roundMs } from "./SessionClock.js"
+import { describeCause } from "./SessionFault.js"
 import { type Confirmation, hangUp, type SentTotals, type SourceContext } from "./SourceContext.js"
 
 /**
@@ -29,7 +31,7 @@ export const finish = (
       })
     }
     yield* hangUp(ctx, listener)
-    const states = yield* readStates(ctx.runtime)
+    const states = yield* reportedStates(ctx.runtime)
     const decidedAt = s.decidedAt ?? now()
     // From the decision to the confirmation: COMMIT crossed the channel, the destination resumed,
     // the confirmation crossed back; the crossings are the same empty channel, half each.

@@ -3,8 +3,7 @@ import { FrameWriter, type ManifestDevice } from "@lockstep/stream"
 import { Effect } from "effect"
 import { unsettled } from "./Journal.js"
 import { HandshakeRefused, NotMigratable } from "./MigrationError.js"
-import type { SessionFault } from "./Session.js"
-import { faultIn, locatedIn } from "./Session.js"
+import { faultIn, locatedIn, type SessionFault } from "./SessionFault.js"
 import { deviceAt, expect, type SourceContext } from "./SourceContext.js"
 
 /** What the handshake agreed. */

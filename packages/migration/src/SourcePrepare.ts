@@ -1,7 +1,8 @@
 import { beginPrecopy } from "@lockstep/coordinator"
 import { hasFlag, type State } from "@lockstep/fsm"
 import { Effect } from "effect"
-import { locatedIn, type SessionFault, transitionOptions } from "./Session.js"
+import { transitionOptions } from "./GroupTransition.js"
+import { locatedIn, type SessionFault } from "./SessionFault.js"
 import { deviceAt, expect, type SourceContext } from "./SourceContext.js"
 
 /** What the prepare phase leaves. */

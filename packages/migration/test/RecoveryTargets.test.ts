@@ -3,9 +3,9 @@ import { decodeGroup } from "@lockstep/coordinator"
 import { type Device, ResetFailed } from "@lockstep/device"
 import { runOnVirtualTime, type SimDevice } from "@lockstep/sim"
 import { Effect } from "effect"
+import { transitionOptions } from "../src/GroupTransition.js"
 import { resolveSession } from "../src/Options.js"
 import { recoverGroup, recoveryTargets } from "../src/Recovery.js"
-import { transitionOptions } from "../src/Session.js"
 import { failureOf, makePair, migrate, statesOf, threeGpus, wrapDevices } from "./Harness.js"
 
 /*

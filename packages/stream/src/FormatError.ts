@@ -197,14 +197,7 @@ export type FormatError =
   | UnknownFrameType
   | FrameTooLarge
   | MalformedFrame
-  | FrameOutOfOrder
-  | UnknownDevice
-  | ChunkAfterDeviceEnd
-  | DuplicateDeviceEnd
-  | DeviceTotalMismatch
-  | DeviceNotEnded
-  | StreamTotalsMismatch
-  | DataAfterStreamEnd
+  | SequenceError
   | Truncated
 
 /**

@@ -73,6 +73,314 @@ interface PlanScope {
 
 const arcLabel = (device: string, from: string, to: string) => `${device} ${from}→${to}`
 
+type TransitionEventOf<T extends string> = Extract<
+  Extract<MigrationEvent, { _tag: "GroupTransition" }>["event"],
+  { readonly _tag: T }
+>
+type EventOf<T extends MigrationEvent["_tag"]> = Extract<MigrationEvent, { readonly _tag: T }>
+
+/**
+ * The state of one migration's trace: the spans open (root, a phase per side, arcs), each side's
+ * plan, the bytes each device moved, and the offset from event time to wall-clock time.
+ */
+class TraceState {
+  private readonly kinds = new Map<string, TracedDevice>()
+  private offset: number | undefined
+  private last = 0
+  private migration: string | undefined
+  private outcome: MigrationOutcome | undefined
+  private root: Otel.Span | undefined
+  private rootContext: Otel.Context = Otel.ROOT_CONTEXT
+  private readonly phases = new Map<
+    Side,
+    { readonly phase: string; readonly span: Otel.Span; readonly context: Otel.Context }
+  >()
+  private readonly arcs = new Map<string, OpenArc>()
+  private readonly scopes = new Map<Side, PlanScope>()
+  private readonly bytes = new Map<string, number>()
+  private ended = false
+
+  constructor(
+    private readonly tracer: Otel.Tracer,
+    private readonly metrics: Context.Context<never>,
+    private readonly options: TraceOptions
+  ) {
+    for (const side of ["source", "destination"] as const)
+      for (const d of options.devices[side] ?? []) this.kinds.set(`${side}\0${d.id}`, d)
+  }
+
+  /** An event time as a wall-clock time (the first event seen fixes the offset). */
+  private wall(at: number): number {
+    this.offset ??= Date.now() - at
+    this.last = Math.max(this.last, at)
+    return at + this.offset
+  }
+
+  /** The root span's context, the root started at `at` if it is not yet. */
+  private rootAt(at: number): Otel.Context {
+    if (this.root === undefined) {
+      this.root = this.tracer.startSpan(
+        "Lockstep.migration",
+        { startTime: this.wall(at), attributes: { "lockstep.run": this.options.run } },
+        Otel.ROOT_CONTEXT
+      )
+      this.rootContext = Otel.trace.setSpan(Otel.ROOT_CONTEXT, this.root)
+    }
+    return this.rootContext
+  }
+
+  private parentOf(side: Side, at: number): Otel.Context {
+    return this.phases.get(side)?.context ?? this.rootAt(at)
+  }
+
+  private count(side: Side, device: string, stage: "precopy" | "stopcopy", n: number): void {
+    const key = `${side}\0${device}`
+    this.bytes.set(key, (this.bytes.get(key) ?? 0) + n)
+    Metric.withAttributes(MigrationMetrics.deviceBytes, { device, side, stage }).updateUnsafe(n, this.metrics)
+  }
+
+  private onTransition({ side, step, event: e }: EventOf<"GroupTransition">): void {
+    switch (e._tag) {
+      case "PlanReady": {
+        const readyAt = new Map<string, number>()
+        for (const device of Object.keys(e.plan.initial)) readyAt.set(device, e.at)
+        this.scopes.set(side, { after: expandAfter(e.plan), ended: new Map(), readyAt })
+        return
+      }
+      case "ArcStarted":
+        this.arcStarted(side, step, e)
+        return
+      case "ArcDone":
+      case "ArcFailed":
+        this.arcEnded(side, e)
+        return
+      case "RollbackBegun":
+        this.scopes.delete(side)
+        this.phases.get(side)?.span.addEvent("rollback begun", { "lockstep.cause": e.cause.message }, this.wall(e.at))
+        return
+      case "RollbackDone":
+        this.phases.get(side)?.span.addEvent("rollback done", { "lockstep.ok": e.ok }, this.wall(e.at))
+        return
+      case "DeviceReset":
+      case "DeviceQuarantined":
+        this.phases
+          .get(side)
+          ?.span.addEvent(
+            e._tag === "DeviceReset" ? "device reset" : "device quarantined",
+            { "lockstep.device": e.device },
+            this.wall(e.at)
+          )
+        return
+    }
+  }
+
+  /** An arc's span, with the P2P wait before it and the dependency that released it. */
+  private arcStarted(side: Side, step: string, e: TransitionEventOf<"ArcStarted">): void {
+    const device = this.kinds.get(`${side}\0${e.device}`)
+    const scope = this.scopes.get(side)
+    const ready = scope?.readyAt.get(e.device)
+    // The dependency that released the arc is the last of its other devices' arcs to end.
+    let cause: { readonly device: string; readonly label: string; readonly at: number } | undefined
+    for (const id of scope?.after.get(e.id) ?? []) {
+      const ended = scope?.ended.get(id)
+      if (ended === undefined || ended.device === e.device || ended.at > e.at) continue
+      if (cause === undefined || ended.at > cause.at) cause = ended
+    }
+    const attributes: Otel.Attributes = {
+      "lockstep.side": side,
+      "lockstep.step": step,
+      "lockstep.device": e.device,
+      "lockstep.arc.id": e.id,
+      "lockstep.arc.from": e.arc.from,
+      "lockstep.arc.to": e.arc.to,
+      ...(device === undefined
+        ? {}
+        : { "lockstep.device.kind": device.kind, "lockstep.device.flags": [...device.flags] }),
+      ...(ready === undefined ? {} : { "lockstep.p2p.wait_ms": Math.max(0, e.at - ready) }),
+      ...(cause === undefined ? {} : { "lockstep.p2p.waited_for": cause.label })
+    }
+    const span = this.tracer.startSpan(
+      "Lockstep.arc",
+      { startTime: this.wall(e.at), attributes },
+      this.parentOf(side, e.at)
+    )
+    this.arcs.set(`${side}\0${e.id}`, { span, device: e.device })
+    scope?.readyAt.delete(e.device)
+  }
+
+  private arcEnded(side: Side, e: TransitionEventOf<"ArcDone" | "ArcFailed">): void {
+    const key = `${side}\0${e.id}`
+    const open = this.arcs.get(key)
+    if (open === undefined) return
+    this.arcs.delete(key)
+    open.span.setAttribute("lockstep.device.bytes", this.bytes.get(`${side}\0${e.device}`) ?? 0)
+    if (e._tag === "ArcFailed") open.span.setStatus({ code: Otel.SpanStatusCode.ERROR, message: e.error.message })
+    open.span.end(this.wall(e.at))
+    const scope = this.scopes.get(side)
+    if (e._tag === "ArcDone" && scope !== undefined) {
+      scope.ended.set(e.id, { device: e.device, label: arcLabel(e.device, e.arc.from, e.arc.to), at: e.at })
+      scope.readyAt.set(e.device, e.at)
+    }
+  }
+
+  onEvent(event: MigrationEvent): void {
+    switch (event._tag) {
+      case "PhaseStarted":
+        this.phaseStarted(event)
+        return
+      case "PhaseEnded": {
+        const open = this.phases.get(event.side)
+        if (open === undefined || open.phase !== event.phase) return
+        this.phases.delete(event.side)
+        open.span.end(this.wall(event.at))
+        return
+      }
+      case "HandshakeDone":
+        this.migration = event.migration
+        this.wall(event.at)
+        this.root?.setAttribute("lockstep.migration", event.migration)
+        return
+      case "GroupTransition":
+        this.onTransition(event)
+        return
+      case "RoundDone":
+        this.roundDone(event)
+        return
+      case "EstimateUpdated":
+        this.estimateUpdated(event)
+        return
+      case "SwitchoverDecided":
+        this.switchoverDecided(event)
+        return
+      case "DeviceDrained":
+        this.wall(event.at)
+        this.count(event.side, event.device, "stopcopy", event.bytes)
+        return
+      case "Recovered":
+        this.wall(event.at)
+        if (event.side === "source" || this.outcome === undefined) this.outcome = event.ok ? "rolled-back" : "failed"
+        return
+      case "Completed":
+        this.completed(event)
+        return
+      case "InitialDataSent":
+      case "InitialDataAcknowledged":
+      case "DecisionRecorded":
+      case "Resumed":
+        this.wall(event.at)
+        return
+      case "Warning":
+        this.rootAt(event.at)
+        this.root?.addEvent(
+          "warning",
+          { "lockstep.side": event.side, "lockstep.reason": event.reason },
+          this.wall(event.at)
+        )
+        return
+    }
+  }
+
+  private phaseStarted(event: EventOf<"PhaseStarted">): void {
+    // A side is in one phase at a time: one that never said it ended ends where the next begins.
+    this.phases.get(event.side)?.span.end(this.wall(event.at))
+    const span = this.tracer.startSpan(
+      `Lockstep.phase.${event.phase}`,
+      { startTime: this.wall(event.at), attributes: { "lockstep.side": event.side, "lockstep.phase": event.phase } },
+      this.rootAt(event.at)
+    )
+    this.phases.set(event.side, { phase: event.phase, span, context: Otel.trace.setSpan(this.rootContext, span) })
+  }
+
+  private roundDone(event: EventOf<"RoundDone">): void {
+    const span = this.tracer.startSpan(
+      "Lockstep.precopy.round",
+      {
+        startTime: this.wall(event.at - event.durationMs),
+        attributes: { "lockstep.round": event.round, "lockstep.bytes": event.bytes }
+      },
+      this.parentOf("source", event.at)
+    )
+    for (const [device, n] of Object.entries(event.bytesByDevice)) {
+      span.addEvent("device bytes", { "lockstep.device": device, "lockstep.bytes": n }, this.wall(event.at))
+      this.count("source", device, "precopy", n)
+    }
+    span.end(this.wall(event.at))
+    MigrationMetrics.rounds.updateUnsafe(1, this.metrics)
+  }
+
+  private estimateUpdated(event: EventOf<"EstimateUpdated">): void {
+    this.wall(event.at)
+    MigrationMetrics.estimateMs.updateUnsafe(event.estimate.totalMs, this.metrics)
+    MigrationMetrics.limitMs.updateUnsafe(event.downtimeLimitMs, this.metrics)
+    this.phases.get("source")?.span.addEvent(
+      "estimate",
+      {
+        "lockstep.round": event.round,
+        "lockstep.downtime.estimate_ms": event.estimate.totalMs,
+        "lockstep.downtime.limit_ms": event.downtimeLimitMs,
+        "lockstep.unacknowledged": [...event.unacknowledged]
+      },
+      this.wall(event.at)
+    )
+  }
+
+  private switchoverDecided(event: EventOf<"SwitchoverDecided">): void {
+    this.rootAt(event.at)
+    this.root?.addEvent(
+      "switchover decided",
+      {
+        "lockstep.switchover.reason": event.reason,
+        "lockstep.switchover.why": event.why,
+        "lockstep.rounds": event.rounds,
+        ...(event.estimateMs === undefined ? {} : { "lockstep.downtime.estimate_ms": event.estimateMs })
+      },
+      this.wall(event.at)
+    )
+  }
+
+  private completed(event: EventOf<"Completed">): void {
+    this.wall(event.at)
+    const summary = event.summary
+    if (summary.side === "source") {
+      this.outcome = summary.confirmed ? "migrated" : "committed-unconfirmed"
+      this.root?.setAttributes({
+        "lockstep.rounds": summary.rounds,
+        "lockstep.bytes": summary.bytes,
+        "lockstep.downtime.limit_ms": summary.downtimeLimitMs,
+        ...(summary.downtimeMs === undefined ? {} : { "lockstep.downtime_ms": summary.downtimeMs })
+      })
+      if (summary.downtimeMs !== undefined) MigrationMetrics.downtimeMs.updateUnsafe(summary.downtimeMs, this.metrics)
+    } else if (this.outcome === undefined) this.outcome = "resumed"
+  }
+
+  /** Ends every span still open (as errors) and the root, and counts the outcome; only the first call does. */
+  end(): void {
+    if (this.ended) return
+    this.ended = true
+    const at = this.last + (this.offset ?? Date.now() - this.last)
+    for (const open of this.arcs.values()) {
+      open.span.setStatus({ code: Otel.SpanStatusCode.ERROR, message: "the arc had not ended when the migration did" })
+      open.span.end(at)
+    }
+    for (const open of this.phases.values()) {
+      open.span.setStatus({
+        code: Otel.SpanStatusCode.ERROR,
+        message: "the phase had not ended when the migration did"
+      })
+      open.span.end(at)
+    }
+    const result = this.outcome ?? "failed"
+    if (this.root !== undefined) {
+      this.root.setAttribute("lockstep.outcome", result)
+      if (this.migration !== undefined) this.root.setAttribute("lockstep.migration", this.migration)
+      if (result !== "migrated" && result !== "resumed")
+        this.root.setStatus({ code: Otel.SpanStatusCode.ERROR, message: result })
+      this.root.end(at)
+    }
+    Metric.withAttributes(MigrationMetrics.migrations, { outcome: result }).updateUnsafe(1, this.metrics)
+  }
+}
+
 /**
  * Builds the trace of one migration on `tracer`, recording its metrics into `metrics` (a context
  * holding the `MetricRegistry` the exporter reads). Event times are the Clock's (virtual in a
@@ -84,250 +392,6 @@ export const makeMigrationTrace = (
   metrics: Context.Context<never>,
   options: TraceOptions
 ): MigrationTrace => {
-  const kinds = new Map<string, TracedDevice>()
-  for (const side of ["source", "destination"] as const)
-    for (const d of options.devices[side] ?? []) kinds.set(`${side}\0${d.id}`, d)
-  let offset: number | undefined
-  let last = 0
-  let migration: string | undefined
-  let outcome: MigrationOutcome | undefined
-  const wall = (at: number): number => {
-    offset ??= Date.now() - at
-    last = Math.max(last, at)
-    return at + offset
-  }
-  let root: Otel.Span | undefined
-  let rootContext: Otel.Context = Otel.ROOT_CONTEXT
-  const rootAt = (at: number) => {
-    if (root === undefined) {
-      root = tracer.startSpan(
-        "Lockstep.migration",
-        { startTime: wall(at), attributes: { "lockstep.run": options.run } },
-        Otel.ROOT_CONTEXT
-      )
-      rootContext = Otel.trace.setSpan(Otel.ROOT_CONTEXT, root)
-    }
-    return rootContext
-  }
-  const phases = new Map<Side, { readonly phase: string; readonly span: Otel.Span; readonly context: Otel.Context }>()
-  const arcs = new Map<string, OpenArc>()
-  const scopes = new Map<Side, PlanScope>()
-  const bytes = new Map<string, number>()
-  const parentOf = (side: Side, at: number) => phases.get(side)?.context ?? rootAt(at)
-  const count = (side: Side, device: string, stage: "precopy" | "stopcopy", n: number) => {
-    const key = `${side}\0${device}`
-    bytes.set(key, (bytes.get(key) ?? 0) + n)
-    Metric.withAttributes(MigrationMetrics.deviceBytes, { device, side, stage }).updateUnsafe(n, metrics)
-  }
-
-  const onTransition = ({ side, step, event: e }: Extract<MigrationEvent, { _tag: "GroupTransition" }>) => {
-    switch (e._tag) {
-      case "PlanReady": {
-        const readyAt = new Map<string, number>()
-        for (const device of Object.keys(e.plan.initial)) readyAt.set(device, e.at)
-        scopes.set(side, { after: expandAfter(e.plan), ended: new Map(), readyAt })
-        return
-      }
-      case "ArcStarted": {
-        const device = kinds.get(`${side}\0${e.device}`)
-        const scope = scopes.get(side)
-        const ready = scope?.readyAt.get(e.device)
-        // The dependency that released the arc is the last of its other devices' arcs to end.
-        let cause: { readonly device: string; readonly label: string; readonly at: number } | undefined
-        for (const id of scope?.after.get(e.id) ?? []) {
-          const ended = scope?.ended.get(id)
-          if (ended === undefined || ended.device === e.device || ended.at > e.at) continue
-          if (cause === undefined || ended.at > cause.at) cause = ended
-        }
-        const attributes: Otel.Attributes = {
-          "lockstep.side": side,
-          "lockstep.step": step,
-          "lockstep.device": e.device,
-          "lockstep.arc.id": e.id,
-          "lockstep.arc.from": e.arc.from,
-          "lockstep.arc.to": e.arc.to,
-          ...(device === undefined
-            ? {}
-            : { "lockstep.device.kind": device.kind, "lockstep.device.flags": [...device.flags] }),
-          ...(ready === undefined ? {} : { "lockstep.p2p.wait_ms": Math.max(0, e.at - ready) }),
-          ...(cause === undefined ? {} : { "lockstep.p2p.waited_for": cause.label })
-        }
-        const span = tracer.startSpan("Lockstep.arc", { startTime: wall(e.at), attributes }, parentOf(side, e.at))
-        arcs.set(`${side}\0${e.id}`, { span, device: e.device })
-        scope?.readyAt.delete(e.device)
-        return
-      }
-      case "ArcDone":
-      case "ArcFailed": {
-        const key = `${side}\0${e.id}`
-        const open = arcs.get(key)
-        if (open === undefined) return
-        arcs.delete(key)
-        open.span.setAttribute("lockstep.device.bytes", bytes.get(`${side}\0${e.device}`) ?? 0)
-        if (e._tag === "ArcFailed") open.span.setStatus({ code: Otel.SpanStatusCode.ERROR, message: e.error.message })
-        open.span.end(wall(e.at))
-        const scope = scopes.get(side)
-        if (e._tag === "ArcDone" && scope !== undefined) {
-          scope.ended.set(e.id, { device: e.device, label: arcLabel(e.device, e.arc.from, e.arc.to), at: e.at })
-          scope.readyAt.set(e.device, e.at)
-        }
-        return
-      }
-      case "RollbackBegun":
-        scopes.delete(side)
-        phases.get(side)?.span.addEvent("rollback begun", { "lockstep.cause": e.cause.message }, wall(e.at))
-        return
-      case "RollbackDone":
-        phases.get(side)?.span.addEvent("rollback done", { "lockstep.ok": e.ok }, wall(e.at))
-        return
-      case "DeviceReset":
-      case "DeviceQuarantined":
-        phases
-          .get(side)
-          ?.span.addEvent(
-            e._tag === "DeviceReset" ? "device reset" : "device quarantined",
-            { "lockstep.device": e.device },
-            wall(e.at)
-          )
-        return
-    }
-  }
-
-  const onEvent = (event: MigrationEvent): void => {
-    switch (event._tag) {
-      case "PhaseStarted": {
-        // A side is in one phase at a time: one that never said it ended ends where the next begins.
-        phases.get(event.side)?.span.end(wall(event.at))
-        const span = tracer.startSpan(
-          `Lockstep.phase.${event.phase}`,
-          { startTime: wall(event.at), attributes: { "lockstep.side": event.side, "lockstep.phase": event.phase } },
-          rootAt(event.at)
-        )
-        phases.set(event.side, { phase: event.phase, span, context: Otel.trace.setSpan(rootContext, span) })
-        return
-      }
-      case "PhaseEnded": {
-        const open = phases.get(event.side)
-        if (open === undefined || open.phase !== event.phase) return
-        phases.delete(event.side)
-        open.span.end(wall(event.at))
-        return
-      }
-      case "HandshakeDone":
-        migration = event.migration
-        wall(event.at)
-        root?.setAttribute("lockstep.migration", event.migration)
-        return
-      case "GroupTransition":
-        onTransition(event)
-        return
-      case "RoundDone": {
-        const span = tracer.startSpan(
-          "Lockstep.precopy.round",
-          {
-            startTime: wall(event.at - event.durationMs),
-            attributes: { "lockstep.round": event.round, "lockstep.bytes": event.bytes }
-          },
-          parentOf("source", event.at)
-        )
-        for (const [device, n] of Object.entries(event.bytesByDevice)) {
-          span.addEvent("device bytes", { "lockstep.device": device, "lockstep.bytes": n }, wall(event.at))
-          count("source", device, "precopy", n)
-        }
-        span.end(wall(event.at))
-        MigrationMetrics.rounds.updateUnsafe(1, metrics)
-        return
-      }
-      case "EstimateUpdated":
-        wall(event.at)
-        MigrationMetrics.estimateMs.updateUnsafe(event.estimate.totalMs, metrics)
-        MigrationMetrics.limitMs.updateUnsafe(event.downtimeLimitMs, metrics)
-        phases.get("source")?.span.addEvent(
-          "estimate",
-          {
-            "lockstep.round": event.round,
-            "lockstep.downtime.estimate_ms": event.estimate.totalMs,
-            "lockstep.downtime.limit_ms": event.downtimeLimitMs,
-            "lockstep.unacknowledged": [...event.unacknowledged]
-          },
-          wall(event.at)
-        )
-        return
-      case "SwitchoverDecided":
-        rootAt(event.at)
-        root?.addEvent(
-          "switchover decided",
-          {
-            "lockstep.switchover.reason": event.reason,
-            "lockstep.switchover.why": event.why,
-            "lockstep.rounds": event.rounds,
-            ...(event.estimateMs === undefined ? {} : { "lockstep.downtime.estimate_ms": event.estimateMs })
-          },
-          wall(event.at)
-        )
-        return
-      case "DeviceDrained":
-        wall(event.at)
-        count(event.side, event.device, "stopcopy", event.bytes)
-        return
-      case "Recovered":
-        wall(event.at)
-        if (event.side === "source" || outcome === undefined) outcome = event.ok ? "rolled-back" : "failed"
-        return
-      case "Completed": {
-        wall(event.at)
-        const summary = event.summary
-        if (summary.side === "source") {
-          outcome = summary.confirmed ? "migrated" : "committed-unconfirmed"
-          root?.setAttributes({
-            "lockstep.rounds": summary.rounds,
-            "lockstep.bytes": summary.bytes,
-            "lockstep.downtime.limit_ms": summary.downtimeLimitMs,
-            ...(summary.downtimeMs === undefined ? {} : { "lockstep.downtime_ms": summary.downtimeMs })
-          })
-          if (summary.downtimeMs !== undefined) MigrationMetrics.downtimeMs.updateUnsafe(summary.downtimeMs, metrics)
-        } else if (outcome === undefined) outcome = "resumed"
-        return
-      }
-      case "InitialDataSent":
-      case "InitialDataAcknowledged":
-      case "DecisionRecorded":
-      case "Resumed":
-        wall(event.at)
-        return
-      case "Warning":
-        rootAt(event.at)
-        root?.addEvent("warning", { "lockstep.side": event.side, "lockstep.reason": event.reason }, wall(event.at))
-        return
-    }
-  }
-
-  let ended = false
-  const end = (): void => {
-    if (ended) return
-    ended = true
-    const at = last + (offset ?? Date.now() - last)
-    for (const open of arcs.values()) {
-      open.span.setStatus({ code: Otel.SpanStatusCode.ERROR, message: "the arc had not ended when the migration did" })
-      open.span.end(at)
-    }
-    for (const open of phases.values()) {
-      open.span.setStatus({
-        code: Otel.SpanStatusCode.ERROR,
-        message: "the phase had not ended when the migration did"
-      })
-      open.span.end(at)
-    }
-    const result = outcome ?? "failed"
-    if (root !== undefined) {
-      root.setAttribute("lockstep.outcome", result)
-      if (migration !== undefined) root.setAttribute("lockstep.migration", migration)
-      if (result !== "migrated" && result !== "resumed")
-        root.setStatus({ code: Otel.SpanStatusCode.ERROR, message: result })
-      root.end(at)
-    }
-    Metric.withAttributes(MigrationMetrics.migrations, { outcome: result }).updateUnsafe(1, metrics)
-  }
-
-  return { onEvent, end }
+  const state = new TraceState(tracer, metrics, options)
+  return { onEvent: (event) => state.onEvent(event), end: () => state.end() }
 }

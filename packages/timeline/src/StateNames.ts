@@ -1,18 +1,9 @@
+import { StateShortNames } from "@lockstep/fsm"
 import { textWidth } from "./Svg.js"
 import type { TimelineState } from "./TimelineInput.js"
 
 /** The short names of the states (as `lockstep fsm table` prints them), for bars too narrow for the full one. */
-export const shortStateNames: Readonly<Record<TimelineState, string>> = {
-  ERROR: "E",
-  STOP: "S",
-  RUNNING: "R",
-  STOP_COPY: "SC",
-  RESUMING: "RS",
-  RUNNING_P2P: "RP",
-  PRE_COPY: "PC",
-  PRE_COPY_P2P: "PCP",
-  UNKNOWN: "?"
-}
+export const shortStateNames: Readonly<Record<TimelineState, string>> = { ...StateShortNames, UNKNOWN: "?" }
 
 /** The smallest font a state's name is written in. */
 const smallestFont = 7

@@ -144,23 +144,38 @@ const targetOf = (plan: typeof RecordedPlan.Type): string => {
   return plan.arcs.length === 0 ? "no arcs" : targets.size === 1 && only !== undefined ? `→ ${only}` : "→ mixed"
 }
 
-/** A recorder for one group's timeline. */
-export const makeTimelineRecorder = (options: TimelineRecorderOptions = {}): TimelineRecorder => {
-  const lanes = new Map<string, Lane>()
-  const entries: Array<TimelineEntry> = []
-  let scope: PlanScope = { after: new Map(), ended: new Map() }
-  let rollback: { readonly from: number; readonly cause: string } | undefined
-  let transitions = 0
-  let invariantChecked = false
-  let first: number | undefined
-  let last: number | undefined
+type PlanReady = Extract<RecordedTransition, { readonly _tag: "PlanReady" }>
+/** An arc's start or end (the record has one shape for ArcStarted and ArcDone). */
+type ArcEvent = Extract<RecordedTransition, { readonly arc: Arc }>
 
-  const seen = (at: number) => {
-    first = first === undefined ? at : Math.min(first, at)
-    last = last === undefined ? at : Math.max(last, at)
+/** The state span a lane rests in from `since` to `to`, if it is known and not empty. */
+const spanOf = (lane: Lane, to: number): StateSpan | undefined =>
+  lane.since === undefined || to <= lane.since
+    ? undefined
+    : { _tag: "StateSpan", device: lane.id, state: lane.state, from: lane.since, to }
+
+/** What a recorder holds: a lane per device, the entries so far, the plan running and a rollback begun. */
+class RecorderState {
+  private readonly lanes = new Map<string, Lane>()
+  private readonly entries: Array<TimelineEntry> = []
+  private scope: PlanScope = { after: new Map(), ended: new Map() }
+  private rollback: { readonly from: number; readonly cause: string } | undefined
+  private transitions = 0
+  private invariantChecked = false
+  private first: number | undefined
+  private last: number | undefined
+
+  constructor(private readonly options: TimelineRecorderOptions) {
+    for (const d of options.devices ?? []) this.laneOf(d.id, d.kind)
   }
-  const laneOf = (id: string, kind = ""): Lane => {
-    const existing = lanes.get(id)
+
+  private seen(at: number): void {
+    this.first = this.first === undefined ? at : Math.min(this.first, at)
+    this.last = this.last === undefined ? at : Math.max(this.last, at)
+  }
+
+  private laneOf(id: string, kind = ""): Lane {
+    const existing = this.lanes.get(id)
     if (existing !== undefined) return existing
     const lane: Lane = {
       id,
@@ -171,18 +186,12 @@ export const makeTimelineRecorder = (options: TimelineRecorderOptions = {}): Tim
       inFlight: undefined,
       readyAt: undefined
     }
-    lanes.set(id, lane)
+    this.lanes.set(id, lane)
     return lane
   }
-  for (const d of options.devices ?? []) laneOf(d.id, d.kind)
-
-  const spanOf = (lane: Lane, to: number): StateSpan | undefined =>
-    lane.since === undefined || to <= lane.since
-      ? undefined
-      : { _tag: "StateSpan", device: lane.id, state: lane.state, from: lane.since, to }
 
   /** What the device is known to be in from `at` on. An unknown state learnt later was that state all along. */
-  const learn = (lane: Lane, state: TimelineState, at: number) => {
+  private learn(lane: Lane, state: TimelineState, at: number): void {
     if (lane.since === undefined) {
       lane.initial = state
       lane.state = state
@@ -195,119 +204,128 @@ export const makeTimelineRecorder = (options: TimelineRecorderOptions = {}): Tim
       return
     }
     const span = spanOf(lane, at)
-    if (span !== undefined) entries.push(span)
+    if (span !== undefined) this.entries.push(span)
     lane.state = state
     lane.since = at
   }
-  const learnAll = (states: ReadStates, at: number) => {
-    for (const [id, state] of Object.entries(states)) learn(laneOf(id), state, at)
+
+  private learnAll(states: ReadStates, at: number): void {
+    for (const [id, state] of Object.entries(states)) this.learn(this.laneOf(id), state, at)
   }
 
-  const onEvent = (event: RecordedTransition): void => {
-    seen(event.at)
+  onEvent(event: RecordedTransition): void {
+    this.seen(event.at)
     switch (event._tag) {
-      case "PlanReady": {
-        transitions++
-        scope = { after: expandAfter(event.plan), ended: new Map() }
-        for (const [id, state] of Object.entries(event.plan.initial)) {
-          const lane = laneOf(id)
-          learn(lane, state, event.at)
-          lane.readyAt = event.at
-        }
-        if (options.markTransitions ?? true)
-          entries.push({ _tag: "Mark", at: event.at, label: `#${transitions} ${targetOf(event.plan)}` })
+      case "PlanReady":
+        this.planReady(event)
         return
-      }
-      case "ArcStarted": {
-        const lane = laneOf(event.device)
-        learn(lane, event.arc.from, event.at)
-        const span = spanOf(lane, event.at)
-        if (span !== undefined) entries.push(span)
-        lane.since = event.at
-        lane.inFlight = { id: event.id, arc: event.arc, at: event.at }
-        if (lane.readyAt !== undefined && event.at > lane.readyAt) {
-          // The dependency that released the arc is the last of its other-device dependencies to end.
-          let cause:
-            | { readonly device: string; readonly id: string; readonly arc: Arc; readonly at: number }
-            | undefined
-          for (const id of scope.after.get(event.id) ?? []) {
-            const ended = scope.ended.get(id)
-            if (ended === undefined || ended.device === event.device || ended.at > event.at) continue
-            if (cause === undefined || ended.at > cause.at) cause = { id, ...ended }
-          }
-          entries.push({
-            _tag: "Wait",
-            device: event.device,
-            id: event.id,
-            from: lane.readyAt,
-            to: event.at,
-            waitedFor: cause
-          })
-        }
-        lane.readyAt = undefined
+      case "ArcStarted":
+        this.arcStarted(event)
         return
-      }
       case "ArcDone":
-      case "ArcFailed": {
-        const lane = laneOf(event.device)
-        const started = lane.inFlight?.id === event.id ? lane.inFlight.at : event.at
-        const failed = event._tag === "ArcFailed"
-        const arcSpan: ArcSpan = {
-          _tag: "ArcSpan",
-          device: event.device,
-          id: event.id,
-          arc: event.arc,
-          from: started,
-          to: event.at,
-          outcome: failed ? "failed" : "done",
-          error: failed ? event.error.message : undefined
-        }
-        entries.push(arcSpan)
-        lane.inFlight = undefined
-        // After a failure the state is unknown until it is read back.
-        lane.state = failed ? "UNKNOWN" : event.arc.to
-        lane.since = event.at
-        lane.readyAt = failed ? undefined : event.at
-        if (!failed) scope.ended.set(event.id, { device: event.device, arc: event.arc, at: event.at })
+      case "ArcFailed":
+        this.arcEnded(event)
         return
-      }
       case "RollbackBegun": {
-        rollback = { from: event.at, cause: event.cause.message }
-        scope = { after: new Map(), ended: new Map() }
-        learnAll(event.states, event.at)
-        for (const lane of lanes.values()) lane.readyAt = undefined
+        this.rollback = { from: event.at, cause: event.cause.message }
+        this.scope = { after: new Map(), ended: new Map() }
+        this.learnAll(event.states, event.at)
+        for (const lane of this.lanes.values()) lane.readyAt = undefined
         return
       }
       case "DeviceReset": {
-        const lane = laneOf(event.device)
-        learn(lane, event.from, event.at)
-        entries.push({ _tag: "Reset", device: event.device, from: event.from, at: event.at })
-        learn(lane, "RUNNING", event.at)
+        const lane = this.laneOf(event.device)
+        this.learn(lane, event.from, event.at)
+        this.entries.push({ _tag: "Reset", device: event.device, from: event.from, at: event.at })
+        this.learn(lane, "RUNNING", event.at)
         return
       }
       case "DeviceQuarantined": {
-        entries.push({ _tag: "Quarantine", device: event.device, at: event.at })
+        this.entries.push({ _tag: "Quarantine", device: event.device, at: event.at })
         return
       }
       case "RollbackDone": {
-        learnAll(event.states, event.at)
-        entries.push({
+        this.learnAll(event.states, event.at)
+        this.entries.push({
           _tag: "Rollback",
-          from: rollback?.from ?? event.at,
+          from: this.rollback?.from ?? event.at,
           to: event.at,
           ok: event.ok,
-          cause: rollback?.cause ?? ""
+          cause: this.rollback?.cause ?? ""
         })
-        rollback = undefined
+        this.rollback = undefined
         return
       }
     }
   }
 
-  const addPhase = (label: string, from: number, to: number, emphasis?: PhaseEmphasis): void => {
-    seen(from)
-    seen(to)
-    entries.push({
+  private planReady(event: PlanReady): void {
+    this.transitions++
+    this.scope = { after: expandAfter(event.plan), ended: new Map() }
+    for (const [id, state] of Object.entries(event.plan.initial)) {
+      const lane = this.laneOf(id)
+      this.learn(lane, state, event.at)
+      lane.readyAt = event.at
+    }
+    if (this.options.markTransitions ?? true)
+      this.entries.push({ _tag: "Mark", at: event.at, label: `#${this.transitions} ${targetOf(event.plan)}` })
+  }
+
+  /** An arc begins: the state span before it ends, and a wait is drawn if the device was ready earlier. */
+  private arcStarted(event: ArcEvent): void {
+    const lane = this.laneOf(event.device)
+    this.learn(lane, event.arc.from, event.at)
+    const span = spanOf(lane, event.at)
+    if (span !== undefined) this.entries.push(span)
+    lane.since = event.at
+    lane.inFlight = { id: event.id, arc: event.arc, at: event.at }
+    if (lane.readyAt !== undefined && event.at > lane.readyAt) {
+      // The dependency that released the arc is the last of its other-device dependencies to end.
+      let cause: { readonly device: string; readonly id: string; readonly arc: Arc; readonly at: number } | undefined
+      for (const id of this.scope.after.get(event.id) ?? []) {
+        const ended = this.scope.ended.get(id)
+        if (ended === undefined || ended.device === event.device || ended.at > event.at) continue
+        if (cause === undefined || ended.at > cause.at) cause = { id, ...ended }
+      }
+      this.entries.push({
+        _tag: "Wait",
+        device: event.device,
+        id: event.id,
+        from: lane.readyAt,
+        to: event.at,
+        waitedFor: cause
+      })
+    }
+    lane.readyAt = undefined
+  }
+
+  private arcEnded(event: ArcEvent): void {
+    const lane = this.laneOf(event.device)
+    const started = lane.inFlight?.id === event.id ? lane.inFlight.at : event.at
+    const failed = event._tag === "ArcFailed"
+    const arcSpan: ArcSpan = {
+      _tag: "ArcSpan",
+      device: event.device,
+      id: event.id,
+      arc: event.arc,
+      from: started,
+      to: event.at,
+      outcome: failed ? "failed" : "done",
+      error: failed ? event.error.message : undefined
+    }
+    this.entries.push(arcSpan)
+    lane.inFlight = undefined
+    // After a failure the state is unknown until it is read back.
+    lane.state = failed ? "UNKNOWN" : event.arc.to
+    lane.since = event.at
+    lane.readyAt = failed ? undefined : event.at
+    if (!failed) this.scope.ended.set(event.id, { device: event.device, arc: event.arc, at: event.at })
+  }
+
+  addPhase(label: string, from: number, to: number, emphasis?: PhaseEmphasis): void {
+    this.seen(from)
+    this.seen(to)
+    this.entries.push({
       _tag: "Phase",
       label,
       from: Math.min(from, to),
@@ -316,27 +334,25 @@ export const makeTimelineRecorder = (options: TimelineRecorderOptions = {}): Tim
     })
   }
 
-  const addMark = (at: number, label: string, device?: string): void => {
-    seen(at)
-    entries.push({ _tag: "Mark", at, label, device })
+  addMark(at: number, label: string, device?: string): void {
+    this.seen(at)
+    this.entries.push({ _tag: "Mark", at, label, device })
   }
 
-  const addViolations = (
-    violations: ReadonlyArray<InvariantViolation>,
-    corruptingWrites: ReadonlyArray<CorruptingWrite> = []
-  ): void => {
-    invariantChecked = true
+  addViolations(violations: ReadonlyArray<InvariantViolation>, corruptingWrites: ReadonlyArray<CorruptingWrite>): void {
+    this.invariantChecked = true
     for (const entry of fabricEntries(violations, corruptingWrites)) {
-      seen(entry.from)
-      if (entry.to !== undefined) seen(entry.to)
-      entries.push(entry)
+      this.seen(entry.from)
+      if (entry.to !== undefined) this.seen(entry.to)
+      this.entries.push(entry)
     }
   }
 
-  const toInput = (toOptions: ToInputOptions = {}): TimelineInput => {
-    const end = toOptions.end ?? last ?? 0
+  /** The timeline so far: what is still open (a state, an arc in flight, a rollback) ends at `end`. */
+  toInput(toOptions: ToInputOptions): TimelineInput {
+    const end = toOptions.end ?? this.last ?? 0
     const open: Array<TimelineEntry> = []
-    for (const lane of lanes.values()) {
+    for (const lane of this.lanes.values()) {
       const span = spanOf(lane, end)
       if (span !== undefined) open.push(span)
       if (lane.inFlight !== undefined)
@@ -350,25 +366,36 @@ export const makeTimelineRecorder = (options: TimelineRecorderOptions = {}): Tim
           outcome: "running"
         })
     }
-    if (rollback !== undefined) {
-      const unfinished: Rollback = { _tag: "Rollback", from: rollback.from, to: end, ok: false, cause: rollback.cause }
+    if (this.rollback !== undefined) {
+      const { from, cause } = this.rollback
+      const unfinished: Rollback = { _tag: "Rollback", from, to: end, ok: false, cause }
       open.push(unfinished)
     }
-    const devices: Array<TimelineDevice> = [...lanes.values()].map((lane) => ({
+    const devices: Array<TimelineDevice> = [...this.lanes.values()].map((lane) => ({
       id: lane.id,
       kind: lane.kind,
       initial: lane.initial ?? "UNKNOWN"
     }))
     return {
       devices,
-      entries: [...entries, ...open],
-      start: first,
+      entries: [...this.entries, ...open],
+      start: this.first,
       end,
-      title: options.title,
-      invariantChecked,
-      ...(options.p2p === undefined ? {} : { p2p: options.p2p })
+      title: this.options.title,
+      invariantChecked: this.invariantChecked,
+      ...(this.options.p2p === undefined ? {} : { p2p: this.options.p2p })
     }
   }
+}
 
-  return { onEvent, addPhase, addMark, addViolations, toInput }
+/** A recorder for one group's timeline. */
+export const makeTimelineRecorder = (options: TimelineRecorderOptions = {}): TimelineRecorder => {
+  const state = new RecorderState(options)
+  return {
+    onEvent: (event) => state.onEvent(event),
+    addPhase: (label, from, to, emphasis) => state.addPhase(label, from, to, emphasis),
+    addMark: (at, label, device) => state.addMark(at, label, device),
+    addViolations: (violations, corruptingWrites = []) => state.addViolations(violations, corruptingWrites),
+    toInput: (toOptions = {}) => state.toInput(toOptions)
+  }
 }

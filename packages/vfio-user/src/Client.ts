@@ -129,7 +129,8 @@ const regionOverhead = HeaderSize + 16
 /** The state reported when the device cannot tell its own: ERROR, the reading that assumes the worst. */
 const unknownState: State = "ERROR"
 
-const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo, flags: Flags): VfioUserDevice => {
+/** What every operation of a client's device shares: its connection, its name, and how its failures read. */
+const clientContext = (conn: Connection, options: ClientOptions) => {
   const device = options.id ?? options.path
   const socket = options.path
   const describe = (error: RequestError): string => describeRequestError(socket, error)
@@ -167,6 +168,15 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
       error._tag === "ServerError"
         ? sessionFailed(operation, error.code, error.message)
         : Effect.fail(unreachable(operation, error))
+
+  return { conn, device, socket, describe, unreachable, readState, readBack, sessionFailed, inSession }
+}
+
+type ClientContext = ReturnType<typeof clientContext>
+
+/** The device's state: read, and moved by one legal arc. */
+const stateOps = (context: ClientContext, flags: Flags) => {
+  const { conn, device, unreachable, readState, readBack } = context
 
   const getState = readState.pipe(
     Effect.catch(
@@ -215,6 +225,17 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
       )
   })
 
+  return { getState, setState }
+}
+
+/** The migration data: read in chunks on the saving side, written on the resuming side. */
+const migrationData = (
+  context: ClientContext,
+  server: ServerInfo,
+  getState: Effect.Effect<State, SessionFailed | DeviceUnreachable>
+) => {
+  const { conn, device, socket, unreachable, sessionFailed, inSession } = context
+
   const read = Effect.fn("VfioUser.read")(function* (maxBytes: number) {
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
       return yield* sessionFailed("read", "EINVAL", `maxBytes must be a positive integer, got ${maxBytes}`)
@@ -253,6 +274,13 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
     }
   })
 
+  return { read, write }
+}
+
+/** What the server can say about the migration data: no pre-copy info, a stop-copy length if it implements it. */
+const migrationInfo = (context: ClientContext) => {
+  const { conn, unreachable, sessionFailed } = context
+
   const precopyInfo: Effect.Effect<PrecopyInfo, SessionFailed> = sessionFailed(
     "precopyInfo",
     "EOPNOTSUPP",
@@ -286,15 +314,20 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
     Effect.withSpan("VfioUser.stopCopyLength")
   )
 
-  /**
-   * DEVICE_RESET, then the state read back and acted on: real servers differ from the spec here
-   * (libvfio-user refuses a reset in STOP/STOP_COPY and, where it accepts one, leaves the
-   * migration state as it was). RUNNING is a reset done; PRE_COPY still has its saving session
-   * open, which PRE_COPY → RUNNING closes without the device changing P2P class. Any other state
-   * is reported, never walked out of: leaving a halted or quiesced state would let the device
-   * DMA into peers that may be halted, which a reset (bus mastering off) never does.
-   */
-  const reset = Effect.gen(function* () {
+  return { precopyInfo, enablePrecopyInfoV2, stopCopyLength }
+}
+
+/**
+ * DEVICE_RESET, then the state read back and acted on: real servers differ from the spec here
+ * (libvfio-user refuses a reset in STOP/STOP_COPY and, where it accepts one, leaves the
+ * migration state as it was). RUNNING is a reset done; PRE_COPY still has its saving session
+ * open, which PRE_COPY → RUNNING closes without the device changing P2P class. Any other state
+ * is reported, never walked out of: leaving a halted or quiesced state would let the device
+ * DMA into peers that may be halted, which a reset (bus mastering off) never does.
+ */
+const resetOf = (context: ClientContext) => {
+  const { conn, device, socket, describe, unreachable, readBack } = context
+  return Effect.gen(function* () {
     const refused = yield* conn.call({ _tag: "DeviceReset" }).pipe(
       Effect.as(undefined),
       Effect.catch((error) =>
@@ -328,7 +361,10 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
       reason: `vfio-user server ${socket} accepted DEVICE_RESET but the device is in ${state}${note}, expected RUNNING (a reset returns a device to RUNNING); it was left there`
     })
   }).pipe(Effect.withSpan("VfioUser.reset"))
+}
 
+/** The device's regions and interrupts: their info, and region data in messages within both peers' limits. */
+const regionOps = (conn: Connection, options: ClientOptions, server: ServerInfo) => {
   const regionInfo = Effect.fn("VfioUser.regionInfo")(function* (index: number) {
     const reply = yield* conn.call({ _tag: "GetRegionInfo", argsz: RegionInfoSize, index })
     return { index: reply.index, flags: reply.flags, size: reply.size, offset: reply.offset, argsz: reply.argsz }
@@ -362,24 +398,24 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
     }
   })
 
+  return { regionInfo, irqInfo, regionRead, regionWrite }
+}
+
+const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo, flags: Flags): VfioUserDevice => {
+  const context = clientContext(conn, options)
+  const { getState, setState } = stateOps(context, flags)
   return {
-    id: device,
+    id: context.device,
     kind: options.kind ?? "pci",
     flags,
     server,
     getState,
     setState,
-    read,
-    write,
-    precopyInfo,
-    enablePrecopyInfoV2,
-    stopCopyLength,
+    ...migrationData(context, server, getState),
+    ...migrationInfo(context),
     ...(options.stopCopyLengthEstimate === undefined ? {} : { stopCopyLengthEstimate: options.stopCopyLengthEstimate }),
-    reset,
-    regionInfo,
-    irqInfo,
-    regionRead,
-    regionWrite
+    reset: resetOf(context),
+    ...regionOps(conn, options, server)
   }
 }
 

@@ -384,6 +384,21 @@ const invalid = (
 const exactly = (site: Site, payload: Uint8Array, size: number): Decoded<DataView> =>
   payload.length === size ? Result.succeed(viewOf(payload)) : invalid(site, "payload", payload.length, `${size} bytes`)
 
+/**
+ * An info command or reply (DEVICE_GET_INFO, GET_REGION_INFO, GET_IRQ_INFO): exactly `size`
+ * bytes, its `argsz` at least `size` (the kernel's `minsz` rule).
+ */
+const infoPayload = <A>(
+  site: Site,
+  payload: Uint8Array,
+  size: number,
+  decode: (view: DataView, argsz: number) => A
+): Decoded<A> =>
+  Result.flatMap(exactly(site, payload, size), (view) => {
+    const argsz = view.getUint32(0, true)
+    return argsz < size ? invalid(site, "argsz", argsz, `at least ${size}`) : Result.succeed(decode(view, argsz))
+  })
+
 const viewOf = (payload: Uint8Array): DataView => new DataView(payload.buffer, payload.byteOffset, payload.byteLength)
 
 const unsupported = (site: Site, field: "command" | "flags", value: number): Decoded<never> =>
@@ -610,24 +625,19 @@ export const decodeRequest = (frame: Frame, limits: Limits): Decoded<Request> =>
       case "VERSION":
         return decodeVersion(site, payload)
       case "DEVICE_GET_INFO":
-        return Result.flatMap(exactly(site, payload, 16), (view) => {
-          const argsz = view.getUint32(0, true)
-          return argsz < 16
-            ? invalid(site, "argsz", argsz, "at least 16")
-            : Result.succeed({ _tag: "DeviceGetInfo", argsz })
-        })
+        return infoPayload(site, payload, 16, (_, argsz) => ({ _tag: "DeviceGetInfo" as const, argsz }))
       case "DEVICE_GET_REGION_INFO":
-        return Result.flatMap(exactly(site, payload, RegionInfoSize), (view) => {
-          const argsz = view.getUint32(0, true)
-          if (argsz < RegionInfoSize) return invalid(site, "argsz", argsz, `at least ${RegionInfoSize}`)
-          return Result.succeed({ _tag: "GetRegionInfo", argsz, index: view.getUint32(8, true) })
-        })
+        return infoPayload(site, payload, RegionInfoSize, (view, argsz) => ({
+          _tag: "GetRegionInfo" as const,
+          argsz,
+          index: view.getUint32(8, true)
+        }))
       case "DEVICE_GET_IRQ_INFO":
-        return Result.flatMap(exactly(site, payload, IrqInfoSize), (view) => {
-          const argsz = view.getUint32(0, true)
-          if (argsz < IrqInfoSize) return invalid(site, "argsz", argsz, `at least ${IrqInfoSize}`)
-          return Result.succeed({ _tag: "GetIrqInfo", argsz, index: view.getUint32(8, true) })
-        })
+        return infoPayload(site, payload, IrqInfoSize, (view, argsz) => ({
+          _tag: "GetIrqInfo" as const,
+          argsz,
+          index: view.getUint32(8, true)
+        }))
       case "REGION_READ":
         return Result.flatMap(exactly(site, payload, 16), (view) =>
           Result.map(withinXfer(site, "count", view.getUint32(12, true), limits), (count) => ({
@@ -690,43 +700,31 @@ export const decodeReply = (frame: Frame, limits: Limits): Decoded<Reply | Error
       case "VERSION":
         return decodeVersion(site, payload)
       case "DEVICE_GET_INFO":
-        return Result.flatMap(exactly(site, payload, 16), (view) => {
-          const argsz = view.getUint32(0, true)
-          if (argsz < 16) return invalid(site, "argsz", argsz, "at least 16")
-          return Result.succeed({
-            _tag: "DeviceGetInfo",
-            argsz,
-            flags: view.getUint32(4, true),
-            numRegions: view.getUint32(8, true),
-            numIrqs: view.getUint32(12, true)
-          })
-        })
+        return infoPayload(site, payload, 16, (view, argsz) => ({
+          _tag: "DeviceGetInfo" as const,
+          argsz,
+          flags: view.getUint32(4, true),
+          numRegions: view.getUint32(8, true),
+          numIrqs: view.getUint32(12, true)
+        }))
       case "DEVICE_GET_REGION_INFO":
-        return Result.flatMap(exactly(site, payload, RegionInfoSize), (view) => {
-          const argsz = view.getUint32(0, true)
-          if (argsz < RegionInfoSize) return invalid(site, "argsz", argsz, `at least ${RegionInfoSize}`)
-          return Result.succeed({
-            _tag: "GetRegionInfo",
-            argsz,
-            flags: view.getUint32(4, true),
-            index: view.getUint32(8, true),
-            capOffset: view.getUint32(12, true),
-            size: view.getBigUint64(16, true),
-            offset: view.getBigUint64(24, true)
-          })
-        })
+        return infoPayload(site, payload, RegionInfoSize, (view, argsz) => ({
+          _tag: "GetRegionInfo" as const,
+          argsz,
+          flags: view.getUint32(4, true),
+          index: view.getUint32(8, true),
+          capOffset: view.getUint32(12, true),
+          size: view.getBigUint64(16, true),
+          offset: view.getBigUint64(24, true)
+        }))
       case "DEVICE_GET_IRQ_INFO":
-        return Result.flatMap(exactly(site, payload, IrqInfoSize), (view) => {
-          const argsz = view.getUint32(0, true)
-          if (argsz < IrqInfoSize) return invalid(site, "argsz", argsz, `at least ${IrqInfoSize}`)
-          return Result.succeed({
-            _tag: "GetIrqInfo",
-            argsz,
-            flags: view.getUint32(4, true),
-            index: view.getUint32(8, true),
-            count: view.getUint32(12, true)
-          })
-        })
+        return infoPayload(site, payload, IrqInfoSize, (view, argsz) => ({
+          _tag: "GetIrqInfo" as const,
+          argsz,
+          flags: view.getUint32(4, true),
+          index: view.getUint32(8, true),
+          count: view.getUint32(12, true)
+        }))
       case "REGION_READ":
         return Result.map(regionWithData(site, payload, limits), (access) => ({
           _tag: "RegionRead" as const,

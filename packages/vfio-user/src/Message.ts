@@ -1,4 +1,7 @@
+import { Feature } from "@lockstep/device"
 import type { State } from "@lockstep/fsm"
+
+export { DeviceInfoFlag, Feature, FeatureOp, RegionInfoFlag } from "@lockstep/device"
 
 /**
  * vfio-user command numbers (QEMU `docs/interop/vfio-user.rst`). Only a subset is carried
@@ -85,44 +88,8 @@ export const DefaultMaxDataXferSize = 1_048_576
  */
 export const MaxMessageSize = 65_536
 
-/** DEVICE_FEATURE feature numbers (the low 16 bits of its `flags`). */
-export const Feature = {
-  MIGRATION: 1,
-  MIG_DEVICE_STATE: 2,
-  DMA_LOGGING_START: 6,
-  DMA_LOGGING_STOP: 7,
-  DMA_LOGGING_REPORT: 8,
-  MIG_DATA_SIZE: 9
-} as const
-
-/** DEVICE_FEATURE operation bits (above the feature number in its `flags`). */
-export const FeatureOp = {
-  MASK: 0xffff,
-  GET: 1 << 16,
-  SET: 1 << 17,
-  PROBE: 1 << 18
-} as const
-
 /** The `data_fd` value sent with MIG_DEVICE_STATE: no file descriptor is passed over the socket. */
 export const NoDataFd = 0xffff_ffff
-
-/** `VFIO_DEVICE_FLAGS_*` bits of DEVICE_GET_INFO. */
-export const DeviceInfoFlag = {
-  RESET: 1 << 0,
-  PCI: 1 << 1,
-  PLATFORM: 1 << 2,
-  AMBA: 1 << 3,
-  CCW: 1 << 4,
-  AP: 1 << 5
-} as const
-
-/** `VFIO_REGION_INFO_FLAG_*` bits of GET_REGION_INFO. */
-export const RegionInfoFlag = {
-  READ: 1 << 0,
-  WRITE: 1 << 1,
-  MMAP: 1 << 2,
-  CAPS: 1 << 3
-} as const
 
 /** Size of the kernel's `struct vfio_region_info`; asking with this `argsz` means no fd is sent. */
 export const RegionInfoSize = 32
@@ -143,6 +110,19 @@ export interface Capabilities {
   readonly migration?: { readonly pgsize?: number }
   /** Twin-socket mode. This package never asks for it: it needs file descriptors. */
   readonly twinSocket?: { readonly supported?: boolean; readonly fdIndex?: number }
+}
+
+/**
+ * DEVICE_FEATURE PROBE of a feature, optionally with the GET and/or SET operations: the
+ * command, and its successful reply, which echoes the command's payload (`argsz`, flags, data area).
+ */
+export interface FeatureProbe {
+  readonly _tag: "ProbeFeature"
+  readonly argsz: number
+  readonly feature: number
+  readonly get: boolean
+  readonly set: boolean
+  readonly data: Uint8Array
 }
 
 /** A command this package sends or serves; the tag names the operation. */
@@ -166,14 +146,7 @@ export type Request =
    * DEVICE_FEATURE PROBE of a feature, optionally with the GET and/or SET operations. The spec
    * says the data area is unused by a probe; some clients send one anyway, and the reply echoes it.
    */
-  | {
-      readonly _tag: "ProbeFeature"
-      readonly argsz: number
-      readonly feature: number
-      readonly get: boolean
-      readonly set: boolean
-      readonly data: Uint8Array
-    }
+  | FeatureProbe
   | { readonly _tag: "MigDataRead"; readonly argsz: number; readonly size: number }
   | { readonly _tag: "MigDataWrite"; readonly argsz: number; readonly data: Uint8Array }
 
@@ -211,14 +184,7 @@ export type Reply =
   | { readonly _tag: "SetDeviceState"; readonly state: State; readonly dataFd: number }
   | { readonly _tag: "GetStopCopySize"; readonly length: bigint }
   /** A successful probe: the request's payload (`argsz`, flags, data area) echoed, as the spec says. */
-  | {
-      readonly _tag: "ProbeFeature"
-      readonly argsz: number
-      readonly feature: number
-      readonly get: boolean
-      readonly set: boolean
-      readonly data: Uint8Array
-    }
+  | FeatureProbe
   /**
    * `data` is the migration data (`size` bytes; `argsz` = 8 + `size`). `padding` counts the
    * bytes after it, up to the size asked, that some servers (libvfio-user) add and a reader

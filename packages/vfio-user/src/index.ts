@@ -65,15 +65,6 @@ export {
   requestLabel
 } from "./Message.js"
 export { PciConfigSize, PciIdentity, pciConfigSpace } from "./PciConfig.js"
-export {
-  type Direction,
-  FieldInvalid,
-  FrameSizeInvalid,
-  type ProtocolError,
-  ReplyMismatch,
-  TruncatedFrame,
-  UnknownCommand,
-  UnsupportedCommand
-} from "./ProtocolError.js"
+export * from "./ProtocolError.js"
 export { ListenFailed, type ServerOptions, serve, type VfioUserServer } from "./Server.js"
 export { type AttachedGroup, attachVfioUserDevices, VfioUserDeviceInvalid } from "./VfioUserGroup.js"

@@ -368,49 +368,27 @@ const arcTable = (flags: Flags): ReadonlyArray<boolean> =>
     return from !== undefined && to !== undefined && isArc(flags, from, to)
   })
 
-const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, kind: DeviceKind): VfioDevice => {
-  const device = calls.id
-  const { native, fd, cdev } = calls
-  const legal = arcTable(flags)
-  /** Pre-copy info v2 is on: the open took it, or `enablePrecopyInfoV2` did since. */
-  let precopyInfoV2 = info.precopyInfoV2
-
-  const sessionFailed = (operation: SessionFailed["operation"], code: string, reason: string): SessionFailed => {
+/** A data-session failure of the device behind `calls`, with the state read back after it. */
+const failedSession =
+  (calls: KernelCalls) =>
+  (operation: SessionFailed["operation"], code: string, reason: string): SessionFailed => {
     const { state, note } = readBack(calls)
-    return new SessionFailed({ device, operation, code, reason: reason + note, state })
+    return new SessionFailed({ device: calls.id, operation, code, reason: reason + note, state })
   }
 
-  const getState: Effect.Effect<State, SessionFailed> = Effect.suspend(() => {
-    const n = calls.stateNumber()
-    if (isRefusal(n))
-      return Effect.fail(
-        new SessionFailed({
-          device,
-          operation: "getState",
-          code: n.code,
-          reason: `the kernel refused VFIO_DEVICE_FEATURE GET MIG_DEVICE_STATE on ${cdev} (errno ${n.errno}); state unknown, reported as ERROR`,
-          state: "ERROR"
-        })
-      )
-    const state = stateOfNumber(n)
-    return state === undefined
-      ? Effect.fail(
-          new SessionFailed({
-            device,
-            operation: "getState",
-            code: "EPROTO",
-            reason: `the kernel reports state ${n}, which is no VFIO migration state; reported as ERROR`,
-            state: "ERROR"
-          })
-        )
-      : Effect.succeed(state)
-  })
-
+/**
+ * The device's one arc runner over `calls`: legal arcs are looked up in a table built once
+ * from `flags` (arcs are the hot path).
+ */
+const arcOn = (calls: KernelCalls, flags: Flags) => {
+  const device = calls.id
+  const { cdev } = calls
+  const legal = arcTable(flags)
   /**
    * One SET, synchronously: refuse what is not one legal arc (unless `kernelWalks`), set it,
    * track the data session, check the state.
    */
-  const arc = (to: State, kernelWalks = false): ArcRejected | ArcFailed | SessionFailed | undefined => {
+  return (to: State, kernelWalks = false): ArcRejected | ArcFailed | SessionFailed | undefined => {
     const now = calls.known ?? calls.stateNumber()
     if (isRefusal(now))
       return new SessionFailed({
@@ -468,6 +446,39 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
       })
     return undefined
   }
+}
+
+/** The device's state: read, moved by one arc or by the kernel's own walk, required, reset. */
+const stateControl = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags) => {
+  const device = calls.id
+  const { native, fd, cdev } = calls
+  const arc = arcOn(calls, flags)
+
+  const getState: Effect.Effect<State, SessionFailed> = Effect.suspend(() => {
+    const n = calls.stateNumber()
+    if (isRefusal(n))
+      return Effect.fail(
+        new SessionFailed({
+          device,
+          operation: "getState",
+          code: n.code,
+          reason: `the kernel refused VFIO_DEVICE_FEATURE GET MIG_DEVICE_STATE on ${cdev} (errno ${n.errno}); state unknown, reported as ERROR`,
+          state: "ERROR"
+        })
+      )
+    const state = stateOfNumber(n)
+    return state === undefined
+      ? Effect.fail(
+          new SessionFailed({
+            device,
+            operation: "getState",
+            code: "EPROTO",
+            reason: `the kernel reports state ${n}, which is no VFIO migration state; reported as ERROR`,
+            state: "ERROR"
+          })
+        )
+      : Effect.succeed(state)
+  })
 
   const setState = (to: State): Effect.Effect<void, ArcRejected | ArcFailed | SessionFailed> =>
     Effect.suspend(() => {
@@ -480,6 +491,35 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
       const failure = arc(to, true)
       return failure === undefined || failure._tag === "ArcRejected" ? Effect.void : Effect.fail(failure)
     })
+
+  const reset: Effect.Effect<void, ResetFailed> = Effect.suspend(() => {
+    // A reset ends any data session; the kernel's fd would answer nothing more. The state it
+    // leaves is read back, never assumed.
+    calls.closeSession()
+    calls.known = undefined
+    const r = native.ioctl(fd, Ioctl.DEVICE_RESET, undefined)
+    if (r >= 0) return Effect.void
+    const { errno, code } = refusal(r)
+    return Effect.fail(
+      new ResetFailed({ device, code, reason: `the kernel refused VFIO_DEVICE_RESET on ${cdev} (errno ${errno})` })
+    )
+  })
+
+  const requireState = (expected: ReadonlyArray<State>): Effect.Effect<void, DeviceNotReady | SessionFailed> =>
+    Effect.flatMap(getState, (state) =>
+      expected.includes(state)
+        ? Effect.void
+        : Effect.fail(new DeviceNotReady({ device, path: info.sysfsdev ?? cdev, state, expected }))
+    )
+
+  return { getState, setState, requestState, reset, requireState }
+}
+
+/** The data session: the saving side's reads, the resuming side's writes. */
+const dataSession = (calls: KernelCalls) => {
+  const device = calls.id
+  const { native } = calls
+  const sessionFailed = failedSession(calls)
 
   /** Where reads land before their bytes are copied out: allocated once, grown to the largest read. */
   let scratch = new Uint8Array(0)
@@ -540,6 +580,16 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
       }
       return Effect.void
     })
+
+  return { read, write }
+}
+
+/** What the kernel says about the migration data: pre-copy info (v2 opt-in) and the stop-copy length. */
+const migrationInfo = (calls: KernelCalls, info: KernelDeviceInfo) => {
+  const { native, fd } = calls
+  const sessionFailed = failedSession(calls)
+  /** Pre-copy info v2 is on: the open took it, or `enablePrecopyInfoV2` did since. */
+  let precopyInfoV2 = info.precopyInfoV2
 
   const precopyDetails: Effect.Effect<KernelPrecopyInfo, SessionFailed> = Effect.suspend(() => {
     const session = calls.session
@@ -603,18 +653,13 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
       : Effect.succeed(Number(length))
   })
 
-  const reset: Effect.Effect<void, ResetFailed> = Effect.suspend(() => {
-    // A reset ends any data session; the kernel's fd would answer nothing more. The state it
-    // leaves is read back, never assumed.
-    calls.closeSession()
-    calls.known = undefined
-    const r = native.ioctl(fd, Ioctl.DEVICE_RESET, undefined)
-    if (r >= 0) return Effect.void
-    const { errno, code } = refusal(r)
-    return Effect.fail(
-      new ResetFailed({ device, code, reason: `the kernel refused VFIO_DEVICE_RESET on ${cdev} (errno ${errno})` })
-    )
-  })
+  return { precopyInfo, precopyDetails, enablePrecopyInfoV2, stopCopyLength }
+}
+
+/** The device's regions: their info, and reads and writes at an offset checked against their size. */
+const regions = (calls: KernelCalls) => {
+  const device = calls.id
+  const { native, fd } = calls
 
   const regionInfo = (index: number): Effect.Effect<KernelRegionInfo, RegionAccessFailed> =>
     Effect.suspend(() => {
@@ -680,31 +725,16 @@ const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, ki
       return n === data.length ? Effect.void : Effect.fail(ioFailed(index, "write", n, data.length))
     })
 
-  const requireState = (expected: ReadonlyArray<State>): Effect.Effect<void, DeviceNotReady | SessionFailed> =>
-    Effect.flatMap(getState, (state) =>
-      expected.includes(state)
-        ? Effect.void
-        : Effect.fail(new DeviceNotReady({ device, path: info.sysfsdev ?? cdev, state, expected }))
-    )
-
-  return {
-    id: device,
-    kind,
-    flags,
-    info,
-    getState,
-    setState,
-    requestState,
-    read,
-    write,
-    precopyInfo,
-    precopyDetails,
-    enablePrecopyInfoV2,
-    stopCopyLength,
-    reset,
-    regionInfo,
-    regionRead,
-    regionWrite,
-    requireState
-  }
+  return { regionInfo, regionRead, regionWrite }
 }
+
+const makeDevice = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags, kind: DeviceKind): VfioDevice => ({
+  id: calls.id,
+  kind,
+  flags,
+  info,
+  ...stateControl(calls, info, flags),
+  ...dataSession(calls),
+  ...migrationInfo(calls, info),
+  ...regions(calls)
+})

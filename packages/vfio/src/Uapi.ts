@@ -5,6 +5,8 @@
  * `__u32` 4-aligned, `__aligned_u64` 8-aligned, structures padded to their alignment).
  */
 
+export { DeviceInfoFlag, Feature, FeatureOp, RegionInfoFlag } from "@lockstep/device"
+
 /** `_IO(type, nr)` of `<asm-generic/ioctl.h>`: no direction and no size bits, `(type << 8) | nr`. */
 const io = (type: number, nr: number): number => (type << 8) | nr
 
@@ -37,34 +39,6 @@ export const Ioctl = {
 
 /** The ioctl names, for messages. */
 export type IoctlName = keyof typeof Ioctl
-
-/** `VFIO_DEVICE_FEATURE_*` indices (the low 16 bits of `vfio_device_feature.flags`). */
-export const Feature = {
-  MIGRATION: 1,
-  MIG_DEVICE_STATE: 2,
-  MIG_DATA_SIZE: 9,
-  /** Opt-in (SET, no data) to `vfio_precopy_info.flags` as an output (`VFIO_PRECOPY_INFO_REINIT`); newer kernels only. */
-  MIG_PRECOPY_INFO_V2: 12
-} as const
-
-/** `VFIO_DEVICE_FEATURE_GET`, `_SET` and `_PROBE`. */
-export const FeatureOp = { GET: 1 << 16, SET: 1 << 17, PROBE: 1 << 18 } as const
-
-/** `VFIO_DEVICE_FLAGS_*` of `vfio_device_info.flags`. */
-export const DeviceInfoFlag = {
-  RESET: 1 << 0,
-  PCI: 1 << 1,
-  PLATFORM: 1 << 2,
-  AMBA: 1 << 3,
-  CCW: 1 << 4,
-  AP: 1 << 5,
-  FSL_MC: 1 << 6,
-  CAPS: 1 << 7,
-  CDX: 1 << 8
-} as const
-
-/** `VFIO_REGION_INFO_FLAG_*` of `vfio_region_info.flags`. */
-export const RegionInfoFlag = { READ: 1 << 0, WRITE: 1 << 1, MMAP: 1 << 2, CAPS: 1 << 3 } as const
 
 /** `VFIO_PRECOPY_INFO_REINIT`: new initial data is on the stream (only after the v2 opt-in). */
 export const PrecopyInfoReinit = 1 << 0

@@ -23,8 +23,17 @@ describe("ioctl numbers", () => {
   })
 
   it("feature indices and operation bits are the header's", () => {
-    expect(Uapi.Feature).toEqual({ MIGRATION: 1, MIG_DEVICE_STATE: 2, MIG_DATA_SIZE: 9, MIG_PRECOPY_INFO_V2: 12 })
-    expect(Uapi.FeatureOp).toEqual({ GET: 0x10000, SET: 0x20000, PROBE: 0x40000 })
+    expect(Uapi.Feature).toEqual({
+      MIGRATION: 1,
+      MIG_DEVICE_STATE: 2,
+      DMA_LOGGING_START: 6,
+      DMA_LOGGING_STOP: 7,
+      DMA_LOGGING_REPORT: 8,
+      MIG_DATA_SIZE: 9,
+      MIG_PRECOPY_INFO_V2: 12
+    })
+    // VFIO_DEVICE_FEATURE_MASK (GENMASK(15, 0)), then _GET (1 << 16), _SET (1 << 17), _PROBE (1 << 18).
+    expect(Uapi.FeatureOp).toEqual({ MASK: 0xffff, GET: 0x10000, SET: 0x20000, PROBE: 0x40000 })
   })
 })
 
