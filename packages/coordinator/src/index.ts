@@ -27,6 +27,8 @@ export {
   InvalidGroup,
   JsonFileError,
   type JsonFileErrorReason,
+  JsonFileInvalid,
+  type JsonFileOptions,
   loadGroupFile,
   Migratability,
   type P2PDomain,
@@ -39,6 +41,7 @@ export {
   readJsonFile,
   readTextFile,
   type Topology,
+  TopologyDocument,
   type TopologySpec
 } from "@lockstep/group"
 export { type ArcEvent, type GraphNode, type GraphOutcome, type RunOptions, runGraph } from "./ArcRunner.js"
