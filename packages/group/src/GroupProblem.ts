@@ -54,6 +54,8 @@ const describe = (ast: SchemaAST.AST): string => {
       return "a string"
     case "Number":
       return "a number"
+    case "Boolean":
+      return "a boolean"
     case "Objects":
       return "an object"
     case "Arrays":
