@@ -234,7 +234,7 @@ layer(NodeFileSystem.layer)("loadGroupFile", (it) => {
     })
   )
 
-  it.effect("decodes the file with the group's schema at once: a nested bad value, a wrong type and the rules, each with its path", () =>
+  it.effect("decodes with the group's schema at once: a wrong type, a nested one and the rules, with paths", () =>
     Effect.gen(function* () {
       const path = file(
         "nested.json",
