@@ -1,10 +1,4 @@
-import {
-  decodeGroup,
-  describeIssue,
-  type GroupProblem,
-  type JsonFileInvalid,
-  readJsonFile
-} from "@lockstep/coordinator"
+import { decodeGroup, describeIssue, type GroupProblem, readJsonFile } from "@lockstep/coordinator"
 import { Effect, type FileSystem, Result, Schema } from "effect"
 import { type CliFailure, invalidInput } from "./CliFailure.js"
 import { inputFileSentence } from "./InputFile.js"
@@ -68,7 +62,7 @@ const groupProblems = (json: unknown): Effect.Effect<ReadonlyArray<string>> =>
  */
 const resolveScenario = (
   json: unknown,
-  decoded: Result.Result<ScenarioDocument, Pick<JsonFileInvalid, "issue" | "problems">>,
+  decoded: Result.Result<ScenarioDocument, { readonly problems: ReadonlyArray<GroupProblem> }>,
   file: string
 ): Effect.Effect<Scenario, CliFailure> =>
   Effect.gen(function* () {
@@ -114,10 +108,7 @@ export const loadScenario = (file: string): Effect.Effect<Scenario, CliFailure, 
 export const decodeScenario = (json: unknown, file: string): Effect.Effect<Scenario, CliFailure> =>
   resolveScenario(
     json,
-    Result.mapError(decodeDocument(json, scenarioParseOptions), ({ issue }) => ({
-      issue,
-      problems: describeIssue(issue)
-    })),
+    Result.mapError(decodeDocument(json, scenarioParseOptions), ({ issue }) => ({ problems: describeIssue(issue) })),
     file
   )
 

@@ -249,6 +249,7 @@ const groupOf = (
     let document: unknown = vm.group
     let loaded: Result.Result<Group, string>
     if (typeof vm.group === "string") {
+      // Read as written: the document travels to the hosts' agents, which decode it themselves.
       const read = yield* Effect.result(readJsonFile(resolve(base, vm.group), Schema.Unknown))
       if (Result.isFailure(read)) {
         const { reason } = read.failure
