@@ -100,7 +100,13 @@ export const MigrationSettings = Keyed("migration", {
 /** The migration options of a fleet. */
 export type MigrationSettings = typeof MigrationSettings.Type
 
-const FleetShape = Keyed("a fleet", {
+/**
+ * The schema of a fleet document: its shape, every key known (unknown keys refused when decoded
+ * with `onExcessProperty: "error"`, as {@link loadFleetFile} and {@link decodeFleet} do). The
+ * rules across its keys (unique names, hosts that exist, socket templates where a VM's backend
+ * needs them) are checked after decoding, with the VMs' groups.
+ */
+export const FleetDocument = Keyed("a fleet", {
   hosts: Schema.Array(HostDocument),
   vms: Schema.Array(VmDocument),
   evacuate: Schema.optionalKey(Schema.String),
@@ -110,7 +116,9 @@ const FleetShape = Keyed("a fleet", {
   ),
   schedule: Schema.optionalKey(Keyed("schedule", { concurrency: Schema.optionalKey(AtLeastOne) }))
 }).annotate({ expected: "a fleet (a JSON object)" })
-type FleetShape = typeof FleetShape.Type
+
+/** The type `FleetDocument` decodes to. */
+export type FleetDocument = typeof FleetDocument.Type
 
 /** A host of the fleet. */
 export interface FleetHost {
@@ -164,72 +172,67 @@ export const defaultSimulation = { seed: 1, writesPerSecond: 2 } as const
 
 const decodeSim = Schema.decodeUnknownResult(SimDeviceConfig)
 
-/** A rule broken at a path of the fleet document. */
-type RuleIssue = { readonly path: ReadonlyArray<PropertyKey>; readonly issue: string }
-
-/** The rules a well-formed fleet must also obey, across its keys; each names the path it is about. */
-const fleetRules = (doc: FleetShape): Array<RuleIssue> => {
-  const problems: Array<RuleIssue> = []
-  const problem = (path: ReadonlyArray<PropertyKey>, issue: string) => problems.push({ path, issue })
+/**
+ * The rules a well-formed fleet must also obey, across its keys; each names the path it is
+ * about. They are checked after decoding, with the VMs' groups (which may be files), so that a
+ * fleet's problems of both kinds are reported at once.
+ */
+const fleetRules = (doc: FleetDocument): Array<FleetProblem> => {
+  const problems: Array<FleetProblem> = []
   const hosts = new Map<string, number>()
   doc.hosts.forEach((h, i) => {
-    if (hosts.has(h.name)) problem(["hosts", i, "name"], `host ${h.name} is listed twice`)
+    if (hosts.has(h.name)) problems.push({ path: `hosts[${i}].name`, reason: `host ${h.name} is listed twice` })
     else hosts.set(h.name, i)
   })
-  if (doc.hosts.length === 0) problem(["hosts"], "a fleet needs at least one host")
+  if (doc.hosts.length === 0) problems.push({ path: "hosts", reason: "a fleet needs at least one host" })
   const knownHost = (name: string) =>
     hosts.has(name)
       ? undefined
       : `unknown host ${JSON.stringify(name)}; the fleet has ${[...hosts.keys()].join(", ") || "no hosts"}`
   const vms = new Set<string>()
   doc.vms.forEach((vm, i) => {
-    const at = ["vms", i]
-    if (vms.has(vm.name)) problem([...at, "name"], `VM ${vm.name} is listed twice`)
+    const at = `vms[${i}]`
+    if (vms.has(vm.name)) problems.push({ path: `${at}.name`, reason: `VM ${vm.name} is listed twice` })
     vms.add(vm.name)
     const host = knownHost(vm.host)
-    if (host !== undefined) problem([...at, "host"], host)
+    if (host !== undefined) problems.push({ path: `${at}.host`, reason: host })
     if (vm.to !== undefined) {
       const to = knownHost(vm.to)
-      if (to !== undefined) problem([...at, "to"], to)
-      else if (vm.to === vm.host) problem([...at, "to"], `${vm.name} already runs on ${vm.to}`)
+      if (to !== undefined) problems.push({ path: `${at}.to`, reason: to })
+      else if (vm.to === vm.host) problems.push({ path: `${at}.to`, reason: `${vm.name} already runs on ${vm.to}` })
     }
     const backend = vm.backend ?? "simulated"
     if (backend === "simulated" && vm.sockets !== undefined)
-      problem(
-        [...at, "sockets"],
-        'sockets are for "backend": "vfio-user" VMs; simulated devices are served by their host'
-      )
+      problems.push({
+        path: `${at}.sockets`,
+        reason: 'sockets are for "backend": "vfio-user" VMs; simulated devices are served by their host'
+      })
     if (backend === "vfio-user") {
       const sockets = vm.sockets ?? {}
       for (const [name, template] of Object.entries(sockets)) {
         const unknown = knownHost(name)
-        if (unknown !== undefined) problem([...at, "sockets", name], unknown)
+        if (unknown !== undefined) problems.push({ path: `${at}.sockets.${name}`, reason: unknown })
         if (!template.includes("{device}"))
-          problem([...at, "sockets", name], 'a socket template must contain "{device}" (the device id)')
+          problems.push({
+            path: `${at}.sockets.${name}`,
+            reason: 'a socket template must contain "{device}" (the device id)'
+          })
       }
       if (sockets[vm.host] === undefined)
-        problem([...at, "sockets"], `a vfio-user VM needs the sockets of its devices on its host ${vm.host}`)
+        problems.push({
+          path: `${at}.sockets`,
+          reason: `a vfio-user VM needs the sockets of its devices on its host ${vm.host}`
+        })
       if (vm.to !== undefined && sockets[vm.to] === undefined)
-        problem([...at, "sockets"], `no sockets for its destination ${vm.to}`)
+        problems.push({ path: `${at}.sockets`, reason: `no sockets for its destination ${vm.to}` })
     }
   })
   if (doc.evacuate !== undefined) {
     const host = knownHost(doc.evacuate)
-    if (host !== undefined) problem(["evacuate"], host)
+    if (host !== undefined) problems.push({ path: "evacuate", reason: host })
   }
   return problems
 }
-
-/**
- * The schema of a fleet document: its shape (unknown keys refused when decoded with
- * `onExcessProperty: "error"`, as {@link loadFleetFile} and {@link decodeFleet} do), and the
- * rules across its keys: unique host and VM names, hosts that exist, socket templates where a
- * VM's backend needs them. The VMs' groups, which may be files, are checked after decoding.
- */
-export const FleetDocument = FleetShape.check(Schema.makeFilter(fleetRules))
-
-/** The type `FleetDocument` decodes to. */
-export type FleetDocument = typeof FleetDocument.Type
 
 const strict = { errors: "all", onExcessProperty: "error", reportInput: true } as const
 const decodeDocument = Schema.decodeUnknownResult(FleetDocument)
@@ -322,7 +325,7 @@ const checkFleet = (
   Effect.gen(function* () {
     const source = options.source
     const fail = (problems: ReadonlyArray<FleetProblem>) => new InvalidFleet({ source, problems })
-    const problems: Array<FleetProblem> = []
+    const problems = fleetRules(doc)
     const vms: Array<FleetVm> = []
     for (const [i, vm] of doc.vms.entries()) {
       const got = yield* groupOf(vm, `vms[${i}]`, options.base ?? process.cwd())

@@ -196,4 +196,18 @@ describe("fleet files", () => {
       expect(at("schedule.concurrency")).toContain("got 0")
     })
   )
+
+  it.effect("the rules across keys and the VMs' groups are checked together, after the shape", () =>
+    Effect.gen(function* () {
+      const found = yield* problems({
+        ...valid,
+        hosts: [...valid.hosts, { name: "a", nicBandwidth: 1, capacity: 1 }],
+        vms: [{ name: "vm1", host: "a", group: { devices: [{ ...gpu("g0"), kind: "gpu" }] } }]
+      })
+      expect(found).toHaveLength(2)
+      expect(found[0]).toBe("hosts[2].name: host a is listed twice")
+      // The group's own problem, under the VM's group key, with the group's path.
+      expect(found[1]).toMatch(/^vms\[0\]\.group: devices\[0\]\.kind: unknown kind "gpu"/)
+    })
+  )
 })
