@@ -1,11 +1,11 @@
+import type { ErrorPolicy } from "@lockstep/coordinator"
+import type { DestinationOptions, SourceOptions } from "@lockstep/migration"
+import type { MigrationSettings } from "./ScenarioDocument.js"
+
 /*
  * The migration options a scenario sets, as the options of each side's session (journal,
  * transport and events are the caller's).
  */
-
-import type { ErrorPolicy } from "@lockstep/coordinator"
-import type { DestinationOptions, SourceOptions } from "@lockstep/migration"
-import type { MigrationSettings } from "./ScenarioDocument.js"
 
 const sessionOptionsOf = (m: MigrationSettings) => ({
   ...(m.ioConcurrency === undefined ? {} : { ioConcurrency: m.ioConcurrency }),

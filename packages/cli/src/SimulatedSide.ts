@@ -1,8 +1,3 @@
-/*
- * A scenario side as a simulated group, and what the commands read from one: its devices'
- * states, the fabric's P2P violations, and the compatibility facts of simulated devices.
- */
-
 import { decodeGroup, stop } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
 import type { State } from "@lockstep/fsm"
@@ -11,6 +6,11 @@ import { type SimulatedGroup, simulateGroup } from "@lockstep/sim"
 import { Effect } from "effect"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 import type { Role, Scenario } from "./Scenario.js"
+
+/*
+ * A scenario side as a simulated group, and what the commands read from one: its devices'
+ * states, the fabric's P2P violations, and the compatibility facts of simulated devices.
+ */
 
 /**
  * The simulated group of one side. The destination's memory differs from the source's (its
