@@ -2,7 +2,7 @@ import { decodeGroup, describeIssue, type GroupProblem, readJsonFile } from "@lo
 import { Effect, type FileSystem, Result, Schema } from "effect"
 import { type CliFailure, invalidInput } from "./CliFailure.js"
 import { inputFileSentence } from "./InputFile.js"
-import { type MigrationSettings, ScenarioDocument, scenarioParseOptions } from "./ScenarioDocument.js"
+import { type MigrationSettings, ScenarioDocument, ScenarioRules, scenarioParseOptions } from "./ScenarioDocument.js"
 
 /*
  * A scenario, resolved: its document (see ScenarioDocument.ts) decoded, checked with the group
@@ -54,6 +54,14 @@ const groupProblems = (json: unknown): Effect.Effect<ReadonlyArray<string>> =>
       )
     : Effect.succeed([])
 
+const decodeRules = Schema.decodeUnknownResult(ScenarioRules)
+
+/** The problems of the scenario's own rules on a document whose shape was refused. */
+const ruleProblems = (json: unknown): ReadonlyArray<GroupProblem> => {
+  const decoded = decodeRules(json, scenarioParseOptions)
+  return Result.isFailure(decoded) ? describeIssue(decoded.failure.issue) : []
+}
+
 /**
  * A decoded scenario document checked with its group, and resolved: `decoded` is the schema's
  * verdict on `json`. Every problem is reported at once, each with its path: the schema's
@@ -68,7 +76,7 @@ const resolveScenario = (
   Effect.gen(function* () {
     const problems = [
       ...new Set([
-        ...(Result.isFailure(decoded) ? decoded.failure.problems.map(problemLine) : []),
+        ...(Result.isFailure(decoded) ? [...decoded.failure.problems, ...ruleProblems(json)].map(problemLine) : []),
         ...(yield* groupProblems(json))
       ])
     ]

@@ -121,32 +121,41 @@ const ScenarioShape = Schema.Struct({
   migration: Schema.optionalKey(MigrationSettings)
 }).annotate({ expected: "a scenario (a JSON object)" })
 
-type ScenarioShape = typeof ScenarioShape.Type
+type Json = { readonly [key: string]: unknown }
+const isObject = (v: unknown): v is Json => typeof v === "object" && v !== null && !Array.isArray(v)
+const recordAt = (value: unknown, key: string): Json => (isObject(value) && isObject(value[key]) ? value[key] : {})
 
 /**
  * The scenario's own rules, across its keys: faults and destination overrides name devices
- * of the group, and a kernel device names the kernel device it migrates into.
+ * of the group, and a kernel device names the kernel device it migrates into. They read the
+ * document as JSON, so that they judge the well-formed parts of a document whose shape is
+ * refused too (see {@link ScenarioRules}), and every problem is reported at once.
  */
-const scenarioRules = (doc: ScenarioShape): Array<Schema.FilterIssue> => {
-  const ids = new Set(doc.devices.map((d) => d.id))
-  const named: Array<readonly [ReadonlyArray<string>, Readonly<Record<string, unknown>> | undefined]> = [
-    [["faults", "source"], doc.faults?.source],
-    [["faults", "destination"], doc.faults?.destination],
-    [["destination", "sim"], doc.destination?.sim],
-    [["destination", "devices"], doc.destination?.devices]
+const scenarioRules = (json: unknown): Array<Schema.FilterIssue> => {
+  const devices = (isObject(json) && Array.isArray(json.devices) ? json.devices : []).filter(isObject)
+  const ids = new Set(devices.flatMap((d) => (typeof d.id === "string" ? [d.id] : [])))
+  const named: Array<readonly [ReadonlyArray<string>, Json]> = [
+    [["faults", "source"], recordAt(recordAt(json, "faults"), "source")],
+    [["faults", "destination"], recordAt(recordAt(json, "faults"), "destination")],
+    [["destination", "sim"], recordAt(recordAt(json, "destination"), "sim")],
+    [["destination", "devices"], recordAt(recordAt(json, "destination"), "devices")]
   ]
   const unknown = named.flatMap(([path, perDevice]) =>
-    Object.keys(perDevice ?? {})
+    Object.keys(perDevice)
       .filter((id) => !ids.has(id))
       .map((id) => ({ path: [...path, id], issue: `unknown device ${JSON.stringify(id)}` }))
   )
-  const backends = doc.destination?.devices ?? {}
-  const shared = doc.devices
-    .filter((d) => d.vfio !== undefined && backends[d.id]?.vfio === undefined)
-    .map((d) => ({
-      path: ["destination", "devices", d.id],
-      issue: 'missing; a kernel device migrates into another kernel device: name it as {"vfio": {"sysfsdev": …}}'
-    }))
+  const backends = recordAt(recordAt(json, "destination"), "devices")
+  const shared = devices.flatMap((d) =>
+    typeof d.id === "string" && d.vfio !== undefined && recordAt(backends, d.id).vfio === undefined
+      ? [
+          {
+            path: ["destination", "devices", d.id],
+            issue: 'missing; a kernel device migrates into another kernel device: name it as {"vfio": {"sysfsdev": …}}'
+          }
+        ]
+      : []
+  )
   return [...unknown, ...shared]
 }
 
@@ -155,6 +164,12 @@ const scenarioRules = (doc: ScenarioShape): Array<Schema.FilterIssue> => {
  * with {@link scenarioParseOptions}), and the scenario's rules across keys.
  */
 export const ScenarioDocument = ScenarioShape.check(Schema.makeFilter(scenarioRules))
+
+/**
+ * The scenario's rules alone, for a document whose shape {@link ScenarioDocument} refused (its
+ * filter then does not run): its problems are reported with the shape's.
+ */
+export const ScenarioRules = Schema.Unknown.check(Schema.makeFilter(scenarioRules))
 
 /** A scenario document as written (the parts that become a group kept as JSON). */
 export type ScenarioDocument = typeof ScenarioDocument.Type

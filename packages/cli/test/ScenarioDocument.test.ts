@@ -83,6 +83,22 @@ describe("the scenario document's schema", () => {
     })
   )
 
+  it.effect("every problem at once: the shape's, the scenario's rules and the group's, on a refused document", () =>
+    Effect.gen(function* () {
+      const lines = yield* problemsOf({
+        devices: [gpu("gpu0"), { ...gpu("gpu0"), kind: "gpu" }],
+        faults: { source: { gpu9: [] } },
+        seed: "one"
+      })
+      expect([...lines].sort()).toEqual([
+        'devices[1].id: duplicate id "gpu0", already used by devices[0]',
+        'devices[1].kind: unknown kind "gpu"; expected one of pci, mdev, ccw, ap',
+        'faults.source.gpu9: unknown device "gpu9"',
+        'seed: expected a number, got "one"'
+      ])
+    })
+  )
+
   it.effect("the destination's sim overrides and each side's faults reach that side's group document only", () =>
     Effect.gen(function* () {
       const plan = [{ _tag: "FailArc", to: "STOP_COPY" }]
