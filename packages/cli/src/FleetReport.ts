@@ -1,5 +1,5 @@
 import type { FleetStore, HostControl, Report } from "@lockstep/fleet"
-import { formatBytes } from "./Scenario.js"
+import { formatBytes } from "./Format.js"
 
 /**
  * How `lockstep fleet` shows an evacuation: progress lines while it runs (on a terminal), the

@@ -1,5 +1,5 @@
-import { type JsonFileError, readJsonFile } from "@lockstep/coordinator"
-import { Effect, type FileSystem, Schema } from "effect"
+import { type JsonFileError, type JsonFileOptions, readJsonFile } from "@lockstep/coordinator"
+import { Effect, type FileSystem, type Schema } from "effect"
 import { type CliFailure, invalidInput } from "./CliFailure.js"
 
 /**
@@ -12,18 +12,14 @@ export const readInputJson = <S extends Schema.Constraint>(
   file: string,
   what: string,
   schema: S,
-  missingHint = ""
+  options: JsonFileOptions & { readonly missingHint?: string } = {}
 ): Effect.Effect<S["Type"], CliFailure, FileSystem.FileSystem | S["DecodingServices"]> =>
-  readJsonFile(file, schema).pipe(Effect.mapError((error) => invalidInput(inputFileSentence(error, what, missingHint))))
+  readJsonFile(file, schema, options).pipe(
+    Effect.mapError((error) => invalidInput(inputFileSentence(error, what, options.missingHint ?? "")))
+  )
 
-/** The user's JSON file `what` read as it is, for a caller that checks the document itself. */
-export const readInputDocument = (
-  file: string,
-  what: string,
-  missingHint = ""
-): Effect.Effect<unknown, CliFailure, FileSystem.FileSystem> => readInputJson(file, what, Schema.Unknown, missingHint)
-
-const inputFileSentence = ({ reason }: JsonFileError, what: string, missingHint: string): string => {
+/** What is wrong with the user's JSON file `what`, as one sentence naming the file (the lines of its problems). */
+export const inputFileSentence = ({ reason }: JsonFileError, what: string, missingHint: string): string => {
   switch (reason._tag) {
     case "JsonFileUnreadable":
       return reason.code === "ENOENT"

@@ -14,21 +14,15 @@ import { hasVfioDevice } from "@lockstep/vfio"
 import { Cause, Console, Effect, Exit, Option } from "effect"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 import { openEventLog } from "./EventsFile.js"
-import { plural } from "./Format.js"
+import { formatBytes, formatMs, formatStates, plural } from "./Format.js"
 import { makeMigrationTimeline, observedOf, recordedGroupOf } from "./MigrationTimeline.js"
 import { allSinks, tracedDevices } from "./Observability.js"
 import { refuseNotMigratable } from "./Refusal.js"
-import {
-  destinationOptionsOf,
-  formatBytes,
-  formatMs,
-  formatStates,
-  type Scenario,
-  simCompatibility,
-  sourceOptionsOf
-} from "./Scenario.js"
+import type { Scenario } from "./Scenario.js"
+import { destinationOptionsOf, sourceOptionsOf } from "./ScenarioOptions.js"
 import { openSide, type Side, sideStates, violationsOfSide } from "./Sides.js"
 import { type StopSignal, settled, signalExitCode, untilSignal } from "./Signals.js"
+import { simCompatibility } from "./SimulatedSide.js"
 import { downtimeText } from "./SourceReport.js"
 
 /** How `migrate --local` reports. */

@@ -15,23 +15,17 @@ import { Argument, Command, Flag } from "effect/cli"
 import { HostPort, ListenPort } from "./Address.js"
 import { CliFailure, ExitCode, invalidInput, operationFailed } from "./CliFailure.js"
 import { failureJson } from "./FailureReport.js"
+import { formatBytes, formatMs, formatStates } from "./Format.js"
 import { refuseUnsettledJournal } from "./JournalCommand.js"
 import { runLocal } from "./LocalMigration.js"
 import { allSinks, eventsFlag, otlpFlag, tracedDevices, withTelemetry } from "./Observability.js"
 import { progressLines } from "./Progress.js"
 import { refuseNotMigratable } from "./Refusal.js"
-import {
-  destinationOptionsOf,
-  formatBytes,
-  formatMs,
-  formatStates,
-  loadScenario,
-  type Scenario,
-  simCompatibility,
-  sourceOptionsOf
-} from "./Scenario.js"
+import { loadScenario, type Scenario } from "./Scenario.js"
+import { destinationOptionsOf, sourceOptionsOf } from "./ScenarioOptions.js"
 import { openSide, type Side, sideStates, violationsOfSide } from "./Sides.js"
 import { type StopSignal, settled, signalExitCode, type UntilSignal, untilSignal } from "./Signals.js"
+import { simCompatibility } from "./SimulatedSide.js"
 import { sourceReportJson, sourceReportText, unconfirmedMessage } from "./SourceReport.js"
 import { strangerReason, tlsStrangerReason } from "./StrayConnection.js"
 import { checkTimelineFile } from "./TimelineFile.js"

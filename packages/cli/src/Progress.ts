@@ -1,5 +1,5 @@
 import type { EventSink, MigrationEvent } from "@lockstep/migration"
-import { formatBytes, formatEstimateMs, formatMs, formatStates } from "./Scenario.js"
+import { formatBytes, formatEstimateMs, formatMs, formatStates } from "./Format.js"
 
 /** Which side's events a progress display follows: both (a simulation), or one process's own. */
 export type ProgressOf = "both" | "source" | "destination"

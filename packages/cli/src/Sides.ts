@@ -6,7 +6,8 @@ import { attachVfioDevices, hasVfioDevice, namesVfioDevice, type VfioDevice } fr
 import { Effect, type Scope } from "effect"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 import { formatRefusal } from "./Refusal.js"
-import { type Role, type Scenario, simulateSide, violationsOf } from "./Scenario.js"
+import type { Role, Scenario } from "./Scenario.js"
+import { simulateSide, violationsOf } from "./SimulatedSide.js"
 
 /**
  * One side of a migration as the CLI runs it: a simulated group (with its DMA fabric), or a

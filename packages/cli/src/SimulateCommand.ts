@@ -19,26 +19,15 @@ import { Argument, Command, Flag } from "effect/cli"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 import { openEventLog } from "./EventsFile.js"
 import { failureJson } from "./FailureReport.js"
-import { plural } from "./Format.js"
+import { formatBytes, formatEstimateMs, formatMs, formatStates, plural } from "./Format.js"
 import { makeMigrationTimeline, observedOf, recordedGroupOf } from "./MigrationTimeline.js"
 import { eventsFlag, otlpFlag, tracedDevices, withTelemetry } from "./Observability.js"
 import { progressLines } from "./Progress.js"
 import { refuseNotMigratable } from "./Refusal.js"
-import {
-  destinationOptionsOf,
-  formatBytes,
-  formatEstimateMs,
-  formatMs,
-  formatStates,
-  loadScenario,
-  type Scenario,
-  simCompatibility,
-  simulateSide,
-  sourceOptionsOf,
-  statesOf,
-  violationsOf
-} from "./Scenario.js"
+import { loadScenario, type Scenario } from "./Scenario.js"
+import { destinationOptionsOf, sourceOptionsOf } from "./ScenarioOptions.js"
 import { type StopSignal, settled, signalExitCode, untilSignal } from "./Signals.js"
+import { simCompatibility, simulateSide, statesOf, violationsOf } from "./SimulatedSide.js"
 import { downtimeText, reinitText } from "./SourceReport.js"
 import { checkTimelineFile } from "./TimelineFile.js"
 

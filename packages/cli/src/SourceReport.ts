@@ -1,7 +1,6 @@
 import { describeAssumedLengths, type SourceSummary } from "@lockstep/migration"
 import { ExitCode } from "./CliFailure.js"
-import { plural } from "./Format.js"
-import { formatBytes, formatEstimateMs, formatMs, formatStates } from "./Scenario.js"
+import { formatBytes, formatEstimateMs, formatMs, formatStates, plural } from "./Format.js"
 
 /*
  * What the source of `lockstep migrate` reports once COMMIT is recorded. Two outcomes:

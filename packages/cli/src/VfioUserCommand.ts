@@ -1,14 +1,12 @@
 import { stat } from "node:fs/promises"
 import { dirname } from "node:path"
-import { describeIssue } from "@lockstep/coordinator"
 import { flagNames, type State } from "@lockstep/fsm"
-import { makeSimDevice, SimDeviceConfig } from "@lockstep/sim"
+import { makeSimDevice } from "@lockstep/sim"
 import {
   type Capabilities,
   connect,
   DeviceInfoFlag,
   type ListenFailed,
-  PciIdentity,
   pciConfigSpace,
   type RegionInfo,
   RegionInfoFlag,
@@ -16,10 +14,10 @@ import {
   type VfioUserConnectFailed,
   type VfioUserDevice
 } from "@lockstep/vfio-user"
-import { Console, Effect, type FileSystem, Option, Schema, type SchemaIssue } from "effect"
+import { Console, Effect, Option } from "effect"
 import { Command, Flag } from "effect/cli"
 import { type CliFailure, invalidInput, operationFailed } from "./CliFailure.js"
-import { readInputDocument } from "./InputFile.js"
+import { type DeviceFile, loadDeviceFile } from "./DeviceFile.js"
 
 /** The id of the device `serve` exposes: it names the device in errors and seeds its memory. */
 const servedDeviceId = "sim0"
@@ -47,52 +45,6 @@ const socketFlag = (description: string) =>
   Flag.String("socket").pipe(Flag.withMetavar("PATH"), Flag.withDescription(description))
 
 const reasonOf = (cause: unknown): string => (cause instanceof Error ? cause.message : String(cause))
-
-const decodeSimConfig = Schema.decodeUnknownEffect(SimDeviceConfig)
-const strict = { errors: "all", onExcessProperty: "error", reportInput: true } as const
-
-/** Every problem of a schema issue, one indented `path: reason` line each (under `prefix`, if given). */
-const problemLines = (issue: SchemaIssue.Issue, prefix?: string): string =>
-  describeIssue(issue)
-    .map((p) => {
-      const path = prefix === undefined ? p.path : p.path === "" ? prefix : `${prefix}.${p.path}`
-      return `  ${path === "" ? "" : `${path}: `}${p.reason}`
-    })
-    .join("\n")
-const decodePciIdentity = Schema.decodeUnknownEffect(PciIdentity)
-
-/** A device file: a simulated device's configuration, and optionally the PCI ids it shows. */
-interface DeviceFile {
-  readonly sim: SimDeviceConfig
-  readonly pci: PciIdentity | undefined
-}
-
-const isObject = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
-
-/**
- * Reads a device file: a simulated device's configuration, plus an optional `"pci"` object
- * (`{"vendorId": 4318, "deviceId": 8752}`) for the config-space header. Unknown keys are refused
- * rather than dropped, so that a misspelt setting does not silently fall back to its default.
- */
-const loadDeviceFile = (file: string): Effect.Effect<DeviceFile, CliFailure, FileSystem.FileSystem> =>
-  Effect.gen(function* () {
-    const json = yield* readInputDocument(file, "device file")
-    const { pci, ...rest } = isObject(json) ? json : { pci: undefined }
-    const sim = yield* decodeSimConfig(isObject(json) ? rest : json, strict).pipe(
-      Effect.mapError((error) =>
-        invalidInput(`${file}: not a valid simulated device configuration:\n${problemLines(error.issue)}`)
-      )
-    )
-    if (pci === undefined) return { sim, pci: undefined }
-    const identity = yield* decodePciIdentity(pci, strict).pipe(
-      Effect.mapError((error) =>
-        invalidInput(
-          `${file}: "pci" must be {"vendorId": 0-65535, "deviceId": 0-65535} (optionally "classCode", "revisionId", "subsystemVendorId", "subsystemId"):\n${problemLines(error.issue, "pci")}`
-        )
-      )
-    )
-    return { sim, pci: identity }
-  })
 
 const hex4 = (n: number): string => n.toString(16).padStart(4, "0")
 

@@ -79,7 +79,8 @@ describe("lockstep fleet", () => {
     })
     const r = await runCli("fleet", "evacuate", bad, "--state", join(dir, "st-bad"))
     expect(r.exitCode).toBe(2)
-    expect(r.stderr).toContain("hosts[0].nicBandwidth: Expected a value greater than 0")
+    // nicBandwidth is bytes per second each way: a host without any cannot take a migration.
+    expect(r.stderr).toContain(`${bad}: hosts[0].nicBandwidth: expected a value greater than 0, got 0`)
     expect(r.stderr.split("\n")[0]).toMatch(/^lockstep: /)
     const notJson = await runCli("fleet", "evacuate", file("nope.json", "{"), "--state", join(dir, "st-bad"))
     expect(notJson.exitCode).toBe(2)

@@ -9,7 +9,8 @@ import type { MigrationEvent } from "@lockstep/migration"
 import { runOnVirtualTime } from "@lockstep/sim"
 import { Effect } from "effect"
 import { makePair, migrate, successOf, threeGpus } from "../../migration/test/Harness.js"
-import { decodeScenario, destinationOptionsOf, sourceOptionsOf } from "../src/Scenario.js"
+import { decodeScenario } from "../src/Scenario.js"
+import { destinationOptionsOf, sourceOptionsOf } from "../src/ScenarioOptions.js"
 
 const withMigration = (migration: Record<string, unknown>) => ({ ...threeGpus, migration })
 

@@ -27,6 +27,8 @@ export {
   InvalidGroup,
   JsonFileError,
   type JsonFileErrorReason,
+  JsonFileInvalid,
+  type JsonFileOptions,
   loadGroupFile,
   Migratability,
   type P2PDomain,
@@ -40,6 +42,7 @@ export {
   readTextFile,
   reportedStates,
   type Topology,
+  TopologyDocument,
   type TopologySpec
 } from "@lockstep/group"
 export { type ArcEvent, type GraphNode, type GraphOutcome, type RunOptions, runGraph } from "./ArcRunner.js"

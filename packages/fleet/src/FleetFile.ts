@@ -1,8 +1,15 @@
 import { createHash } from "node:crypto"
 import { dirname, resolve } from "node:path"
-import { decodeGroup, type Group, Migratability, readJsonFile } from "@lockstep/coordinator"
+import {
+  decodeGroup,
+  describeIssue,
+  type Group,
+  type JsonFileError,
+  Migratability,
+  readJsonFile
+} from "@lockstep/coordinator"
 import { resolveSimDeviceConfig, SimDeviceConfig } from "@lockstep/sim"
-import { Effect, type FileSystem, Result, Schema, SchemaIssue } from "effect"
+import { Effect, type FileSystem, Result, Schema } from "effect"
 import { type FleetProblem, InvalidFleet } from "./FleetError.js"
 
 /*
@@ -51,7 +58,13 @@ const Count = Schema.Int.check(Schema.isGreaterThanOrEqualTo(0))
 const AtLeastOne = Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
 const Labels = Schema.Record(Schema.String, Schema.String)
 
-const HostDocument = Schema.Struct({
+/** A struct whose unknown keys are refused naming the keys it has: a misspelt key is the usual cause. */
+const Keyed = <F extends Schema.Struct.Fields>(noun: string, fields: F) =>
+  Schema.Struct(fields).annotate({
+    messageUnexpectedKey: `unknown key (misspelt?); ${noun} has ${Object.keys(fields).join(", ")}`
+  })
+
+const HostDocument = Keyed("a host", {
   name: Name,
   nicBandwidth: Positive,
   capacity: Count,
@@ -59,10 +72,12 @@ const HostDocument = Schema.Struct({
   control: Schema.optionalKey(Schema.NonEmptyString)
 })
 
-const VmDocument = Schema.Struct({
+const VmDocument = Keyed("a VM", {
   name: Name,
   host: Schema.String,
-  group: Schema.Union([Schema.NonEmptyString, Schema.Record(Schema.String, Schema.Unknown)]),
+  group: Schema.Union([Schema.NonEmptyString, Schema.Record(Schema.String, Schema.Unknown)]).annotate({
+    expected: "a group file's path or an inline group"
+  }),
   backend: Schema.optionalKey(Schema.Literals(["simulated", "vfio-user"])),
   sockets: Schema.optionalKey(Schema.Record(Schema.String, Schema.NonEmptyString)),
   to: Schema.optionalKey(Schema.String),
@@ -70,7 +85,7 @@ const VmDocument = Schema.Struct({
 })
 
 /** The migration options a fleet sets for every VM (see `@lockstep/migration`). */
-export const MigrationSettings = Schema.Struct({
+export const MigrationSettings = Keyed("migration", {
   downtimeLimitMs: Schema.optionalKey(NonNegative),
   maxRounds: Schema.optionalKey(AtLeastOne),
   maxPrecopyMs: Schema.optionalKey(NonNegative),
@@ -85,17 +100,25 @@ export const MigrationSettings = Schema.Struct({
 /** The migration options of a fleet. */
 export type MigrationSettings = typeof MigrationSettings.Type
 
-const FleetDocument = Schema.Struct({
+/**
+ * The schema of a fleet document: its shape, every key known (unknown keys refused when decoded
+ * with `onExcessProperty: "error"`, as {@link loadFleetFile} and {@link decodeFleet} do). The
+ * rules across its keys (unique names, hosts that exist, socket templates where a VM's backend
+ * needs them) are checked after decoding, with the VMs' groups.
+ */
+export const FleetDocument = Keyed("a fleet", {
   hosts: Schema.Array(HostDocument),
   vms: Schema.Array(VmDocument),
   evacuate: Schema.optionalKey(Schema.String),
   migration: Schema.optionalKey(MigrationSettings),
   simulation: Schema.optionalKey(
-    Schema.Struct({ seed: Schema.optionalKey(Schema.Int), p2pWritesPerSecond: Schema.optionalKey(NonNegative) })
+    Keyed("simulation", { seed: Schema.optionalKey(Schema.Int), p2pWritesPerSecond: Schema.optionalKey(NonNegative) })
   ),
-  schedule: Schema.optionalKey(Schema.Struct({ concurrency: Schema.optionalKey(AtLeastOne) }))
-})
-type FleetDocument = typeof FleetDocument.Type
+  schedule: Schema.optionalKey(Keyed("schedule", { concurrency: Schema.optionalKey(AtLeastOne) }))
+}).annotate({ expected: "a fleet (a JSON object)" })
+
+/** The type `FleetDocument` decodes to. */
+export type FleetDocument = typeof FleetDocument.Type
 
 /** A host of the fleet. */
 export interface FleetHost {
@@ -147,29 +170,13 @@ export interface Fleet {
 /** Defaults of the simulation: few P2P writes, so that pre-copy is not dominated by re-sent pages. */
 export const defaultSimulation = { seed: 1, writesPerSecond: 2 } as const
 
-const formatPath = (path: ReadonlyArray<PropertyKey>): string =>
-  path
-    .map((key, i) => {
-      if (typeof key === "number") return `[${key}]`
-      const name = String(key)
-      if (!/^[A-Za-z_$][\w$]*$/.test(name)) return `[${JSON.stringify(name)}]`
-      return i === 0 ? name : `.${name}`
-    })
-    .join("")
-
-const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
-
-const problemsOfIssue = (issue: SchemaIssue.Issue): ReadonlyArray<FleetProblem> =>
-  formatter(issue).issues.map((i) => ({
-    path: formatPath((i.path ?? []).map((k) => (typeof k === "object" && k !== null && "key" in k ? k.key : k))),
-    // A key the format does not have is most often a misspelt one: say so.
-    reason: i.message === "Expected no excess property" ? "unknown key (misspelt?)" : i.message
-  }))
-
-const decodeDocument = Schema.decodeUnknownResult(FleetDocument)
 const decodeSim = Schema.decodeUnknownResult(SimDeviceConfig)
 
-/** The rules a well-formed fleet must also obey; each names the path it is about. */
+/**
+ * The rules a well-formed fleet must also obey, across its keys; each names the path it is
+ * about. They are checked after decoding, with the VMs' groups (which may be files), so that a
+ * fleet's problems of both kinds are reported at once.
+ */
 const fleetRules = (doc: FleetDocument): Array<FleetProblem> => {
   const problems: Array<FleetProblem> = []
   const hosts = new Map<string, number>()
@@ -227,6 +234,9 @@ const fleetRules = (doc: FleetDocument): Array<FleetProblem> => {
   return problems
 }
 
+const strict = { errors: "all", onExcessProperty: "error", reportInput: true } as const
+const decodeDocument = Schema.decodeUnknownResult(FleetDocument)
+
 /** Reads a group file or takes an inline group; checks it and that it can migrate. */
 const groupOf = (
   vm: FleetDocument["vms"][number],
@@ -242,6 +252,7 @@ const groupOf = (
     let document: unknown = vm.group
     let loaded: Result.Result<Group, string>
     if (typeof vm.group === "string") {
+      // Read as written: the document travels to the hosts' agents, which decode it themselves.
       const read = yield* Effect.result(readJsonFile(resolve(base, vm.group), Schema.Unknown))
       if (Result.isFailure(read)) {
         const { reason } = read.failure
@@ -297,21 +308,23 @@ const occupancyProblems = (doc: FleetDocument, vms: ReadonlyArray<FleetVm>): Arr
       : []
   })
 
+/** Where a fleet document came from: its file, and the directory its group files are read from. */
+interface FleetOrigin {
+  readonly source?: string | undefined
+  readonly base?: string | undefined
+}
+
 /**
- * Checks a fleet document (a parsed JSON value): its shape, its rules, every VM's group (read
- * relative to `base`) and that each group can migrate safely. Fails with `InvalidFleet`
- * listing every problem with its JSON path.
+ * A decoded fleet document, checked further: every VM's group (read relative to `base`) and
+ * that each can migrate safely, and the hosts' initial occupancy.
  */
-export const decodeFleet = (
-  input: unknown,
-  options: { readonly source?: string | undefined; readonly base?: string | undefined } = {}
+const checkFleet = (
+  doc: FleetDocument,
+  options: FleetOrigin
 ): Effect.Effect<Fleet, InvalidFleet, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const source = options.source
     const fail = (problems: ReadonlyArray<FleetProblem>) => new InvalidFleet({ source, problems })
-    const decoded = decodeDocument(input, { errors: "all", onExcessProperty: "error" })
-    if (Result.isFailure(decoded)) return yield* fail(problemsOfIssue(decoded.failure.issue))
-    const doc = decoded.success
     const problems = fleetRules(doc)
     const vms: Array<FleetVm> = []
     for (const [i, vm] of doc.vms.entries()) {
@@ -361,30 +374,42 @@ export const decodeFleet = (
     } satisfies Fleet
   })
 
-/** Reads and checks a fleet file; group files are read relative to it. */
-export const loadFleetFile = (path: string): Effect.Effect<Fleet, InvalidFleet, FileSystem.FileSystem> =>
-  Effect.gen(function* () {
-    const json = yield* readJsonFile(path, Schema.Unknown).pipe(
-      Effect.mapError(
-        ({ reason }) =>
-          new InvalidFleet({
-            source: path,
-            problems: [
-              {
-                path: "",
-                reason:
-                  reason._tag === "JsonFileUnreadable"
-                    ? reason.code === "ENOENT"
-                      ? "no such fleet file"
-                      : `cannot read the fleet file: ${reason.detail}`
-                    : `not valid JSON: ${reason._tag === "JsonFileNotJson" ? reason.detail : reason.message}`
-              }
-            ]
-          })
-      )
-    )
-    return yield* decodeFleet(json, { source: path, base: dirname(resolve(path)) })
+/**
+ * Checks a fleet document (a parsed JSON value): decoded with {@link FleetDocument}, then every
+ * VM's group (read relative to `base`) and that each group can migrate safely. Fails with
+ * `InvalidFleet` listing every problem with its JSON path.
+ */
+export const decodeFleet = (
+  input: unknown,
+  options: FleetOrigin = {}
+): Effect.Effect<Fleet, InvalidFleet, FileSystem.FileSystem> =>
+  Result.match(decodeDocument(input, strict), {
+    onFailure: ({ issue }) => Effect.fail(new InvalidFleet({ source: options.source, problems: describeIssue(issue) })),
+    onSuccess: (doc) => checkFleet(doc, options)
   })
+
+const unreadableFleet = ({ reason }: JsonFileError): ReadonlyArray<FleetProblem> => {
+  switch (reason._tag) {
+    case "JsonFileUnreadable":
+      return [
+        {
+          path: "",
+          reason: reason.code === "ENOENT" ? "no such fleet file" : `cannot read the fleet file: ${reason.detail}`
+        }
+      ]
+    case "JsonFileNotJson":
+      return [{ path: "", reason: `not valid JSON: ${reason.detail}` }]
+    case "JsonFileInvalid":
+      return reason.problems
+  }
+}
+
+/** Reads a fleet file, decoded with {@link FleetDocument} in one step, and checks it; group files are read relative to it. */
+export const loadFleetFile = (path: string): Effect.Effect<Fleet, InvalidFleet, FileSystem.FileSystem> =>
+  readJsonFile(path, FleetDocument, strict).pipe(
+    Effect.mapError((error) => new InvalidFleet({ source: path, problems: unreadableFleet(error) })),
+    Effect.flatMap((doc) => checkFleet(doc, { source: path, base: dirname(resolve(path)) }))
+  )
 
 /** The host named `name` (the fleet is checked: every name it uses exists). */
 export const hostNamed = (fleet: Fleet, name: string): FleetHost | undefined => fleet.hosts.find((h) => h.name === name)

@@ -43,6 +43,7 @@ export {
   decodeFleet,
   defaultSimulation,
   type Fleet,
+  FleetDocument,
   type FleetHost,
   type FleetVm,
   loadFleetFile,

@@ -162,4 +162,52 @@ describe("fleet files", () => {
       expect(missing.message).toMatch(/nope\.json: no such fleet file$/)
     })
   )
+
+  it.effect("a fleet file is decoded by its schema at once: a nested bad value, an unknown key, a wrong type", () =>
+    Effect.gen(function* () {
+      const dir = mkdtempSync(join(tmpdir(), "fleet-schema-"))
+      const path = join(dir, "fleet.json")
+      writeFileSync(
+        path,
+        JSON.stringify({
+          hosts: [
+            { name: "a", nicBandwidth: 1000, capacity: "8" },
+            { name: "b", nicBandwidth: 1000, capacity: 8, colour: "red" }
+          ],
+          vms: [{ name: "vm1", host: "a", group, backend: "vfio-user", sockets: { a: "" } }],
+          schedule: { concurrency: 0 }
+        })
+      )
+      const error = yield* Effect.flip(loadFleetFile(path))
+      const lines = error.message.split("\n")
+      // Every line names the file, then the path of the value.
+      expect(lines.every((l) => l.startsWith(`${path}: `))).toBe(true)
+      const at = (p: string) => lines.find((l) => l.startsWith(`${path}: ${p}: `))?.slice(path.length + p.length + 4)
+      // capacity is a count of devices: a number, not a string.
+      expect(at("hosts[0].capacity")).toBe('expected a number, got "8"')
+      // The keys of a host are name, nicBandwidth, capacity, labels and control.
+      expect(at("hosts[1].colour")).toBe(
+        "unknown key (misspelt?); a host has name, nicBandwidth, capacity, labels, control"
+      )
+      // A socket template names a file: it cannot be empty.
+      expect(at("vms[0].sockets.a")).toContain('got ""')
+      // A fixed concurrency runs at least one migration at a time.
+      expect(at("schedule.concurrency")).toContain("greater than or equal to 1")
+      expect(at("schedule.concurrency")).toContain("got 0")
+    })
+  )
+
+  it.effect("the rules across keys and the VMs' groups are checked together, after the shape", () =>
+    Effect.gen(function* () {
+      const found = yield* problems({
+        ...valid,
+        hosts: [...valid.hosts, { name: "a", nicBandwidth: 1, capacity: 1 }],
+        vms: [{ name: "vm1", host: "a", group: { devices: [{ ...gpu("g0"), kind: "gpu" }] } }]
+      })
+      expect(found).toHaveLength(2)
+      expect(found[0]).toBe("hosts[2].name: host a is listed twice")
+      // The group's own problem, under the VM's group key, with the group's path.
+      expect(found[1]).toMatch(/^vms\[0\]\.group: devices\[0\]\.kind: unknown kind "gpu"/)
+    })
+  )
 })

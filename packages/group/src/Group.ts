@@ -4,7 +4,7 @@ import { Effect, Schema } from "effect"
 import { GroupDocument } from "./GroupDocument.js"
 import { GroupError, GroupFileNotJson, GroupFileUnreadable, InvalidGroup } from "./GroupError.js"
 import { allProblems } from "./GroupProblem.js"
-import { readJsonFile } from "./JsonFile.js"
+import { type JsonFileError, readJsonFile } from "./JsonFile.js"
 import { type Edge, Topology } from "./Topology.js"
 
 /**
@@ -76,28 +76,30 @@ const decodeFrom = (input: unknown, source: string | undefined): Effect.Effect<G
 export const decodeGroup = (input: unknown, source?: string): Effect.Effect<Group, GroupError> =>
   decodeFrom(input, source)
 
+/** A group file that could not be read, or is not JSON, as the group's error. */
+const unreadable = (path: string, { reason }: JsonFileError): GroupError =>
+  new GroupError({
+    reason:
+      reason._tag === "JsonFileUnreadable"
+        ? new GroupFileUnreadable({ path, code: reason.code, detail: reason.detail })
+        : reason._tag === "JsonFileNotJson"
+          ? new GroupFileNotJson({ path, detail: reason.detail })
+          : new InvalidGroup({ source: path, problems: allProblems(reason.document, reason.issue) })
+  })
+
 /**
  * The JSON of a group file (with `FileSystem`), not yet checked: for a caller that completes the
  * document before {@link decodeGroup} (a device whose flags its server or the kernel gives).
  */
 export const readGroupFile = Effect.fn("Group.readGroupFile")(function* (path: string) {
-  return yield* readJsonFile(path, Schema.Unknown).pipe(
-    Effect.mapError(
-      ({ reason }) =>
-        new GroupError({
-          reason:
-            reason._tag === "JsonFileUnreadable"
-              ? new GroupFileUnreadable({ path, code: reason.code, detail: reason.detail })
-              : new GroupFileNotJson({
-                  path,
-                  detail: reason._tag === "JsonFileNotJson" ? reason.detail : reason.message
-                })
-        })
-    )
-  )
+  return yield* readJsonFile(path, Schema.Unknown).pipe(Effect.mapError((error) => unreadable(path, error)))
 })
 
-/** Reads a JSON group description from a file (with `FileSystem`) and decodes it with {@link decodeGroup}. */
+/**
+ * Reads a JSON group description from a file (with `FileSystem`), decoded with
+ * {@link GroupDocument} in one step; an invalid group lists every problem as {@link decodeGroup}
+ * does, the file prefixing each.
+ */
 export const loadGroupFile = Effect.fn("Group.loadGroupFile")(function* (path: string) {
-  return yield* decodeFrom(yield* readGroupFile(path), path)
+  return buildGroup(yield* readJsonFile(path, GroupDocument).pipe(Effect.mapError((error) => unreadable(path, error))))
 })

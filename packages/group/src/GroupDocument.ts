@@ -12,7 +12,11 @@ const EdgeDocument = Schema.Tuple([Schema.String, Schema.String]).annotate({
   expected: "a pair [initiator, target] of device ids"
 })
 
-const TopologyDocument = Schema.Union([
+/**
+ * The `topology` of a group document: `"shared-iommu"`, `"none"`, or explicit `edges` and P2P
+ * `domains` of device ids (their rules are the group's, checked with the devices).
+ */
+export const TopologyDocument = Schema.Union([
   Schema.Literals(["shared-iommu", "none"]),
   Schema.Struct({
     edges: Schema.optionalKey(Schema.Array(EdgeDocument)),

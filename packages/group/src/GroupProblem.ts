@@ -54,6 +54,8 @@ const describe = (ast: SchemaAST.AST): string => {
       return "a string"
     case "Number":
       return "a number"
+    case "Boolean":
+      return "a boolean"
     case "Objects":
       return "an object"
     case "Arrays":
@@ -115,8 +117,11 @@ const problemsOf = (
     }
     case "MissingKey":
       return here(issue.annotations?.messageMissingKey ?? "required, but missing")
-    case "UnexpectedKey":
-      return here("unexpected key")
+    case "UnexpectedKey": {
+      // A document may say which keys it has: `unexpected key; a device has id, kind, …`.
+      const message = issue.ast.annotations?.messageUnexpectedKey
+      return here(typeof message === "string" ? message : "unexpected key")
+    }
     case "InvalidType":
       return here(`expected ${describe(issue.ast)}${formatInput(issue)}`)
     case "InvalidValue":

@@ -37,7 +37,12 @@ export class JsonFileNotJson extends Schema.TaggedClass<JsonFileNotJson>()("Json
 export class JsonFileInvalid extends Schema.TaggedClass<JsonFileInvalid>()("JsonFileInvalid", {
   path: Schema.String,
   /** The schema's issue: every problem with its path in the document. */
-  issue: Schema.declare((u): u is SchemaIssue.Issue => SchemaIssue.isIssue(u))
+  issue: Schema.declare((u): u is SchemaIssue.Issue => SchemaIssue.isIssue(u)),
+  /**
+   * The parsed JSON the schema refused: for a caller whose rules also judge the parts of a
+   * refused document that are well formed, so that every problem is reported at once.
+   */
+  document: Schema.Unknown
 }) {
   /** Every problem, with its JSON path, in document order. */
   get problems(): ReadonlyArray<GroupProblem> {
@@ -109,27 +114,38 @@ export const readTextFile = (path: string): Effect.Effect<string, JsonFileError,
     )
   })
 
+/** How a document is decoded beyond its schema. */
+export interface JsonFileOptions {
+  /**
+   * `"error"` refuses a key the schema does not name, at its path, so that a misspelt setting
+   * never silently falls back to its default; `"ignore"` (the default) drops it.
+   */
+  readonly onExcessProperty?: "ignore" | "error" | undefined
+}
+
 /**
  * Reads the JSON file at `path` and decodes it with `schema` (all errors, with the input
- * reported). `Schema.Unknown` takes the parsed value as it is, for a caller that checks the
- * document itself.
+ * reported). `Schema.Unknown` takes the parsed value as it is, for a caller that completes the
+ * document before decoding it (a device whose flags its server or the kernel gives).
  */
 export const readJsonFile = <S extends Schema.Constraint>(
   path: string,
-  schema: S
+  schema: S,
+  options: JsonFileOptions = {}
 ): Effect.Effect<S["Type"], JsonFileError, FileSystem.FileSystem | S["DecodingServices"]> =>
   Effect.gen(function* () {
     const text = yield* readTextFile(path)
     return yield* Schema.decodeUnknownEffect(Schema.fromJsonString(schema))(text, {
       errors: "all",
-      reportInput: true
+      reportInput: true,
+      onExcessProperty: options.onExcessProperty ?? "ignore"
     }).pipe(
       Effect.mapError(
         (error) =>
           new JsonFileError({
             reason: isNotJson(error.issue)
               ? new JsonFileNotJson({ path, detail: parserDetail(text) })
-              : new JsonFileInvalid({ path, issue: error.issue })
+              : new JsonFileInvalid({ path, issue: error.issue, document: JSON.parse(text) })
           })
       )
     )

@@ -8,7 +8,7 @@
  */
 
 export { decodeGroup, type Group, type GroupDevice, loadGroupFile, readGroupFile, type TopologySpec } from "./Group.js"
-export { GroupDocument } from "./GroupDocument.js"
+export { GroupDocument, TopologyDocument } from "./GroupDocument.js"
 export { GroupError, GroupErrorReason, GroupFileNotJson, GroupFileUnreadable, InvalidGroup } from "./GroupError.js"
 export { describeIssue, GroupProblem } from "./GroupProblem.js"
 export { GroupRuntime, reportedStates } from "./GroupRuntime.js"
@@ -17,6 +17,7 @@ export {
   JsonFileErrorReason,
   JsonFileInvalid,
   JsonFileNotJson,
+  type JsonFileOptions,
   JsonFileUnreadable,
   readJsonFile,
   readTextFile

@@ -233,4 +233,33 @@ layer(NodeFileSystem.layer)("loadGroupFile", (it) => {
       expect(error.message).toBe(`${path}: devices[0].kind: unknown kind "gpu"; expected one of pci, mdev, ccw, ap`)
     })
   )
+
+  it.effect("decodes with the group's schema at once: a wrong type, a nested one and the rules, with paths", () =>
+    Effect.gen(function* () {
+      const path = file(
+        "nested.json",
+        JSON.stringify({
+          devices: [device("gpu0"), device("gpu0", "pci", "all"), device("gpu2")],
+          topology: { edges: [["gpu0", 2]] }
+        })
+      )
+      const error = yield* Effect.flip(loadGroupFile(path))
+      expect(error.reason._tag).toBe("InvalidGroup")
+      const lines = error.message.split("\n")
+      // Each line names the file and the path; document order: devices, then the topology
+      // (within a device, its shape before the rules).
+      expect(lines.map((l) => l.slice(path.length + 2).split(":")[0])).toEqual([
+        "devices[1].flags",
+        "devices[1].id",
+        "topology.edges[0][1]"
+      ])
+      // Flags are a list of names or a bit mask: a string is neither.
+      expect(lines[0]).toContain("a list of migration flags")
+      expect(lines[0]).toContain('got "all"')
+      // The rule: ids are unique, and the problem names the device that has it first.
+      expect(lines[1]).toBe(`${path}: devices[1].id: duplicate id "gpu0", already used by devices[0]`)
+      // An edge is a pair of device ids: the number is not one.
+      expect(lines[2]).toContain("expected a string, got 2")
+    })
+  )
 })

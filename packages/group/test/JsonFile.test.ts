@@ -66,4 +66,15 @@ layer(NodeFileSystem.layer)("readJsonFile", (it) => {
       expect(lines[1]?.startsWith(`${path}: host: `)).toBe(true)
     })
   )
+
+  it.effect("unknown keys are refused, naming the key, when asked; the parsed document travels with the issue", () =>
+    Effect.gen(function* () {
+      const path = file("extra.json", '{"port": 7300, "host": "a", "hots": "b"}')
+      expect(yield* readJsonFile(path, Settings)).toEqual({ port: 7300, host: "a" })
+      const { reason } = yield* Effect.flip(readJsonFile(path, Settings, { onExcessProperty: "error" }))
+      if (reason._tag !== "JsonFileInvalid") return expect.fail(reason.message)
+      expect(reason.message).toBe(`${path}: hots: unexpected key`)
+      expect(reason.document).toEqual({ port: 7300, host: "a", hots: "b" })
+    })
+  )
 })

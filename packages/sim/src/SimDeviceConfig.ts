@@ -103,7 +103,11 @@ const ArcLatenciesSchema = Schema.Record(Schema.String, NonNegative)
     })
   )
 
-const SimDeviceConfigCodec = Schema.Struct({
+/**
+ * The keys of a simulated device's configuration, for a document that holds one beside keys
+ * of its own (the vfio-user device file: the configuration and its PCI ids).
+ */
+export const SimDeviceConfigFields = {
   kind: Schema.optionalKey(Schema.Literals(DeviceKinds)),
   flags: Schema.optionalKey(FlagsSchema),
   arcLatencyMs: Schema.optionalKey(NonNegative),
@@ -119,20 +123,24 @@ const SimDeviceConfigCodec = Schema.Struct({
   precopyInfoV2: Schema.optionalKey(Schema.Boolean),
   reinitAtQuery: Schema.optionalKey(Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))),
   p2pQuiesceIsStop: Schema.optionalKey(Schema.Boolean)
-})
-  .check(
-    Schema.makeFilter((config: { readonly stateSize?: number; readonly precopyInitialBytes?: number }) => {
-      // Pre-copy moves a part of the state: it cannot be larger than the whole.
-      const stateSize = config.stateSize ?? defaultStateSize
-      const initial = config.precopyInitialBytes
-      return initial === undefined || initial <= stateSize
-        ? true
-        : {
-            path: ["precopyInitialBytes"],
-            issue: `${initial} is larger than the state (stateSize ${stateSize}${config.stateSize === undefined ? ", the default" : ""}); it is the part of the state pre-copy can move, at most stateSize`
-          }
-    })
-  )
+}
+
+/** Pre-copy moves a part of the state: `precopyInitialBytes` cannot be larger than `stateSize`. */
+export const precopyWithinState = Schema.makeFilter(
+  (config: { readonly stateSize?: number; readonly precopyInitialBytes?: number }) => {
+    const stateSize = config.stateSize ?? defaultStateSize
+    const initial = config.precopyInitialBytes
+    return initial === undefined || initial <= stateSize
+      ? true
+      : {
+          path: ["precopyInitialBytes"],
+          issue: `${initial} is larger than the state (stateSize ${stateSize}${config.stateSize === undefined ? ", the default" : ""}); it is the part of the state pre-copy can move, at most stateSize`
+        }
+  }
+)
+
+const SimDeviceConfigCodec = Schema.Struct(SimDeviceConfigFields)
+  .check(precopyWithinState)
   .annotate({ identifier: "SimDeviceConfig", description: "the configuration of a simulated device" })
 
 /** A simulated device's configuration as written in JSON. */

@@ -37,10 +37,12 @@ export {
   arcKey,
   arcLatency,
   defaultSimDeviceConfig,
+  precopyWithinState,
   type ResolvedSimDeviceConfig,
   resolveSimDeviceConfig,
   SimDeviceConfig,
-  type SimDeviceConfigEncoded
+  type SimDeviceConfigEncoded,
+  SimDeviceConfigFields
 } from "./SimDeviceConfig.js"
 export { InvalidFabric, InvalidSimConfig } from "./SimError.js"
 export type { DeviceStatus, SimEvent, SimObserver } from "./SimEvent.js"
