@@ -29,6 +29,7 @@ export {
 } from "./Events.js"
 export { checkManifest, describeRefusal, manifestOf, type Refusal } from "./Handshake.js"
 export * as Journal from "./Journal.js"
+export * as JournalLock from "./JournalLock.js"
 export * from "./MigrationError.js"
 export type { DestinationOptions, LimitPolicy, SessionOptions, SourceOptions } from "./Options.js"
 export { type Phase, Phases, type Side } from "./Phase.js"
