@@ -11,7 +11,7 @@ import { prepare } from "./DestinationPrepare.js"
 import { resumeCommitted } from "./DestinationResume.js"
 import type { DestinationSummary } from "./Events.js"
 import type { MigrationFailed } from "./MigrationError.js"
-import { type DestinationOptions, resolveSession } from "./Options.js"
+import { type DestinationOptions, fromContext, resolveSession } from "./Options.js"
 import { clockNow, recovering, type SessionFault, watchTouched } from "./Session.js"
 
 /**
@@ -39,10 +39,11 @@ export const migrateDestination: (
   transport: Transport,
   options: DestinationOptions = {}
 ) {
-  const watch = watchTouched(options)
+  const given = yield* fromContext(options, "decisionJournal")
+  const watch = watchTouched(given)
   const o = resolveSession(watch.options)
   const now = yield* clockNow
-  const ctx = yield* makeDestinationContext(runtime, transport, o, options, now, watch.touched)
+  const ctx = yield* makeDestinationContext(runtime, transport, o, given, now, watch.touched)
 
   const phases: Effect.Effect<DestinationSummary, SessionFault> = Effect.gen(function* () {
     const { manifest, writer, migration } = yield* handshake(ctx)

@@ -5,7 +5,7 @@ import { throttle } from "./Bandwidth.js"
 import type { SourceSummary } from "./Events.js"
 import { manifestOf } from "./Handshake.js"
 import type { MigrationFailed } from "./MigrationError.js"
-import { resolveSource, type SourceOptions } from "./Options.js"
+import { fromContext, resolveSource, type SourceOptions } from "./Options.js"
 import { clockNow, faultIn, recovering, type SessionFault, watchTouched } from "./Session.js"
 import { abort } from "./SourceAbort.js"
 import { commit } from "./SourceCommit.js"
@@ -41,7 +41,7 @@ export const migrateSource: (
   transport: Transport,
   options: SourceOptions = {}
 ) {
-  const watch = watchTouched(options)
+  const watch = watchTouched(yield* fromContext(options, "journal"))
   const o = resolveSource(watch.options)
   const now = yield* clockNow
   const link = withTimeouts(transport, { write: o.peerTimeoutMs })
