@@ -76,4 +76,10 @@ export {
   UnsupportedCommand
 } from "./ProtocolError.js"
 export { ListenFailed, type ServerOptions, serve, type VfioUserServer } from "./Server.js"
-export { type AttachedGroup, attachVfioUserDevices, VfioUserDeviceInvalid } from "./VfioUserGroup.js"
+export {
+  type AttachedGroup,
+  attachVfioUserDevices,
+  openVfioUserGroup,
+  VfioUserDeviceInvalid,
+  VfioUserGroup
+} from "./VfioUserGroup.js"
