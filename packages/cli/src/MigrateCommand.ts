@@ -1,16 +1,20 @@
+import { GroupRuntime } from "@lockstep/coordinator"
 import {
   type DestinationSummary,
   Journal,
+  Migration,
+  MigrationEvents,
   type MigrationFailed,
+  MigrationJournal,
+  MigrationTransport,
   migrateDestination,
-  migrateSource,
   type SourceSummary
 } from "@lockstep/migration"
 import { memoryDigest, type SimulatedGroup } from "@lockstep/sim"
 import { TcpTransport, type Transport, type TransportError } from "@lockstep/stream"
 import type { Telemetry } from "@lockstep/telemetry"
 import { hasVfioDevice } from "@lockstep/vfio"
-import { Cause, Console, Effect, Exit, Option } from "effect"
+import { Cause, Console, Effect, Exit, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { HostPort, ListenPort } from "./Address.js"
 import { CliFailure, ExitCode, invalidInput, operationFailed } from "./CliFailure.js"
@@ -335,24 +339,26 @@ const runSource = (
       showProgress(json) ? progressLines((line) => console.error(line), "source") : undefined,
       trace?.onEvent
     )
-    const run = Effect.scoped(
-      Effect.gen(function* () {
-        const transport = yield* TcpTransport.connect({
-          ...address,
-          timeout: 10_000,
-          ...(tls === undefined ? {} : { tls })
-        }).pipe(Effect.mapError((e) => connectFailed(address, tls !== undefined, e)))
-        const session = migrateSource(source.runtime, transport, {
-          ...sourceOptionsOf(scenario.migration),
-          compatibility: compatibilityOfSide(source),
-          journal: Journal.file(journal),
-          ...(onEvent === undefined ? {} : { onEvent })
-        })
-        yield* settled(session, trace, (e) => {
-          exit = e
-        })
-      })
+    // The side's group, channel, journal and event sink, as the layers of `Migration.source`:
+    // failing to connect is this command's failure, not the migration's.
+    const services = Layer.mergeAll(
+      Layer.succeed(GroupRuntime, source.runtime),
+      Layer.effect(
+        MigrationTransport,
+        TcpTransport.connect({ ...address, timeout: 10_000, ...(tls === undefined ? {} : { tls }) }).pipe(
+          Effect.mapError((e) => connectFailed(address, tls !== undefined, e))
+        )
+      ),
+      MigrationJournal.file(journal),
+      onEvent === undefined ? Layer.empty : MigrationEvents.layer(onEvent)
     )
+    const session = Migration.source({
+      ...sourceOptionsOf(scenario.migration),
+      compatibility: compatibilityOfSide(source)
+    })
+    const run = settled(session, trace, (e) => {
+      exit = e
+    }).pipe(Effect.provide(services))
     const ended = yield* untilSignal(
       run,
       `the source devices may be left between RUNNING and STOP_COPY (simulated: they end with this process), and the journal ${journal} may still record the migration as started ("lockstep journal show ${journal}" says; "lockstep journal resolve ${journal} --owner source" settles it)`

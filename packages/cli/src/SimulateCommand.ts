@@ -3,9 +3,10 @@ import {
   type DestinationSummary,
   describeAssumedLengths,
   type EventSink,
-  Journal,
   type MigrationEvent,
+  MigrationEvents,
   type MigrationFailed,
+  MigrationJournal,
   migrateDestination,
   migrateSource,
   Phases,
@@ -14,7 +15,7 @@ import {
 import { compareMemory, runOnVirtualTime, SimulationClock } from "@lockstep/sim"
 import { MemoryTransport } from "@lockstep/stream"
 import type { Telemetry } from "@lockstep/telemetry"
-import { Cause, Console, Effect, Exit, Option } from "effect"
+import { Cause, Console, Effect, Exit, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
 import { CliFailure, invalidInput } from "./CliFailure.js"
 import { openEventLog } from "./EventsFile.js"
@@ -84,7 +85,6 @@ const simulate = (scenario: Scenario, observers: Observers): Effect.Effect<Simul
       events?.onEvent(event)
       trace?.onEvent(event)
     }
-    const journal = Journal.memory()
     const compatibility = simCompatibility([source, destination])
     const comparisons: Array<boolean> = []
     const verify = Effect.forEach([...source.devices.values()], (device) => {
@@ -113,9 +113,7 @@ const simulate = (scenario: Scenario, observers: Observers): Effect.Effect<Simul
           migrateSource(source, a, {
             ...sourceOptionsOf(m),
             bandwidthLimit: m.bandwidthLimit ?? simulatedBandwidth,
-            journal,
-            compatibility,
-            onEvent
+            compatibility
           }),
           undefined,
           (exit) => {
@@ -125,10 +123,8 @@ const simulate = (scenario: Scenario, observers: Observers): Effect.Effect<Simul
         settled(
           migrateDestination(destination, b, {
             ...destinationOptionsOf(m),
-            decisionJournal: journal,
             compatibility,
-            beforeVote: verify,
-            onEvent
+            beforeVote: verify
           }),
           undefined,
           (exit) => {
@@ -137,6 +133,9 @@ const simulate = (scenario: Scenario, observers: Observers): Effect.Effect<Simul
         )
       ],
       { concurrency: 2, discard: true }
+    ).pipe(
+      // One journal in memory for both sides (the destination reads the source's decisions), and one sink.
+      Effect.provide(Layer.mergeAll(MigrationJournal.memory, MigrationEvents.layer(onEvent)))
     )
     const ended = yield* untilSignal(both, "nothing outside this process: the simulated devices end with it")
     trace?.end()

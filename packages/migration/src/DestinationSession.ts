@@ -12,7 +12,7 @@ import { resumeCommitted } from "./DestinationResume.js"
 import type { DestinationSummary } from "./Events.js"
 import { watchTouched } from "./GroupTransition.js"
 import type { MigrationFailed } from "./MigrationError.js"
-import { type DestinationOptions, resolveSession } from "./Options.js"
+import { type DestinationOptions, fromContext, resolveSession } from "./Options.js"
 import { recovering } from "./RecoveryGuard.js"
 import { clockNow } from "./SessionClock.js"
 import type { SessionFault } from "./SessionFault.js"
@@ -42,10 +42,11 @@ export const migrateDestination: (
   transport: Transport,
   options: DestinationOptions = {}
 ) {
-  const watch = watchTouched(options)
+  const given = yield* fromContext(options, "decisionJournal")
+  const watch = watchTouched(given)
   const o = resolveSession(watch.options)
   const now = yield* clockNow
-  const ctx = yield* makeDestinationContext(runtime, transport, o, options, now, watch.touched)
+  const ctx = yield* makeDestinationContext(runtime, transport, o, given, now, watch.touched)
 
   const phases: Effect.Effect<DestinationSummary, SessionFault> = Effect.gen(function* () {
     const { manifest, writer, migration } = yield* handshake(ctx)

@@ -2,7 +2,8 @@ import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import { hostname } from "node:os"
 import { dirname } from "node:path"
-import { Effect, Result, Schema } from "effect"
+import { Clock, Effect, Result, Schema } from "effect"
+import { acquire, isAlive } from "./JournalLock.js"
 import { JournalFailed, JournalUnsettled } from "./MigrationError.js"
 
 /**
@@ -240,7 +241,7 @@ const syncDirectory = async (directory: string): Promise<void> => {
 /**
  * A journal in a small JSON file (`{"version":1,"migrations":[…]}`). Every change takes an
  * exclusive lock file beside it (`PATH.lock`, holding the owner's pid; a lock whose process is
- * gone is broken), reads the file, writes the new document to a temporary file, fsyncs it,
+ * gone is broken; see `JournalLock`), reads the file, writes the new document to a temporary file, fsyncs it,
  * renames it over the old one and fsyncs the directory: a crash leaves the old document or the
  * new one, never half, and once a change is answered it survives a power loss (the rename is an
  * entry of the directory, durable only once the directory is). A `started` entry names the
@@ -277,60 +278,25 @@ export const file = (path: string, options: FileJournalOptions = {}): Journal =>
     await syncDirectory(dirname(path))
   }
 
-  const holderAlive = async (): Promise<boolean> => {
-    // A lock that cannot be read (just released, or still being written) counts as held: try again.
-    const pid = Number.parseInt(await fs.readFile(lockPath, "utf8").catch(() => ""), 10)
-    if (!Number.isSafeInteger(pid) || pid <= 0) return true
-    try {
-      process.kill(pid, 0)
-      return true
-    } catch (cause) {
-      return codeOf(cause) !== "ESRCH"
-    }
-  }
-
-  const locked = async <A>(work: () => Promise<A>): Promise<A> => {
-    const deadline = Date.now() + lockTimeoutMs
-    for (;;) {
-      try {
-        const handle = await fs.open(lockPath, "wx")
-        await handle.writeFile(String(process.pid))
-        await handle.close()
-        break
-      } catch (cause) {
-        if (codeOf(cause) !== "EEXIST") throw cause
-        if (!(await holderAlive())) {
-          await fs.rm(lockPath, { force: true })
-          continue
-        }
-        if (Date.now() > deadline) throw new Error(`the lock ${lockPath} is held by a live process`)
-        await new Promise((resolve) => setTimeout(resolve, 2))
-      }
-    }
-    try {
-      return await work()
-    } finally {
-      await fs.rm(lockPath, { force: true })
-    }
-  }
-
   const update = <A>(operation: Operation, migration: string, change: Change<A>): Effect.Effect<A, JournalFailed> =>
-    Effect.clockWith((clock) =>
-      Effect.tryPromise({
-        try: () =>
-          locked(async (): Promise<Result.Result<A, string>> => {
-            const applied = apply(await load(), migration, change, clock.currentTimeMillisUnsafe())
+    Effect.scoped(
+      Effect.gen(function* () {
+        yield* acquire(lockPath, { timeoutMs: lockTimeoutMs }).pipe(
+          Effect.mapError((e) => failed(operation, e.message))
+        )
+        const now = yield* Clock.currentTimeMillis
+        const applied = yield* Effect.tryPromise({
+          try: async (): Promise<Result.Result<A, string>> => {
+            const applied = apply(await load(), migration, change, now)
             if (Result.isFailure(applied)) return Result.fail(applied.failure)
             const [next, value] = applied.success
             if (next !== undefined) await store(next)
             return Result.succeed(value)
-          }),
-        catch: (cause) => failed(operation, reasonOf(cause))
-      }).pipe(
-        Effect.flatMap((applied) =>
-          Result.isFailure(applied) ? Effect.fail(failed(operation, applied.failure)) : Effect.succeed(applied.success)
-        )
-      )
+          },
+          catch: (cause) => failed(operation, reasonOf(cause))
+        })
+        return Result.isFailure(applied) ? yield* failed(operation, applied.failure) : applied.success
+      })
     )
 
   return make(
@@ -395,13 +361,7 @@ export const newMigrationId = (): string => randomBytes(8).toString("hex")
 /** Whether a `started` entry's process is alive on this host (so the migration is in progress, not stale). */
 export const inProgress = (entry: JournalEntry): boolean => {
   if (entry.status !== "started" || entry.pid === undefined || entry.host !== hostname()) return false
-  if (entry.pid === process.pid) return true
-  try {
-    process.kill(entry.pid, 0)
-    return true
-  } catch (cause) {
-    return codeOf(cause) !== "ESRCH"
-  }
+  return entry.pid === process.pid || isAlive(entry.pid)
 }
 
 /**

@@ -1,8 +1,10 @@
 import type { ErrorPolicy } from "@lockstep/coordinator"
-import type { Effect } from "effect"
+import { Effect, Option } from "effect"
 import { type Compatibility, none } from "./Compatibility.js"
 import type { EventSink } from "./Events.js"
 import { defaultJournalPath, file, type Journal } from "./Journal.js"
+import { MigrationEvents } from "./MigrationEvents.js"
+import { MigrationJournal } from "./MigrationJournal.js"
 
 /** Options both sides share. */
 export interface SessionOptions {
@@ -26,7 +28,7 @@ export interface SessionOptions {
   readonly peerTimeoutMs?: number | undefined
   /** Compatibility data of the backend. Default: none (kinds and flags decide alone). */
   readonly compatibility?: Compatibility | undefined
-  /** Told of every event, synchronously. */
+  /** Told of every event, synchronously. Default: the `MigrationEvents` service, if provided. */
   readonly onEvent?: EventSink | undefined
 }
 
@@ -35,7 +37,10 @@ export type LimitPolicy = "switch" | "abort"
 
 /** Options of the source side. */
 export interface SourceOptions extends SessionOptions {
-  /** Where the commit decision is recorded. Default: the file `lockstep-journal.json` in the working directory. */
+  /**
+   * Where the commit decision is recorded. Default: the `MigrationJournal` service, if provided;
+   * else the file `lockstep-journal.json` in the working directory.
+   */
   readonly journal?: Journal | undefined
   /** Whether to pre-copy (devices with PRE_COPY). Default `true`. */
   readonly precopy?: boolean | undefined
@@ -80,6 +85,21 @@ export interface DestinationOptions extends SessionOptions {
   /** Items each device's write queue holds before the reader waits (back-pressure). Default 4. */
   readonly queueDepth?: number | undefined
 }
+
+/**
+ * The options with what the context provides filled in where they give nothing: the event sink
+ * (`MigrationEvents`) and the journal (`MigrationJournal`, under `key`: the source's `journal`,
+ * the destination's `decisionJournal`).
+ */
+export const fromContext = <O extends SessionOptions & { readonly [K in J]?: Journal | undefined }, J extends string>(
+  options: O,
+  key: J
+): Effect.Effect<O> =>
+  Effect.gen(function* () {
+    const onEvent = options.onEvent ?? Option.getOrUndefined(yield* Effect.serviceOption(MigrationEvents))
+    const journal = options[key] ?? Option.getOrUndefined(yield* Effect.serviceOption(MigrationJournal))
+    return { ...options, onEvent, [key]: journal }
+  })
 
 /** Session options with every default applied. */
 export interface ResolvedSessionOptions {

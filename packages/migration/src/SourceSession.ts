@@ -6,7 +6,7 @@ import type { SourceSummary } from "./Events.js"
 import { watchTouched } from "./GroupTransition.js"
 import { manifestOf } from "./Handshake.js"
 import type { MigrationFailed } from "./MigrationError.js"
-import { resolveSource, type SourceOptions } from "./Options.js"
+import { fromContext, resolveSource, type SourceOptions } from "./Options.js"
 import { recovering } from "./RecoveryGuard.js"
 import { clockNow } from "./SessionClock.js"
 import { faultIn, type SessionFault } from "./SessionFault.js"
@@ -44,7 +44,7 @@ export const migrateSource: (
   transport: Transport,
   options: SourceOptions = {}
 ) {
-  const watch = watchTouched(options)
+  const watch = watchTouched(yield* fromContext(options, "journal"))
   const o = resolveSource(watch.options)
   const now = yield* clockNow
   const link = withTimeouts(transport, { write: o.peerTimeoutMs })

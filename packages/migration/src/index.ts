@@ -29,7 +29,12 @@ export {
 } from "./Events.js"
 export { checkManifest, describeRefusal, manifestOf, type Refusal } from "./Handshake.js"
 export * as Journal from "./Journal.js"
+export * as JournalLock from "./JournalLock.js"
+export * as Migration from "./Migration.js"
 export * from "./MigrationError.js"
+export { MigrationEvents } from "./MigrationEvents.js"
+export { MigrationJournal } from "./MigrationJournal.js"
+export { MigrationTransport } from "./MigrationTransport.js"
 export type { DestinationOptions, LimitPolicy, SessionOptions, SourceOptions } from "./Options.js"
 export { type Phase, Phases, type Side } from "./Phase.js"
 export {

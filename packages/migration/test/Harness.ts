@@ -267,7 +267,7 @@ export const allIn = (sim: SimulatedGroup, state: State): Effect.Effect<boolean>
  * that fails into ERROR while its targets are halted counts as initiating (it may do anything its
  * previous state allowed) from that instant until the rollback resets it.
  */
-export const assertSafe = (pair: Pair): Effect.Effect<void> =>
+export const assertSafe = (pair: Pick<Pair, "source" | "destination">): Effect.Effect<void> =>
   Effect.gen(function* () {
     for (const sim of [pair.source, pair.destination]) {
       yield* sim.fabric.settle

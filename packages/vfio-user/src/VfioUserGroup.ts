@@ -1,5 +1,7 @@
+import type { Device } from "@lockstep/device"
 import { FlagNames, type Flags, flagNames, flagsOf } from "@lockstep/fsm"
-import { Data, Effect, type Scope } from "effect"
+import { decodeGroup, type GroupError, GroupRuntime } from "@lockstep/group"
+import { Context, Data, Effect, Layer, type Scope } from "effect"
 import { connect, type VfioUserDevice } from "./Client.js"
 import { describeRequestError } from "./Connection.js"
 
@@ -105,4 +107,52 @@ export const attachVfioUserDevices = Effect.fn("VfioUser.attachGroup")(function*
     out.push({ ...raw, flags: flagNames(device.flags) })
   }
   return { document: { ...document, devices: out }, devices }
+})
+
+/** A group every device of which is served over vfio-user, connected: what the coordinator drives. */
+export interface VfioUserGroup extends GroupRuntime {
+  readonly devices: ReadonlyMap<string, VfioUserDevice>
+}
+
+/**
+ * Connects every device of a group document (each `"vfioUser": {"socket": PATH}`, see
+ * {@link attachVfioUserDevices}) and decodes the group, flags from the servers. Every device must
+ * be a vfio-user one: to mix backends, attach with `attachVfioUserDevices` and give the devices to
+ * `SimulatedGroup.layer`'s `others`, or build a `GroupRuntime` yourself. The connections close
+ * with the scope.
+ */
+export const openVfioUserGroup = Effect.fn("VfioUser.openGroup")(function* (
+  document: unknown,
+  options: { readonly timeoutMs?: number } = {}
+): Effect.fn.Return<VfioUserGroup, VfioUserDeviceInvalid | GroupError, Scope.Scope> {
+  const attached = yield* attachVfioUserDevices(document, options)
+  const group = yield* decodeGroup(attached.document)
+  const other = group.devices.findIndex((d) => !attached.devices.has(d.id))
+  if (other >= 0)
+    return yield* new VfioUserDeviceInvalid({
+      path: `devices[${other}]`,
+      reason: `${group.devices[other]?.id ?? "this device"} is not served over vfio-user (no "vfioUser": {"socket": PATH}); a vfio-user group's devices all are (to mix backends, give attached devices to SimulatedGroup.layer's "others")`
+    })
+  return { group, devices: attached.devices }
+})
+
+/**
+ * The vfio-user group as a service, and its layer: `VfioUserGroup.layer(document)` connects the
+ * group's devices and provides the group both as the `GroupRuntime` a program drives and as
+ * itself (`yield* VfioUserGroup` for the connected devices). The connections close when the
+ * layer's scope closes. Swap it for `SimulatedGroup.layer` to run the same program on simulated
+ * devices.
+ */
+export const VfioUserGroup = Object.assign(Context.Service<VfioUserGroup>("@lockstep/vfio-user/VfioUserGroup"), {
+  layer: (
+    document: unknown,
+    options: { readonly timeoutMs?: number } = {}
+  ): Layer.Layer<VfioUserGroup | GroupRuntime, VfioUserDeviceInvalid | GroupError> =>
+    Layer.effectContext(
+      Effect.map(openVfioUserGroup(document, options), (opened) =>
+        Context.make(VfioUserGroup, opened).pipe(
+          Context.add(GroupRuntime, { group: opened.group, devices: new Map<string, Device>(opened.devices) })
+        )
+      )
+    )
 })

@@ -67,4 +67,10 @@ export {
 export { PciConfigSize, PciIdentity, pciConfigSpace } from "./PciConfig.js"
 export * from "./ProtocolError.js"
 export { ListenFailed, type ServerOptions, serve, type VfioUserServer } from "./Server.js"
-export { type AttachedGroup, attachVfioUserDevices, VfioUserDeviceInvalid } from "./VfioUserGroup.js"
+export {
+  type AttachedGroup,
+  attachVfioUserDevices,
+  openVfioUserGroup,
+  VfioUserDeviceInvalid,
+  VfioUserGroup
+} from "./VfioUserGroup.js"

@@ -1,5 +1,7 @@
+import type { Device } from "@lockstep/device"
 import { FlagNames, type Flags, flagNames, flagsOf, type State } from "@lockstep/fsm"
-import { Data, Effect, type Scope } from "effect"
+import { decodeGroup, type GroupError, GroupRuntime } from "@lockstep/group"
+import { Context, Data, Effect, Layer, type Scope } from "effect"
 import { openVfioDevice, type VfioDevice, type VfioPath } from "./KernelDevice.js"
 import type { DeviceNotReady, VfioOpenFailed } from "./VfioError.js"
 
@@ -130,4 +132,54 @@ export const attachVfioDevices = Effect.fn("Vfio.attachGroup")(function* (
           )
         )
   return { document: { ...document, devices: out }, devices }
+})
+
+/** A group every device of which is a kernel VFIO device, open: what the coordinator drives. */
+export interface VfioGroup extends GroupRuntime {
+  readonly devices: ReadonlyMap<string, VfioDevice>
+}
+
+/** Options of {@link openVfioGroup}: every device must start in one of `startStates`, if given. */
+export interface OpenVfioGroupOptions {
+  readonly startStates?: ReadonlyArray<State>
+}
+
+/**
+ * Opens every device of a group document (each `"vfio": {…}`, see {@link attachVfioDevices}) and
+ * decodes the group, flags from the kernel. Every device must be a kernel one: to mix backends,
+ * attach with `attachVfioDevices` and build the `GroupRuntime` yourself. The devices close with
+ * the scope.
+ */
+export const openVfioGroup = Effect.fn("Vfio.openGroup")(function* (
+  document: unknown,
+  options: OpenVfioGroupOptions = {}
+): Effect.fn.Return<VfioGroup, VfioDeviceInvalid | VfioOpenFailed | DeviceNotReady | GroupError, Scope.Scope> {
+  const attached = yield* attachVfioDevices(document, options)
+  const group = yield* decodeGroup(attached.document)
+  const other = group.devices.findIndex((d) => !attached.devices.has(d.id))
+  if (other >= 0)
+    return yield* new VfioDeviceInvalid({
+      path: `devices[${other}]`,
+      reason: `${group.devices[other]?.id ?? "this device"} is not a kernel VFIO device (no "vfio": {…}); a VFIO group's devices all are`
+    })
+  return { group, devices: attached.devices }
+})
+
+/**
+ * The kernel group as a service, and its layer: `VfioGroup.layer(document)` opens the group's
+ * devices and provides the group both as the `GroupRuntime` a program drives and as itself. The
+ * devices close when the layer's scope closes. The kernel twin of `VfioUserGroup.layer`.
+ */
+export const VfioGroup = Object.assign(Context.Service<VfioGroup>("@lockstep/vfio/VfioGroup"), {
+  layer: (
+    document: unknown,
+    options: OpenVfioGroupOptions = {}
+  ): Layer.Layer<VfioGroup | GroupRuntime, VfioDeviceInvalid | VfioOpenFailed | DeviceNotReady | GroupError> =>
+    Layer.effectContext(
+      Effect.map(openVfioGroup(document, options), (opened) =>
+        Context.make(VfioGroup, opened).pipe(
+          Context.add(GroupRuntime, { group: opened.group, devices: new Map<string, Device>(opened.devices) })
+        )
+      )
+    )
 })

@@ -30,7 +30,10 @@ export {
   attachVfioDevices,
   hasVfioDevice,
   namesVfioDevice,
+  type OpenVfioGroupOptions,
+  openVfioGroup,
   p2pQuiesceIsStopOf,
   VfioDeviceInvalid,
+  VfioGroup,
   vfioPathOf
 } from "./VfioGroup.js"
