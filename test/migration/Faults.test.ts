@@ -32,6 +32,8 @@ interface Case {
   readonly origin: "source" | "destination"
   /** The `_tag` of the cause on the side where it began. */
   readonly cause: string
+  /** The `_tag` of that cause's reason, for an error with a reason union (`DeviceError`). */
+  readonly reason?: string
   /** A device fails into ERROR: the documented exposure may show in the fabric. */
   readonly error?: boolean
 }
@@ -76,7 +78,8 @@ const cases: ReadonlyArray<Case> = [
     source: { gpu0: [{ _tag: "FailRead", nth: 2 }] },
     phase: "precopy",
     origin: "source",
-    cause: "SessionFailed"
+    cause: "DeviceError",
+    reason: "SessionFailed"
   },
   {
     name: "source: a switchover arc fails",
@@ -106,14 +109,16 @@ const cases: ReadonlyArray<Case> = [
     options: { precopy: false },
     phase: "drain",
     origin: "source",
-    cause: "SessionFailed"
+    cause: "DeviceError",
+    reason: "SessionFailed"
   },
   {
     name: "destination: a write fails",
     destination: { gpu1: [{ _tag: "FailWrite", nth: 2 }] },
     phase: "precopy",
     origin: "destination",
-    cause: "SessionFailed"
+    cause: "DeviceError",
+    reason: "SessionFailed"
   },
   {
     name: "destination: validation rejects corrupted data",
@@ -198,6 +203,7 @@ describe("a fault at every step, on each side", () => {
         const here = c.origin === "source" ? source : destination
         const there = c.origin === "source" ? destination : source
         expect(here.cause._tag).toBe(c.cause)
+        if (c.reason !== undefined) expect(here.cause).toMatchObject({ reason: { _tag: c.reason } })
         expect(there.cause).toMatchObject({ _tag: "PeerAborted", tag: c.cause })
 
         expect(yield* allIn(pair.source, "RUNNING")).toBe(true)

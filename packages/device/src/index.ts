@@ -18,8 +18,10 @@ export {
   ArcRejected,
   ArcSchema,
   DeviceError,
+  DeviceErrorReason,
   DeviceUnreachable,
   type ErrorCode,
   ResetFailed,
-  SessionFailed
+  SessionFailed,
+  SessionOperation
 } from "./DeviceError.js"

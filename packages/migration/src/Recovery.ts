@@ -7,7 +7,7 @@ import {
   planTransition,
   type TransitionOptions
 } from "@lockstep/coordinator"
-import { ResetFailed } from "@lockstep/device"
+import { DeviceError } from "@lockstep/device"
 import { type State, stateClass } from "@lockstep/fsm"
 import { Effect, Exit } from "effect"
 import { describeCause, readStates } from "./Session.js"
@@ -106,7 +106,7 @@ export const recoverGroup = (
       (id) => {
         const device = runtime.devices.get(id)
         if (device === undefined) return Effect.succeed([id, Exit.void] as const)
-        const timedOut = new ResetFailed({
+        const timedOut = DeviceError.resetFailed({
           device: id,
           code: "ETIMEDOUT",
           reason: `no answer within ${spec.resetTimeoutMs} ms`

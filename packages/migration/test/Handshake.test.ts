@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { DeviceUnreachable } from "@lockstep/device"
+import { DeviceError } from "@lockstep/device"
 import { Compatibility, checkManifest, describeRefusal, Journal } from "@lockstep/migration"
 import { runOnVirtualTime } from "@lockstep/sim"
 import type { Manifest } from "@lockstep/stream"
@@ -128,7 +128,7 @@ describe("Handshake", () => {
           ? {
               ...d,
               getState: Effect.fail(
-                new DeviceUnreachable({ device: d.id, operation: "getState", reason: "the server went away" })
+                DeviceError.unreachable({ device: d.id, operation: "getState", reason: "the server went away" })
               )
             }
           : d

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { SessionFailed } from "@lockstep/device"
+import { DeviceError } from "@lockstep/device"
 import { feed, Journal, type MigrationEvent, migrateDestination, migrateSource, Phases } from "@lockstep/migration"
 import { runOnVirtualTime } from "@lockstep/sim"
 import { MemoryTransport, type Transport } from "@lockstep/stream"
@@ -156,7 +156,7 @@ describe("migration sessions on virtual time", () => {
       const source = wrapDevices(pair.source, (d) => ({
         ...d,
         precopyInfo: Effect.fail(
-          new SessionFailed({
+          DeviceError.sessionFailed({
             device: d.id,
             operation: "precopyInfo",
             code: "EOPNOTSUPP",

@@ -1,14 +1,11 @@
 import {
-  ArcFailed,
-  ArcRejected,
   arcOf,
   type Device,
+  DeviceError,
   type DeviceKind,
-  DeviceUnreachable,
   type PrecopyInfo,
   type ReadResult,
-  ResetFailed,
-  SessionFailed
+  type SessionOperation
 } from "@lockstep/device"
 import { type Flags, flagNames, isArc, type State } from "@lockstep/fsm"
 import { Duration, Effect, type Scope } from "effect"
@@ -134,7 +131,7 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
   const socket = options.path
   const describe = (error: RequestError): string => describeRequestError(socket, error)
   const unreachable = (operation: string, error: RequestError) =>
-    new DeviceUnreachable({ device, operation, reason: describe(error) })
+    DeviceError.unreachable({ device, operation, reason: describe(error) })
 
   const readState = conn.call({ _tag: "GetDeviceState", argsz: 16 }).pipe(Effect.map((reply) => reply.state))
 
@@ -150,30 +147,30 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
   )
 
   const sessionFailed = (
-    operation: SessionFailed["operation"],
+    operation: SessionOperation,
     code: string,
     reason: string
-  ): Effect.Effect<never, SessionFailed> =>
+  ): Effect.Effect<never, DeviceError> =>
     readBack.pipe(
       Effect.flatMap(({ state, note }) =>
-        Effect.fail(new SessionFailed({ device, operation, code, reason: reason + note, state }))
+        Effect.fail(DeviceError.sessionFailed({ device, operation, code, reason: reason + note, state }))
       )
     )
 
   /** Maps a request failure of a data or query operation to the port's errors. */
   const inSession =
-    (operation: SessionFailed["operation"]) =>
-    (error: RequestError): Effect.Effect<never, SessionFailed | DeviceUnreachable> =>
+    (operation: SessionOperation) =>
+    (error: RequestError): Effect.Effect<never, DeviceError> =>
       error._tag === "ServerError"
         ? sessionFailed(operation, error.code, error.message)
         : Effect.fail(unreachable(operation, error))
 
   const getState = readState.pipe(
     Effect.catch(
-      (error): Effect.Effect<never, SessionFailed | DeviceUnreachable> =>
+      (error): Effect.Effect<never, DeviceError> =>
         error._tag === "ServerError"
           ? Effect.fail(
-              new SessionFailed({
+              DeviceError.sessionFailed({
                 device,
                 operation: "getState",
                 code: error.code,
@@ -190,29 +187,33 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
     const from = yield* getState
     const arc = arcOf(from, to)
     if (!isArc(flags, from, to)) {
-      return yield* new ArcRejected({
+      return yield* DeviceError.arcRejected({
         device,
         arc,
         code: "EINVAL",
         reason: `not a single legal arc for a device with flags [${flagNames(flags).join(", ")}]`
       })
     }
-    yield* conn
-      .call({ _tag: "SetDeviceState", argsz: 16, state: to, dataFd: NoDataFd })
-      .pipe(
-        Effect.catch(
-          (error): Effect.Effect<never, ArcFailed | DeviceUnreachable> =>
-            error._tag === "ServerError"
-              ? readBack.pipe(
-                  Effect.flatMap(({ state, note }) =>
-                    Effect.fail(
-                      new ArcFailed({ device, arc, code: error.code, reason: error.message + note, stateAfter: state })
-                    )
+    yield* conn.call({ _tag: "SetDeviceState", argsz: 16, state: to, dataFd: NoDataFd }).pipe(
+      Effect.catch(
+        (error): Effect.Effect<never, DeviceError> =>
+          error._tag === "ServerError"
+            ? readBack.pipe(
+                Effect.flatMap(({ state, note }) =>
+                  Effect.fail(
+                    DeviceError.arcFailed({
+                      device,
+                      arc,
+                      code: error.code,
+                      reason: error.message + note,
+                      stateAfter: state
+                    })
                   )
                 )
-              : Effect.fail(unreachable("setState", error))
-        )
+              )
+            : Effect.fail(unreachable("setState", error))
       )
+    )
   })
 
   const read = Effect.fn("VfioUser.read")(function* (maxBytes: number) {
@@ -227,7 +228,7 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
     if (state === "STOP_COPY") return { _tag: "End" } satisfies ReadResult
     if (state === "PRE_COPY" || state === "PRE_COPY_P2P") return { _tag: "NoData" } satisfies ReadResult
     return yield* Effect.fail(
-      new SessionFailed({
+      DeviceError.sessionFailed({
         device,
         operation: "read",
         code: "EINVAL",
@@ -244,7 +245,7 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
         .call({ _tag: "MigDataWrite", argsz: 8 + part.length, data: part })
         .pipe(
           Effect.catch(
-            (error): Effect.Effect<never, SessionFailed | DeviceUnreachable> =>
+            (error): Effect.Effect<never, DeviceError> =>
               error._tag === "ServerError"
                 ? sessionFailed("write", error.code, `${error.message} (after ${at} of ${data.length} bytes)`)
                 : Effect.fail(unreachable("write", error))
@@ -253,7 +254,7 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
     }
   })
 
-  const precopyInfo: Effect.Effect<PrecopyInfo, SessionFailed> = sessionFailed(
+  const precopyInfo: Effect.Effect<PrecopyInfo, DeviceError> = sessionFailed(
     "precopyInfo",
     "EOPNOTSUPP",
     "vfio-user has no message for VFIO_MIG_GET_PRECOPY_INFO"
@@ -267,7 +268,7 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
   // A server without MIG_DATA_SIZE answers one of several codes; the port's word for "cannot
   // tell" is EOPNOTSUPP, so that callers fall back to an estimate knowing it is one.
   const stopCopyLength = conn.call({ _tag: "GetStopCopySize", argsz: 16 }).pipe(
-    Effect.catch((error): Effect.Effect<never, SessionFailed | DeviceUnreachable> => {
+    Effect.catch((error): Effect.Effect<never, DeviceError> => {
       if (error._tag !== "ServerError") return Effect.fail(unreachable("stopCopyLength", error))
       if (unimplemented.has(error.code))
         return sessionFailed(
@@ -278,7 +279,7 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
       return sessionFailed("stopCopyLength", error.code, error.message)
     }),
     Effect.flatMap(
-      (reply): Effect.Effect<number, SessionFailed> =>
+      (reply): Effect.Effect<number, DeviceError> =>
         reply.length > BigInt(Number.MAX_SAFE_INTEGER)
           ? sessionFailed("stopCopyLength", "EOVERFLOW", `stop_copy_length ${reply.length} is not a safe integer`)
           : Effect.succeed(Number(reply.length))
@@ -303,7 +304,7 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
     )
     const { state, note } = yield* readBack
     if (refused !== undefined)
-      return yield* new ResetFailed({
+      return yield* DeviceError.resetFailed({
         device,
         code: refused.code,
         reason: `${refused.message}; the device is still in ${state}${note}`
@@ -311,18 +312,17 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
     if (state === "RUNNING") return
     if (state === "PRE_COPY") {
       yield* conn.call({ _tag: "SetDeviceState", argsz: 16, state: "RUNNING", dataFd: NoDataFd }).pipe(
-        Effect.mapError(
-          (error) =>
-            new ResetFailed({
-              device,
-              code: error._tag === "ServerError" ? error.code : "EIO",
-              reason: `vfio-user server ${socket} accepted DEVICE_RESET but left the device in PRE_COPY, and closing its saving session failed: ${describe(error)}`
-            })
+        Effect.mapError((error) =>
+          DeviceError.resetFailed({
+            device,
+            code: error._tag === "ServerError" ? error.code : "EIO",
+            reason: `vfio-user server ${socket} accepted DEVICE_RESET but left the device in PRE_COPY, and closing its saving session failed: ${describe(error)}`
+          })
         )
       )
       return
     }
-    return yield* new ResetFailed({
+    return yield* DeviceError.resetFailed({
       device,
       code: "EIO",
       reason: `vfio-user server ${socket} accepted DEVICE_RESET but the device is in ${state}${note}, expected RUNNING (a reset returns a device to RUNNING); it was left there`
