@@ -2,7 +2,7 @@ import { type Group, type GroupRuntime, Migratability } from "@lockstep/coordina
 import { type DeviceKind, DeviceKinds } from "@lockstep/device"
 import { type Flags, flagNames } from "@lockstep/fsm"
 import { type Manifest, type ManifestDevice, MaxCompatBytes } from "@lockstep/stream"
-import { Effect, Schema } from "effect"
+import { Effect, Schema, SchemaGetter } from "effect"
 import type { Compatibility } from "./Compatibility.js"
 
 /**
@@ -12,7 +12,7 @@ import type { Compatibility } from "./Compatibility.js"
  */
 export type Refusal =
   /** The manifest lists a device the destination group does not have. */
-  | { readonly _tag: "UnknownDevice"; readonly device: string }
+  | { readonly _tag: "NoSuchDevice"; readonly device: string }
   /** The destination group has a device the manifest does not list. */
   | { readonly _tag: "MissingDevice"; readonly device: string }
   | { readonly _tag: "KindMismatch"; readonly device: string; readonly offered: DeviceKind; readonly local: DeviceKind }
@@ -26,30 +26,45 @@ export type Refusal =
   /** The destination group itself cannot be migrated into safely. */
   | { readonly _tag: "NotMigratable"; readonly reason: string }
 
+const NoSuchDevice = Schema.TaggedStruct("NoSuchDevice", { device: Schema.String })
+
+/**
+ * `NoSuchDevice` as a peer from before its rename sends it: tagged `UnknownDevice`, which is also
+ * a stream format error's tag. Decoded, never encoded.
+ */
+const NoSuchDeviceFromUnknownDevice = Schema.TaggedStruct("UnknownDevice", { device: Schema.String }).pipe(
+  Schema.decodeTo(NoSuchDevice, {
+    decode: SchemaGetter.transform(({ device }) => ({ _tag: "NoSuchDevice" as const, device })),
+    encode: SchemaGetter.transform(({ device }) => ({ _tag: "UnknownDevice" as const, device }))
+  })
+)
+
 /** The wire form of a refusal, as carried in the `refuse` control frame. */
-export const RefusalSchema: Schema.Codec<Refusal> = Schema.Union([
-  Schema.TaggedStruct("UnknownDevice", { device: Schema.String }),
-  Schema.TaggedStruct("MissingDevice", { device: Schema.String }),
-  Schema.TaggedStruct("KindMismatch", {
-    device: Schema.String,
-    offered: Schema.Literals(DeviceKinds),
-    local: Schema.Literals(DeviceKinds)
-  }),
-  Schema.TaggedStruct("FlagsMismatch", {
-    device: Schema.String,
-    offered: Schema.Array(Schema.String),
-    local: Schema.Array(Schema.String)
-  }),
-  Schema.TaggedStruct("Incompatible", { device: Schema.String, reason: Schema.String }),
-  Schema.TaggedStruct("NotMigratable", { reason: Schema.String })
-])
+export const RefusalSchema: Schema.Codec<Refusal, Refusal | typeof NoSuchDeviceFromUnknownDevice.Encoded> =
+  Schema.Union([
+    NoSuchDevice,
+    NoSuchDeviceFromUnknownDevice,
+    Schema.TaggedStruct("MissingDevice", { device: Schema.String }),
+    Schema.TaggedStruct("KindMismatch", {
+      device: Schema.String,
+      offered: Schema.Literals(DeviceKinds),
+      local: Schema.Literals(DeviceKinds)
+    }),
+    Schema.TaggedStruct("FlagsMismatch", {
+      device: Schema.String,
+      offered: Schema.Array(Schema.String),
+      local: Schema.Array(Schema.String)
+    }),
+    Schema.TaggedStruct("Incompatible", { device: Schema.String, reason: Schema.String }),
+    Schema.TaggedStruct("NotMigratable", { reason: Schema.String })
+  ])
 
 const list = (flags: ReadonlyArray<string>): string => (flags.length === 0 ? "none" : flags.join(", "))
 
 /** A refusal as a sentence. */
 export const describeRefusal = (r: Refusal): string => {
   switch (r._tag) {
-    case "UnknownDevice":
+    case "NoSuchDevice":
       return `${r.device} is not in the destination group`
     case "MissingDevice":
       return `${r.device} of the destination group is not in the manifest`
@@ -113,7 +128,7 @@ export const checkManifest = (
       const mine = local.get(device.id)
       const port = runtime.devices.get(device.id)
       if (mine === undefined || port === undefined) {
-        refusals.push({ _tag: "UnknownDevice", device: device.id })
+        refusals.push({ _tag: "NoSuchDevice", device: device.id })
         continue
       }
       if (mine.kind !== device.kind)

@@ -47,7 +47,7 @@ describe("Handshake", () => {
           offered: ["STOP_COPY", "P2P"],
           local: ["STOP_COPY", "P2P", "PRE_COPY"]
         },
-        { _tag: "UnknownDevice", device: "gpu9" },
+        { _tag: "NoSuchDevice", device: "gpu9" },
         {
           _tag: "Incompatible",
           device: "gpu2",
