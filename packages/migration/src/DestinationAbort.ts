@@ -1,9 +1,10 @@
 import { Cause, Effect, Exit, Option } from "effect"
 import { decideFromJournal } from "./DestinationCommit.js"
 import { type DestinationContext, nextMessageTagged, readToEnd } from "./DestinationContext.js"
-import { CommitInDoubt, MigrationFailed, MigrationInterrupted, PeerAborted } from "./MigrationError.js"
+import { CommitInDoubt, MigrationFailed, MigrationInterrupted, type PeerAborted } from "./MigrationError.js"
 import { leftInPlace, type Recovered, recoverGroup, recoveryFields, untouched } from "./Recovery.js"
 import { abortMessage, hangUpOn, isChannelCause, originOf, SessionFault, send, transitionOptions } from "./Session.js"
+import { peerAbortedOf } from "./SessionMessage.js"
 
 /**
  * Abort: the session failed with `failed`. Reset what was touched, park it in STOP, and only
@@ -108,12 +109,5 @@ const tellSource = (ctx: DestinationContext, failure: SessionFault): Effect.Effe
 /** The source's `Aborted`, if it is among what is left to read (undefined at the end or on an error). */
 const abortedBySource = (ctx: DestinationContext): Effect.Effect<PeerAborted | undefined> =>
   Effect.map(Effect.option(nextMessageTagged(ctx, "Aborted")), (aborted) =>
-    Option.isNone(aborted) || aborted.value === undefined
-      ? undefined
-      : new PeerAborted({
-          peer: "source",
-          phase: aborted.value.phase,
-          tag: aborted.value.tag,
-          reason: aborted.value.reason
-        })
+    Option.isNone(aborted) || aborted.value === undefined ? undefined : peerAbortedOf("source", aborted.value)
   )

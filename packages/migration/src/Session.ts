@@ -7,7 +7,7 @@ import type { EventSink } from "./Events.js"
 import type { MigrationCause } from "./MigrationError.js"
 import type { ResolvedSessionOptions } from "./Options.js"
 import type { Phase, Side } from "./Phase.js"
-import { encodeMessage, type SessionMessage } from "./SessionMessage.js"
+import { abortedMessage, encodeMessage, type SessionMessage } from "./SessionMessage.js"
 
 /** Internal: a cause, with the phase it happened in. Sessions turn it into one `MigrationFailed`. */
 export class SessionFault extends Data.TaggedError("SessionFault")<{
@@ -140,12 +140,7 @@ export const send = (
 }
 
 /** A failure's reason, as the `Aborted` message carries it to the peer. */
-export const abortMessage = (phase: Phase, cause: MigrationCause): SessionMessage => ({
-  _tag: "Aborted",
-  phase,
-  tag: cause._tag,
-  reason: cause.message
-})
+export const abortMessage = (phase: Phase, cause: MigrationCause): SessionMessage => abortedMessage(phase, cause)
 
 /** One sentence for a failure's cause: its typed error's message, never a stack trace. */
 export const describeCause = (cause: Cause.Cause<unknown>): string => {
