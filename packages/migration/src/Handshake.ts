@@ -24,14 +24,16 @@ export type Refusal =
     }
   | { readonly _tag: "Incompatible"; readonly device: string; readonly reason: string }
   /** The destination group itself cannot be migrated into safely. */
-  | { readonly _tag: "NotMigratable"; readonly reason: string }
+  | { readonly _tag: "DestinationNotMigratable"; readonly reason: string }
+
+/*
+ * Two refusals were renamed because their tags were also errors' (`UnknownDevice` is a stream
+ * format error, `NotMigratable` a migration error). A peer from before the rename still sends
+ * the old tags: each is decoded to the new refusal, and never encoded.
+ */
 
 const NoSuchDevice = Schema.TaggedStruct("NoSuchDevice", { device: Schema.String })
 
-/**
- * `NoSuchDevice` as a peer from before its rename sends it: tagged `UnknownDevice`, which is also
- * a stream format error's tag. Decoded, never encoded.
- */
 const NoSuchDeviceFromUnknownDevice = Schema.TaggedStruct("UnknownDevice", { device: Schema.String }).pipe(
   Schema.decodeTo(NoSuchDevice, {
     decode: SchemaGetter.transform(({ device }) => ({ _tag: "NoSuchDevice" as const, device })),
@@ -39,25 +41,39 @@ const NoSuchDeviceFromUnknownDevice = Schema.TaggedStruct("UnknownDevice", { dev
   })
 )
 
+const DestinationNotMigratable = Schema.TaggedStruct("DestinationNotMigratable", { reason: Schema.String })
+
+const DestinationNotMigratableFromNotMigratable = Schema.TaggedStruct("NotMigratable", { reason: Schema.String }).pipe(
+  Schema.decodeTo(DestinationNotMigratable, {
+    decode: SchemaGetter.transform(({ reason }) => ({ _tag: "DestinationNotMigratable" as const, reason })),
+    encode: SchemaGetter.transform(({ reason }) => ({ _tag: "NotMigratable" as const, reason }))
+  })
+)
+
+/** A refusal as a peer from before the renames sends it. */
+type FormerRefusal =
+  | typeof NoSuchDeviceFromUnknownDevice.Encoded
+  | typeof DestinationNotMigratableFromNotMigratable.Encoded
+
 /** The wire form of a refusal, as carried in the `refuse` control frame. */
-export const RefusalSchema: Schema.Codec<Refusal, Refusal | typeof NoSuchDeviceFromUnknownDevice.Encoded> =
-  Schema.Union([
-    NoSuchDevice,
-    NoSuchDeviceFromUnknownDevice,
-    Schema.TaggedStruct("MissingDevice", { device: Schema.String }),
-    Schema.TaggedStruct("KindMismatch", {
-      device: Schema.String,
-      offered: Schema.Literals(DeviceKinds),
-      local: Schema.Literals(DeviceKinds)
-    }),
-    Schema.TaggedStruct("FlagsMismatch", {
-      device: Schema.String,
-      offered: Schema.Array(Schema.String),
-      local: Schema.Array(Schema.String)
-    }),
-    Schema.TaggedStruct("Incompatible", { device: Schema.String, reason: Schema.String }),
-    Schema.TaggedStruct("NotMigratable", { reason: Schema.String })
-  ])
+export const RefusalSchema: Schema.Codec<Refusal, Refusal | FormerRefusal> = Schema.Union([
+  NoSuchDevice,
+  NoSuchDeviceFromUnknownDevice,
+  Schema.TaggedStruct("MissingDevice", { device: Schema.String }),
+  Schema.TaggedStruct("KindMismatch", {
+    device: Schema.String,
+    offered: Schema.Literals(DeviceKinds),
+    local: Schema.Literals(DeviceKinds)
+  }),
+  Schema.TaggedStruct("FlagsMismatch", {
+    device: Schema.String,
+    offered: Schema.Array(Schema.String),
+    local: Schema.Array(Schema.String)
+  }),
+  Schema.TaggedStruct("Incompatible", { device: Schema.String, reason: Schema.String }),
+  DestinationNotMigratable,
+  DestinationNotMigratableFromNotMigratable
+])
 
 const list = (flags: ReadonlyArray<string>): string => (flags.length === 0 ? "none" : flags.join(", "))
 
@@ -74,7 +90,7 @@ export const describeRefusal = (r: Refusal): string => {
       return `${r.device} has flags ${list(r.offered)} on the source but ${list(r.local)} here`
     case "Incompatible":
       return `${r.device}: ${r.reason}`
-    case "NotMigratable":
+    case "DestinationNotMigratable":
       return r.reason
   }
 }
@@ -103,7 +119,7 @@ export const migratabilityRefusal = (group: Group): Refusal | undefined => {
   return report.migratable
     ? undefined
     : {
-        _tag: "NotMigratable",
+        _tag: "DestinationNotMigratable",
         reason: `the destination group is not migratable: ${report.blockers.map((b) => b.reason).join("; ")}`
       }
 }

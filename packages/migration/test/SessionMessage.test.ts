@@ -47,18 +47,35 @@ const roundTrip = (message: SessionMessage) => {
 }
 
 describe("session messages on the wire", () => {
-  it("a refusal of a device the destination does not have is NoSuchDevice, not a stream error's tag", () => {
-    const refused: SessionMessage = { _tag: "Refused", refusals: [{ _tag: "NoSuchDevice", device: "gpu9" }] }
+  it("refusals are tagged NoSuchDevice and DestinationNotMigratable, never an error's tag", () => {
+    const refusals = [
+      { _tag: "NoSuchDevice", device: "gpu9" },
+      { _tag: "DestinationNotMigratable", reason: "the destination group is not migratable: gpu0 lacks P2P" }
+    ] as const
+    const refused: SessionMessage = { _tag: "Refused", refusals }
     const { kind, payload, back } = roundTrip(refused)
     expect(kind).toBe("refuse")
-    expect(payload).toEqual({ _tag: "Refused", refusals: [{ _tag: "NoSuchDevice", device: "gpu9" }] })
+    expect(payload).toEqual({ _tag: "Refused", refusals })
     expect(back).toEqual(Result.succeed(refused))
   })
 
-  it("a refusal tagged UnknownDevice (a peer from before the rename) is read as NoSuchDevice", () => {
-    const old = json({ _tag: "Refused", refusals: [{ _tag: "UnknownDevice", device: "gpu9" }] })
+  it("refusals tagged UnknownDevice or NotMigratable (a peer from before the renames) are read by their new tags", () => {
+    const reason = "the destination group is not migratable: nic0 writes into gpu0 without P2P"
+    const old = json({
+      _tag: "Refused",
+      refusals: [
+        { _tag: "UnknownDevice", device: "gpu9" },
+        { _tag: "NotMigratable", reason }
+      ]
+    })
     expect(decodeMessage({ _tag: "Control", kind: "refuse", device: undefined, payload: old })).toEqual(
-      Result.succeed({ _tag: "Refused", refusals: [{ _tag: "NoSuchDevice", device: "gpu9" }] })
+      Result.succeed({
+        _tag: "Refused",
+        refusals: [
+          { _tag: "NoSuchDevice", device: "gpu9" },
+          { _tag: "DestinationNotMigratable", reason }
+        ]
+      })
     )
   })
 })
