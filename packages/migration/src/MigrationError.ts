@@ -1,10 +1,10 @@
-import { type FinalStates, TransitionFailed, TransitionRefused } from "@lockstep/coordinator"
+import { FinalStates, TransitionFailed, TransitionRefused } from "@lockstep/coordinator"
 import { DeviceError } from "@lockstep/device"
-import type { State } from "@lockstep/fsm"
+import { StateSchema } from "@lockstep/fsm"
 import type { FormatError, TransportError } from "@lockstep/stream"
-import { Data, Schema } from "effect"
+import { Schema } from "effect"
 import { describeRefusal, RefusalSchema } from "./Handshake.js"
-import { type Phase, Phases, type Side } from "./Phase.js"
+import { Phases } from "./Phase.js"
 
 /*
  * A migration's errors are Schema classes: a side that gives up sends its typed cause to the
@@ -245,8 +245,8 @@ export class UnknownPeerCause extends Schema.TaggedClass<UnknownPeerCause>()("Un
   message: Schema.String
 }) {}
 
-/** A cause a side sends its peer when it aborts, as a schema. */
-export const PeerCause = Schema.Union([
+/** The causes that have a schema: those a side can send its peer typed. */
+const TypedCauses = [
   NotMigratable,
   HandshakeRefused,
   PeerSilent,
@@ -264,9 +264,11 @@ export const PeerCause = Schema.Union([
   MigrationInterrupted,
   TransitionFailed,
   TransitionRefused,
-  DeviceError,
-  UnknownPeerCause
-])
+  DeviceError
+] as const
+
+/** A cause a side sends its peer when it aborts, as a schema. */
+export const PeerCause = Schema.Union([...TypedCauses, UnknownPeerCause])
 
 /** A cause a side sends its peer when it aborts: its own typed error, or one this side cannot decode. */
 export type PeerCause = typeof PeerCause.Type
@@ -296,6 +298,18 @@ export class PeerAborted extends Schema.TaggedError<PeerAborted>()("PeerAborted"
     return `the ${this.peer} aborted in ${this.phase} (${this.tag}): ${this.cause.message}`
   }
 }
+
+/**
+ * The channel's errors (transport and stream format) have no schema: a migration's cause admits
+ * them as what they are, tagged errors, and a peer is told them by tag and sentence.
+ */
+const ChannelError = Schema.declare(
+  (u: unknown): u is TransportError | FormatError => u instanceof Error && "_tag" in u && typeof u._tag === "string",
+  { expected: "a transport or stream format error" }
+)
+
+/** Every reason a migration can fail, as a schema. */
+export const MigrationCause = Schema.Union([...TypedCauses, PeerAborted, ChannelError])
 
 /** Every reason a migration can fail. */
 export type MigrationCause =
@@ -330,28 +344,28 @@ export type MigrationCause =
  * `requiredStates` is where the policy wants each device; `recovered` says whether every device
  * is there.
  */
-export class MigrationFailed extends Data.TaggedError("MigrationFailed")<{
+export class MigrationFailed extends Schema.TaggedError<MigrationFailed>()("MigrationFailed", {
   /** The side reporting. */
-  readonly side: Side
-  readonly phase: Phase
+  side: SideSchema,
+  phase: PhaseSchema,
   /** Where the failure began: this side, the peer, or the channel between them. */
-  readonly origin: Side | "channel"
-  readonly cause: MigrationCause
+  origin: Schema.Literals(["source", "destination", "channel"]),
+  cause: MigrationCause,
   /** The migration id agreed in the handshake, if it got that far. */
-  readonly migration: string | undefined
+  migration: Schema.optional(Schema.String),
   /** Whether any device of this side was moved or reset before the failure; if not, nothing needed recovering. */
-  readonly touched: boolean
+  touched: Schema.Boolean,
   /** This side's devices after its recovery. */
-  readonly states: FinalStates
+  states: FinalStates,
   /** Where the recovery had to take each device. */
-  readonly requiredStates: Readonly<Record<string, State>>
+  requiredStates: Schema.Record(Schema.String, StateSchema),
   /** Devices left in ERROR for diagnosis (the `quarantine` policy). */
-  readonly quarantined: ReadonlyArray<string>
+  quarantined: Schema.Array(Schema.String),
   /** Every device is in its required state (or, in doubt, the destination's devices wait in STOP). */
-  readonly recovered: boolean
+  recovered: Schema.Boolean,
   /** What went wrong during the recovery, if anything did, as a sentence. */
-  readonly recoveryProblem: string | undefined
-}> {
+  recoveryProblem: Schema.optional(Schema.String)
+}) {
   /** How this side ended, as a clause: nothing touched, recovered (and how), or what is not where it must be. */
   get recovery(): string {
     if (!this.touched) return `nothing was touched on the ${this.side}`
