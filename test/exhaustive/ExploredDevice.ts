@@ -1,5 +1,5 @@
 import type { Device } from "@lockstep/device"
-import { ArcFailed, ArcRejected, SessionFailed } from "@lockstep/device"
+import { DeviceError, type SessionOperation } from "@lockstep/device"
 import type { Arc, Flags, State } from "@lockstep/fsm"
 import type { InvariantViolation, SimEvent } from "@lockstep/sim"
 import { Effect, Result } from "effect"
@@ -142,9 +142,9 @@ export class ExploredDevice {
     return this.arc === undefined ? { state: this.state } : { state: this.state, inFlight: this.arc }
   }
 
-  private sessionFailed(operation: SessionFailed["operation"]) {
+  private sessionFailed(operation: SessionOperation) {
     return Effect.fail(
-      new SessionFailed({
+      DeviceError.sessionFailed({
         device: this.id,
         operation,
         code: "EINVAL",
@@ -162,21 +162,28 @@ export class ExploredDevice {
     return { device: this.id, at: this.now(), ...this.status() }
   }
 
-  private setState(to: State): Effect.Effect<void, ArcRejected | ArcFailed> {
-    return Effect.suspend((): Effect.Effect<void, ArcRejected | ArcFailed> => {
+  private setState(to: State): Effect.Effect<void, DeviceError> {
+    return Effect.suspend((): Effect.Effect<void, DeviceError> => {
       const arc: Arc = { from: this.state, to }
       if (this.arc !== undefined)
-        return Effect.fail(new ArcRejected({ device: this.id, arc, code: "EBUSY", reason: "an arc is in flight" }))
+        return Effect.fail(
+          DeviceError.arcRejected({ device: this.id, arc, code: "EBUSY", reason: "an arc is in flight" })
+        )
       if (!directArcs(this.flags).some((a) => a.from === arc.from && a.to === to))
         return Effect.fail(
-          new ArcRejected({ device: this.id, arc, code: "EINVAL", reason: `${arc.from} → ${to} is not a direct arc` })
+          DeviceError.arcRejected({
+            device: this.id,
+            arc,
+            code: "EINVAL",
+            reason: `${arc.from} → ${to} is not a direct arc`
+          })
         )
       this.arc = arc
       this.arcs++
       if (peerClass[to] === "initiating") this.quiet = false
       this.emit({ _tag: "ArcStarted", ...this.base(), arc, nth: this.arcs })
       const epoch = this.epoch
-      return Effect.callback<void, ArcFailed>((resume) => {
+      return Effect.callback<void, DeviceError>((resume) => {
         const pending: InFlight = {
           device: this.id,
           arc,
@@ -206,7 +213,7 @@ export class ExploredDevice {
   }
 
   /** Ends the arc as told; answers its result, or undefined while it hangs. */
-  private land(arc: Arc, epoch: number, how: Landing): Result.Result<void, ArcFailed> | undefined {
+  private land(arc: Arc, epoch: number, how: Landing): Result.Result<void, DeviceError> | undefined {
     const pending = this.fabric.inFlight.find((p) => p.device === this.id)
     if (how.startsWith("hangs")) {
       if (pending !== undefined) pending.hang = how
@@ -215,7 +222,7 @@ export class ExploredDevice {
     if (pending !== undefined) this.forget(pending)
     if (epoch !== this.epoch)
       return Result.fail(
-        new ArcFailed({
+        DeviceError.arcFailed({
           device: this.id,
           arc,
           code: "ECANCELED",
@@ -231,7 +238,9 @@ export class ExploredDevice {
     }
     this.state = how === "fails, stays" ? arc.from : how === "fails at target" ? arc.to : "ERROR"
     this.emit({ _tag: "ArcFailed", ...this.base(), arc, code: "EIO", reason: "injected arc failure" })
-    return Result.fail(new ArcFailed({ device: this.id, arc, code: "EIO", reason: how, stateAfter: this.state }))
+    return Result.fail(
+      DeviceError.arcFailed({ device: this.id, arc, code: "EIO", reason: how, stateAfter: this.state })
+    )
   }
 
   private reset(): void {

@@ -228,12 +228,12 @@ export const leftovers = (observed: Pick<Observed, "devices">): Effect.Effect<Ar
         problems.push(`${id}: arc ${status.inFlight.from} → ${status.inFlight.to} still in flight`)
       if (!hasSavingSession(status.state)) {
         const read = yield* Effect.result(device.read(1))
-        if (Result.isSuccess(read) || read.failure._tag !== "SessionFailed")
+        if (Result.isSuccess(read) || read.failure.reason._tag !== "SessionFailed")
           problems.push(`${id}: a read in ${status.state} was not refused: a saving session was left open`)
       }
       if (!hasResumeSession(status.state)) {
         const write = yield* Effect.result(device.write(new Uint8Array(1)))
-        if (Result.isSuccess(write) || write.failure._tag !== "SessionFailed")
+        if (Result.isSuccess(write) || write.failure.reason._tag !== "SessionFailed")
           problems.push(`${id}: a write in ${status.state} was not refused: a resume session was left open`)
       }
     }
@@ -355,7 +355,8 @@ export const judge = (observed: Observed, model: ModelGroup, a: Attempt): Effect
       if (differences(a.start, failed.startStates).length > 0)
         problems.push(`startStates are wrong: ${statesText(failed.startStates)}`)
       const cause = failed.cause
-      if (cause._tag === "ArcRejected") problems.push(`the coordinator asked for an illegal arc: ${cause.message}`)
+      if (cause._tag === "DeviceError" && cause.reason._tag === "ArcRejected")
+        problems.push(`the coordinator asked for an illegal arc: ${cause.message}`)
       if (cause._tag === "TransitionInterrupted" && !a.interrupted) problems.push("interrupted, but nobody interrupted")
       if (
         "arc" in cause &&

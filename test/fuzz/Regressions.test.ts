@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { decodeGroup, type GroupRuntime, TransitionFailed, transition } from "@lockstep/coordinator"
-import { ResetFailed } from "@lockstep/device"
+import { DeviceError } from "@lockstep/device"
 import { runOnVirtualTime, simulateGroup } from "@lockstep/sim"
 import { Effect } from "effect"
 import { TestClock } from "effect/testing"
@@ -178,7 +178,7 @@ describe("fuzz: regressions found by the fuzzers", () => {
                     reset:
                       reset === "hangs"
                         ? Effect.never
-                        : Effect.fail(new ResetFailed({ device: id, code: "EIO", reason: "injected" }))
+                        : Effect.fail(DeviceError.resetFailed({ device: id, code: "EIO", reason: "injected" }))
                   }
             ])
           )
@@ -187,7 +187,7 @@ describe("fuzz: regressions found by the fuzzers", () => {
         expect(error).toBeInstanceOf(TransitionFailed)
         if (!(error instanceof TransitionFailed)) return
         expect(error.rolledBack).toBe(false)
-        expect(error.rollbackCause?._tag).toBe("ResetFailed")
+        expect(error.rollbackCause).toMatchObject({ _tag: "DeviceError", reason: { _tag: "ResetFailed" } })
         expect(error.finalStates).toEqual({ gpu0: "RUNNING", gpu1: "ERROR" })
       })
     )

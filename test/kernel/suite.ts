@@ -229,7 +229,7 @@ const suite = async () => {
               if (after !== to) problems.push(`${from} → ${to}: the device ended in ${after}`)
             } else {
               if (Result.isSuccess(asked)) problems.push(`${from} → ${to}: the FSM refuses it but the kernel accepted`)
-              else if (asked.failure._tag !== "ArcFailed" || asked.failure.code !== "EINVAL")
+              else if (asked.failure.reason._tag !== "ArcFailed" || asked.failure.reason.code !== "EINVAL")
                 problems.push(`${from} → ${to}: refused, but not with EINVAL: ${asked.failure.message}`)
               if (logged.length > 0)
                 problems.push(`${from} → ${to}: refused, yet the kernel logged ${arcText(logged, new Map())}`)

@@ -81,7 +81,11 @@ describe("lockstep simulate", () => {
         _tag: "MigrationFailed",
         phase: "resume",
         origin: "destination",
-        cause: { _tag: "PeerAborted", peer: "destination", tag: "ResumeIncomplete" },
+        cause: {
+          _tag: "PeerAborted",
+          peer: "destination",
+          cause: { _tag: "UnknownPeerCause", tag: "ResumeIncomplete" }
+        },
         touched: true,
         recovered: true
       },

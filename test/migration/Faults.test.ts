@@ -32,6 +32,13 @@ interface Case {
   readonly origin: "source" | "destination"
   /** The `_tag` of the cause on the side where it began. */
   readonly cause: string
+  /** The `_tag` of that cause's reason, for an error with a reason union (`DeviceError`). */
+  readonly reason?: string
+  /**
+   * The peer's abort carries the cause in words only (tag and sentence), not typed: the
+   * destination's offer to give a committed group back, which is not yet a failure.
+   */
+  readonly inWords?: boolean
   /** A device fails into ERROR: the documented exposure may show in the fabric. */
   readonly error?: boolean
 }
@@ -76,7 +83,8 @@ const cases: ReadonlyArray<Case> = [
     source: { gpu0: [{ _tag: "FailRead", nth: 2 }] },
     phase: "precopy",
     origin: "source",
-    cause: "SessionFailed"
+    cause: "DeviceError",
+    reason: "SessionFailed"
   },
   {
     name: "source: a switchover arc fails",
@@ -106,14 +114,16 @@ const cases: ReadonlyArray<Case> = [
     options: { precopy: false },
     phase: "drain",
     origin: "source",
-    cause: "SessionFailed"
+    cause: "DeviceError",
+    reason: "SessionFailed"
   },
   {
     name: "destination: a write fails",
     destination: { gpu1: [{ _tag: "FailWrite", nth: 2 }] },
     phase: "precopy",
     origin: "destination",
-    cause: "SessionFailed"
+    cause: "DeviceError",
+    reason: "SessionFailed"
   },
   {
     name: "destination: validation rejects corrupted data",
@@ -149,7 +159,8 @@ const cases: ReadonlyArray<Case> = [
     destination: { gpu2: [{ _tag: "FailArc", from: "STOP", to: "RUNNING_P2P", times: "always" }] },
     phase: "resume",
     origin: "destination",
-    cause: "ResumeIncomplete"
+    cause: "ResumeIncomplete",
+    inWords: true
   },
   {
     name: "destination: the last resume arc fails into ERROR on every attempt after COMMIT",
@@ -157,6 +168,7 @@ const cases: ReadonlyArray<Case> = [
     phase: "resume",
     origin: "destination",
     cause: "ResumeIncomplete",
+    inWords: true,
     error: true
   }
 ]
@@ -198,7 +210,16 @@ describe("a fault at every step, on each side", () => {
         const here = c.origin === "source" ? source : destination
         const there = c.origin === "source" ? destination : source
         expect(here.cause._tag).toBe(c.cause)
-        expect(there.cause).toMatchObject({ _tag: "PeerAborted", tag: c.cause })
+        if (c.reason !== undefined) expect(here.cause).toMatchObject({ reason: { _tag: c.reason } })
+        expect(there.cause).toMatchObject({ _tag: "PeerAborted", peer: c.origin, phase: c.phase })
+        // The peer's own typed error comes back: the same class with the same fields.
+        const told = there.cause._tag === "PeerAborted" ? there.cause.cause : undefined
+        if (c.inWords === true) expect(told).toMatchObject({ _tag: "UnknownPeerCause", tag: c.cause })
+        else {
+          expect(told).toBeInstanceOf(here.cause.constructor)
+          expect(told).toEqual(here.cause)
+          expect(told?.message).toBe(here.cause.message)
+        }
 
         expect(yield* allIn(pair.source, "RUNNING")).toBe(true)
         expect(yield* allIn(pair.destination, "STOP")).toBe(true)

@@ -31,6 +31,16 @@ const declared = readdirSync(packages).flatMap((name) =>
   )
 )
 
+/**
+ * The tags of the handshake's refusals, from the `Refusal` type (what a destination sends; the
+ * tags older peers sent are only decoded). A refusal travels among errors, in `HandshakeRefused`.
+ */
+const refusalTags = (() => {
+  const handshake = readFileSync(join(packages, "migration", "src", "Handshake.ts"), "utf8")
+  const type = /export type Refusal =([\s\S]*?)\n\n/.exec(handshake)?.[1] ?? ""
+  return [...type.matchAll(/readonly _tag: "(\w+)"/g)].map((m) => m[1] ?? "")
+})()
+
 describe("tagged classes", () => {
   it("are found (the pattern still matches how the sources declare them)", () => {
     expect(declared.map((d) => d.tag)).toEqual(expect.arrayContaining(["PlanError", "FsmError", "TransitionFailed"]))
@@ -40,5 +50,11 @@ describe("tagged classes", () => {
     const byTag = new Map<string, Array<string>>()
     for (const d of declared) byTag.set(d.tag, [...(byTag.get(d.tag) ?? []), d.where])
     expect([...byTag].filter(([, where]) => where.length > 1)).toEqual([])
+  })
+
+  it("share no tag with a handshake refusal", () => {
+    expect(refusalTags).toEqual(expect.arrayContaining(["NoSuchDevice", "MissingDevice", "DestinationNotMigratable"]))
+    const tags = new Set(declared.map((d) => d.tag))
+    expect(refusalTags.filter((tag) => tags.has(tag))).toEqual([])
   })
 })

@@ -73,7 +73,7 @@ const le = (size: number) => {
   return { bytes, view: new DataView(bytes.buffer) }
 }
 
-const errnoOf = (error: DeviceError): number => (error._tag === "ArcRejected" ? EINVAL : 5)
+const errnoOf = (error: DeviceError): number => (error.reason._tag === "ArcRejected" ? EINVAL : 5)
 
 /** Options of {@link libvfioUserLike}. */
 export interface LibvfioUserLikeOptions {

@@ -58,7 +58,10 @@ describe("a failed migration's report", () => {
         _tag: "TransitionFailed",
         device: "gpu1",
         arc: { from: "PRE_COPY", to: "PRE_COPY_P2P" },
-        cause: { _tag: "ArcFailed", device: "gpu1", code: "EIO", stateAfter: "ERROR" }
+        cause: {
+          _tag: "DeviceError",
+          reason: { _tag: "ArcFailed", device: "gpu1", code: "EIO", stateAfter: "ERROR" }
+        }
       }
     })
     expect(result.final).toEqual({

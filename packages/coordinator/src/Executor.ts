@@ -1,4 +1,4 @@
-import { type Device, ResetFailed } from "@lockstep/device"
+import { type Device, DeviceError } from "@lockstep/device"
 import { path, type State, stateClass, supportsState } from "@lockstep/fsm"
 import { type Group, type GroupRuntime, type Plan, reportedStates } from "@lockstep/group"
 import { Clock, Effect, Exit, Fiber, Option, Result } from "effect"
@@ -217,7 +217,7 @@ const resetAll = (
             duration: timeoutMs,
             orElse: () =>
               Effect.fail(
-                new ResetFailed({ device: id, code: "ETIMEDOUT", reason: `no answer within ${timeoutMs} ms` })
+                DeviceError.resetFailed({ device: id, code: "ETIMEDOUT", reason: `no answer within ${timeoutMs} ms` })
               )
           }),
           Effect.catch((error) => Effect.sync(() => failures.push(error)))

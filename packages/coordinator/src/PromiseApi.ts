@@ -1,15 +1,14 @@
 import {
-  ArcFailed,
   type Device,
-  type DeviceError,
+  DeviceError,
+  DeviceErrorReason,
   type DeviceKind,
-  DeviceUnreachable,
   type PrecopyInfo,
   type ReadResult
 } from "@lockstep/device"
 import type { Flags, State } from "@lockstep/fsm"
 import { decodeGroup, type Group, type GroupRuntime } from "@lockstep/group"
-import { Cause, Effect, Exit } from "effect"
+import { Cause, Effect, Exit, Schema } from "effect"
 import { type ErrorPolicy, type TransitionEvent, type TransitionReport, transition } from "./Executor.js"
 import type { TransitionFailed, TransitionRefused } from "./ExecutorError.js"
 import type { StateAssignment } from "./Planner.js"
@@ -17,7 +16,7 @@ import { beginPrecopy, enterStopCopy, type GroupStep, prepareResume, quiesce, re
 
 /**
  * A device as a VMM that does not use Effect implements it: the `Device` port with Promises.
- * A rejection that is one of the port's typed errors (`ArcFailed`, `SessionFailed`, …) is kept
+ * A rejection that is the port's typed error (a `DeviceError`, or one of its reasons such as `ArcFailed`, wrapped) is kept
  * as it is; any other rejection of `setState` becomes `ArcFailed` with the state read back.
  */
 export interface PromiseDevice {
@@ -37,11 +36,11 @@ export interface PromiseDevice {
   readonly p2pQuiesceIsStop?: boolean
 }
 
-const isDeviceError = (u: unknown): u is DeviceError =>
-  typeof u === "object" &&
-  u !== null &&
-  "_tag" in u &&
-  ["ArcRejected", "ArcFailed", "SessionFailed", "ResetFailed", "DeviceUnreachable"].includes(String(u._tag))
+const isDeviceErrorReason = Schema.is(DeviceErrorReason)
+
+/** The port's error a rejection is, if it is one: a `DeviceError`, or one of its reasons (wrapped). */
+const deviceErrorOf = (u: unknown): DeviceError | undefined =>
+  u instanceof DeviceError ? u : isDeviceErrorReason(u) ? new DeviceError({ reason: u }) : undefined
 
 /** The device's pre-copy info v2 opt-in as the port's, when it has one. */
 const optInOf = (
@@ -58,10 +57,10 @@ export const fromPromiseDevice = (device: PromiseDevice): Device => {
   const call = <A>(f: () => Promise<A>, orElse: (reason: string) => DeviceError) =>
     Effect.tryPromise({
       try: f,
-      catch: (u) => (isDeviceError(u) ? u : orElse(u instanceof Error ? u.message : String(u)))
+      catch: (u) => deviceErrorOf(u) ?? orElse(u instanceof Error ? u.message : String(u))
     })
   const unreachable = (operation: string) => (reason: string) =>
-    new DeviceUnreachable({ device: device.id, operation, reason })
+    DeviceError.unreachable({ device: device.id, operation, reason })
   return {
     id: device.id,
     kind: device.kind,
@@ -71,9 +70,10 @@ export const fromPromiseDevice = (device: PromiseDevice): Device => {
       Effect.gen(function* () {
         const from = yield* call(() => device.getState(), unreachable("getState"))
         yield* Effect.tryPromise({ try: () => device.setState(to), catch: (u) => u }).pipe(
-          Effect.catch((u) =>
-            isDeviceError(u)
-              ? Effect.fail(u)
+          Effect.catch((u) => {
+            const typed = deviceErrorOf(u)
+            return typed !== undefined
+              ? Effect.fail(typed)
               : Effect.flatMap(
                   Effect.orElseSucceed(
                     call(() => device.getState(), unreachable("getState")),
@@ -81,7 +81,7 @@ export const fromPromiseDevice = (device: PromiseDevice): Device => {
                   ),
                   (stateAfter) =>
                     Effect.fail(
-                      new ArcFailed({
+                      DeviceError.arcFailed({
                         device: device.id,
                         arc: { from, to },
                         code: "EIO",
@@ -90,7 +90,7 @@ export const fromPromiseDevice = (device: PromiseDevice): Device => {
                       })
                     )
                 )
-          )
+          })
         )
       }),
     read: (maxBytes) => call(() => device.read(maxBytes), unreachable("read")),

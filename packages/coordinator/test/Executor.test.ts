@@ -1,12 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import {
-  decodeGroup,
-  type FailureCause,
-  type Group,
-  type TransitionEvent,
-  TransitionFailed,
-  transition
-} from "@lockstep/coordinator"
+import { decodeGroup, type Group, type TransitionEvent, TransitionFailed, transition } from "@lockstep/coordinator"
 import type { State } from "@lockstep/fsm"
 import { type Fault, runOnVirtualTime, type SimulatedGroup, simulateGroup } from "@lockstep/sim"
 import { Effect, Fiber } from "effect"
@@ -221,7 +214,7 @@ describe("transition: failure and rollback", () => {
       if (!(error instanceof TransitionFailed)) return
       expect(error.device).toBe("gpu1")
       expect(error.arc).toEqual({ from: "RUNNING_P2P", to: "STOP" })
-      expect((error.cause as FailureCause & { code?: string }).code).toBe("EIO")
+      expect(error.cause).toMatchObject({ _tag: "DeviceError", reason: { _tag: "ArcFailed", code: "EIO" } })
       expect(error.rolledBack).toBe(true)
       expect(error.finalStates).toEqual(same(sim.group, "RUNNING"))
       expect(error.message).toContain("gpu1: RUNNING_P2P → STOP")

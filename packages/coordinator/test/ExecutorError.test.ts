@@ -12,7 +12,7 @@ import {
   TransitionRefused,
   UnsafePlan
 } from "@lockstep/coordinator"
-import { ArcFailed } from "@lockstep/device"
+import { ArcFailed, DeviceError } from "@lockstep/device"
 import { FsmError, UnsupportedState } from "@lockstep/fsm"
 import { Schema } from "effect"
 
@@ -30,7 +30,7 @@ const overTheWire = <A, I>(schema: Schema.Codec<A, I>, value: A): A => {
 describe("transition errors as JSON", () => {
   it("a failure keeps its device error, the arc and every device's final state", () => {
     const failed = new TransitionFailed({
-      cause: new ArcFailed({
+      cause: DeviceError.arcFailed({
         device: "gpu1",
         arc: { from: "RUNNING_P2P", to: "STOP" },
         code: "EIO",
@@ -48,8 +48,10 @@ describe("transition errors as JSON", () => {
     })
     const back = overTheWire(TransitionFailed, failed)
     expect(back).toBeInstanceOf(TransitionFailed)
-    expect(back.cause).toBeInstanceOf(ArcFailed)
-    expect(back.cause).toMatchObject({ _tag: "ArcFailed", device: "gpu1", code: "EIO", stateAfter: "ERROR" })
+    expect(back.cause).toBeInstanceOf(DeviceError)
+    const reason = back.cause._tag === "DeviceError" ? back.cause.reason : undefined
+    expect(reason).toBeInstanceOf(ArcFailed)
+    expect(reason).toMatchObject({ _tag: "ArcFailed", device: "gpu1", code: "EIO", stateAfter: "ERROR" })
     expect(back.rollbackCause).toBeInstanceOf(ArcTimedOut)
     expect(back.finalStates).toEqual({ gpu0: "RUNNING", gpu1: "UNKNOWN" })
     expect(back.held).toEqual(["gpu0"])

@@ -79,7 +79,7 @@ describe("LockstepGroup (Promise facade)", () => {
     const group = await Effect.runPromise(decodeGroup(doc()))
     const broken = new LockstepGroup(group, [devices[0] as PromiseDevice, flaky, devices[2] as PromiseDevice])
     const failure = (await broken.stop().catch((e: unknown) => e)) as TransitionFailed
-    expect(failure.cause._tag).toBe("ArcFailed")
+    expect(failure.cause._tag === "DeviceError" && failure.cause.reason._tag).toBe("ArcFailed")
     expect(failure.cause.message).toContain("bus error")
     expect(failure.finalStates).toEqual({ gpu0: "RUNNING", gpu1: "RUNNING", gpu2: "RUNNING" })
     await Effect.runPromise(sim.fabric.assertNoViolations)

@@ -18,9 +18,11 @@ export {
   ArcRejected,
   ArcSchema,
   DeviceError,
+  DeviceErrorReason,
   DeviceUnreachable,
   type ErrorCode,
   ResetFailed,
-  SessionFailed
+  SessionFailed,
+  SessionOperation
 } from "./DeviceError.js"
 export { DeviceInfoFlag, Feature, FeatureOp, RegionInfoFlag } from "./VfioFlags.js"

@@ -2,11 +2,11 @@ import { Cause, Effect, Exit, Option } from "effect"
 import { decideFromJournal } from "./DestinationCommit.js"
 import { type DestinationContext, nextMessageTagged, readToEnd } from "./DestinationContext.js"
 import { transitionOptions } from "./GroupTransition.js"
-import { CommitInDoubt, MigrationFailed, PeerAborted } from "./MigrationError.js"
+import { CommitInDoubt, MigrationFailed, MigrationInterrupted, type PeerAborted } from "./MigrationError.js"
 import { leftInPlace, type Recovered, recoverGroup, recoveryFields, untouched } from "./Recovery.js"
 import { hangUpOn } from "./RecoveryGuard.js"
-import { abortMessage, faultOfCause, isChannelCause, originOf, SessionFault } from "./SessionFault.js"
-import { send } from "./SessionMessage.js"
+import { faultOfCause, isChannelCause, originOf, SessionFault } from "./SessionFault.js"
+import { abortedMessage, peerAbortedOf, send } from "./SessionMessage.js"
 
 /**
  * Abort: the session failed with `failed`. Reset what was touched, park it in STOP, and only
@@ -102,18 +102,11 @@ const tellSource = (ctx: DestinationContext, failure: SessionFault): Effect.Effe
     // only hears that it does not run.
     const inDoubt = cause._tag === "CommitInDoubt"
     const tell = cause._tag !== "PeerAborted" && cause._tag !== "HandshakeRefused" && !inDoubt && !ctx.s.committed
-    yield* hangUpOn("source", writer.end, tell ? send(writer, abortMessage(phase, cause)) : undefined, warn)
+    yield* hangUpOn("source", writer.end, tell ? send(writer, abortedMessage(phase, cause)) : undefined, warn)
   })
 
 /** The source's `Aborted`, if it is among what is left to read (undefined at the end or on an error). */
 const abortedBySource = (ctx: DestinationContext): Effect.Effect<PeerAborted | undefined> =>
   Effect.map(Effect.option(nextMessageTagged(ctx, "Aborted")), (aborted) =>
-    Option.isNone(aborted) || aborted.value === undefined
-      ? undefined
-      : new PeerAborted({
-          peer: "source",
-          phase: aborted.value.phase,
-          tag: aborted.value.tag,
-          reason: aborted.value.reason
-        })
+    Option.isNone(aborted) || aborted.value === undefined ? undefined : peerAbortedOf("source", aborted.value)
   )

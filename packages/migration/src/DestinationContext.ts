@@ -3,11 +3,11 @@ import { type Frame, FrameReader, type FrameWriter, type Transport, withTimeouts
 import { Effect, Option, Result } from "effect"
 import { ArcTimings } from "./Estimate.js"
 import type { DeviceTotals, EventSink } from "./Events.js"
-import { type MigrationCause, PeerAborted, ProtocolViolation } from "./MigrationError.js"
+import { type MigrationCause, ProtocolViolation } from "./MigrationError.js"
 import type { DestinationOptions, ResolvedSessionOptions } from "./Options.js"
 import { PhaseLog } from "./PhaseLog.js"
 import { faultIn, locatedIn, type SessionFault } from "./SessionFault.js"
-import { decodeMessage, type SessionMessage } from "./SessionMessage.js"
+import { decodeMessage, peerAbortedOf, type SessionMessage } from "./SessionMessage.js"
 
 /** How far the destination got: what its summary and its recovery need. Each phase records its part. */
 export interface DestinationProgress {
@@ -116,12 +116,7 @@ export const messageOf = (
   if (Result.isFailure(decoded)) return Effect.fail(violation(ctx, what, decoded.failure))
   const message = decoded.success
   return message._tag === "Aborted"
-    ? Effect.fail(
-        faultIn(
-          ctx.log,
-          new PeerAborted({ peer: "source", phase: message.phase, tag: message.tag, reason: message.reason })
-        )
-      )
+    ? Effect.fail(faultIn(ctx.log, peerAbortedOf("source", message)))
     : Effect.succeed(message)
 }
 

@@ -46,8 +46,8 @@ export class StopCopyLengths {
     const known = this.assumptions.get(device.id)
     if (known !== undefined) return Effect.succeed(known.bytes)
     return device.stopCopyLength.pipe(
-      Effect.catchTag("SessionFailed", (error) => {
-        if (!isUnsupported(error.code)) return Effect.fail(error)
+      Effect.catchReason("DeviceError", "SessionFailed", (reason, error) => {
+        if (!isUnsupported(reason.code)) return Effect.fail(error)
         const estimate = device.stopCopyLengthEstimate
         const assumed: AssumedStopCopyLength =
           estimate === undefined

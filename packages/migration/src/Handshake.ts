@@ -2,7 +2,7 @@ import { type Group, type GroupRuntime, Migratability } from "@lockstep/coordina
 import { type DeviceKind, DeviceKinds } from "@lockstep/device"
 import { type Flags, flagNames } from "@lockstep/fsm"
 import { type Manifest, type ManifestDevice, MaxCompatBytes } from "@lockstep/stream"
-import { Effect, Schema } from "effect"
+import { Effect, Schema, SchemaGetter } from "effect"
 import type { Compatibility } from "./Compatibility.js"
 
 /**
@@ -12,7 +12,7 @@ import type { Compatibility } from "./Compatibility.js"
  */
 export type Refusal =
   /** The manifest lists a device the destination group does not have. */
-  | { readonly _tag: "UnknownDevice"; readonly device: string }
+  | { readonly _tag: "NoSuchDevice"; readonly device: string }
   /** The destination group has a device the manifest does not list. */
   | { readonly _tag: "MissingDevice"; readonly device: string }
   | { readonly _tag: "KindMismatch"; readonly device: string; readonly offered: DeviceKind; readonly local: DeviceKind }
@@ -24,11 +24,41 @@ export type Refusal =
     }
   | { readonly _tag: "Incompatible"; readonly device: string; readonly reason: string }
   /** The destination group itself cannot be migrated into safely. */
-  | { readonly _tag: "NotMigratable"; readonly reason: string }
+  | { readonly _tag: "DestinationNotMigratable"; readonly reason: string }
+
+/*
+ * Two refusals were renamed because their tags were also errors' (`UnknownDevice` is a stream
+ * format error, `NotMigratable` a migration error). A peer from before the rename still sends
+ * the old tags: each is decoded to the new refusal, and never encoded.
+ */
+
+const NoSuchDevice = Schema.TaggedStruct("NoSuchDevice", { device: Schema.String })
+
+const NoSuchDeviceFromUnknownDevice = Schema.TaggedStruct("UnknownDevice", { device: Schema.String }).pipe(
+  Schema.decodeTo(NoSuchDevice, {
+    decode: SchemaGetter.transform(({ device }) => ({ _tag: "NoSuchDevice" as const, device })),
+    encode: SchemaGetter.transform(({ device }) => ({ _tag: "UnknownDevice" as const, device }))
+  })
+)
+
+const DestinationNotMigratable = Schema.TaggedStruct("DestinationNotMigratable", { reason: Schema.String })
+
+const DestinationNotMigratableFromNotMigratable = Schema.TaggedStruct("NotMigratable", { reason: Schema.String }).pipe(
+  Schema.decodeTo(DestinationNotMigratable, {
+    decode: SchemaGetter.transform(({ reason }) => ({ _tag: "DestinationNotMigratable" as const, reason })),
+    encode: SchemaGetter.transform(({ reason }) => ({ _tag: "NotMigratable" as const, reason }))
+  })
+)
+
+/** A refusal as a peer from before the renames sends it. */
+type FormerRefusal =
+  | typeof NoSuchDeviceFromUnknownDevice.Encoded
+  | typeof DestinationNotMigratableFromNotMigratable.Encoded
 
 /** The wire form of a refusal, as carried in the `refuse` control frame. */
-export const RefusalSchema: Schema.Codec<Refusal> = Schema.Union([
-  Schema.TaggedStruct("UnknownDevice", { device: Schema.String }),
+export const RefusalSchema: Schema.Codec<Refusal, Refusal | FormerRefusal> = Schema.Union([
+  NoSuchDevice,
+  NoSuchDeviceFromUnknownDevice,
   Schema.TaggedStruct("MissingDevice", { device: Schema.String }),
   Schema.TaggedStruct("KindMismatch", {
     device: Schema.String,
@@ -41,7 +71,8 @@ export const RefusalSchema: Schema.Codec<Refusal> = Schema.Union([
     local: Schema.Array(Schema.String)
   }),
   Schema.TaggedStruct("Incompatible", { device: Schema.String, reason: Schema.String }),
-  Schema.TaggedStruct("NotMigratable", { reason: Schema.String })
+  DestinationNotMigratable,
+  DestinationNotMigratableFromNotMigratable
 ])
 
 const list = (flags: ReadonlyArray<string>): string => (flags.length === 0 ? "none" : flags.join(", "))
@@ -49,7 +80,7 @@ const list = (flags: ReadonlyArray<string>): string => (flags.length === 0 ? "no
 /** A refusal as a sentence. */
 export const describeRefusal = (r: Refusal): string => {
   switch (r._tag) {
-    case "UnknownDevice":
+    case "NoSuchDevice":
       return `${r.device} is not in the destination group`
     case "MissingDevice":
       return `${r.device} of the destination group is not in the manifest`
@@ -59,7 +90,7 @@ export const describeRefusal = (r: Refusal): string => {
       return `${r.device} has flags ${list(r.offered)} on the source but ${list(r.local)} here`
     case "Incompatible":
       return `${r.device}: ${r.reason}`
-    case "NotMigratable":
+    case "DestinationNotMigratable":
       return r.reason
   }
 }
@@ -88,7 +119,7 @@ export const migratabilityRefusal = (group: Group): Refusal | undefined => {
   return report.migratable
     ? undefined
     : {
-        _tag: "NotMigratable",
+        _tag: "DestinationNotMigratable",
         reason: `the destination group is not migratable: ${report.blockers.map((b) => b.reason).join("; ")}`
       }
 }
@@ -113,7 +144,7 @@ export const checkManifest = (
       const mine = local.get(device.id)
       const port = runtime.devices.get(device.id)
       if (mine === undefined || port === undefined) {
-        refusals.push({ _tag: "UnknownDevice", device: device.id })
+        refusals.push({ _tag: "NoSuchDevice", device: device.id })
         continue
       }
       if (mine.kind !== device.kind)

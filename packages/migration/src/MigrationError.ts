@@ -1,48 +1,50 @@
-import type { FinalStates, Migratability, TransitionFailed, TransitionRefused } from "@lockstep/coordinator"
-import type { DeviceError } from "@lockstep/device"
-import type { State } from "@lockstep/fsm"
+import { FinalStates, TransitionFailed, TransitionRefused } from "@lockstep/coordinator"
+import { DeviceError } from "@lockstep/device"
+import { StateSchema } from "@lockstep/fsm"
 import type { FormatError, TransportError } from "@lockstep/stream"
-import { Data } from "effect"
-import { describeRefusal, type Refusal } from "./Handshake.js"
-import type { Phase, Side } from "./Phase.js"
+import { Schema } from "effect"
+import { describeRefusal, RefusalSchema } from "./Handshake.js"
+import { Phases } from "./Phase.js"
+
+/*
+ * A migration's errors are Schema classes: a side that gives up sends its typed cause to the
+ * peer in the `Aborted` message, and the peer decodes it back into the same class.
+ */
+
+const SideSchema = Schema.Literals(["source", "destination"])
+const PhaseSchema = Schema.Literals(Phases)
+
+const BlockerSchema = Schema.Struct({
+  device: Schema.String,
+  edges: Schema.Array(Schema.Tuple([Schema.String, Schema.String])),
+  edgeCount: Schema.Number,
+  reason: Schema.String
+})
 
 /** A group that is not migratable (`Migratability.check`): refused before any device is touched. */
-export class NotMigratable extends Data.TaggedError("NotMigratable")<{
-  readonly side: Side
-  readonly blockers: ReadonlyArray<Migratability.Blocker>
-}> {
+export class NotMigratable extends Schema.TaggedError<NotMigratable>()("NotMigratable", {
+  side: SideSchema,
+  blockers: Schema.Array(BlockerSchema)
+}) {
   override get message(): string {
     return `the ${this.side} group is not migratable: ${this.blockers.map((b) => b.reason).join("; ")}`
   }
 }
 
 /** The destination refused the manifest; `refusals` lists every reason. Nothing was touched on either side. */
-export class HandshakeRefused extends Data.TaggedError("HandshakeRefused")<{
-  readonly refusals: ReadonlyArray<Refusal>
-}> {
+export class HandshakeRefused extends Schema.TaggedError<HandshakeRefused>()("HandshakeRefused", {
+  refusals: Schema.Array(RefusalSchema)
+}) {
   override get message(): string {
     return `the destination refused the migration: ${this.refusals.map(describeRefusal).join("; ")}`
   }
 }
 
-/** The peer gave up and said why (its own typed error, by tag and message). */
-export class PeerAborted extends Data.TaggedError("PeerAborted")<{
-  readonly peer: Side
-  readonly phase: Phase
-  /** The `_tag` of the peer's cause, e.g. `TransitionFailed`. */
-  readonly tag: string
-  readonly reason: string
-}> {
-  override get message(): string {
-    return `the ${this.peer} aborted in ${this.phase} (${this.tag}): ${this.reason}`
-  }
-}
-
 /** The peer said nothing for longer than the peer timeout while this side waited for it. */
-export class PeerSilent extends Data.TaggedError("PeerSilent")<{
-  readonly waitingFor: string
-  readonly timeoutMs: number
-}> {
+export class PeerSilent extends Schema.TaggedError<PeerSilent>()("PeerSilent", {
+  waitingFor: Schema.String,
+  timeoutMs: Schema.Number
+}) {
   override get message(): string {
     return `the peer was silent for ${this.timeoutMs} ms while this side waited for ${this.waitingFor}`
   }
@@ -60,31 +62,31 @@ const busyWith: Readonly<Record<BusyStep, string>> = {
  * The peer said it was busy with a step and had not finished it when the peer timeout passed:
  * it is working, not silent, and the channel is fine. The timeout is too short for that step.
  */
-export class PeerBusy extends Data.TaggedError("PeerBusy")<{
-  readonly peer: Side
-  readonly step: BusyStep
-  readonly timeoutMs: number
-}> {
+export class PeerBusy extends Schema.TaggedError<PeerBusy>()("PeerBusy", {
+  peer: SideSchema,
+  step: Schema.Literals(["prepare", "validate"]),
+  timeoutMs: Schema.Number
+}) {
   override get message(): string {
     return `the ${this.peer} was still busy ${busyWith[this.step]} when the ${this.timeoutMs} ms peer timeout passed (it is working, not silent): the peer timeout must exceed the time that step takes`
   }
 }
 
 /** The peer sent something the session protocol does not allow here (a well-formed frame in the wrong place). */
-export class ProtocolViolation extends Data.TaggedError("ProtocolViolation")<{
-  readonly expected: string
-  readonly got: string
-}> {
+export class ProtocolViolation extends Schema.TaggedError<ProtocolViolation>()("ProtocolViolation", {
+  expected: Schema.String,
+  got: Schema.String
+}) {
   override get message(): string {
     return `protocol violation: expected ${this.expected}, got ${this.got}`
   }
 }
 
 /** A device broke the `Device` port's rules (e.g. `NoData` from a STOP_COPY read). */
-export class DeviceMisbehaved extends Data.TaggedError("DeviceMisbehaved")<{
-  readonly device: string
-  readonly reason: string
-}> {
+export class DeviceMisbehaved extends Schema.TaggedError<DeviceMisbehaved>()("DeviceMisbehaved", {
+  device: Schema.String,
+  reason: Schema.String
+}) {
   override get message(): string {
     return `${this.device}: ${this.reason}`
   }
@@ -94,14 +96,14 @@ export class DeviceMisbehaved extends Data.TaggedError("DeviceMisbehaved")<{
  * Pre-copy hit a limit with the downtime estimate still over the limit (or the destination's
  * switchover-acks missing) and the policy is `abort`.
  */
-export class PrecopyLimitReached extends Data.TaggedError("PrecopyLimitReached")<{
+export class PrecopyLimitReached extends Schema.TaggedError<PrecopyLimitReached>()("PrecopyLimitReached", {
   /** `rounds` or `time`: the configured limit; `stalled`: the remaining bytes stopped shrinking (or nothing is left) and the estimate is still over. */
-  readonly limit: "rounds" | "time" | "stalled"
-  readonly rounds: number
-  readonly estimateMs: number
-  readonly downtimeLimitMs: number
-  readonly unacknowledged: ReadonlyArray<string>
-}> {
+  limit: Schema.Literals(["rounds", "time", "stalled"]),
+  rounds: Schema.Number,
+  estimateMs: Schema.Number,
+  downtimeLimitMs: Schema.Number,
+  unacknowledged: Schema.Array(Schema.String)
+}) {
   override get message(): string {
     const acks = this.unacknowledged.length === 0 ? "" : `; no switchover-ack yet for ${this.unacknowledged.join(", ")}`
     const what =
@@ -116,11 +118,11 @@ export class PrecopyLimitReached extends Data.TaggedError("PrecopyLimitReached")
 }
 
 /** The journal could not be read or written. */
-export class JournalFailed extends Data.TaggedError("JournalFailed")<{
-  readonly operation: "read" | "begin" | "decide" | "complete" | "renounce" | "resolve"
-  readonly location: string
-  readonly reason: string
-}> {
+export class JournalFailed extends Schema.TaggedError<JournalFailed>()("JournalFailed", {
+  operation: Schema.Literals(["read", "begin", "decide", "complete", "renounce", "resolve"]),
+  location: Schema.String,
+  reason: Schema.String
+}) {
   override get message(): string {
     return `journal ${this.location}: ${this.operation} failed: ${this.reason}`
   }
@@ -133,17 +135,17 @@ export class JournalFailed extends Data.TaggedError("JournalFailed")<{
  * it). A committed migration is never run again; an operator settles it first
  * (`Journal.resolve`, `lockstep journal resolve`).
  */
-export class JournalUnsettled extends Data.TaggedError("JournalUnsettled")<{
-  readonly location: string
-  readonly migration: string
-  readonly status: "started" | "committed" | "completed"
-  readonly inProgress: boolean
+export class JournalUnsettled extends Schema.TaggedError<JournalUnsettled>()("JournalUnsettled", {
+  location: Schema.String,
+  migration: Schema.String,
+  status: Schema.Literals(["started", "committed", "completed"]),
+  inProgress: Schema.Boolean,
   /** The process that began it, and its host, if the journal knows. */
-  readonly pid: number | undefined
-  readonly host: string | undefined
+  pid: Schema.optional(Schema.Number),
+  host: Schema.optional(Schema.String),
   /** The host reading the journal now. */
-  readonly localHost: string
-}> {
+  localHost: Schema.String
+}) {
   override get message(): string {
     const resolve = (owner: string) => `"lockstep journal resolve ${this.location} --owner ${owner}"`
     const head = `the journal ${this.location} holds migration ${this.migration}`
@@ -160,9 +162,9 @@ export class JournalUnsettled extends Data.TaggedError("JournalUnsettled")<{
 }
 
 /** The source tried to record COMMIT but the journal already holds ABORT for this migration (the destination fenced it). */
-export class DecisionFenced extends Data.TaggedError("DecisionFenced")<{
-  readonly migration: string
-}> {
+export class DecisionFenced extends Schema.TaggedError<DecisionFenced>()("DecisionFenced", {
+  migration: Schema.String
+}) {
   override get message(): string {
     return `migration ${this.migration} was already decided ABORT in the journal (fenced by the destination); it cannot commit`
   }
@@ -173,10 +175,10 @@ export class DecisionFenced extends Data.TaggedError("DecisionFenced")<{
  * could not read it from the source's journal. Its devices stay validated in STOP: neither
  * running nor reset, until `Journal.ownership` of the source's journal says which side owns the group.
  */
-export class CommitInDoubt extends Data.TaggedError("CommitInDoubt")<{
-  readonly migration: string
-  readonly reason: string
-}> {
+export class CommitInDoubt extends Schema.TaggedError<CommitInDoubt>()("CommitInDoubt", {
+  migration: Schema.String,
+  reason: Schema.String
+}) {
   override get message(): string {
     return `migration ${this.migration}: the commit decision is unknown (${this.reason}); the destination devices stay in STOP until the source's journal is read`
   }
@@ -189,12 +191,12 @@ export class CommitInDoubt extends Data.TaggedError("CommitInDoubt")<{
  * run again, and the destination's devices are not reset (a reset would discard the only state
  * that may run) but kept where the last attempt left them, to be resumed on this side.
  */
-export class ResumeIncomplete extends Data.TaggedError("ResumeIncomplete")<{
-  readonly migration: string
-  readonly attempts: number
-  readonly reason: string
-  readonly givenBack: boolean
-}> {
+export class ResumeIncomplete extends Schema.TaggedError<ResumeIncomplete>()("ResumeIncomplete", {
+  migration: Schema.String,
+  attempts: Schema.Number,
+  reason: Schema.String,
+  givenBack: Schema.Boolean
+}) {
   override get message(): string {
     const tried = `migration ${this.migration} was committed, but the destination group could not be resumed in ${this.attempts} attempt${this.attempts === 1 ? "" : "s"} (${this.reason})`
     return this.givenBack
@@ -204,16 +206,16 @@ export class ResumeIncomplete extends Data.TaggedError("ResumeIncomplete")<{
 }
 
 /** The destination's `beforeVote` hook failed. */
-export class PreparationFailed extends Data.TaggedError("PreparationFailed")<{
-  readonly reason: string
-}> {
+export class PreparationFailed extends Schema.TaggedError<PreparationFailed>()("PreparationFailed", {
+  reason: Schema.String
+}) {
   override get message(): string {
     return `preparing the destination to commit failed: ${this.reason}`
   }
 }
 
 /** The session was interrupted from outside (a shutdown, a cancelled migration). */
-export class MigrationInterrupted extends Data.TaggedError("MigrationInterrupted") {
+export class MigrationInterrupted extends Schema.TaggedError<MigrationInterrupted>()("MigrationInterrupted", {}) {
   override get message(): string {
     return "the migration was interrupted"
   }
@@ -225,14 +227,89 @@ export class MigrationInterrupted extends Data.TaggedError("MigrationInterrupted
  * destination no longer gives. QEMU 11.1 fails such a migration; so does Lockstep, and the source
  * group is rolled back to RUNNING.
  */
-export class ReinitAfterSwitchover extends Data.TaggedError("ReinitAfterSwitchover")<{
-  readonly device: string
-  readonly initialBytes: number
-}> {
+export class ReinitAfterSwitchover extends Schema.TaggedError<ReinitAfterSwitchover>()("ReinitAfterSwitchover", {
+  device: Schema.String,
+  initialBytes: Schema.Number
+}) {
   override get message(): string {
     return `${this.device} reported new initial data (VFIO_PRECOPY_INFO_REINIT, ${this.initialBytes} bytes) after the switchover was decided; its switchover-ack cannot be asked for again, so the migration fails (as QEMU's does)`
   }
 }
+
+/**
+ * A cause the peer sent that this side cannot decode (a peer of another version, or a cause
+ * with no schema, such as a transport or stream format error): its tag and its sentence, as sent.
+ */
+export class UnknownPeerCause extends Schema.TaggedClass<UnknownPeerCause>()("UnknownPeerCause", {
+  tag: Schema.String,
+  message: Schema.String
+}) {}
+
+/** The causes that have a schema: those a side can send its peer typed. */
+const TypedCauses = [
+  NotMigratable,
+  HandshakeRefused,
+  PeerSilent,
+  PeerBusy,
+  ProtocolViolation,
+  DeviceMisbehaved,
+  PrecopyLimitReached,
+  ReinitAfterSwitchover,
+  JournalFailed,
+  JournalUnsettled,
+  DecisionFenced,
+  CommitInDoubt,
+  ResumeIncomplete,
+  PreparationFailed,
+  MigrationInterrupted,
+  TransitionFailed,
+  TransitionRefused,
+  DeviceError
+] as const
+
+/** A cause a side sends its peer when it aborts, as a schema. */
+export const PeerCause = Schema.Union([...TypedCauses, UnknownPeerCause])
+
+/** A cause a side sends its peer when it aborts: its own typed error, or one this side cannot decode. */
+export type PeerCause = typeof PeerCause.Type
+
+/**
+ * The tag a peer's cause is named by: its own, a device error's reason (`SessionFailed`, as
+ * printed before device errors had one class), or the one an undecodable cause was sent with.
+ */
+export const causeTag = (cause: { readonly _tag: string }): string => {
+  if (cause instanceof UnknownPeerCause) return cause.tag
+  if (cause instanceof DeviceError) return cause.reason._tag
+  return cause._tag
+}
+
+/** The peer gave up and said why: `cause` is its own typed error, decoded from its `Aborted` message. */
+export class PeerAborted extends Schema.TaggedError<PeerAborted>()("PeerAborted", {
+  peer: SideSchema,
+  phase: PhaseSchema,
+  cause: PeerCause
+}) {
+  /** The tag of the peer's cause, e.g. `TransitionFailed` (a device error by its reason, `SessionFailed`). */
+  get tag(): string {
+    return causeTag(this.cause)
+  }
+
+  override get message(): string {
+    return `the ${this.peer} aborted in ${this.phase} (${this.tag}): ${this.cause.message}`
+  }
+}
+
+/**
+ * The channel's errors (transport and stream format) have no schema: a migration's cause admits
+ * them as what they are, tagged errors, and a peer is told them by tag and sentence.
+ */
+const ChannelError = Schema.declare(
+  (u: unknown): u is TransportError | FormatError => u instanceof Error && "_tag" in u && typeof u._tag === "string",
+  { expected: "a transport or stream format error" }
+)
+
+/** Every reason a migration can fail, as a schema. */
+export const MigrationCause = Schema.Union([...TypedCauses, PeerAborted, ChannelError])
 
 /** Every reason a migration can fail. */
 export type MigrationCause =
@@ -267,28 +344,28 @@ export type MigrationCause =
  * `requiredStates` is where the policy wants each device; `recovered` says whether every device
  * is there.
  */
-export class MigrationFailed extends Data.TaggedError("MigrationFailed")<{
+export class MigrationFailed extends Schema.TaggedError<MigrationFailed>()("MigrationFailed", {
   /** The side reporting. */
-  readonly side: Side
-  readonly phase: Phase
+  side: SideSchema,
+  phase: PhaseSchema,
   /** Where the failure began: this side, the peer, or the channel between them. */
-  readonly origin: Side | "channel"
-  readonly cause: MigrationCause
+  origin: Schema.Literals(["source", "destination", "channel"]),
+  cause: MigrationCause,
   /** The migration id agreed in the handshake, if it got that far. */
-  readonly migration: string | undefined
+  migration: Schema.optional(Schema.String),
   /** Whether any device of this side was moved or reset before the failure; if not, nothing needed recovering. */
-  readonly touched: boolean
+  touched: Schema.Boolean,
   /** This side's devices after its recovery. */
-  readonly states: FinalStates
+  states: FinalStates,
   /** Where the recovery had to take each device. */
-  readonly requiredStates: Readonly<Record<string, State>>
+  requiredStates: Schema.Record(Schema.String, StateSchema),
   /** Devices left in ERROR for diagnosis (the `quarantine` policy). */
-  readonly quarantined: ReadonlyArray<string>
+  quarantined: Schema.Array(Schema.String),
   /** Every device is in its required state (or, in doubt, the destination's devices wait in STOP). */
-  readonly recovered: boolean
+  recovered: Schema.Boolean,
   /** What went wrong during the recovery, if anything did, as a sentence. */
-  readonly recoveryProblem: string | undefined
-}> {
+  recoveryProblem: Schema.optional(Schema.String)
+}) {
   /** How this side ended, as a clause: nothing touched, recovered (and how), or what is not where it must be. */
   get recovery(): string {
     if (!this.touched) return `nothing was touched on the ${this.side}`

@@ -8,7 +8,7 @@ import {
   reportedStates,
   type TransitionOptions
 } from "@lockstep/coordinator"
-import { ResetFailed } from "@lockstep/device"
+import { DeviceError } from "@lockstep/device"
 import { type State, stateClass } from "@lockstep/fsm"
 import { Effect, Exit } from "effect"
 import { describeCause } from "./SessionFault.js"
@@ -107,7 +107,7 @@ export const recoverGroup = (
       (id) => {
         const device = runtime.devices.get(id)
         if (device === undefined) return Effect.succeed([id, Exit.void] as const)
-        const timedOut = new ResetFailed({
+        const timedOut = DeviceError.resetFailed({
           device: id,
           code: "ETIMEDOUT",
           reason: `no answer within ${spec.resetTimeoutMs} ms`

@@ -67,14 +67,6 @@ export const locatedIn =
   <A, E extends MigrationCause, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, SessionFault, R> =>
     Effect.mapError(effect, (cause) => faultIn(log, cause))
 
-/** A failure's reason, as the `Aborted` message carries it to the peer. */
-export const abortMessage = (phase: Phase, cause: MigrationCause): SessionMessage => ({
-  _tag: "Aborted",
-  phase,
-  tag: cause._tag,
-  reason: cause.message
-})
-
 /** One sentence for a failure's cause: its typed error's message, never a stack trace. */
 export const describeCause = (cause: Cause.Cause<unknown>): string => {
   const error = Cause.findErrorOption(cause)

@@ -1,7 +1,8 @@
 import type { Control, ControlKind, FrameWriter } from "@lockstep/stream"
-import { type Effect, Result, Schema } from "effect"
+import { type Effect, Option, Result, Schema } from "effect"
 import { RefusalSchema } from "./Handshake.js"
-import { Phases } from "./Phase.js"
+import { causeTag, type MigrationCause, PeerAborted, PeerCause, UnknownPeerCause } from "./MigrationError.js"
+import { type Phase, Phases, type Side } from "./Phase.js"
 
 /*
  * The session protocol rides in the stream's control frames: the frame's kind says what sort of
@@ -26,7 +27,7 @@ import { Phases } from "./Phase.js"
  *                   or, when the committed group cannot be resumed:
  *                                             abort   Aborted {…}              (the group is offered back)
  *   commit  Renounced  (the journal records the renunciation: the source owns the group again)
- *   abort   Aborted {phase, tag, reason}      abort   Aborted {…}              (either side, any time before the end)
+ *   abort   Aborted {phase, tag, reason, cause}  abort   Aborted {…}           (either side, any time before the end)
  */
 
 const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
@@ -46,10 +47,13 @@ const messages = {
   Committed: Schema.TaggedStruct("Committed", {}),
   Resumed: Schema.TaggedStruct("Resumed", { resumeMs: NonNegative }),
   Renounced: Schema.TaggedStruct("Renounced", {}),
+  // `tag` and `reason` name the cause for any peer; `cause` is the typed error itself (its
+  // schema's JSON), absent where it has no schema or the sender predates it.
   Aborted: Schema.TaggedStruct("Aborted", {
     phase: Schema.Literals(Phases),
     tag: Schema.String,
-    reason: Schema.String
+    reason: Schema.String,
+    cause: Schema.optionalKey(Schema.Json)
   })
 }
 
@@ -111,4 +115,40 @@ export const send = (
 ): Effect.Effect<void, FrameWriter.FrameWriteError> => {
   const { kind, payload } = encodeMessage(message)
   return writer.control(kind, device === undefined ? { payload } : { device, payload })
+}
+
+/** The `Aborted` message. */
+export type Aborted = Extract<SessionMessage, { readonly _tag: "Aborted" }>
+
+const PeerCauseJson = Schema.toCodecJson(PeerCause)
+const isPeerCause = Schema.is(PeerCause)
+const encodeCause = Schema.encodeUnknownOption(PeerCauseJson)
+const decodeCause = Schema.decodeUnknownOption(PeerCauseJson)
+
+/**
+ * The `Aborted` message telling the peer why this side gives up: the cause by tag and sentence,
+ * and the typed cause itself where it has a schema.
+ */
+export const abortedMessage = (phase: Phase, cause: MigrationCause): Aborted => {
+  const encoded = isPeerCause(cause) ? encodeCause(cause) : Option.none()
+  return {
+    _tag: "Aborted",
+    phase,
+    tag: causeTag(cause),
+    reason: cause.message,
+    ...(Option.isSome(encoded) ? { cause: encoded.value } : {})
+  }
+}
+
+/**
+ * The peer's `Aborted` as this side's error: its typed cause decoded, or, where it cannot be
+ * (no cause sent, or one this version does not know), an `UnknownPeerCause` with its words.
+ */
+export const peerAbortedOf = (peer: Side, message: Aborted): PeerAborted => {
+  const decoded = message.cause === undefined ? Option.none() : decodeCause(message.cause)
+  return new PeerAborted({
+    peer,
+    phase: message.phase,
+    cause: Option.getOrElse(decoded, () => new UnknownPeerCause({ tag: message.tag, message: message.reason }))
+  })
 }

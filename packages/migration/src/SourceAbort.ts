@@ -4,16 +4,8 @@ import { transitionOptions } from "./GroupTransition.js"
 import { MigrationFailed, PeerBusy } from "./MigrationError.js"
 import { leftInPlace, type Recovered, recoverGroup, recoveryFields, untouched } from "./Recovery.js"
 import { hangUpOn } from "./RecoveryGuard.js"
-import {
-  abortMessage,
-  describeCause,
-  faultIn,
-  faultOfCause,
-  isChannelCause,
-  originOf,
-  type SessionFault
-} from "./SessionFault.js"
-import { send } from "./SessionMessage.js"
+import { describeCause, faultIn, faultOfCause, isChannelCause, originOf, type SessionFault } from "./SessionFault.js"
+import { abortedMessage, send } from "./SessionMessage.js"
 import { hangUp, type SourceContext } from "./SourceContext.js"
 import { finish } from "./SourceFinish.js"
 
@@ -101,7 +93,7 @@ const recover = (
         warn(`the destination could not be told that the group is back: ${describeCause(confirmed.cause)}`)
     } else {
       const tell = cause._tag !== "PeerAborted" && cause._tag !== "HandshakeRefused" && writer !== undefined
-      yield* hangUpOn("destination", link.end, tell ? send(writer, abortMessage(phase, cause)) : undefined, warn)
+      yield* hangUpOn("destination", link.end, tell ? send(writer, abortedMessage(phase, cause)) : undefined, warn)
     }
     // Without a recorded renunciation the journal still says COMMIT: the source must stay stopped.
     const outcome: Recovered = !touchedBefore

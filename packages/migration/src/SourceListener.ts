@@ -1,7 +1,7 @@
 import type { FrameReader } from "@lockstep/stream"
 import { Deferred, Effect, Option, Queue, Result } from "effect"
-import { PeerAborted, ProtocolViolation } from "./MigrationError.js"
-import { decodeMessage } from "./SessionMessage.js"
+import { ProtocolViolation } from "./MigrationError.js"
+import { decodeMessage, peerAbortedOf } from "./SessionMessage.js"
 import type { SourceContext } from "./SourceContext.js"
 
 /**
@@ -55,10 +55,7 @@ export const listen = (ctx: SourceContext, reader: FrameReader.FrameReader): Eff
         case "Aborted":
           // Keep reading to the end of its stream: hanging up on unread bytes would reset the
           // connection under the destination.
-          yield* Deferred.fail(
-            peer.failure,
-            new PeerAborted({ peer: "destination", phase: message.phase, tag: message.tag, reason: message.reason })
-          )
+          yield* Deferred.fail(peer.failure, peerAbortedOf("destination", message))
           break
         default:
           return yield* violation("a destination's message", message._tag)

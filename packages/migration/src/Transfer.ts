@@ -13,7 +13,9 @@ export const isUnsupported = (code: string): boolean => unsupported.has(code)
 /** Pre-copy progress, or `undefined` where the backend cannot report it: that is no progress to go by, not a failure. */
 export const precopyProgress = (device: Device): Effect.Effect<PrecopyInfo | undefined, DeviceError> =>
   device.precopyInfo.pipe(
-    Effect.catchTag("SessionFailed", (e) => (unsupported.has(e.code) ? Effect.succeed(undefined) : Effect.fail(e)))
+    Effect.catchReason("DeviceError", "SessionFailed", (reason, error) =>
+      unsupported.has(reason.code) ? Effect.succeed(undefined) : Effect.fail(error)
+    )
   )
 
 /** Why a device's data could not be sent: the device, or the frame writer (format or channel). */

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { decodeGroup, enterStopCopyPlan, resumePlan } from "@lockstep/coordinator"
-import { type Device, SessionFailed } from "@lockstep/device"
+import { type Device, DeviceError } from "@lockstep/device"
 import {
   ArcTimings,
   criticalPathMs,
@@ -134,7 +134,13 @@ describe("Estimate", () => {
 /** A device that cannot tell its stop-copy length (answers `code`), counting how often it is asked. */
 const untold = (id: string, code: string, estimate?: number) => {
   const asked = { count: 0 }
-  const failure = new SessionFailed({ device: id, operation: "stopCopyLength", code, reason: "no", state: "RUNNING" })
+  const failure = DeviceError.sessionFailed({
+    device: id,
+    operation: "stopCopyLength",
+    code,
+    reason: "no",
+    state: "RUNNING"
+  })
   const unused = Effect.die(new Error("not used by the estimate"))
   const device: Device = {
     id,
@@ -178,7 +184,9 @@ describe("stop-copy lengths a device cannot tell", () => {
     Effect.gen(function* () {
       const lengths = new StopCopyLengths()
       const broken = untold("gpu0", "EIO", 4096)
-      expect(yield* Effect.flip(lengths.of(broken.device))).toMatchObject({ code: "EIO" })
+      expect(yield* Effect.flip(lengths.of(broken.device))).toMatchObject({
+        reason: { _tag: "SessionFailed", code: "EIO" }
+      })
       expect(lengths.assumed).toEqual([])
     })
   )

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { DeviceUnreachable } from "@lockstep/device"
+import { DeviceError } from "@lockstep/device"
 import { Compatibility, checkManifest, describeRefusal, Journal } from "@lockstep/migration"
 import { runOnVirtualTime } from "@lockstep/sim"
 import type { Manifest } from "@lockstep/stream"
@@ -47,7 +47,7 @@ describe("Handshake", () => {
           offered: ["STOP_COPY", "P2P"],
           local: ["STOP_COPY", "P2P", "PRE_COPY"]
         },
-        { _tag: "UnknownDevice", device: "gpu9" },
+        { _tag: "NoSuchDevice", device: "gpu9" },
         {
           _tag: "Incompatible",
           device: "gpu2",
@@ -128,7 +128,7 @@ describe("Handshake", () => {
           ? {
               ...d,
               getState: Effect.fail(
-                new DeviceUnreachable({ device: d.id, operation: "getState", reason: "the server went away" })
+                DeviceError.unreachable({ device: d.id, operation: "getState", reason: "the server went away" })
               )
             }
           : d

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { decodeGroup } from "@lockstep/coordinator"
-import { type Device, ResetFailed } from "@lockstep/device"
+import { type Device, DeviceError } from "@lockstep/device"
 import { runOnVirtualTime, type SimDevice } from "@lockstep/sim"
 import { Effect } from "effect"
 import { transitionOptions } from "../src/GroupTransition.js"
@@ -82,7 +82,7 @@ const refusesResetWhenStopped = (device: SimDevice): Device => ({
   ...device,
   reset: Effect.flatMap(device.getState, (state) =>
     state === "STOP" || state === "STOP_COPY"
-      ? Effect.fail(new ResetFailed({ device: device.id, code: "EINVAL", reason: `refused in ${state}` }))
+      ? Effect.fail(DeviceError.resetFailed({ device: device.id, code: "EINVAL", reason: `refused in ${state}` }))
       : device.reset
   )
 })
@@ -117,7 +117,7 @@ describe("recoverGroup", () => {
       yield* runOnVirtualTime(gpu0.setState("RESUMING"))
       const runtime = wrapDevices(pair.destination, (d) =>
         d.id === "gpu0"
-          ? { ...d, reset: Effect.fail(new ResetFailed({ device: d.id, code: "EIO", reason: "broken" })) }
+          ? { ...d, reset: Effect.fail(DeviceError.resetFailed({ device: d.id, code: "EIO", reason: "broken" })) }
           : d
       )
       const out = yield* runOnVirtualTime(

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { SessionFailed } from "@lockstep/device"
+import { DeviceError, SessionFailed } from "@lockstep/device"
 import { feed, Journal, type MigrationEvent, migrateDestination, migrateSource, Phases } from "@lockstep/migration"
 import { runOnVirtualTime } from "@lockstep/sim"
 import { MemoryTransport, type Transport } from "@lockstep/stream"
@@ -14,6 +14,7 @@ import {
   statesOf,
   successOf,
   threeGpus,
+  withFaults,
   wrapDevices
 } from "./Harness.js"
 
@@ -150,13 +151,41 @@ describe("migration sessions on virtual time", () => {
     })
   )
 
+  it.effect("a destination device's failure reaches the source typed: a PeerAborted carrying that DeviceError", () =>
+    Effect.gen(function* () {
+      // The second write into gpu1 fails with ENOSPC: a SessionFailed of the write, in RESUMING.
+      const faulty = withFaults(threeGpus, { gpu1: [{ _tag: "FailWrite", nth: 2, code: "ENOSPC" }] })
+      const pair = yield* runOnVirtualTime(makePair(threeGpus, faulty))
+      const out = yield* runOnVirtualTime(migrate(pair, { source: { bandwidthLimit: fourMiB } }))
+      const expected = { device: "gpu1", operation: "write", code: "ENOSPC", state: "RESUMING" }
+      const destination = yield* failureOf(out.destination)
+      expect(destination.cause).toBeInstanceOf(DeviceError)
+      expect(destination.cause).toMatchObject({ reason: expected })
+      const source = yield* failureOf(out.source)
+      expect(source).toMatchObject({ origin: "destination", cause: { _tag: "PeerAborted", peer: "destination" } })
+      const told = source.cause._tag === "PeerAborted" ? source.cause.cause : undefined
+      expect(told).toBeInstanceOf(DeviceError)
+      const reason = told instanceof DeviceError ? told.reason : undefined
+      expect(reason).toBeInstanceOf(SessionFailed)
+      expect(reason).toMatchObject(expected)
+      expect(told).toEqual(destination.cause)
+      // The sentence a person reads names the cause as before device errors had one class.
+      expect(source.cause.message).toBe(
+        `the destination aborted in ${destination.phase} (SessionFailed): ${destination.cause.message}`
+      )
+      expect(yield* allIn(pair.source, "RUNNING")).toBe(true)
+      expect(yield* allIn(pair.destination, "STOP")).toBe(true)
+      yield* assertSafe(pair)
+    })
+  )
+
   it.effect("a backend without pre-copy progress (vfio-user's EOPNOTSUPP) still pre-copies and migrates", () =>
     Effect.gen(function* () {
       const pair = yield* runOnVirtualTime(makePair(threeGpus))
       const source = wrapDevices(pair.source, (d) => ({
         ...d,
         precopyInfo: Effect.fail(
-          new SessionFailed({
+          DeviceError.sessionFailed({
             device: d.id,
             operation: "precopyInfo",
             code: "EOPNOTSUPP",

@@ -65,7 +65,7 @@ export class ObservedMember {
     this.link?.settle(now)
     this.inFlight = undefined
     this.state = state
-    const code = "code" in error ? error.code : "EIO"
+    const code = "code" in error.reason ? error.reason.code : "EIO"
     this.emit({ _tag: "ArcFailed", device: this.id, at: now, ...this.status(), arc, code, reason: error.message })
   }
 
@@ -77,7 +77,7 @@ export class ObservedMember {
     this.link?.settle(now)
     this.inFlight = arc
     this.state = arc.from
-    const code = "code" in error ? error.code : "EIO"
+    const code = "code" in error.reason ? error.reason.code : "EIO"
     this.emit({ _tag: "ArcFailed", device: this.id, at: now, ...this.status(), arc, code, reason: error.message })
   }
 
@@ -123,8 +123,9 @@ export const observedMemberOf = (device: Device): ObservedMember | undefined => 
 /** The state after a failure: the one the error carries, else read back; unknown counts as ERROR. */
 /** Where a failed arc left the device, or `undefined` when the device cannot be asked. */
 const stateAfter = (device: Device, error: DeviceError): Effect.Effect<State | undefined> => {
-  if (error._tag === "ArcFailed") return Effect.succeed(error.stateAfter)
-  if (error._tag === "SessionFailed") return Effect.succeed(error.state)
+  const reason = error.reason
+  if (reason._tag === "ArcFailed") return Effect.succeed(reason.stateAfter)
+  if (reason._tag === "SessionFailed") return Effect.succeed(reason.state)
   return device.getState.pipe(Effect.catch(() => Effect.succeed(undefined)))
 }
 
@@ -145,7 +146,7 @@ export const observeDevice = Effect.fn("Sim.observeDevice")(function* (device: D
       if (Exit.isSuccess(exit)) return member.completeArc(arc, yield* time)
       const error = Cause.findErrorOption(exit.cause)
       // Interrupted, a defect, or a rejected arc (which never started): the device is where it was.
-      if (Option.isNone(error) || error.value._tag === "ArcRejected") return member.endArc(arc, yield* time)
+      if (Option.isNone(error) || error.value.reason._tag === "ArcRejected") return member.endArc(arc, yield* time)
       const state = yield* stateAfter(device, error.value)
       if (state === undefined) member.loseArc(arc, error.value, yield* time)
       else member.failArc(arc, state, error.value, yield* time)

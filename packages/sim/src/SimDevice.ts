@@ -1,12 +1,11 @@
 import {
-  ArcFailed,
-  ArcRejected,
   type Device,
+  DeviceError,
   type DeviceKind,
   type ErrorCode,
   type PrecopyInfo,
   type ReadResult,
-  SessionFailed
+  type SessionOperation
 } from "@lockstep/device"
 import { type Arc, flagNames, isArc, isSaving, type State, stateClass } from "@lockstep/fsm"
 import { Clock, Effect, Result, Schema } from "effect"
@@ -201,12 +200,12 @@ export class SimEngine {
   }
 
   /** Accepts `setState(to)` if it is one legal arc and none is in flight; the arc is then in flight. */
-  beginArc(to: State, now: number): Result.Result<StartedArc, ArcRejected> {
+  beginArc(to: State, now: number): Result.Result<StartedArc, DeviceError> {
     const arc: Arc = { from: this.state, to }
     if (this.inFlight !== undefined) {
       const busy = this.inFlight
       return Result.fail(
-        new ArcRejected({
+        DeviceError.arcRejected({
           device: this.id,
           arc,
           code: "EBUSY",
@@ -216,7 +215,12 @@ export class SimEngine {
     }
     if (!isArc(this.config.flags, arc.from, to)) {
       return Result.fail(
-        new ArcRejected({ device: this.id, arc, code: "EINVAL", reason: rejectReason(this.config.flags, arc.from, to) })
+        DeviceError.arcRejected({
+          device: this.id,
+          arc,
+          code: "EINVAL",
+          reason: rejectReason(this.config.flags, arc.from, to)
+        })
       )
     }
     this.sync(now)
@@ -230,15 +234,15 @@ export class SimEngine {
   }
 
   /** Lands an arc once its latency has passed: in its target state, or failed as its fault or the resume data say. */
-  finishArc(started: StartedArc, now: number): Result.Result<void, ArcFailed> {
+  finishArc(started: StartedArc, now: number): Result.Result<void, DeviceError> {
     const { arc, fault } = started
-    const failed = (code: ErrorCode, reason: string): Result.Result<void, ArcFailed> => {
+    const failed = (code: ErrorCode, reason: string): Result.Result<void, DeviceError> => {
       this.emit({ _tag: "ArcFailed", device: this.id, at: now, ...this.status(), arc, code, reason })
-      return Result.fail(new ArcFailed({ device: this.id, arc, code, reason, stateAfter: this.state }))
+      return Result.fail(DeviceError.arcFailed({ device: this.id, arc, code, reason, stateAfter: this.state }))
     }
     if (started.epoch !== this.epoch) {
       return Result.fail(
-        new ArcFailed({
+        DeviceError.arcFailed({
           device: this.id,
           arc,
           code: "ECANCELED",
@@ -290,11 +294,11 @@ export class SimEngine {
   }
 
   private sessionFailed(
-    operation: SessionFailed["operation"],
+    operation: SessionOperation,
     code: ErrorCode,
     reason: string
-  ): Result.Result<never, SessionFailed> {
-    return Result.fail(new SessionFailed({ device: this.id, operation, code, reason, state: this.state }))
+  ): Result.Result<never, DeviceError> {
+    return Result.fail(DeviceError.sessionFailed({ device: this.id, operation, code, reason, state: this.state }))
   }
 
   /** `VFIO_DEVICE_FEATURE` SET `MIG_PRECOPY_INFOv2`: taken if the configuration says the device has it. */
@@ -314,7 +318,7 @@ export class SimEngine {
   }
 
   /** `VFIO_MIG_GET_PRECOPY_INFO`; with the v2 opt-in, REINIT at the configured query or after `reinitialise`. */
-  precopyInfo(now: number): Result.Result<PrecopyInfo, SessionFailed> {
+  precopyInfo(now: number): Result.Result<PrecopyInfo, DeviceError> {
     if ((this.state !== "PRE_COPY" && this.state !== "PRE_COPY_P2P") || this.saving === undefined) {
       return this.sessionFailed("precopyInfo", "EINVAL", `no pre-copy session in ${this.state}`)
     }
@@ -329,7 +333,7 @@ export class SimEngine {
   }
 
   /** A read of the saving session. */
-  read(maxBytes: number, now: number): Result.Result<ReadResult, SessionFailed> {
+  read(maxBytes: number, now: number): Result.Result<ReadResult, DeviceError> {
     if (this.saving === undefined) return this.sessionFailed("read", "EINVAL", `no saving session in ${this.state}`)
     if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) {
       return this.sessionFailed("read", "EINVAL", `cannot read ${maxBytes} bytes`)
@@ -345,7 +349,7 @@ export class SimEngine {
   }
 
   /** A write into the resume session. */
-  write(data: Uint8Array, now: number): Result.Result<void, SessionFailed> {
+  write(data: Uint8Array, now: number): Result.Result<void, DeviceError> {
     if (this.resume === undefined) return this.sessionFailed("write", "EINVAL", `no resume session in ${this.state}`)
     const code = this.deck.access("FailWrite", ++this.writes)
     if (code !== undefined) return this.sessionFailed("write", code, "injected write failure")

@@ -99,11 +99,13 @@ describe("arc faults", () => {
         yield* device.setState("RUNNING_P2P")
         const failure = yield* failureOf(device.setState("STOP"))
         expect(failure).toMatchObject({
-          _tag: "ArcFailed",
-          device: "d",
-          arc: { from: "RUNNING_P2P", to: "STOP" },
-          code: "EIO",
-          stateAfter: expected[leaveIn]
+          reason: {
+            _tag: "ArcFailed",
+            device: "d",
+            arc: { from: "RUNNING_P2P", to: "STOP" },
+            code: "EIO",
+            stateAfter: expected[leaveIn]
+          }
         })
         expect(yield* device.getState).toBe(expected[leaveIn])
       }
@@ -115,14 +117,16 @@ describe("arc faults", () => {
       const device = yield* makeSimDevice("d", { ...small, faults: [{ _tag: "FailArc", nth: 3, code: "ETIMEDOUT" }] })
       yield* device.setState("RUNNING_P2P")
       yield* device.setState("STOP")
-      expect(yield* failureOf(device.setState("STOP_COPY"))).toMatchObject({ code: "ETIMEDOUT", stateAfter: "STOP" })
+      expect(yield* failureOf(device.setState("STOP_COPY"))).toMatchObject({
+        reason: { code: "ETIMEDOUT", stateAfter: "STOP" }
+      })
       yield* device.setState("STOP_COPY")
       const always = yield* makeSimDevice("d", {
         ...small,
         faults: [{ _tag: "FailArc", to: "RUNNING_P2P", times: "always" }]
       })
       for (let i = 0; i < 3; i++)
-        expect(yield* failureOf(always.setState("RUNNING_P2P"))).toMatchObject({ code: "EIO" })
+        expect(yield* failureOf(always.setState("RUNNING_P2P"))).toMatchObject({ reason: { code: "EIO" } })
       yield* always.setState("PRE_COPY")
     })
   )
@@ -152,7 +156,7 @@ describe("arc faults", () => {
       yield* elapse(4)
       yield* Fiber.interrupt(fiber)
       expect(yield* device.status).toEqual({ state: "RUNNING" })
-      expect(yield* failureOf(device.read(10))).toMatchObject({ _tag: "SessionFailed" })
+      expect(yield* failureOf(device.read(10))).toMatchObject({ reason: { _tag: "SessionFailed" } })
     })
   )
 
@@ -202,7 +206,9 @@ describe("arc faults", () => {
       expect(yield* device.status).toEqual({ state: "RUNNING" })
       yield* elapse(5)
       const outcome = yield* Fiber.join(fiber)
-      expect(Result.isFailure(outcome) && outcome.failure).toMatchObject({ code: "ECANCELED", stateAfter: "RUNNING" })
+      expect(Result.isFailure(outcome) && outcome.failure).toMatchObject({
+        reason: { code: "ECANCELED", stateAfter: "RUNNING" }
+      })
       expect(yield* device.getState).toBe("RUNNING")
     })
   )
@@ -222,7 +228,9 @@ describe("data faults", () => {
       const length = 24 + 16 * 12 + 1002 + 12
       for (let atByte = 0; atByte < length; atByte++) {
         const { failure, state } = yield* roundTrip([{ _tag: "CorruptData", atByte }], 97)
-        expect(failure, `byte ${atByte}`).toMatchObject({ _tag: "ArcFailed", code: "EINVAL", stateAfter: "RESUMING" })
+        expect(failure, `byte ${atByte}`).toMatchObject({
+          reason: { _tag: "ArcFailed", code: "EINVAL", stateAfter: "RESUMING" }
+        })
         expect(state).toBe("RESUMING")
       }
     })
@@ -231,10 +239,10 @@ describe("data faults", () => {
   it.effect("truncated data fails RESUMING→STOP (cut anywhere, or just the trailer dropped)", () =>
     Effect.gen(function* () {
       const dropped = yield* roundTrip([{ _tag: "TruncateData" }])
-      expect(dropped.failure).toMatchObject({ _tag: "ArcFailed", stateAfter: "RESUMING" })
+      expect(dropped.failure).toMatchObject({ reason: { _tag: "ArcFailed", stateAfter: "RESUMING" } })
       expect(dropped.failure?.message).toContain("no trailer")
       const cut = yield* roundTrip([{ _tag: "TruncateData", afterBytes: 500 }])
-      expect(cut.failure).toMatchObject({ _tag: "ArcFailed", stateAfter: "RESUMING" })
+      expect(cut.failure).toMatchObject({ reason: { _tag: "ArcFailed", stateAfter: "RESUMING" } })
     })
   )
 
@@ -272,20 +280,24 @@ describe("data faults", () => {
         if (r._tag === "Chunk") chunks.push(r.data)
       }
       expect(yield* failureOf(source.read(100))).toMatchObject({
-        _tag: "SessionFailed",
-        device: "s",
-        operation: "read",
-        code: "EIO",
-        state: "STOP_COPY"
+        reason: {
+          _tag: "SessionFailed",
+          device: "s",
+          operation: "read",
+          code: "EIO",
+          state: "STOP_COPY"
+        }
       })
       chunks.push(...[yield* readAll(source, 100)])
       const [first, ...rest] = chunks
       yield* destination.write(first ?? new Uint8Array())
       expect(yield* failureOf(destination.write(rest[0] ?? new Uint8Array()))).toMatchObject({
-        _tag: "SessionFailed",
-        operation: "write",
-        code: "EIO",
-        state: "RESUMING"
+        reason: {
+          _tag: "SessionFailed",
+          operation: "write",
+          code: "EIO",
+          state: "RESUMING"
+        }
       })
       for (const c of rest) yield* destination.write(c)
       yield* destination.setState("STOP")

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { type Device, ResetFailed } from "@lockstep/device"
+import { type Device, DeviceError } from "@lockstep/device"
 import { AllFlags, type State } from "@lockstep/fsm"
 import { decodeGroup } from "@lockstep/group"
 import { makeFabric, makeSimDevice, observeDevice, type SimDeviceConfig, simulateGroup } from "@lockstep/sim"
@@ -34,7 +34,7 @@ const foreignDevice = (id: string, start: State = "RUNNING"): Device & { state: 
     stopCopyLength: Effect.succeed(0),
     reset: Effect.suspend(() =>
       device.state === "STOP" || device.state === "STOP_COPY"
-        ? Effect.fail(new ResetFailed({ device: id, code: "EINVAL", reason: "refused in a stopped state" }))
+        ? Effect.fail(DeviceError.resetFailed({ device: id, code: "EINVAL", reason: "refused in a stopped state" }))
         : Effect.void
     )
   }
@@ -123,7 +123,7 @@ describe("a fabric observing devices of any backend", () => {
       yield* b.reset
       yield* untilDone(walk(b, "STOP"))
       // Refused in STOP: recorded with the state read back, and bus mastering not counted as off.
-      expect(yield* Effect.flip(b.reset)).toMatchObject({ _tag: "ResetFailed" })
+      expect(yield* Effect.flip(b.reset)).toMatchObject({ reason: { _tag: "ResetFailed" } })
       expect(fabric.trace().filter((e) => e.device === "b" && e._tag === "Reset")).toMatchObject([
         { from: "PRE_COPY", state: "PRE_COPY" },
         { from: "STOP", state: "STOP" }

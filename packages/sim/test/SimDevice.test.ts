@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import type { DeviceError } from "@lockstep/device"
 import { AllFlagSets, arcsFor, flagsOf, isArc, path, type State, States } from "@lockstep/fsm"
 import {
   compareMemory,
@@ -17,8 +18,9 @@ const small: SimDeviceConfig = { stateSize: 1002, pageSize: 64, dirtyBytesPerSec
 /** Stream size of `small`: header, 16 record headers and the bytes, trailer. */
 const smallStream = 24 + 16 * 12 + 1002 + 12
 
-const errorTag = <A, E extends { readonly _tag: string }>(effect: Effect.Effect<A, E>) =>
-  Effect.map(Effect.result(effect), (r) => (Result.isFailure(r) ? r.failure._tag : "ok"))
+/** The reason a device operation failed with, by tag, or `ok`. */
+const errorTag = <A>(effect: Effect.Effect<A, DeviceError>) =>
+  Effect.map(Effect.result(effect), (r) => (Result.isFailure(r) ? r.failure.reason._tag : "ok"))
 
 /** A complete saved stream of a device with `config`. */
 const savedStream = (config: SimDeviceConfig) =>
@@ -46,8 +48,8 @@ describe("arcs", () => {
               expect(yield* device.getState).toBe(to)
             } else {
               const failure = Result.isFailure(outcome) ? outcome.failure : undefined
-              expect(failure?._tag, `${from}→${to} flags ${flags}`).toBe("ArcRejected")
-              expect(failure).toMatchObject({ device: "d", arc: { from, to }, code: "EINVAL" })
+              expect(failure?.reason._tag, `${from}→${to} flags ${flags}`).toBe("ArcRejected")
+              expect(failure?.reason).toMatchObject({ device: "d", arc: { from, to }, code: "EINVAL" })
               expect(yield* device.getState).toBe(from)
             }
           }
@@ -81,7 +83,7 @@ describe("arcs", () => {
       expect(yield* device.status).toEqual({ state: "RUNNING", inFlight: { from: "RUNNING", to: "RUNNING_P2P" } })
       expect(yield* device.getState).toBe("RUNNING")
       const busy = yield* Effect.result(device.setState("PRE_COPY"))
-      expect(Result.isFailure(busy) && busy.failure).toMatchObject({ _tag: "ArcRejected", code: "EBUSY" })
+      expect(Result.isFailure(busy) && busy.failure).toMatchObject({ reason: { _tag: "ArcRejected", code: "EBUSY" } })
       yield* elapse(2)
       expect(yield* device.status).toEqual({
         state: "RUNNING_P2P",
@@ -118,8 +120,8 @@ describe("data sessions", () => {
   it.effect("refuses data operations outside their states", () =>
     Effect.gen(function* () {
       const device = yield* makeSimDevice("d", small)
-      const refused = (e: Effect.Effect<unknown, { readonly _tag: string }>) =>
-        Effect.map(Effect.result(e), (r) => (Result.isFailure(r) ? r.failure : undefined))
+      const refused = (e: Effect.Effect<unknown, DeviceError>) =>
+        Effect.map(Effect.result(e), (r) => (Result.isFailure(r) ? r.failure.reason : undefined))
       expect(yield* refused(device.read(100))).toMatchObject({
         _tag: "SessionFailed",
         operation: "read",
@@ -304,10 +306,12 @@ describe("data sessions", () => {
       yield* destination.write(stream.subarray(0, 500))
       const failed = yield* Effect.result(destination.setState("STOP"))
       expect(Result.isFailure(failed) && failed.failure).toMatchObject({
-        _tag: "ArcFailed",
-        code: "EINVAL",
-        stateAfter: "RESUMING",
-        arc: { from: "RESUMING", to: "STOP" }
+        reason: {
+          _tag: "ArcFailed",
+          code: "EINVAL",
+          stateAfter: "RESUMING",
+          arc: { from: "RESUMING", to: "STOP" }
+        }
       })
       expect(yield* destination.getState).toBe("RESUMING")
       yield* destination.write(stream.subarray(500))
@@ -346,7 +350,9 @@ describe("data sessions", () => {
         const destination = yield* makeSimDevice("t", small)
         yield* walk(destination, "RESUMING")
         const refused = yield* Effect.flip(destination.write(stream))
-        expect(refused).toMatchObject({ _tag: "SessionFailed", operation: "write", code: "ENOMEM", state: "RESUMING" })
+        expect(refused).toMatchObject({
+          reason: { _tag: "SessionFailed", operation: "write", code: "ENOMEM", state: "RESUMING" }
+        })
         expect(yield* errorTag(destination.setState("STOP"))).toBe("ArcFailed")
         expect(yield* destination.getState).toBe("RESUMING")
         yield* destination.reset

@@ -1,14 +1,11 @@
 import {
-  ArcFailed,
-  ArcRejected,
   arcOf,
   type Device,
+  DeviceError,
   type DeviceKind,
-  DeviceUnreachable,
   type PrecopyInfo,
   type ReadResult,
-  ResetFailed,
-  SessionFailed
+  type SessionOperation
 } from "@lockstep/device"
 import { type Flags, flagNames, isArc, type State } from "@lockstep/fsm"
 import { Duration, Effect, type Scope } from "effect"
@@ -135,7 +132,7 @@ const clientContext = (conn: Connection, options: ClientOptions) => {
   const socket = options.path
   const describe = (error: RequestError): string => describeRequestError(socket, error)
   const unreachable = (operation: string, error: RequestError) =>
-    new DeviceUnreachable({ device, operation, reason: describe(error) })
+    DeviceError.unreachable({ device, operation, reason: describe(error) })
 
   const readState = conn.call({ _tag: "GetDeviceState", argsz: 16 }).pipe(Effect.map((reply) => reply.state))
 
@@ -151,20 +148,20 @@ const clientContext = (conn: Connection, options: ClientOptions) => {
   )
 
   const sessionFailed = (
-    operation: SessionFailed["operation"],
+    operation: SessionOperation,
     code: string,
     reason: string
-  ): Effect.Effect<never, SessionFailed> =>
+  ): Effect.Effect<never, DeviceError> =>
     readBack.pipe(
       Effect.flatMap(({ state, note }) =>
-        Effect.fail(new SessionFailed({ device, operation, code, reason: reason + note, state }))
+        Effect.fail(DeviceError.sessionFailed({ device, operation, code, reason: reason + note, state }))
       )
     )
 
   /** Maps a request failure of a data or query operation to the port's errors. */
   const inSession =
-    (operation: SessionFailed["operation"]) =>
-    (error: RequestError): Effect.Effect<never, SessionFailed | DeviceUnreachable> =>
+    (operation: SessionOperation) =>
+    (error: RequestError): Effect.Effect<never, DeviceError> =>
       error._tag === "ServerError"
         ? sessionFailed(operation, error.code, error.message)
         : Effect.fail(unreachable(operation, error))
@@ -180,10 +177,10 @@ const stateOps = (context: ClientContext, flags: Flags) => {
 
   const getState = readState.pipe(
     Effect.catch(
-      (error): Effect.Effect<never, SessionFailed | DeviceUnreachable> =>
+      (error): Effect.Effect<never, DeviceError> =>
         error._tag === "ServerError"
           ? Effect.fail(
-              new SessionFailed({
+              DeviceError.sessionFailed({
                 device,
                 operation: "getState",
                 code: error.code,
@@ -200,40 +197,40 @@ const stateOps = (context: ClientContext, flags: Flags) => {
     const from = yield* getState
     const arc = arcOf(from, to)
     if (!isArc(flags, from, to)) {
-      return yield* new ArcRejected({
+      return yield* DeviceError.arcRejected({
         device,
         arc,
         code: "EINVAL",
         reason: `not a single legal arc for a device with flags [${flagNames(flags).join(", ")}]`
       })
     }
-    yield* conn
-      .call({ _tag: "SetDeviceState", argsz: 16, state: to, dataFd: NoDataFd })
-      .pipe(
-        Effect.catch(
-          (error): Effect.Effect<never, ArcFailed | DeviceUnreachable> =>
-            error._tag === "ServerError"
-              ? readBack.pipe(
-                  Effect.flatMap(({ state, note }) =>
-                    Effect.fail(
-                      new ArcFailed({ device, arc, code: error.code, reason: error.message + note, stateAfter: state })
-                    )
+    yield* conn.call({ _tag: "SetDeviceState", argsz: 16, state: to, dataFd: NoDataFd }).pipe(
+      Effect.catch(
+        (error): Effect.Effect<never, DeviceError> =>
+          error._tag === "ServerError"
+            ? readBack.pipe(
+                Effect.flatMap(({ state, note }) =>
+                  Effect.fail(
+                    DeviceError.arcFailed({
+                      device,
+                      arc,
+                      code: error.code,
+                      reason: error.message + note,
+                      stateAfter: state
+                    })
                   )
                 )
-              : Effect.fail(unreachable("setState", error))
-        )
+              )
+            : Effect.fail(unreachable("setState", error))
       )
+    )
   })
 
   return { getState, setState }
 }
 
 /** The migration data: read in chunks on the saving side, written on the resuming side. */
-const migrationData = (
-  context: ClientContext,
-  server: ServerInfo,
-  getState: Effect.Effect<State, SessionFailed | DeviceUnreachable>
-) => {
+const migrationData = (context: ClientContext, server: ServerInfo, getState: Effect.Effect<State, DeviceError>) => {
   const { conn, device, socket, unreachable, sessionFailed, inSession } = context
 
   const read = Effect.fn("VfioUser.read")(function* (maxBytes: number) {
@@ -248,7 +245,7 @@ const migrationData = (
     if (state === "STOP_COPY") return { _tag: "End" } satisfies ReadResult
     if (state === "PRE_COPY" || state === "PRE_COPY_P2P") return { _tag: "NoData" } satisfies ReadResult
     return yield* Effect.fail(
-      new SessionFailed({
+      DeviceError.sessionFailed({
         device,
         operation: "read",
         code: "EINVAL",
@@ -265,7 +262,7 @@ const migrationData = (
         .call({ _tag: "MigDataWrite", argsz: 8 + part.length, data: part })
         .pipe(
           Effect.catch(
-            (error): Effect.Effect<never, SessionFailed | DeviceUnreachable> =>
+            (error): Effect.Effect<never, DeviceError> =>
               error._tag === "ServerError"
                 ? sessionFailed("write", error.code, `${error.message} (after ${at} of ${data.length} bytes)`)
                 : Effect.fail(unreachable("write", error))
@@ -281,7 +278,7 @@ const migrationData = (
 const migrationInfo = (context: ClientContext) => {
   const { conn, unreachable, sessionFailed } = context
 
-  const precopyInfo: Effect.Effect<PrecopyInfo, SessionFailed> = sessionFailed(
+  const precopyInfo: Effect.Effect<PrecopyInfo, DeviceError> = sessionFailed(
     "precopyInfo",
     "EOPNOTSUPP",
     "vfio-user has no message for VFIO_MIG_GET_PRECOPY_INFO"
@@ -295,7 +292,7 @@ const migrationInfo = (context: ClientContext) => {
   // A server without MIG_DATA_SIZE answers one of several codes; the port's word for "cannot
   // tell" is EOPNOTSUPP, so that callers fall back to an estimate knowing it is one.
   const stopCopyLength = conn.call({ _tag: "GetStopCopySize", argsz: 16 }).pipe(
-    Effect.catch((error): Effect.Effect<never, SessionFailed | DeviceUnreachable> => {
+    Effect.catch((error): Effect.Effect<never, DeviceError> => {
       if (error._tag !== "ServerError") return Effect.fail(unreachable("stopCopyLength", error))
       if (unimplemented.has(error.code))
         return sessionFailed(
@@ -306,7 +303,7 @@ const migrationInfo = (context: ClientContext) => {
       return sessionFailed("stopCopyLength", error.code, error.message)
     }),
     Effect.flatMap(
-      (reply): Effect.Effect<number, SessionFailed> =>
+      (reply): Effect.Effect<number, DeviceError> =>
         reply.length > BigInt(Number.MAX_SAFE_INTEGER)
           ? sessionFailed("stopCopyLength", "EOVERFLOW", `stop_copy_length ${reply.length} is not a safe integer`)
           : Effect.succeed(Number(reply.length))
@@ -336,7 +333,7 @@ const resetOf = (context: ClientContext) => {
     )
     const { state, note } = yield* readBack
     if (refused !== undefined)
-      return yield* new ResetFailed({
+      return yield* DeviceError.resetFailed({
         device,
         code: refused.code,
         reason: `${refused.message}; the device is still in ${state}${note}`
@@ -344,18 +341,17 @@ const resetOf = (context: ClientContext) => {
     if (state === "RUNNING") return
     if (state === "PRE_COPY") {
       yield* conn.call({ _tag: "SetDeviceState", argsz: 16, state: "RUNNING", dataFd: NoDataFd }).pipe(
-        Effect.mapError(
-          (error) =>
-            new ResetFailed({
-              device,
-              code: error._tag === "ServerError" ? error.code : "EIO",
-              reason: `vfio-user server ${socket} accepted DEVICE_RESET but left the device in PRE_COPY, and closing its saving session failed: ${describe(error)}`
-            })
+        Effect.mapError((error) =>
+          DeviceError.resetFailed({
+            device,
+            code: error._tag === "ServerError" ? error.code : "EIO",
+            reason: `vfio-user server ${socket} accepted DEVICE_RESET but left the device in PRE_COPY, and closing its saving session failed: ${describe(error)}`
+          })
         )
       )
       return
     }
-    return yield* new ResetFailed({
+    return yield* DeviceError.resetFailed({
       device,
       code: "EIO",
       reason: `vfio-user server ${socket} accepted DEVICE_RESET but the device is in ${state}${note}, expected RUNNING (a reset returns a device to RUNNING); it was left there`
@@ -428,7 +424,7 @@ const makeDevice = (conn: Connection, options: ClientOptions, server: ServerInfo
  * Every reply is checked (size, fields, msg_id, command); a protocol violation closes the
  * connection. Through the `Device` port, an error reply becomes the port's error for the
  * operation (with the errno name as `code`), and everything else (a closed socket, a silent
- * server past the timeout, a protocol violation) becomes `DeviceUnreachable`.
+ * server past the timeout, a protocol violation) becomes `DeviceError`.
  */
 export const connect = Effect.fn("VfioUser.connect")(function* (
   options: ClientOptions

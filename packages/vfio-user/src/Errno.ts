@@ -22,12 +22,13 @@ const ENODEV = errnoByName.ENODEV ?? 19
  * failure's own code when it names an errno, else `EIO`.
  */
 export const errnoOfDeviceError = (error: DeviceError): number => {
-  switch (error._tag) {
+  const reason = error.reason
+  switch (reason._tag) {
     case "ArcRejected":
       return EINVAL
     case "DeviceUnreachable":
       return ENODEV
     default:
-      return errnoOfCode(error.code) ?? EIO
+      return errnoOfCode(reason.code) ?? EIO
   }
 }

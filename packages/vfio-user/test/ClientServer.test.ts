@@ -94,10 +94,12 @@ describe("vfio-user client against the in-project server", () => {
           if (arc.from === "RESUMING") {
             // Nothing was written: the device rejects the empty stream, and says where it stayed.
             expect(yield* Effect.flip(client.setState(arc.to))).toMatchObject({
-              _tag: "ArcFailed",
-              arc,
-              code: "EINVAL",
-              stateAfter: "RESUMING"
+              reason: {
+                _tag: "ArcFailed",
+                arc,
+                code: "EINVAL",
+                stateAfter: "RESUMING"
+              }
             })
             continue
           }
@@ -124,10 +126,12 @@ describe("vfio-user client against the in-project server", () => {
       for (const [from, to] of refused) {
         yield* walk(client, from)
         expect(yield* Effect.flip(client.setState(to))).toMatchObject({
-          _tag: "ArcRejected",
-          device: "gpu0",
-          arc: { from, to },
-          code: "EINVAL"
+          reason: {
+            _tag: "ArcRejected",
+            device: "gpu0",
+            arc: { from, to },
+            code: "EINVAL"
+          }
         })
         expect(yield* sim.getState).toBe(from)
       }
@@ -143,12 +147,14 @@ describe("vfio-user client against the in-project server", () => {
       })
       yield* walk(client, "STOP")
       expect(yield* Effect.flip(client.setState("STOP_COPY"))).toMatchObject({
-        _tag: "ArcFailed",
-        arc: { from: "STOP", to: "STOP_COPY" },
-        code: "EIO",
-        stateAfter: "ERROR"
+        reason: {
+          _tag: "ArcFailed",
+          arc: { from: "STOP", to: "STOP_COPY" },
+          code: "EIO",
+          stateAfter: "ERROR"
+        }
       })
-      expect(yield* Effect.flip(client.setState("RUNNING"))).toMatchObject({ _tag: "ArcRejected" })
+      expect(yield* Effect.flip(client.setState("RUNNING"))).toMatchObject({ reason: { _tag: "ArcRejected" } })
       yield* client.reset
       expect(yield* client.getState).toBe("RUNNING")
     })
@@ -168,10 +174,12 @@ describe("vfio-user client against the in-project server", () => {
       expect(yield* src.client.enablePrecopyInfoV2).toBe(false)
       yield* src.client.setState("PRE_COPY")
       expect(yield* Effect.flip(src.client.precopyInfo)).toMatchObject({
-        _tag: "SessionFailed",
-        operation: "precopyInfo",
-        code: "EOPNOTSUPP",
-        state: "PRE_COPY"
+        reason: {
+          _tag: "SessionFailed",
+          operation: "precopyInfo",
+          code: "EOPNOTSUPP",
+          state: "PRE_COPY"
+        }
       })
       yield* walk(dst.client, "RESUMING")
       let moved = 0
@@ -224,14 +232,18 @@ describe("vfio-user client against the in-project server", () => {
       yield* client.reset
       expect(yield* client.getState).toBe("RUNNING")
       expect(yield* Effect.flip(client.read(4096))).toMatchObject({
-        _tag: "SessionFailed",
-        operation: "read",
-        code: "EINVAL",
-        state: "RUNNING"
+        reason: {
+          _tag: "SessionFailed",
+          operation: "read",
+          code: "EINVAL",
+          state: "RUNNING"
+        }
       })
       expect(yield* Effect.flip(client.write(new Uint8Array(8)))).toMatchObject({
-        _tag: "SessionFailed",
-        operation: "write"
+        reason: {
+          _tag: "SessionFailed",
+          operation: "write"
+        }
       })
     })
   )
@@ -249,11 +261,15 @@ describe("vfio-user client against the in-project server", () => {
       yield* Scope.close(serverScope, Exit.void)
       expect(existsSync(socket)).toBe(false)
       expect(yield* Effect.flip(client.read(4096))).toMatchObject({
-        _tag: "DeviceUnreachable",
-        device: "src",
-        operation: "read"
+        reason: {
+          _tag: "DeviceUnreachable",
+          device: "src",
+          operation: "read"
+        }
       })
-      expect(yield* Effect.flip(client.getState)).toMatchObject({ _tag: "DeviceUnreachable", operation: "getState" })
+      expect(yield* Effect.flip(client.getState)).toMatchObject({
+        reason: { _tag: "DeviceUnreachable", operation: "getState" }
+      })
     })
   )
 
@@ -272,7 +288,7 @@ describe("vfio-user client against the in-project server", () => {
       )
       yield* walk(client, "STOP")
       const error = yield* Effect.flip(client.setState("STOP_COPY"))
-      expect(error).toMatchObject({ _tag: "DeviceUnreachable", operation: "setState" })
+      expect(error).toMatchObject({ reason: { _tag: "DeviceUnreachable", operation: "setState" } })
       expect(error.message).toMatch(
         /did not answer DEVICE_FEATURE SET MIG_DEVICE_STATE \(msg_id \d+\) within 300 ms; expected the device in STOP_COPY/
       )

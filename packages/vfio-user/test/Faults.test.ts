@@ -160,9 +160,11 @@ describe("vfio-user client against malformed replies", () => {
     Effect.gen(function* () {
       const device = yield* connected(afterNegotiation((_, frame) => stateReply(frame.header.msgId, 9)))
       const error = yield* Effect.flip(device.getState)
-      expect(error).toMatchObject({ _tag: "DeviceUnreachable", device: "fake", operation: "getState" })
+      expect(error).toMatchObject({ reason: { _tag: "DeviceUnreachable", device: "fake", operation: "getState" } })
       expect(error.message).toMatch(/device_state = 9/)
-      expect(yield* Effect.flip(device.reset)).toMatchObject({ _tag: "DeviceUnreachable", operation: "reset" })
+      expect(yield* Effect.flip(device.reset)).toMatchObject({
+        reason: { _tag: "DeviceUnreachable", operation: "reset" }
+      })
     })
   )
 
@@ -181,7 +183,7 @@ describe("vfio-user client against malformed replies", () => {
       expect(yield* device.getState).toBe("RUNNING")
       yield* Effect.sleep("50 millis")
       const error = yield* Effect.flip(device.getState)
-      expect(error).toMatchObject({ _tag: "DeviceUnreachable" })
+      expect(error).toMatchObject({ reason: { _tag: "DeviceUnreachable" } })
       expect(error.message).toMatch(/protocol error/)
     })
   )
@@ -199,7 +201,9 @@ describe("vfio-user client against malformed replies", () => {
             : getState(frame.header.msgId, "STOP_COPY")
         )
       )
-      expect(yield* Effect.flip(device.read(100))).toMatchObject({ _tag: "DeviceUnreachable", operation: "read" })
+      expect(yield* Effect.flip(device.read(100))).toMatchObject({
+        reason: { _tag: "DeviceUnreachable", operation: "read" }
+      })
     })
   )
 
@@ -215,7 +219,9 @@ describe("vfio-user client against malformed replies", () => {
         }),
         { timeout: "100 millis" }
       )
-      expect(yield* Effect.flip(device.getState)).toMatchObject({ _tag: "DeviceUnreachable", operation: "getState" })
+      expect(yield* Effect.flip(device.getState)).toMatchObject({
+        reason: { _tag: "DeviceUnreachable", operation: "getState" }
+      })
       yield* Effect.sleep("300 millis")
       expect(yield* device.getState).toBe("STOP")
     })
@@ -234,11 +240,13 @@ describe("vfio-user client against malformed replies", () => {
         })
       )
       expect(yield* Effect.flip(device.setState("STOP"))).toMatchObject({
-        _tag: "ArcFailed",
-        device: "fake",
-        arc: { from: "RUNNING_P2P", to: "STOP" },
-        code: "EIO",
-        stateAfter: "ERROR"
+        reason: {
+          _tag: "ArcFailed",
+          device: "fake",
+          arc: { from: "RUNNING_P2P", to: "STOP" },
+          code: "EIO",
+          stateAfter: "ERROR"
+        }
       })
     })
   )
@@ -251,8 +259,10 @@ describe("vfio-user client against malformed replies", () => {
         )
       )
       expect(yield* Effect.flip(device.setState("RUNNING_P2P"))).toMatchObject({
-        _tag: "DeviceUnreachable",
-        operation: "setState"
+        reason: {
+          _tag: "DeviceUnreachable",
+          operation: "setState"
+        }
       })
     })
   )
@@ -271,10 +281,12 @@ describe("vfio-user client against malformed replies", () => {
       for (const device of [estimated, plain]) {
         const error = yield* Effect.flip(device.stopCopyLength)
         expect(error).toMatchObject({
-          _tag: "SessionFailed",
-          operation: "stopCopyLength",
-          code: "EOPNOTSUPP",
-          state: "RUNNING"
+          reason: {
+            _tag: "SessionFailed",
+            operation: "stopCopyLength",
+            code: "EOPNOTSUPP",
+            state: "RUNNING"
+          }
         })
         // The refusal names the server, the command and what was expected of it.
         expect(error.message).toContain("fake.sock refused DEVICE_FEATURE GET MIG_DATA_SIZE")
@@ -292,7 +304,7 @@ describe("vfio-user client against malformed replies", () => {
             : getState(frame.header.msgId, "PRE_COPY")
         )
       )
-      expect(yield* Effect.flip(device.stopCopyLength)).toMatchObject({ code: "EIO", state: "PRE_COPY" })
+      expect(yield* Effect.flip(device.stopCopyLength)).toMatchObject({ reason: { code: "EIO", state: "PRE_COPY" } })
     })
   )
 
@@ -345,7 +357,7 @@ describe("vfio-user client against malformed replies", () => {
       const server = resettingLikeLibvfioUser("RESUMING")
       const device = yield* connected(server.script)
       const error = yield* Effect.flip(device.reset)
-      expect(error).toMatchObject({ _tag: "ResetFailed", device: "fake" })
+      expect(error).toMatchObject({ reason: { _tag: "ResetFailed", device: "fake" } })
       expect(error.message).toMatch(
         /fake\.sock accepted DEVICE_RESET but the device is in RESUMING, expected RUNNING .*it was left there/
       )
@@ -361,7 +373,7 @@ describe("vfio-user client against malformed replies", () => {
           const server = resettingLikeLibvfioUser(start)
           const device = yield* connected(server.script)
           const error = yield* Effect.flip(device.reset)
-          expect(error).toMatchObject({ _tag: "ResetFailed", code: "EINVAL" })
+          expect(error).toMatchObject({ reason: { _tag: "ResetFailed", code: "EINVAL" } })
           expect(error.message).toMatch(
             new RegExp(
               `fake\\.sock refused DEVICE_RESET \\(msg_id \\d+\\) with EINVAL; expected the device reset to RUNNING; the device is still in ${start}$`

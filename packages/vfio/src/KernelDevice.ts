@@ -1,12 +1,10 @@
 import {
-  ArcFailed,
-  ArcRejected,
   type Device,
+  DeviceError,
   type DeviceKind,
   type PrecopyInfo as PortPrecopyInfo,
   type ReadResult,
-  ResetFailed,
-  SessionFailed
+  type SessionOperation
 } from "@lockstep/device"
 import { type Flags, flagNames, isArc, isSaving, type State, StateNumber, stateOfNumber } from "@lockstep/fsm"
 import { codeOfErrno } from "@lockstep/vfio-user"
@@ -97,17 +95,17 @@ export interface VfioDevice extends Device {
   readonly regionRead: (index: number, offset: bigint, count: number) => Effect.Effect<Uint8Array, RegionAccessFailed>
   readonly regionWrite: (index: number, offset: bigint, data: Uint8Array) => Effect.Effect<void, RegionAccessFailed>
   /** The v2 opt-in: true when taken, false when the kernel or driver lacks it (ENOTTY, EINVAL). */
-  readonly enablePrecopyInfoV2: Effect.Effect<boolean, SessionFailed>
+  readonly enablePrecopyInfoV2: Effect.Effect<boolean, DeviceError>
   /** `VFIO_MIG_GET_PRECOPY_INFO` with its flags (`reinit` only after the v2 opt-in). */
-  readonly precopyDetails: Effect.Effect<KernelPrecopyInfo, SessionFailed>
+  readonly precopyDetails: Effect.Effect<KernelPrecopyInfo, DeviceError>
   /**
    * One `SET MIG_DEVICE_STATE` to any state, which the kernel reaches by walking the combination
    * path itself (as QEMU asks). Lockstep never uses it to migrate: it keeps the ordering by
    * setting one arc at a time. It exists to compare the kernel's paths with `@lockstep/fsm`'s.
    */
-  readonly requestState: (to: State) => Effect.Effect<void, ArcFailed | SessionFailed>
+  readonly requestState: (to: State) => Effect.Effect<void, DeviceError>
   /** Fails with `DeviceNotReady` unless the device is in one of `states`: the check before a migration moves anything. */
-  readonly requireState: (states: ReadonlyArray<State>) => Effect.Effect<void, DeviceNotReady | SessionFailed>
+  readonly requireState: (states: ReadonlyArray<State>) => Effect.Effect<void, DeviceNotReady | DeviceError>
 }
 
 /** The largest single read of a data session; a caller's bigger `maxBytes` is read in several calls. */
@@ -371,9 +369,9 @@ const arcTable = (flags: Flags): ReadonlyArray<boolean> =>
 /** A data-session failure of the device behind `calls`, with the state read back after it. */
 const failedSession =
   (calls: KernelCalls) =>
-  (operation: SessionFailed["operation"], code: string, reason: string): SessionFailed => {
+  (operation: SessionOperation, code: string, reason: string): DeviceError => {
     const { state, note } = readBack(calls)
-    return new SessionFailed({ device: calls.id, operation, code, reason: reason + note, state })
+    return DeviceError.sessionFailed({ device: calls.id, operation, code, reason: reason + note, state })
   }
 
 /**
@@ -388,10 +386,10 @@ const arcOn = (calls: KernelCalls, flags: Flags) => {
    * One SET, synchronously: refuse what is not one legal arc (unless `kernelWalks`), set it,
    * track the data session, check the state.
    */
-  return (to: State, kernelWalks = false): ArcRejected | ArcFailed | SessionFailed | undefined => {
+  return (to: State, kernelWalks = false): DeviceError | undefined => {
     const now = calls.known ?? calls.stateNumber()
     if (isRefusal(now))
-      return new SessionFailed({
+      return DeviceError.sessionFailed({
         device,
         operation: "getState",
         code: now.code,
@@ -401,7 +399,7 @@ const arcOn = (calls: KernelCalls, flags: Flags) => {
     const from = stateOfNumber(now) ?? "ERROR"
     const arc = { from, to }
     if (!kernelWalks && legal[now * 8 + StateNumber[to]] !== true)
-      return new ArcRejected({
+      return DeviceError.arcRejected({
         device,
         arc,
         code: "EINVAL",
@@ -412,7 +410,7 @@ const arcOn = (calls: KernelCalls, flags: Flags) => {
     if (isRefusal(dataFd)) {
       const { state, note } = readBack(calls)
       if (!keepsSession(state)) calls.closeSession()
-      return new ArcFailed({
+      return DeviceError.arcFailed({
         device,
         arc,
         code: dataFd.code,
@@ -428,7 +426,7 @@ const arcOn = (calls: KernelCalls, flags: Flags) => {
     } else if (!keepsSession(to)) calls.closeSession()
     if (calls.stateNumber() !== StateNumber[to]) {
       const { state, note } = readBack(calls)
-      return new ArcFailed({
+      return DeviceError.arcFailed({
         device,
         arc,
         code: "EPROTO",
@@ -437,7 +435,7 @@ const arcOn = (calls: KernelCalls, flags: Flags) => {
       })
     }
     if (!kernelWalks && opensSession(from, to) && calls.session === undefined)
-      return new ArcFailed({
+      return DeviceError.arcFailed({
         device,
         arc,
         code: "EBADF",
@@ -454,11 +452,11 @@ const stateControl = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags) 
   const { native, fd, cdev } = calls
   const arc = arcOn(calls, flags)
 
-  const getState: Effect.Effect<State, SessionFailed> = Effect.suspend(() => {
+  const getState: Effect.Effect<State, DeviceError> = Effect.suspend(() => {
     const n = calls.stateNumber()
     if (isRefusal(n))
       return Effect.fail(
-        new SessionFailed({
+        DeviceError.sessionFailed({
           device,
           operation: "getState",
           code: n.code,
@@ -469,7 +467,7 @@ const stateControl = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags) 
     const state = stateOfNumber(n)
     return state === undefined
       ? Effect.fail(
-          new SessionFailed({
+          DeviceError.sessionFailed({
             device,
             operation: "getState",
             code: "EPROTO",
@@ -480,19 +478,19 @@ const stateControl = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags) 
       : Effect.succeed(state)
   })
 
-  const setState = (to: State): Effect.Effect<void, ArcRejected | ArcFailed | SessionFailed> =>
+  const setState = (to: State): Effect.Effect<void, DeviceError> =>
     Effect.suspend(() => {
       const failure = arc(to)
       return failure === undefined ? Effect.void : Effect.fail(failure)
     })
 
-  const requestState = (to: State): Effect.Effect<void, ArcFailed | SessionFailed> =>
+  const requestState = (to: State): Effect.Effect<void, DeviceError> =>
     Effect.suspend(() => {
       const failure = arc(to, true)
-      return failure === undefined || failure._tag === "ArcRejected" ? Effect.void : Effect.fail(failure)
+      return failure === undefined || failure.reason._tag === "ArcRejected" ? Effect.void : Effect.fail(failure)
     })
 
-  const reset: Effect.Effect<void, ResetFailed> = Effect.suspend(() => {
+  const reset: Effect.Effect<void, DeviceError> = Effect.suspend(() => {
     // A reset ends any data session; the kernel's fd would answer nothing more. The state it
     // leaves is read back, never assumed.
     calls.closeSession()
@@ -501,11 +499,15 @@ const stateControl = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags) 
     if (r >= 0) return Effect.void
     const { errno, code } = refusal(r)
     return Effect.fail(
-      new ResetFailed({ device, code, reason: `the kernel refused VFIO_DEVICE_RESET on ${cdev} (errno ${errno})` })
+      DeviceError.resetFailed({
+        device,
+        code,
+        reason: `the kernel refused VFIO_DEVICE_RESET on ${cdev} (errno ${errno})`
+      })
     )
   })
 
-  const requireState = (expected: ReadonlyArray<State>): Effect.Effect<void, DeviceNotReady | SessionFailed> =>
+  const requireState = (expected: ReadonlyArray<State>): Effect.Effect<void, DeviceNotReady | DeviceError> =>
     Effect.flatMap(getState, (state) =>
       expected.includes(state)
         ? Effect.void
@@ -524,7 +526,7 @@ const dataSession = (calls: KernelCalls) => {
   /** Where reads land before their bytes are copied out: allocated once, grown to the largest read. */
   let scratch = new Uint8Array(0)
 
-  const read = (maxBytes: number): Effect.Effect<ReadResult, SessionFailed> =>
+  const read = (maxBytes: number): Effect.Effect<ReadResult, DeviceError> =>
     Effect.suspend(() => {
       if (!Number.isSafeInteger(maxBytes) || maxBytes < 1)
         return Effect.fail(sessionFailed("read", "EINVAL", `maxBytes must be a positive integer, got ${maxBytes}`))
@@ -542,7 +544,7 @@ const dataSession = (calls: KernelCalls) => {
         if (state === "PRE_COPY" || state === "PRE_COPY_P2P") return Effect.succeed<ReadResult>({ _tag: "NoData" })
         if (state === "STOP_COPY" && n === 0) return Effect.succeed<ReadResult>({ _tag: "End" })
         return Effect.fail(
-          new SessionFailed({
+          DeviceError.sessionFailed({
             device,
             operation: "read",
             code: n === 0 ? "EINVAL" : "ENOMSG",
@@ -555,7 +557,7 @@ const dataSession = (calls: KernelCalls) => {
       return Effect.fail(sessionFailed("read", code, `read() of the data_fd failed (errno ${errno})`))
     })
 
-  const write = (data: Uint8Array): Effect.Effect<void, SessionFailed> =>
+  const write = (data: Uint8Array): Effect.Effect<void, DeviceError> =>
     Effect.suspend(() => {
       const session = calls.session
       if (session === undefined)
@@ -591,7 +593,7 @@ const migrationInfo = (calls: KernelCalls, info: KernelDeviceInfo) => {
   /** Pre-copy info v2 is on: the open took it, or `enablePrecopyInfoV2` did since. */
   let precopyInfoV2 = info.precopyInfoV2
 
-  const precopyDetails: Effect.Effect<KernelPrecopyInfo, SessionFailed> = Effect.suspend(() => {
+  const precopyDetails: Effect.Effect<KernelPrecopyInfo, DeviceError> = Effect.suspend(() => {
     const session = calls.session
     if (session === undefined) return Effect.fail(sessionFailed("precopyInfo", "EINVAL", "no saving session is open"))
     const buf = new Uint8Array(PrecopyInfo.size)
@@ -611,13 +613,13 @@ const migrationInfo = (calls: KernelCalls, info: KernelDeviceInfo) => {
     })
   })
 
-  const precopyInfo: Effect.Effect<PortPrecopyInfo, SessionFailed> = Effect.map(precopyDetails, (d) =>
+  const precopyInfo: Effect.Effect<PortPrecopyInfo, DeviceError> = Effect.map(precopyDetails, (d) =>
     d.reinit
       ? { initialBytes: d.initialBytes, dirtyBytes: d.dirtyBytes, reinit: true }
       : { initialBytes: d.initialBytes, dirtyBytes: d.dirtyBytes }
   )
 
-  const enablePrecopyInfoV2: Effect.Effect<boolean, SessionFailed> = Effect.suspend(() => {
+  const enablePrecopyInfoV2: Effect.Effect<boolean, DeviceError> = Effect.suspend(() => {
     // SET is idempotent: asked again even when the open took it, so the answer is today's.
     const answer = precopyInfoV2Answer(optInPrecopyInfoV2(native, fd))
     if (Result.isSuccess(answer)) {
@@ -634,7 +636,7 @@ const migrationInfo = (calls: KernelCalls, info: KernelDeviceInfo) => {
     )
   })
 
-  const stopCopyLength: Effect.Effect<number, SessionFailed> = Effect.suspend(() => {
+  const stopCopyLength: Effect.Effect<number, DeviceError> = Effect.suspend(() => {
     const buf = featureBuffer(Feature.MIG_DATA_SIZE, FeatureOp.GET, FeatureMigDataSize)
     const r = native.ioctl(fd, Ioctl.DEVICE_FEATURE, buf)
     if (r < 0) {

@@ -127,7 +127,7 @@ export const attachVfioDevices = Effect.fn("Vfio.attachGroup")(function* (
       yield* device
         .requireState(expected)
         .pipe(
-          Effect.catchTag("SessionFailed", (e) =>
+          Effect.catchTag("DeviceError", (e) =>
             Effect.fail(new VfioDeviceInvalid({ path: `devices.${device.id}`, reason: e.message }))
           )
         )

@@ -198,11 +198,13 @@ describe("arcs", () => {
       const device = yield* open(fakeKernel({ refuseSet: EINVAL }))
       const error = yield* Effect.flip(device.setState("RUNNING_P2P"))
       expect(error).toMatchObject({
-        _tag: "ArcFailed",
-        device: "gpu0",
-        arc: { from: "RUNNING", to: "RUNNING_P2P" },
-        code: "EINVAL",
-        stateAfter: "RUNNING"
+        reason: {
+          _tag: "ArcFailed",
+          device: "gpu0",
+          arc: { from: "RUNNING", to: "RUNNING_P2P" },
+          code: "EINVAL",
+          stateAfter: "RUNNING"
+        }
       })
       expect(error.message).toContain("errno 22")
     }).pipe(Effect.scoped)
@@ -213,7 +215,9 @@ describe("arcs", () => {
       const kernel = fakeKernel()
       const device = yield* open(kernel)
       const error = yield* Effect.flip(device.setState("STOP_COPY"))
-      expect(error).toMatchObject({ _tag: "ArcRejected", arc: { from: "RUNNING", to: "STOP_COPY" }, code: "EINVAL" })
+      expect(error).toMatchObject({
+        reason: { _tag: "ArcRejected", arc: { from: "RUNNING", to: "STOP_COPY" }, code: "EINVAL" }
+      })
       expect(kernel.calls.filter((c) => c.startsWith("SET"))).toEqual([])
     }).pipe(Effect.scoped)
   )
@@ -222,7 +226,7 @@ describe("arcs", () => {
     Effect.gen(function* () {
       const device = yield* open(fakeKernel({ driftTo: 1 }))
       const error = yield* Effect.flip(device.setState("RUNNING_P2P"))
-      expect(error).toMatchObject({ _tag: "ArcFailed", code: "EPROTO", stateAfter: "STOP" })
+      expect(error).toMatchObject({ reason: { _tag: "ArcFailed", code: "EPROTO", stateAfter: "STOP" } })
     }).pipe(Effect.scoped)
   )
 })
@@ -254,7 +258,9 @@ describe("data sessions", () => {
       yield* device.setState("PRE_COPY_P2P")
       yield* device.setState("STOP_COPY")
       const error = yield* Effect.flip(device.read(4096))
-      expect(error).toMatchObject({ _tag: "SessionFailed", operation: "read", code: "ENOMSG", state: "STOP_COPY" })
+      expect(error).toMatchObject({
+        reason: { _tag: "SessionFailed", operation: "read", code: "ENOMSG", state: "STOP_COPY" }
+      })
     }).pipe(Effect.scoped)
   )
 
@@ -264,7 +270,9 @@ describe("data sessions", () => {
       const device = yield* open(kernel)
       for (const s of ["RUNNING_P2P", "STOP", "RESUMING"] as const) yield* device.setState(s)
       const error = yield* Effect.flip(device.write(new Uint8Array(60)))
-      expect(error).toMatchObject({ _tag: "SessionFailed", device: "gpu0", operation: "write", code: "ENOMEM" })
+      expect(error).toMatchObject({
+        reason: { _tag: "SessionFailed", device: "gpu0", operation: "write", code: "ENOMEM" }
+      })
       expect(error.message).toContain("after 30 of 60")
     }).pipe(Effect.scoped)
   )
@@ -277,7 +285,7 @@ describe("data sessions", () => {
       yield* device.reset
       expect(kernel.closed).toEqual([100])
       expect(yield* device.getState).toBe("RUNNING")
-      expect(yield* Effect.flip(device.read(10))).toMatchObject({ code: "EBADF" })
+      expect(yield* Effect.flip(device.read(10))).toMatchObject({ reason: { code: "EBADF" } })
     }).pipe(Effect.scoped)
   )
 })
@@ -321,7 +329,7 @@ describe("pre-copy info v2", () => {
       const broken = yield* open(fakeKernel({ precopyInfoV2: -EIO }))
       expect(broken.info.precopyInfoV2).toBe(false)
       const error = yield* Effect.flip(broken.enablePrecopyInfoV2)
-      expect(error).toMatchObject({ _tag: "SessionFailed", operation: "enablePrecopyInfoV2", code: "EIO" })
+      expect(error).toMatchObject({ reason: { _tag: "SessionFailed", operation: "enablePrecopyInfoV2", code: "EIO" } })
       expect(error.message).toContain("errno 5")
     }).pipe(Effect.scoped)
   )
