@@ -3,6 +3,7 @@ import { path, type State, stateClass, supportsState } from "@lockstep/fsm"
 import type { Group, GroupRuntime, Plan } from "@lockstep/group"
 import { Clock, Effect, Exit, Fiber, Option, Result } from "effect"
 import { type ArcEvent, type GraphNode, type RunOptions, runGraph, runGraphMarking } from "./ArcRunner.js"
+import { deviceRecord, emptyDeviceRecord } from "./DeviceRecord.js"
 import {
   type FailureCause,
   type FinalStates,
@@ -92,12 +93,12 @@ const readStates = (runtime: GroupRuntime): Effect.Effect<Record<string, State |
       },
       { concurrency: "unbounded" }
     ),
-    (rows) => Object.fromEntries(rows)
+    deviceRecord
   )
 
 const finalStatesOf = (runtime: GroupRuntime): Effect.Effect<Record<string, State | "UNKNOWN">> =>
   Effect.map(readStates(runtime), (states) =>
-    Object.fromEntries(Object.entries(states).map(([id, s]) => [id, s ?? "UNKNOWN"]))
+    deviceRecord(Object.entries(states).map(([id, s]) => [id, s ?? "UNKNOWN"] as const))
   )
 
 /**
@@ -119,7 +120,7 @@ export const executePlanned = (
     const emit = options.onEvent ?? (() => {})
     const startedAt = now()
     const read = yield* readStates(runtime)
-    const start: Record<string, State> = {}
+    const start = emptyDeviceRecord<State>()
     for (const [id, state] of Object.entries(read)) {
       if (state === undefined) return yield* new TransitionRefused({ cause: new StateUnreadable({ device: id }) })
       start[id] = state

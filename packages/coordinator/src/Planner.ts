@@ -11,6 +11,7 @@ import {
 import type { Barrier, BarrierKind, Group, Plan, PlanArc } from "@lockstep/group"
 import { Result } from "effect"
 import { findWaitCycle, orderNodes } from "./DependencyGraph.js"
+import { deviceRecord } from "./DeviceRecord.js"
 import {
   type CycleArc,
   DependencyCycle,
@@ -425,8 +426,8 @@ const finish = (
   return Result.succeed({
     arcs,
     barriers,
-    initial: Object.fromEntries(routes.map((r) => [r.id, r.path[0] ?? "ERROR"])),
-    target: Object.fromEntries(routes.map((r) => [r.id, r.path.at(-1) ?? "ERROR"]))
+    initial: deviceRecord(routes.map((r) => [r.id, r.path[0] ?? "ERROR"])),
+    target: deviceRecord(routes.map((r) => [r.id, r.path.at(-1) ?? "ERROR"]))
   })
 }
 
@@ -439,9 +440,7 @@ const stepPlan =
     const unknown = unknownIn(group, from)
     if (unknown !== undefined)
       return Result.fail(new PlanError({ reason: new DeviceNotInGroup({ device: unknown, role: "from" }) }))
-    const to = Object.fromEntries(
-      group.devices.map((d) => [d.id, step(stateAt(from, d.id, defaultFrom), d.flags)] as const)
-    )
+    const to = deviceRecord(group.devices.map((d) => [d.id, step(stateAt(from, d.id, defaultFrom), d.flags)] as const))
     return planTransition(group, { from, to })
   }
 
