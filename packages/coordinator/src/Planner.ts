@@ -399,14 +399,22 @@ const finish = (
   }
   const deviceId = (p: number) => routes[p]?.id ?? ""
 
-  const arcs = arcNodes.flatMap((i): Array<PlanArc> => {
+  // A loop, not flatMap: an array per arc for flatMap to flatten doubled this step's garbage.
+  const arcs: Array<PlanArc> = []
+  for (const i of arcNodes) {
     const node = nodes[i]
-    if (node?._tag !== "Arc") return []
+    if (node?._tag !== "Arc") continue
     const { device, from, to } = node
-    return [
-      { _tag: "Arc", id: ids[i] ?? "", device: deviceId(device), from, to, after: afterIds(node), level: level[i] ?? 0 }
-    ]
-  })
+    arcs.push({
+      _tag: "Arc",
+      id: ids[i] ?? "",
+      device: deviceId(device),
+      from,
+      to,
+      after: afterIds(node),
+      level: level[i] ?? 0
+    })
+  }
   const barriers = barrierNodes.flatMap((i): Array<Barrier> => {
     const node = nodes[i]
     if (node?._tag !== "Barrier") return []
