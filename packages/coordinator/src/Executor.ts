@@ -3,7 +3,7 @@ import { path, type State, stateClass, supportsState } from "@lockstep/fsm"
 import type { Group, GroupRuntime, Plan } from "@lockstep/group"
 import { Clock, Effect, Exit, Fiber, Option, Result } from "effect"
 import { type ArcEvent, type GraphNode, type RunOptions, runGraph, runGraphMarking } from "./ArcRunner.js"
-import { deviceRecord, emptyDeviceRecord } from "./DeviceRecord.js"
+import { deviceRecord, emptyDeviceRecord, putDevice } from "./DeviceRecord.js"
 import {
   type FailureCause,
   type FinalStates,
@@ -123,7 +123,7 @@ export const executePlanned = (
     const start = emptyDeviceRecord<State>()
     for (const [id, state] of Object.entries(read)) {
       if (state === undefined) return yield* new TransitionRefused({ cause: new StateUnreadable({ device: id }) })
-      start[id] = state
+      putDevice(start, id, state)
     }
     const planned = planner(runtime.group, start)
     if (Result.isFailure(planned)) return yield* new TransitionRefused({ cause: planned.failure })
