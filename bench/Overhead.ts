@@ -1,10 +1,11 @@
-import { type GroupRuntime, transition } from "@lockstep/coordinator"
+import { type GraphNode, type GroupRuntime, graphOf, planTransition, runGraph, transition } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
 import { path, type State } from "@lockstep/fsm"
 import { makeSimDevice, type SimDevice, simulateGroup } from "@lockstep/sim"
 import { Effect, Result } from "effect"
-import { atMost, type Figure, goalRow, type Row, sampledRow } from "./Figure.js"
+import { atLeast, atMost, type Figure, goalRow, type Row, sampledRow } from "./Figure.js"
 import { sharedIommuGroup } from "./Groups.js"
+import { runGraphLibrary } from "./LibraryScheduler.js"
 
 /** Settings of figure 2. */
 export interface OverheadOptions {
@@ -36,23 +37,79 @@ const awaitedLoop = async (walks: ReadonlyArray<readonly [Device, ReadonlyArray<
   }
 }
 
-/** Both directions, timed in microseconds: wall time, and the CPU time of this process. */
+/**
+ * Arcs a repetition runs at least: a smaller group repeats its round trip until it has, so that
+ * every sample spans the same work (one round trip of 1024 devices) and a young-generation
+ * collection or a preempted millisecond does not decide a 10 ms sample (at 256 devices single
+ * round trips ranged 4.5–48 µs/arc from one repetition to the next).
+ */
+const arcsPerRepetition = 6144
+
+/** Round trips per repetition for a group whose round trip has `arcs` arcs. */
+const roundsOf = (arcs: number) => Math.max(1, Math.ceil(arcsPerRepetition / arcs))
+
+/** `rounds` round trips (down, then up), timed in microseconds: wall time, and the CPU time of this process. */
 const timeBoth = async (
   down: () => Promise<unknown>,
-  up: () => Promise<unknown>
+  up: () => Promise<unknown>,
+  rounds: number
 ): Promise<{ readonly wall: number; readonly cpu: number }> => {
   const cpu = process.cpuUsage()
   const start = performance.now()
-  await down()
-  await up()
+  for (let r = 0; r < rounds; r++) {
+    await down()
+    await up()
+  }
   const wall = (performance.now() - start) * 1000
   const used = process.cpuUsage(cpu)
   return { wall, cpu: used.user + used.system }
 }
 
+/** The runnable graph of the plan from `from` to `to` for every device, made before any clock starts. */
+const graphFor = (runtime: GroupRuntime, from: State, to: State): ReadonlyArray<GraphNode> => {
+  const states = (s: State) => Object.fromEntries(runtime.group.devices.map((d) => [d.id, s]))
+  const planned = planTransition(runtime.group, { from: states(from), to: states(to) })
+  if (Result.isFailure(planned)) throw new Error(`no plan ${from} → ${to}: ${planned.failure.message}`)
+  return graphOf(planned.success)
+}
+
+/** The repetitions of the scheduler comparison: at least 7, whatever the mode (issue 14 asks for ≥ 7 interleaved). */
+const schedulerRepetitions = (repetitions: number) => Math.max(7, repetitions)
+
+/**
+ * The arc scheduler alone, hand loop (`runGraph`) against the library form
+ * (`runGraphLibrary`), on the same two graphs (down, then back up), interleaved. CPU µs per arc
+ * of each repetition.
+ */
+const compareSchedulers = (
+  runtime: GroupRuntime,
+  arcs: number,
+  options: OverheadOptions
+): Effect.Effect<{ readonly hand: Array<number>; readonly library: Array<number> }> =>
+  Effect.gen(function* () {
+    const down = graphFor(runtime, "RUNNING", "STOP_COPY")
+    const up = graphFor(runtime, "STOP_COPY", "RUNNING")
+    const run = (scheduler: typeof runGraph) =>
+      timeBoth(
+        () => Effect.runPromise(scheduler(down, runtime.devices)),
+        () => Effect.runPromise(scheduler(up, runtime.devices)),
+        roundsOf(arcs)
+      )
+    const hand: Array<number> = []
+    const library: Array<number> = []
+    for (let i = 0; i < options.warmup + schedulerRepetitions(options.repetitions); i++) {
+      const h = yield* Effect.promise(() => run(runGraph))
+      const l = yield* Effect.promise(() => run(runGraphLibrary))
+      if (i < options.warmup) continue
+      hand.push(h.cpu / (arcs * roundsOf(arcs)))
+      library.push(l.cpu / (arcs * roundsOf(arcs)))
+    }
+    return { hand, library }
+  })
+
 /** What `node --cpu-prof` shows when the per-arc goal is missed (see the benchmark report). */
 const overheadProfile =
-  "goal missed (needs production changes, issue 17): an untraced simulated device whose zero-latency arcs complete without a scheduler hop, and the coordinator's per-arc span made opt-in or recorded as an event on the transition's span. Profile when this was written: the floor itself (awaited setState calls of the simulated devices, whose own Effect.fn span and bookkeeping cost ~14-19 µs per call on this machine) is near the goal, and runGraph adds one forked fiber, one span (no stack capture) and one completion per arc on top. An earlier version raced every arc against its own timer (Effect.timeoutOrElse) and a Queue and measured 75-86 µs/arc; one watchdog per run and a plain completion array halved it."
+  "goal missed. Profile of 2026-12-05 (node --cpu-prof on transitions of 1024 devices, after issue 17's cuts at about 4-7 µs/arc): garbage collection about a fifth of the CPU (5 KB allocated per arc: the fiber per arc, the plan's and the graph's nodes, the sim's arc bookkeeping), then planning (Planner finish and routes, about 0.6-1 µs/arc), the per-device state reads (a fiber per device), the sim's beginArc, and runGraph's own loop. Cut so far: the sim's setState without a generator or events nobody hears, runGraph settling synchronously ended arcs without a completion or a deadline and building events only for a listener, the executor marking started arcs instead of listening to every event, records of device ids built in dictionary mode."
 
 /**
  * Figure 2: the coordinator's own cost per arc, in real time. A switchover of a shared-IOMMU
@@ -73,15 +130,18 @@ export const overheadFigure = (options: OverheadOptions): Effect.Effect<Figure> 
       const downWalks = pathsOf(list, "RUNNING", "STOP_COPY")
       const upWalks = pathsOf(list, "STOP_COPY", "RUNNING")
       const arcs = [...downWalks, ...upWalks].reduce((k, [, states]) => k + states.length, 0)
+      const rounds = roundsOf(arcs)
       const lockstep = () =>
         timeBoth(
           () => Effect.runPromise(transition(runtime, "STOP_COPY")),
-          () => Effect.runPromise(transition(runtime, "RUNNING"))
+          () => Effect.runPromise(transition(runtime, "RUNNING")),
+          rounds
         )
       const floor = () =>
         timeBoth(
           () => awaitedLoop(downWalks),
-          () => awaitedLoop(upWalks)
+          () => awaitedLoop(upWalks),
+          rounds
         )
       const wall = { lockstep: [] as Array<number>, floor: [] as Array<number> }
       const cpu = { lockstep: [] as Array<number>, floor: [] as Array<number> }
@@ -90,10 +150,10 @@ export const overheadFigure = (options: OverheadOptions): Effect.Effect<Figure> 
         const l = yield* Effect.promise(lockstep)
         const f = yield* Effect.promise(floor)
         if (i >= options.warmup) {
-          wall.lockstep.push(l.wall / arcs)
-          wall.floor.push(f.wall / arcs)
-          cpu.lockstep.push(l.cpu / arcs)
-          cpu.floor.push(f.cpu / arcs)
+          wall.lockstep.push(l.wall / (arcs * rounds))
+          wall.floor.push(f.wall / (arcs * rounds))
+          cpu.lockstep.push(l.cpu / (arcs * rounds))
+          cpu.floor.push(f.cpu / (arcs * rounds))
         }
       }
       const own = cpu.lockstep.map((c, i) => c - (cpu.floor[i] ?? Number.NaN))
@@ -109,7 +169,22 @@ export const overheadFigure = (options: OverheadOptions): Effect.Effect<Figure> 
           atMost(5, "≤ 5")
         )
       )
-      notes.push(`${n} devices: ${arcs} arcs per repetition.`)
+      const schedulers = yield* compareSchedulers(runtime, arcs, options)
+      rows.push(
+        sampledRow(`${n} devices: arc scheduler, hand loop (runGraph), CPU`, schedulers.hand, "µs/arc"),
+        sampledRow(`${n} devices: arc scheduler, library form, CPU`, schedulers.library, "µs/arc"),
+        sampledRow(
+          `${n} devices: library form / hand loop, CPU`,
+          schedulers.library.map((l, i) => l / (schedulers.hand[i] ?? Number.NaN)),
+          "×",
+          // Production keeps the hand loop: that holds only while the library form costs more
+          // than 20% more per arc (issue 14); at or under 1.2× production should switch.
+          atLeast(1.2, "> 1.2× (hand loop kept)")
+        )
+      )
+      notes.push(
+        `${n} devices: ${arcs} arcs per round trip, ${rounds} round trip${rounds === 1 ? "" : "s"} per repetition.`
+      )
     }
     for (const n of options.checkedSizes) {
       const group = yield* sharedIommuGroup(n)
@@ -123,7 +198,7 @@ export const overheadFigure = (options: OverheadOptions): Effect.Effect<Figure> 
     return {
       figure: 2,
       title: "Coordinator overhead (real time)",
-      method: `min and median of ${options.repetitions} interleaved repetitions after ${options.warmup} warm-up; CPU is this process's user + system time (process.cpuUsage); each repetition is transition(→ STOP_COPY) then transition(→ RUNNING, the rollback plan) of zero-latency sim devices without a fabric (the fabric would time itself), against awaited setState calls in path order, device by device.`,
+      method: `min and median of ${options.repetitions} interleaved repetitions after ${options.warmup} warm-up; CPU is this process's user + system time (process.cpuUsage); each repetition is round trips of transition(→ STOP_COPY) then transition(→ RUNNING, the rollback plan), as many as make at least ${arcsPerRepetition} arcs, of zero-latency sim devices without a fabric (the fabric would time itself), against awaited setState calls in path order, device by device. The arc scheduler rows run the same two plans' graphs through runGraph (the hand loop production uses) and through runGraphLibrary (bench/LibraryScheduler.ts: Effect.forEach over the nodes, a Deferred per node, a Semaphore for the bound, Effect.timeoutOrElse per arc), interleaved, ${schedulerRepetitions(options.repetitions)} repetitions after ${options.warmup} warm-up.`,
       rows,
       notes
     } satisfies Figure

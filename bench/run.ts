@@ -43,7 +43,7 @@ const settings = {
   },
   overhead: {
     sizes: [256, 1024],
-    warmup: quick ? 1 : 3,
+    warmup: 3,
     repetitions: quick ? 3 : 9,
     checkedSizes: [256, 1024]
   },

@@ -1,8 +1,16 @@
 import { type Device, DeviceError } from "@lockstep/device"
 import { path, type State, stateClass, supportsState } from "@lockstep/fsm"
-import { type Group, type GroupRuntime, type Plan, reportedStates } from "@lockstep/group"
+import {
+  deviceRecord,
+  emptyDeviceRecord,
+  type Group,
+  type GroupRuntime,
+  type Plan,
+  putDevice,
+  reportedStates
+} from "@lockstep/group"
 import { Clock, Effect, Exit, Fiber, Option, Result } from "effect"
-import { type ArcEvent, type GraphNode, type RunOptions, runGraph } from "./ArcRunner.js"
+import { type ArcEvent, type GraphNode, type RunOptions, runGraph, runGraphMarking } from "./ArcRunner.js"
 import {
   type FailureCause,
   type FinalStates,
@@ -68,6 +76,18 @@ export const graphOf = (plan: Plan): ReadonlyArray<GraphNode> => {
   ]
 }
 
+/** Where each arc started was going, per device, in start order of the graph's nodes. */
+const attemptedOf = (nodes: ReadonlyArray<GraphNode>, started: Uint8Array): Record<string, Array<State>> => {
+  const attempted: Record<string, Array<State>> = {}
+  nodes.forEach((node, i) => {
+    if (started[i] !== 1 || node.device === undefined || node.arc === undefined) return
+    const states = attempted[node.device]
+    if (states === undefined) attempted[node.device] = [node.arc.to]
+    else states.push(node.arc.to)
+  })
+  return attempted
+}
+
 /**
  * Moves the group to the plan a planner makes from the devices' current states, as one
  * transaction. Reads every device's state, plans (refusing before touching anything if that
@@ -87,33 +107,22 @@ export const executePlanned = (
     const emit = options.onEvent ?? (() => {})
     const startedAt = now()
     const read = yield* reportedStates(runtime)
-    const start: Record<string, State> = {}
+    const start = emptyDeviceRecord<State>()
     for (const [id, state] of Object.entries(read)) {
       if (state === "UNKNOWN") return yield* new TransitionRefused({ cause: new StateUnreadable({ device: id }) })
-      start[id] = state
+      putDevice(start, id, state)
     }
     const planned = planner(runtime.group, start)
     if (Result.isFailure(planned)) return yield* new TransitionRefused({ cause: planned.failure })
     const plan = planned.success
     emit({ _tag: "PlanReady", plan, at: now() })
     const nodes = graphOf(plan)
-    // Where each arc started was going: a device that cannot be read afterwards may be there.
-    const attempted: Record<string, Array<State>> = {}
-    const runOptions: RunOptions = {
-      ...options,
-      onEvent: (event) => {
-        if (event._tag === "ArcStarted") {
-          const states = attempted[event.device]
-          if (states === undefined) attempted[event.device] = [event.arc.to]
-          else states.push(event.arc.to)
-        }
-        emit(event)
-      }
-    }
+    // Which arcs were started: a device that cannot be read afterwards may be where one was going.
+    const started = new Uint8Array(nodes.length)
 
     return yield* Effect.uninterruptibleMask((restore) =>
       Effect.gen(function* () {
-        const forward = yield* Effect.exit(restore(runGraph(nodes, runtime.devices, runOptions)))
+        const forward = yield* Effect.exit(restore(runGraphMarking(nodes, runtime.devices, options, started)))
         const outcome = Exit.isSuccess(forward) ? Option.some(forward.value) : Option.none()
         const failure = Option.flatMap(outcome, (o) => o.failure)
         if (Option.isSome(outcome) && Option.isNone(failure)) {
@@ -121,6 +130,7 @@ export const executePlanned = (
         }
         const first = Option.getOrUndefined(failure)
         const failedNode = first === undefined ? undefined : nodes[first.node]
+        const attempted = attemptedOf(nodes, started)
         const cause: FailureCause = first?.error ?? new TransitionInterrupted()
         // The rollback runs in a fiber of its own: if this one is being interrupted, the arcs it
         // forks would be interrupted with it, and the rollback must complete regardless.

@@ -8,7 +8,7 @@ import {
   type StateClass,
   stateClass
 } from "@lockstep/fsm"
-import type { Barrier, BarrierKind, Group, Plan, PlanArc } from "@lockstep/group"
+import { type Barrier, type BarrierKind, deviceRecord, type Group, type Plan, type PlanArc } from "@lockstep/group"
 import { Result } from "effect"
 import { findWaitCycle, orderNodes } from "./DependencyGraph.js"
 import {
@@ -398,14 +398,22 @@ const finish = (
   }
   const deviceId = (p: number) => routes[p]?.id ?? ""
 
-  const arcs = arcNodes.flatMap((i): Array<PlanArc> => {
+  // A loop, not flatMap: an array per arc for flatMap to flatten doubled this step's garbage.
+  const arcs: Array<PlanArc> = []
+  for (const i of arcNodes) {
     const node = nodes[i]
-    if (node?._tag !== "Arc") return []
+    if (node?._tag !== "Arc") continue
     const { device, from, to } = node
-    return [
-      { _tag: "Arc", id: ids[i] ?? "", device: deviceId(device), from, to, after: afterIds(node), level: level[i] ?? 0 }
-    ]
-  })
+    arcs.push({
+      _tag: "Arc",
+      id: ids[i] ?? "",
+      device: deviceId(device),
+      from,
+      to,
+      after: afterIds(node),
+      level: level[i] ?? 0
+    })
+  }
   const barriers = barrierNodes.flatMap((i): Array<Barrier> => {
     const node = nodes[i]
     if (node?._tag !== "Barrier") return []
@@ -425,8 +433,8 @@ const finish = (
   return Result.succeed({
     arcs,
     barriers,
-    initial: Object.fromEntries(routes.map((r) => [r.id, r.path[0] ?? "ERROR"])),
-    target: Object.fromEntries(routes.map((r) => [r.id, r.path.at(-1) ?? "ERROR"]))
+    initial: deviceRecord(routes.map((r) => [r.id, r.path[0] ?? "ERROR"])),
+    target: deviceRecord(routes.map((r) => [r.id, r.path.at(-1) ?? "ERROR"]))
   })
 }
 
@@ -439,9 +447,7 @@ const stepPlan =
     const unknown = unknownIn(group, from)
     if (unknown !== undefined)
       return Result.fail(new PlanError({ reason: new DeviceNotInGroup({ device: unknown, role: "from" }) }))
-    const to = Object.fromEntries(
-      group.devices.map((d) => [d.id, step(stateAt(from, d.id, defaultFrom), d.flags)] as const)
-    )
+    const to = deviceRecord(group.devices.map((d) => [d.id, step(stateAt(from, d.id, defaultFrom), d.flags)] as const))
     return planTransition(group, { from, to })
   }
 

@@ -279,3 +279,28 @@ describe("transition: rollback out of RESUMING", () => {
     })
   )
 })
+
+describe("transition: records keyed by device id", () => {
+  // The executor and the planner build their per-device records in dictionary mode (issue 17),
+  // through two scratch keys added and deleted first: whatever the ids, every device of the group
+  // is named in the plan and the report, as Object.fromEntries would.
+  it.effect("devices named like the scratch keys are in the plan and the report", () =>
+    Effect.gen(function* () {
+      const ids = ["dictionary", "mode", "gpu0"]
+      const sim = yield* simulate({
+        devices: ids.map((id) => ({ id, kind: "pci", flags: all })),
+        topology: "shared-iommu"
+      })
+      const events: Array<TransitionEvent> = []
+      const report = yield* runOnVirtualTime(transition(sim, "STOP_COPY", { onEvent: (e) => events.push(e) }))
+      const stopped = Object.fromEntries(ids.map((id) => [id, "STOP_COPY"]))
+      expect(Object.keys(report.to).sort()).toEqual([...ids].sort())
+      expect(report.to).toEqual(stopped)
+      expect(report.from).toEqual(Object.fromEntries(ids.map((id) => [id, "RUNNING"])))
+      expect(report.plan.target).toEqual(stopped)
+      expect(Object.getPrototypeOf(report.to)).toBe(Object.prototype)
+      for (const id of ids) expect(yield* sim.devices.get(id)?.getState ?? Effect.die("missing")).toBe("STOP_COPY")
+      yield* sim.fabric.assertNoViolations
+    })
+  )
+})

@@ -1,6 +1,7 @@
 import type { Device } from "@lockstep/device"
 import type { State } from "@lockstep/fsm"
 import { Context, Effect, Option } from "effect"
+import { deviceRecord } from "./DeviceRecord.js"
 import type { Group } from "./Group.js"
 
 /**
@@ -31,5 +32,5 @@ export const reportedStates = (runtime: GroupRuntime): Effect.Effect<Record<stri
       },
       { concurrency: "unbounded" }
     ),
-    (rows) => Object.fromEntries(rows)
+    deviceRecord
   )

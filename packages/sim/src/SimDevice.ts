@@ -180,6 +180,11 @@ export class SimEngine {
     this.link?.settleIncoming(now)
   }
 
+  /** Whether anyone hears the device's events: if not, none is built (issue 17: it costs per arc). */
+  private get heard(): boolean {
+    return this.link !== undefined || this.observers.length > 0
+  }
+
   private emit(event: SimEvent): void {
     this.link?.changed(event)
     for (const observer of this.observers) observer(event)
@@ -229,7 +234,7 @@ export class SimEngine {
     this.inFlight = arc
     // Only an arc into an initiating state has a driver enable bus mastering again.
     if (stateClass(arc.to) === "initiating") this.busMasterOff = false
-    this.emit({ _tag: "ArcStarted", device: this.id, at: now, ...this.status(), arc, nth })
+    if (this.heard) this.emit({ _tag: "ArcStarted", device: this.id, at: now, ...this.status(), arc, nth })
     return Result.succeed({ arc, epoch: this.epoch, nth, latencyMs: arcLatency(this.config, arc), fault })
   }
 
@@ -262,7 +267,7 @@ export class SimEngine {
       if (problem !== undefined) return failed("EINVAL", `resume data rejected: ${problem}`)
     }
     this.enter(arc.to)
-    this.emit({ _tag: "ArcCompleted", device: this.id, at: now, ...this.status(), arc })
+    if (this.heard) this.emit({ _tag: "ArcCompleted", device: this.id, at: now, ...this.status(), arc })
     return Result.succeed(undefined)
   }
 
@@ -429,26 +434,27 @@ const now = <A, E>(f: (now: number) => Result.Result<A, E>): Effect.Effect<A, E>
   Effect.clockWith((clock) => Effect.suspend(() => Effect.fromResult(f(clock.currentTimeMillisUnsafe()))))
 
 const makeDevice = (engine: SimEngine): SimDevice => {
-  // Untraced: a span and a stack capture per arc cost more than a simulated arc (issue 17).
-  const setState = Effect.fnUntraced(function* (to: State) {
-    const clock = yield* Clock.Clock
-    return yield* Effect.uninterruptibleMask((restore) =>
-      Effect.gen(function* () {
-        const started = yield* Effect.fromResult(engine.beginArc(to, clock.currentTimeMillisUnsafe()))
-        // A zero-latency arc lands at once, as its latency says: no sleep, so no scheduler hop.
-        const wait =
-          started.fault?._tag === "Hang"
-            ? Effect.never
-            : started.latencyMs > 0
-              ? Effect.sleep(started.latencyMs)
-              : Effect.void
-        yield* restore(wait).pipe(
-          Effect.onInterrupt(() => Effect.sync(() => engine.interruptArc(started, clock.currentTimeMillisUnsafe())))
-        )
-        yield* Effect.fromResult(engine.finishArc(started, clock.currentTimeMillisUnsafe()))
-      })
+  // Untraced, and no generator: a span, a stack capture or a few more Effect steps per arc cost
+  // more than a simulated arc (issue 17). Masked, so that an arc begun always either lands or is
+  // interrupted through `interruptArc`.
+  const setState = (to: State) =>
+    Effect.uninterruptibleMask((restore) =>
+      Effect.clockWith((clock) =>
+        Effect.suspend((): Effect.Effect<void, DeviceError> => {
+          const begun = engine.beginArc(to, clock.currentTimeMillisUnsafe())
+          if (Result.isFailure(begun)) return Effect.fail(begun.failure)
+          const started = begun.success
+          const land = () => engine.finishArc(started, clock.currentTimeMillisUnsafe())
+          // A zero-latency arc lands at once, as its latency says: no sleep, so no scheduler hop.
+          if (started.fault?._tag !== "Hang" && started.latencyMs <= 0) return Effect.fromResult(land())
+          const wait = started.fault?._tag === "Hang" ? Effect.never : Effect.sleep(started.latencyMs)
+          return restore(wait).pipe(
+            Effect.onInterrupt(() => Effect.sync(() => engine.interruptArc(started, clock.currentTimeMillisUnsafe()))),
+            Effect.flatMap(() => Effect.fromResult(land()))
+          )
+        })
+      )
     )
-  })
   return {
     [SimDeviceTypeId]: SimDeviceTypeId,
     id: engine.id,
