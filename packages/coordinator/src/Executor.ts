@@ -1,7 +1,6 @@
 import { type Device, DeviceError } from "@lockstep/device"
 import { path, type State, stateClass, supportsState } from "@lockstep/fsm"
 import {
-  deviceRecord,
   emptyDeviceRecord,
   type Group,
   type GroupRuntime,

@@ -2,7 +2,6 @@ import { Cause, Data, Effect, Option, Result } from "effect"
 import { type MigrationCause, MigrationInterrupted } from "./MigrationError.js"
 import type { Phase, Side } from "./Phase.js"
 import type { PhaseLog } from "./PhaseLog.js"
-import type { SessionMessage } from "./SessionMessage.js"
 
 /*
  * A session's failures: a cause located in the phase it happened in, where it began (this side,
