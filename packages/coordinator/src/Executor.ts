@@ -1,13 +1,6 @@
 import { type Device, DeviceError } from "@lockstep/device"
 import { path, type State, stateClass, supportsState } from "@lockstep/fsm"
-import {
-  emptyDeviceRecord,
-  type Group,
-  type GroupRuntime,
-  type Plan,
-  putDevice,
-  reportedStates
-} from "@lockstep/group"
+import { emptyDeviceRecord, type Group, type GroupRuntime, type Plan, putDevice, reportedStates } from "@lockstep/group"
 import { Clock, Effect, Exit, Fiber, Option, Result } from "effect"
 import { type ArcEvent, type GraphNode, type RunOptions, runGraph, runGraphMarking } from "./ArcRunner.js"
 import {
