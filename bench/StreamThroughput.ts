@@ -3,7 +3,7 @@ import { Worker } from "node:worker_threads"
 import type { DeviceError } from "@lockstep/device"
 import { AllFlags } from "@lockstep/fsm"
 import { makeSimDevice, type SimDevice } from "@lockstep/sim"
-import { FrameWriter, TcpTransport } from "@lockstep/stream"
+import { BufferPool, FrameWriter, TcpTransport } from "@lockstep/stream"
 import { Cause, Effect, Queue } from "effect"
 import { atLeast, atMost, contextRow, type Figure, goalRow, median, sampledRow, spread } from "./Figure.js"
 import type { Command, DestinationSetup, Receiving, Report } from "./StreamProtocol.js"
@@ -30,12 +30,24 @@ const pageSize = 4096
  */
 const growthLimitMiB = 256
 
-/** The next payload of one device, or `undefined` at its end. */
-type PayloadSource = Effect.Effect<Uint8Array | undefined, DeviceError>
+/** The next payload of one device with the release that recycles its buffer, or `undefined` at its end. */
+type PayloadSource = Effect.Effect<readonly [Uint8Array, () => void] | undefined, DeviceError>
 
-/** STOP_COPY reads of a simulated device. */
-const deviceSource = (device: SimDevice): PayloadSource =>
-  Effect.map(device.read(readBytes), (r) => (r._tag === "Chunk" ? r.data : undefined))
+const keep = (): void => {}
+
+/**
+ * STOP_COPY reads of a simulated device into buffers lent from `pool`, as the migration's
+ * sender reads (a buffer comes back when the socket has written it out).
+ */
+const deviceSource = (device: SimDevice, pool: BufferPool): PayloadSource =>
+  Effect.suspend(() => {
+    const buffer = pool.take()
+    return Effect.map(device.read(readBytes, buffer), (r) => {
+      if (r._tag === "Chunk") return [r.data, pool.releaser(buffer)] as const
+      pool.give(buffer)
+      return undefined
+    })
+  })
 
 /** Consecutive `readBytes` slices of a buffer that is already in memory. */
 const bufferSource = (buffer: Uint8Array): PayloadSource => {
@@ -44,7 +56,7 @@ const bufferSource = (buffer: Uint8Array): PayloadSource => {
     if (at >= buffer.length) return undefined
     const slice = buffer.subarray(at, at + readBytes)
     at += slice.length
-    return slice
+    return [slice, keep] as const
   })
 }
 
@@ -62,7 +74,7 @@ const sendStream = (port: number, ids: ReadonlyArray<string>, sources: ReadonlyA
             for (;;) {
               const payload = yield* source
               if (payload === undefined) break
-              yield* writer.chunk(device, payload)
+              yield* writer.chunk(device, payload[0], payload[1])
             }
             yield* writer.endDevice(device)
           }),
@@ -155,6 +167,8 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
         pageSize
       })
       const { ready } = destination
+      /** The source's read buffers: one per device in flight, and as many again queued on the socket. */
+      const pool = new BufferPool(readBytes, 2 * options.devices)
 
       /** A fresh STOP_COPY session on every source device (a new one opens on STOP → STOP_COPY). */
       const armSources = Effect.forEach(devices, (d) => Effect.andThen(walkTo(d, "STOP"), walkTo(d, "STOP_COPY")), {
@@ -184,7 +198,13 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
           Effect.orDie(armSources),
           run(
             receiving,
-            Effect.suspend(() => sendStream(ready.streamPort, ids, devices.map(deviceSource)))
+            Effect.suspend(() =>
+              sendStream(
+                ready.streamPort,
+                ids,
+                devices.map((d) => deviceSource(d, pool))
+              )
+            )
           )
         )
 
@@ -221,14 +241,15 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
           const start = performance.now()
           const bytes = yield* Effect.orDie(
             Effect.forEach(
-              devices.map(deviceSource),
+              devices.map((d) => deviceSource(d, pool)),
               (source) =>
                 Effect.gen(function* () {
                   let n = 0
                   for (;;) {
                     const payload = yield* source
                     if (payload === undefined) return n
-                    n += payload.length
+                    n += payload[0].length
+                    payload[1]()
                   }
                 }),
               { concurrency: "unbounded" }
