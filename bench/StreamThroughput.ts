@@ -60,8 +60,30 @@ const bufferSource = (buffer: Uint8Array): PayloadSource => {
   })
 }
 
-/** The source side: connects, sends the manifest, then every device's payload concurrently, then the stream end. */
-const sendStream = (port: number, ids: ReadonlyArray<string>, sources: ReadonlyArray<PayloadSource>) =>
+/**
+ * The source side: over each of `channels` connections (device i on channel i mod channels, as
+ * a multifd sender spreads them), sends a manifest of its devices, their payloads concurrently,
+ * then its stream end. One channel is the migration's single stream.
+ */
+const sendStream = (
+  port: number,
+  ids: ReadonlyArray<string>,
+  sources: ReadonlyArray<PayloadSource>,
+  channels = 1
+): Effect.Effect<void, unknown> =>
+  Effect.forEach(
+    Array.from({ length: channels }, (_, c) => ids.map((_, i) => i).filter((i) => i % channels === c)),
+    (mine) =>
+      sendChannel(
+        port,
+        mine.map((i) => ids[i] ?? "?"),
+        mine.flatMap((i) => sources[i] ?? [])
+      ),
+    { concurrency: "unbounded", discard: true }
+  )
+
+/** One connection: its manifest, every one of its devices' payloads concurrently, then the stream end. */
+const sendChannel = (port: number, ids: ReadonlyArray<string>, sources: ReadonlyArray<PayloadSource>) =>
   Effect.scoped(
     Effect.gen(function* () {
       const transport = yield* TcpTransport.connect({ host: "127.0.0.1", port })
@@ -174,9 +196,9 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
       const armSources = Effect.forEach(devices, (d) => Effect.andThen(walkTo(d, "STOP"), walkTo(d, "STOP_COPY")), {
         discard: true
       })
-      const run = (receiving: Receiving, send: Effect.Effect<void, unknown>) =>
+      const run = (receiving: Receiving, send: Effect.Effect<void, unknown>, channels = 1) =>
         Effect.gen(function* () {
-          destination.command({ _tag: "Arm", receiving })
+          destination.command({ _tag: "Arm", receiving, channels })
           yield* Effect.orDie(destination.expect("Armed"))
           const rssBefore = process.memoryUsage.rss()
           let peakRss = rssBefore
@@ -193,7 +215,7 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
           if (!received.valid) return yield* Effect.die(new Error(`${receiving}: ${received.problem ?? "invalid"}`))
           return { ms, bytes: received.bytes, peakRss, rssBefore, rssAfter } satisfies Run
         })
-      const devicesRun = (receiving: Receiving) =>
+      const devicesRun = (receiving: Receiving, channels = 1) =>
         Effect.andThen(
           Effect.orDie(armSources),
           run(
@@ -202,9 +224,11 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
               sendStream(
                 ready.streamPort,
                 ids,
-                devices.map((d) => deviceSource(d, pool))
+                devices.map((d) => deviceSource(d, pool)),
+                channels
               )
-            )
+            ),
+            channels
           )
         )
 
@@ -213,7 +237,7 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
       const baselineRss = process.memoryUsage.rss()
       const memoryRuns = [yield* devicesRun("resume"), yield* devicesRun("decode")]
 
-      // Phase 2, figure 4: each repetition runs the raw copy and the three streams back to back,
+      // Phase 2, figure 4: each repetition runs the raw copy and the streams back to back,
       // so that each ratio is taken between runs that saw the same machine; medians of those.
       const total = options.devices * options.deviceStateBytes
       const buffer = new Uint8Array(total)
@@ -225,12 +249,14 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
         Effect.gen(function* () {
           const raw = yield* run("raw", sendRaw(ready.rawPort, buffer))
           const decode = yield* devicesRun("decode")
+          const decode2 = yield* devicesRun("decode", 2)
+          const decode4 = yield* devicesRun("decode", 4)
           const resume = yield* devicesRun("resume")
           const buffered = yield* run(
             "decode",
             Effect.suspend(() => sendStream(ready.streamPort, ids, slices.map(bufferSource)))
           )
-          return { raw, decode, resume, buffered }
+          return { raw, decode, decode2, decode4, resume, buffered }
         })
       )
       const measured = repetitions.slice(options.warmup)
@@ -259,7 +285,7 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
         })
       )
 
-      type Mode = "raw" | "decode" | "resume" | "buffered"
+      type Mode = "raw" | "decode" | "decode2" | "decode4" | "resume" | "buffered"
       const rates = (mode: Mode) => measured.map((r) => throughput(r[mode]))
       const rate = (mode: Mode) => median(rates(mode))
       const ratios = (mode: Mode) => measured.map((r) => throughput(r[mode]) / throughput(r.raw))
@@ -273,11 +299,13 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
       const streamFigure: Figure = {
         figure: 4,
         title: "Stream throughput (real time)",
-        method: `${size} of simulated device state (STOP_COPY reads of ${readBytes / MiB} MiB, 256 KiB frames) over loopback TCP to a worker thread standing for the destination host, against a raw socket copy of a preallocated ${total / GiB} GiB buffer in ${rawChunkBytes / 1024} KiB writes to the same worker. Each of ${options.repetitions} repetitions (after ${options.warmup} warm-up) runs all four back to back; ratios are medians of the per-repetition ratios. Throughput counts payload bytes.`,
+        method: `${size} of simulated device state (STOP_COPY reads of ${readBytes / MiB} MiB, 256 KiB frames) over loopback TCP to a worker thread standing for the destination host, against a raw socket copy of a preallocated ${total / GiB} GiB buffer in ${rawChunkBytes / 1024} KiB writes to the same worker. Each of ${options.repetitions} repetitions (after ${options.warmup} warm-up) runs them all back to back, the device stream also over 2 and 4 connections (device i on connection i mod N, a manifest and stream end per connection, as QEMU's multifd spreads pages); ratios are medians of the per-repetition ratios. Throughput counts payload bytes.`,
         rows: [
           sampledRow("raw socket copy", rates("raw"), "GiB/s"),
           sampledRow("stream only: devices → frames → decode, dropped", rates("decode"), "GiB/s"),
           sampledRow("stream only / raw", ratios("decode"), "×", atLeast(0.7)),
+          sampledRow("stream only over 2 TCP channels (multifd) / raw", ratios("decode2"), "×"),
+          sampledRow("stream only over 4 TCP channels (multifd) / raw", ratios("decode4"), "×"),
           sampledRow(`end to end: … → ${options.devices} devices RESUMING → STOP`, rates("resume"), "GiB/s"),
           sampledRow("end to end / raw", ratios("resume"), "×"),
           sampledRow("stream of a preallocated buffer, no devices", rates("buffered"), "GiB/s"),
@@ -286,12 +314,12 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
           contextRow("ceiling for stream only: device reads then stream, one thread", sourceBound, "GiB/s")
         ],
         notes: [
-          `runs (GiB/s): raw ${runs("raw")}, stream only ${runs("decode")}, end to end ${runs("resume")}, preallocated stream ${runs("buffered")}, device reads ${spread(readOnly, 2)}.`,
+          `runs (GiB/s): raw ${runs("raw")}, stream only ${runs("decode")} (2 channels ${runs("decode2")}, 4 channels ${runs("decode4")}), end to end ${runs("resume")}, preallocated stream ${runs("buffered")}, device reads ${spread(readOnly, 2)}.`,
           "“stream only” still reads the simulated source devices on the sending thread (each read copies and checksums every page); “end to end” also writes into the destination devices (which checksum every page again) and validates them (RESUMING → STOP). “preallocated” leaves the devices out: what the stream costs by itself.",
           ...(met
             ? []
             : [
-                `goal missed: the sending thread reads the devices (${reads.toFixed(2)} GiB/s alone) and runs the stream (${rate("buffered").toFixed(2)} GiB/s alone) one after the other, which caps stream only at ${sourceBound.toFixed(2)} GiB/s = ${(sourceBound / rate("raw")).toFixed(2)} of raw. Profile when this was written (node --cpu-prof, -- --figure 4): source thread sim SavingSession.writePage (page copy + FNV checksum) ~15%, zlib crc32 ~8-12% per side, writev; both threads idle ~25-55% (flow control stalls), destination GC ~13%.`
+                `goal missed: the sending thread reads the devices (${reads.toFixed(2)} GiB/s alone) and runs the stream (${rate("buffered").toFixed(2)} GiB/s alone) one after the other, which caps stream only at ${sourceBound.toFixed(2)} GiB/s = ${(sourceBound / rate("raw")).toFixed(2)} of raw. Profile of a quick run (node --cpu-prof, -- --figure 4; issue 17, after reads into recycled buffers): source thread idle ~59%, socket writes (writev, writeBuffer) ~11%, sim writePage (page copy) ~3%, crc32 ~2%; destination thread idle ~50%, GC ~11% (a fresh buffer per socket read), crc32 ~6%.`
               ])
         ]
       }
