@@ -46,24 +46,42 @@ const rawServer = (): Effect.Effect<{ readonly port: number; readonly next: () =
     })
   })
 
-/** One framed stream from accept to its end; the payload is dropped or written into `devices`. */
-const receiveStream = (listener: TcpTransport.Listener, devices: ReadonlyArray<SimDevice> | undefined) =>
+/**
+ * One framed stream over `channels` connections, each from accept to its end, decoded
+ * concurrently; the payload is dropped or written into `devices` (a channel's device indices
+ * are those of its own manifest, mapped to the devices by id).
+ */
+const receiveStream = (
+  listener: TcpTransport.Listener,
+  devices: ReadonlyArray<SimDevice> | undefined,
+  channels: number
+) =>
+  Effect.gen(function* () {
+    const received = yield* Effect.forEach(Array.from({ length: channels }), () => receiveChannel(listener, devices), {
+      concurrency: "unbounded"
+    })
+    // RESUMING → STOP checks every page and the trailer of each device's saved state.
+    if (devices !== undefined) yield* Effect.forEach(devices, (d) => d.setState("STOP"), { discard: true })
+    return received.reduce((a, b) => a + b, 0)
+  })
+
+const receiveChannel = (listener: TcpTransport.Listener, devices: ReadonlyArray<SimDevice> | undefined) =>
   Effect.scoped(
     Effect.gen(function* () {
       const transport = yield* listener.accept
       const reader = yield* FrameReader.make(transport)
       let bytes = 0
+      let mine: ReadonlyArray<SimDevice | undefined> = []
       for (;;) {
         const next = yield* reader.next
         if (Option.isNone(next)) break
         const frame = next.value
+        if (frame._tag === "Manifest") mine = frame.devices.map((d) => devices?.find((device) => device.id === d.id))
         if (frame._tag !== "Chunk") continue
         bytes += frame.payload.length
-        const device = devices?.[frame.device]
+        const device = mine[frame.device]
         if (device !== undefined) yield* device.write(frame.payload)
       }
-      // RESUMING → STOP checks every page and the trailer of each device's saved state.
-      if (devices !== undefined) yield* Effect.forEach(devices, (d) => d.setState("STOP"), { discard: true })
       return bytes
     })
   )
@@ -86,21 +104,21 @@ const main = Effect.gen(function* () {
   const raw = yield* rawServer()
   tell({ _tag: "Ready", streamPort: listener.port, rawPort: raw.port })
 
-  const receive = (receiving: Receiving): Effect.Effect<number, unknown> => {
+  const receive = (receiving: Receiving, channels: number): Effect.Effect<number, unknown> => {
     switch (receiving) {
       case "raw":
         return Effect.promise(raw.next)
       case "decode":
-        return receiveStream(listener, undefined)
+        return receiveStream(listener, undefined, channels)
       case "resume":
-        return receiveStream(listener, devices)
+        return receiveStream(listener, devices, channels)
     }
   }
   for (;;) {
     const command = yield* Queue.take(commands)
     if (command._tag === "Close") return
     if (command.receiving === "resume") yield* Effect.forEach(devices, (d) => walkTo(d, "RESUMING"), { discard: true })
-    const receiving = receive(command.receiving)
+    const receiving = receive(command.receiving, command.channels)
     tell({ _tag: "Armed" })
     const outcome = yield* Effect.result(receiving)
     tell(

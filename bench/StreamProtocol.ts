@@ -21,7 +21,9 @@ export interface DestinationSetup {
 }
 
 /** Source → destination. */
-export type Command = { readonly _tag: "Arm"; readonly receiving: Receiving } | { readonly _tag: "Close" }
+export type Command =
+  /** `channels`: how many connections the stream comes over (each with a manifest of its devices). */
+  { readonly _tag: "Arm"; readonly receiving: Receiving; readonly channels: number } | { readonly _tag: "Close" }
 
 /** Destination → source. */
 export type Report =

@@ -3,7 +3,7 @@ import { Worker } from "node:worker_threads"
 import type { DeviceError } from "@lockstep/device"
 import { AllFlags } from "@lockstep/fsm"
 import { makeSimDevice, type SimDevice } from "@lockstep/sim"
-import { FrameWriter, TcpTransport } from "@lockstep/stream"
+import { BufferPool, FrameWriter, TcpTransport } from "@lockstep/stream"
 import { Cause, Effect, Queue } from "effect"
 import { atLeast, atMost, contextRow, type Figure, goalRow, median, sampledRow, spread } from "./Figure.js"
 import type { Command, DestinationSetup, Receiving, Report } from "./StreamProtocol.js"
@@ -30,12 +30,24 @@ const pageSize = 4096
  */
 const growthLimitMiB = 256
 
-/** The next payload of one device, or `undefined` at its end. */
-type PayloadSource = Effect.Effect<Uint8Array | undefined, DeviceError>
+/** The next payload of one device with the release that recycles its buffer, or `undefined` at its end. */
+type PayloadSource = Effect.Effect<readonly [Uint8Array, () => void] | undefined, DeviceError>
 
-/** STOP_COPY reads of a simulated device. */
-const deviceSource = (device: SimDevice): PayloadSource =>
-  Effect.map(device.read(readBytes), (r) => (r._tag === "Chunk" ? r.data : undefined))
+const keep = (): void => {}
+
+/**
+ * STOP_COPY reads of a simulated device into buffers lent from `pool`, as the migration's
+ * sender reads (a buffer comes back when the socket has written it out).
+ */
+const deviceSource = (device: SimDevice, pool: BufferPool): PayloadSource =>
+  Effect.suspend(() => {
+    const buffer = pool.take()
+    return Effect.map(device.read(readBytes, buffer), (r) => {
+      if (r._tag === "Chunk") return [r.data, pool.releaser(buffer)] as const
+      pool.give(buffer)
+      return undefined
+    })
+  })
 
 /** Consecutive `readBytes` slices of a buffer that is already in memory. */
 const bufferSource = (buffer: Uint8Array): PayloadSource => {
@@ -44,12 +56,34 @@ const bufferSource = (buffer: Uint8Array): PayloadSource => {
     if (at >= buffer.length) return undefined
     const slice = buffer.subarray(at, at + readBytes)
     at += slice.length
-    return slice
+    return [slice, keep] as const
   })
 }
 
-/** The source side: connects, sends the manifest, then every device's payload concurrently, then the stream end. */
-const sendStream = (port: number, ids: ReadonlyArray<string>, sources: ReadonlyArray<PayloadSource>) =>
+/**
+ * The source side: over each of `channels` connections (device i on channel i mod channels, as
+ * a multifd sender spreads them), sends a manifest of its devices, their payloads concurrently,
+ * then its stream end. One channel is the migration's single stream.
+ */
+const sendStream = (
+  port: number,
+  ids: ReadonlyArray<string>,
+  sources: ReadonlyArray<PayloadSource>,
+  channels = 1
+): Effect.Effect<void, unknown> =>
+  Effect.forEach(
+    Array.from({ length: channels }, (_, c) => ids.map((_, i) => i).filter((i) => i % channels === c)),
+    (mine) =>
+      sendChannel(
+        port,
+        mine.map((i) => ids[i] ?? "?"),
+        mine.flatMap((i) => sources[i] ?? [])
+      ),
+    { concurrency: "unbounded", discard: true }
+  )
+
+/** One connection: its manifest, every one of its devices' payloads concurrently, then the stream end. */
+const sendChannel = (port: number, ids: ReadonlyArray<string>, sources: ReadonlyArray<PayloadSource>) =>
   Effect.scoped(
     Effect.gen(function* () {
       const transport = yield* TcpTransport.connect({ host: "127.0.0.1", port })
@@ -62,7 +96,7 @@ const sendStream = (port: number, ids: ReadonlyArray<string>, sources: ReadonlyA
             for (;;) {
               const payload = yield* source
               if (payload === undefined) break
-              yield* writer.chunk(device, payload)
+              yield* writer.chunk(device, payload[0], payload[1])
             }
             yield* writer.endDevice(device)
           }),
@@ -155,14 +189,16 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
         pageSize
       })
       const { ready } = destination
+      /** The source's read buffers: one per device in flight, and as many again queued on the socket. */
+      const pool = new BufferPool(readBytes, 2 * options.devices)
 
       /** A fresh STOP_COPY session on every source device (a new one opens on STOP → STOP_COPY). */
       const armSources = Effect.forEach(devices, (d) => Effect.andThen(walkTo(d, "STOP"), walkTo(d, "STOP_COPY")), {
         discard: true
       })
-      const run = (receiving: Receiving, send: Effect.Effect<void, unknown>) =>
+      const run = (receiving: Receiving, send: Effect.Effect<void, unknown>, channels = 1) =>
         Effect.gen(function* () {
-          destination.command({ _tag: "Arm", receiving })
+          destination.command({ _tag: "Arm", receiving, channels })
           yield* Effect.orDie(destination.expect("Armed"))
           const rssBefore = process.memoryUsage.rss()
           let peakRss = rssBefore
@@ -179,12 +215,20 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
           if (!received.valid) return yield* Effect.die(new Error(`${receiving}: ${received.problem ?? "invalid"}`))
           return { ms, bytes: received.bytes, peakRss, rssBefore, rssAfter } satisfies Run
         })
-      const devicesRun = (receiving: Receiving) =>
+      const devicesRun = (receiving: Receiving, channels = 1) =>
         Effect.andThen(
           Effect.orDie(armSources),
           run(
             receiving,
-            Effect.suspend(() => sendStream(ready.streamPort, ids, devices.map(deviceSource)))
+            Effect.suspend(() =>
+              sendStream(
+                ready.streamPort,
+                ids,
+                devices.map((d) => deviceSource(d, pool)),
+                channels
+              )
+            ),
+            channels
           )
         )
 
@@ -193,7 +237,7 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
       const baselineRss = process.memoryUsage.rss()
       const memoryRuns = [yield* devicesRun("resume"), yield* devicesRun("decode")]
 
-      // Phase 2, figure 4: each repetition runs the raw copy and the three streams back to back,
+      // Phase 2, figure 4: each repetition runs the raw copy and the streams back to back,
       // so that each ratio is taken between runs that saw the same machine; medians of those.
       const total = options.devices * options.deviceStateBytes
       const buffer = new Uint8Array(total)
@@ -205,12 +249,14 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
         Effect.gen(function* () {
           const raw = yield* run("raw", sendRaw(ready.rawPort, buffer))
           const decode = yield* devicesRun("decode")
+          const decode2 = yield* devicesRun("decode", 2)
+          const decode4 = yield* devicesRun("decode", 4)
           const resume = yield* devicesRun("resume")
           const buffered = yield* run(
             "decode",
             Effect.suspend(() => sendStream(ready.streamPort, ids, slices.map(bufferSource)))
           )
-          return { raw, decode, resume, buffered }
+          return { raw, decode, decode2, decode4, resume, buffered }
         })
       )
       const measured = repetitions.slice(options.warmup)
@@ -221,14 +267,15 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
           const start = performance.now()
           const bytes = yield* Effect.orDie(
             Effect.forEach(
-              devices.map(deviceSource),
+              devices.map((d) => deviceSource(d, pool)),
               (source) =>
                 Effect.gen(function* () {
                   let n = 0
                   for (;;) {
                     const payload = yield* source
                     if (payload === undefined) return n
-                    n += payload.length
+                    n += payload[0].length
+                    payload[1]()
                   }
                 }),
               { concurrency: "unbounded" }
@@ -246,6 +293,8 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
 interface Repetition {
   readonly raw: Run
   readonly decode: Run
+  readonly decode2: Run
+  readonly decode4: Run
   readonly resume: Run
   readonly buffered: Run
 }
@@ -272,11 +321,13 @@ const streamFigure = (
   return {
     figure: 4,
     title: "Stream throughput (real time)",
-    method: `${size} of simulated device state (STOP_COPY reads of ${readBytes / MiB} MiB, 256 KiB frames) over loopback TCP to a worker thread standing for the destination host, against a raw socket copy of a preallocated ${total / GiB} GiB buffer in ${rawChunkBytes / 1024} KiB writes to the same worker. Each of ${options.repetitions} repetitions (after ${options.warmup} warm-up) runs all four back to back; ratios are medians of the per-repetition ratios. Throughput counts payload bytes.`,
+    method: `${size} of simulated device state (STOP_COPY reads of ${readBytes / MiB} MiB, 256 KiB frames) over loopback TCP to a worker thread standing for the destination host, against a raw socket copy of a preallocated ${total / GiB} GiB buffer in ${rawChunkBytes / 1024} KiB writes to the same worker. Each of ${options.repetitions} repetitions (after ${options.warmup} warm-up) runs them all back to back, the device stream also over 2 and 4 connections (device i on connection i mod N, a manifest and stream end per connection, as QEMU's multifd spreads pages); ratios are medians of the per-repetition ratios. Throughput counts payload bytes.`,
     rows: [
       sampledRow("raw socket copy", rates("raw"), "GiB/s"),
       sampledRow("stream only: devices → frames → decode, dropped", rates("decode"), "GiB/s"),
       sampledRow("stream only / raw", ratios("decode"), "×", atLeast(0.7)),
+      sampledRow("stream only over 2 TCP channels (multifd) / raw", ratios("decode2"), "×"),
+      sampledRow("stream only over 4 TCP channels (multifd) / raw", ratios("decode4"), "×"),
       sampledRow(`end to end: … → ${options.devices} devices RESUMING → STOP`, rates("resume"), "GiB/s"),
       sampledRow("end to end / raw", ratios("resume"), "×"),
       sampledRow("stream of a preallocated buffer, no devices", rates("buffered"), "GiB/s"),
@@ -285,12 +336,12 @@ const streamFigure = (
       contextRow("ceiling for stream only: device reads then stream, one thread", sourceBound, "GiB/s")
     ],
     notes: [
-      `runs (GiB/s): raw ${runs("raw")}, stream only ${runs("decode")}, end to end ${runs("resume")}, preallocated stream ${runs("buffered")}, device reads ${spread(readOnly, 2)}.`,
+      `runs (GiB/s): raw ${runs("raw")}, stream only ${runs("decode")} (2 channels ${runs("decode2")}, 4 channels ${runs("decode4")}), end to end ${runs("resume")}, preallocated stream ${runs("buffered")}, device reads ${spread(readOnly, 2)}.`,
       "“stream only” still reads the simulated source devices on the sending thread (each read copies and checksums every page); “end to end” also writes into the destination devices (which checksum every page again) and validates them (RESUMING → STOP). “preallocated” leaves the devices out: what the stream costs by itself.",
       ...(met
         ? []
         : [
-            `goal missed: the sending thread reads the devices (${reads.toFixed(2)} GiB/s alone) and runs the stream (${rate("buffered").toFixed(2)} GiB/s alone) one after the other, which caps stream only at ${sourceBound.toFixed(2)} GiB/s = ${(sourceBound / rate("raw")).toFixed(2)} of raw. Profile when this was written (node --cpu-prof, -- --figure 4): source thread sim SavingSession.writePage (page copy + FNV checksum) ~15%, zlib crc32 ~8-12% per side, writev; both threads idle ~25-55% (flow control stalls), destination GC ~13%.`
+            `goal missed: the sending thread reads the devices (${reads.toFixed(2)} GiB/s alone) and runs the stream (${rate("buffered").toFixed(2)} GiB/s alone) one after the other, which caps stream only at ${sourceBound.toFixed(2)} GiB/s = ${(sourceBound / rate("raw")).toFixed(2)} of raw. Profile of a quick run (node --cpu-prof, -- --figure 4; issue 17, after reads into recycled buffers): source thread idle ~59%, socket writes (writev, writeBuffer) ~11%, sim writePage (page copy) ~3%, crc32 ~2%; destination thread idle ~50%, GC ~11% (a fresh buffer per socket read), crc32 ~6%.`
           ])
     ]
   }

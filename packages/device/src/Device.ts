@@ -61,7 +61,15 @@ export interface Device {
   readonly flags: Flags
   readonly getState: Effect.Effect<State, DeviceError>
   readonly setState: (to: State) => Effect.Effect<void, DeviceError>
-  readonly read: (maxBytes: number) => Effect.Effect<ReadResult, DeviceError>
+  /**
+   * The next bytes of the data session, at most `maxBytes`. `into` is a buffer the caller lends
+   * for this read: a backend that can read in place fills its start and answers a view of it
+   * (`data.buffer === into.buffer`), which spares a fresh buffer per read; a backend that cannot
+   * (vfio-user, whose replies arrive in buffers of their own) ignores it, and so does any backend
+   * when `into` is shorter than what it reads. The caller must not lend `into` again while the
+   * bytes of an earlier read into it are still in use (queued on a socket, say).
+   */
+  readonly read: (maxBytes: number, into?: Uint8Array) => Effect.Effect<ReadResult, DeviceError>
   readonly write: (data: Uint8Array) => Effect.Effect<void, DeviceError>
   readonly precopyInfo: Effect.Effect<PrecopyInfo, DeviceError>
   readonly stopCopyLength: Effect.Effect<number, DeviceError>

@@ -118,7 +118,7 @@ export const shaped = (
   priority: () => number = () => 0
 ): Transport => ({
   ...transport,
-  write: (chunks) =>
+  write: (chunks, release) =>
     Effect.andThen(
       Effect.suspend(() =>
         budget.take(
@@ -127,6 +127,6 @@ export const shaped = (
           priority()
         )
       ),
-      transport.write(chunks)
+      transport.write(chunks, release)
     )
 })

@@ -169,14 +169,15 @@ export class SavingSession {
 
   /**
    * The next chunk of at most `maxBytes`, or `undefined` when nothing is available: in
-   * pre-copy that means "no data for now", in stop-copy the end of the stream.
+   * pre-copy that means "no data for now", in stop-copy the end of the stream. The chunk is
+   * written at the start of `into` when it fits there, else into a fresh buffer.
    */
-  read(maxBytes: number, stopCopy: boolean): Uint8Array | undefined {
+  read(maxBytes: number, stopCopy: boolean, into?: Uint8Array): Uint8Array | undefined {
     const info = stopCopy ? undefined : this.precopyInfo()
     const available = info === undefined ? this.stopCopyLength() : info.initialBytes + info.dirtyBytes
     const n = Math.min(maxBytes, available)
     if (n <= 0) return undefined
-    const out = new Uint8Array(n)
+    const out = into !== undefined && into.length >= n ? into.subarray(0, n) : new Uint8Array(n)
     let at = 0
     while (at < n) {
       if (this.stagedAt < this.stagedEnd) {

@@ -338,7 +338,7 @@ export class SimEngine {
   }
 
   /** A read of the saving session. */
-  read(maxBytes: number, now: number): Result.Result<ReadResult, DeviceError> {
+  read(maxBytes: number, now: number, into?: Uint8Array): Result.Result<ReadResult, DeviceError> {
     if (this.saving === undefined) return this.sessionFailed("read", "EINVAL", `no saving session in ${this.state}`)
     if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) {
       return this.sessionFailed("read", "EINVAL", `cannot read ${maxBytes} bytes`)
@@ -347,7 +347,7 @@ export class SimEngine {
     if (code !== undefined) return this.sessionFailed("read", code, "injected read failure")
     this.syncIncoming(now)
     const stopCopy = this.state === "STOP_COPY"
-    const data = this.saving.read(maxBytes, stopCopy)
+    const data = this.saving.read(maxBytes, stopCopy, into)
     return Result.succeed(
       data !== undefined ? { _tag: "Chunk", data } : stopCopy ? { _tag: "End" } : { _tag: "NoData" }
     )
@@ -464,7 +464,9 @@ const makeDevice = (engine: SimEngine): SimDevice => {
     getState: Effect.sync(() => engine.state),
     status: Effect.sync(() => engine.status()),
     setState,
-    read: Effect.fn("SimDevice.read")((maxBytes: number) => now((t) => engine.read(maxBytes, t))),
+    read: Effect.fn("SimDevice.read")((maxBytes: number, into?: Uint8Array) =>
+      now((t) => engine.read(maxBytes, t, into))
+    ),
     write: Effect.fn("SimDevice.write")((data: Uint8Array) => now((t) => engine.write(data, t))),
     precopyInfo: now((t) => engine.precopyInfo(t)).pipe(Effect.withSpan("SimDevice.precopyInfo")),
     stopCopyLength: now((t) => Result.succeed(engine.stopCopyLength(t))).pipe(

@@ -184,22 +184,22 @@ class StreamDecoder implements Decoder {
     let actual = 0
     for (const view of views) actual = crc32(view, actual)
     if (actual !== pending.bodyCrc) return bodyMismatch(pending, actual)
-    const prefix = new Uint8Array(ChunkPrefixBytes)
-    let filled = 0
-    const payloads: Array<Uint8Array> = []
-    for (const view of views) {
-      const inPrefix = Math.min(ChunkPrefixBytes - filled, view.length)
-      if (inPrefix > 0) {
-        prefix.set(view.subarray(0, inPrefix), filled)
-        filled += inPrefix
-      }
-      if (view.length > inPrefix) payloads.push(view.subarray(inPrefix))
-    }
-    const device = viewOf(prefix).getUint32(0, true)
+    const device = chunkDevice(views)
     const refused = this.sequence.chunk(device, pending.length - ChunkPrefixBytes, pending.offset)
     if (refused !== undefined) return refused
-    const [first, ...rest] = payloads.map((payload): Chunk => ({ _tag: "Chunk", device, payload }))
-    this.pieces = rest
+    // The payload: the views past the device index, one `Chunk` each (no copy, no array of them).
+    let skip = ChunkPrefixBytes
+    let first: Chunk | undefined
+    for (const view of views) {
+      if (view.length <= skip) {
+        skip -= view.length
+        continue
+      }
+      const chunk: Chunk = { _tag: "Chunk", device, payload: skip === 0 ? view : view.subarray(skip) }
+      skip = 0
+      if (first === undefined) first = chunk
+      else this.pieces.push(chunk)
+    }
     return first ?? { _tag: "Chunk", device, payload: empty }
   }
 
@@ -243,19 +243,19 @@ class StreamDecoder implements Decoder {
   /** Reads and checks a frame header; nothing of the body is read until all of this holds. */
   private header(): PendingHeader | FormatError {
     const offset = this.offset
+    // Read in place, without a DataView: this runs once per frame.
     const bytes = this.take(FrameHeaderBytes)
-    const view = viewOf(bytes)
-    const expected = view.getUint32(12, true)
+    const expected = u32(bytes, 12)
     const actual = crc32(bytes.subarray(0, 12))
     if (expected !== actual) {
       return new ChecksumMismatch({ offset, region: "header", frameType: undefined, expected, actual })
     }
-    const code = view.getUint8(0)
+    const code = bytes[0] ?? 0
     const frameType = frameTypeOfCode(code)
     if (frameType === undefined) return new UnknownFrameType({ offset, code })
-    const reserved = view.getUint8(1) | view.getUint8(2) | view.getUint8(3)
+    const reserved = (bytes[1] ?? 0) | (bytes[2] ?? 0) | (bytes[3] ?? 0)
     if (reserved !== 0) return malformed(offset, frameType, "reserved", "header bytes 1-3 must be 0")
-    const length = view.getUint32(4, true)
+    const length = u32(bytes, 4)
     if (FrameHeaderBytes + length > this.maxFrameBytes) {
       return new FrameTooLarge({ offset, frameType, length: FrameHeaderBytes + length, max: this.maxFrameBytes })
     }
@@ -266,7 +266,7 @@ class StreamDecoder implements Decoder {
     }
     const misplaced = this.sequence.place(frameType, offset)
     if (misplaced !== undefined) return misplaced
-    return { frameType, length, bodyCrc: view.getUint32(8, true), offset }
+    return { frameType, length, bodyCrc: u32(bytes, 8), offset }
   }
 
   /** Decodes a checksummed body and applies the ordering rules. */
@@ -378,6 +378,25 @@ class StreamDecoder implements Decoder {
 }
 
 const empty = new Uint8Array(0)
+
+/** The little-endian u32 at `at` of `bytes` (which holds it). */
+const u32 = (bytes: Uint8Array, at: number): number =>
+  ((bytes[at] ?? 0) | ((bytes[at + 1] ?? 0) << 8) | ((bytes[at + 2] ?? 0) << 16) | ((bytes[at + 3] ?? 0) << 24)) >>> 0
+
+/** The device index opening a chunk body laid out in `views`: read in place unless it is split. */
+const chunkDevice = (views: ReadonlyArray<Uint8Array>): number => {
+  const first = views[0]
+  if (first !== undefined && first.length >= ChunkPrefixBytes) return u32(first, 0)
+  const prefix = new Uint8Array(ChunkPrefixBytes)
+  let filled = 0
+  for (const view of views) {
+    const k = Math.min(ChunkPrefixBytes - filled, view.length)
+    prefix.set(view.subarray(0, k), filled)
+    filled += k
+    if (filled === ChunkPrefixBytes) break
+  }
+  return u32(prefix, 0)
+}
 
 const bodyMismatch = (pending: PendingHeader, actual: number): ChecksumMismatch =>
   new ChecksumMismatch({

@@ -45,8 +45,12 @@ export type FrameWriteError = FormatError | TransportError
 export interface FrameWriter {
   /** Sends the manifest; at most once, before any chunk. */
   readonly manifest: (devices: ReadonlyArray<ManifestDevice>) => Effect.Effect<void, FrameWriteError>
-  /** Sends bytes of one device (split into frames of at most `chunkBytes`). Empty payloads send nothing. */
-  readonly chunk: (device: number, payload: Uint8Array) => Effect.Effect<void, FrameWriteError>
+  /**
+   * Sends bytes of one device (split into frames of at most `chunkBytes`). Empty payloads send
+   * nothing. `release` is called once the sink no longer holds `payload` (`ByteSink.write`):
+   * at once when nothing was handed to it (an empty payload, a refused frame, a broken writer).
+   */
+  readonly chunk: (device: number, payload: Uint8Array, release?: () => void) => Effect.Effect<void, FrameWriteError>
   /** Sends a device's end marker with the total of its chunks; returns that total. */
   readonly endDevice: (device: number) => Effect.Effect<number, FrameWriteError>
   /** Sends a control frame, optionally about one device. */
@@ -73,12 +77,15 @@ export const make = Effect.fn("FrameWriter.make")(function* (sink: ByteSink, opt
   let broken: TransportError | undefined
 
   /** Writes whole encoded frames; after a transport failure the stream is unusable. */
-  const send = (parts: ReadonlyArray<Uint8Array>): Effect.Effect<void, TransportError> => {
-    if (broken !== undefined) return Effect.fail(broken)
+  const send = (parts: ReadonlyArray<Uint8Array>, release?: () => void): Effect.Effect<void, TransportError> => {
+    if (broken !== undefined) {
+      release?.()
+      return Effect.fail(broken)
+    }
     let length = 0
     for (const part of parts) length += part.length
     offset += length
-    return Effect.tapError(sink.write(parts), (error) =>
+    return Effect.tapError(sink.write(parts, release), (error) =>
       Effect.sync(() => {
         broken ??= error
       })
@@ -104,6 +111,25 @@ export const make = Effect.fn("FrameWriter.make")(function* (sink: ByteSink, opt
     return refused === undefined ? send(encoded.success) : Effect.fail(refused)
   }
 
+  /**
+   * A payload's frames, encoded and admitted in order, or why the format refuses them (every
+   * piece is of the same device, so a refusal comes at the first).
+   */
+  const chunkParts = (device: number, payload: Uint8Array): Array<Uint8Array> | FrameWriteError => {
+    const parts: Array<Uint8Array> = []
+    let frameOffset = offset
+    for (let at = 0; at < payload.length; at += chunkBytes) {
+      const piece = payload.subarray(at, at + chunkBytes)
+      const encoded = encodeFrame({ _tag: "Chunk", device, payload: piece }, frameOffset)
+      if (Result.isFailure(encoded)) return encoded.failure
+      const refused = sequence.chunk(device, piece.length, frameOffset)
+      if (refused !== undefined) return refused
+      for (const part of encoded.success) parts.push(part)
+      frameOffset += FrameHeaderBytes + ChunkPrefixBytes + piece.length
+    }
+    return parts
+  }
+
   const serialized = <A>(effect: Effect.Effect<A, FrameWriteError>) => Semaphore.withPermit(lock, effect)
 
   yield* send([encodePreamble()])
@@ -116,22 +142,15 @@ export const make = Effect.fn("FrameWriter.make")(function* (sink: ByteSink, opt
           return emit(frame, () => sequence.manifest(frame, offset))
         })
       ),
-    chunk: (device, payload) =>
+    chunk: (device, payload, release) =>
       serialized(
         Effect.suspend((): Effect.Effect<void, FrameWriteError> => {
-          if (broken !== undefined) return Effect.fail(broken)
-          const parts: Array<Uint8Array> = []
-          let frameOffset = offset
-          for (let at = 0; at < payload.length; at += chunkBytes) {
-            const piece = payload.subarray(at, at + chunkBytes)
-            const encoded = encodeFrame({ _tag: "Chunk", device, payload: piece }, frameOffset)
-            if (Result.isFailure(encoded)) return Effect.fail(encoded.failure)
-            const refused = sequence.chunk(device, piece.length, frameOffset)
-            if (refused !== undefined) return Effect.fail(refused)
-            for (const part of encoded.success) parts.push(part)
-            frameOffset += FrameHeaderBytes + ChunkPrefixBytes + piece.length
+          const parts = broken === undefined ? chunkParts(device, payload) : broken
+          if (parts instanceof Error || parts.length === 0) {
+            release?.()
+            return parts instanceof Error ? Effect.fail(parts) : Effect.void
           }
-          return parts.length === 0 ? Effect.void : send(parts)
+          return send(parts, release)
         })
       ),
     endDevice: (device) =>

@@ -27,7 +27,7 @@ const side = (incoming: Pipe, outgoing: Pipe, peer: string): Transport => {
   return {
     peer,
     read: incoming.read,
-    write: (chunks) => outgoing.write(chunks),
+    write: (chunks, release) => outgoing.write(chunks, release),
     end: outgoing.end,
     close: Effect.sync(() => {
       outgoing.closeWriter()
@@ -65,16 +65,23 @@ class Pipe {
     )
   })
 
-  /** Hands the chunks over whole, then waits until the pipe is back within its capacity. */
-  write(chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, TransportClosed> {
+  /**
+   * Hands the chunks over whole, then waits until the pipe is back within its capacity. The
+   * reader owns what it reads, so chunks to be released are copied, and released at once.
+   */
+  write(chunks: ReadonlyArray<Uint8Array>, release?: () => void): Effect.Effect<void, TransportClosed> {
     return Effect.suspend(() => {
       const refused = this.writeRefused("write")
-      if (refused !== undefined) return Effect.fail(refused)
+      if (refused !== undefined) {
+        release?.()
+        return Effect.fail(refused)
+      }
       for (const chunk of chunks) {
         if (chunk.length === 0) continue
-        this.chunks.push(chunk)
+        this.chunks.push(release === undefined ? chunk : chunk.slice())
         this.size += chunk.length
       }
+      release?.()
       this.readers.wakeAll()
       return this.drained
     })

@@ -155,16 +155,27 @@ export const sinkOf = (writable: Writable, teardown: Teardown): ByteSink => {
     }
     return settled() ? Effect.void : Effect.andThen(waiters.until(settled), drained)
   })
-  const write = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void, TransportError> =>
+  const write = (chunks: ReadonlyArray<Uint8Array>, release?: () => void): Effect.Effect<void, TransportError> =>
     Effect.suspend(() => {
       const error = refused("write")
-      if (error !== undefined) return Effect.fail(error)
-      if (chunks.length === 1 && chunks[0] !== undefined) {
-        writable.write(chunks[0])
+      if (error !== undefined) {
+        release?.()
+        return Effect.fail(error)
+      }
+      // Node calls a write's callback once its bytes are handed to the kernel (or the stream
+      // failed or was destroyed with them); writes complete in order, so the last chunk's
+      // callback says that all of them are done.
+      const done = release === undefined ? undefined : () => release()
+      const last = chunks.length - 1
+      if (last === 0 && chunks[0] !== undefined) {
+        writable.write(chunks[0], done)
+      } else if (last < 0) {
+        done?.()
       } else {
         // One gather write: corked chunks leave as a single writev.
         writable.cork()
-        for (const chunk of chunks) writable.write(chunk)
+        for (let i = 0; i < last; i++) writable.write(chunks[i] as Uint8Array)
+        writable.write(chunks[last] as Uint8Array, done)
         writable.uncork()
       }
       return drained

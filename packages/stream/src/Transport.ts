@@ -18,8 +18,15 @@ export interface ByteSink {
    * then completes once the sink's buffer is back within its bound: a slow reader slows the
    * writer, and a sink holds at most its bound plus one write. Interrupting a write abandons
    * only that wait. The buffers are not copied: do not modify them afterwards.
+   *
+   * `release`, when given, is called once the sink no longer holds these buffers: they have
+   * been written out (to the kernel, for a socket or a file), or the sink failed or was torn
+   * down with them. Only then may their owner reuse them (`BufferPool`). That is later than the
+   * write's completion, which only says the sink is back within its bound while it may still
+   * queue these very buffers. A sink that cannot tell never calls it (the buffers are then
+   * left to the garbage collector); a wrapper that does not pass it on is therefore safe.
    */
-  readonly write: (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<void, TransportError>
+  readonly write: (chunks: ReadonlyArray<Uint8Array>, release?: () => void) => Effect.Effect<void, TransportError>
   /** Ends the stream: the reader sees end-of-stream after the bytes written. Later writes fail. */
   readonly end: Effect.Effect<void, TransportError>
 }
@@ -47,7 +54,7 @@ export interface Timeouts {
 export const withTimeouts = (transport: Transport, timeouts: Timeouts): Transport => ({
   ...transport,
   read: limit(transport.read, "read", timeouts.read),
-  write: (chunks) => limit(transport.write(chunks), "write", timeouts.write),
+  write: (chunks, release) => limit(transport.write(chunks, release), "write", timeouts.write),
   end: limit(transport.end, "end", timeouts.write)
 })
 

@@ -5,6 +5,7 @@
  *
  * @packageDocumentation
  */
+export { BufferPool } from "./BufferPool.js"
 export { type Crc32, type Crc32Implementation, crc32, crc32Implementation, selectCrc32 } from "./Crc32.js"
 export { type Decoder, type DecoderOptions, makeDecoder } from "./Decoder.js"
 export { type EncodedFrame, encodeFrame, encodePreamble } from "./Encoder.js"

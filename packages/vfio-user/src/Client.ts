@@ -233,6 +233,8 @@ const stateOps = (context: ClientContext, flags: Flags) => {
 const migrationData = (context: ClientContext, server: ServerInfo, getState: Effect.Effect<State, DeviceError>) => {
   const { conn, device, socket, unreachable, sessionFailed, inSession } = context
 
+  // `read`'s optional lent buffer (the port's `into`) is ignored: the bytes arrive inside the
+  // MIG_DATA_READ reply, a buffer of the connection's own, and are answered as a view of it.
   const read = Effect.fn("VfioUser.read")(function* (maxBytes: number) {
     if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
       return yield* sessionFailed("read", "EINVAL", `maxBytes must be a positive integer, got ${maxBytes}`)

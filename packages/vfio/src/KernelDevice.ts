@@ -526,7 +526,7 @@ const dataSession = (calls: KernelCalls) => {
   /** Where reads land before their bytes are copied out: allocated once, grown to the largest read. */
   let scratch = new Uint8Array(0)
 
-  const read = (maxBytes: number): Effect.Effect<ReadResult, DeviceError> =>
+  const read = (maxBytes: number, into?: Uint8Array): Effect.Effect<ReadResult, DeviceError> =>
     Effect.suspend(() => {
       if (!Number.isSafeInteger(maxBytes) || maxBytes < 1)
         return Effect.fail(sessionFailed("read", "EINVAL", `maxBytes must be a positive integer, got ${maxBytes}`))
@@ -534,28 +534,39 @@ const dataSession = (calls: KernelCalls) => {
       if (session === undefined)
         return Effect.fail(sessionFailed("read", "EBADF", "no data session is open (no saving arc returned a data_fd)"))
       const size = Math.min(maxBytes, maxReadBytes)
+      // A lent buffer is read into in place, and the chunk is a view of it. Otherwise the read
+      // lands in the scratch buffer and the chunk is a copy: the scratch serves the next read.
+      if (into !== undefined && into.length >= size) {
+        const n = native.read(session, into, size)
+        if (n > 0) return Effect.succeed<ReadResult>({ _tag: "Chunk", data: into.subarray(0, n) })
+        return endOfData(n)
+      }
       if (scratch.length < size) scratch = new Uint8Array(size)
       const n = native.read(session, scratch, size)
-      // The chunk is a copy of what was read: the scratch buffer serves the next read.
       if (n > 0) return Effect.succeed<ReadResult>({ _tag: "Chunk", data: scratch.slice(0, n) })
-      // The end of what there is: for now in pre-copy (0, or ENOMSG as the uAPI asks), for good in STOP_COPY.
-      if (n === 0 || n === -ENOMSG) {
-        const { state, note } = readBack(calls)
-        if (state === "PRE_COPY" || state === "PRE_COPY_P2P") return Effect.succeed<ReadResult>({ _tag: "NoData" })
-        if (state === "STOP_COPY" && n === 0) return Effect.succeed<ReadResult>({ _tag: "End" })
-        return Effect.fail(
-          DeviceError.sessionFailed({
-            device,
-            operation: "read",
-            code: n === 0 ? "EINVAL" : "ENOMSG",
-            reason: `the data_fd answered ${n === 0 ? "end of stream" : "ENOMSG"} in ${state}, which is no saving state${note}`,
-            state
-          })
-        )
-      }
-      const { errno, code } = refusal(n)
-      return Effect.fail(sessionFailed("read", code, `read() of the data_fd failed (errno ${errno})`))
+      return endOfData(n)
     })
+
+  /** What a read of `n` ≤ 0 means: no data for now, the end, or a refusal. */
+  const endOfData = (n: number): Effect.Effect<ReadResult, DeviceError> => {
+    // The end of what there is: for now in pre-copy (0, or ENOMSG as the uAPI asks), for good in STOP_COPY.
+    if (n === 0 || n === -ENOMSG) {
+      const { state, note } = readBack(calls)
+      if (state === "PRE_COPY" || state === "PRE_COPY_P2P") return Effect.succeed<ReadResult>({ _tag: "NoData" })
+      if (state === "STOP_COPY" && n === 0) return Effect.succeed<ReadResult>({ _tag: "End" })
+      return Effect.fail(
+        DeviceError.sessionFailed({
+          device,
+          operation: "read",
+          code: n === 0 ? "EINVAL" : "ENOMSG",
+          reason: `the data_fd answered ${n === 0 ? "end of stream" : "ENOMSG"} in ${state}, which is no saving state${note}`,
+          state
+        })
+      )
+    }
+    const { errno, code } = refusal(n)
+    return Effect.fail(sessionFailed("read", code, `read() of the data_fd failed (errno ${errno})`))
+  }
 
   const write = (data: Uint8Array): Effect.Effect<void, DeviceError> =>
     Effect.suspend(() => {
