@@ -1,7 +1,7 @@
 import { FinalStates, TransitionFailed, TransitionRefused } from "@lockstep/coordinator"
 import { DeviceError } from "@lockstep/device"
 import { StateSchema } from "@lockstep/fsm"
-import type { FormatError, TransportError } from "@lockstep/stream"
+import { type FormatError, FormatErrorSchema, type TransportError, TransportErrorSchema } from "@lockstep/stream"
 import { Schema } from "effect"
 import { describeRefusal, RefusalSchema } from "./Handshake.js"
 import { Phases } from "./Phase.js"
@@ -238,7 +238,7 @@ export class ReinitAfterSwitchover extends Schema.TaggedError<ReinitAfterSwitcho
 
 /**
  * A cause the peer sent that this side cannot decode (a peer of another version, or a cause
- * with no schema, such as a transport or stream format error): its tag and its sentence, as sent.
+ * this version has no schema for): its tag and its sentence, as sent.
  */
 export class UnknownPeerCause extends Schema.TaggedClass<UnknownPeerCause>()("UnknownPeerCause", {
   tag: Schema.String,
@@ -264,7 +264,10 @@ const TypedCauses = [
   MigrationInterrupted,
   TransitionFailed,
   TransitionRefused,
-  DeviceError
+  DeviceError,
+  // The channel's errors: a stream that is not a valid migration stream, a transport that failed.
+  ...FormatErrorSchema.members,
+  ...TransportErrorSchema.members
 ] as const
 
 /** A cause a side sends its peer when it aborts, as a schema. */
@@ -299,17 +302,8 @@ export class PeerAborted extends Schema.TaggedError<PeerAborted>()("PeerAborted"
   }
 }
 
-/**
- * The channel's errors (transport and stream format) have no schema: a migration's cause admits
- * them as what they are, tagged errors, and a peer is told them by tag and sentence.
- */
-const ChannelError = Schema.declare(
-  (u: unknown): u is TransportError | FormatError => u instanceof Error && "_tag" in u && typeof u._tag === "string",
-  { expected: "a transport or stream format error" }
-)
-
 /** Every reason a migration can fail, as a schema. */
-export const MigrationCause = Schema.Union([...TypedCauses, PeerAborted, ChannelError])
+export const MigrationCause = Schema.Union([...TypedCauses, PeerAborted])
 
 /** Every reason a migration can fail. */
 export type MigrationCause =

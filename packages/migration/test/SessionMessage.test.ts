@@ -25,7 +25,7 @@ import {
   ResumeIncomplete,
   UnknownPeerCause
 } from "@lockstep/migration"
-import { type Control, type ControlKind, TransportTimeout } from "@lockstep/stream"
+import { ChecksumMismatch, type Control, type ControlKind, TransportTimeout } from "@lockstep/stream"
 import { Result } from "effect"
 import {
   abortedMessage,
@@ -185,13 +185,22 @@ describe("a peer's abort on the wire", () => {
     expect(reason).toMatchObject({ device: "gpu0", arc, code: "EIO", reason: "injected", stateAfter: "ERROR" })
   })
 
-  it("a cause without a schema (the channel's) arrives as its tag and sentence", () => {
+  it("the channel's errors (a transport's, a stream format's) arrive as the same classes", () => {
     const timeout = new TransportTimeout({ operation: "read", millis: 200 })
-    const { sent, aborted } = abortedAcross(timeout)
-    expect(sent.cause).toBeUndefined()
-    expect(aborted.cause).toBeInstanceOf(UnknownPeerCause)
-    expect(aborted.cause).toMatchObject({ tag: "TransportTimeout", message: "read timed out after 200 ms" })
-    expect(aborted.message).toBe("the source aborted in switchover (TransportTimeout): read timed out after 200 ms")
+    const across = abortedAcross(timeout)
+    expect(across.sent.cause).toBeDefined()
+    expect(across.aborted.cause).toBeInstanceOf(TransportTimeout)
+    expect(across.aborted.cause).toEqual(timeout)
+    expect(across.aborted.message).toBe(
+      "the source aborted in switchover (TransportTimeout): read timed out after 200 ms"
+    )
+    const corrupt = new ChecksumMismatch({ offset: 4096, region: "body", frameType: "Chunk", expected: 1, actual: 2 })
+    const format = abortedAcross(corrupt)
+    expect(format.aborted.cause).toBeInstanceOf(ChecksumMismatch)
+    expect(format.aborted.cause).toEqual(corrupt)
+    expect(format.aborted.cause.message).toBe(
+      "offset 4096: Chunk body checksum mismatch (declared 0x00000001, computed 0x00000002)"
+    )
   })
 
   it("an abort from a peer that sends no cause, or one this side does not know, keeps its words", () => {

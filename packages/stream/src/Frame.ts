@@ -1,5 +1,6 @@
 import type { DeviceKind } from "@lockstep/device"
 import type { Flags } from "@lockstep/fsm"
+import { Schema } from "effect"
 
 /*
  * The migration stream, version 1 (FORMAT.md is the full reference).
@@ -52,7 +53,10 @@ export const MaxControlPayloadBytes = 64 * 1024
 export const NoDevice = 0xffff_ffff
 
 /** The frame kinds. */
-export type FrameType = "Manifest" | "Chunk" | "DeviceEnd" | "Control" | "StreamEnd"
+export const FrameTypeSchema = Schema.Literals(["Manifest", "Chunk", "DeviceEnd", "Control", "StreamEnd"])
+
+/** The frame kinds. */
+export type FrameType = typeof FrameTypeSchema.Type
 
 /** Wire code of each frame type. 0 is never valid, so zeroed memory never parses as a frame. */
 export const FrameTypeCode: Readonly<Record<FrameType, number>> = {

@@ -18,6 +18,7 @@ export {
   DeviceTotalMismatch,
   DuplicateDeviceEnd,
   type FormatError,
+  FormatErrorSchema,
   FrameOutOfOrder,
   FrameTooLarge,
   MalformedFrame,
@@ -44,6 +45,7 @@ export {
   FrameHeaderBytes,
   type FrameType,
   FrameTypeCode,
+  FrameTypeSchema,
   type Manifest,
   type ManifestDevice,
   MaxCompatBytes,
@@ -65,7 +67,9 @@ export {
   TlsRefused,
   TransportClosed,
   type TransportError,
+  TransportErrorSchema,
   TransportFailed,
   type TransportOperation,
+  TransportOperationSchema,
   TransportTimeout
 } from "./TransportError.js"
