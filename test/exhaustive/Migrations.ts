@@ -183,7 +183,20 @@ export const judgeMigration = (
       )
       if (resetAfterCommit) problems.push("committed, the destination reset a device holding the migrated state")
     }
-    const source = unrecovered("source", out.source) ? [] : differences(expected.source, yield* statesOf(pair.source))
+    // The source ended committed but unconfirmed (its wait for the destination's answer reached the
+    // peer timeout): it stays stopped whatever the destination does next (the documented exposure of
+    // `SourceSummary.confirmed`: the group may run nowhere, and an operator settles it). If the
+    // destination then gives the group back, the journal names the source, whose process has gone:
+    // its devices hold their state in STOP_COPY, where it left them.
+    const sourceLeft = Exit.isSuccess(out.source) && !out.source.value.confirmed && owner === "source"
+    if (sourceLeft && causeTag(out.destination) !== "ResumeIncomplete")
+      problems.push(
+        "the source left unconfirmed and the journal names it, yet the destination did not give up resuming"
+      )
+    const expectedSource = sourceLeft
+      ? Object.fromEntries(Object.keys(expected.source).map((id) => [id, "STOP_COPY" as const]))
+      : expected.source
+    const source = unrecovered("source", out.source) ? [] : differences(expectedSource, yield* statesOf(pair.source))
     const destination =
       resumeIncomplete || unrecovered("destination", out.destination)
         ? []
