@@ -1,5 +1,5 @@
 import { NodeServices } from "@effect/platform-node"
-import { Cause, Context, Effect, Exit, Runtime } from "effect"
+import { Cause, Context, Effect, Exit, Logger, Runtime } from "effect"
 import { errorJson, wantsJson } from "./ExitCode.js"
 import { main } from "./Main.js"
 import { makeSignals, Signals, type StopSignal, signalExitCode, stopBoundMs } from "./Signals.js"
@@ -42,7 +42,13 @@ export const runMain = (args: ReadonlyArray<string>): void => {
   process.on("SIGINT", onSignal)
   process.on("SIGTERM", onSignal)
   const fiber = Effect.runFork(
-    main(args).pipe(Effect.provide(NodeServices.layer), Effect.provideService(Signals, manual.signals))
+    main(args).pipe(
+      Effect.provide(NodeServices.layer),
+      Effect.provideService(Signals, manual.signals),
+      // Standard output is the command's own (a --json report is nothing but JSON): what Effect
+      // or a library logs on the way (a cluster's warning under load) goes to standard error.
+      Effect.provideService(Logger.LogToStderr, true)
+    )
   )
   interruptRun = (signal) =>
     fiber.interruptUnsafe(undefined, Context.make(Runtime.InterruptExitCode, signalExitCode[signal]))
