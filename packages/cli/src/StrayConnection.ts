@@ -37,12 +37,15 @@ export const strangerReason = (error: MigrationFailed): string | undefined => {
     case "MigrationInterrupted":
     case "PeerAborted":
       return undefined
-    case "WrongMagic":
-      return describeBytes(cause.found)
-    case "Truncated":
-      return cause.offset === 0 && cause.inside === "preamble"
-        ? "it closed the connection without sending a manifest"
-        : `it hung up in the middle of its first message (${cause.message})`
+    case "FormatError": {
+      const reason = cause.reason
+      if (reason._tag === "WrongMagic") return describeBytes(reason.found)
+      if (reason._tag === "Truncated")
+        return reason.offset === 0 && reason.inside === "preamble"
+          ? "it closed the connection without sending a manifest"
+          : `it hung up in the middle of its first message (${cause.message})`
+      return `it did not send a valid manifest (${cause.message})`
+    }
     case "ProtocolViolation":
       return cause.got === "the end of the stream"
         ? "it closed the connection without sending a manifest"

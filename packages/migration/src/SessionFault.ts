@@ -20,21 +20,7 @@ const channelTags: ReadonlySet<string> = new Set([
   "TlsRefused",
   "ConnectFailed",
   "TransportFailed",
-  "WrongMagic",
-  "UnsupportedVersion",
-  "ChecksumMismatch",
-  "UnknownFrameType",
-  "FrameTooLarge",
-  "MalformedFrame",
-  "FrameOutOfOrder",
-  "UnknownDevice",
-  "ChunkAfterDeviceEnd",
-  "DuplicateDeviceEnd",
-  "DeviceTotalMismatch",
-  "DeviceNotEnded",
-  "StreamTotalsMismatch",
-  "Truncated",
-  "DataAfterStreamEnd",
+  "FormatError",
   "PeerSilent"
 ])
 

@@ -61,7 +61,7 @@ describe("FileTransport", () => {
       const error = yield* Effect.flip(
         Effect.scoped(Effect.flatMap(FileTransport.source(file), (s) => Stream.runDrain(FrameReader.frames(s))))
       )
-      expect(error).toMatchObject({ _tag: "Truncated", inside: "stream" })
+      expect(error).toMatchObject({ _tag: "FormatError", reason: { _tag: "Truncated", inside: "stream" } })
     })
   )
 
