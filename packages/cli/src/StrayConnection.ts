@@ -51,10 +51,12 @@ export const strangerReason = (error: MigrationFailed): string | undefined => {
         ? "it closed the connection without sending a manifest"
         : `it sent ${cause.got} where a manifest belongs`
     case "PeerSilent":
-    case "TransportTimeout":
       return `it sent nothing that could start a migration (${cause.message})`
-    case "TransportClosed":
-      return "it closed the connection before sending a manifest"
+    case "TransportError":
+      if (cause.reason._tag === "TransportTimeout")
+        return `it sent nothing that could start a migration (${cause.message})`
+      if (cause.reason._tag === "TransportClosed") return "it closed the connection before sending a manifest"
+      return `it did not send a valid manifest (${cause.message})`
     default:
       return `it did not send a valid manifest (${cause.message})`
   }

@@ -25,7 +25,14 @@ import {
   ResumeIncomplete,
   UnknownPeerCause
 } from "@lockstep/migration"
-import { ChecksumMismatch, type Control, type ControlKind, FormatError, TransportTimeout } from "@lockstep/stream"
+import {
+  ChecksumMismatch,
+  type Control,
+  type ControlKind,
+  FormatError,
+  TransportError,
+  TransportTimeout
+} from "@lockstep/stream"
 import { Result } from "effect"
 import {
   abortedMessage,
@@ -186,10 +193,13 @@ describe("a peer's abort on the wire", () => {
   })
 
   it("the channel's errors (a transport's, a stream format's) arrive as the same classes", () => {
-    const timeout = new TransportTimeout({ operation: "read", millis: 200 })
+    const timeout = TransportError.transportTimeout({ operation: "read", millis: 200 })
     const across = abortedAcross(timeout)
     expect(across.sent.cause).toBeDefined()
-    expect(across.aborted.cause).toBeInstanceOf(TransportTimeout)
+    expect(across.aborted.cause).toBeInstanceOf(TransportError)
+    expect(across.aborted.cause instanceof TransportError && across.aborted.cause.reason).toBeInstanceOf(
+      TransportTimeout
+    )
     expect(across.aborted.cause).toEqual(timeout)
     expect(across.aborted.message).toBe(
       "the source aborted in switchover (TransportTimeout): read timed out after 200 ms"

@@ -68,7 +68,10 @@ describe("FileTransport", () => {
   it.live("a missing file fails to open with a typed error", () =>
     Effect.gen(function* () {
       const error = yield* Effect.flip(FileTransport.source(path.join(yield* tempDir, "absent")))
-      expect(error).toMatchObject({ _tag: "TransportFailed", operation: "open", code: "ENOENT" })
+      expect(error).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TransportFailed", operation: "open", code: "ENOENT" }
+      })
     })
   )
 })

@@ -200,7 +200,10 @@ describe("FrameWriter and FrameReader", () => {
       if (Result.isSuccess(partial)) yield* a.write([partial.success[0] ?? new Uint8Array(0)])
       const reader = yield* Effect.forkChild(Effect.flip(collect(withTimeouts(b, { read: "30 seconds" }))))
       yield* TestClock.adjust("31 seconds")
-      expect(yield* Fiber.join(reader)).toMatchObject({ _tag: "TransportTimeout", operation: "read" })
+      expect(yield* Fiber.join(reader)).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TransportTimeout", operation: "read" }
+      })
     })
   )
 
