@@ -2,7 +2,7 @@ import type { ErrorPolicy } from "@lockstep/coordinator"
 import type { State } from "@lockstep/fsm"
 import { Journal, MigrationFailed } from "@lockstep/migration"
 import type { Fault } from "@lockstep/sim"
-import { type Transport, TransportClosed } from "@lockstep/stream"
+import { type Transport, TransportError } from "@lockstep/stream"
 import { Cause, Effect, Exit, Option } from "effect"
 import {
   assertNeverBothRun,
@@ -64,7 +64,9 @@ export const cutAfterMessages = (
   let sent = 0
   const cut = Effect.andThen(
     transport.close,
-    Effect.fail(new TransportClosed({ operation: "write", by: "local", reason: `cut after message ${limit}` }))
+    Effect.fail(
+      TransportError.transportClosed({ operation: "write", by: "local", reason: `cut after message ${limit}` })
+    )
   )
   return {
     ...transport,

@@ -109,7 +109,10 @@ describe("a peer that goes silent", () => {
   it.effect("the destination stops hearing the source: it times out reading and tells the source why", () =>
     Effect.gen(function* () {
       const { source, destination } = yield* silent(10_000, 3_000)
-      expect(destination).toMatchObject({ origin: "channel", cause: { _tag: "TransportTimeout", operation: "read" } })
+      expect(destination).toMatchObject({
+        origin: "channel",
+        cause: { _tag: "TransportError", reason: { _tag: "TransportTimeout", operation: "read" } }
+      })
       expect(source).toMatchObject({ origin: "destination", cause: { _tag: "PeerAborted", tag: "TransportTimeout" } })
     })
   )
@@ -119,7 +122,10 @@ describe("a peer that goes silent", () => {
     () =>
       Effect.gen(function* () {
         const { source, destination } = yield* silent(3_000, 10_000)
-        expect(source).toMatchObject({ origin: "channel", cause: { _tag: "TransportTimeout", operation: "write" } })
+        expect(source).toMatchObject({
+          origin: "channel",
+          cause: { _tag: "TransportError", reason: { _tag: "TransportTimeout", operation: "write" } }
+        })
         expect(destination.origin).toBe("channel")
       })
   )

@@ -30,9 +30,9 @@ const formatErrors = new Set([
   "DataAfterStreamEnd"
 ])
 
-/** Whether an error is, or reports from the peer, a stream format error. */
+/** Whether an error is, or reports from the peer, a stream format error (a peer's is named by its reason). */
 const isDecodeError = (e: MigrationFailed): boolean =>
-  formatErrors.has(e.cause._tag) || (e.cause._tag === "PeerAborted" && formatErrors.has(e.cause.tag))
+  e.cause._tag === "FormatError" || (e.cause._tag === "PeerAborted" && formatErrors.has(e.cause.tag))
 
 const options = { source: { bandwidthLimit: 4 * 1024 * 1024 } }
 const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(Effect.provide(effect, TestClock.layer()))

@@ -90,7 +90,7 @@ describe("save to a file, restore into a fresh group", () => {
         phase: "drain",
         origin: "channel",
         recovered: true,
-        cause: { _tag: "Truncated" }
+        cause: { _tag: "FormatError", reason: { _tag: "Truncated" } }
       })
       expect(yield* statesOf(fresh)).toEqual({ gpu0: "STOP", gpu1: "STOP", gpu2: "STOP" })
       yield* noViolations(source, fresh)

@@ -161,11 +161,11 @@ const reportUnsuccessful = <A>(
 const showProgress = (json: boolean): boolean => !json && process.stderr.isTTY === true
 
 const listenFailed = (bind: string, port: number, error: TransportError): CliFailure =>
-  error._tag === "TransportFailed" && error.code === "EADDRINUSE"
+  error.reason._tag === "TransportFailed" && error.reason.code === "EADDRINUSE"
     ? operationFailed(
         `cannot listen on ${bind}:${port}: the port is in use; stop what holds it, or choose another port (0 picks a free one)`
       )
-    : error._tag === "TransportFailed" && error.code === "EADDRNOTAVAIL"
+    : error.reason._tag === "TransportFailed" && error.reason.code === "EADDRNOTAVAIL"
       ? invalidInput(`--bind: ${bind} is not an address of this host; give one of its addresses (or 0.0.0.0 for all)`)
       : operationFailed(`cannot listen on ${bind}:${port}: ${error.message}`)
 
@@ -225,9 +225,9 @@ const runDestination = (
         const accepted = yield* Effect.result(listener.accept)
         if (accepted._tag === "Failure") {
           const error = accepted.failure
-          if (error._tag !== "TlsRefused")
+          if (error.reason._tag !== "TlsRefused")
             return yield* operationFailed(`waiting for the source failed: ${error.message}`)
-          yield* refuse("", tlsStrangerReason(error))
+          yield* refuse("", tlsStrangerReason(error.reason))
           return true
         }
         const transport = accepted.success
@@ -282,24 +282,25 @@ const connectFailed = (
   error: TransportError
 ): CliFailure => {
   const at = `${address.host}:${address.port}`
-  switch (error._tag) {
+  const reason = error.reason
+  switch (reason._tag) {
     case "ConnectFailed":
       return operationFailed(
-        error.code === "ECONNREFUSED"
+        reason.code === "ECONNREFUSED"
           ? `cannot reach the destination at ${at}: nothing listens there; start it first (lockstep migrate --listen ${address.port} …) and check the address`
-          : `cannot reach the destination at ${at}: ${error.reason} (${error.code}); check the address and the network`
+          : `cannot reach the destination at ${at}: ${reason.reason} (${reason.code}); check the address and the network`
       )
     case "TlsRefused":
       return operationFailed(
-        error.code === "ECONNRESET"
+        reason.code === "ECONNRESET"
           ? `the destination at ${at} hung up during the TLS handshake: it may listen without TLS (then drop --tls-cert, --tls-key and --tls-ca here, or give them to it too)`
-          : error.code === "PEER_REFUSED" || error.code === "NOT_AUTHORIZED"
+          : reason.code === "PEER_REFUSED" || reason.code === "NOT_AUTHORIZED"
             ? `the destination at ${at} refused this side's certificate: give --tls-cert a certificate signed by the CA the destination trusts (its --tls-ca)`
-            : `the TLS handshake with the destination at ${at} failed: ${error.reason}; check that both sides' certificates chain to the other's --tls-ca`
+            : `the TLS handshake with the destination at ${at} failed: ${reason.reason}; check that both sides' certificates chain to the other's --tls-ca`
       )
     case "TransportTimeout":
       return operationFailed(
-        `the destination at ${at} did not complete the connection within ${error.millis} ms${tls ? "" : " (if it listens with TLS, give this side --tls-cert, --tls-key and --tls-ca)"}`
+        `the destination at ${at} did not complete the connection within ${reason.millis} ms${tls ? "" : " (if it listens with TLS, give this side --tls-cert, --tls-key and --tls-ca)"}`
       )
     default:
       return operationFailed(`cannot reach the destination at ${at}: ${error.message}`)

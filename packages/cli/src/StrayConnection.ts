@@ -37,21 +37,26 @@ export const strangerReason = (error: MigrationFailed): string | undefined => {
     case "MigrationInterrupted":
     case "PeerAborted":
       return undefined
-    case "WrongMagic":
-      return describeBytes(cause.found)
-    case "Truncated":
-      return cause.offset === 0 && cause.inside === "preamble"
-        ? "it closed the connection without sending a manifest"
-        : `it hung up in the middle of its first message (${cause.message})`
+    case "FormatError": {
+      const reason = cause.reason
+      if (reason._tag === "WrongMagic") return describeBytes(reason.found)
+      if (reason._tag === "Truncated")
+        return reason.offset === 0 && reason.inside === "preamble"
+          ? "it closed the connection without sending a manifest"
+          : `it hung up in the middle of its first message (${cause.message})`
+      return `it did not send a valid manifest (${cause.message})`
+    }
     case "ProtocolViolation":
       return cause.got === "the end of the stream"
         ? "it closed the connection without sending a manifest"
         : `it sent ${cause.got} where a manifest belongs`
     case "PeerSilent":
-    case "TransportTimeout":
       return `it sent nothing that could start a migration (${cause.message})`
-    case "TransportClosed":
-      return "it closed the connection before sending a manifest"
+    case "TransportError":
+      if (cause.reason._tag === "TransportTimeout")
+        return `it sent nothing that could start a migration (${cause.message})`
+      if (cause.reason._tag === "TransportClosed") return "it closed the connection before sending a manifest"
+      return `it did not send a valid manifest (${cause.message})`
     default:
       return `it did not send a valid manifest (${cause.message})`
   }

@@ -1,7 +1,7 @@
 import { FinalStates, TransitionFailed, TransitionRefused } from "@lockstep/coordinator"
 import { DeviceError } from "@lockstep/device"
 import { StateSchema } from "@lockstep/fsm"
-import { type FormatError, FormatErrorSchema, type TransportError, TransportErrorSchema } from "@lockstep/stream"
+import { FormatError, TransportError } from "@lockstep/stream"
 import { Schema } from "effect"
 import { describeRefusal, RefusalSchema } from "./Handshake.js"
 import { Phases } from "./Phase.js"
@@ -266,8 +266,8 @@ const TypedCauses = [
   TransitionRefused,
   DeviceError,
   // The channel's errors: a stream that is not a valid migration stream, a transport that failed.
-  ...FormatErrorSchema.members,
-  ...TransportErrorSchema.members
+  FormatError,
+  TransportError
 ] as const
 
 /** A cause a side sends its peer when it aborts, as a schema. */
@@ -277,12 +277,13 @@ export const PeerCause = Schema.Union([...TypedCauses, UnknownPeerCause])
 export type PeerCause = typeof PeerCause.Type
 
 /**
- * The tag a peer's cause is named by: its own, a device error's reason (`SessionFailed`, as
- * printed before device errors had one class), or the one an undecodable cause was sent with.
+ * The tag a peer's cause is named by: its own, a device, format or transport error's reason
+ * (`SessionFailed`, `Truncated`, `TransportTimeout`, as printed before those errors had one class each), or the one an undecodable cause was sent with.
  */
 export const causeTag = (cause: { readonly _tag: string }): string => {
   if (cause instanceof UnknownPeerCause) return cause.tag
-  if (cause instanceof DeviceError) return cause.reason._tag
+  if (cause instanceof DeviceError || cause instanceof FormatError || cause instanceof TransportError)
+    return cause.reason._tag
   return cause._tag
 }
 

@@ -14,29 +14,7 @@ export class SessionFault extends Data.TaggedError("SessionFault")<{
   readonly phase: Phase
 }> {}
 
-const channelTags: ReadonlySet<string> = new Set([
-  "TransportClosed",
-  "TransportTimeout",
-  "TlsRefused",
-  "ConnectFailed",
-  "TransportFailed",
-  "WrongMagic",
-  "UnsupportedVersion",
-  "ChecksumMismatch",
-  "UnknownFrameType",
-  "FrameTooLarge",
-  "MalformedFrame",
-  "FrameOutOfOrder",
-  "UnknownDevice",
-  "ChunkAfterDeviceEnd",
-  "DuplicateDeviceEnd",
-  "DeviceTotalMismatch",
-  "DeviceNotEnded",
-  "StreamTotalsMismatch",
-  "Truncated",
-  "DataAfterStreamEnd",
-  "PeerSilent"
-])
+const channelTags: ReadonlySet<string> = new Set(["TransportError", "FormatError", "PeerSilent"])
 
 /** Whether a cause is the channel's (transport or stream format) rather than either side's. */
 export const isChannelCause = (cause: MigrationCause): boolean => channelTags.has(cause._tag)

@@ -26,7 +26,11 @@ export const abort = (
     // A wait that timed out while the destination said it was busy with a step: it is working,
     // not silent, and the channel is fine; the timeout is too short for that step.
     const busy = s.peerBusy
-    if (busy !== undefined && (failure.cause._tag === "PeerSilent" || failure.cause._tag === "TransportTimeout"))
+    if (
+      busy !== undefined &&
+      (failure.cause._tag === "PeerSilent" ||
+        (failure.cause._tag === "TransportError" && failure.cause.reason._tag === "TransportTimeout"))
+    )
       failure = faultIn(ctx.log, new PeerBusy({ peer: "destination", step: busy, timeoutMs: o.peerTimeoutMs }))
     // A channel failure is often the echo of the destination aborting: prefer its own reason.
     if (isChannelCause(failure.cause)) {

@@ -22,7 +22,7 @@ import {
   type SimulatedGroup,
   simulateGroup
 } from "@lockstep/sim"
-import { MemoryTransport, type Transport, TransportClosed } from "@lockstep/stream"
+import { MemoryTransport, type Transport, TransportError } from "@lockstep/stream"
 import { Cause, Effect, Exit, Option } from "effect"
 
 /** A group document: devices with their `sim` parameters, and a topology. */
@@ -199,7 +199,7 @@ export const cutAfter = (transport: Transport, limit: number): Transport => {
   let written = 0
   const cut = Effect.andThen(
     transport.close,
-    Effect.fail(new TransportClosed({ operation: "write", by: "local", reason: `cut at byte ${limit}` }))
+    Effect.fail(TransportError.transportClosed({ operation: "write", by: "local", reason: `cut at byte ${limit}` }))
   )
   return {
     ...transport,

@@ -25,7 +25,14 @@ import {
   ResumeIncomplete,
   UnknownPeerCause
 } from "@lockstep/migration"
-import { ChecksumMismatch, type Control, type ControlKind, TransportTimeout } from "@lockstep/stream"
+import {
+  ChecksumMismatch,
+  type Control,
+  type ControlKind,
+  FormatError,
+  TransportError,
+  TransportTimeout
+} from "@lockstep/stream"
 import { Result } from "effect"
 import {
   abortedMessage,
@@ -186,18 +193,29 @@ describe("a peer's abort on the wire", () => {
   })
 
   it("the channel's errors (a transport's, a stream format's) arrive as the same classes", () => {
-    const timeout = new TransportTimeout({ operation: "read", millis: 200 })
+    const timeout = TransportError.transportTimeout({ operation: "read", millis: 200 })
     const across = abortedAcross(timeout)
     expect(across.sent.cause).toBeDefined()
-    expect(across.aborted.cause).toBeInstanceOf(TransportTimeout)
+    expect(across.aborted.cause).toBeInstanceOf(TransportError)
+    expect(across.aborted.cause instanceof TransportError && across.aborted.cause.reason).toBeInstanceOf(
+      TransportTimeout
+    )
     expect(across.aborted.cause).toEqual(timeout)
     expect(across.aborted.message).toBe(
       "the source aborted in switchover (TransportTimeout): read timed out after 200 ms"
     )
-    const corrupt = new ChecksumMismatch({ offset: 4096, region: "body", frameType: "Chunk", expected: 1, actual: 2 })
+    const corrupt = FormatError.checksumMismatch({
+      offset: 4096,
+      region: "body",
+      frameType: "Chunk",
+      expected: 1,
+      actual: 2
+    })
     const format = abortedAcross(corrupt)
-    expect(format.aborted.cause).toBeInstanceOf(ChecksumMismatch)
+    expect(format.aborted.cause).toBeInstanceOf(FormatError)
+    expect(format.aborted.cause instanceof FormatError && format.aborted.cause.reason).toBeInstanceOf(ChecksumMismatch)
     expect(format.aborted.cause).toEqual(corrupt)
+    expect(format.aborted.tag).toBe("ChecksumMismatch")
     expect(format.aborted.cause.message).toBe(
       "offset 4096: Chunk body checksum mismatch (declared 0x00000001, computed 0x00000002)"
     )

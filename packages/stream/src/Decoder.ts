@@ -1,16 +1,6 @@
 import { Result } from "effect"
 import { crc32 } from "./Crc32.js"
-import {
-  ChecksumMismatch,
-  DataAfterStreamEnd,
-  type FormatError,
-  FrameTooLarge,
-  MalformedFrame,
-  Truncated,
-  UnknownFrameType,
-  UnsupportedVersion,
-  WrongMagic
-} from "./FormatError.js"
+import { FormatError } from "./FormatError.js"
 import {
   BodyLength,
   type Chunk,
@@ -155,7 +145,9 @@ class StreamDecoder implements Decoder {
       if (error !== undefined || this.stage === "preamble") return error
     }
     if (this.stage === "ended") {
-      return this.buffered > 0 ? new DataAfterStreamEnd({ offset: this.offset, bytes: this.buffered }) : undefined
+      return this.buffered > 0
+        ? FormatError.dataAfterStreamEnd({ offset: this.offset, bytes: this.buffered })
+        : undefined
     }
     if (this.pending === undefined) {
       if (this.buffered < FrameHeaderBytes) return this.starved("header", FrameHeaderBytes)
@@ -204,10 +196,10 @@ class StreamDecoder implements Decoder {
   }
 
   /** Nothing to decode yet: wait for input, or report where it ended. */
-  private starved(inside: "header" | "body", need: number): Truncated | undefined {
+  private starved(inside: "header" | "body", need: number): FormatError | undefined {
     if (!this.inputEnded) return undefined
     const between = inside === "header" && this.buffered === 0
-    return new Truncated({
+    return FormatError.truncated({
       offset: this.offset + this.buffered,
       inside: between ? "stream" : inside,
       missing: between ? 0 : need - this.buffered
@@ -218,11 +210,11 @@ class StreamDecoder implements Decoder {
     // The magic is checked on whatever prefix has arrived, so a stranger is refused at once.
     const prefix = this.peek(Math.min(this.buffered, Magic.length))
     if (!prefix.every((b, i) => b === Magic[i])) {
-      return new WrongMagic({ offset: 0, found: Buffer.from(prefix).toString("hex") })
+      return FormatError.wrongMagic({ offset: 0, found: Buffer.from(prefix).toString("hex") })
     }
     if (this.buffered < PreambleBytes) {
       return this.inputEnded
-        ? new Truncated({ offset: this.buffered, inside: "preamble", missing: PreambleBytes - this.buffered })
+        ? FormatError.truncated({ offset: this.buffered, inside: "preamble", missing: PreambleBytes - this.buffered })
         : undefined
     }
     const bytes = this.take(PreambleBytes)
@@ -230,11 +222,11 @@ class StreamDecoder implements Decoder {
     const expected = view.getUint32(12, true)
     const actual = crc32(bytes.subarray(0, 12))
     if (expected !== actual) {
-      return new ChecksumMismatch({ offset: 0, region: "preamble", frameType: undefined, expected, actual })
+      return FormatError.checksumMismatch({ offset: 0, region: "preamble", frameType: undefined, expected, actual })
     }
     const version = view.getUint32(8, true)
     if (!SupportedVersions.includes(version)) {
-      return new UnsupportedVersion({ offset: 0, version, supported: SupportedVersions })
+      return FormatError.unsupportedVersion({ offset: 0, version, supported: SupportedVersions })
     }
     this.stage = "frames"
     return undefined
@@ -248,16 +240,21 @@ class StreamDecoder implements Decoder {
     const expected = u32(bytes, 12)
     const actual = crc32(bytes.subarray(0, 12))
     if (expected !== actual) {
-      return new ChecksumMismatch({ offset, region: "header", frameType: undefined, expected, actual })
+      return FormatError.checksumMismatch({ offset, region: "header", frameType: undefined, expected, actual })
     }
     const code = bytes[0] ?? 0
     const frameType = frameTypeOfCode(code)
-    if (frameType === undefined) return new UnknownFrameType({ offset, code })
+    if (frameType === undefined) return FormatError.unknownFrameType({ offset, code })
     const reserved = (bytes[1] ?? 0) | (bytes[2] ?? 0) | (bytes[3] ?? 0)
     if (reserved !== 0) return malformed(offset, frameType, "reserved", "header bytes 1-3 must be 0")
     const length = u32(bytes, 4)
     if (FrameHeaderBytes + length > this.maxFrameBytes) {
-      return new FrameTooLarge({ offset, frameType, length: FrameHeaderBytes + length, max: this.maxFrameBytes })
+      return FormatError.frameTooLarge({
+        offset,
+        frameType,
+        length: FrameHeaderBytes + length,
+        max: this.maxFrameBytes
+      })
     }
     const bounds = BodyLength[frameType]
     if (length < bounds.min || length > bounds.max) {
@@ -398,8 +395,8 @@ const chunkDevice = (views: ReadonlyArray<Uint8Array>): number => {
   return u32(prefix, 0)
 }
 
-const bodyMismatch = (pending: PendingHeader, actual: number): ChecksumMismatch =>
-  new ChecksumMismatch({
+const bodyMismatch = (pending: PendingHeader, actual: number): FormatError =>
+  FormatError.checksumMismatch({
     offset: pending.offset,
     region: "body",
     frameType: pending.frameType,
@@ -411,7 +408,7 @@ const bodyMismatch = (pending: PendingHeader, actual: number): ChecksumMismatch 
  * Manifest body: `count:u32`, then per device `kind:u8 flags:u8 idLength:u16 compatLength:u32
  * id[idLength] compat[compatLength]`, and nothing after the last device.
  */
-const parseManifest = (body: Uint8Array, offset: number): Manifest | MalformedFrame => {
+const parseManifest = (body: Uint8Array, offset: number): Manifest | FormatError => {
   const view = viewOf(body)
   const count = view.getUint32(0, true)
   if (count < 1 || count > MaxDevices)
@@ -450,8 +447,8 @@ const parseManifest = (body: Uint8Array, offset: number): Manifest | MalformedFr
   return { _tag: "Manifest", devices }
 }
 
-const malformed = (offset: number, frameType: FrameType, field: string, reason: string): MalformedFrame =>
-  new MalformedFrame({ offset, frameType, field, reason })
+const malformed = (offset: number, frameType: FrameType, field: string, reason: string): FormatError =>
+  FormatError.malformedFrame({ offset, frameType, field, reason })
 
 const viewOf = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 

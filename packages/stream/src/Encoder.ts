@@ -1,6 +1,6 @@
 import { Result } from "effect"
 import { crc32 } from "./Crc32.js"
-import { MalformedFrame } from "./FormatError.js"
+import { FormatError } from "./FormatError.js"
 import {
   ChunkPrefixBytes,
   ControlKindCode,
@@ -37,10 +37,10 @@ export const encodePreamble = (version: number = FormatVersion): Uint8Array => {
  * (at `offset`, the stream offset the frame would start at) if a field cannot be represented or
  * breaks a content rule; ordering rules are the writer's (`FrameWriter`).
  */
-export const encodeFrame = (frame: Frame, offset = 0): Result.Result<EncodedFrame, MalformedFrame> => {
+export const encodeFrame = (frame: Frame, offset = 0): Result.Result<EncodedFrame, FormatError> => {
   const violation = violationOf(frame)
   if (violation !== undefined) {
-    return Result.fail(new MalformedFrame({ offset, frameType: frame._tag, ...violation }))
+    return Result.fail(FormatError.malformedFrame({ offset, frameType: frame._tag, ...violation }))
   }
   switch (frame._tag) {
     case "Chunk": {

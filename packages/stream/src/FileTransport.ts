@@ -3,7 +3,7 @@ import * as fs from "node:fs"
 import { Effect, type Scope } from "effect"
 import { codeOf, sinkOf, sourceOf } from "./NodeChannel.js"
 import type { ByteSink, ByteSource } from "./Transport.js"
-import { type TransportError, TransportFailed } from "./TransportError.js"
+import { TransportError } from "./TransportError.js"
 
 /** Settings of a file read back as a stream. */
 export interface FileSourceOptions {
@@ -48,7 +48,11 @@ const opened = <S extends fs.ReadStream | fs.WriteStream, A>(
         const events: EventEmitter = stream
         const onError = (error: Error) => {
           stream.destroy()
-          resume(Effect.fail(new TransportFailed({ operation: "open", code: codeOf(error), reason: error.message })))
+          resume(
+            Effect.fail(
+              TransportError.transportFailed({ operation: "open", code: codeOf(error), reason: error.message })
+            )
+          )
         }
         events.once("error", onError)
         events.once("ready", () => {

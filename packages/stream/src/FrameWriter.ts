@@ -1,6 +1,6 @@
 import { Effect, Result, Semaphore } from "effect"
 import { encodeFrame, encodePreamble } from "./Encoder.js"
-import { type FormatError, FrameTooLarge } from "./FormatError.js"
+import { FormatError } from "./FormatError.js"
 import {
   ChunkPrefixBytes,
   type ControlKind,
@@ -98,7 +98,7 @@ export const make = Effect.fn("FrameWriter.make")(function* (sink: ByteSink, opt
       let length = 0
       for (const part of parts) length += part.length
       return length > maxFrameBytes
-        ? Result.fail(new FrameTooLarge({ offset, frameType: frame._tag, length, max: maxFrameBytes }))
+        ? Result.fail(FormatError.frameTooLarge({ offset, frameType: frame._tag, length, max: maxFrameBytes }))
         : Result.succeed(parts)
     })
 

@@ -1,6 +1,6 @@
 import { Effect, Option } from "effect"
 import type { Transport } from "./Transport.js"
-import { TransportClosed, type TransportOperation } from "./TransportError.js"
+import { TransportError, type TransportOperation } from "./TransportError.js"
 import { Waiters } from "./Waiters.js"
 
 /** Settings of an in-memory channel. */
@@ -48,7 +48,7 @@ class Pipe {
 
   constructor(private readonly capacity: number) {}
 
-  readonly read: Effect.Effect<Option.Option<Uint8Array>, TransportClosed> = Effect.suspend(() => {
+  readonly read: Effect.Effect<Option.Option<Uint8Array>, TransportError> = Effect.suspend(() => {
     if (this.readerClosed) return Effect.fail(closed("read", "local", "the channel was closed"))
     const chunk = this.chunks.shift()
     if (chunk !== undefined) {
@@ -69,7 +69,7 @@ class Pipe {
    * Hands the chunks over whole, then waits until the pipe is back within its capacity. The
    * reader owns what it reads, so chunks to be released are copied, and released at once.
    */
-  write(chunks: ReadonlyArray<Uint8Array>, release?: () => void): Effect.Effect<void, TransportClosed> {
+  write(chunks: ReadonlyArray<Uint8Array>, release?: () => void): Effect.Effect<void, TransportError> {
     return Effect.suspend(() => {
       const refused = this.writeRefused("write")
       if (refused !== undefined) {
@@ -88,7 +88,7 @@ class Pipe {
   }
 
   /** Waits until the pipe holds at most its capacity; fails if either side closed meanwhile (the bytes are lost). */
-  private readonly drained: Effect.Effect<void, TransportClosed> = Effect.suspend(() => {
+  private readonly drained: Effect.Effect<void, TransportError> = Effect.suspend(() => {
     if (this.readerClosed) return Effect.fail(closed("write", "peer", "the peer closed the channel"))
     if (this.writer === "closed") return Effect.fail(closed("write", "local", "the channel was closed"))
     if (this.size <= this.capacity) return Effect.void
@@ -97,7 +97,7 @@ class Pipe {
 
   private readonly writable = (): boolean => this.size <= this.capacity || this.readerClosed || this.writer === "closed"
 
-  readonly end: Effect.Effect<void, TransportClosed> = Effect.suspend(() => {
+  readonly end: Effect.Effect<void, TransportError> = Effect.suspend(() => {
     const refused = this.writeRefused("end")
     if (refused !== undefined) return Effect.fail(refused)
     this.writer = "ended"
@@ -119,7 +119,7 @@ class Pipe {
     this.writers.wakeAll()
   }
 
-  private writeRefused(operation: TransportOperation): TransportClosed | undefined {
+  private writeRefused(operation: TransportOperation): TransportError | undefined {
     if (this.writer === "closed") return closed(operation, "local", "the channel was closed")
     if (this.writer === "ended") return closed(operation, "local", "the stream was already ended")
     if (this.readerClosed) return closed(operation, "peer", "the peer closed the channel")
@@ -127,5 +127,5 @@ class Pipe {
   }
 }
 
-const closed = (operation: TransportOperation, by: "peer" | "local", reason: string): TransportClosed =>
-  new TransportClosed({ operation, by, reason })
+const closed = (operation: TransportOperation, by: "peer" | "local", reason: string): TransportError =>
+  TransportError.transportClosed({ operation, by, reason })

@@ -1,13 +1,7 @@
 import type { Readable, Writable } from "node:stream"
 import { Effect, Option } from "effect"
 import type { ByteSink, ByteSource } from "./Transport.js"
-import {
-  TlsRefused,
-  TransportClosed,
-  type TransportError,
-  TransportFailed,
-  type TransportOperation
-} from "./TransportError.js"
+import { TransportError, type TransportOperation } from "./TransportError.js"
 import { Waiters } from "./Waiters.js"
 
 /*
@@ -61,10 +55,11 @@ export const isTlsFailure = (error: unknown): boolean => {
 export const transportErrorOf = (operation: TransportOperation, error: unknown, teardown: Teardown): TransportError => {
   const code = codeOf(error)
   const reason = reasonOf(error)
-  if (isTlsFailure(error)) return new TlsRefused({ operation, code, reason })
-  if (teardown.local || locallyGone.has(code)) return new TransportClosed({ operation, by: "local", reason })
-  if (peerGone.has(code)) return new TransportClosed({ operation, by: "peer", reason: `${reason} (${code})` })
-  return new TransportFailed({ operation, code, reason })
+  if (isTlsFailure(error)) return TransportError.tlsRefused({ operation, code, reason })
+  if (teardown.local || locallyGone.has(code)) return TransportError.transportClosed({ operation, by: "local", reason })
+  if (peerGone.has(code))
+    return TransportError.transportClosed({ operation, by: "peer", reason: `${reason} (${code})` })
+  return TransportError.transportFailed({ operation, code, reason })
 }
 
 /** The reading half of a Node stream as a `ByteSource`. */
@@ -92,8 +87,12 @@ export const sourceOf = (readable: Readable, teardown: Teardown, readAheadBytes:
   readable.on("close", () => {
     if (!ended) {
       failure ??= teardown.local
-        ? new TransportClosed({ operation: "read", by: "local", reason: "the channel was closed" })
-        : new TransportClosed({ operation: "read", by: "peer", reason: "closed before the end of the stream" })
+        ? TransportError.transportClosed({ operation: "read", by: "local", reason: "the channel was closed" })
+        : TransportError.transportClosed({
+            operation: "read",
+            by: "peer",
+            reason: "closed before the end of the stream"
+          })
     }
     waiters.wakeAll()
   })
@@ -126,7 +125,7 @@ export const sinkOf = (writable: Writable, teardown: Teardown): ByteSink => {
   })
   writable.on("close", () => {
     if (!writable.writableFinished) {
-      failure ??= new TransportClosed({
+      failure ??= TransportError.transportClosed({
         operation: "write",
         by: teardown.local ? "local" : "peer",
         reason: "the channel was closed"
@@ -137,9 +136,10 @@ export const sinkOf = (writable: Writable, teardown: Teardown): ByteSink => {
   const refused = (operation: TransportOperation): TransportError | undefined => {
     if (failure !== undefined) return failure
     if (writable.writableEnded) {
-      return new TransportClosed({ operation, by: "local", reason: "the stream was already ended" })
+      return TransportError.transportClosed({ operation, by: "local", reason: "the stream was already ended" })
     }
-    if (writable.destroyed) return new TransportClosed({ operation, by: "local", reason: "the channel was closed" })
+    if (writable.destroyed)
+      return TransportError.transportClosed({ operation, by: "local", reason: "the channel was closed" })
     return undefined
   }
   /**
@@ -151,7 +151,9 @@ export const sinkOf = (writable: Writable, teardown: Teardown): ByteSink => {
   const drained: Effect.Effect<void, TransportError> = Effect.suspend(() => {
     if (failure !== undefined) return Effect.fail(failure)
     if (writable.destroyed) {
-      return Effect.fail(new TransportClosed({ operation: "write", by: "local", reason: "the channel was closed" }))
+      return Effect.fail(
+        TransportError.transportClosed({ operation: "write", by: "local", reason: "the channel was closed" })
+      )
     }
     return settled() ? Effect.void : Effect.andThen(waiters.until(settled), drained)
   })
@@ -190,7 +192,9 @@ export const sinkOf = (writable: Writable, teardown: Teardown): ByteSink => {
       }
       const onFailure = () => {
         cleanup()
-        resume(Effect.fail(failure ?? new TransportClosed({ operation: "end", by: "peer", reason: "closed" })))
+        resume(
+          Effect.fail(failure ?? TransportError.transportClosed({ operation: "end", by: "peer", reason: "closed" }))
+        )
       }
       const cleanup = () => {
         writable.off("finish", onFinish)

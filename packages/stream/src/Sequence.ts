@@ -1,13 +1,4 @@
-import {
-  ChunkAfterDeviceEnd,
-  DeviceNotEnded,
-  DeviceTotalMismatch,
-  DuplicateDeviceEnd,
-  FrameOutOfOrder,
-  type SequenceError,
-  StreamTotalsMismatch,
-  UnknownDevice
-} from "./FormatError.js"
+import { FormatError } from "./FormatError.js"
 import type { FrameType, Manifest } from "./Frame.js"
 
 /** How far a stream has got. */
@@ -52,9 +43,9 @@ export class Sequence {
   constructor(private readonly peer: Manifest | undefined) {}
 
   /** Whether a frame of this type may come next. */
-  place(frameType: FrameType, offset: number): FrameOutOfOrder | undefined {
+  place(frameType: FrameType, offset: number): FormatError | undefined {
     const allowed = placement[this.phase][frameType]
-    return allowed === true ? undefined : new FrameOutOfOrder({ offset, frameType, reason: allowed })
+    return allowed === true ? undefined : FormatError.frameOutOfOrder({ offset, frameType, reason: allowed })
   }
 
   /** Sum of all chunk payload bytes so far. */
@@ -73,7 +64,7 @@ export class Sequence {
   }
 
   /** Admits the manifest, or says why it is out of place. */
-  manifest(manifest: Manifest, offset: number): FrameOutOfOrder | undefined {
+  manifest(manifest: Manifest, offset: number): FormatError | undefined {
     const misplaced = this.place("Manifest", offset)
     if (misplaced !== undefined) return misplaced
     this.phase = "manifested"
@@ -84,11 +75,11 @@ export class Sequence {
   }
 
   /** Admits `length` payload bytes of `device`, or says why they may not come. */
-  chunk(device: number, length: number, offset: number): SequenceError | undefined {
+  chunk(device: number, length: number, offset: number): FormatError | undefined {
     const error = this.place("Chunk", offset) ?? this.known("Chunk", device, offset)
     if (error !== undefined) return error
     if (this.ended[device] === true) {
-      return new ChunkAfterDeviceEnd({ offset, device, deviceId: this.idOf(device) })
+      return FormatError.chunkAfterDeviceEnd({ offset, device, deviceId: this.idOf(device) })
     }
     this.deviceBytes[device] = this.bytesOf(device) + length
     this.totalBytes += length
@@ -97,45 +88,46 @@ export class Sequence {
   }
 
   /** Admits the end marker of `device` declaring `bytes`, or says what is wrong with it. */
-  deviceEnd(device: number, bytes: number, offset: number): SequenceError | undefined {
+  deviceEnd(device: number, bytes: number, offset: number): FormatError | undefined {
     const error = this.place("DeviceEnd", offset) ?? this.known("DeviceEnd", device, offset)
     if (error !== undefined) return error
     const deviceId = this.idOf(device)
-    if (this.ended[device] === true) return new DuplicateDeviceEnd({ offset, device, deviceId })
+    if (this.ended[device] === true) return FormatError.duplicateDeviceEnd({ offset, device, deviceId })
     const received = this.bytesOf(device)
-    if (bytes !== received) return new DeviceTotalMismatch({ offset, device, deviceId, declared: bytes, received })
+    if (bytes !== received)
+      return FormatError.deviceTotalMismatch({ offset, device, deviceId, declared: bytes, received })
     this.ended[device] = true
     return undefined
   }
 
   /** Admits a control frame about `device` (if any), or says why it may not come. */
-  control(device: number | undefined, offset: number): SequenceError | undefined {
+  control(device: number | undefined, offset: number): FormatError | undefined {
     const misplaced = this.place("Control", offset)
     if (misplaced !== undefined || device === undefined) return misplaced
     const devices = this.phase === "open" ? (this.peer?.devices.length ?? 0) : this.ids.length
-    return device < devices ? undefined : new UnknownDevice({ offset, frameType: "Control", device, devices })
+    return device < devices ? undefined : FormatError.unknownDevice({ offset, frameType: "Control", device, devices })
   }
 
   /** Admits the stream end declaring these totals, or says what is wrong with it. */
-  streamEnd(bytes: number, chunks: number, offset: number): SequenceError | undefined {
+  streamEnd(bytes: number, chunks: number, offset: number): FormatError | undefined {
     const misplaced = this.place("StreamEnd", offset)
     if (misplaced !== undefined) return misplaced
     const open = this.ids.filter((_, i) => this.ended[i] !== true)
-    if (open.length > 0) return new DeviceNotEnded({ offset, deviceIds: open })
+    if (open.length > 0) return FormatError.deviceNotEnded({ offset, deviceIds: open })
     if (bytes !== this.totalBytes) {
-      return new StreamTotalsMismatch({ offset, field: "bytes", declared: bytes, counted: this.totalBytes })
+      return FormatError.streamTotalsMismatch({ offset, field: "bytes", declared: bytes, counted: this.totalBytes })
     }
     if (chunks !== this.totalChunks) {
-      return new StreamTotalsMismatch({ offset, field: "chunks", declared: chunks, counted: this.totalChunks })
+      return FormatError.streamTotalsMismatch({ offset, field: "chunks", declared: chunks, counted: this.totalChunks })
     }
     this.phase = "ended"
     return undefined
   }
 
-  private known(frameType: FrameType, device: number, offset: number): UnknownDevice | undefined {
+  private known(frameType: FrameType, device: number, offset: number): FormatError | undefined {
     return device < this.ids.length
       ? undefined
-      : new UnknownDevice({ offset, frameType, device, devices: this.ids.length })
+      : FormatError.unknownDevice({ offset, frameType, device, devices: this.ids.length })
   }
 
   private idOf(device: number): string {

@@ -3,14 +3,7 @@ import * as tls from "node:tls"
 import { Duration, Effect, Option, type Scope } from "effect"
 import { codeOf, isTlsFailure, sinkOf, sourceOf, transportErrorOf } from "./NodeChannel.js"
 import type { Transport } from "./Transport.js"
-import {
-  ConnectFailed,
-  TlsRefused,
-  TransportClosed,
-  type TransportError,
-  TransportFailed,
-  TransportTimeout
-} from "./TransportError.js"
+import { TransportError } from "./TransportError.js"
 import { Waiters } from "./Waiters.js"
 
 /**
@@ -102,12 +95,12 @@ export const listen = Effect.fn("TcpTransport.listen")(function* (options: Liste
         socket.destroy()
         enqueue(
           Object.keys(certificate).length === 0
-            ? new TlsRefused({
+            ? TransportError.tlsRefused({
                 operation: "accept",
                 code: "PEER_DID_NOT_RETURN_A_CERTIFICATE",
                 reason: "the client presented no certificate"
               })
-            : new TlsRefused({
+            : TransportError.tlsRefused({
                 operation: "accept",
                 code: String(socket.authorizationError ?? "UNAUTHORIZED"),
                 reason: `the client's certificate (subject CN=${certificate.subject?.CN ?? "?"}) was not accepted`
@@ -123,7 +116,11 @@ export const listen = Effect.fn("TcpTransport.listen")(function* (options: Liste
       const from = socket.remoteAddress === undefined ? "" : `${socket.remoteAddress}:${socket.remotePort ?? "?"}: `
       socket.destroy()
       enqueue(
-        new TlsRefused({ operation: "accept", code: codeOf(error), reason: `${from}${clientErrorReason(error)}` })
+        TransportError.tlsRefused({
+          operation: "accept",
+          code: codeOf(error),
+          reason: `${from}${clientErrorReason(error)}`
+        })
       )
     })
   } else {
@@ -132,7 +129,11 @@ export const listen = Effect.fn("TcpTransport.listen")(function* (options: Liste
   const port = yield* Effect.acquireRelease(
     Effect.callback<number, TransportError>((resume) => {
       const onError = (error: Error) =>
-        resume(Effect.fail(new TransportFailed({ operation: "listen", code: codeOf(error), reason: error.message })))
+        resume(
+          Effect.fail(
+            TransportError.transportFailed({ operation: "listen", code: codeOf(error), reason: error.message })
+          )
+        )
       server.once("error", onError)
       server.listen(options.port ?? 0, host, () => {
         server.off("error", onError)
@@ -152,7 +153,9 @@ export const listen = Effect.fn("TcpTransport.listen")(function* (options: Liste
     const item = pending.shift()
     if (item !== undefined) return item instanceof Error ? Effect.fail(item) : Effect.succeed(item.transport)
     if (!server.listening) {
-      return Effect.fail(new TransportClosed({ operation: "accept", by: "local", reason: "the listener is closed" }))
+      return Effect.fail(
+        TransportError.transportClosed({ operation: "accept", by: "local", reason: "the listener is closed" })
+      )
     }
     return Effect.andThen(
       waiters.until(() => pending.length > 0 || !server.listening),
@@ -182,9 +185,9 @@ export const connect = (options: ConnectOptions): Effect.Effect<Transport, Trans
       socket.destroy()
       const code = codeOf(error)
       if (tlsOptions !== undefined && (tcpConnected || isTlsFailure(error))) {
-        resume(Effect.fail(new TlsRefused({ operation: "connect", code, reason: error.message })))
+        resume(Effect.fail(TransportError.tlsRefused({ operation: "connect", code, reason: error.message })))
       } else {
-        resume(Effect.fail(new ConnectFailed({ address, code, reason: error.message })))
+        resume(Effect.fail(TransportError.connectFailed({ address, code, reason: error.message })))
       }
     }
     socket.once("error", onError)
@@ -206,15 +209,17 @@ export const connect = (options: ConnectOptions): Effect.Effect<Transport, Trans
     : Effect.timeoutOrElse(established, {
         duration: options.timeout,
         orElse: () =>
-          Effect.fail(new TransportTimeout({ operation: "connect", millis: Duration.toMillis(options.timeout ?? 0) }))
+          Effect.fail(
+            TransportError.transportTimeout({ operation: "connect", millis: Duration.toMillis(options.timeout ?? 0) })
+          )
       })
 }
 
 /** Waits for the server's `TlsAuthorized` byte; anything else means it refused this client. */
 const authorized = (transport: Transport): Effect.Effect<Transport, TransportError> => {
-  const refused = (code: string, reason: string) => new TlsRefused({ operation: "connect", code, reason })
+  const refused = (code: string, reason: string) => TransportError.tlsRefused({ operation: "connect", code, reason })
   return transport.read.pipe(
-    Effect.mapError((error) => (error._tag === "TlsRefused" ? error : refused("PEER_REFUSED", error.message))),
+    Effect.mapError((error) => (error.reason._tag === "TlsRefused" ? error : refused("PEER_REFUSED", error.message))),
     Effect.flatMap((first) => {
       if (Option.isNone(first)) {
         return Effect.fail(

@@ -1,5 +1,5 @@
 import { Duration, Effect, type Option } from "effect"
-import { type TransportError, type TransportOperation, TransportTimeout } from "./TransportError.js"
+import { TransportError, type TransportOperation } from "./TransportError.js"
 
 /** Where bytes come from: one direction of a channel, or a file. */
 export interface ByteSource {
@@ -67,6 +67,6 @@ const limit = <A>(
   const millis = Duration.toMillis(duration)
   return Effect.timeoutOrElse(effect, {
     duration,
-    orElse: () => Effect.fail(new TransportTimeout({ operation, millis }))
+    orElse: () => Effect.fail(TransportError.transportTimeout({ operation, millis }))
   })
 }

@@ -2,7 +2,7 @@ import { crc32 } from "node:zlib"
 import { describe, expect, it } from "@effect/vitest"
 import {
   encodePreamble,
-  type FormatError,
+  type FormatErrorReason,
   type Frame,
   FrameTypeCode,
   type Manifest,
@@ -58,10 +58,11 @@ const u32 = (...values: ReadonlyArray<number>) => {
 }
 
 /** Decodes whole, returns the error (failing the test if there is none). */
-const errorOf = (bytes: Uint8Array, options = {}): FormatError => {
+const errorOf = (bytes: Uint8Array, options = {}): FormatErrorReason => {
   const decoded = decodeSlices(bytes, [], options)
   if (decoded.error === undefined) throw new Error(`expected a format error, decoded ${decoded.frames.length} frames`)
-  return decoded.error
+  expect(decoded.error._tag).toBe("FormatError")
+  return decoded.error.reason
 }
 
 const preamble = encodePreamble()
@@ -74,7 +75,7 @@ describe("Decoder on corrupted streams", () => {
     const decoder = makeDecoder()
     decoder.push(new TextEncoder().encode("GET "))
     const result = decoder.next()
-    expect(Result.isFailure(result) && result.failure._tag).toBe("WrongMagic")
+    expect(Result.isFailure(result) && result.failure.reason._tag).toBe("WrongMagic")
     expect(errorOf(new TextEncoder().encode("HTTP/1.1 200 OK\r\n\r\n"))).toMatchObject({
       _tag: "WrongMagic",
       offset: 0,
@@ -122,7 +123,7 @@ describe("Decoder on corrupted streams", () => {
     const decoder = makeDecoder()
     decoder.push(cat(preamble, manifestBytes, header))
     const results = [decoder.next(), decoder.next()]
-    expect(results[1] !== undefined && Result.isFailure(results[1]) && results[1].failure).toMatchObject({
+    expect(results[1] !== undefined && Result.isFailure(results[1]) && results[1].failure.reason).toMatchObject({
       _tag: "FrameTooLarge",
       frameType: "Chunk",
       length: 0xffff_fff0 + 16,
@@ -313,7 +314,7 @@ describe("Decoder on corrupted streams", () => {
     const frames = exploded(small)
     for (let cut = 0; cut < bytes.length; cut++) {
       const decoded = decodeSlices(bytes.subarray(0, cut), [cut >> 1])
-      expect(decoded.error?._tag).toBe("Truncated")
+      expect(decoded.error?.reason._tag).toBe("Truncated")
       expect(decoded.complete).toBe(false)
       const prefix = exploded(decoded.frames)
       expect(prefix).toEqual(frames.slice(0, prefix.length))

@@ -61,14 +61,17 @@ describe("FileTransport", () => {
       const error = yield* Effect.flip(
         Effect.scoped(Effect.flatMap(FileTransport.source(file), (s) => Stream.runDrain(FrameReader.frames(s))))
       )
-      expect(error).toMatchObject({ _tag: "Truncated", inside: "stream" })
+      expect(error).toMatchObject({ _tag: "FormatError", reason: { _tag: "Truncated", inside: "stream" } })
     })
   )
 
   it.live("a missing file fails to open with a typed error", () =>
     Effect.gen(function* () {
       const error = yield* Effect.flip(FileTransport.source(path.join(yield* tempDir, "absent")))
-      expect(error).toMatchObject({ _tag: "TransportFailed", operation: "open", code: "ENOENT" })
+      expect(error).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TransportFailed", operation: "open", code: "ENOENT" }
+      })
     })
   )
 })

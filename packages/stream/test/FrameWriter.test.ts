@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import {
   encodeFrame,
+  FormatError,
   type Frame,
   FrameReader,
   FrameWriter,
@@ -119,7 +120,7 @@ describe("FrameWriter and FrameReader", () => {
       const [a, b] = yield* MemoryTransport.pair({ capacity: 1 << 20 })
       const writer = yield* FrameWriter.make(a)
       const refused = (effect: Effect.Effect<unknown, { readonly _tag: string }>) =>
-        Effect.map(Effect.flip(effect), (e) => e._tag)
+        Effect.map(Effect.flip(effect), (e) => (e instanceof FormatError ? e.reason._tag : e._tag))
       expect(yield* refused(writer.chunk(0, new Uint8Array(1)))).toBe("FrameOutOfOrder")
       expect(yield* refused(writer.endDevice(0))).toBe("FrameOutOfOrder")
       expect(yield* refused(writer.manifest([]))).toBe("MalformedFrame")
@@ -150,7 +151,10 @@ describe("FrameWriter and FrameReader", () => {
       const [a] = yield* MemoryTransport.pair()
       const writer = yield* FrameWriter.make(a, { maxFrameBytes: 64 })
       const error = yield* Effect.flip(writer.manifest(devices))
-      expect(error).toMatchObject({ _tag: "FrameTooLarge", frameType: "Manifest", max: 64 })
+      expect(error).toMatchObject({
+        _tag: "FormatError",
+        reason: { _tag: "FrameTooLarge", frameType: "Manifest", max: 64 }
+      })
     })
   )
 
@@ -183,7 +187,7 @@ describe("FrameWriter and FrameReader", () => {
       yield* writer.chunk(0, new Uint8Array(5))
       yield* a.end
       const error = yield* Effect.flip(collect(b))
-      expect(error).toMatchObject({ _tag: "Truncated", inside: "stream" })
+      expect(error).toMatchObject({ _tag: "FormatError", reason: { _tag: "Truncated", inside: "stream" } })
     })
   )
 
@@ -196,7 +200,10 @@ describe("FrameWriter and FrameReader", () => {
       if (Result.isSuccess(partial)) yield* a.write([partial.success[0] ?? new Uint8Array(0)])
       const reader = yield* Effect.forkChild(Effect.flip(collect(withTimeouts(b, { read: "30 seconds" }))))
       yield* TestClock.adjust("31 seconds")
-      expect(yield* Fiber.join(reader)).toMatchObject({ _tag: "TransportTimeout", operation: "read" })
+      expect(yield* Fiber.join(reader)).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TransportTimeout", operation: "read" }
+      })
     })
   )
 

@@ -51,10 +51,22 @@ describe("MemoryTransport", () => {
       yield* a.write([bytes(1)])
       yield* a.close
       expect(yield* b.read).toEqual(Option.some(bytes(1)))
-      expect(yield* Effect.flip(b.read)).toMatchObject({ _tag: "TransportClosed", by: "peer" })
-      expect(yield* Effect.flip(b.write([bytes(2)]))).toMatchObject({ _tag: "TransportClosed", by: "peer" })
-      expect(yield* Effect.flip(a.read)).toMatchObject({ _tag: "TransportClosed", by: "local" })
-      expect(yield* Effect.flip(a.write([bytes(2)]))).toMatchObject({ _tag: "TransportClosed", by: "local" })
+      expect(yield* Effect.flip(b.read)).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TransportClosed", by: "peer" }
+      })
+      expect(yield* Effect.flip(b.write([bytes(2)]))).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TransportClosed", by: "peer" }
+      })
+      expect(yield* Effect.flip(a.read)).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TransportClosed", by: "local" }
+      })
+      expect(yield* Effect.flip(a.write([bytes(2)]))).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TransportClosed", by: "local" }
+      })
       yield* a.close
     })
   )
@@ -67,8 +79,14 @@ describe("MemoryTransport", () => {
       const reader = yield* Effect.forkChild(Effect.flip(a.read))
       yield* TestClock.adjust("1 second")
       yield* b.close
-      expect(yield* Fiber.join(writer)).toMatchObject({ _tag: "TransportClosed", by: "peer" })
-      expect(yield* Fiber.join(reader)).toMatchObject({ _tag: "TransportClosed", by: "peer" })
+      expect(yield* Fiber.join(writer)).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TransportClosed", by: "peer" }
+      })
+      expect(yield* Fiber.join(reader)).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TransportClosed", by: "peer" }
+      })
     })
   )
 
@@ -76,8 +94,14 @@ describe("MemoryTransport", () => {
     Effect.gen(function* () {
       const [a] = yield* MemoryTransport.pair()
       yield* a.end
-      expect(yield* Effect.flip(a.write([bytes(1)]))).toMatchObject({ _tag: "TransportClosed", by: "local" })
-      expect(yield* Effect.flip(a.end)).toMatchObject({ _tag: "TransportClosed", by: "local" })
+      expect(yield* Effect.flip(a.write([bytes(1)]))).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TransportClosed", by: "local" }
+      })
+      expect(yield* Effect.flip(a.end)).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TransportClosed", by: "local" }
+      })
     })
   )
 
@@ -88,8 +112,14 @@ describe("MemoryTransport", () => {
       const read = yield* Effect.forkChild(Effect.flip(timed.read))
       const write = yield* Effect.forkChild(Effect.flip(timed.write([bytes(1, 2)])))
       yield* TestClock.adjust("5 seconds")
-      expect(yield* Fiber.join(read)).toMatchObject({ _tag: "TransportTimeout", operation: "read", millis: 2000 })
-      expect(yield* Fiber.join(write)).toMatchObject({ _tag: "TransportTimeout", operation: "write", millis: 3000 })
+      expect(yield* Fiber.join(read)).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TransportTimeout", operation: "read", millis: 2000 }
+      })
+      expect(yield* Fiber.join(write)).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TransportTimeout", operation: "write", millis: 3000 }
+      })
       // A timed-out read leaves the channel usable.
       yield* b.write([bytes(7)])
       expect(yield* timed.read).toEqual(Option.some(bytes(7)))

@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import {
   BufferPool,
   type ByteSink,
+  FormatError,
   FrameWriter,
   type ManifestDevice,
   MemoryTransport,
@@ -43,7 +44,9 @@ describe("release of written buffers (ByteSink.write's `release`)", () => {
         // Refused by the format (no device 5 in the manifest): nothing was written, released at once.
         const writes = releases.length
         const refused = yield* Effect.result(writer.chunk(5, new Uint8Array(10), release))
-        expect(Result.isFailure(refused) && refused.failure._tag).toBe("UnknownDevice")
+        expect(Result.isFailure(refused) && refused.failure instanceof FormatError && refused.failure.reason._tag).toBe(
+          "UnknownDevice"
+        )
         expect(released).toBe(2)
         expect(releases.length).toBe(writes)
       })

@@ -133,22 +133,25 @@ describe("TcpTransport", () => {
           })
         )
       )
-      expect(refused).toMatchObject({ _tag: "ConnectFailed", code: "ECONNREFUSED" })
+      expect(refused).toMatchObject({ _tag: "TransportError", reason: { _tag: "ConnectFailed", code: "ECONNREFUSED" } })
       const [client, server] = yield* Effect.all([TcpTransport.connect({ host: "127.0.0.1", port }), listener.accept], {
         concurrency: 2
       })
       const timedOut = yield* Effect.flip(withTimeouts(client, { read: "100 millis" }).read)
-      expect(timedOut).toMatchObject({ _tag: "TransportTimeout", operation: "read", millis: 100 })
+      expect(timedOut).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TransportTimeout", operation: "read", millis: 100 }
+      })
       yield* server.close
       // The peer's close is an end of stream (FIN) or a reset, never a hang.
       const after = yield* Effect.exit(client.read)
       expect(after._tag === "Success" ? Option.isNone(after.value) : true).toBe(true)
       const local = yield* Effect.flip(server.write([new Uint8Array(1)]))
-      expect(local).toMatchObject({ _tag: "TransportClosed", by: "local" })
+      expect(local).toMatchObject({ _tag: "TransportError", reason: { _tag: "TransportClosed", by: "local" } })
       const writes = yield* Effect.flip(
         Effect.forever(Effect.andThen(client.write([new Uint8Array(64 * 1024)]), Effect.sleep("1 millis")))
       )
-      expect(writes._tag).toBe("TransportClosed")
+      expect(writes.reason._tag).toBe("TransportClosed")
     })
   )
 })
@@ -200,9 +203,8 @@ describe("TcpTransport with mutual TLS", () => {
       yield* Effect.addFinalizer(() => Effect.sync(() => bare.destroy()))
       const noCert = yield* Effect.flip(listener.accept)
       expect(noCert).toMatchObject({
-        _tag: "TlsRefused",
-        operation: "accept",
-        code: "PEER_DID_NOT_RETURN_A_CERTIFICATE"
+        _tag: "TransportError",
+        reason: { _tag: "TlsRefused", operation: "accept", code: "PEER_DID_NOT_RETURN_A_CERTIFICATE" }
       })
 
       const [clientError, serverError] = yield* Effect.all(
@@ -218,11 +220,13 @@ describe("TcpTransport with mutual TLS", () => {
         ],
         { concurrency: 2 }
       )
-      expect(clientError).toMatchObject({ _tag: "TlsRefused", operation: "connect", code: "PEER_REFUSED" })
+      expect(clientError).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TlsRefused", operation: "connect", code: "PEER_REFUSED" }
+      })
       expect(serverError).toMatchObject({
-        _tag: "TlsRefused",
-        operation: "accept",
-        code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE"
+        _tag: "TransportError",
+        reason: { _tag: "TlsRefused", operation: "accept", code: "UNABLE_TO_VERIFY_LEAF_SIGNATURE" }
       })
       // The refused client never reached `accept`; a valid one still does.
       const [ok] = yield* Effect.all(
@@ -248,7 +252,10 @@ describe("TcpTransport with mutual TLS", () => {
           timeout: "200 millis"
         })
       )
-      expect(error).toMatchObject({ _tag: "TransportTimeout", operation: "connect", millis: 200 })
+      expect(error).toMatchObject({
+        _tag: "TransportError",
+        reason: { _tag: "TransportTimeout", operation: "connect", millis: 200 }
+      })
     })
   )
 
@@ -259,7 +266,7 @@ describe("TcpTransport with mutual TLS", () => {
       const error = yield* Effect.flip(
         TcpTransport.connect({ host: "localhost", port: listener.port, tls: tlsOf(certs.ca, certs.client) })
       )
-      expect(error).toMatchObject({ _tag: "TlsRefused", operation: "connect" })
+      expect(error).toMatchObject({ _tag: "TransportError", reason: { _tag: "TlsRefused", operation: "connect" } })
     })
   )
 })
