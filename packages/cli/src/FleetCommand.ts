@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs"
 import { resolve } from "node:path"
-import type { Fleet, HostControl, Report } from "@lockstep/fleet"
+import type { Fleet, FleetError, HostControl, Report } from "@lockstep/fleet"
 import { renderFleetTimelineSvg } from "@lockstep/timeline"
 import { Console, Effect, Exit, Fiber, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
@@ -21,14 +21,16 @@ const load = Effect.promise((): Promise<FleetModule> => import("@lockstep/fleet"
 const operationFailed = (text: string): CliFailure => new CliFailure({ text, exitCode: 1 })
 
 /** Errors that stop an evacuation before anything moves, or its storage, as CLI failures. */
-const explain = (e: { readonly _tag: string; readonly message: string }): CliFailure =>
-  e._tag === "InvalidFleet"
+const explain = (e: FleetError | { readonly _tag: string; readonly message: string }): CliFailure => {
+  const tag = "reason" in e && e._tag === "FleetError" ? e.reason._tag : e._tag
+  return tag === "InvalidFleet"
     ? invalidInput(e.message)
-    : e._tag === "NoCapacity" || e._tag === "HostUnreachable" || e._tag === "DevicesUnreachable"
+    : tag === "NoCapacity" || tag === "HostUnreachable" || tag === "DevicesUnreachable"
       ? operationFailed(`${e.message}. Nothing was moved.`)
-      : e._tag === "SqlError"
+      : tag === "SqlError"
         ? operationFailed(`the fleet database failed: ${e.message}`)
         : operationFailed(e.message)
+}
 
 const fleetFile = Argument.String("FLEET.json").pipe(
   Argument.withDescription(

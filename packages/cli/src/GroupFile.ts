@@ -31,7 +31,7 @@ export const loadGroup = (file: string): Effect.Effect<Group, CliFailure, FileSy
   }).pipe(
     Effect.scoped,
     Effect.mapError((error) =>
-      error._tag === "VfioOpenFailed" || error._tag === "DeviceNotReady"
+      error._tag === "VfioError"
         ? new CliFailure({ text: `${file}: ${error.message}`, exitCode: 1 })
         : invalidInput(
             error._tag === "VfioUserDeviceInvalid" || error._tag === "VfioDeviceInvalid"

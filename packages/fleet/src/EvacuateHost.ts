@@ -68,14 +68,27 @@ export const layer = EvacuateHost.toLayer((p) =>
               ...(v.settled === undefined ? {} : { reason: v.settled })
             })
           ),
-          Effect.catchTag("VmNotMigrated", (e) =>
-            Effect.succeed<VmOutcome>({
-              vm: e.vm,
-              destination: payload.reserve.host,
-              migrated: false,
-              reason: e.reason,
-              recovered: e.recovered
-            })
+          Effect.catchReason(
+            "FleetError",
+            "VmNotMigrated",
+            (e) =>
+              Effect.succeed<VmOutcome>({
+                vm: e.vm,
+                destination: payload.reserve.host,
+                migrated: false,
+                reason: e.reason,
+                recovered: e.recovered
+              }),
+            // The workflow fails only with `VmNotMigrated`; any other reason is reported as a VM
+            // that did not move and whose source was not seen running again.
+            (other) =>
+              Effect.succeed<VmOutcome>({
+                vm: payload.transfer.vm,
+                destination: payload.reserve.host,
+                migrated: false,
+                reason: other.message,
+                recovered: false
+              })
           )
         ),
       { concurrency: Math.max(1, p.concurrency) }

@@ -6,7 +6,7 @@ import { Cause, Effect, Exit, Result, Schema } from "effect"
 import type * as SqlClient from "effect/sql/SqlClient"
 import type { SqlError } from "effect/sql/SqlError"
 import { EvacuateHost, type EvacuateHostPayload } from "./EvacuateHost.js"
-import { DevicesUnreachable, HostUnreachable, InvalidFleet, type PreflightError } from "./FleetError.js"
+import { FleetError } from "./FleetError.js"
 import type { Fleet, FleetVm } from "./FleetFile.js"
 import * as FleetStore from "./FleetStore.js"
 import * as HostControl from "./HostControl.js"
@@ -31,18 +31,18 @@ export const maxAttempts = 3
 export const shown = (path: string): string => relative(process.cwd(), path) || "."
 
 /** The host to evacuate: the one named, else the fleet file's `evacuate`. */
-export const hostToEvacuate = (fleet: Fleet, named: string | undefined): Effect.Effect<string, InvalidFleet> => {
+export const hostToEvacuate = (fleet: Fleet, named: string | undefined): Effect.Effect<string, FleetError> => {
   const host = named ?? fleet.evacuate
   if (host === undefined)
     return Effect.fail(
-      new InvalidFleet({
+      FleetError.invalidFleet({
         source: fleet.source,
         problems: [{ path: "evacuate", reason: 'say which host to evacuate: "evacuate" in the fleet file, or --host' }]
       })
     )
   if (!fleet.hosts.some((h) => h.name === host))
     return Effect.fail(
-      new InvalidFleet({
+      FleetError.invalidFleet({
         source: fleet.source,
         problems: [
           {
@@ -60,10 +60,10 @@ const checkHost = (fleet: Fleet, state: string, host: string) =>
   Effect.gen(function* () {
     const endpoint = controlSocket(fleet, state, host)
     const inventory = yield* HostControl.inventory(endpoint, 3_000).pipe(
-      Effect.mapError((e) => new HostUnreachable({ host, endpoint: shown(endpoint), reason: e.reason }))
+      Effect.mapError((e) => FleetError.hostUnreachable({ host, endpoint: shown(endpoint), reason: e.reason }))
     )
     if (inventory.host !== host)
-      return yield* new HostUnreachable({
+      return yield* FleetError.hostUnreachable({
         host,
         endpoint: shown(endpoint),
         reason: `host ${inventory.host} answers there`
@@ -71,7 +71,7 @@ const checkHost = (fleet: Fleet, state: string, host: string) =>
     const held = new Set(inventory.vms.filter((v) => v.role === "home").map((v) => v.vm))
     const missing = fleet.vms.filter((vm) => vm.host === host && vm.backend === "simulated" && !held.has(vm.name))
     if (missing.length > 0)
-      return yield* new HostUnreachable({
+      return yield* FleetError.hostUnreachable({
         host,
         endpoint: shown(endpoint),
         reason: `it does not hold ${missing.map((v) => v.name).join(", ")} (was it started with another fleet file?)`
@@ -89,13 +89,15 @@ export const checkSourcesRun = (fleet: Fleet, state: string, planned: PlannedEva
     const simulated = planned.schedule.vms.filter((s) => s.vm.backend === "simulated")
     if (simulated.length === 0) return
     const inventory = yield* HostControl.inventory(endpoint, 3_000).pipe(
-      Effect.mapError((e) => new HostUnreachable({ host: planned.host, endpoint: shown(endpoint), reason: e.reason }))
+      Effect.mapError((e) =>
+        FleetError.hostUnreachable({ host: planned.host, endpoint: shown(endpoint), reason: e.reason })
+      )
     )
     for (const { vm } of simulated) {
       const devices = inventory.vms.find((v) => v.vm === vm.name && v.role === "home")?.devices ?? []
       const stopped = devices.filter((d) => d.state !== "RUNNING" || d.inFlight !== undefined)
       if (stopped.length > 0)
-        return yield* new DevicesUnreachable({
+        return yield* FleetError.devicesUnreachable({
           vm: vm.name,
           host: planned.host,
           reason: `it does not run there (${stopped.map((d) => `${d.id} ${d.state}`).join(", ")}); was it moved by an earlier evacuation? (lockstep fleet status)`
@@ -115,7 +117,7 @@ const checkDevices = (fleet: Fleet, state: string, vm: FleetVm) =>
     const attached = yield* Effect.exit(Effect.scoped(attachVfioUserDevices(served, { timeoutMs: 3_000 })))
     if (Exit.isFailure(attached)) {
       const error = Cause.squash(attached.cause)
-      return yield* new DevicesUnreachable({
+      return yield* FleetError.devicesUnreachable({
         vm: vm.name,
         host: vm.host,
         reason: error instanceof Error ? error.message : String(error)
@@ -154,10 +156,10 @@ export interface PlannedEvacuation {
 
 /**
  * Plans the evacuation of `host` and checks everything that can be checked before anything
- * moves. Fails with the first problem found: `NoCapacity`, `HostUnreachable`,
+ * moves. Fails with a `FleetError` for the first problem found: `NoCapacity`, `HostUnreachable`,
  * `DevicesUnreachable`, or `InvalidFleet` (socket paths too long).
  */
-export const plan = (fleet: Fleet, host: string, state: string): Effect.Effect<PlannedEvacuation, PreflightError> =>
+export const plan = (fleet: Fleet, host: string, state: string): Effect.Effect<PlannedEvacuation, FleetError> =>
   Effect.gen(function* () {
     const placements = place(fleet, host)
     if (Result.isFailure(placements)) return yield* placements.failure
@@ -167,7 +169,7 @@ export const plan = (fleet: Fleet, host: string, state: string): Effect.Effect<P
       state,
       scheduled.vms.map((s) => ({ vm: s.vm, hosts: [s.vm.host, s.destination] }))
     )
-    if (tooLong.length > 0) return yield* new InvalidFleet({ source: fleet.source, problems: tooLong })
+    if (tooLong.length > 0) return yield* FleetError.invalidFleet({ source: fleet.source, problems: tooLong })
     // A host must answer on its control socket if it has one, or if a simulated VM leaves or lands there.
     const involved = new Set([host, ...scheduled.vms.map((s) => s.destination)])
     const needControl = [...involved].filter(
@@ -291,7 +293,10 @@ export const startOrResume = <E = never>(
       const checked = yield* Effect.result(beforeNew)
       if (Result.isFailure(checked)) {
         const e = checked.failure
-        const earlier = e instanceof DevicesUnreachable ? yield* movedEarlier(fleet, planned.host, e.vm) : undefined
+        const earlier =
+          e instanceof FleetError && e.reason._tag === "DevicesUnreachable"
+            ? yield* movedEarlier(fleet, planned.host, e.reason.vm)
+            : undefined
         if (earlier !== undefined) return earlier
         return yield* Effect.fail(e)
       }

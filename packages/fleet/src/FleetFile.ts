@@ -10,7 +10,7 @@ import {
 } from "@lockstep/coordinator"
 import { resolveSimDeviceConfig, SimDeviceConfig } from "@lockstep/sim"
 import { Effect, type FileSystem, Result, Schema } from "effect"
-import { type FleetProblem, InvalidFleet } from "./FleetError.js"
+import { FleetError, type FleetProblem } from "./FleetError.js"
 
 /*
  * A fleet file says which hosts there are and which VMs run where:
@@ -321,10 +321,10 @@ interface FleetOrigin {
 const checkFleet = (
   doc: FleetDocument,
   options: FleetOrigin
-): Effect.Effect<Fleet, InvalidFleet, FileSystem.FileSystem> =>
+): Effect.Effect<Fleet, FleetError, FileSystem.FileSystem> =>
   Effect.gen(function* () {
     const source = options.source
-    const fail = (problems: ReadonlyArray<FleetProblem>) => new InvalidFleet({ source, problems })
+    const fail = (problems: ReadonlyArray<FleetProblem>) => FleetError.invalidFleet({ source, problems })
     const problems = fleetRules(doc)
     const vms: Array<FleetVm> = []
     for (const [i, vm] of doc.vms.entries()) {
@@ -377,14 +377,15 @@ const checkFleet = (
 /**
  * Checks a fleet document (a parsed JSON value): decoded with {@link FleetDocument}, then every
  * VM's group (read relative to `base`) and that each group can migrate safely. Fails with
- * `InvalidFleet` listing every problem with its JSON path.
+ * `FleetError` (`InvalidFleet`) listing every problem with its JSON path.
  */
 export const decodeFleet = (
   input: unknown,
   options: FleetOrigin = {}
-): Effect.Effect<Fleet, InvalidFleet, FileSystem.FileSystem> =>
+): Effect.Effect<Fleet, FleetError, FileSystem.FileSystem> =>
   Result.match(decodeDocument(input, strict), {
-    onFailure: ({ issue }) => Effect.fail(new InvalidFleet({ source: options.source, problems: describeIssue(issue) })),
+    onFailure: ({ issue }) =>
+      Effect.fail(FleetError.invalidFleet({ source: options.source, problems: describeIssue(issue) })),
     onSuccess: (doc) => checkFleet(doc, options)
   })
 
@@ -405,9 +406,9 @@ const unreadableFleet = ({ reason }: JsonFileError): ReadonlyArray<FleetProblem>
 }
 
 /** Reads a fleet file, decoded with {@link FleetDocument} in one step, and checks it; group files are read relative to it. */
-export const loadFleetFile = (path: string): Effect.Effect<Fleet, InvalidFleet, FileSystem.FileSystem> =>
+export const loadFleetFile = (path: string): Effect.Effect<Fleet, FleetError, FileSystem.FileSystem> =>
   readJsonFile(path, FleetDocument, strict).pipe(
-    Effect.mapError((error) => new InvalidFleet({ source: path, problems: unreadableFleet(error) })),
+    Effect.mapError((error) => FleetError.invalidFleet({ source: path, problems: unreadableFleet(error) })),
     Effect.flatMap((doc) => checkFleet(doc, { source: path, base: dirname(resolve(path)) }))
   )
 

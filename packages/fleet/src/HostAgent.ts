@@ -4,7 +4,7 @@ import * as Entity from "effect/cluster/Entity"
 import * as Rpc from "effect/rpc/Rpc"
 import * as SqlClient from "effect/sql/SqlClient"
 import { JournalDatabase } from "./FencedJournal.js"
-import { ReservationRefused } from "./FleetError.js"
+import { FleetError } from "./FleetError.js"
 import * as FleetStore from "./FleetStore.js"
 import * as HostControl from "./HostControl.js"
 import { NicBudget } from "./NicBudget.js"
@@ -56,7 +56,7 @@ const key = (step: string) => (p: { readonly evacuation: string; readonly vm: st
 
 const Reserve = Rpc.make("Reserve", {
   payload: ReserveRequest.fields,
-  error: ReservationRefused,
+  error: FleetError,
   primaryKey: key("reserve")
 })
 const Release = Rpc.make("Release", { payload: ReleaseRequest.fields, primaryKey: key("release") })
@@ -80,12 +80,12 @@ export const HostAgent = Entity.make("Fleet/HostAgent", [Reserve, Release, Trans
 /** Checks that the shell's devices answer at their ids' sockets with the VM's flags, within a few seconds. */
 const checkShell = (request: ReserveRequest) =>
   Effect.scoped(Effect.flatMap(Effect.scope, (scope) => attach(request.document, request.sockets, scope, 5_000))).pipe(
-    Effect.mapError((e) => new ReservationRefused({ vm: request.vm, host: request.host, reason: e.message }))
+    Effect.mapError((e) => FleetError.reservationRefused({ vm: request.vm, host: request.host, reason: e.message }))
   )
 
 const reserve = (request: ReserveRequest) =>
   Effect.gen(function* () {
-    const refused = (reason: string) => new ReservationRefused({ vm: request.vm, host: request.host, reason })
+    const refused = (reason: string) => FleetError.reservationRefused({ vm: request.vm, host: request.host, reason })
     const at = yield* Clock.currentTimeMillis
     yield* FleetStore.updateVm(request.evacuation, request.vm, { status: "reserving", phase: "reserve" }, at).pipe(
       Effect.orDie

@@ -7,7 +7,7 @@ import {
 } from "effect/cluster/ClusterError"
 import * as Activity from "effect/workflow/Activity"
 import * as Workflow from "effect/workflow/Workflow"
-import { ReservationRefused, VmNotMigrated } from "./FleetError.js"
+import { FleetError } from "./FleetError.js"
 import * as FleetStore from "./FleetStore.js"
 import { HostAgent, ReserveRequest } from "./HostAgent.js"
 import { MigratedFields, TransferOutcome, TransferRequest } from "./Switchover.js"
@@ -37,7 +37,7 @@ export const MigrateVm = Workflow.make("Fleet/MigrateVm", {
     transfer: TransferRequest
   },
   success: VmMigrated,
-  error: VmNotMigrated,
+  error: FleetError,
   idempotencyKey: (p) => `${p.evacuation}/${p.vm}`
 })
 
@@ -84,7 +84,7 @@ export const layer = MigrateVm.toLayer((p) =>
 
     const reserved = yield* Activity.make({
       name: "Reserve",
-      error: ReservationRefused,
+      error: FleetError,
       execute: ask(destination.Reserve(p.reserve))
     }).pipe(
       MigrateVm.withCompensation(() =>
@@ -107,7 +107,7 @@ export const layer = MigrateVm.toLayer((p) =>
         reason: reserved.failure.message,
         finishedAt: Date.now()
       })
-      return yield* new VmNotMigrated({ vm, reason: reserved.failure.message, recovered: true })
+      return yield* FleetError.vmNotMigrated({ vm, reason: reserved.failure.message, recovered: true })
     }
 
     const outcome = yield* Activity.make({
@@ -127,7 +127,7 @@ export const layer = MigrateVm.toLayer((p) =>
         reason: outcome.reason,
         finishedAt: Date.now()
       })
-      return yield* new VmNotMigrated({ vm, reason: outcome.reason, recovered: outcome.recovered })
+      return yield* FleetError.vmNotMigrated({ vm, reason: outcome.reason, recovered: outcome.recovered })
     }
     yield* record("MarkMigrated", evacuation, vm, {
       status: "migrated",

@@ -1,5 +1,5 @@
 import { Result } from "effect"
-import { NoCapacity, type Unfit } from "./FleetError.js"
+import { FleetError, type Unfit } from "./FleetError.js"
 import type { Fleet, FleetHost, FleetVm } from "./FleetFile.js"
 
 /** Where one VM goes. */
@@ -31,9 +31,9 @@ const unfitReason = (vm: FleetVm, host: FleetHost, free: number, evacuated: stri
  * evacuated host, has every label the VM requires, has the VM's vfio-user sockets (for such
  * VMs) and enough free devices (capacity minus the devices of the VMs on it and placed on it).
  *
- * Fails with `NoCapacity` for the first VM that fits nowhere, naming every host and why.
+ * Fails with a `FleetError` (`NoCapacity`) for the first VM that fits nowhere, naming every host and why.
  */
-export const place = (fleet: Fleet, evacuated: string): Result.Result<ReadonlyArray<Placement>, NoCapacity> => {
+export const place = (fleet: Fleet, evacuated: string): Result.Result<ReadonlyArray<Placement>, FleetError> => {
   const free = new Map<string, number>(fleet.hosts.map((h) => [h.name, h.capacity]))
   const placedBytes = new Map<string, number>(fleet.hosts.map((h) => [h.name, 0]))
   for (const vm of fleet.vms) free.set(vm.host, (free.get(vm.host) ?? 0) - devicesOf(vm))
@@ -46,7 +46,7 @@ export const place = (fleet: Fleet, evacuated: string): Result.Result<ReadonlyAr
   }
   const refuse = (vm: FleetVm, hosts: ReadonlyArray<FleetHost>) =>
     Result.fail(
-      new NoCapacity({
+      FleetError.noCapacity({
         vm: vm.name,
         devices: devicesOf(vm),
         candidates: hosts.flatMap((h): Array<Unfit> => {

@@ -29,13 +29,14 @@ export {
 } from "./FencedJournal.js"
 export {
   DevicesUnreachable,
-  type FleetProblem,
+  FleetError,
+  FleetErrorReason,
+  FleetProblem,
   HostUnreachable,
   InvalidFleet,
   NoCapacity,
-  type PreflightError,
   ReservationRefused,
-  type Unfit,
+  Unfit,
   VmNotMigrated
 } from "./FleetError.js"
 export {

@@ -286,7 +286,7 @@ describe("evacuating a host", () => {
       })
       yield* serveAll(fleet, state)
       const error = yield* Effect.flip(Fleet.plan(fleet, "a", state))
-      expect(error._tag).toBe("HostUnreachable")
+      expect(error.reason._tag).toBe("HostUnreachable")
       expect(error.message).toContain("host c is unreachable")
       expect(error.message).toContain("nothing listens there")
       // Paths are shown relative to the working directory, never absolute.
@@ -312,7 +312,7 @@ describe("evacuating a host", () => {
         vms: [vmOf("vm1"), vmOf("vm2")]
       })
       const error = yield* Effect.flip(Fleet.plan(fleet, "a", state))
-      expect(error._tag).toBe("NoCapacity")
+      expect(error.reason._tag).toBe("NoCapacity")
       expect(error.message).toBe(
         'vm2 (3 devices) fits on no destination (a: it is the host being evacuated; b: 1 free devices); add capacity or free some, or name a destination with "to"'
       )

@@ -4,7 +4,7 @@ import { join } from "node:path"
 import { NodeFileSystem } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import type { InvalidFleet } from "../src/index.js"
+import type { FleetError, InvalidFleet } from "../src/index.js"
 import * as Fleet from "../src/index.js"
 
 /** `decodeFleet` on the machine's file system (a VM's group may be a file). */
@@ -25,8 +25,14 @@ const valid = {
   evacuate: "a"
 }
 
+/** The `InvalidFleet` reason of a fleet error (any other reason fails the test). */
+const invalid = (e: FleetError): InvalidFleet => {
+  if (e.reason._tag !== "InvalidFleet") throw new Error(`expected InvalidFleet, got ${e.reason._tag}: ${e.message}`)
+  return e.reason
+}
+
 const problems = (input: unknown) =>
-  Effect.map(Effect.flip(decodeFleet(input)), (e: InvalidFleet) => e.problems.map((p) => `${p.path}: ${p.reason}`))
+  Effect.map(Effect.flip(decodeFleet(input)), (e) => invalid(e).problems.map((p) => `${p.path}: ${p.reason}`))
 
 describe("fleet files", () => {
   it.effect("decodes a fleet: hosts, VMs with their groups, and each VM's bytes from its devices' state sizes", () =>
@@ -154,7 +160,7 @@ describe("fleet files", () => {
           ]
         })
       )
-      const error = yield* Effect.flip(loadFleetFile(join(dir, "fleet.json")))
+      const error = invalid(yield* Effect.flip(loadFleetFile(join(dir, "fleet.json"))))
       expect(error.problems.map((p) => p.path)).toEqual(["vms[1].group", "vms[2].group"])
       expect(error.problems[0]?.reason).toContain("cannot read the group file missing.json")
       expect(error.problems[1]?.reason).toBe("the group file broken.json is not valid JSON")

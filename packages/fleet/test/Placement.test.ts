@@ -57,7 +57,9 @@ describe("placement", () => {
       const placed = place(fleet, "a")
       expect(Result.isFailure(placed)).toBe(true)
       if (Result.isSuccess(placed)) return
-      expect(placed.failure.candidates).toEqual([
+      expect(placed.failure.reason._tag).toBe("NoCapacity")
+      if (placed.failure.reason._tag !== "NoCapacity") return
+      expect(placed.failure.reason.candidates).toEqual([
         { host: "a", reason: "it is the host being evacuated" },
         { host: "b", reason: "lacks gpu=h100" },
         { host: "c", reason: "lacks gpu=h100" }
@@ -77,8 +79,10 @@ describe("placement", () => {
       })
       const placed = place(fleet, "a")
       if (Result.isSuccess(placed)) return expect.fail("placed two 4-device VMs in 6 devices")
-      expect(placed.failure.vm).toBe("vm2")
-      expect(placed.failure.candidates).toContainEqual({ host: "b", reason: "2 free devices" })
+      const refused = placed.failure.reason
+      if (refused._tag !== "NoCapacity") return expect.fail(`expected NoCapacity, got ${refused._tag}`)
+      expect(refused.vm).toBe("vm2")
+      expect(refused.candidates).toContainEqual({ host: "b", reason: "2 free devices" })
     })
   )
 

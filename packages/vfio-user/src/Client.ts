@@ -29,7 +29,7 @@ import {
   ProtocolVersion,
   RegionInfoSize
 } from "./Message.js"
-import { FieldInvalid } from "./ProtocolError.js"
+import { ProtocolError } from "./ProtocolError.js"
 
 /** Options of {@link connect}. */
 export interface ClientOptions {
@@ -451,7 +451,7 @@ export const connect = Effect.fn("VfioUser.connect")(function* (
     capabilities: { maxMsgFds: 0, maxDataXferSize: own }
   })
   if (version.capabilities.twinSocket?.supported === true) {
-    return yield* new FieldInvalid({
+    return yield* ProtocolError.fieldInvalid({
       command: "VERSION",
       msgId: 0,
       direction: "reply",

@@ -20,16 +20,7 @@ import {
   type ReplyOf,
   type Request
 } from "./Message.js"
-import {
-  type Direction,
-  FieldInvalid,
-  FrameSizeInvalid,
-  type ProtocolError,
-  ReplyMismatch,
-  TruncatedFrame,
-  UnknownCommand,
-  UnsupportedCommand
-} from "./ProtocolError.js"
+import { type Direction, ProtocolError } from "./ProtocolError.js"
 
 /** Bounds a decoder enforces on untrusted input. */
 export interface Limits {
@@ -69,7 +60,7 @@ const readHeader = (bytes: Uint8Array): Header => {
 /** What one `FrameDecoder.push` produced: the whole messages, and the error that stopped it, if any. */
 export interface Frames {
   readonly frames: ReadonlyArray<Frame>
-  readonly error: FrameSizeInvalid | undefined
+  readonly error: ProtocolError | undefined
 }
 
 /**
@@ -80,7 +71,7 @@ export interface Frames {
 export class FrameDecoder {
   private chunks: Array<Uint8Array> = []
   private length = 0
-  private failure: FrameSizeInvalid | undefined = undefined
+  private failure: ProtocolError | undefined = undefined
 
   constructor(readonly maxFrameSize: number) {}
 
@@ -100,7 +91,7 @@ export class FrameDecoder {
     while (this.length >= HeaderSize) {
       const header = readHeader(this.peekHeader())
       if (header.size < HeaderSize || header.size > this.maxFrameSize) {
-        this.failure = new FrameSizeInvalid({
+        this.failure = ProtocolError.frameSizeInvalid({
           command: commandLabel(header.command),
           msgId: header.msgId,
           field: "size",
@@ -120,10 +111,10 @@ export class FrameDecoder {
   }
 
   /** The stream has ended: a partial message left over is a truncation. */
-  finish(): TruncatedFrame | undefined {
+  finish(): ProtocolError | undefined {
     if (this.failure !== undefined || this.length === 0) return undefined
     const declared = this.length >= HeaderSize ? readHeader(this.peekHeader()) : undefined
-    return new TruncatedFrame({
+    return ProtocolError.truncatedFrame({
       command: declared === undefined ? "unknown command" : commandLabel(declared.command),
       field: "size",
       value: declared?.size ?? HeaderSize,
@@ -378,7 +369,7 @@ const invalid = (
   field: string,
   value: number | bigint | string,
   expected: string
-): Result.Result<never, FieldInvalid> => Result.fail(new FieldInvalid({ ...site, field, value, expected }))
+): Result.Result<never, ProtocolError> => Result.fail(ProtocolError.fieldInvalid({ ...site, field, value, expected }))
 
 /** The payload must be exactly `size` bytes. */
 const exactly = (site: Site, payload: Uint8Array, size: number): Decoded<DataView> =>
@@ -402,7 +393,7 @@ const infoPayload = <A>(
 const viewOf = (payload: Uint8Array): DataView => new DataView(payload.buffer, payload.byteOffset, payload.byteLength)
 
 const unsupported = (site: Site, field: "command" | "flags", value: number): Decoded<never> =>
-  Result.fail(new UnsupportedCommand({ ...site, field, value }))
+  Result.fail(ProtocolError.unsupportedCommand({ ...site, field, value }))
 
 const decodeState = (site: Site, view: DataView, at: number): Decoded<State> => {
   const n = view.getUint32(at, true)
@@ -575,7 +566,7 @@ const checkType = (site: Site, header: Header, expected: number): Decoded<Comman
   }
   const name = commandOfNumber(header.command)
   if (name === undefined) {
-    return Result.fail(new UnknownCommand({ ...site, field: "command", value: header.command }))
+    return Result.fail(ProtocolError.unknownCommand({ ...site, field: "command", value: header.command }))
   }
   return Result.succeed(name)
 }
@@ -771,10 +762,11 @@ const mismatch = (
   field: string,
   value: number | bigint | string,
   expected: number | bigint | string
-): ReplyMismatch => new ReplyMismatch({ command: commandLabel(commandOf[request._tag]), msgId, field, value, expected })
+): ProtocolError =>
+  ProtocolError.replyMismatch({ command: commandLabel(commandOf[request._tag]), msgId, field, value, expected })
 
 /** The field of a same-tag reply that contradicts its request, if any. */
-const contradiction = (request: Request, msgId: number, reply: Reply): ReplyMismatch | undefined => {
+const contradiction = (request: Request, msgId: number, reply: Reply): ProtocolError | undefined => {
   const fail = (field: string, value: number | bigint | string, expected: number | bigint | string) =>
     mismatch(request, msgId, field, value, expected)
   if (request._tag === "Version" && reply._tag === "Version" && reply.minor > request.minor) {
@@ -828,7 +820,7 @@ export const matchReply = <R extends Request>(
   msgId: number,
   header: Header,
   reply: Reply | ErrorReply
-): Result.Result<ReplyOf<R["_tag"]> | ErrorReply, ReplyMismatch> => {
+): Result.Result<ReplyOf<R["_tag"]> | ErrorReply, ProtocolError> => {
   if (header.msgId !== msgId) return Result.fail(mismatch(request, msgId, "msg_id", header.msgId, msgId))
   const command = commandOf[request._tag]
   if (header.command !== command) {

@@ -11,7 +11,7 @@ import {
   type Request,
   requestLabel
 } from "./Message.js"
-import { type ProtocolError, ReplyMismatch } from "./ProtocolError.js"
+import { ProtocolError } from "./ProtocolError.js"
 
 /** The socket could not be connected (no such path, refused, or no answer in time). */
 export class VfioUserConnectFailed extends Data.TaggedError("VfioUserConnectFailed")<{
@@ -160,7 +160,7 @@ class Wire {
     if (waiter?.msgId !== id && this.abandoned.delete(id)) return
     if (waiter === undefined) {
       this.fail(
-        new ReplyMismatch({
+        ProtocolError.replyMismatch({
           command: commandLabel(frame.header.command),
           msgId: id,
           field: "msg_id",

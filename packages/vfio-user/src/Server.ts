@@ -305,7 +305,7 @@ const answer = (exposed: Exposed, command: number, request: Request): Effect.Eff
 
 /** The errno a server answers for a command it cannot decode (the framing being intact). */
 const errnoOfProtocolError = (error: ProtocolError): number =>
-  error._tag === "UnsupportedCommand" ? EOPNOTSUPP : EINVAL
+  error.reason._tag === "UnsupportedCommand" ? EOPNOTSUPP : EINVAL
 
 /** The answer to one command message, whether or not it decodes. */
 const answerFrame = (exposed: Exposed, session: Session, frame: Frame): Effect.Effect<Answer> => {

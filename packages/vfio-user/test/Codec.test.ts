@@ -16,6 +16,7 @@ import {
   limitsFor,
   matchReply,
   type ProtocolError,
+  type ProtocolErrorReason,
   type Reply,
   type Request
 } from "@lockstep/vfio-user"
@@ -191,10 +192,12 @@ const words = (values: ReadonlyArray<number>, extra: Uint8Array = new Uint8Array
 const asCommand = (bytes: Uint8Array) => decodeRequest(one(bytes), limits)
 const asReply = (bytes: Uint8Array) => decodeReply(one(bytes), limits)
 
-const failure = (result: Result.Result<unknown, ProtocolError>): ProtocolError => {
+/** The reason of the protocol error a decode failed with. */
+const failure = (result: Result.Result<unknown, ProtocolError>): ProtocolErrorReason => {
   if (Result.isSuccess(result))
     throw new Error(`expected a protocol error, decoded ${JSON.stringify(result.success, bigints)}`)
-  return result.failure
+  expect(result.failure._tag).toBe("ProtocolError")
+  return result.failure.reason
 }
 
 const bigints = (_: string, v: unknown) => (typeof v === "bigint" ? v.toString() : v)
@@ -291,7 +294,10 @@ describe("Codec framing bounds", () => {
   it("rejects a size below the header", () => {
     const decoder = new FrameDecoder(limits.maxFrameSize)
     const pushed = decoder.push(raw({ command: Command.VERSION, size: 15 }))
-    expect(pushed.error).toMatchObject({ _tag: "FrameSizeInvalid", field: "size", value: 15, command: "VERSION" })
+    expect(pushed.error).toMatchObject({
+      _tag: "ProtocolError",
+      reason: { _tag: "FrameSizeInvalid", field: "size", value: 15, command: "VERSION" }
+    })
   })
 
   it("rejects an oversized frame from its header alone, without buffering its body", () => {
@@ -299,9 +305,12 @@ describe("Codec framing bounds", () => {
     const header = raw({ command: Command.MIG_DATA_WRITE, size: limits.maxFrameSize + 1 }).subarray(0, 16)
     const pushed = decoder.push(header)
     expect(pushed.error).toMatchObject({
-      _tag: "FrameSizeInvalid",
-      value: limits.maxFrameSize + 1,
-      max: limits.maxFrameSize
+      _tag: "ProtocolError",
+      reason: {
+        _tag: "FrameSizeInvalid",
+        value: limits.maxFrameSize + 1,
+        max: limits.maxFrameSize
+      }
     })
     expect(decoder.buffered).toBe(0)
     // Framing is lost for good: later bytes are not interpreted.
@@ -312,7 +321,7 @@ describe("Codec framing bounds", () => {
     const decoder = new FrameDecoder(limits.maxFrameSize)
     const pushed = decoder.push(concat([encodeRequest(1, { _tag: "DeviceReset" }), raw({ command: 4, size: 3 })]))
     expect(pushed.frames).toHaveLength(1)
-    expect(pushed.error?._tag).toBe("FrameSizeInvalid")
+    expect(pushed.error?.reason._tag).toBe("FrameSizeInvalid")
   })
 
   it("reports a stream that ends inside a message", () => {
@@ -320,14 +329,20 @@ describe("Codec framing bounds", () => {
     const whole = encodeRequest(1, { _tag: "MigDataWrite", argsz: 18, data: new Uint8Array(10) })
     expect(decoder.push(whole.subarray(0, 20)).frames).toHaveLength(0)
     expect(decoder.finish()).toMatchObject({
-      _tag: "TruncatedFrame",
-      command: "MIG_DATA_WRITE",
-      value: 34,
-      received: 20
+      _tag: "ProtocolError",
+      reason: {
+        _tag: "TruncatedFrame",
+        command: "MIG_DATA_WRITE",
+        value: 34,
+        received: 20
+      }
     })
     const cut = new FrameDecoder(limits.maxFrameSize)
     cut.push(whole.subarray(0, 5))
-    expect(cut.finish()).toMatchObject({ _tag: "TruncatedFrame", value: 16, received: 5 })
+    expect(cut.finish()).toMatchObject({
+      _tag: "ProtocolError",
+      reason: { _tag: "TruncatedFrame", value: 16, received: 5 }
+    })
   })
 
   it("never throws and never holds more than one frame on arbitrary bytes", () => {
@@ -360,7 +375,7 @@ describe("Codec framing bounds", () => {
             decodeReply(frame, limits)
           ]
           for (const decoded of outcomes) {
-            if (Result.isFailure(decoded)) expect(decoded.failure._tag).toMatch(/Invalid|Unknown|Unsupported/)
+            if (Result.isFailure(decoded)) expect(decoded.failure.reason._tag).toMatch(/Invalid|Unknown|Unsupported/)
           }
         }
       )
@@ -760,8 +775,11 @@ describe("Codec rejects malformed replies", () => {
       if (Result.isFailure(decoded)) throw new Error(decoded.failure.message)
       const matched = matchReply(req, msgId, frame.header, decoded.success)
       expect(Result.isFailure(matched) ? matched.failure : undefined).toMatchObject({
-        _tag: "ReplyMismatch",
-        ...expected
+        _tag: "ProtocolError",
+        reason: {
+          _tag: "ReplyMismatch",
+          ...expected
+        }
       })
     })
   }

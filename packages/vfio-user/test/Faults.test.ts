@@ -79,14 +79,17 @@ describe("vfio-user client against malformed replies", () => {
   it.live("a header smaller than itself", () =>
     Effect.gen(function* () {
       const error = yield* withFake((_, frame) => header({ msgId: frame.header.msgId, command: 1, size: 3 }))
-      expect(error).toMatchObject({ _tag: "FrameSizeInvalid", command: "VERSION", field: "size", value: 3 })
+      expect(error).toMatchObject({
+        _tag: "ProtocolError",
+        reason: { _tag: "FrameSizeInvalid", command: "VERSION", field: "size", value: 3 }
+      })
     })
   )
 
   it.live("an oversized reply, refused from its header", () =>
     Effect.gen(function* () {
       const error = yield* withFake((_, frame) => header({ msgId: frame.header.msgId, command: 1, size: 0x7fff_ffff }))
-      expect(error).toMatchObject({ _tag: "FrameSizeInvalid", value: 0x7fff_ffff })
+      expect(error).toMatchObject({ _tag: "ProtocolError", reason: { _tag: "FrameSizeInvalid", value: 0x7fff_ffff } })
     })
   )
 
@@ -95,7 +98,10 @@ describe("vfio-user client against malformed replies", () => {
       const error = yield* withFake((request, frame) => ({
         endWith: (negotiation(request, frame) ?? new Uint8Array(0)).subarray(0, 10)
       }))
-      expect(error).toMatchObject({ _tag: "TruncatedFrame", value: 16, received: 10 })
+      expect(error).toMatchObject({
+        _tag: "ProtocolError",
+        reason: { _tag: "TruncatedFrame", value: 16, received: 10 }
+      })
     })
   )
 
@@ -103,7 +109,10 @@ describe("vfio-user client against malformed replies", () => {
     Effect.gen(function* () {
       const garbage = new Uint8Array(64).map((_, i) => (i * 37 + 11) & 0xff)
       const error = yield* withFake(() => garbage)
-      expect(["FrameSizeInvalid", "FieldInvalid", "UnknownCommand", "ReplyMismatch"]).toContain(error._tag)
+      expect(error._tag).toBe("ProtocolError")
+      if (error._tag === "ProtocolError") {
+        expect(["FrameSizeInvalid", "FieldInvalid", "UnknownCommand", "ReplyMismatch"]).toContain(error.reason._tag)
+      }
     })
   )
 
@@ -126,7 +135,10 @@ describe("vfio-user client against malformed replies", () => {
       const error = yield* withFake((_, frame) =>
         encodeReply(frame.header.msgId + 1, { _tag: "Version", major: 0, minor: 2, capabilities: {} })
       )
-      expect(error).toMatchObject({ _tag: "ReplyMismatch", field: "msg_id", value: 1, expected: 0 })
+      expect(error).toMatchObject({
+        _tag: "ProtocolError",
+        reason: { _tag: "ReplyMismatch", field: "msg_id", value: 1, expected: 0 }
+      })
     })
   )
 
@@ -134,10 +146,13 @@ describe("vfio-user client against malformed replies", () => {
     Effect.gen(function* () {
       const error = yield* withFake((_, frame) => encodeReply(frame.header.msgId, { _tag: "DeviceReset" }))
       expect(error).toMatchObject({
-        _tag: "ReplyMismatch",
-        field: "command",
-        value: "DEVICE_RESET",
-        expected: "VERSION"
+        _tag: "ProtocolError",
+        reason: {
+          _tag: "ReplyMismatch",
+          field: "command",
+          value: "DEVICE_RESET",
+          expected: "VERSION"
+        }
       })
     })
   )
@@ -152,7 +167,10 @@ describe("vfio-user client against malformed replies", () => {
           capabilities: { twinSocket: { supported: true, fdIndex: 0 } }
         })
       )
-      expect(error).toMatchObject({ _tag: "FieldInvalid", field: "capabilities.twin_socket.supported" })
+      expect(error).toMatchObject({
+        _tag: "ProtocolError",
+        reason: { _tag: "FieldInvalid", field: "capabilities.twin_socket.supported" }
+      })
     })
   )
 

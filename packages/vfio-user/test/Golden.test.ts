@@ -265,33 +265,48 @@ describe("golden bytes a client refuses, bounds kept", () => {
   it("MIG_DATA_READ whose size is above the size asked", () => {
     // 17 bytes of data for a read of 16.
     const bytes = hex(`0b00 1100 29000000 01000000 00000000  19000000 11000000 ${"ab".repeat(17)}`)
-    expect(refusedBy(bytes, read16)).toMatchObject({ _tag: "ReplyMismatch", field: "size", value: 17 })
+    expect(refusedBy(bytes, read16)).toMatchObject({
+      _tag: "ProtocolError",
+      reason: { _tag: "ReplyMismatch", field: "size", value: 17 }
+    })
   })
 
   it("MIG_DATA_READ whose argsz disagrees with its size", () => {
     // argsz 24 (the padded length) while size says 5.
     const bytes = hex("0b00 1100 28000000 01000000 00000000  18000000 05000000 0102030405 0000000000000000000000")
-    expect(refusedBy(bytes, read16)).toMatchObject({ _tag: "FieldInvalid", field: "argsz", value: 24 })
+    expect(refusedBy(bytes, read16)).toMatchObject({
+      _tag: "ProtocolError",
+      reason: { _tag: "FieldInvalid", field: "argsz", value: 24 }
+    })
   })
 
   it("MIG_DATA_READ whose body runs beyond the size asked", () => {
     // 5 bytes of data padded to 8 + 20 for a read of 16.
     const bytes = hex(`0b00 1100 2c000000 01000000 00000000  0d000000 05000000 0102030405 ${"00".repeat(15)}`)
-    expect(refusedBy(bytes, read16)).toMatchObject({ _tag: "ReplyMismatch", field: "payload", value: 28 })
+    expect(refusedBy(bytes, read16)).toMatchObject({
+      _tag: "ProtocolError",
+      reason: { _tag: "ReplyMismatch", field: "payload", value: 28 }
+    })
   })
 
   it("MIG_DATA_READ whose size is above the bytes that came", () => {
     const bytes = hex("0b00 1100 1d000000 01000000 00000000  10000000 08000000 0102030405")
-    expect(refusedBy(bytes, read16)).toMatchObject({ _tag: "FieldInvalid", field: "size", value: 8 })
+    expect(refusedBy(bytes, read16)).toMatchObject({
+      _tag: "ProtocolError",
+      reason: { _tag: "FieldInvalid", field: "size", value: 8 }
+    })
   })
 
   it("GET_REGION_INFO with argsz below the 32 bytes of the structure", () => {
     const bytes = hex(`0300 0500 30000000 01000000 00000000
                        1c000000 00000000 07000000 00000000 0000000000000000 0000000000000000`)
     expect(refusedBy(bytes, { _tag: "GetRegionInfo", argsz: 32, index: 7 })).toMatchObject({
-      _tag: "FieldInvalid",
-      field: "argsz",
-      value: 28
+      _tag: "ProtocolError",
+      reason: {
+        _tag: "FieldInvalid",
+        field: "argsz",
+        value: 28
+      }
     })
   })
 

@@ -31,7 +31,7 @@ import {
   u32,
   u64
 } from "./Uapi.js"
-import { DeviceNotReady, type OpenProblem, RegionAccessFailed, VfioOpenFailed } from "./VfioError.js"
+import { type OpenProblem, VfioError } from "./VfioError.js"
 
 /** How to find a kernel device: exactly one of its sysfs directory or its cdev. */
 export type VfioPath = { readonly sysfsdev: string } | { readonly cdev: string }
@@ -91,9 +91,9 @@ export interface KernelPrecopyInfo extends PortPrecopyInfo {
  */
 export interface VfioDevice extends Device {
   readonly info: KernelDeviceInfo
-  readonly regionInfo: (index: number) => Effect.Effect<KernelRegionInfo, RegionAccessFailed>
-  readonly regionRead: (index: number, offset: bigint, count: number) => Effect.Effect<Uint8Array, RegionAccessFailed>
-  readonly regionWrite: (index: number, offset: bigint, data: Uint8Array) => Effect.Effect<void, RegionAccessFailed>
+  readonly regionInfo: (index: number) => Effect.Effect<KernelRegionInfo, VfioError>
+  readonly regionRead: (index: number, offset: bigint, count: number) => Effect.Effect<Uint8Array, VfioError>
+  readonly regionWrite: (index: number, offset: bigint, data: Uint8Array) => Effect.Effect<void, VfioError>
   /** The v2 opt-in: true when taken, false when the kernel or driver lacks it (ENOTTY, EINVAL). */
   readonly enablePrecopyInfoV2: Effect.Effect<boolean, DeviceError>
   /** `VFIO_MIG_GET_PRECOPY_INFO` with its flags (`reinit` only after the v2 opt-in). */
@@ -104,8 +104,8 @@ export interface VfioDevice extends Device {
    * setting one arc at a time. It exists to compare the kernel's paths with `@lockstep/fsm`'s.
    */
   readonly requestState: (to: State) => Effect.Effect<void, DeviceError>
-  /** Fails with `DeviceNotReady` unless the device is in one of `states`: the check before a migration moves anything. */
-  readonly requireState: (states: ReadonlyArray<State>) => Effect.Effect<void, DeviceNotReady | DeviceError>
+  /** Fails with a `VfioError` (`DeviceNotReady`) unless the device is in one of `states`: the check before a migration moves anything. */
+  readonly requireState: (states: ReadonlyArray<State>) => Effect.Effect<void, VfioError | DeviceError>
 }
 
 /** The largest single read of a data session; a caller's bigger `maxBytes` is read in several calls. */
@@ -247,10 +247,10 @@ const precopyInfoV2Answer = (result: number): Result.Result<boolean, Refusal> =>
  */
 export const openVfioDevice = Effect.fn("Vfio.open")(function* (
   options: VfioOptions
-): Effect.fn.Return<VfioDevice, VfioOpenFailed, Scope.Scope> {
+): Effect.fn.Return<VfioDevice, VfioError, Scope.Scope> {
   const path = "sysfsdev" in options ? options.sysfsdev : options.cdev
   const id = options.id ?? path
-  const failed = (problem: OpenProblem) => new VfioOpenFailed({ device: id, path, problem })
+  const failed = (problem: OpenProblem) => VfioError.openFailed({ device: id, path, problem })
   const native = options.native === undefined ? nativeAccess() : Result.succeed(options.native)
   if (Result.isFailure(native)) return yield* failed({ _tag: "Unavailable", reason: native.failure })
   const location = locate(options)
@@ -507,11 +507,11 @@ const stateControl = (calls: KernelCalls, info: KernelDeviceInfo, flags: Flags) 
     )
   })
 
-  const requireState = (expected: ReadonlyArray<State>): Effect.Effect<void, DeviceNotReady | DeviceError> =>
+  const requireState = (expected: ReadonlyArray<State>): Effect.Effect<void, VfioError | DeviceError> =>
     Effect.flatMap(getState, (state) =>
       expected.includes(state)
         ? Effect.void
-        : Effect.fail(new DeviceNotReady({ device, path: info.sysfsdev ?? cdev, state, expected }))
+        : Effect.fail(VfioError.notReady({ device, path: info.sysfsdev ?? cdev, state, expected }))
     )
 
   return { getState, setState, requestState, reset, requireState }
@@ -674,7 +674,7 @@ const regions = (calls: KernelCalls) => {
   const device = calls.id
   const { native, fd } = calls
 
-  const regionInfo = (index: number): Effect.Effect<KernelRegionInfo, RegionAccessFailed> =>
+  const regionInfo = (index: number): Effect.Effect<KernelRegionInfo, VfioError> =>
     Effect.suspend(() => {
       const buf = new Uint8Array(RegionInfo.size)
       encode(RegionInfo, buf, { argsz: RegionInfo.size, index })
@@ -682,7 +682,7 @@ const regions = (calls: KernelCalls) => {
       if (r < 0) {
         const { errno, code } = refusal(r)
         return Effect.fail(
-          new RegionAccessFailed({
+          VfioError.regionAccessFailed({
             device,
             region: index,
             operation: "info",
@@ -703,7 +703,7 @@ const regions = (calls: KernelCalls) => {
     Effect.flatMap(regionInfo(index), (region) =>
       offset < 0n || offset + BigInt(count) > region.size
         ? Effect.fail(
-            new RegionAccessFailed({
+            VfioError.regionAccessFailed({
               device,
               region: index,
               operation,
@@ -716,7 +716,7 @@ const regions = (calls: KernelCalls) => {
 
   const ioFailed = (index: number, operation: "read" | "write", n: number, count: number) => {
     const { errno, code } = n < 0 ? refusal(n) : { errno: 5, code: "EIO" }
-    return new RegionAccessFailed({
+    return VfioError.regionAccessFailed({
       device,
       region: index,
       operation,

@@ -1,12 +1,15 @@
-import type { State } from "@lockstep/fsm"
-import { Data } from "effect"
+import { StateSchema } from "@lockstep/fsm"
+import { Schema } from "effect"
 
 /** A process that holds a device open. */
-export interface Holder {
-  readonly pid: number
+export const Holder = Schema.Struct({
+  pid: Schema.Number,
   /** Its command name (`/proc/PID/comm`), if it could be read. */
-  readonly command: string | undefined
-}
+  command: Schema.UndefinedOr(Schema.String)
+})
+
+/** A process that holds a device open. */
+export type Holder = typeof Holder.Type
 
 /**
  * Why a kernel device could not be opened:
@@ -16,11 +19,15 @@ export interface Holder {
  * - `Held`: another process has the device bound (the kernel allows one opener at a time);
  * - `Refused`: a step of opening failed with an errno.
  */
-export type OpenProblem =
-  | { readonly _tag: "Unavailable"; readonly reason: string }
-  | { readonly _tag: "NotFound"; readonly reason: string }
-  | { readonly _tag: "Held"; readonly holders: ReadonlyArray<Holder> }
-  | { readonly _tag: "Refused"; readonly step: string; readonly code: string; readonly errno: number }
+export const OpenProblem = Schema.Union([
+  Schema.Struct({ _tag: Schema.Literal("Unavailable"), reason: Schema.String }),
+  Schema.Struct({ _tag: Schema.Literal("NotFound"), reason: Schema.String }),
+  Schema.Struct({ _tag: Schema.Literal("Held"), holders: Schema.Array(Holder) }),
+  Schema.Struct({ _tag: Schema.Literal("Refused"), step: Schema.String, code: Schema.String, errno: Schema.Number })
+])
+
+/** Why a kernel device could not be opened (see the schema). */
+export type OpenProblem = typeof OpenProblem.Type
 
 const describe = (problem: OpenProblem): string => {
   switch (problem._tag) {
@@ -41,14 +48,14 @@ const describe = (problem: OpenProblem): string => {
 }
 
 /** A kernel VFIO device could not be opened: names the device, its path and why. */
-export class VfioOpenFailed extends Data.TaggedError("VfioOpenFailed")<{
+export class VfioOpenFailed extends Schema.TaggedClass<VfioOpenFailed>()("VfioOpenFailed", {
   /** The device's id in its group (or its path). */
-  readonly device: string
+  device: Schema.String,
   /** The sysfs or cdev path it was named by. */
-  readonly path: string
-  readonly problem: OpenProblem
-}> {
-  override get message(): string {
+  path: Schema.String,
+  problem: OpenProblem
+}) {
+  get message(): string {
     const name = this.device === this.path ? this.path : `${this.device} (${this.path})`
     return `cannot open kernel device ${name}: ${describe(this.problem)}`
   }
@@ -58,27 +65,62 @@ export class VfioOpenFailed extends Data.TaggedError("VfioOpenFailed")<{
  * A device was found in a state it may not start a migration from, before anything moved: the
  * migration state outlives the process that set it, so a crashed coordinator leaves it there.
  */
-export class DeviceNotReady extends Data.TaggedError("DeviceNotReady")<{
-  readonly device: string
-  readonly path: string
-  readonly state: State
+export class DeviceNotReady extends Schema.TaggedClass<DeviceNotReady>()("DeviceNotReady", {
+  device: Schema.String,
+  path: Schema.String,
+  state: StateSchema,
   /** The states it may start from. */
-  readonly expected: ReadonlyArray<State>
-}> {
-  override get message(): string {
+  expected: Schema.Array(StateSchema)
+}) {
+  get message(): string {
     return `kernel device ${this.device} (${this.path}) is in ${this.state}, not ${this.expected.join(" or ")}: the migration state outlives the process that set it, so a migration that finished or one that stopped half-way leaves it so. Nothing was moved. If no one else drives the device, reset it (lockstep vfio reset --sysfsdev PATH, or --cdev PATH) and run again`
   }
 }
 
 /** A region read, write or query failed. */
-export class RegionAccessFailed extends Data.TaggedError("RegionAccessFailed")<{
-  readonly device: string
-  readonly region: number
-  readonly operation: "info" | "read" | "write"
-  readonly code: string
-  readonly reason: string
-}> {
-  override get message(): string {
+export class RegionAccessFailed extends Schema.TaggedClass<RegionAccessFailed>()("RegionAccessFailed", {
+  device: Schema.String,
+  region: Schema.Number,
+  operation: Schema.Literals(["info", "read", "write"]),
+  code: Schema.String,
+  reason: Schema.String
+}) {
+  get message(): string {
     return `${this.device}: region ${this.region} ${this.operation} failed (${this.code}): ${this.reason}`
+  }
+}
+
+/** Why a kernel VFIO operation failed, as a schema. */
+export const VfioErrorReason = Schema.Union([VfioOpenFailed, DeviceNotReady, RegionAccessFailed])
+
+/** Why a kernel VFIO operation failed. */
+export type VfioErrorReason = VfioOpenFailed | DeviceNotReady | RegionAccessFailed
+
+/**
+ * Every failure of the kernel VFIO backend outside the `Device` port; `reason` says which
+ * (`Effect.catchReason("VfioError", "DeviceNotReady", …)` handles one). Each reason names its device.
+ */
+export class VfioError extends Schema.TaggedError<VfioError>()("VfioError", {
+  reason: VfioErrorReason
+}) {
+  override get message(): string {
+    return this.reason.message
+  }
+
+  /** The device that failed. */
+  get device(): string {
+    return this.reason.device
+  }
+
+  static openFailed(fields: ConstructorParameters<typeof VfioOpenFailed>[0]): VfioError {
+    return new VfioError({ reason: new VfioOpenFailed(fields) })
+  }
+
+  static notReady(fields: ConstructorParameters<typeof DeviceNotReady>[0]): VfioError {
+    return new VfioError({ reason: new DeviceNotReady(fields) })
+  }
+
+  static regionAccessFailed(fields: ConstructorParameters<typeof RegionAccessFailed>[0]): VfioError {
+    return new VfioError({ reason: new RegionAccessFailed(fields) })
   }
 }

@@ -3,7 +3,7 @@ import { FlagNames, type Flags, flagNames, flagsOf, type State } from "@lockstep
 import { decodeGroup, type GroupError, GroupRuntime } from "@lockstep/group"
 import { Context, Data, Effect, Layer, type Scope } from "effect"
 import { openVfioDevice, type VfioDevice, type VfioPath } from "./KernelDevice.js"
-import type { DeviceNotReady, VfioOpenFailed } from "./VfioError.js"
+import type { VfioError } from "./VfioError.js"
 
 /** A group file's kernel device could not be attached: the JSON path and why. */
 export class VfioDeviceInvalid extends Data.TaggedError("VfioDeviceInvalid")<{
@@ -74,13 +74,13 @@ const declaredFlags = (u: unknown): Flags | undefined | "invalid" => {
  * device that also declares `flags` must declare exactly the kernel's set: a disagreement is
  * invalid input. With `startStates`, every kernel device must be in one of them, checked after
  * all are open and before anything moves. A device that cannot be opened fails with
- * `VfioOpenFailed` (naming it and why: held by another process, no VFIO here, …). Other devices are left as they are; decode the
+ * `VfioError` (`VfioOpenFailed`, naming it and why: held by another process, no VFIO here, …). Other devices are left as they are; decode the
  * result with `decodeGroup` afterwards.
  */
 export const attachVfioDevices = Effect.fn("Vfio.attachGroup")(function* (
   document: unknown,
   options: { readonly startStates?: ReadonlyArray<State> } = {}
-): Effect.fn.Return<AttachedVfioGroup, VfioDeviceInvalid | VfioOpenFailed | DeviceNotReady, Scope.Scope> {
+): Effect.fn.Return<AttachedVfioGroup, VfioDeviceInvalid | VfioError, Scope.Scope> {
   if (!isRecord(document) || !Array.isArray(document.devices)) return { document, devices: new Map() }
   const devices = new Map<string, VfioDevice>()
   const out: Array<unknown> = []
@@ -153,7 +153,7 @@ export interface OpenVfioGroupOptions {
 export const openVfioGroup = Effect.fn("Vfio.openGroup")(function* (
   document: unknown,
   options: OpenVfioGroupOptions = {}
-): Effect.fn.Return<VfioGroup, VfioDeviceInvalid | VfioOpenFailed | DeviceNotReady | GroupError, Scope.Scope> {
+): Effect.fn.Return<VfioGroup, VfioDeviceInvalid | VfioError | GroupError, Scope.Scope> {
   const attached = yield* attachVfioDevices(document, options)
   const group = yield* decodeGroup(attached.document)
   const other = group.devices.findIndex((d) => !attached.devices.has(d.id))
@@ -174,7 +174,7 @@ export const VfioGroup = Object.assign(Context.Service<VfioGroup>("@lockstep/vfi
   layer: (
     document: unknown,
     options: OpenVfioGroupOptions = {}
-  ): Layer.Layer<VfioGroup | GroupRuntime, VfioDeviceInvalid | VfioOpenFailed | DeviceNotReady | GroupError> =>
+  ): Layer.Layer<VfioGroup | GroupRuntime, VfioDeviceInvalid | VfioError | GroupError> =>
     Layer.effectContext(
       Effect.map(openVfioGroup(document, options), (opened) =>
         Context.make(VfioGroup, opened).pipe(

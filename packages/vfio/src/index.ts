@@ -20,9 +20,11 @@ export { cdevDirectory, type DeviceLocation, holdersOf, locate } from "./Sysfs.j
 export * as Uapi from "./Uapi.js"
 export {
   DeviceNotReady,
-  type Holder,
-  type OpenProblem,
+  Holder,
+  OpenProblem,
   RegionAccessFailed,
+  VfioError,
+  VfioErrorReason,
   VfioOpenFailed
 } from "./VfioError.js"
 export {

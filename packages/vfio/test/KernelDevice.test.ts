@@ -145,7 +145,8 @@ describe("opening", () => {
   it.effect("says why a kernel device cannot be opened on a machine without VFIO", () =>
     Effect.gen(function* () {
       const error = yield* Effect.flip(Effect.scoped(openVfioDevice({ cdev: "/dev/vfio/devices/vfio999" })))
-      expect(error._tag).toBe("VfioOpenFailed")
+      expect(error._tag).toBe("VfioError")
+      expect(error.reason._tag).toBe("VfioOpenFailed")
       // Derived from the machine: without the cdev directory the kernel has no VFIO cdev at all.
       if (!existsSync("/dev/vfio/devices"))
         expect(error.message).toBe(
@@ -168,7 +169,8 @@ describe("opening", () => {
   it.effect("a kernel without iommufd is named as such", () =>
     Effect.gen(function* () {
       const error = yield* Effect.flip(Effect.scoped(open(fakeKernel({ iommuErrno: ENOENT }))))
-      expect(error.problem).toEqual({
+      expect(error.reason).toMatchObject({ _tag: "VfioOpenFailed" })
+      expect(error.reason._tag === "VfioOpenFailed" ? error.reason.problem : undefined).toEqual({
         _tag: "Unavailable",
         reason: "there is no /dev/iommu: this kernel has no iommufd (CONFIG_IOMMUFD)"
       })
