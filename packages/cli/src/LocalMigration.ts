@@ -1,5 +1,7 @@
 import { writeFile } from "node:fs/promises"
+import { DeviceError } from "@lockstep/device"
 import {
+  causeTag,
   type DestinationSummary,
   Journal,
   type MigrationCause,
@@ -40,7 +42,9 @@ const failureOf = (exit: Exit.Exit<unknown, MigrationFailed>): MigrationFailed |
 
 /** The device and errno a cause comes down to, when a device refused something. */
 const deviceFault = (cause: MigrationCause): { readonly device: string; readonly code: string } | undefined => {
-  const inner: unknown = cause._tag === "TransitionFailed" ? cause.cause : cause
+  const failed: unknown = cause._tag === "TransitionFailed" ? cause.cause : cause
+  // A device error's fields are those of its reason (`SessionFailed`, `ArcFailed`, …).
+  const inner: unknown = failed instanceof DeviceError ? failed.reason : failed
   return typeof inner === "object" &&
     inner !== null &&
     "device" in inner &&
@@ -61,7 +65,7 @@ const errorJson = (error: MigrationFailed) => ({
   side: error.side,
   phase: error.phase,
   origin: error.origin,
-  cause: error.cause._tag,
+  cause: causeTag(error.cause),
   ...deviceFault(error.cause)
 })
 
