@@ -166,6 +166,37 @@ interface Run {
 
 const throughput = (run: Run) => run.bytes / GiB / (run.ms / 1000)
 
+/** The source devices' reads alone (GiB/s), once per repetition, each after a fresh STOP_COPY. */
+const readRates = (
+  repetitions: number,
+  armSources: Effect.Effect<void, unknown>,
+  devices: ReadonlyArray<SimDevice>,
+  pool: BufferPool
+): Effect.Effect<ReadonlyArray<number>> =>
+  Effect.forEach(Array.from({ length: repetitions }), () =>
+    Effect.gen(function* () {
+      yield* Effect.orDie(armSources)
+      const start = performance.now()
+      const bytes = yield* Effect.orDie(
+        Effect.forEach(
+          devices.map((d) => deviceSource(d, pool)),
+          (source) =>
+            Effect.gen(function* () {
+              let n = 0
+              for (;;) {
+                const payload = yield* source
+                if (payload === undefined) return n
+                n += payload[0].length
+                payload[1]()
+              }
+            }),
+          { concurrency: "unbounded" }
+        )
+      )
+      return bytes.reduce((a, b) => a + b, 0) / GiB / ((performance.now() - start) / 1000)
+    })
+  )
+
 /** Streams 1 GiB of device state to a worker over loopback TCP, against a raw socket copy of as many bytes. */
 export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArray<Figure>> =>
   Effect.scoped(
@@ -261,29 +292,7 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
       )
       const measured = repetitions.slice(options.warmup)
       // The source devices' reads alone, as fast as this thread can make them.
-      const readOnly = yield* Effect.forEach(Array.from({ length: options.repetitions }), () =>
-        Effect.gen(function* () {
-          yield* Effect.orDie(armSources)
-          const start = performance.now()
-          const bytes = yield* Effect.orDie(
-            Effect.forEach(
-              devices.map((d) => deviceSource(d, pool)),
-              (source) =>
-                Effect.gen(function* () {
-                  let n = 0
-                  for (;;) {
-                    const payload = yield* source
-                    if (payload === undefined) return n
-                    n += payload[0].length
-                    payload[1]()
-                  }
-                }),
-              { concurrency: "unbounded" }
-            )
-          )
-          return bytes.reduce((a, b) => a + b, 0) / GiB / ((performance.now() - start) / 1000)
-        })
-      )
+      const readOnly = yield* readRates(options.repetitions, armSources, devices, pool)
 
       return [streamFigure(options, measured, readOnly), memoryFigure(options, memoryRuns, measured, baselineRss)]
     })
