@@ -100,7 +100,9 @@ export const sourceOf = (readable: Readable, teardown: Teardown, readAheadBytes:
     const chunk = queue.shift()
     if (chunk !== undefined) {
       queued -= chunk.length
-      if (queued < readAheadBytes && readable.isPaused()) readable.resume()
+      // Resumed at half the mark, not just under it, so a full queue does not pause and
+      // resume the socket on every read.
+      if (queued <= readAheadBytes / 2 && readable.isPaused()) readable.resume()
       return Effect.succeed(Option.some(chunk))
     }
     if (failure !== undefined) return Effect.fail(failure)

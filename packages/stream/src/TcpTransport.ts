@@ -30,7 +30,7 @@ export interface ListenOptions {
   readonly port?: number
   /** Require mutual TLS. */
   readonly tls?: TlsOptions
-  /** Received bytes held per connection before the socket is paused. Default 256 KiB. */
+  /** Received bytes held per connection before the socket is paused. Default 4 MiB. */
   readonly readAheadBytes?: number
 }
 
@@ -42,7 +42,7 @@ export interface ConnectOptions {
   readonly tls?: TlsOptions
   /** Longest wait for the connection (and TLS handshake). Default: no limit. */
   readonly timeout?: Duration.Input
-  /** Received bytes held before the socket is paused. Default 256 KiB. */
+  /** Received bytes held before the socket is paused. Default 4 MiB. */
   readonly readAheadBytes?: number
 }
 
@@ -59,7 +59,12 @@ export interface Listener {
   readonly accept: Effect.Effect<Transport, TransportError, Scope.Scope>
 }
 
-const defaultReadAhead = 256 * 1024
+/**
+ * Sixteen 256 KiB frames. A smaller mark pauses the socket every few reads while a frame is
+ * decoded, and each pause lets the kernel's receive window close on the sender (at 256 KiB the
+ * framed stream ran 0.59–0.62 of a raw socket, at 4 MiB 0.66–0.94; issue 17).
+ */
+const defaultReadAhead = 4 * 1024 * 1024
 
 /** Connections accepted by the server and not yet taken, beyond which new ones are dropped. */
 const acceptBacklog = 16
