@@ -318,11 +318,9 @@ const streamFigure = (
 ): Figure => {
   const total = options.devices * options.deviceStateBytes
   const rates = (mode: Mode) => measured.map((r) => throughput(r[mode]))
-  const rate = (mode: Mode) => median(rates(mode))
   const ratios = (mode: Mode) => measured.map((r) => throughput(r[mode]) / throughput(r.raw))
   const ratio = (mode: Mode) => median(ratios(mode))
   const runs = (mode: Mode) => spread(rates(mode), 2)
-  const reads = median(readOnly)
   const met = ratio("decode") >= 0.7
   const size = `${options.devices} × ${options.deviceStateBytes / MiB} MiB`
   return {
