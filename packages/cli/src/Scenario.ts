@@ -1,4 +1,4 @@
-import { decodeGroup, describeIssue, type GroupProblem, readJsonFile } from "@lockstep/coordinator"
+import { decodeGroup, describeIssue, deviceEntry, type GroupProblem, readJsonFile } from "@lockstep/coordinator"
 import { Effect, type FileSystem, Result, Schema } from "effect"
 import { type CliFailure, invalidInput } from "./CliFailure.js"
 import { inputFileSentence } from "./InputFile.js"
@@ -133,15 +133,18 @@ const resolveSides = (doc: ScenarioDocument, file: string): Scenario => {
     const backends: Readonly<Record<string, Json>> = role === "destination" ? (destination?.devices ?? {}) : {}
     return {
       ...group,
-      devices: group.devices.map((d) => ({
-        ...d,
-        ...backends[d.id],
-        sim: {
-          ...objectOr(d.sim),
-          ...objectOr(overrides[d.id]),
-          ...(plans[d.id] === undefined ? {} : { faults: plans[d.id] })
+      devices: group.devices.map((d) => {
+        const plan = deviceEntry(plans, d.id)
+        return {
+          ...d,
+          ...deviceEntry(backends, d.id),
+          sim: {
+            ...objectOr(d.sim),
+            ...objectOr(deviceEntry(overrides, d.id)),
+            ...(plan === undefined ? {} : { faults: plan })
+          }
         }
-      }))
+      })
     }
   }
   return {

@@ -82,6 +82,46 @@ describe("lockstep simulate: scenario keys", () => {
   })
 })
 
+describe("lockstep simulate: any string is a device id", () => {
+  // Names Object.prototype answers to: a record keyed by device id must not mistake them.
+  const ids = ["__proto__", "constructor", "toString"]
+  const group = (flags: ReadonlyArray<string>) => ({
+    devices: ids.map((id) => ({ id, kind: "pci", flags, sim: { stateSize: 65536 } })),
+    topology: {
+      edges: [
+        ["__proto__", "constructor"],
+        ["constructor", "toString"]
+      ]
+    }
+  })
+  const everyone = (state: string) => Object.fromEntries(ids.map((id) => [id, state]))
+
+  it("migrates devices named __proto__, constructor and toString, P2P-safe and verified", async () => {
+    const { run } = await simulate("proto-names.json", group(["STOP_COPY", "P2P", "PRE_COPY"]), "--json")
+    expect(run.exitCode, run.stderr).toBe(0)
+    const report = JSON.parse(run.stdout)
+    expect(report).toMatchObject({ ok: true, verified: true, violations: 0 })
+    expect(report.final.destination).toEqual(everyone("RUNNING"))
+  })
+
+  it("rolls them all back when one of them fails an arc: the source runs, the destination is parked", async () => {
+    const { run } = await simulate(
+      "proto-names-fault.json",
+      {
+        ...group(["STOP_COPY", "P2P"]),
+        faults: { source: { constructor: [{ _tag: "FailArc", from: "RUNNING", to: "RUNNING_P2P" }] } }
+      },
+      "--json"
+    )
+    expect(run.exitCode).toBe(1)
+    const report = JSON.parse(run.stdout)
+    expect(report).toMatchObject({ ok: false, violations: 0, error: { recovered: true } })
+    expect(report.error.cause.device).toBe("constructor")
+    // DESIGN.md: a failed migration leaves the source group running and the destination in STOP.
+    expect(report.final).toEqual({ source: everyone("RUNNING"), destination: everyone("STOP") })
+  })
+})
+
 describe("lockstep simulate: the scenario file itself", () => {
   it("refuses a file that is not JSON, naming it and where the parser stopped", async () => {
     const file = join(dir, "truncated.json")

@@ -1,6 +1,14 @@
 import { type Device, DeviceError } from "@lockstep/device"
 import { path, type State, stateClass, supportsState } from "@lockstep/fsm"
-import { emptyDeviceRecord, type Group, type GroupRuntime, type Plan, putDevice, reportedStates } from "@lockstep/group"
+import {
+  deviceEntry,
+  emptyDeviceRecord,
+  type Group,
+  type GroupRuntime,
+  type Plan,
+  putDevice,
+  reportedStates
+} from "@lockstep/group"
 import { Clock, Effect, Exit, Fiber, Option, Result } from "effect"
 import { type ArcEvent, type GraphNode, type RunOptions, runGraph, runGraphMarking } from "./ArcRunner.js"
 import {
@@ -70,11 +78,11 @@ export const graphOf = (plan: Plan): ReadonlyArray<GraphNode> => {
 
 /** Where each arc started was going, per device, in start order of the graph's nodes. */
 const attemptedOf = (nodes: ReadonlyArray<GraphNode>, started: Uint8Array): Record<string, Array<State>> => {
-  const attempted: Record<string, Array<State>> = {}
+  const attempted: Record<string, Array<State>> = emptyDeviceRecord()
   nodes.forEach((node, i) => {
     if (started[i] !== 1 || node.device === undefined || node.arc === undefined) return
-    const states = attempted[node.device]
-    if (states === undefined) attempted[node.device] = [node.arc.to]
+    const states = deviceEntry(attempted, node.device)
+    if (states === undefined) putDevice(attempted, node.device, [node.arc.to])
     else states.push(node.arc.to)
   })
   return attempted
@@ -245,7 +253,9 @@ const unreadableDevices = (
 ) => {
   const unreadable = group.devices.map((d) => d.id).filter((id) => states[id] === "UNKNOWN")
   const mayBe = (id: string, kind: "initiating" | "halted") =>
-    [start[id], ...(attempted[id] ?? [])].some((s) => s !== undefined && stateClass(s) === kind)
+    [deviceEntry(start, id), ...(deviceEntry(attempted, id) ?? [])].some(
+      (s) => s !== undefined && stateClass(s) === kind
+    )
   return {
     mayInitiate: unreadable.filter((id) => mayBe(id, "initiating")),
     mayBeHalted: unreadable.filter((id) => mayBe(id, "halted"))
@@ -266,12 +276,12 @@ const holdInitiatorsOf = (
   const held: Array<string> = []
   for (const u of mayBeHalted) {
     for (const x of group.topology.initiatorsOf(u)) {
-      const back = to[x]
+      const back = deviceEntry(to, x)
       const quiet = back === undefined ? undefined : quiescedOf[back]
       const device = group.devices.find((d) => d.id === x)
       if (quiet === undefined || device === undefined || quarantined.includes(x)) continue
       if (!supportsState(device.flags, quiet)) continue
-      to[x] = quiet
+      putDevice(to, x, quiet)
       if (!held.includes(x)) held.push(x)
     }
   }
@@ -302,18 +312,18 @@ const rollback = (
     const resetFailures = yield* resetAll(devices, toReset, states, options)
     if (toReset.size > 0) states = yield* reportedStates(runtime)
 
-    const from: Record<string, State> = {}
-    const to: Record<string, State> = {}
+    const from = emptyDeviceRecord<State>()
+    const to = emptyDeviceRecord<State>()
     for (const d of group.devices) {
       const current = states[d.id]
       if (current === undefined || current === "UNKNOWN") continue
-      from[d.id] = current
+      putDevice(from, d.id, current)
       const startState = start[d.id] ?? "RUNNING"
       // Devices reset for the ERROR policy stay where the reset put them (and a quarantined
       // device's targets must not go back to halted states); those reset only to leave RESUMING
       // go back to where they started.
       const stays = quarantined.includes(d.id) || (toReset.has(d.id) && !outOfResuming.has(d.id)) || guarded.has(d.id)
-      to[d.id] = stays ? current : rollbackTarget(d.flags, current, startState)
+      putDevice(to, d.id, stays ? current : rollbackTarget(d.flags, current, startState))
     }
     const held = holdInitiatorsOf(group, mayBeHalted, quarantined, to)
     let rollbackCause: FailureCause | PlanError | undefined = resetFailures[0]
@@ -333,7 +343,9 @@ const rollback = (
       rollbackCause === undefined &&
       group.devices.every(
         // A device whose state cannot be read (unreachable) was not rolled back, whatever else happened.
-        (d) => quarantined.includes(d.id) || (to[d.id] !== undefined && finalStates[d.id] === to[d.id])
+        (d) =>
+          quarantined.includes(d.id) ||
+          (deviceEntry(to, d.id) !== undefined && finalStates[d.id] === deviceEntry(to, d.id))
       )
     emit({ _tag: "RollbackDone", states: finalStates, ok: rolledBack, at: now() })
     return yield* new TransitionFailed({

@@ -32,7 +32,7 @@ const simulate = (doc: unknown, faults: Record<string, ReadonlyArray<Fault>> = {
   Effect.gen(function* () {
     const withFaults = doc as { devices: Array<Record<string, unknown>> }
     const devices = withFaults.devices.map((d) => {
-      const f = faults[d.id as string]
+      const f = Object.hasOwn(faults, d.id as string) ? faults[d.id as string] : undefined
       return f === undefined ? d : { ...d, sim: { ...(d.sim as object | undefined), faults: f } }
     })
     const group = yield* decodeGroup({ ...(doc as object), devices })
@@ -300,6 +300,25 @@ describe("transition: records keyed by device id", () => {
       expect(report.plan.target).toEqual(stopped)
       expect(Object.getPrototypeOf(report.to)).toBe(Object.prototype)
       for (const id of ids) expect(yield* sim.devices.get(id)?.getState ?? Effect.die("missing")).toBe("STOP_COPY")
+      yield* sim.fabric.assertNoViolations
+    })
+  )
+
+  it.effect("devices named like Object.prototype's members are rolled back like any other", () =>
+    Effect.gen(function* () {
+      const ids = ["__proto__", "constructor", "toString"]
+      const sim = yield* simulate(
+        { devices: ids.map((id) => ({ id, kind: "pci", flags: all })), topology: "shared-iommu" },
+        { constructor: [{ _tag: "FailArc", from: "RUNNING_P2P", to: "STOP" }] }
+      )
+      const error = yield* Effect.flip(runOnVirtualTime(transition(sim, "STOP_COPY")))
+      expect(error).toBeInstanceOf(TransitionFailed)
+      if (!(error instanceof TransitionFailed)) return
+      expect(error.device).toBe("constructor")
+      expect(error.rolledBack).toBe(true)
+      // The rollback goes back to where the transition started: every device RUNNING.
+      expect(error.finalStates).toEqual(Object.fromEntries(ids.map((id) => [id, "RUNNING"])))
+      for (const id of ids) expect(yield* sim.devices.get(id)?.getState ?? Effect.die("missing")).toBe("RUNNING")
       yield* sim.fabric.assertNoViolations
     })
   )

@@ -20,6 +20,13 @@ export const putDevice = <V>(record: Record<string, V>, id: string, value: V): v
   else record[id] = value
 }
 
+/**
+ * `record[id]` if `id` is the record's own key: a plain object answers `constructor`,
+ * `toString` or `__proto__` from its prototype otherwise, and those are valid device ids.
+ */
+export const deviceEntry = <V>(record: Readonly<Record<string, V>>, id: string): V | undefined =>
+  Object.hasOwn(record, id) ? record[id] : undefined
+
 /** `Object.fromEntries` for records keyed by device id (see `emptyDeviceRecord`). */
 export const deviceRecord = <V>(entries: Iterable<readonly [string, V]>): Record<string, V> => {
   const record = emptyDeviceRecord<V>()

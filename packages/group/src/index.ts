@@ -7,7 +7,7 @@
  * @packageDocumentation
  */
 
-export { deviceRecord, emptyDeviceRecord, putDevice } from "./DeviceRecord.js"
+export { deviceEntry, deviceRecord, emptyDeviceRecord, putDevice } from "./DeviceRecord.js"
 export { decodeGroup, type Group, type GroupDevice, loadGroupFile, readGroupFile, type TopologySpec } from "./Group.js"
 export { GroupDocument, TopologyDocument } from "./GroupDocument.js"
 export { GroupError, GroupErrorReason, GroupFileNotJson, GroupFileUnreadable, InvalidGroup } from "./GroupError.js"

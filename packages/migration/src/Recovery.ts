@@ -1,10 +1,13 @@
 import {
+  deviceEntry,
   type ErrorPolicy,
+  emptyDeviceRecord,
   executePlanned,
   type FinalStates,
   type Group,
   type GroupRuntime,
   planTransition,
+  putDevice,
   reportedStates,
   type TransitionOptions
 } from "@lockstep/coordinator"
@@ -56,16 +59,16 @@ export const recoveryTargets = (
     for (const id of quarantined)
       for (const target of group.topology.targetsOf(id)) if (!isQuarantined.has(target)) guarded.add(target)
   const reset: Array<string> = []
-  const required: Record<string, State> = {}
+  const required = emptyDeviceRecord<State>()
   for (const d of group.devices) {
     if (isQuarantined.has(d.id)) {
-      required[d.id] = "ERROR"
+      putDevice(required, d.id, "ERROR")
       continue
     }
     const now = current[d.id]
     const mustReset = resetEvery || guarded.has(d.id) || now === "ERROR" || (now === "RESUMING" && home !== "RESUMING")
     if (mustReset) reset.push(d.id)
-    required[d.id] = guarded.has(d.id) ? "RUNNING" : home
+    putDevice(required, d.id, guarded.has(d.id) ? "RUNNING" : home)
   }
   return { quarantined, guarded: [...guarded], reset, required }
 }
@@ -131,11 +134,11 @@ export const recoverGroup = (
       else if (afterResets[id] !== targets.required[id])
         problems.push(`the reset of ${id} failed: ${describeCause(exit.cause)}`)
     }
-    const to: Record<string, State> = {}
+    const to = emptyDeviceRecord<State>()
     for (const d of runtime.group.devices) {
-      const required = targets.required[d.id]
+      const required = deviceEntry(targets.required, d.id)
       if (required !== undefined && !targets.quarantined.includes(d.id) && afterResets[d.id] !== "UNKNOWN")
-        to[d.id] = required
+        putDevice(to, d.id, required)
     }
     // Going home to a halted state (parking a destination), a device that was reset must never be
     // made to run: if the move fails, its rollback would take it back up to RUNNING through an arc
