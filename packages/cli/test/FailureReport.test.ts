@@ -29,6 +29,13 @@ beforeAll(async () => {
       migration: { errorPolicy: "quarantine" }
     })
   )
+  await writeFile(
+    file("read-fails.json"),
+    JSON.stringify({
+      devices: [gpu("gpu0"), gpu("gpu1"), gpu("gpu2")],
+      faults: { source: { gpu1: [{ _tag: "FailRead", code: "EIO" }] } }
+    })
+  )
 })
 afterAll(() => rm(dir, { recursive: true, force: true }))
 
@@ -78,5 +85,28 @@ describe("a failed migration's report", () => {
       "  recovery: the source group is back in RUNNING, except gpu1 left in ERROR for diagnosis (quarantine policy); the destination devices were reset and parked in STOP"
     )
     for (const line of run.stdout.split("\n")) aSentence(line)
+  })
+
+  it("migrate --local --json: a device's refusal names the device, its errno and the reason's tag", async () => {
+    // The fault plan's own terms: gpu1's first read in a saving state fails with EIO, which the
+    // Device port reports as a SessionFailed reason of a DeviceError (the first read is pre-copy's).
+    const run = await runCli("migrate", "--local", file("read-fails.json"), "--json")
+    expect(run.exitCode).toBe(1)
+    const result = JSON.parse(run.stdout)
+    aSentence(result.error.message)
+    expect(result.error).toMatchObject({
+      _tag: "MigrationFailed",
+      side: "source",
+      phase: "precopy",
+      origin: "source",
+      cause: "SessionFailed",
+      device: "gpu1",
+      code: "EIO"
+    })
+    expect(result.violations).toBe(0)
+    expect(result.final).toEqual({
+      source: { gpu0: "RUNNING", gpu1: "RUNNING", gpu2: "RUNNING" },
+      destination: { gpu0: "STOP", gpu1: "STOP", gpu2: "STOP" }
+    })
   })
 })
