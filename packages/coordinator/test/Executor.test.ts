@@ -307,9 +307,10 @@ describe("transition: records keyed by device id", () => {
   it.effect("devices named like Object.prototype's members are rolled back like any other", () =>
     Effect.gen(function* () {
       const ids = ["__proto__", "constructor", "toString"]
+      const fails: ReadonlyArray<Fault> = [{ _tag: "FailArc", from: "RUNNING_P2P", to: "STOP" }]
       const sim = yield* simulate(
         { devices: ids.map((id) => ({ id, kind: "pci", flags: all })), topology: "shared-iommu" },
-        { constructor: [{ _tag: "FailArc", from: "RUNNING_P2P", to: "STOP" }] }
+        { constructor: fails }
       )
       const error = yield* Effect.flip(runOnVirtualTime(transition(sim, "STOP_COPY")))
       expect(error).toBeInstanceOf(TransitionFailed)
