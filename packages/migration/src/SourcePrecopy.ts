@@ -11,6 +11,7 @@ import { PeerSilent, PrecopyLimitReached } from "./MigrationError.js"
 import { roundMs } from "./SessionClock.js"
 import { faultIn, locatedIn, type SessionFault } from "./SessionFault.js"
 import { send } from "./SessionMessage.js"
+import type { Lanes } from "./SourceChannels.js"
 import { type Ack, deviceAt, everyDevice, expect, type SourceContext } from "./SourceContext.js"
 import { precopyProgress, pumpPrecopy } from "./Transfer.js"
 
@@ -18,7 +19,10 @@ type SwitchDecision = Extract<RoundDecision, { readonly _tag: "Switch" }>
 
 /** What the pre-copy phase needs. */
 export interface PrecopyInput {
+  /** Channel 0's writer: the probes' channel. */
   readonly writer: FrameWriter.FrameWriter
+  /** Each device's channel. */
+  readonly lanes: Lanes
   /** How long the journal took to record the start: part of the downtime estimate's commit. */
   readonly journalMs: number
   /** Manifest indices of the devices that pre-copy. */
@@ -180,10 +184,11 @@ class PrecopyRounds {
       // until the pre-copy time limit, whichever comes first.
       const bounded = info !== undefined || !ctx.stopCopyLengths.isAssumed(device.id)
       const overTime = () => !bounded && ctx.now() - self.precopyStart >= ctx.o.maxPrecopyMs
+      const route = input.lanes.route(i)
       const pumped = yield* pumpPrecopy(
         device,
-        i,
-        input.writer,
+        route.index,
+        route.writer,
         input.pace,
         ctx.o.chunkBytes,
         budget,
@@ -199,7 +204,8 @@ class PrecopyRounds {
         if (initialDone) {
           self.sentMarker.add(i)
           self.markers[i] = (self.markers[i] ?? 0) + 1
-          yield* send(input.writer, { _tag: "InitialDataSent", bytes: total?.precopyBytes ?? 0 }, i)
+          // On the device's channel, after its data: the destination acknowledges what it has read.
+          yield* send(route.writer, { _tag: "InitialDataSent", bytes: total?.precopyBytes ?? 0 }, route.index)
           ctx.emit({ _tag: "InitialDataSent", device: device.id, bytes: total?.precopyBytes ?? 0, at: ctx.now() })
         }
       }
