@@ -1,5 +1,5 @@
-import { TcpTransport, type Transport, type TransportError } from "@lockstep/stream"
-import { Context, Effect, Layer, type Scope } from "effect"
+import { MemoryTransport, TcpTransport, type Transport, type TransportError } from "@lockstep/stream"
+import { Context, Effect, Layer, Queue, type Scope } from "effect"
 
 /**
  * The channel a migration session runs over, as a service (`Migration.source` and
@@ -61,4 +61,21 @@ export class MigrationTransport extends Context.Service<MigrationTransport, Tran
 export class MigrationChannels extends Context.Service<
   MigrationChannels,
   { readonly open: Effect.Effect<Transport, TransportError, Scope.Scope> }
->()("@lockstep/migration/MigrationChannels") {}
+>()("@lockstep/migration/MigrationChannels") {
+  /**
+   * Extra channels in memory, for both sides in one process: each connection the source's end
+   * opens is the next one the destination's end accepts.
+   */
+  static readonly memory = (
+    options?: MemoryTransport.MemoryOptions
+  ): Effect.Effect<{
+    readonly source: MigrationChannels["Service"]
+    readonly destination: MigrationChannels["Service"]
+  }> =>
+    Effect.map(Queue.unbounded<Transport>(), (incoming) => ({
+      source: {
+        open: Effect.flatMap(MemoryTransport.pair(options), ([a, b]) => Effect.as(Queue.offer(incoming, b), a))
+      },
+      destination: { open: Queue.take(incoming) }
+    }))
+}

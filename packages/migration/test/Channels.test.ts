@@ -4,10 +4,19 @@
  * Lockstep's own events; the expected layout comes from the rule alone.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { ChannelRefused, MigrationFailed, PeerAborted } from "@lockstep/migration"
-import { runOnVirtualTime } from "@lockstep/sim"
-import { type Frame, FrameWriter, MemoryTransport, makeDecoder, type Transport } from "@lockstep/stream"
-import { Effect, Exit, Queue, Result } from "effect"
+import { GroupRuntime } from "@lockstep/coordinator"
+import {
+  ChannelRefused,
+  ChannelsUnavailable,
+  Migration,
+  MigrationFailed,
+  MigrationJournal,
+  MigrationTransport,
+  PeerAborted
+} from "@lockstep/migration"
+import { compareMemory, runOnVirtualTime } from "@lockstep/sim"
+import { type Frame, FrameWriter, MemoryTransport, makeDecoder, TcpTransport, type Transport } from "@lockstep/stream"
+import { Effect, Exit, Layer, Queue, Result } from "effect"
 import {
   allIn,
   assertNeverBothRun,
@@ -215,5 +224,60 @@ describe("migration over several channels", () => {
       yield* assertNeverBothRun(pair)
       yield* assertSafe(pair)
     })
+  )
+
+  it.effect("channels without a way to open them: the source says so before touching a device", () =>
+    Effect.gen(function* () {
+      const pair = yield* runOnVirtualTime(makePair(fiveGpus))
+      const out = yield* runOnVirtualTime(migrate(pair, { source: { channels: 2 } }))
+      const source = yield* failureOf(out.source)
+      expect(source.cause).toBeInstanceOf(ChannelsUnavailable)
+      expect(source.cause.message).toContain("openChannel")
+      yield* failureOf(out.destination)
+      expect(yield* allIn(pair.source, "RUNNING")).toBe(true)
+      expect(yield* allIn(pair.destination, "STOP")).toBe(true)
+      yield* assertNeverBothRun(pair)
+      yield* assertSafe(pair)
+    })
+  )
+
+  it.live("3 channels over TCP, through the MigrationTransport layers: the group arrives byte for byte", () =>
+    Effect.gen(function* () {
+      const pair = yield* makePair(fiveGpus)
+      const listener = yield* TcpTransport.listen({ host: "127.0.0.1", port: 0 })
+      const limits = { compatibility: pair.compatibility, peerTimeoutMs: 10_000, arcTimeoutMs: 2_000 }
+      const source = Migration.source({ ...limits, channels: 3 }).pipe(
+        Effect.provide(
+          Layer.mergeAll(
+            Layer.succeed(GroupRuntime, pair.source),
+            MigrationTransport.connect({ host: "127.0.0.1", port: listener.port }),
+            MigrationJournal.layer(pair.journal)
+          )
+        )
+      )
+      // Compared when the destination votes (validated, in STOP): once it runs, its devices write again.
+      const verified: Array<string> = []
+      const verify = Effect.forEach([...pair.source.devices.values()], (device) => {
+        const twin = pair.destination.devices.get(device.id)
+        return twin === undefined
+          ? Effect.void
+          : Effect.map(compareMemory(device, twin), (c) => {
+              verified.push(`${device.id} ${c._tag}`)
+            })
+      }).pipe(Effect.asVoid)
+      const destination = Migration.destination({ ...limits, beforeVote: verify }).pipe(
+        Effect.provide(
+          Layer.mergeAll(Layer.succeed(GroupRuntime, pair.destination), MigrationTransport.accept(listener))
+        )
+      )
+      const [sent, received] = yield* Effect.all([source, destination], { concurrency: 2 })
+      expect(received.migration).toBe(sent.migration)
+      expect(received.devices).toEqual(sent.devices)
+      expect(yield* allIn(pair.source, "STOP_COPY")).toBe(true)
+      expect(yield* allIn(pair.destination, "RUNNING")).toBe(true)
+      expect(verified).toEqual(ids.map((id) => `${id} Identical`))
+      yield* assertNeverBothRun(pair)
+      yield* assertSafe(pair)
+    }).pipe(Effect.scoped)
   )
 })
