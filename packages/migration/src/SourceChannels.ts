@@ -1,4 +1,4 @@
-import { FrameWriter, type ManifestDevice, withTimeouts } from "@lockstep/stream"
+import { FrameWriter, type ManifestDevice, type Transport, type TransportError, withTimeouts } from "@lockstep/stream"
 import { Effect, Option, type Scope } from "effect"
 import { carriedBy, channelOf, indexOnChannel } from "./Channels.js"
 import { ChannelsUnavailable } from "./MigrationError.js"
@@ -22,14 +22,28 @@ export interface Lanes {
   readonly end: Effect.Effect<void, FrameWriter.FrameWriteError>
 }
 
+/** How the source opens its extra channels: undefined with one channel; without a way, the session fails before the handshake. */
+export const channelOpener = (
+  ctx: SourceContext
+): Effect.Effect<Effect.Effect<Transport, TransportError, Scope.Scope> | undefined, SessionFault> =>
+  Effect.gen(function* () {
+    if (ctx.o.channels === 1) return undefined
+    const service = yield* Effect.serviceOption(MigrationChannels)
+    const open = ctx.o.openChannel ?? Option.getOrUndefined(Option.map(service, (s) => s.open))
+    if (open === undefined)
+      return yield* faultIn(ctx.log, new ChannelsUnavailable({ side: "source", channels: ctx.o.channels }))
+    return open
+  })
+
 /**
  * Sets up the channels once the handshake is accepted: with one, channel 0 alone and nothing
  * sent. With N, the count announced on channel 0 and the devices it does not carry closed there
- * (empty end markers), then each extra connection opened (by `o.openChannel`, or the
- * `MigrationChannels` service) with its manifest and `Joined`. The connections close with the scope.
+ * (empty end markers), then each extra connection opened (by `open`, see {@link channelOpener})
+ * with its manifest and `Joined`. The connections close with the scope.
  */
 export const openLanes = (
   ctx: SourceContext,
+  open: Effect.Effect<Transport, TransportError, Scope.Scope> | undefined,
   writer: FrameWriter.FrameWriter,
   migration: string,
   devices: ReadonlyArray<ManifestDevice>
@@ -37,11 +51,9 @@ export const openLanes = (
   Effect.gen(function* () {
     // A channel with no device would have an empty manifest, which the format does not admit.
     const n = Math.min(ctx.o.channels, devices.length)
-    if (n === 1) return { writers: [writer], route: (index) => ({ writer, index }), end: Effect.void }
+    if (n <= 1 || open === undefined)
+      return { writers: [writer], route: (index) => ({ writer, index }), end: Effect.void }
     const located = locatedIn(ctx.log)
-    const service = yield* Effect.serviceOption(MigrationChannels)
-    const open = ctx.o.openChannel ?? Option.getOrUndefined(Option.map(service, (s) => s.open))
-    if (open === undefined) return yield* faultIn(ctx.log, new ChannelsUnavailable({ side: "source", channels: n }))
     yield* located(send(writer, { _tag: "Channels", count: n }))
     for (let i = 0; i < devices.length; i++) if (channelOf(i, n) !== 0) yield* located(writer.endDevice(i))
     const extra: Array<FrameWriter.FrameWriter> = []

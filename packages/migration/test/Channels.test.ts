@@ -233,6 +233,8 @@ describe("migration over several channels", () => {
       const source = yield* failureOf(out.source)
       expect(source.cause).toBeInstanceOf(ChannelsUnavailable)
       expect(source.cause.message).toContain("openChannel")
+      expect(source.phase).toBe("handshake")
+      expect(source.touched).toBe(false)
       yield* failureOf(out.destination)
       expect(yield* allIn(pair.source, "RUNNING")).toBe(true)
       expect(yield* allIn(pair.destination, "STOP")).toBe(true)
