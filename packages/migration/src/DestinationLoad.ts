@@ -54,8 +54,9 @@ export const load = (ctx: DestinationContext, input: LoadInput): Effect.Effect<v
       onControl: (control, channel) =>
         Effect.flatMap(messageOf(ctx, control, "device data"), (message) => {
           if (message._tag === "InitialDataSent" && control.device !== undefined) return Effect.succeed("ack" as const)
-          // Answered at once, from the reader: its time is the channel's, not the devices'.
-          if (message._tag === "Probe" && channel === 0)
+          // Answered at once, from the reader (of any channel; the answer goes back on channel 0):
+          // its time is the channel's, not the devices'.
+          if (message._tag === "Probe")
             return Effect.as(located(send(writer, { _tag: "ProbeAnswer", id: message.id })), "handled" as const)
           if (message._tag !== "SwitchoverBegun") return Effect.fail(violation(ctx, "device data", message._tag))
           if (channel === 0) ctx.log.enter("drain")

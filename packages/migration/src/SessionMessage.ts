@@ -33,8 +33,8 @@ import { type Phase, Phases, type Side } from "./Phase.js"
  * channel 0 (`accept Channels {count}`) and closes there, with empty end markers, the devices
  * carried elsewhere; device i travels on channel i mod N. Each extra channel is a stream of its
  * own: preamble, a manifest of its devices (in group order), `accept Joined {migration, channel}`,
- * then its devices' chunks, their `InitialDataSent` (by the channel's indices), `SwitchoverBegun`,
- * their end markers and its StreamEnd. The destination never writes on an extra channel: every
+ * then its devices' chunks (each pre-copy round closed by a `Probe`), their `InitialDataSent` (by
+ * the channel's indices), `SwitchoverBegun`, their end markers and its StreamEnd. The destination never writes on an extra channel: every
  * answer (acknowledgements by group index, probes, votes) goes back on channel 0.
  */
 

@@ -142,10 +142,10 @@ class PrecopyRounds {
    * Sends a probe, which the destination answers as soon as it reads it. `opening`: the channel
    * is empty (the round before was acknowledged), so the answer times the round trip.
    */
-  private probe(opening: boolean): Effect.Effect<Deferred.Deferred<void>, SessionFault> {
+  private probe(opening: boolean, writer = this.input.writer): Effect.Effect<Deferred.Deferred<void>, SessionFault> {
     const { ctx } = this
     return Effect.flatMap(ctx.probes.open(opening, ctx.now()), ({ id, answered }) =>
-      Effect.as(locatedIn(ctx.log)(send(this.input.writer, { _tag: "Probe", id })), answered)
+      Effect.as(locatedIn(ctx.log)(send(writer, { _tag: "Probe", id })), answered)
     )
   }
 
@@ -279,8 +279,12 @@ class PrecopyRounds {
       yield* self.probe(true)
       const moved = yield* self.everyDevice(self.pumpRound)
       const bytes = moved.reduce((a, b) => a + b, 0)
-      if (bytes > 0)
-        yield* expect(ctx, yield* self.probe(false), `the destination's acknowledgement of pre-copy round ${s.rounds}`)
+      if (bytes > 0) {
+        // A closing probe on every channel: the round is delivered once each has been read to it.
+        const answers = yield* Effect.forEach(input.lanes.writers, (writer) => self.probe(false, writer))
+        for (const answered of answers)
+          yield* expect(ctx, answered, `the destination's acknowledgement of pre-copy round ${s.rounds}`)
+      }
       const durationMs = now() - roundStart
       ctx.meter.recordDelivery(bytes, durationMs)
       const bytesByDevice = Object.fromEntries(input.precopyDevices.map((i, k) => [ctx.ids[i] ?? "?", moved[k] ?? 0]))

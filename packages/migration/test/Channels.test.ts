@@ -282,4 +282,26 @@ describe("migration over several channels", () => {
       yield* assertSafe(pair)
     }).pipe(Effect.scoped)
   )
+
+  it.effect("a source announcing more channels than the destination takes is refused before any data", () =>
+    Effect.gen(function* () {
+      const pair = yield* runOnVirtualTime(makePair(fiveGpus))
+      const net = yield* network
+      const out = yield* runOnVirtualTime(
+        migrate(pair, {
+          source: { channels: 3, openChannel: net.connect() },
+          destination: { acceptChannel: net.accept, maxChannels: 2 },
+          transports: net.channelZero
+        })
+      )
+      const destination = yield* failureOf(out.destination)
+      expect(destination.cause).toBeInstanceOf(ChannelRefused)
+      expect(destination.cause.message).toContain("3 channels, at most 2")
+      yield* failureOf(out.source)
+      expect(yield* allIn(pair.source, "RUNNING")).toBe(true)
+      expect(yield* allIn(pair.destination, "STOP")).toBe(true)
+      yield* assertNeverBothRun(pair)
+      yield* assertSafe(pair)
+    })
+  )
 })
