@@ -73,7 +73,7 @@ export interface LoadPlan {
  */
 export const loadDevices = (plan: LoadPlan): Effect.Effect<ReadonlyArray<LoadTotals>, SessionFault> =>
   Effect.gen(function* () {
-    const { devices, manifest, emit, now } = plan
+    const { devices, emit, now } = plan
     const totals: Array<LoadTotals> = devices.map(() => ({ precopyBytes: 0, stopCopyBytes: 0 }))
     const queues = yield* Effect.forEach(devices, () => Queue.bounded<LoadItem, Cause.Done>(plan.queueDepth))
     const writes = yield* Semaphore.make(Math.max(1, plan.concurrency))
@@ -123,52 +123,8 @@ export const loadDevices = (plan: LoadPlan): Effect.Effect<ReadonlyArray<LoadTot
       return queue === undefined ? Effect.void : Effect.asVoid(Queue.offer(queue, item))
     }
     const n = (plan.channels?.extra.length ?? 0) + 1
-    // The group manifest index of each of a channel's manifest indices; undefined: the device
-    // travels on another channel (channel 0 ends such devices at once, with no data).
-    const deviceOf = (channel: number, index: number): number | undefined => {
-      if (channel > 0) return channel + index * n
-      return channelOf(index, n) === 0 ? index : undefined
-    }
-    const read = (channel: number, nextFrame: Effect.Effect<Frame, SessionFault>): Effect.Effect<void, SessionFault> =>
-      Effect.gen(function* () {
-        const count = channel === 0 ? devices.length : devices.filter((_, i) => channelOf(i, n) === channel).length
-        let ended = 0
-        // Each channel's own `SwitchoverBegun` makes what follows on it stop-copy data.
-        let final = false
-        while (ended < count) {
-          const frame = yield* nextFrame
-          if (frame._tag === "Control") {
-            const action = yield* plan.onControl(frame, channel)
-            const i = frame.device === undefined ? undefined : deviceOf(channel, frame.device)
-            if (action === "switchover") final = true
-            else if (action === "ack" && i !== undefined && i < manifest.devices.length)
-              yield* offer(i, { _tag: "Ack" })
-            continue
-          }
-          if (frame._tag !== "Chunk" && frame._tag !== "DeviceEnd")
-            // The decoder admits no second manifest and no stream end before every device has ended.
-            return yield* Effect.die(new Error(`unexpected ${frame._tag} frame while loading`))
-          const i = deviceOf(channel, frame.device)
-          if (frame._tag === "DeviceEnd") ended += 1
-          if (i === undefined) {
-            if (frame._tag === "DeviceEnd" && frame.bytes === 0) continue
-            const got = `data of device ${frame.device} on channel ${channel}, which does not carry it`
-            return yield* plan.channels === undefined
-              ? Effect.die(new Error(got))
-              : Effect.fail(plan.channels.stray(got))
-          }
-          if (frame._tag === "DeviceEnd") {
-            yield* offer(i, { _tag: "End" })
-            continue
-          }
-          const t = totals[i]
-          if (t !== undefined) {
-            if (final) t.stopCopyBytes += frame.payload.length
-            else t.precopyBytes += frame.payload.length
-          }
-          yield* offer(i, { _tag: "Write", data: frame.payload })
-        }
-      })
+    const read = (channel: number, nextFrame: Effect.Effect<Frame, SessionFault>) =>
+      readChannel({ plan, channels: n, channel, nextFrame, totals, offer })
     const reads = Effect.forEach(
       [plan.nextFrame, ...(plan.channels?.extra ?? [])],
       (nextFrame, channel) => read(channel, nextFrame),
@@ -181,6 +137,68 @@ export const loadDevices = (plan: LoadPlan): Effect.Effect<ReadonlyArray<LoadTot
     if (Exit.isFailure(loaded)) return yield* Effect.failCause(loaded.cause)
     if (failure !== undefined) return yield* Effect.failCause(failure)
     return totals
+  })
+
+/** One channel's reading: where its frames come from, and where their device data goes. */
+interface ChannelRead {
+  readonly plan: LoadPlan
+  /** How many channels the migration has. */
+  readonly channels: number
+  readonly channel: number
+  readonly nextFrame: Effect.Effect<Frame, SessionFault>
+  readonly totals: ReadonlyArray<LoadTotals>
+  readonly offer: (device: number, item: LoadItem) => Effect.Effect<void>
+}
+
+/**
+ * The group manifest index of a channel's manifest index `index` (see `Channels.ts`); undefined:
+ * the device travels on another channel (channel 0 ends such devices at once, with no data).
+ */
+const deviceOf = (channels: number, channel: number, index: number): number | undefined => {
+  if (channel > 0) return channel + index * channels
+  return channelOf(index, channels) === 0 ? index : undefined
+}
+
+/** Reads one channel until each device of its manifest has ended, feeding the devices' writers. */
+const readChannel = (r: ChannelRead): Effect.Effect<void, SessionFault> =>
+  Effect.gen(function* () {
+    const { plan, channels, channel, totals, offer } = r
+    const count =
+      channel === 0 ? plan.devices.length : plan.devices.filter((_, i) => channelOf(i, channels) === channel).length
+    let ended = 0
+    // Each channel's own `SwitchoverBegun` makes what follows on it stop-copy data.
+    let final = false
+    while (ended < count) {
+      const frame = yield* r.nextFrame
+      if (frame._tag === "Control") {
+        const action = yield* plan.onControl(frame, channel)
+        const i = frame.device === undefined ? undefined : deviceOf(channels, channel, frame.device)
+        if (action === "switchover") final = true
+        else if (action === "ack" && i !== undefined && i < plan.manifest.devices.length)
+          yield* offer(i, { _tag: "Ack" })
+        continue
+      }
+      if (frame._tag !== "Chunk" && frame._tag !== "DeviceEnd")
+        // The decoder admits no second manifest and no stream end before every device has ended.
+        return yield* Effect.die(new Error(`unexpected ${frame._tag} frame while loading`))
+      const i = deviceOf(channels, channel, frame.device)
+      if (frame._tag === "DeviceEnd") ended += 1
+      if (i === undefined) {
+        if (frame._tag === "DeviceEnd" && frame.bytes === 0) continue
+        const got = `data of device ${frame.device} on channel ${channel}, which does not carry it`
+        return yield* plan.channels === undefined ? Effect.die(new Error(got)) : Effect.fail(plan.channels.stray(got))
+      }
+      if (frame._tag === "DeviceEnd") {
+        yield* offer(i, { _tag: "End" })
+        continue
+      }
+      const t = totals[i]
+      if (t !== undefined) {
+        if (final) t.stopCopyBytes += frame.payload.length
+        else t.precopyBytes += frame.payload.length
+      }
+      yield* offer(i, { _tag: "Write", data: frame.payload })
+    }
   })
 
 /** The local device of each of a checked manifest's devices, in manifest order. */
