@@ -46,3 +46,13 @@ export const HostPort = Schema.String.check(Schema.isPattern(/^.+:[0-9]+$/, { ex
     })
   )
 )
+
+const channelCount = "a channel count (a whole number, 1 or more)"
+
+/** How many TCP connections a source spreads its devices over: 1 or more. */
+export const ChannelCount = digits(channelCount).pipe(
+  Schema.decodeTo(
+    Schema.Number.check(Schema.isGreaterThanOrEqualTo(1, { expected: channelCount })),
+    SchemaTransformation.numberFromString
+  )
+)

@@ -5,6 +5,7 @@ import {
   type DestinationSummary,
   Journal,
   type MigrationCause,
+  MigrationChannels,
   type MigrationFailed,
   migrateDestination,
   migrateSource,
@@ -200,6 +201,7 @@ export const runLocal = (scenario: Scenario, options: LocalOptions): Effect.Effe
     const journal = Journal.memory()
     const compatibility = compatibilityOf([source, destination])
     const [a, b] = yield* MemoryTransport.pair()
+    const channels = yield* MigrationChannels.memory()
     const m = scenario.migration
     const trace = options.telemetry?.trace({
       run: title,
@@ -213,7 +215,13 @@ export const runLocal = (scenario: Scenario, options: LocalOptions): Effect.Effe
       Effect.all(
         [
           settled(
-            migrateSource(source.runtime, a, { ...sourceOptionsOf(m), journal, compatibility, onEvent }),
+            migrateSource(source.runtime, a, {
+              ...sourceOptionsOf(m),
+              journal,
+              compatibility,
+              onEvent,
+              openChannel: channels.source.open
+            }),
             undefined,
             (exit) => {
               sourceExit = exit
@@ -224,7 +232,8 @@ export const runLocal = (scenario: Scenario, options: LocalOptions): Effect.Effe
               ...destinationOptionsOf(m),
               decisionJournal: journal,
               compatibility,
-              onEvent
+              onEvent,
+              acceptChannel: channels.destination.open
             }),
             undefined,
             (exit) => {

@@ -3,6 +3,7 @@ import {
   type DestinationSummary,
   Journal,
   Migration,
+  MigrationChannels,
   MigrationEvents,
   type MigrationFailed,
   MigrationJournal,
@@ -16,7 +17,7 @@ import type { Telemetry } from "@lockstep/telemetry"
 import { hasVfioDevice } from "@lockstep/vfio"
 import { Cause, Console, Effect, Exit, Layer, Option } from "effect"
 import { Argument, Command, Flag } from "effect/cli"
-import { HostPort, ListenPort } from "./Address.js"
+import { ChannelCount, HostPort, ListenPort } from "./Address.js"
 import { CliFailure, ExitCode, invalidInput, operationFailed } from "./CliFailure.js"
 import { failureJson } from "./FailureReport.js"
 import { formatBytes, formatMs, formatStates } from "./Format.js"
@@ -211,6 +212,8 @@ const runDestination = (
         compatibility: compatibilityOfSide(destination),
         ...(journal === undefined ? {} : { decisionJournal: Journal.file(journal) }),
         ...(onEvent === undefined ? {} : { onEvent }),
+        // The source's extra channels, if it announces any, are the listener's next connections.
+        acceptChannel: listener.accept,
         beforeVote: Effect.map(digestsOf(destination), (d) => {
           digests = d
         })
@@ -350,6 +353,10 @@ const runSource = (
           Effect.mapError((e) => connectFailed(address, tls !== undefined, e))
         )
       ),
+      // Extra channels (`channels` > 1) connect again the same way.
+      Layer.succeed(MigrationChannels, {
+        open: TcpTransport.connect({ ...address, timeout: 10_000, ...(tls === undefined ? {} : { tls }) })
+      }),
       MigrationJournal.file(journal),
       onEvent === undefined ? Layer.empty : MigrationEvents.layer(onEvent)
     )
@@ -420,6 +427,14 @@ export const migrateCommand = Command.make(
       Flag.withDescription("Be the source: connect to the destination at HOST:PORT"),
       Flag.optional
     ),
+    channels: Flag.String("channels").pipe(
+      Flag.withSchema(ChannelCount),
+      Flag.withMetavar("N"),
+      Flag.withDescription(
+        "Source (or --local): spread the devices over N connections, device i on connection i mod N (QEMU's multifd); overrides the scenario's \"channels\". The destination takes as many as the source announces (at most 16)"
+      ),
+      Flag.optional
+    ),
     tlsCert: pemFlag("tls-cert", "This side's certificate (mutual TLS; with --tls-key and --tls-ca)"),
     tlsKey: pemFlag("tls-key", "This side's private key"),
     tlsCa: pemFlag("tls-ca", "The CA the peer's certificate must chain to"),
@@ -456,8 +471,15 @@ export const migrateCommand = Command.make(
         return yield* invalidInput(
           "--events goes with --local, where both sides run in this process (a side alone can be watched with --otlp)"
         )
+      if (Option.isSome(config.channels) && Option.isSome(config.listen))
+        return yield* invalidInput(
+          "--channels goes with --connect or --local: the destination takes as many channels as the source announces"
+        )
       const tls = yield* tlsOf({ cert: config.tlsCert, key: config.tlsKey, ca: config.tlsCa })
-      const scenario = yield* loadScenario(config.file)
+      const loaded = yield* loadScenario(config.file)
+      const scenario = Option.isNone(config.channels)
+        ? loaded
+        : { ...loaded, migration: { ...loaded.migration, channels: config.channels.value } }
       if (config.local) {
         if (Option.isSome(config.timeline)) yield* checkTimelineFile(config.timeline.value)
         return yield* withTelemetry(config.otlp, (telemetry) =>

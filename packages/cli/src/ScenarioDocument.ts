@@ -19,7 +19,7 @@ import { Result, Schema } from "effect"
  *                                      (they replace the source's): a kernel device migrates into another one
  *   "migration": {"downtimeLimitMs", "bandwidthLimit", "maxRounds", "maxPrecopyMs", "onLimit",
  *                 "precopy", "ioConcurrency", "arcConcurrency", "errorPolicy", "chunkBytes",
- *                 "peerTimeoutMs", "arcTimeoutMs"}
+ *                 "peerTimeoutMs", "arcTimeoutMs", "channels"}
  *                                      migration options (see @lockstep/migration); the old
  *                                      "concurrency" is refused: it named one of two limits
  *
@@ -68,6 +68,7 @@ export const MigrationSettings = Schema.Struct({
   chunkBytes: Schema.optionalKey(AtLeastOne),
   peerTimeoutMs: Schema.optionalKey(Positive),
   arcTimeoutMs: Schema.optionalKey(Positive),
+  channels: Schema.optionalKey(AtLeastOne),
   // The old key named one of two limits: say which to write instead of just "unexpected".
   concurrency: Schema.optionalKey(
     Retired(

@@ -24,7 +24,8 @@ export const sourceOptionsOf = (m: MigrationSettings): SourceOptions => ({
   ...(m.maxPrecopyMs === undefined ? {} : { maxPrecopyMs: m.maxPrecopyMs }),
   ...(m.onLimit === undefined ? {} : { onLimit: m.onLimit }),
   ...(m.precopy === undefined ? {} : { precopy: m.precopy }),
-  ...(m.chunkBytes === undefined ? {} : { chunkBytes: m.chunkBytes })
+  ...(m.chunkBytes === undefined ? {} : { chunkBytes: m.chunkBytes }),
+  ...(m.channels === undefined ? {} : { channels: m.channels })
 })
 
 /** The destination options a scenario sets. */

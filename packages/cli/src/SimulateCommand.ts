@@ -3,6 +3,7 @@ import {
   type DestinationSummary,
   describeAssumedLengths,
   type EventSink,
+  MigrationChannels,
   type MigrationEvent,
   MigrationEvents,
   type MigrationFailed,
@@ -101,6 +102,7 @@ const simulate = (scenario: Scenario, observers: Observers): Effect.Effect<Simul
       Effect.asVoid
     )
     const [a, b] = yield* MemoryTransport.pair()
+    const channels = yield* MigrationChannels.memory()
     const m = scenario.migration
     // Each side's end, recorded however it ends: a signal interrupts both sides, and each rolls back.
     const exits: {
@@ -113,7 +115,8 @@ const simulate = (scenario: Scenario, observers: Observers): Effect.Effect<Simul
           migrateSource(source, a, {
             ...sourceOptionsOf(m),
             bandwidthLimit: m.bandwidthLimit ?? simulatedBandwidth,
-            compatibility
+            compatibility,
+            openChannel: channels.source.open
           }),
           undefined,
           (exit) => {
@@ -124,7 +127,8 @@ const simulate = (scenario: Scenario, observers: Observers): Effect.Effect<Simul
           migrateDestination(destination, b, {
             ...destinationOptionsOf(m),
             compatibility,
-            beforeVote: verify
+            beforeVote: verify,
+            acceptChannel: channels.destination.open
           }),
           undefined,
           (exit) => {

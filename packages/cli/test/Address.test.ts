@@ -1,10 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Result, Schema } from "effect"
-import { HostPort, ListenPort } from "../src/Address.js"
+import { ChannelCount, HostPort, ListenPort } from "../src/Address.js"
 import { runCli } from "./runCli.js"
 
 const listen = Schema.decodeUnknownResult(ListenPort)
 const connect = Schema.decodeUnknownResult(HostPort)
+const channels = Schema.decodeUnknownResult(ChannelCount)
 
 // TCP ports are 16-bit: 0-65535. A listener may ask for 0 (the system picks a free port); a
 // connection needs a real port, 1-65535.
@@ -36,5 +37,26 @@ describe("--listen PORT and --connect HOST:PORT as schemas", () => {
       '--connect: "host:0" is not HOST:PORT (a host name or address, and a port 1-65535); run "lockstep migrate --help" for usage'
     expect(address.stderr).toBe(`lockstep: ${message}\n`)
     expect(JSON.parse(address.stdout)).toEqual({ ok: false, exitCode: 2, error: { _tag: "InvalidInput", message } })
+  })
+
+  it("--channels N is a whole number, 1 or more; a bad one is a usage error (exit 2)", async () => {
+    expect(channels("1")).toEqual(Result.succeed(1))
+    expect(channels("4")).toEqual(Result.succeed(4))
+    for (const bad of ["0", "-1", "1.5", "x", "", " 2", "0x2", "1e1"])
+      expect(Result.isFailure(channels(bad))).toBe(true)
+    const run = await runCli("migrate", "--connect", "127.0.0.1:7300", "--channels", "x", "scenario.json")
+    expect(run.exitCode).toBe(2)
+    expect(run.stderr).toBe(
+      'lockstep: --channels: "x" is not a channel count (a whole number, 1 or more); run "lockstep migrate --help" for usage\n'
+    )
+    const zero = await runCli("migrate", "--connect", "127.0.0.1:7300", "--channels", "0", "scenario.json")
+    expect(zero.exitCode).toBe(2)
+    expect(zero.stderr).toContain('--channels: "0" is not a channel count')
+  })
+
+  it("--channels goes with the source: a destination takes what the source announces", async () => {
+    const run = await runCli("migrate", "--listen", "0", "--channels", "2", "scenario.json")
+    expect(run.exitCode).toBe(2)
+    expect(run.stderr).toContain("--channels goes with --connect or --local")
   })
 })

@@ -66,3 +66,43 @@ describe("lockstep migrate on a terminal", () => {
     }
   })
 })
+
+describe("lockstep migrate --channels", () => {
+  it("spreads the devices over several TCP connections, and both sides end as one channel would leave them", async () => {
+    const destination = startCli("migrate", "--listen", "0", file("scenario.json"), "--json")
+    const port = await waitFor(
+      "the destination to listen",
+      () => /listening on [^:]+:(\d+)/.exec(destination.stderr())?.[1]
+    )
+    const source = await runCli(
+      "migrate",
+      "--connect",
+      `127.0.0.1:${port}`,
+      "--channels",
+      "2",
+      "--journal",
+      file("journal-channels.json"),
+      file("scenario.json"),
+      "--json"
+    )
+    const received = await destination.stop()
+    expect(source.exitCode, source.stderr).toBe(0)
+    expect(received.exitCode, received.stderr).toBe(0)
+    const sent = JSON.parse(source.stdout)
+    const taken = JSON.parse(received.stdout)
+    expect(sent.ok).toBe(true)
+    expect(taken.ok).toBe(true)
+    // The P2P invariant, as each side's fabric saw it.
+    expect(sent.violations).toBe(0)
+    expect(taken.violations).toBe(0)
+    expect(taken.digests).toEqual(sent.digests)
+    expect(Object.values(sent.final)).toEqual(["STOP_COPY", "STOP_COPY"])
+  })
+
+  it("--local --channels 2: both sides in this process over in-memory connections", async () => {
+    const run = await runCli("migrate", "--local", "--channels", "2", file("scenario.json"), "--json")
+    expect(run.exitCode, run.stderr).toBe(0)
+    const report = JSON.parse(run.stdout)
+    expect(report.ok).toBe(true)
+  })
+})

@@ -55,7 +55,7 @@ export const migrateDestination: (
     yield* validateAndCommit(ctx, { writer, migration })
     yield* resumeCommitted(ctx)
     return yield* finish(ctx)
-  })
+  }).pipe(Effect.scoped)
 
   return yield* recovering(phases, (cause) => abort(ctx, cause))
 })

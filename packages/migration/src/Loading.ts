@@ -2,6 +2,7 @@ import type { GroupRuntime } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
 import type { Control, Frame, Manifest } from "@lockstep/stream"
 import { type Cause, Deferred, Effect, Exit, Fiber, Queue, Semaphore } from "effect"
+import { channelOf } from "./Channels.js"
 import type { EventSink } from "./Events.js"
 import type { SessionFault } from "./SessionFault.js"
 
@@ -26,15 +27,33 @@ export interface LoadTotals {
   stopCopyBytes: number
 }
 
+/**
+ * The extra channels of a migration over several (see `Channels.ts` for the rule): channel 0 is
+ * the plan's `nextFrame`, whose manifest names every device and ends those it does not carry at
+ * once; each extra channel's manifest names the devices it carries, in group order.
+ */
+export interface LoadChannels {
+  /** The next frame of channel 1, 2, …, past its manifest and `Joined`. */
+  readonly extra: ReadonlyArray<Effect.Effect<Frame, SessionFault>>
+  /** The fault for data of a device on a channel that does not carry it. */
+  readonly stray: (got: string) => SessionFault
+}
+
 /** How to load a stream's device data into a group. */
 export interface LoadPlan {
   readonly manifest: Manifest
   /** The local device of each manifest index. */
   readonly devices: ReadonlyArray<Device>
+  /** The next frame of the stream (channel 0). */
   readonly nextFrame: Effect.Effect<Frame, SessionFault>
-  /** What a control frame means here; fails for one that does not belong. */
-  readonly onControl: (control: Control) => Effect.Effect<ControlAction, SessionFault>
-  /** Sends the acknowledgement of a device's initial data. */
+  /** The extra channels, read concurrently with channel 0. Default: none. */
+  readonly channels?: LoadChannels | undefined
+  /**
+   * What a control frame of `channel` means here (its device, if any, is by that channel's
+   * manifest); fails for one that does not belong.
+   */
+  readonly onControl: (control: Control, channel: number) => Effect.Effect<ControlAction, SessionFault>
+  /** Sends the acknowledgement of a device's initial data (by group manifest index). */
   readonly acknowledge: (device: number) => Effect.Effect<void, SessionFault>
   /** Turns a device error into the session's fault. */
   readonly located: <A, E extends SessionFault["cause"]>(effect: Effect.Effect<A, E>) => Effect.Effect<A, SessionFault>
@@ -54,14 +73,13 @@ export interface LoadPlan {
  */
 export const loadDevices = (plan: LoadPlan): Effect.Effect<ReadonlyArray<LoadTotals>, SessionFault> =>
   Effect.gen(function* () {
-    const { devices, manifest, emit, now } = plan
+    const { devices, emit, now } = plan
     const totals: Array<LoadTotals> = devices.map(() => ({ precopyBytes: 0, stopCopyBytes: 0 }))
     const queues = yield* Effect.forEach(devices, () => Queue.bounded<LoadItem, Cause.Done>(plan.queueDepth))
     const writes = yield* Semaphore.make(Math.max(1, plan.concurrency))
     const failed = yield* Deferred.make<never, SessionFault>()
     let stopping = false
     let failure: Cause.Cause<SessionFault> | undefined
-    let final = false
 
     const worker = (i: number): Effect.Effect<void> =>
       Effect.gen(function* () {
@@ -104,38 +122,83 @@ export const loadDevices = (plan: LoadPlan): Effect.Effect<ReadonlyArray<LoadTot
       const queue = queues[i]
       return queue === undefined ? Effect.void : Effect.asVoid(Queue.offer(queue, item))
     }
-    const read: Effect.Effect<void, SessionFault> = Effect.gen(function* () {
-      let ended = 0
-      while (ended < devices.length) {
-        const frame = yield* plan.nextFrame
-        if (frame._tag === "Chunk") {
-          const t = totals[frame.device]
-          if (t !== undefined) {
-            if (final) t.stopCopyBytes += frame.payload.length
-            else t.precopyBytes += frame.payload.length
-          }
-          yield* offer(frame.device, { _tag: "Write", data: frame.payload })
-        } else if (frame._tag === "DeviceEnd") {
-          ended += 1
-          yield* offer(frame.device, { _tag: "End" })
-        } else if (frame._tag === "Control") {
-          const action = yield* plan.onControl(frame)
-          if (action === "switchover") final = true
-          else if (action === "ack" && frame.device !== undefined && frame.device < manifest.devices.length)
-            yield* offer(frame.device, { _tag: "Ack" })
-        } else {
-          // The decoder admits no second manifest and no stream end before every device has ended.
-          return yield* Effect.die(new Error(`unexpected ${frame._tag} frame while loading`))
-        }
-      }
-    })
-    const loaded = yield* Effect.exit(Effect.raceFirst(read, Deferred.await(failed)))
+    const n = (plan.channels?.extra.length ?? 0) + 1
+    const read = (channel: number, nextFrame: Effect.Effect<Frame, SessionFault>) =>
+      readChannel({ plan, channels: n, channel, nextFrame, totals, offer })
+    const reads = Effect.forEach(
+      [plan.nextFrame, ...(plan.channels?.extra ?? [])],
+      (nextFrame, channel) => read(channel, nextFrame),
+      { concurrency: "unbounded", discard: true }
+    )
+    const loaded = yield* Effect.exit(Effect.raceFirst(reads, Deferred.await(failed)))
     if (Exit.isFailure(loaded)) stopping = true
     yield* Effect.forEach(queues, (q) => Queue.end(q), { discard: true })
     yield* Fiber.await(workers)
     if (Exit.isFailure(loaded)) return yield* Effect.failCause(loaded.cause)
     if (failure !== undefined) return yield* Effect.failCause(failure)
     return totals
+  })
+
+/** One channel's reading: where its frames come from, and where their device data goes. */
+interface ChannelRead {
+  readonly plan: LoadPlan
+  /** How many channels the migration has. */
+  readonly channels: number
+  readonly channel: number
+  readonly nextFrame: Effect.Effect<Frame, SessionFault>
+  readonly totals: ReadonlyArray<LoadTotals>
+  readonly offer: (device: number, item: LoadItem) => Effect.Effect<void>
+}
+
+/**
+ * The group manifest index of a channel's manifest index `index` (see `Channels.ts`); undefined:
+ * the device travels on another channel (channel 0 ends such devices at once, with no data).
+ */
+const deviceOf = (channels: number, channel: number, index: number): number | undefined => {
+  if (channel > 0) return channel + index * channels
+  return channelOf(index, channels) === 0 ? index : undefined
+}
+
+/** Reads one channel until each device of its manifest has ended, feeding the devices' writers. */
+const readChannel = (r: ChannelRead): Effect.Effect<void, SessionFault> =>
+  Effect.gen(function* () {
+    const { plan, channels, channel, totals, offer } = r
+    const count =
+      channel === 0 ? plan.devices.length : plan.devices.filter((_, i) => channelOf(i, channels) === channel).length
+    let ended = 0
+    // Each channel's own `SwitchoverBegun` makes what follows on it stop-copy data.
+    let final = false
+    while (ended < count) {
+      const frame = yield* r.nextFrame
+      if (frame._tag === "Control") {
+        const action = yield* plan.onControl(frame, channel)
+        const i = frame.device === undefined ? undefined : deviceOf(channels, channel, frame.device)
+        if (action === "switchover") final = true
+        else if (action === "ack" && i !== undefined && i < plan.manifest.devices.length)
+          yield* offer(i, { _tag: "Ack" })
+        continue
+      }
+      if (frame._tag !== "Chunk" && frame._tag !== "DeviceEnd")
+        // The decoder admits no second manifest and no stream end before every device has ended.
+        return yield* Effect.die(new Error(`unexpected ${frame._tag} frame while loading`))
+      const i = deviceOf(channels, channel, frame.device)
+      if (frame._tag === "DeviceEnd") ended += 1
+      if (i === undefined) {
+        if (frame._tag === "DeviceEnd" && frame.bytes === 0) continue
+        const got = `data of device ${frame.device} on channel ${channel}, which does not carry it`
+        return yield* plan.channels === undefined ? Effect.die(new Error(got)) : Effect.fail(plan.channels.stray(got))
+      }
+      if (frame._tag === "DeviceEnd") {
+        yield* offer(i, { _tag: "End" })
+        continue
+      }
+      const t = totals[i]
+      if (t !== undefined) {
+        if (final) t.stopCopyBytes += frame.payload.length
+        else t.precopyBytes += frame.payload.length
+      }
+      yield* offer(i, { _tag: "Write", data: frame.payload })
+    }
   })
 
 /** The local device of each of a checked manifest's devices, in manifest order. */

@@ -237,6 +237,31 @@ export class ReinitAfterSwitchover extends Schema.TaggedError<ReinitAfterSwitcho
 }
 
 /**
+ * The source was asked for several channels (`channels` > 1) but has no way to open more
+ * connections: no `MigrationChannels` service and no `openChannel` option.
+ */
+export class ChannelsUnavailable extends Schema.TaggedError<ChannelsUnavailable>()("ChannelsUnavailable", {
+  side: SideSchema,
+  channels: Schema.Number
+}) {
+  override get message(): string {
+    return `${this.channels} channels were asked for, but the ${this.side} has no way to open or accept more connections (provide MigrationChannels, e.g. by MigrationTransport.connect/accept/listen, or the ${this.side === "source" ? "openChannel" : "acceptChannel"} option)`
+  }
+}
+
+/**
+ * A connection offered as one of the migration's extra channels was refused: it named another
+ * migration, a channel not announced or already joined, or devices other than the channel's.
+ */
+export class ChannelRefused extends Schema.TaggedError<ChannelRefused>()("ChannelRefused", {
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `a connection offered as an extra channel was refused: ${this.reason}`
+  }
+}
+
+/**
  * A cause the peer sent that this side cannot decode (a peer of another version, or a cause
  * this version has no schema for): its tag and its sentence, as sent.
  */
@@ -255,6 +280,8 @@ const TypedCauses = [
   DeviceMisbehaved,
   PrecopyLimitReached,
   ReinitAfterSwitchover,
+  ChannelsUnavailable,
+  ChannelRefused,
   JournalFailed,
   JournalUnsettled,
   DecisionFenced,
@@ -317,6 +344,8 @@ export type MigrationCause =
   | DeviceMisbehaved
   | PrecopyLimitReached
   | ReinitAfterSwitchover
+  | ChannelsUnavailable
+  | ChannelRefused
   | JournalFailed
   | JournalUnsettled
   | DecisionFenced

@@ -1,5 +1,5 @@
-import { TcpTransport, type Transport, type TransportError } from "@lockstep/stream"
-import { Context, Effect, Layer } from "effect"
+import { MemoryTransport, TcpTransport, type Transport, type TransportError } from "@lockstep/stream"
+import { Context, Effect, Layer, Queue, type Scope } from "effect"
 
 /**
  * The channel a migration session runs over, as a service (`Migration.source` and
@@ -13,22 +13,69 @@ export class MigrationTransport extends Context.Service<MigrationTransport, Tran
   static readonly layer = (transport: Transport): Layer.Layer<MigrationTransport> =>
     Layer.succeed(MigrationTransport, transport)
 
-  /** A TCP connection to the destination's listener (the source's side), closed with the layer. */
-  static readonly connect = (options: TcpTransport.ConnectOptions): Layer.Layer<MigrationTransport, TransportError> =>
-    Layer.effect(MigrationTransport, TcpTransport.connect(options))
-
-  /** The next connection `listener` accepts (the destination's side), closed with the layer. */
-  static readonly accept = (listener: TcpTransport.Listener): Layer.Layer<MigrationTransport, TransportError> =>
-    Layer.effect(MigrationTransport, listener.accept)
+  /**
+   * A TCP connection to the destination's listener (the source's side), closed with the layer;
+   * extra channels (`channels` > 1) connect again with the same options.
+   */
+  static readonly connect = (
+    options: TcpTransport.ConnectOptions
+  ): Layer.Layer<MigrationTransport | MigrationChannels, TransportError> =>
+    Layer.effectContext(
+      Effect.map(TcpTransport.connect(options), (transport) =>
+        Context.make(MigrationTransport, transport).pipe(
+          Context.add(MigrationChannels, { open: TcpTransport.connect(options) })
+        )
+      )
+    )
 
   /**
-   * Listens on `options`' address and takes the first connection (the destination's side);
-   * the listener and the connection close with the layer. To learn a port chosen by the system
-   * (port 0) before the source connects, listen yourself and use {@link MigrationTransport.accept}.
+   * The next connection `listener` accepts (the destination's side), closed with the layer;
+   * extra channels are the next ones it accepts.
    */
-  static readonly listen = (options: TcpTransport.ListenOptions): Layer.Layer<MigrationTransport, TransportError> =>
-    Layer.effect(
-      MigrationTransport,
-      Effect.flatMap(TcpTransport.listen(options), (listener) => listener.accept)
+  static readonly accept = (
+    listener: TcpTransport.Listener
+  ): Layer.Layer<MigrationTransport | MigrationChannels, TransportError> =>
+    Layer.effectContext(
+      Effect.map(listener.accept, (transport) =>
+        Context.make(MigrationTransport, transport).pipe(Context.add(MigrationChannels, { open: listener.accept }))
+      )
     )
+
+  /**
+   * Listens on `options`' address and takes the first connection (the destination's side), and
+   * the extra channels after it; the listener and the connections close with the layer. To
+   * learn a port chosen by the system (port 0) before the source connects, listen yourself and
+   * use {@link MigrationTransport.accept}.
+   */
+  static readonly listen = (
+    options: TcpTransport.ListenOptions
+  ): Layer.Layer<MigrationTransport | MigrationChannels, TransportError> =>
+    Layer.unwrap(Effect.map(TcpTransport.listen(options), (listener) => MigrationTransport.accept(listener)))
+}
+
+/**
+ * How a session gets the extra connections of a migration over several channels (`channels` >
+ * 1): the source opens one more connection to the destination, the destination accepts the next
+ * one. Each connection closes with the scope it was opened in (the session's).
+ */
+export class MigrationChannels extends Context.Service<
+  MigrationChannels,
+  { readonly open: Effect.Effect<Transport, TransportError, Scope.Scope> }
+>()("@lockstep/migration/MigrationChannels") {
+  /**
+   * Extra channels in memory, for both sides in one process: each connection the source's end
+   * opens is the next one the destination's end accepts.
+   */
+  static readonly memory = (
+    options?: MemoryTransport.MemoryOptions
+  ): Effect.Effect<{
+    readonly source: MigrationChannels["Service"]
+    readonly destination: MigrationChannels["Service"]
+  }> =>
+    Effect.map(Queue.unbounded<Transport>(), (incoming) => ({
+      source: {
+        open: Effect.flatMap(MemoryTransport.pair(options), ([a, b]) => Effect.as(Queue.offer(incoming, b), a))
+      },
+      destination: { open: Queue.take(incoming) }
+    }))
 }

@@ -1,5 +1,6 @@
 import type { ErrorPolicy } from "@lockstep/coordinator"
-import { Effect, Option } from "effect"
+import type { Transport, TransportError } from "@lockstep/stream"
+import { Effect, Option, type Scope } from "effect"
 import { type Compatibility, none } from "./Compatibility.js"
 import type { EventSink } from "./Events.js"
 import { defaultJournalPath, file, type Journal } from "./Journal.js"
@@ -58,6 +59,17 @@ export interface SourceOptions extends SessionOptions {
   readonly chunkBytes?: number | undefined
   /** Arc latency the estimate assumes before any arc has been observed, in ms. Default 1. */
   readonly assumedArcLatencyMs?: number | undefined
+  /**
+   * Connections the device data spreads over (QEMU's multifd): device i (manifest index) travels
+   * on channel i mod `channels`; channel 0, the session's transport, also carries the handshake
+   * and every session message. Default 1: one connection, the stream exactly as without channels.
+   */
+  readonly channels?: number | undefined
+  /**
+   * Opens one more connection to the destination, closed with the scope. Default: the
+   * `MigrationChannels` service, if provided. Needed only with `channels` > 1.
+   */
+  readonly openChannel?: Effect.Effect<Transport, TransportError, Scope.Scope> | undefined
 }
 
 /** Options of the destination side. */
@@ -84,6 +96,13 @@ export interface DestinationOptions extends SessionOptions {
   readonly migrationId?: (() => string) | undefined
   /** Items each device's write queue holds before the reader waits (back-pressure). Default 4. */
   readonly queueDepth?: number | undefined
+  /** The most channels a source may announce; more is refused (`ChannelRefused`). Default 16. */
+  readonly maxChannels?: number | undefined
+  /**
+   * Accepts the next connection of the source's extra channels, closed with the scope. Default:
+   * the `MigrationChannels` service, if provided. Needed only when the source announces channels.
+   */
+  readonly acceptChannel?: Effect.Effect<Transport, TransportError, Scope.Scope> | undefined
 }
 
 /**
@@ -145,6 +164,9 @@ export interface ResolvedSourceOptions extends ResolvedSessionOptions {
   readonly onLimit: LimitPolicy
   readonly chunkBytes: number
   readonly assumedArcLatencyMs: number
+  /** At least 1. */
+  readonly channels: number
+  readonly openChannel: Effect.Effect<Transport, TransportError, Scope.Scope> | undefined
 }
 
 /** Applies the source defaults. */
@@ -158,5 +180,7 @@ export const resolveSource = (o: SourceOptions): ResolvedSourceOptions => ({
   maxPrecopyMs: o.maxPrecopyMs ?? 60_000,
   onLimit: o.onLimit ?? "switch",
   chunkBytes: Math.max(1, Math.floor(positive(o.chunkBytes) ?? 256 * 1024)),
-  assumedArcLatencyMs: o.assumedArcLatencyMs ?? 1
+  assumedArcLatencyMs: o.assumedArcLatencyMs ?? 1,
+  channels: Math.max(1, Math.floor(positive(o.channels) ?? 1)),
+  openChannel: o.openChannel
 })

@@ -28,6 +28,14 @@ import { type Phase, Phases, type Side } from "./Phase.js"
  *                                             abort   Aborted {…}              (the group is offered back)
  *   commit  Renounced  (the journal records the renunciation: the source owns the group again)
  *   abort   Aborted {phase, tag, reason, cause}  abort   Aborted {…}           (either side, any time before the end)
+ *
+ * With `channels` N > 1 (see `Channels.ts`), once accepted the source announces the count on
+ * channel 0 (`accept Channels {count}`) and closes there, with empty end markers, the devices
+ * carried elsewhere; device i travels on channel i mod N. Each extra channel is a stream of its
+ * own: preamble, a manifest of its devices (in group order), `accept Joined {migration, channel}`,
+ * then its devices' chunks (each pre-copy round closed by a `Probe`), their `InitialDataSent` (by
+ * the channel's indices), `SwitchoverBegun`, their end markers and its StreamEnd. The destination never writes on an extra channel: every
+ * answer (acknowledgements by group index, probes, votes) goes back on channel 0.
  */
 
 const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
@@ -35,6 +43,11 @@ const NonNegative = Schema.Finite.check(Schema.isGreaterThanOrEqualTo(0))
 const messages = {
   Accepted: Schema.TaggedStruct("Accepted", { migration: Schema.String }),
   Refused: Schema.TaggedStruct("Refused", { refusals: Schema.Array(RefusalSchema) }),
+  Channels: Schema.TaggedStruct("Channels", { count: Schema.Int.check(Schema.isGreaterThanOrEqualTo(2)) }),
+  Joined: Schema.TaggedStruct("Joined", {
+    migration: Schema.String,
+    channel: Schema.Int.check(Schema.isGreaterThanOrEqualTo(1))
+  }),
   InitialDataSent: Schema.TaggedStruct("InitialDataSent", { bytes: NonNegative }),
   InitialDataReceived: Schema.TaggedStruct("InitialDataReceived", { resumeEstimateMs: NonNegative }),
   // Pre-copy probes: the destination answers each as soon as it reads it, so the source learns
@@ -66,6 +79,9 @@ export type SessionMessage = typeof SessionMessageSchema.Type
 const kindOf: Readonly<Record<SessionMessage["_tag"], ControlKind>> = {
   Accepted: "accept",
   Refused: "refuse",
+  // Setting up the channels belongs to the handshake.
+  Channels: "accept",
+  Joined: "accept",
   InitialDataSent: "switchover-ack",
   InitialDataReceived: "switchover-ack",
   Probe: "switchover-ack",

@@ -11,6 +11,7 @@ import { PeerSilent, PrecopyLimitReached } from "./MigrationError.js"
 import { roundMs } from "./SessionClock.js"
 import { faultIn, locatedIn, type SessionFault } from "./SessionFault.js"
 import { send } from "./SessionMessage.js"
+import type { Lanes } from "./SourceChannels.js"
 import { type Ack, deviceAt, everyDevice, expect, type SourceContext } from "./SourceContext.js"
 import { precopyProgress, pumpPrecopy } from "./Transfer.js"
 
@@ -18,7 +19,10 @@ type SwitchDecision = Extract<RoundDecision, { readonly _tag: "Switch" }>
 
 /** What the pre-copy phase needs. */
 export interface PrecopyInput {
+  /** Channel 0's writer: the probes' channel. */
   readonly writer: FrameWriter.FrameWriter
+  /** Each device's channel. */
+  readonly lanes: Lanes
   /** How long the journal took to record the start: part of the downtime estimate's commit. */
   readonly journalMs: number
   /** Manifest indices of the devices that pre-copy. */
@@ -138,10 +142,10 @@ class PrecopyRounds {
    * Sends a probe, which the destination answers as soon as it reads it. `opening`: the channel
    * is empty (the round before was acknowledged), so the answer times the round trip.
    */
-  private probe(opening: boolean): Effect.Effect<Deferred.Deferred<void>, SessionFault> {
+  private probe(opening: boolean, writer = this.input.writer): Effect.Effect<Deferred.Deferred<void>, SessionFault> {
     const { ctx } = this
     return Effect.flatMap(ctx.probes.open(opening, ctx.now()), ({ id, answered }) =>
-      Effect.as(locatedIn(ctx.log)(send(this.input.writer, { _tag: "Probe", id })), answered)
+      Effect.as(locatedIn(ctx.log)(send(writer, { _tag: "Probe", id })), answered)
     )
   }
 
@@ -180,10 +184,11 @@ class PrecopyRounds {
       // until the pre-copy time limit, whichever comes first.
       const bounded = info !== undefined || !ctx.stopCopyLengths.isAssumed(device.id)
       const overTime = () => !bounded && ctx.now() - self.precopyStart >= ctx.o.maxPrecopyMs
+      const route = input.lanes.route(i)
       const pumped = yield* pumpPrecopy(
         device,
-        i,
-        input.writer,
+        route.index,
+        route.writer,
         input.pace,
         ctx.o.chunkBytes,
         budget,
@@ -199,7 +204,8 @@ class PrecopyRounds {
         if (initialDone) {
           self.sentMarker.add(i)
           self.markers[i] = (self.markers[i] ?? 0) + 1
-          yield* send(input.writer, { _tag: "InitialDataSent", bytes: total?.precopyBytes ?? 0 }, i)
+          // On the device's channel, after its data: the destination acknowledges what it has read.
+          yield* send(route.writer, { _tag: "InitialDataSent", bytes: total?.precopyBytes ?? 0 }, route.index)
           ctx.emit({ _tag: "InitialDataSent", device: device.id, bytes: total?.precopyBytes ?? 0, at: ctx.now() })
         }
       }
@@ -273,8 +279,12 @@ class PrecopyRounds {
       yield* self.probe(true)
       const moved = yield* self.everyDevice(self.pumpRound)
       const bytes = moved.reduce((a, b) => a + b, 0)
-      if (bytes > 0)
-        yield* expect(ctx, yield* self.probe(false), `the destination's acknowledgement of pre-copy round ${s.rounds}`)
+      if (bytes > 0) {
+        // A closing probe on every channel: the round is delivered once each has been read to it.
+        const answers = yield* Effect.forEach(input.lanes.writers, (writer) => self.probe(false, writer))
+        for (const answered of answers)
+          yield* expect(ctx, answered, `the destination's acknowledgement of pre-copy round ${s.rounds}`)
+      }
       const durationMs = now() - roundStart
       ctx.meter.recordDelivery(bytes, durationMs)
       const bytesByDevice = Object.fromEntries(input.precopyDevices.map((i, k) => [ctx.ids[i] ?? "?", moved[k] ?? 0]))

@@ -11,6 +11,7 @@ import { recovering } from "./RecoveryGuard.js"
 import { clockNow } from "./SessionClock.js"
 import { faultIn, type SessionFault } from "./SessionFault.js"
 import { abort } from "./SourceAbort.js"
+import { channelOpener, openLanes } from "./SourceChannels.js"
 import { commit } from "./SourceCommit.js"
 import { makeSourceContext, type SourceContext } from "./SourceContext.js"
 import { finish } from "./SourceFinish.js"
@@ -56,14 +57,16 @@ export const migrateSource: (
   const listener = yield* Effect.forkChild(listen(ctx, yield* FrameReader.make(link, { peerManifest: manifest })))
 
   const phases: Effect.Effect<SourceSummary, SessionFault> = Effect.gen(function* () {
+    const open = yield* channelOpener(ctx)
     const { writer, migration, journalMs } = yield* handshake(ctx, devices)
+    const lanes = yield* openLanes(ctx, open, writer, migration, devices)
     const { precopyDevices, states } = yield* prepare(ctx)
     const pace = throttle(o.bandwidthLimit)
-    yield* precopy(ctx, { writer, journalMs, precopyDevices, states, pace })
-    yield* switchover(ctx, { writer, precopyDevices, pace })
+    yield* precopy(ctx, { writer, lanes, journalMs, precopyDevices, states, pace })
+    yield* switchover(ctx, { lanes, precopyDevices, pace })
     const confirmation = yield* commit(ctx, { writer, migration })
     return yield* finish(ctx, listener, confirmation)
-  })
+  }).pipe(Effect.scoped)
 
   return yield* recovering(Effect.raceFirst(phases, peerFailure(ctx)), (cause) => abort(ctx, listener, cause))
 })

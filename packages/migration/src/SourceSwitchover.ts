@@ -1,4 +1,3 @@
-import type { FrameWriter } from "@lockstep/stream"
 import { Effect } from "effect"
 import type { Throttle } from "./Bandwidth.js"
 import { criticalPathMs } from "./Estimate.js"
@@ -6,13 +5,14 @@ import { transitionOptions } from "./GroupTransition.js"
 import { ReinitAfterSwitchover } from "./MigrationError.js"
 import { faultIn, locatedIn, type SessionFault } from "./SessionFault.js"
 import { send } from "./SessionMessage.js"
+import type { Lanes } from "./SourceChannels.js"
 import { deviceAt, everyDevice, type SourceContext } from "./SourceContext.js"
 import { switchoverAndDrain } from "./Switchover.js"
 import { drainDevice, precopyProgress } from "./Transfer.js"
 
 /** What the switchover (and drain) phase needs. */
 export interface SwitchoverInput {
-  readonly writer: FrameWriter.FrameWriter
+  readonly lanes: Lanes
   /** Manifest indices of the devices that pre-copied. */
   readonly precopyDevices: ReadonlyArray<number>
   readonly pace: Throttle
@@ -26,7 +26,7 @@ export interface SwitchoverInput {
 export const switchover = (ctx: SourceContext, input: SwitchoverInput): Effect.Effect<void, SessionFault> =>
   Effect.gen(function* () {
     const { s, o, now, ids, emit } = ctx
-    const { writer, precopyDevices } = input
+    const { lanes, precopyDevices } = input
     const located = locatedIn(ctx.log)
     ctx.log.enter("switchover")
     emit({
@@ -37,7 +37,8 @@ export const switchover = (ctx: SourceContext, input: SwitchoverInput): Effect.E
       estimateMs: s.estimate?.totalMs,
       at: now()
     })
-    yield* located(send(writer, { _tag: "SwitchoverBegun" }))
+    // On every channel: each channel's reader counts what follows as stop-copy data.
+    yield* located(Effect.forEach(lanes.writers, (writer) => send(writer, { _tag: "SwitchoverBegun" })))
     // After the decision: new initial data now would need a switchover-ack the destination no
     // longer gives (it was told the switchover began). QEMU 11.1 fails such a migration; so does
     // this, and the group rolls back.
@@ -65,7 +66,15 @@ export const switchover = (ctx: SourceContext, input: SwitchoverInput): Effect.E
         limit: o.ioConcurrency,
         drain: (i, stop) =>
           Effect.gen(function* () {
-            const bytes = yield* drainDevice(deviceAt(ctx, i), i, writer, input.pace, o.chunkBytes, stop)
+            const route = lanes.route(i)
+            const bytes = yield* drainDevice(
+              deviceAt(ctx, i),
+              route.index,
+              route.writer,
+              input.pace,
+              o.chunkBytes,
+              stop
+            )
             const total = ctx.totals[i]
             if (total !== undefined) total.stopCopyBytes += bytes
             if (!stop()) emit({ _tag: "DeviceDrained", side: "source", device: ids[i] ?? "?", bytes, at: now() })
@@ -73,6 +82,7 @@ export const switchover = (ctx: SourceContext, input: SwitchoverInput): Effect.E
         onSwitched: () => ctx.log.enter("drain")
       })
     )
+    yield* located(lanes.end)
     s.switchoverAt = switched.firstArcAt ?? now()
     s.switchoverCriticalPathMs = criticalPathMs(switched.report.plan, (device, arc) => ctx.timings.latency(device, arc))
   })

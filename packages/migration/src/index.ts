@@ -1,5 +1,5 @@
 /**
- * Live migration of a group of VFIO devices between two groups joined by one channel.
+ * Live migration of a group of VFIO devices between two groups joined by one channel (or several).
  *
  * @packageDocumentation
  */
@@ -34,7 +34,7 @@ export * as Migration from "./Migration.js"
 export * from "./MigrationError.js"
 export { MigrationEvents } from "./MigrationEvents.js"
 export { MigrationJournal } from "./MigrationJournal.js"
-export { MigrationTransport } from "./MigrationTransport.js"
+export { MigrationChannels, MigrationTransport } from "./MigrationTransport.js"
 export type { DestinationOptions, LimitPolicy, SessionOptions, SourceOptions } from "./Options.js"
 export { type Phase, Phases, type Side } from "./Phase.js"
 export {

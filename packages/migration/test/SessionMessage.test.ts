@@ -6,6 +6,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { ArcTimedOut, StateUnreadable, TransitionFailed, TransitionRefused } from "@lockstep/coordinator"
 import { ArcFailed, DeviceError } from "@lockstep/device"
 import {
+  ChannelRefused,
+  ChannelsUnavailable,
   CommitInDoubt,
   DecisionFenced,
   DeviceMisbehaved,
@@ -87,6 +89,31 @@ describe("session messages on the wire", () => {
   })
 })
 
+describe("the messages that set up several channels", () => {
+  it("Channels and Joined travel as accept control frames and come back as sent", () => {
+    for (const message of [
+      { _tag: "Channels", count: 3 },
+      { _tag: "Joined", migration: "00ff", channel: 2 }
+    ] as const) {
+      const { kind, payload, back } = roundTrip(message)
+      expect(kind).toBe("accept")
+      expect(payload).toEqual(message)
+      expect(back).toEqual(Result.succeed(message))
+    }
+  })
+
+  it("a channel count below 2 or a channel 0 that joins is not a message", () => {
+    for (const bad of [
+      { _tag: "Channels", count: 1 },
+      { _tag: "Channels", count: 2.5 },
+      { _tag: "Joined", migration: "00ff", channel: 0 }
+    ])
+      expect(
+        Result.isFailure(decodeMessage({ _tag: "Control", kind: "accept", device: undefined, payload: json(bad) }))
+      ).toBe(true)
+  })
+})
+
 const control = (kind: ControlKind, payload: Uint8Array): Control => ({
   _tag: "Control",
   kind,
@@ -137,6 +164,8 @@ const causes: ReadonlyArray<MigrationCause> = [
   }),
   new PrecopyLimitReached({ limit: "stalled", rounds: 4, estimateMs: 512.5, downtimeLimitMs: 300, unacknowledged: [] }),
   new ReinitAfterSwitchover({ device: "gpu0", initialBytes: 4096 }),
+  new ChannelsUnavailable({ side: "source", channels: 4 }),
+  new ChannelRefused({ reason: "it belongs to migration 00ff, not 1234" }),
   new JournalFailed({ operation: "decide", location: "/var/lib/lockstep/j", reason: "disk full" }),
   new JournalUnsettled({
     location: "/var/lib/lockstep/j",

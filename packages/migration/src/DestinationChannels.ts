@@ -1,0 +1,94 @@
+import { type Frame, FrameReader, type Manifest, type Transport, type TransportError } from "@lockstep/stream"
+import { Effect, Option, Result, type Scope } from "effect"
+import { carriedBy } from "./Channels.js"
+import { type DestinationContext, violation } from "./DestinationContext.js"
+import { ChannelRefused, ChannelsUnavailable, PeerSilent } from "./MigrationError.js"
+import { MigrationChannels } from "./MigrationTransport.js"
+import { faultIn, locatedIn, type SessionFault } from "./SessionFault.js"
+import { decodeMessage } from "./SessionMessage.js"
+
+/** One extra channel, joined: its reader, past its manifest and `Joined`. */
+export interface JoinedChannel {
+  readonly channel: number
+  readonly transport: Transport
+  readonly reader: FrameReader.FrameReader
+}
+
+/**
+ * Accepts the source's `count − 1` extra channels (announced on channel 0 by `Channels`), each
+ * checked before any of its data is read: the migration's id, a channel announced and not yet
+ * joined, and a manifest naming exactly the devices that channel carries. Anything else is a
+ * stranger: it is closed and the session fails (`ChannelRefused`), as a channel-0 stranger fails
+ * the handshake. The connections close with the scope. Answers the channels in channel order.
+ */
+export const joinChannels = (
+  ctx: DestinationContext,
+  count: number,
+  manifest: Manifest
+): Effect.Effect<ReadonlyArray<JoinedChannel>, SessionFault, Scope.Scope> =>
+  Effect.gen(function* () {
+    const max = Math.max(1, Math.floor(ctx.options.maxChannels ?? 16))
+    if (count > max)
+      return yield* faultIn(
+        ctx.log,
+        new ChannelRefused({ reason: `the source asks for ${count} channels, at most ${max}` })
+      )
+    const service = yield* Effect.serviceOption(MigrationChannels)
+    const accept = ctx.options.acceptChannel ?? Option.getOrUndefined(Option.map(service, (s) => s.open))
+    if (accept === undefined)
+      return yield* faultIn(ctx.log, new ChannelsUnavailable({ side: "destination", channels: count }))
+    const joined: Array<JoinedChannel> = []
+    for (let k = 1; k < count; k++) {
+      const channel = yield* joinOne(ctx, accept, count, manifest, joined).pipe(
+        Effect.timeoutOrElse({
+          duration: ctx.o.peerTimeoutMs,
+          orElse: () =>
+            Effect.fail(
+              faultIn(
+                ctx.log,
+                new PeerSilent({ waitingFor: `extra channel ${k} of ${count - 1}`, timeoutMs: ctx.o.peerTimeoutMs })
+              )
+            )
+        })
+      )
+      joined.push(channel)
+    }
+    return joined.sort((a, b) => a.channel - b.channel)
+  })
+
+/** The next connection, joined, or refused (and closed). */
+const joinOne = (
+  ctx: DestinationContext,
+  accept: Effect.Effect<Transport, TransportError, Scope.Scope>,
+  count: number,
+  manifest: Manifest,
+  joined: ReadonlyArray<JoinedChannel>
+): Effect.Effect<JoinedChannel, SessionFault, Scope.Scope> =>
+  Effect.gen(function* () {
+    const located = locatedIn(ctx.log)
+    const transport = yield* located(accept)
+    const reader = yield* located(FrameReader.make(transport))
+    const next = (what: string): Effect.Effect<Frame, SessionFault> =>
+      Effect.flatMap(located(reader.next), (frame) =>
+        Option.isSome(frame) ? Effect.succeed(frame.value) : Effect.fail(violation(ctx, what, "the end of the stream"))
+      )
+    const refuse = (reason: string) =>
+      Effect.andThen(transport.close, Effect.fail(faultIn(ctx.log, new ChannelRefused({ reason }))))
+    const offered = yield* next("an extra channel's manifest")
+    if (offered._tag !== "Manifest") return yield* refuse(`it began with a ${offered._tag} frame, not a manifest`)
+    const hello = yield* next("the extra channel's Joined message")
+    const decoded = hello._tag === "Control" ? decodeMessage(hello) : Result.fail(`a ${hello._tag} frame`)
+    if (Result.isFailure(decoded)) return yield* refuse(`it did not say which channel it is (${decoded.failure})`)
+    const message = decoded.success
+    if (message._tag !== "Joined") return yield* refuse(`it said ${message._tag}, not which channel it is`)
+    if (message.migration !== ctx.s.migration)
+      return yield* refuse(`it belongs to migration ${message.migration}, not ${ctx.s.migration ?? "?"}`)
+    const { channel } = message
+    if (channel >= count || joined.some((j) => j.channel === channel))
+      return yield* refuse(`channel ${channel} is not one of the ${count - 1} extra channels still expected`)
+    const expected = carriedBy(channel, count, manifest.devices.length).map((i) => manifest.devices[i]?.id)
+    const named = offered.devices.map((d) => d.id)
+    if (named.join("\n") !== expected.join("\n"))
+      return yield* refuse(`channel ${channel} names ${named.join(", ")}, but carries ${expected.join(", ")}`)
+    return { channel, transport, reader }
+  })
