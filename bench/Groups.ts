@@ -9,10 +9,18 @@ import { Effect } from "effect"
 /** Every capability, as group documents name them. */
 const flags = ["STOP_COPY", "P2P", "PRE_COPY"] as const
 
-/** `n` PCI devices with every capability behind one IOMMU: every device may write into every other. */
-export const sharedIommuGroup = (n: number, prefix = "gpu"): Effect.Effect<Group> =>
+/**
+ * `n` PCI devices with every capability behind one IOMMU: every device may write into every
+ * other; `sim` sets their simulation parameters.
+ */
+export const sharedIommuGroup = (n: number, prefix = "gpu", sim?: SimDeviceConfig): Effect.Effect<Group> =>
   decodeGroup({
-    devices: Array.from({ length: n }, (_, i) => ({ id: `${prefix}${i}`, kind: "pci", flags })),
+    devices: Array.from({ length: n }, (_, i) => ({
+      id: `${prefix}${i}`,
+      kind: "pci",
+      flags,
+      ...(sim === undefined ? {} : { sim })
+    })),
     topology: "shared-iommu"
   }).pipe(Effect.orDie)
 

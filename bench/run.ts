@@ -10,6 +10,7 @@ import { spawn } from "node:child_process"
 import { fileURLToPath } from "node:url"
 import { parseArgs } from "node:util"
 import { Effect } from "effect"
+import { channelsFigure } from "./Channels.js"
 import { defaultLatencies, downtimeFigure } from "./Downtime.js"
 import { type Figure, figureMet, formatTable } from "./Figure.js"
 import { fleetFigure } from "./Fleet.js"
@@ -63,11 +64,18 @@ const settings = {
     deviceStateBytes: 128 * MiB,
     warmup: 1,
     repetitions: quick ? 2 : 7
+  },
+  channels: {
+    devices: 8,
+    deviceStateBytes: 32 * MiB,
+    channels: [1, 2, 4],
+    warmup: 1,
+    repetitions: quick ? 2 : 7
   }
 }
 
 /** The figures a process runs together: 4 and 5 come from the same runs. */
-const processes: ReadonlyArray<ReadonlyArray<number>> = [[1], [2], [3], [4, 5], [6]]
+const processes: ReadonlyArray<ReadonlyArray<number>> = [[1], [2], [3], [4, 5], [6], [7]]
 
 /** One line of `--json` output. */
 interface FigureLine extends Figure {
@@ -104,6 +112,7 @@ const runHere = (wanted: ReadonlySet<number>, machine: Machine): Effect.Effect<A
     if (wanted.has(3)) report(yield* planningFigure(settings.planning))
     if (wanted.has(4) || wanted.has(5)) for (const figure of yield* streamFigures(settings.stream)) report(figure)
     if (wanted.has(6)) report(yield* fleetFigure(settings.fleet))
+    if (wanted.has(7)) report(yield* channelsFigure(settings.channels))
     return figures
   })
 
