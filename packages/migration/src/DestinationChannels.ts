@@ -1,10 +1,10 @@
-import { type Frame, FrameReader, type Manifest, type Transport, type TransportError } from "@lockstep/stream"
+import { FrameReader, type Manifest, type Transport, type TransportError } from "@lockstep/stream"
 import { Effect, Option, Result, type Scope } from "effect"
 import { carriedBy } from "./Channels.js"
-import { type DestinationContext, violation } from "./DestinationContext.js"
-import { ChannelRefused, ChannelsUnavailable, PeerSilent } from "./MigrationError.js"
+import { type DestinationContext, nextFrameOf } from "./DestinationContext.js"
+import { ChannelRefused, ChannelsUnavailable } from "./MigrationError.js"
 import { MigrationChannels } from "./MigrationTransport.js"
-import { faultIn, locatedIn, type SessionFault } from "./SessionFault.js"
+import { faultIn, locatedIn, type SessionFault, withinPeerTimeout } from "./SessionFault.js"
 import { decodeMessage } from "./SessionMessage.js"
 
 /** One extra channel, joined: its reader, past its manifest and `Joined`. */
@@ -40,16 +40,7 @@ export const joinChannels = (
     const joined: Array<JoinedChannel> = []
     for (let k = 1; k < count; k++) {
       const channel = yield* joinOne(ctx, accept, count, manifest, joined).pipe(
-        Effect.timeoutOrElse({
-          duration: ctx.o.peerTimeoutMs,
-          orElse: () =>
-            Effect.fail(
-              faultIn(
-                ctx.log,
-                new PeerSilent({ waitingFor: `extra channel ${k} of ${count - 1}`, timeoutMs: ctx.o.peerTimeoutMs })
-              )
-            )
-        })
+        withinPeerTimeout(ctx.log, ctx.o.peerTimeoutMs, `extra channel ${k} of ${count - 1}`)
       )
       joined.push(channel)
     }
@@ -68,10 +59,7 @@ const joinOne = (
     const located = locatedIn(ctx.log)
     const transport = yield* located(accept)
     const reader = yield* located(FrameReader.make(transport))
-    const next = (what: string): Effect.Effect<Frame, SessionFault> =>
-      Effect.flatMap(located(reader.next), (frame) =>
-        Option.isSome(frame) ? Effect.succeed(frame.value) : Effect.fail(violation(ctx, what, "the end of the stream"))
-      )
+    const next = (what: string) => nextFrameOf(ctx, reader, what)
     const refuse = (reason: string) =>
       Effect.andThen(transport.close, Effect.fail(faultIn(ctx.log, new ChannelRefused({ reason }))))
     const offered = yield* next("an extra channel's manifest")

@@ -99,7 +99,15 @@ export const violation = (ctx: DestinationContext, expected: string, got: string
 
 /** The next frame; the stream's end here is a violation (`what` was expected). */
 export const nextFrame = (ctx: DestinationContext, what: string): Effect.Effect<Frame, SessionFault> =>
-  locatedIn(ctx.log)(ctx.reader.next).pipe(
+  nextFrameOf(ctx, ctx.reader, what)
+
+/** The next frame of `reader` (channel 0's or an extra channel's); its end here is a violation. */
+export const nextFrameOf = (
+  ctx: DestinationContext,
+  reader: FrameReader.FrameReader,
+  what: string
+): Effect.Effect<Frame, SessionFault> =>
+  locatedIn(ctx.log)(reader.next).pipe(
     Effect.flatMap((frame) =>
       Option.isSome(frame) ? Effect.succeed(frame.value) : Effect.fail(violation(ctx, what, "the end of the stream"))
     )

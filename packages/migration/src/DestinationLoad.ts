@@ -1,10 +1,9 @@
 import type { Frame, FrameWriter, Manifest } from "@lockstep/stream"
 import { Effect, Option, Result, type Scope } from "effect"
 import { type JoinedChannel, joinChannels } from "./DestinationChannels.js"
-import { type DestinationContext, messageOf, nextFrame, violation } from "./DestinationContext.js"
+import { type DestinationContext, messageOf, nextFrame, nextFrameOf, violation } from "./DestinationContext.js"
 import { loadDevices, manifestDevices } from "./Loading.js"
-import { PeerSilent } from "./MigrationError.js"
-import { faultIn, locatedIn, type SessionFault } from "./SessionFault.js"
+import { locatedIn, type SessionFault, withinPeerTimeout } from "./SessionFault.js"
 import { decodeMessage, send } from "./SessionMessage.js"
 
 /** What the load needs. */
@@ -92,11 +91,7 @@ const announcedChannels = (frame: Frame): number | undefined => {
  * where silence is timed; a failure there ends this read too.
  */
 const nextOn = (ctx: DestinationContext, c: JoinedChannel): Effect.Effect<Frame, SessionFault> =>
-  Effect.flatMap(locatedIn(ctx.log)(c.reader.next), (frame) =>
-    Option.isSome(frame)
-      ? Effect.succeed(frame.value)
-      : Effect.fail(violation(ctx, `device data on channel ${c.channel}`, "the end of the stream"))
-  )
+  nextFrameOf(ctx, c.reader, `device data on channel ${c.channel}`)
 
 /** Reads an extra channel's stream end, whose totals the decoder checks (nothing may come between its last device's end and it). */
 const endOf = (ctx: DestinationContext, c: JoinedChannel): Effect.Effect<void, SessionFault> =>
@@ -110,15 +105,4 @@ const endOf = (ctx: DestinationContext, c: JoinedChannel): Effect.Effect<void, S
             Option.isSome(frame) ? `a ${frame.value._tag} frame` : "the end of the connection"
           )
         )
-  ).pipe(
-    Effect.timeoutOrElse({
-      duration: ctx.o.peerTimeoutMs,
-      orElse: () =>
-        Effect.fail(
-          faultIn(
-            ctx.log,
-            new PeerSilent({ waitingFor: `the stream end of channel ${c.channel}`, timeoutMs: ctx.o.peerTimeoutMs })
-          )
-        )
-    })
-  )
+  ).pipe(withinPeerTimeout(ctx.log, ctx.o.peerTimeoutMs, `the stream end of channel ${c.channel}`))

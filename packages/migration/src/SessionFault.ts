@@ -1,5 +1,5 @@
 import { Cause, Data, Effect, Option, Result } from "effect"
-import { type MigrationCause, MigrationInterrupted } from "./MigrationError.js"
+import { type MigrationCause, MigrationInterrupted, PeerSilent } from "./MigrationError.js"
 import type { Phase, Side } from "./Phase.js"
 import type { PhaseLog } from "./PhaseLog.js"
 
@@ -26,6 +26,18 @@ export const originOf = (side: Side, cause: MigrationCause): Side | "channel" =>
   if (cause._tag === "ProtocolViolation") return side === "source" ? "destination" : "source"
   return isChannelCause(cause) ? "channel" : side
 }
+
+/**
+ * `effect`, failing with `PeerSilent` (waiting for `what`, located by `log`) once it has taken
+ * longer than the peer timeout.
+ */
+export const withinPeerTimeout =
+  (log: PhaseLog, timeoutMs: number, what: string) =>
+  <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E | SessionFault, R> =>
+    Effect.timeoutOrElse(effect, {
+      duration: timeoutMs,
+      orElse: () => Effect.fail(faultIn(log, new PeerSilent({ waitingFor: what, timeoutMs })))
+    })
 
 /** A cause, located in the phase `log` is in (a peer's abort in the peer's phase). */
 export const faultIn = (log: PhaseLog, cause: MigrationCause): SessionFault =>

@@ -6,10 +6,10 @@ import { ChannelMeter, Probes } from "./ChannelMeter.js"
 import { PrecopyProgress } from "./Convergence.js"
 import { ArcTimings, type DowntimeEstimate, StopCopyLengths } from "./Estimate.js"
 import type { EventSink, SwitchoverReason } from "./Events.js"
-import { type BusyStep, type HandshakeRefused, type MigrationCause, PeerSilent } from "./MigrationError.js"
+import type { BusyStep, HandshakeRefused, MigrationCause } from "./MigrationError.js"
 import type { ResolvedSourceOptions } from "./Options.js"
 import { PhaseLog } from "./PhaseLog.js"
-import { faultIn, type SessionFault } from "./SessionFault.js"
+import { faultIn, type SessionFault, withinPeerTimeout } from "./SessionFault.js"
 
 /** The destination's answer to the manifest. */
 export type Answer =
@@ -164,12 +164,7 @@ export const expect = <A>(
   deferred: Deferred.Deferred<A>,
   what: string
 ): Effect.Effect<A, SessionFault> =>
-  Deferred.await(deferred).pipe(
-    Effect.timeoutOrElse({
-      duration: ctx.o.peerTimeoutMs,
-      orElse: () => Effect.fail(faultIn(ctx.log, new PeerSilent({ waitingFor: what, timeoutMs: ctx.o.peerTimeoutMs })))
-    })
-  )
+  Deferred.await(deferred).pipe(withinPeerTimeout(ctx.log, ctx.o.peerTimeoutMs, what))
 
 /** The group's device at manifest index `i`. */
 export const deviceAt = (ctx: SourceContext, i: number): Device => {
