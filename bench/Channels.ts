@@ -6,11 +6,11 @@
  */
 import { stop } from "@lockstep/coordinator"
 import { Journal, migrateDestination, migrateSource } from "@lockstep/migration"
-import { type SimulatedGroup, simulateGroup } from "@lockstep/sim"
+import { simulateGroup } from "@lockstep/sim"
 import { TcpTransport } from "@lockstep/stream"
 import { Effect, Exit } from "effect"
 import { atMost, contextRow, type Figure, goalRow, median, sampledRow, spread } from "./Figure.js"
-import { sharedIommuGroup } from "./Groups.js"
+import { fabricViolations, sharedIommuGroup } from "./Groups.js"
 
 /** Settings of figure 7. */
 export interface ChannelsOptions {
@@ -31,9 +31,6 @@ interface Run {
   readonly bytes: number
   readonly violations: number
 }
-
-const violationsOf = (sim: SimulatedGroup): Effect.Effect<number> =>
-  Effect.as(sim.fabric.settle, sim.fabric.violations().length + sim.fabric.corruptingWrites().length)
 
 /** One migration of fresh groups over `channels` TCP connections to a listener of this process. */
 const migrateOver = (options: ChannelsOptions, channels: number, seed: number): Effect.Effect<Run> =>
@@ -75,7 +72,7 @@ const migrateOver = (options: ChannelsOptions, channels: number, seed: number): 
       // A benchmark whose migration fails is broken: that is a defect, not a figure.
       if (Exit.isFailure(sent) || Exit.isFailure(received))
         return yield* Effect.die(new Error(`the migration over ${channels} channels failed: ${sent} ${received}`))
-      const violations = (yield* violationsOf(source)) + (yield* violationsOf(destination))
+      const violations = (yield* fabricViolations(source)) + (yield* fabricViolations(destination))
       return { downtimeMs: sent.value.downtimeMs ?? Number.NaN, wallMs, bytes: sent.value.bytes, violations }
     })
   )

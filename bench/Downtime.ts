@@ -1,20 +1,13 @@
 import { stop } from "@lockstep/coordinator"
 import type { Flags } from "@lockstep/fsm"
 import { Journal, type MigrationEvent, migrateDestination, migrateSource } from "@lockstep/migration"
-import {
-  type ArcKey,
-  runOnVirtualTime,
-  type SimDeviceConfig,
-  type SimulatedGroup,
-  SimulationClock,
-  simulateGroup
-} from "@lockstep/sim"
+import { type ArcKey, runOnVirtualTime, type SimDeviceConfig, SimulationClock, simulateGroup } from "@lockstep/sim"
 import { MemoryTransport } from "@lockstep/stream"
 import { Effect, Exit } from "effect"
 import { downtimeFloor, type FloorDevice, type FloorScenario, serialDowntimeMs } from "../test/model/DowntimeFloor.js"
 import { validEdgesOf } from "../test/model/Edges.js"
 import { atMost, contextRow, type Figure, goalRow, type Row, sampledRow } from "./Figure.js"
-import { acceleratorGroup } from "./Groups.js"
+import { acceleratorGroup, fabricViolations } from "./Groups.js"
 
 /** Arc latencies in ms, keyed `"FROM>TO"`; arcs not listed take 1 ms. */
 export type Latencies = { readonly [arc in ArcKey]?: number }
@@ -137,9 +130,6 @@ interface Run {
   readonly violations: number
 }
 
-const violationsOf = (sim: SimulatedGroup): Effect.Effect<number> =>
-  Effect.as(sim.fabric.settle, sim.fabric.violations().length + sim.fabric.corruptingWrites().length)
-
 /**
  * One migration of the scenario through `@lockstep/migration`, both sides on simulated devices
  * over an in-memory channel, on virtual time, the channel's bandwidth being the source's
@@ -190,7 +180,7 @@ const migrate = (s: Scenario, options: DowntimeOptions, seed: number): Effect.Ef
       )
     if (switchoverAt === undefined || resumedAt === undefined)
       return yield* Effect.die(new Error("the migration reported no switchover arc or no resume"))
-    const violations = (yield* violationsOf(source)) + (yield* violationsOf(destination))
+    const violations = (yield* fabricViolations(source)) + (yield* fabricViolations(destination))
     return {
       downtimeMs: resumedAt - switchoverAt,
       reportedMs: sent.value.downtimeMs ?? Number.NaN,

@@ -3,8 +3,12 @@
  * `decodeGroup`, so that they are exactly what a user's group file would give.
  */
 import { decodeGroup, type Group } from "@lockstep/coordinator"
-import type { SimDeviceConfig } from "@lockstep/sim"
+import type { SimDeviceConfig, SimulatedGroup } from "@lockstep/sim"
 import { Effect } from "effect"
+
+/** P2P invariant violations and corrupting writes the group's fabric saw, once its writes have settled. */
+export const fabricViolations = (sim: SimulatedGroup): Effect.Effect<number> =>
+  Effect.as(sim.fabric.settle, sim.fabric.violations().length + sim.fabric.corruptingWrites().length)
 
 /** Every capability, as group documents name them. */
 const flags = ["STOP_COPY", "P2P", "PRE_COPY"] as const
