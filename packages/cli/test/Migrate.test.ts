@@ -29,16 +29,22 @@ const waitFor = async <A>(what: string, probe: () => A | undefined): Promise<A> 
   throw new Error(`timed out waiting for ${what}`)
 }
 
+/** A destination listening on a free port for the scenario, and that port once it says so. */
+const listeningDestination = async (...flags: ReadonlyArray<string>) => {
+  const destination = startCli("migrate", "--listen", "0", file("scenario.json"), ...flags)
+  const port = await waitFor(
+    "the destination to listen",
+    () => /listening on [^:]+:(\d+)/.exec(destination.stderr())?.[1]
+  )
+  return { destination, port }
+}
+
 describe("lockstep migrate on a terminal", () => {
   it("shows each side's progress on stderr, as simulate does, and keeps stdout for the result", async () => {
     const was = process.stderr.isTTY
     process.stderr.isTTY = true
     try {
-      const destination = startCli("migrate", "--listen", "0", file("scenario.json"))
-      const port = await waitFor(
-        "the destination to listen",
-        () => /listening on [^:]+:(\d+)/.exec(destination.stderr())?.[1]
-      )
+      const { destination, port } = await listeningDestination()
       const source = await runCli(
         "migrate",
         "--connect",
@@ -69,11 +75,7 @@ describe("lockstep migrate on a terminal", () => {
 
 describe("lockstep migrate --channels", () => {
   it("spreads the devices over several TCP connections, and both sides end as one channel would leave them", async () => {
-    const destination = startCli("migrate", "--listen", "0", file("scenario.json"), "--json")
-    const port = await waitFor(
-      "the destination to listen",
-      () => /listening on [^:]+:(\d+)/.exec(destination.stderr())?.[1]
-    )
+    const { destination, port } = await listeningDestination("--json")
     const source = await runCli(
       "migrate",
       "--connect",
@@ -104,5 +106,8 @@ describe("lockstep migrate --channels", () => {
     expect(run.exitCode, run.stderr).toBe(0)
     const report = JSON.parse(run.stdout)
     expect(report.ok).toBe(true)
+    // The P2P invariant, as both sides' fabrics saw it; the group runs on the destination.
+    expect(report.violations).toBe(0)
+    expect(Object.values(report.final.destination)).toEqual(["RUNNING", "RUNNING"])
   })
 })
