@@ -8,7 +8,15 @@ import {
   type StateClass,
   stateClass
 } from "@lockstep/fsm"
-import { type Barrier, type BarrierKind, deviceRecord, type Group, type Plan, type PlanArc } from "@lockstep/group"
+import {
+  type Barrier,
+  type BarrierKind,
+  deviceEntry,
+  deviceRecord,
+  type Group,
+  type Plan,
+  type PlanArc
+} from "@lockstep/group"
 import { Result } from "effect"
 import { findWaitCycle, orderNodes } from "./DependencyGraph.js"
 import {
@@ -87,7 +95,7 @@ const cycleArc = (node: Node | undefined, routes: ReadonlyArray<DeviceRoute>): A
 const stateAt = (assignment: StateAssignment | undefined, id: string, fallback: State): State => {
   if (assignment === undefined) return fallback
   if (typeof assignment === "string") return assignment
-  return Object.hasOwn(assignment, id) ? (assignment[id] ?? fallback) : fallback
+  return deviceEntry(assignment, id) ?? fallback
 }
 
 const unknownIn = (group: Group, assignment: StateAssignment | undefined): string | undefined =>

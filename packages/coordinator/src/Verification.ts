@@ -1,5 +1,5 @@
 import { isArc, type State, type StateClass, StateSchema, stateClass } from "@lockstep/fsm"
-import type { Group, Plan, PlanArc, PlanNode } from "@lockstep/group"
+import { deviceEntry, type Group, type Plan, type PlanArc, type PlanNode } from "@lockstep/group"
 import { Result, Schema } from "effect"
 import { findWaitCycle, orderNodes } from "./DependencyGraph.js"
 import type { StateAssignment } from "./Planner.js"
@@ -250,8 +250,7 @@ export const verifyPlan = (
     byDevice[topology.position.get(arc.device) ?? -1]?.push({ node, arc })
   })
   const initialStates = group.devices.map((device): State => {
-    const state =
-      typeof initial === "string" ? initial : Object.hasOwn(initial, device.id) ? initial[device.id] : undefined
+    const state = typeof initial === "string" ? initial : deviceEntry(initial, device.id)
     return state ?? "RUNNING"
   })
   checkPaths(group, byDevice, initialStates, position, reaches, report)
