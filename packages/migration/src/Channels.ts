@@ -16,3 +16,12 @@ export const carriedBy = (channel: number, channels: number, count: number): Rea
 /** Device `i`'s index in its channel's manifest: its own on channel 0 (whose manifest names every device). */
 export const indexOnChannel = (i: number, channels: number): number =>
   channelOf(i, channels) === 0 ? i : Math.floor(i / channels)
+
+/**
+ * The device (manifest index) at `index` of channel `channel`'s manifest, the inverse of
+ * {@link indexOnChannel}; undefined for a device channel 0 names but does not carry.
+ */
+export const deviceOnChannel = (index: number, channel: number, channels: number): number | undefined => {
+  if (channel > 0) return channel + index * channels
+  return channelOf(index, channels) === 0 ? index : undefined
+}

@@ -2,7 +2,7 @@ import type { GroupRuntime } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
 import type { Control, Frame, Manifest } from "@lockstep/stream"
 import { type Cause, Deferred, Effect, Exit, Fiber, Queue, Semaphore } from "effect"
-import { channelOf } from "./Channels.js"
+import { carriedBy, deviceOnChannel } from "./Channels.js"
 import type { EventSink } from "./Events.js"
 import type { SessionFault } from "./SessionFault.js"
 
@@ -150,21 +150,12 @@ interface ChannelRead {
   readonly offer: (device: number, item: LoadItem) => Effect.Effect<void>
 }
 
-/**
- * The group manifest index of a channel's manifest index `index` (see `Channels.ts`); undefined:
- * the device travels on another channel (channel 0 ends such devices at once, with no data).
- */
-const deviceOf = (channels: number, channel: number, index: number): number | undefined => {
-  if (channel > 0) return channel + index * channels
-  return channelOf(index, channels) === 0 ? index : undefined
-}
-
 /** Reads one channel until each device of its manifest has ended, feeding the devices' writers. */
 const readChannel = (r: ChannelRead): Effect.Effect<void, SessionFault> =>
   Effect.gen(function* () {
     const { plan, channels, channel, totals, offer } = r
-    const count =
-      channel === 0 ? plan.devices.length : plan.devices.filter((_, i) => channelOf(i, channels) === channel).length
+    // Channel 0's manifest names every device (it ends those it does not carry at once, with no data).
+    const count = channel === 0 ? plan.devices.length : carriedBy(channel, channels, plan.devices.length).length
     let ended = 0
     // Each channel's own `SwitchoverBegun` makes what follows on it stop-copy data.
     let final = false
@@ -172,7 +163,7 @@ const readChannel = (r: ChannelRead): Effect.Effect<void, SessionFault> =>
       const frame = yield* r.nextFrame
       if (frame._tag === "Control") {
         const action = yield* plan.onControl(frame, channel)
-        const i = frame.device === undefined ? undefined : deviceOf(channels, channel, frame.device)
+        const i = frame.device === undefined ? undefined : deviceOnChannel(frame.device, channel, channels)
         if (action === "switchover") final = true
         else if (action === "ack" && i !== undefined && i < plan.manifest.devices.length)
           yield* offer(i, { _tag: "Ack" })
@@ -181,7 +172,7 @@ const readChannel = (r: ChannelRead): Effect.Effect<void, SessionFault> =>
       if (frame._tag !== "Chunk" && frame._tag !== "DeviceEnd")
         // The decoder admits no second manifest and no stream end before every device has ended.
         return yield* Effect.die(new Error(`unexpected ${frame._tag} frame while loading`))
-      const i = deviceOf(channels, channel, frame.device)
+      const i = deviceOnChannel(frame.device, channel, channels)
       if (frame._tag === "DeviceEnd") ended += 1
       if (i === undefined) {
         if (frame._tag === "DeviceEnd" && frame.bytes === 0) continue
