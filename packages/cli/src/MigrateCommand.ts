@@ -345,18 +345,15 @@ const runSource = (
     )
     // The side's group, channel, journal and event sink, as the layers of `Migration.source`:
     // failing to connect is this command's failure, not the migration's.
+    const connect = TcpTransport.connect({ ...address, timeout: 10_000, ...(tls === undefined ? {} : { tls }) })
     const services = Layer.mergeAll(
       Layer.succeed(GroupRuntime, source.runtime),
       Layer.effect(
         MigrationTransport,
-        TcpTransport.connect({ ...address, timeout: 10_000, ...(tls === undefined ? {} : { tls }) }).pipe(
-          Effect.mapError((e) => connectFailed(address, tls !== undefined, e))
-        )
+        connect.pipe(Effect.mapError((e) => connectFailed(address, tls !== undefined, e)))
       ),
       // Extra channels (`channels` > 1) connect again the same way.
-      Layer.succeed(MigrationChannels, {
-        open: TcpTransport.connect({ ...address, timeout: 10_000, ...(tls === undefined ? {} : { tls }) })
-      }),
+      Layer.succeed(MigrationChannels, { open: connect }),
       MigrationJournal.file(journal),
       onEvent === undefined ? Layer.empty : MigrationEvents.layer(onEvent)
     )
