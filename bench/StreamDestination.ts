@@ -6,8 +6,8 @@
 import * as net from "node:net"
 import { parentPort, workerData } from "node:worker_threads"
 import { makeSimDevice, type SimDevice } from "@lockstep/sim"
-import { FrameReader, TcpTransport } from "@lockstep/stream"
-import { Effect, Option, Queue } from "effect"
+import { FrameReader, makeDecoder, TcpTransport } from "@lockstep/stream"
+import { Effect, Option, Queue, Result } from "effect"
 import type { Command, DestinationSetup, Receiving, Report } from "./StreamProtocol.js"
 import { walkTo } from "./Walk.js"
 
@@ -16,28 +16,55 @@ if (port === null) throw new Error("StreamDestination runs as a worker thread")
 const setup = workerData as DestinationSetup
 const tell = (report: Report) => port.postMessage(report)
 
-/** A plain socket server that counts what it receives: one connection per run, reported in order. */
-const rawServer = (): Effect.Effect<{ readonly port: number; readonly next: () => Promise<number> }> =>
+/** What a plain connection counted: every byte (raw), or the payload bytes of a valid stream (bare). */
+type Counted = { readonly bytes: number; readonly problem: string | undefined }
+
+/**
+ * A plain socket server: one connection per run, reported in order. Raw, it counts the bytes it
+ * receives; bare (`decoding()` when the connection arrives), it decodes them in the 'data' event
+ * with the stream's decoder alone and counts the payload bytes.
+ */
+const plainServer = (
+  decoding: () => boolean
+): Effect.Effect<{ readonly port: number; readonly next: () => Promise<Counted> }> =>
   Effect.callback((resume) => {
-    const received: Array<number> = []
-    const waiting: Array<(bytes: number) => void> = []
+    const received: Array<Counted> = []
+    const waiting: Array<(counted: Counted) => void> = []
     const server = net.createServer((socket) => {
       let bytes = 0
+      let problem: string | undefined
+      const decoder = decoding() ? makeDecoder() : undefined
       socket.on("data", (chunk: Buffer) => {
-        bytes += chunk.length
+        if (decoder === undefined) {
+          bytes += chunk.length
+          return
+        }
+        decoder.push(chunk)
+        for (;;) {
+          const result = decoder.next()
+          if (Result.isFailure(result)) {
+            problem ??= result.failure.message
+            return
+          }
+          const frame = result.success
+          if (frame === undefined) break
+          if (frame._tag === "Chunk") bytes += frame.payload.length
+        }
       })
       socket.on("end", () => {
         socket.end()
+        if (decoder !== undefined && !decoder.complete) problem ??= "the stream ended before its stream end frame"
+        const counted = { bytes, problem }
         const waiter = waiting.shift()
-        if (waiter === undefined) received.push(bytes)
-        else waiter(bytes)
+        if (waiter === undefined) received.push(counted)
+        else waiter(counted)
       })
     })
     const next = () =>
-      new Promise<number>((done) => {
-        const bytes = received.shift()
-        if (bytes === undefined) waiting.push(done)
-        else done(bytes)
+      new Promise<Counted>((done) => {
+        const counted = received.shift()
+        if (counted === undefined) waiting.push(done)
+        else done(counted)
       })
     server.listen(0, "127.0.0.1", () => {
       const address = server.address()
@@ -101,13 +128,18 @@ const main = Effect.gen(function* () {
   const commands = yield* Queue.unbounded<Command>()
   port.on("message", (command: Command) => Queue.offerUnsafe(commands, command))
   const listener = yield* TcpTransport.listen({})
-  const raw = yield* rawServer()
-  tell({ _tag: "Ready", streamPort: listener.port, rawPort: raw.port })
+  let bare = false
+  const plain = yield* plainServer(() => bare)
+  tell({ _tag: "Ready", streamPort: listener.port, rawPort: plain.port })
 
+  const plainReceived = Effect.flatMap(Effect.promise(plain.next), ({ bytes, problem }) =>
+    problem === undefined ? Effect.succeed(bytes) : Effect.fail(problem)
+  )
   const receive = (receiving: Receiving, channels: number): Effect.Effect<number, unknown> => {
     switch (receiving) {
       case "raw":
-        return Effect.promise(raw.next)
+      case "bare":
+        return plainReceived
       case "decode":
         return receiveStream(listener, undefined, channels)
       case "resume":
@@ -118,13 +150,16 @@ const main = Effect.gen(function* () {
     const command = yield* Queue.take(commands)
     if (command._tag === "Close") return
     if (command.receiving === "resume") yield* Effect.forEach(devices, (d) => walkTo(d, "RESUMING"), { discard: true })
+    bare = command.receiving === "bare"
     const receiving = receive(command.receiving, command.channels)
+    const armed = performance.eventLoopUtilization()
     tell({ _tag: "Armed" })
     const outcome = yield* Effect.result(receiving)
+    const busyMs = performance.eventLoopUtilization(armed).active
     tell(
       outcome._tag === "Success"
-        ? { _tag: "Received", bytes: outcome.success, valid: true, problem: undefined }
-        : { _tag: "Received", bytes: 0, valid: false, problem: String(outcome.failure) }
+        ? { _tag: "Received", bytes: outcome.success, valid: true, problem: undefined, busyMs }
+        : { _tag: "Received", bytes: 0, valid: false, problem: String(outcome.failure), busyMs }
     )
   }
 })
@@ -132,7 +167,7 @@ const main = Effect.gen(function* () {
 Effect.runPromise(Effect.scoped(main)).then(
   () => port.close(),
   (error: unknown) => {
-    tell({ _tag: "Received", bytes: 0, valid: false, problem: String(error) })
+    tell({ _tag: "Received", bytes: 0, valid: false, problem: String(error), busyMs: 0 })
     port.close()
   }
 )

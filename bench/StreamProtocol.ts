@@ -8,6 +8,11 @@
 export type Receiving =
   /** Raw bytes on a plain socket, counted and dropped: the floor. */
   | "raw"
+  /**
+   * The framed stream on a plain socket, decoded inside its 'data' events by a bare decoder (no
+   * reader, no fiber), payloads counted and dropped: what the format costs the receiver by itself.
+   */
+  | "bare"
   /** Frames decoded and checked, payloads counted and dropped. */
   | "decode"
   /** Frames decoded and checked, payloads written into the destination devices, which then validate (→ STOP). */
@@ -31,4 +36,11 @@ export type Report =
   /** Listening and, for `resume`, every destination device in RESUMING: the source may start. */
   | { readonly _tag: "Armed" }
   /** Everything received: payload bytes, and whether every device validated (`resume`) or the stream ended cleanly. */
-  | { readonly _tag: "Received"; readonly bytes: number; readonly valid: boolean; readonly problem: string | undefined }
+  /** `busyMs`: how long the destination thread was busy (event-loop active time) during the run. */
+  | {
+      readonly _tag: "Received"
+      readonly bytes: number
+      readonly valid: boolean
+      readonly problem: string | undefined
+      readonly busyMs: number
+    }
