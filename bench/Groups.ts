@@ -8,7 +8,11 @@ import { Effect } from "effect"
 
 /** P2P invariant violations and corrupting writes the group's fabric saw, once its writes have settled. */
 export const fabricViolations = (sim: SimulatedGroup): Effect.Effect<number> =>
-  Effect.as(sim.fabric.settle, sim.fabric.violations().length + sim.fabric.corruptingWrites().length)
+  Effect.andThen(
+    sim.fabric.settle,
+    // Read once settled: the writes that land while settling are the ones that can break the rule.
+    Effect.sync(() => sim.fabric.violations().length + sim.fabric.corruptingWrites().length)
+  )
 
 /** Every capability, as group documents name them. */
 const flags = ["STOP_COPY", "P2P", "PRE_COPY"] as const

@@ -4,7 +4,7 @@ import { path, type State } from "@lockstep/fsm"
 import { makeSimDevice, type SimDevice, simulateGroup } from "@lockstep/sim"
 import { Effect, Result } from "effect"
 import { atLeast, atMost, type Figure, goalRow, type Row, sampledRow } from "./Figure.js"
-import { sharedIommuGroup } from "./Groups.js"
+import { fabricViolations, sharedIommuGroup } from "./Groups.js"
 import { runGraphLibrary } from "./LibraryScheduler.js"
 
 /** Settings of figure 2. */
@@ -191,7 +191,7 @@ export const overheadFigure = (options: OverheadOptions): Effect.Effect<Figure> 
       const sim = yield* simulateGroup(group, { defaults: instant }).pipe(Effect.orDie)
       yield* transition(sim, "STOP_COPY").pipe(Effect.orDie)
       yield* transition(sim, "RUNNING").pipe(Effect.orDie)
-      const violations = sim.fabric.violations().length + sim.fabric.corruptingWrites().length
+      const violations = yield* fabricViolations(sim)
       rows.push(goalRow(`${n} devices behind a fabric: invariant violations`, violations, "", atMost(0, "0")))
     }
     if (rows.some((row) => row.met === false && row.unit === "µs/arc")) notes.push(overheadProfile)
