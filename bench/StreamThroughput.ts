@@ -358,7 +358,7 @@ const streamFigure = (
       ...(met
         ? []
         : [
-            `goal missed. The receiving thread limits the rate: per GiB it was busy ${busyOf("raw")} ms copying raw bytes, ${busyOf("bare")} ms decoding with the bare decoder (the checksum of every byte, on top of the same socket reads), and ${busyOf("decode")} ms reading through FrameReader. Profiled apart (issue 17), that last difference is mostly garbage collection (Node allocates a fresh buffer for every socket read; their external memory triggers a mark-compact every few tens of MiB, more often behind the reader) and the fiber's steps per read.`
+            `goal missed. The receiving thread limits the rate: per GiB it was busy ${busyOf("raw")} ms copying raw bytes, ${busyOf("bare")} ms decoding with the bare decoder (the checksum of every byte, on top of the same socket reads), and ${busyOf("decode")} ms reading through FrameReader. Measured apart (issue 17), that last difference is the transport's reading path, not FrameReader: a bare read loop over the same TcpTransport costs as much; in profiles it shows as more frequent mark-compacts (Node allocates a fresh buffer for every socket read, and their external memory starts one every few tens of MiB) and the fiber's steps per read, neither explaining all of it.`
           ])
     ]
   }
