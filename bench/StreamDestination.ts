@@ -8,7 +8,7 @@ import { parentPort, workerData } from "node:worker_threads"
 import { makeSimDevice, type SimDevice } from "@lockstep/sim"
 import { FrameReader, makeDecoder, TcpTransport } from "@lockstep/stream"
 import { Effect, Option, Queue, Result } from "effect"
-import type { Command, DestinationSetup, Receiving, Report } from "./StreamProtocol.js"
+import type { Command, DestinationSetup, Report } from "./StreamProtocol.js"
 import { walkTo } from "./Walk.js"
 
 const port = parentPort
@@ -18,6 +18,81 @@ const tell = (report: Report) => port.postMessage(report)
 
 /** What a plain connection counted: every byte (raw), or the payload bytes of a valid stream (bare). */
 type Counted = { readonly bytes: number; readonly problem: string | undefined }
+
+/**
+ * The stream's decoder alone, fed in the socket's own events: payload bytes counted, the first
+ * format error kept, and the stream required to end with its stream end frame.
+ */
+const bareDecoder = () => {
+  const decoder = makeDecoder()
+  let bytes = 0
+  let problem: string | undefined
+  const eat = (chunk: Uint8Array) => {
+    if (problem !== undefined) return
+    decoder.push(chunk)
+    for (;;) {
+      const result = decoder.next()
+      if (Result.isFailure(result)) {
+        problem = result.failure.message
+        return
+      }
+      const frame = result.success
+      if (frame === undefined) break
+      if (frame._tag === "Chunk") bytes += frame.payload.length
+    }
+  }
+  const counted = (): Counted => ({
+    bytes,
+    problem: problem ?? (decoder.complete ? undefined : "the stream ended before its stream end frame")
+  })
+  return { eat, counted, buffered: () => decoder.buffered }
+}
+
+/** Size and count of the recycled read buffers of `dialRecycled`. */
+const slabBytes = 1024 * 1024
+const slabCount = 4
+
+/**
+ * Dials the source and decodes with the bare decoder, reading through `onread` into a ring of
+ * recycled slabs: each read lands after the previous one in the current slab, and a slab is
+ * reused only once the decoder holds nothing older than the slab after it (it holds at most a
+ * partial frame), which is checked.
+ */
+const dialRecycled = (dialPort: number): Promise<Counted> =>
+  new Promise((done) => {
+    const bare = bareDecoder()
+    const slabs = Array.from({ length: slabCount }, () => Buffer.allocUnsafe(slabBytes))
+    let current = 0
+    let used = 0
+    let problem: string | undefined
+    const socket = net.connect({
+      host: "127.0.0.1",
+      port: dialPort,
+      onread: {
+        buffer: () => {
+          if (slabBytes - used < 64 * 1024) {
+            current = (current + 1) % slabCount
+            used = 0
+            // What the decoder still holds must lie in the other slabs, or this one would overwrite it.
+            if (bare.buffered() > (slabCount - 1) * slabBytes - 64 * 1024)
+              problem ??= `the decoder holds ${bare.buffered()} bytes: more than the ring keeps`
+          }
+          return (slabs[current] as Buffer).subarray(used)
+        },
+        callback: (n: number, buffer: Uint8Array) => {
+          used += n
+          bare.eat(buffer.subarray(0, n))
+          return true
+        }
+      }
+    })
+    socket.on("end", () => {
+      socket.end()
+      const counted = bare.counted()
+      done({ bytes: counted.bytes, problem: problem ?? counted.problem })
+    })
+    socket.on("error", (error) => done({ bytes: 0, problem: error.message }))
+  })
 
 /**
  * A plain socket server: one connection per run, reported in order. Raw, it counts the bytes it
@@ -31,30 +106,15 @@ const plainServer = (
     const received: Array<Counted> = []
     const waiting: Array<(counted: Counted) => void> = []
     const server = net.createServer((socket) => {
-      let bytes = 0
-      let problem: string | undefined
-      const decoder = decoding() ? makeDecoder() : undefined
+      let raw = 0
+      const bare = decoding() ? bareDecoder() : undefined
       socket.on("data", (chunk: Buffer) => {
-        if (decoder === undefined) {
-          bytes += chunk.length
-          return
-        }
-        decoder.push(chunk)
-        for (;;) {
-          const result = decoder.next()
-          if (Result.isFailure(result)) {
-            problem ??= result.failure.message
-            return
-          }
-          const frame = result.success
-          if (frame === undefined) break
-          if (frame._tag === "Chunk") bytes += frame.payload.length
-        }
+        if (bare === undefined) raw += chunk.length
+        else bare.eat(chunk)
       })
       socket.on("end", () => {
         socket.end()
-        if (decoder !== undefined && !decoder.complete) problem ??= "the stream ended before its stream end frame"
-        const counted = { bytes, problem }
+        const counted = bare === undefined ? { bytes: raw, problem: undefined } : bare.counted()
         const waiter = waiting.shift()
         if (waiter === undefined) received.push(counted)
         else waiter(counted)
@@ -135,8 +195,14 @@ const main = Effect.gen(function* () {
   const plainReceived = Effect.flatMap(Effect.promise(plain.next), ({ bytes, problem }) =>
     problem === undefined ? Effect.succeed(bytes) : Effect.fail(problem)
   )
-  const receive = (receiving: Receiving, channels: number): Effect.Effect<number, unknown> => {
+  const receive = (command: Extract<Command, { _tag: "Arm" }>): Effect.Effect<number, unknown> => {
+    const { receiving, channels } = command
     switch (receiving) {
+      case "recycled":
+        return Effect.flatMap(
+          Effect.promise(() => dialRecycled(command.dialPort ?? 0)),
+          ({ bytes, problem }) => (problem === undefined ? Effect.succeed(bytes) : Effect.fail(problem))
+        )
       case "raw":
       case "bare":
         return plainReceived
@@ -151,7 +217,7 @@ const main = Effect.gen(function* () {
     if (command._tag === "Close") return
     if (command.receiving === "resume") yield* Effect.forEach(devices, (d) => walkTo(d, "RESUMING"), { discard: true })
     bare = command.receiving === "bare"
-    const receiving = receive(command.receiving, command.channels)
+    const receiving = receive(command)
     const armed = performance.eventLoopUtilization()
     tell({ _tag: "Armed" })
     const outcome = yield* Effect.result(receiving)

@@ -13,6 +13,12 @@ export type Receiving =
    * reader, no fiber), payloads counted and dropped: what the format costs the receiver by itself.
    */
   | "bare"
+  /**
+   * The bare decoder again, but on a connection the destination dials (to `dialPort`), reading
+   * through `onread` into a ring of recycled buffers instead of a fresh buffer per socket read:
+   * what receiving costs without Node's per-read allocation (`onread` exists on dialled sockets only).
+   */
+  | "recycled"
   /** Frames decoded and checked, payloads counted and dropped. */
   | "decode"
   /** Frames decoded and checked, payloads written into the destination devices, which then validate (→ STOP). */
@@ -28,7 +34,14 @@ export interface DestinationSetup {
 /** Source → destination. */
 export type Command =
   /** `channels`: how many connections the stream comes over (each with a manifest of its devices). */
-  { readonly _tag: "Arm"; readonly receiving: Receiving; readonly channels: number } | { readonly _tag: "Close" }
+  | {
+      readonly _tag: "Arm"
+      readonly receiving: Receiving
+      readonly channels: number
+      /** `recycled` only: the source's port to dial. */
+      readonly dialPort?: number
+    }
+  | { readonly _tag: "Close" }
 
 /** Destination → source. */
 export type Report =

@@ -3,8 +3,8 @@ import { Worker } from "node:worker_threads"
 import type { DeviceError } from "@lockstep/device"
 import { AllFlags } from "@lockstep/fsm"
 import { makeSimDevice, type SimDevice } from "@lockstep/sim"
-import { BufferPool, FrameWriter, TcpTransport } from "@lockstep/stream"
-import { Cause, Effect, Queue } from "effect"
+import { BufferPool, FrameWriter, TcpTransport, type Transport } from "@lockstep/stream"
+import { Cause, Effect, Queue, type Scope } from "effect"
 import { atLeast, atMost, contextRow, type Figure, goalRow, median, sampledRow, spread } from "./Figure.js"
 import type { Command, DestinationSetup, Receiving, Report } from "./StreamProtocol.js"
 import { walkTo } from "./Walk.js"
@@ -84,9 +84,17 @@ const sendStream = (
 
 /** One connection: its manifest, every one of its devices' payloads concurrently, then the stream end. */
 const sendChannel = (port: number, ids: ReadonlyArray<string>, sources: ReadonlyArray<PayloadSource>) =>
+  sendOn(TcpTransport.connect({ host: "127.0.0.1", port }), ids, sources)
+
+/** The same over a connection `open` gives (dialled, or accepted from a destination that dials). */
+const sendOn = (
+  open: Effect.Effect<Transport, unknown, Scope.Scope>,
+  ids: ReadonlyArray<string>,
+  sources: ReadonlyArray<PayloadSource>
+) =>
   Effect.scoped(
     Effect.gen(function* () {
-      const transport = yield* TcpTransport.connect({ host: "127.0.0.1", port })
+      const transport = yield* open
       const writer = yield* FrameWriter.make(transport)
       yield* writer.manifest(ids.map((id) => ({ id, kind: "pci", flags: AllFlags, compat: new Uint8Array(0) })))
       yield* Effect.forEach(
@@ -229,9 +237,11 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
       const armSources = Effect.forEach(devices, (d) => Effect.andThen(walkTo(d, "STOP"), walkTo(d, "STOP_COPY")), {
         discard: true
       })
+      /** Where the destination dials for `recycled` runs. */
+      const dialled = yield* Effect.orDie(TcpTransport.listen({}))
       const run = (receiving: Receiving, send: Effect.Effect<void, unknown>, channels = 1) =>
         Effect.gen(function* () {
-          destination.command({ _tag: "Arm", receiving, channels })
+          destination.command({ _tag: "Arm", receiving, channels, dialPort: dialled.port })
           yield* Effect.orDie(destination.expect("Armed"))
           const rssBefore = process.memoryUsage.rss()
           let peakRss = rssBefore
@@ -283,6 +293,19 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
           const raw = yield* run("raw", sendRaw(ready.rawPort, buffer))
           const decode = yield* devicesRun("decode")
           const bare = yield* devicesRun("bare")
+          const recycled = yield* Effect.andThen(
+            Effect.orDie(armSources),
+            run(
+              "recycled",
+              Effect.suspend(() =>
+                sendOn(
+                  dialled.accept,
+                  ids,
+                  devices.map((d) => deviceSource(d, pool))
+                )
+              )
+            )
+          )
           const decode2 = yield* devicesRun("decode", 2)
           const decode4 = yield* devicesRun("decode", 4)
           const resume = yield* devicesRun("resume")
@@ -290,7 +313,7 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
             "decode",
             Effect.suspend(() => sendStream(ready.streamPort, ids, slices.map(bufferSource)))
           )
-          return { raw, decode, bare, decode2, decode4, resume, buffered }
+          return { raw, decode, bare, recycled, decode2, decode4, resume, buffered }
         })
       )
       const measured = repetitions.slice(options.warmup)
@@ -307,6 +330,8 @@ interface Repetition {
   readonly decode: Run
   /** The same device stream into a bare decoder on a plain socket (`bare`). */
   readonly bare: Run
+  /** The same into the bare decoder on recycled read buffers, over a connection the destination dials. */
+  readonly recycled: Run
   readonly decode2: Run
   readonly decode4: Run
   readonly resume: Run
@@ -340,8 +365,10 @@ const streamFigure = (
       sampledRow("stream only: devices → frames → decode, dropped", rates("decode"), "GiB/s"),
       sampledRow("stream only / raw", ratios("decode"), "×", atLeast(0.7)),
       sampledRow("same stream into a bare decoder (no reader) / raw", ratios("bare"), "×"),
+      sampledRow("same, bare decoder on recycled read buffers (destination dials) / raw", ratios("recycled"), "×"),
       sampledRow("destination busy per GiB: raw socket copy", busy("raw"), "ms"),
       sampledRow("destination busy per GiB: bare decoder", busy("bare"), "ms"),
+      sampledRow("destination busy per GiB: bare decoder, recycled buffers", busy("recycled"), "ms"),
       sampledRow("destination busy per GiB: stream only (FrameReader)", busy("decode"), "ms"),
       sampledRow("stream only over 2 TCP channels (multifd) / raw", ratios("decode2"), "×"),
       sampledRow("stream only over 4 TCP channels (multifd) / raw", ratios("decode4"), "×"),
@@ -354,7 +381,7 @@ const streamFigure = (
     notes: [
       `runs (GiB/s): raw ${runs("raw")}, stream only ${runs("decode")} (2 channels ${runs("decode2")}, 4 channels ${runs("decode4")}), end to end ${runs("resume")}, preallocated stream ${runs("buffered")}, device reads ${spread(readOnly, 2)}.`,
       "“stream only” still reads the simulated source devices on the sending thread (each read copies and checksums every page); “end to end” also writes into the destination devices (which checksum every page again) and validates them (RESUMING → STOP). “preallocated” leaves the devices out: what the stream costs by itself.",
-      "“bare decoder” receives the same device stream on a plain socket and decodes it inside each 'data' event with the stream's decoder alone (checksums and ordering rules, no reader, no fiber): what the format costs the receiver. “destination busy” is the receiving thread's event-loop active time per GiB; near the run's own time per GiB, that thread is what limits the rate.",
+      "“bare decoder” receives the same device stream on a plain socket and decodes it inside each 'data' event with the stream's decoder alone (checksums and ordering rules, no reader, no fiber): what the format costs the receiver. “destination busy” is the receiving thread's event-loop active time per GiB; near the run's own time per GiB, that thread is what limits the rate. “recycled buffers” runs the bare decoder on a connection the destination dials (Node's onread, which exists on dialled sockets only), reading into a ring of four 1 MiB slabs instead of a fresh buffer per socket read: what receiving costs without that allocation and the collections it causes.",
       ...(met
         ? []
         : [
