@@ -385,7 +385,7 @@ const streamFigure = (
       ...(met
         ? []
         : [
-            `goal missed. The receiving thread limits the rate: per GiB it was busy ${busyOf("raw")} ms copying raw bytes, ${busyOf("bare")} ms decoding with the bare decoder (the checksum of every byte, on top of the same socket reads), and ${busyOf("decode")} ms reading through FrameReader. Measured apart (issue 17), that last difference is the transport's reading path, not FrameReader: a bare read loop over the same TcpTransport costs as much; in profiles it shows as more frequent mark-compacts (Node allocates a fresh buffer for every socket read, and their external memory starts one every few tens of MiB) and the fiber's steps per read, neither explaining all of it.`
+            `goal missed. The receiving thread limits the rate: per GiB it was busy ${busyOf("raw")} ms copying raw bytes, ${busyOf("bare")} ms decoding with the bare decoder (the checksum of every byte, on top of the same socket reads), and ${busyOf("decode")} ms reading through FrameReader. Measured apart (issue 17), that last difference is the transport's reading path, not FrameReader: a bare read loop over the same TcpTransport costs as much. On recycled read buffers the bare decoder was busy ${busyOf("recycled")} ms per GiB: most of every receiver's time here, the raw copy's included, is Node's fresh buffer per socket read and the collections it causes, which the product's reader does not avoid yet (onread exists on dialled sockets only, and its payloads would have to be valid only until the next frame).`
           ])
     ]
   }
