@@ -1,7 +1,7 @@
 /**
  * Migrations over several channels (QEMU's multifd): device i travels on channel i mod N. What
- * each channel carried is read back from the bytes written on it (decoded here), never from
- * Lockstep's own events; the expected layout comes from the rule alone.
+ * each channel carried is read back from the bytes written on it (decoded by the harness's
+ * `framesOf`), never from Lockstep's own events; the expected layout comes from the rule alone.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { GroupRuntime } from "@lockstep/coordinator"
@@ -15,14 +15,16 @@ import {
   PeerAborted
 } from "@lockstep/migration"
 import { compareMemory, runOnVirtualTime } from "@lockstep/sim"
-import { type Frame, FrameWriter, MemoryTransport, makeDecoder, TcpTransport, type Transport } from "@lockstep/stream"
-import { Effect, Exit, Layer, Queue, Result } from "effect"
+import { type Frame, FrameWriter, MemoryTransport, TcpTransport, type Transport } from "@lockstep/stream"
+import { Effect, Exit, Layer, Queue } from "effect"
 import {
   allIn,
   assertNeverBothRun,
+  assertRolledBack,
   assertSafe,
   cutAfter,
   failureOf,
+  framesOf,
   type GroupDoc,
   makePair,
   migrate,
@@ -72,20 +74,6 @@ const network = Effect.gen(function* () {
     })
   return { incoming, written, channelZero, connect, accept: Queue.take(incoming) }
 })
-
-/** Every frame of one recorded connection. */
-const framesOf = (chunks: ReadonlyArray<Uint8Array>): ReadonlyArray<Frame> => {
-  const decoder = makeDecoder()
-  for (const c of chunks) decoder.push(c)
-  decoder.end()
-  const frames: Array<Frame> = []
-  for (;;) {
-    const next = decoder.next()
-    if (Result.isFailure(next)) throw new Error(`channel bytes do not decode: ${next.failure.message}`)
-    if (next.success === undefined) return frames
-    frames.push(next.success)
-  }
-}
 
 /** What one channel carried: its manifest's devices, the devices of its chunks, those it ended with data. */
 const carried = (frames: ReadonlyArray<Frame>) => {
@@ -195,10 +183,7 @@ describe("migration over several channels", () => {
       expect(destination.cause.message).toContain("not-this-one")
       const source = yield* failureOf(out.source)
       expect(source.cause).toBeInstanceOf(PeerAborted)
-      expect(yield* allIn(pair.source, "RUNNING")).toBe(true)
-      expect(yield* allIn(pair.destination, "STOP")).toBe(true)
-      yield* assertNeverBothRun(pair)
-      yield* assertSafe(pair)
+      yield* assertRolledBack(pair)
     })
   )
 
@@ -219,10 +204,7 @@ describe("migration over several channels", () => {
       expect(Exit.isFailure(out.destination)).toBe(true)
       const source = yield* failureOf(out.source)
       expect(source.phase).toBe("drain")
-      expect(yield* allIn(pair.source, "RUNNING")).toBe(true)
-      expect(yield* allIn(pair.destination, "STOP")).toBe(true)
-      yield* assertNeverBothRun(pair)
-      yield* assertSafe(pair)
+      yield* assertRolledBack(pair)
     })
   )
 
@@ -236,10 +218,7 @@ describe("migration over several channels", () => {
       expect(source.phase).toBe("handshake")
       expect(source.touched).toBe(false)
       yield* failureOf(out.destination)
-      expect(yield* allIn(pair.source, "RUNNING")).toBe(true)
-      expect(yield* allIn(pair.destination, "STOP")).toBe(true)
-      yield* assertNeverBothRun(pair)
-      yield* assertSafe(pair)
+      yield* assertRolledBack(pair)
     })
   )
 
@@ -298,10 +277,7 @@ describe("migration over several channels", () => {
       expect(destination.cause).toBeInstanceOf(ChannelRefused)
       expect(destination.cause.message).toContain("3 channels, at most 2")
       yield* failureOf(out.source)
-      expect(yield* allIn(pair.source, "RUNNING")).toBe(true)
-      expect(yield* allIn(pair.destination, "STOP")).toBe(true)
-      yield* assertNeverBothRun(pair)
-      yield* assertSafe(pair)
+      yield* assertRolledBack(pair)
     })
   )
 })

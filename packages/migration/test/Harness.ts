@@ -22,8 +22,8 @@ import {
   type SimulatedGroup,
   simulateGroup
 } from "@lockstep/sim"
-import { MemoryTransport, type Transport, TransportError } from "@lockstep/stream"
-import { Cause, Effect, Exit, Option } from "effect"
+import { type Frame, MemoryTransport, makeDecoder, type Transport, TransportError } from "@lockstep/stream"
+import { Cause, Effect, Exit, Option, Result } from "effect"
 
 /** A group document: devices with their `sim` parameters, and a topology. */
 export interface GroupDoc {
@@ -356,14 +356,39 @@ export const checkOutcome = (pair: Pair, out: Outcome): Effect.Effect<void, unkn
       expect(yield* allIn(pair.source, "STOP_COPY")).toBe(true)
       expect(yield* allIn(pair.destination, "RUNNING")).toBe(true)
       expect(out.verified).toEqual([true, true, true])
+      yield* assertNeverBothRun(pair)
+      yield* assertSafe(pair)
     } else {
       expect(Exit.isFailure(out.source)).toBe(true)
-      expect(yield* allIn(pair.source, "RUNNING")).toBe(true)
-      expect(yield* allIn(pair.destination, "STOP")).toBe(true)
+      yield* assertRolledBack(pair)
     }
+  })
+
+/**
+ * A migration that failed left the group where it began: the source group runs, the
+ * destination is parked in STOP, the two never ran at once, and the fabric saw no violation.
+ */
+export const assertRolledBack = (pair: Pair): Effect.Effect<void> =>
+  Effect.gen(function* () {
+    expect(yield* allIn(pair.source, "RUNNING")).toBe(true)
+    expect(yield* allIn(pair.destination, "STOP")).toBe(true)
     yield* assertNeverBothRun(pair)
     yield* assertSafe(pair)
   })
+
+/** Every frame of a complete recorded stream; bytes that do not decode fail the test with the format error. */
+export const framesOf = (parts: ReadonlyArray<Uint8Array>): ReadonlyArray<Frame> => {
+  const decoder = makeDecoder()
+  for (const part of parts) decoder.push(part)
+  decoder.end()
+  const frames: Array<Frame> = []
+  for (;;) {
+    const next = decoder.next()
+    if (Result.isFailure(next)) throw new Error(`the recorded bytes do not decode: ${next.failure.message}`)
+    if (next.success === undefined) return frames
+    frames.push(next.success)
+  }
+}
 
 /** The transport, silent after `limit` bytes: later writes never complete (a hung peer or a black-holed route). */
 export const stallAfter = (transport: Transport, limit: number): Transport => {

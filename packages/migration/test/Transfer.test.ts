@@ -2,10 +2,11 @@ import { describe, expect, it } from "@effect/vitest"
 import type { Device } from "@lockstep/device"
 import { path, type State } from "@lockstep/fsm"
 import { makeSimDevice, type SimDeviceConfig } from "@lockstep/sim"
-import { type ByteSink, type Frame, FrameWriter, makeDecoder } from "@lockstep/stream"
+import { type ByteSink, FrameWriter } from "@lockstep/stream"
 import { Effect, Result } from "effect"
 import { throttle } from "../src/Bandwidth.js"
 import { drainDevice } from "../src/Transfer.js"
+import { framesOf } from "./Harness.js"
 
 /** 16 pages of 4 KiB, the last one shorter: reads of `readBytes` cut records anywhere. */
 const config: SimDeviceConfig = { stateSize: 16 * 4096 - 900, pageSize: 4096, dirtyBytesPerSecond: 0, arcLatencyMs: 0 }
@@ -60,20 +61,6 @@ const readAll = (device: Device) =>
     }
   })
 
-/** Every frame of a complete stream. */
-const decodeAll = (parts: ReadonlyArray<Uint8Array>): ReadonlyArray<Frame> => {
-  const decoder = makeDecoder()
-  for (const part of parts) decoder.push(part)
-  decoder.end()
-  const frames: Array<Frame> = []
-  for (;;) {
-    const next = decoder.next()
-    if (Result.isFailure(next)) throw new Error(`the stream was refused: ${next.failure._tag}`)
-    if (next.success === undefined) return frames
-    frames.push(next.success)
-  }
-}
-
 const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
   let at = 0
@@ -118,7 +105,7 @@ describe("drainDevice with recycled read buffers", () => {
 
         // By the format: each device's bytes are its chunk payloads in order, its end marker
         // declares their total, and the stream end declares the sum.
-        const frames = decodeAll(received)
+        const frames = framesOf(received)
         const payloads = devices.map(() => [] as Array<Uint8Array>)
         const ends = devices.map(() => -1)
         for (const frame of frames) {
