@@ -192,20 +192,19 @@ const main = Effect.gen(function* () {
   const plain = yield* plainServer(() => bare)
   tell({ _tag: "Ready", streamPort: listener.port, rawPort: plain.port })
 
-  const plainReceived = Effect.flatMap(Effect.promise(plain.next), ({ bytes, problem }) =>
-    problem === undefined ? Effect.succeed(bytes) : Effect.fail(problem)
-  )
+  /** The bytes a plain connection counted, or its problem as the run's failure. */
+  const countedBy = (counting: () => Promise<Counted>): Effect.Effect<number, string> =>
+    Effect.flatMap(Effect.promise(counting), ({ bytes, problem }) =>
+      problem === undefined ? Effect.succeed(bytes) : Effect.fail(problem)
+    )
   const receive = (command: Extract<Command, { _tag: "Arm" }>): Effect.Effect<number, unknown> => {
     const { receiving, channels } = command
     switch (receiving) {
       case "recycled":
-        return Effect.flatMap(
-          Effect.promise(() => dialRecycled(command.dialPort ?? 0)),
-          ({ bytes, problem }) => (problem === undefined ? Effect.succeed(bytes) : Effect.fail(problem))
-        )
+        return countedBy(() => dialRecycled(command.dialPort ?? 0))
       case "raw":
       case "bare":
-        return plainReceived
+        return countedBy(plain.next)
       case "decode":
         return receiveStream(listener, undefined, channels)
       case "resume":
