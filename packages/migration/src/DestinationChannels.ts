@@ -1,9 +1,9 @@
 import { FrameReader, type Manifest, type Transport, type TransportError } from "@lockstep/stream"
-import { Effect, Option, Result, type Scope } from "effect"
+import { Effect, Result, type Scope } from "effect"
 import { carriedBy } from "./Channels.js"
 import { type DestinationContext, nextFrameOf } from "./DestinationContext.js"
 import { ChannelRefused, ChannelsUnavailable } from "./MigrationError.js"
-import { MigrationChannels } from "./MigrationTransport.js"
+import { channelsFrom } from "./MigrationTransport.js"
 import { faultIn, locatedIn, type SessionFault, withinPeerTimeout } from "./SessionFault.js"
 import { decodeMessage } from "./SessionMessage.js"
 
@@ -33,8 +33,7 @@ export const joinChannels = (
         ctx.log,
         new ChannelRefused({ reason: `the source asks for ${count} channels, at most ${max}` })
       )
-    const service = yield* Effect.serviceOption(MigrationChannels)
-    const accept = ctx.options.acceptChannel ?? Option.getOrUndefined(Option.map(service, (s) => s.open))
+    const accept = yield* channelsFrom(ctx.options.acceptChannel)
     if (accept === undefined)
       return yield* faultIn(ctx.log, new ChannelsUnavailable({ side: "destination", channels: count }))
     const joined: Array<JoinedChannel> = []

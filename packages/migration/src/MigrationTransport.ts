@@ -1,5 +1,5 @@
 import { MemoryTransport, TcpTransport, type Transport, type TransportError } from "@lockstep/stream"
-import { Context, Effect, Layer, Queue, type Scope } from "effect"
+import { Context, Effect, Layer, Option, Queue, type Scope } from "effect"
 
 /**
  * The channel a migration session runs over, as a service (`Migration.source` and
@@ -79,3 +79,16 @@ export class MigrationChannels extends Context.Service<
       destination: { open: Queue.take(incoming) }
     }))
 }
+
+/**
+ * How this side gets its extra channels: the session's own option when given (`openChannel`,
+ * `acceptChannel`), else the `MigrationChannels` service when one is provided, else none.
+ */
+export const channelsFrom = (
+  option: Effect.Effect<Transport, TransportError, Scope.Scope> | undefined
+): Effect.Effect<Effect.Effect<Transport, TransportError, Scope.Scope> | undefined> =>
+  option === undefined
+    ? Effect.map(Effect.serviceOption(MigrationChannels), (service) =>
+        Option.getOrUndefined(Option.map(service, (s) => s.open))
+      )
+    : Effect.succeed(option)

@@ -1,8 +1,8 @@
 import { FrameWriter, type ManifestDevice, type Transport, type TransportError, withTimeouts } from "@lockstep/stream"
-import { Effect, Option, type Scope } from "effect"
+import { Effect, type Scope } from "effect"
 import { carriedBy, channelOf, indexOnChannel } from "./Channels.js"
 import { ChannelsUnavailable } from "./MigrationError.js"
-import { MigrationChannels } from "./MigrationTransport.js"
+import { channelsFrom } from "./MigrationTransport.js"
 import { faultIn, locatedIn, type SessionFault } from "./SessionFault.js"
 import { send } from "./SessionMessage.js"
 import type { SourceContext } from "./SourceContext.js"
@@ -28,8 +28,7 @@ export const channelOpener = (
 ): Effect.Effect<Effect.Effect<Transport, TransportError, Scope.Scope> | undefined, SessionFault> =>
   Effect.gen(function* () {
     if (ctx.o.channels === 1) return undefined
-    const service = yield* Effect.serviceOption(MigrationChannels)
-    const open = ctx.o.openChannel ?? Option.getOrUndefined(Option.map(service, (s) => s.open))
+    const open = yield* channelsFrom(ctx.o.openChannel)
     if (open === undefined)
       return yield* faultIn(ctx.log, new ChannelsUnavailable({ side: "source", channels: ctx.o.channels }))
     return open
