@@ -101,16 +101,24 @@ export const violation = (ctx: DestinationContext, expected: string, got: string
 export const nextFrame = (ctx: DestinationContext, what: string): Effect.Effect<Frame, SessionFault> =>
   nextFrameOf(ctx, ctx.reader, what)
 
-/** The next frame of `reader` (channel 0's or an extra channel's); its end here is a violation. */
+/**
+ * The next frame of `reader` (channel 0's or an extra channel's); its end here is a violation.
+ * A chunk's payload is the caller's to keep (the loader queues it for its device): copied when
+ * the reader lends it (a connection with recycled reads).
+ */
 export const nextFrameOf = (
   ctx: DestinationContext,
   reader: FrameReader.FrameReader,
   what: string
 ): Effect.Effect<Frame, SessionFault> =>
   locatedIn(ctx.log)(reader.next).pipe(
-    Effect.flatMap((frame) =>
-      Option.isSome(frame) ? Effect.succeed(frame.value) : Effect.fail(violation(ctx, what, "the end of the stream"))
-    )
+    Effect.flatMap((frame) => {
+      if (Option.isNone(frame)) return Effect.fail(violation(ctx, what, "the end of the stream"))
+      const value = frame.value
+      return Effect.succeed(
+        reader.lends && value._tag === "Chunk" ? { ...value, payload: new Uint8Array(value.payload) } : value
+      )
+    })
   )
 
 /** The session message a frame carries; the source's `Aborted` fails with its reason. */

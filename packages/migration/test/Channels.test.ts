@@ -262,6 +262,60 @@ describe("migration over several channels", () => {
     }).pipe(Effect.scoped)
   )
 
+  it.live("the destination dials, reading into recycled buffers: 3 channels, the group arrives byte for byte", () =>
+    Effect.gen(function* () {
+      // 1 MiB per device through rings of four 128 KiB slabs (the smallest; 256 KiB of read-ahead asks for less):
+      // a chunk frame (256 KiB) spans reads, and payloads wait in the devices queues while the ring turns.
+      const bigger: GroupDoc = {
+        ...fiveGpus,
+        devices: fiveGpus.devices.map((d) => ({ ...d, sim: { ...d.sim, stateSize: 1024 * 1024 } }))
+      }
+      const pair = yield* makePair(bigger)
+      const listener = yield* TcpTransport.listen({ host: "127.0.0.1", port: 0 })
+      const limits = { compatibility: pair.compatibility, peerTimeoutMs: 10_000, arcTimeoutMs: 2_000 }
+      // The source listens: its channel 0 and extra channels are the connections it accepts.
+      const source = Migration.source({ ...limits, channels: 3 }).pipe(
+        Effect.provide(
+          Layer.mergeAll(
+            Layer.succeed(GroupRuntime, pair.source),
+            MigrationTransport.accept(listener),
+            MigrationJournal.layer(pair.journal)
+          )
+        )
+      )
+      const verified: Array<string> = []
+      const verify = Effect.forEach([...pair.source.devices.values()], (device) => {
+        const twin = pair.destination.devices.get(device.id)
+        return twin === undefined
+          ? Effect.void
+          : Effect.map(compareMemory(device, twin), (c) => {
+              verified.push(`${device.id} ${c._tag}`)
+            })
+      }).pipe(Effect.asVoid)
+      const destination = Migration.destination({ ...limits, beforeVote: verify }).pipe(
+        Effect.provide(
+          Layer.mergeAll(
+            Layer.succeed(GroupRuntime, pair.destination),
+            MigrationTransport.connect({
+              host: "127.0.0.1",
+              port: listener.port,
+              recycledReads: true,
+              readAheadBytes: 256 * 1024
+            })
+          )
+        )
+      )
+      const [sent, received] = yield* Effect.all([source, destination], { concurrency: 2 })
+      expect(received.migration).toBe(sent.migration)
+      expect(received.devices).toEqual(sent.devices)
+      expect(yield* allIn(pair.source, "STOP_COPY")).toBe(true)
+      expect(yield* allIn(pair.destination, "RUNNING")).toBe(true)
+      expect(verified).toEqual(ids.map((id) => `${id} Identical`))
+      yield* assertNeverBothRun(pair)
+      yield* assertSafe(pair)
+    }).pipe(Effect.scoped)
+  )
+
   it.effect("a source announcing more channels than the destination takes is refused before any data", () =>
     Effect.gen(function* () {
       const pair = yield* runOnVirtualTime(makePair(fiveGpus))

@@ -39,6 +39,13 @@ export interface DecoderOptions {
    * control frames; without this, such a control frame fails with `UnknownDevice`.
    */
   readonly peerManifest?: Manifest
+  /**
+   * The pushed buffers are lent: the caller reuses their memory once it has called `detach`.
+   * Frames other than chunks are then copied out of them whole (a manifest or a control
+   * message is the caller's to keep); chunk payloads stay views, valid until the next `detach`.
+   * Default false.
+   */
+  readonly lent?: boolean
 }
 
 /**
@@ -75,6 +82,13 @@ export interface Decoder {
   readonly buffered: number
   /** The manifest, once decoded. */
   readonly manifest: Manifest | undefined
+  /**
+   * Stops referring to the pushed buffers (`lent` decoders): the bytes not yet decoded (a partial
+   * frame, at most one frame) and any chunk pieces not yet returned are copied into memory of the
+   * decoder's own, so that the caller may reuse every buffer pushed so far. Chunk payloads
+   * returned earlier may point into the decoder's memory, which the next `detach` reuses.
+   */
+  readonly detach: () => void
 }
 
 /** A new decoder, expecting the preamble first. */
@@ -90,6 +104,10 @@ interface PendingHeader {
 class StreamDecoder implements Decoder {
   private readonly maxFrameBytes: number
   private readonly sequence: Sequence
+  private readonly lent: boolean
+  /** The decoder's own memory for `detach`, two buffers used in turn (one may be the source of the copy). */
+  private owned: [Uint8Array, Uint8Array] = [empty, empty]
+  private ownedTurn: 0 | 1 = 0
   private segments: Array<Uint8Array> = []
   /** Index of the first segment with unread bytes, and the first unread byte in it. */
   private head = 0
@@ -107,6 +125,38 @@ class StreamDecoder implements Decoder {
   constructor(options: DecoderOptions) {
     this.maxFrameBytes = options.maxFrameBytes ?? DefaultMaxFrameBytes
     this.sequence = new Sequence(options.peerManifest)
+    this.lent = options.lent ?? false
+  }
+
+  detach(): void {
+    // Pieces not yet returned: copied one by one (a reader drains them before reading, so rare).
+    this.pieces = this.pieces.map((piece) => ({ ...piece, payload: new Uint8Array(piece.payload) }))
+    const n = this.buffered
+    if (n === 0) {
+      this.segments = []
+      this.head = 0
+      this.headPos = 0
+      return
+    }
+    // Into the buffer not used last time: the unread bytes may lie in the other one.
+    this.ownedTurn = this.ownedTurn === 0 ? 1 : 0
+    let target = this.owned[this.ownedTurn]
+    if (target.length < n) {
+      target = new Uint8Array(Math.max(n, Math.min(2 * target.length, this.maxFrameBytes)))
+      this.owned[this.ownedTurn] = target
+    }
+    let filled = 0
+    let pos = this.headPos
+    for (let i = this.head; i < this.segments.length; i++) {
+      const segment = this.segments[i] as Uint8Array
+      const part = pos === 0 ? segment : segment.subarray(pos)
+      target.set(part, filled)
+      filled += part.length
+      pos = 0
+    }
+    this.segments = [target.subarray(0, n)]
+    this.head = 0
+    this.headPos = 0
   }
 
   get complete(): boolean {
@@ -159,7 +209,8 @@ class StreamDecoder implements Decoder {
     if (this.buffered < pending.length) return this.starved("body", pending.length)
     this.pending = undefined
     if (pending.frameType === "Chunk") return this.chunk(pending)
-    const body = this.take(pending.length)
+    // From lent buffers, a frame other than a chunk is copied out whole: it is the caller's to keep.
+    const body = this.lent ? new Uint8Array(this.take(pending.length)) : this.take(pending.length)
     const actual = crc32(body)
     if (actual !== pending.bodyCrc) return bodyMismatch(pending, actual)
     const frame = this.body(pending.frameType, pending.offset, body)

@@ -16,6 +16,10 @@ export type FrameReadError = FormatError | TransportError
  * frame is buffered, so memory stays within one frame plus one read, and a reader that stops
  * pulling stops reading (back-pressure reaches the writer). A peer that falls silent without
  * closing is waited for: read through `withTimeouts` to turn that into `TransportTimeout`.
+ *
+ * From a source that lends its bytes (`source.lends`, recycled reads), a chunk's payload is
+ * valid only until the next `next` (the reader's next read may reuse its memory): copy what
+ * you keep longer. Every other frame is yours to keep.
  */
 export interface FrameReader {
   /**
@@ -26,12 +30,14 @@ export interface FrameReader {
   readonly next: Effect.Effect<Option.Option<Frame>, FrameReadError>
   /** Stream offset of the next undecoded byte. */
   readonly offset: Effect.Effect<number>
+  /** Whether chunk payloads are lent (valid until the next `next`): the source lends its bytes. */
+  readonly lends: boolean
 }
 
 /** A reader on `source`. */
 export const make = (source: ByteSource, options: FrameReaderOptions = {}): Effect.Effect<FrameReader> =>
   Effect.sync(() => {
-    const decoder = makeDecoder(options)
+    const decoder = makeDecoder({ ...options, lent: source.lends === true })
     const batch = batchOf(decoder, source)
     let ready: ReadonlyArray<Frame> = []
     let at = 0
@@ -48,18 +54,19 @@ export const make = (source: ByteSource, options: FrameReaderOptions = {}): Effe
         return Option.some(frames[0])
       })
     })
-    return { next, offset: Effect.sync(() => decoder.offset) }
+    return { next, offset: Effect.sync(() => decoder.offset), lends: source.lends === true }
   })
 
 /**
  * The frames of `source` as a `Stream`, ending after the stream end frame once the source has
  * ended cleanly; it fails with the first format or transport error. Frames already decoded
- * from one read are emitted together.
+ * from one read are emitted together. From a source that lends its bytes, a chunk's payload is
+ * valid only until the next pull: copy what you keep longer.
  */
 export const frames = (source: ByteSource, options: FrameReaderOptions = {}): Stream.Stream<Frame, FrameReadError> =>
   Stream.fromPull(
     Effect.sync(() => {
-      const batch = batchOf(makeDecoder(options), source)
+      const batch = batchOf(makeDecoder({ ...options, lent: source.lends === true }), source)
       return Effect.flatMap(batch, (frames) => (frames === undefined ? Cause.done() : Effect.succeed(frames)))
     })
   )
@@ -73,6 +80,7 @@ const batchOf = (
   source: ByteSource
 ): Effect.Effect<Arr.NonEmptyArray<Frame> | undefined, FrameReadError> => {
   let sourceEnded = false
+  const lends = source.lends === true
   const batch: Effect.Effect<Arr.NonEmptyArray<Frame> | undefined, FrameReadError> = Effect.suspend(() => {
     const frames: Array<Frame> = []
     for (;;) {
@@ -86,6 +94,8 @@ const batchOf = (
     }
     if (Arr.isArrayNonEmpty(frames)) return Effect.succeed(frames)
     if (sourceEnded) return Effect.succeed(undefined)
+    // The next read may reuse the memory of the earlier ones: what is left of them moves out.
+    if (lends) decoder.detach()
     return Effect.flatMap(source.read, (bytes) => {
       if (Option.isSome(bytes)) {
         decoder.push(bytes.value)

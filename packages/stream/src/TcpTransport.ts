@@ -2,6 +2,7 @@ import * as net from "node:net"
 import * as tls from "node:tls"
 import { Duration, Effect, Option, type Scope } from "effect"
 import { codeOf, isTlsFailure, sinkOf, sourceOf, transportErrorOf } from "./NodeChannel.js"
+import { type RecycledReads, recycledReads } from "./RecycledReads.js"
 import type { Transport } from "./Transport.js"
 import { TransportError } from "./TransportError.js"
 import { Waiters } from "./Waiters.js"
@@ -44,6 +45,15 @@ export interface ConnectOptions {
   readonly timeout?: Duration.Input
   /** Received bytes held before the socket is paused. Default 4 MiB. */
   readonly readAheadBytes?: number
+  /**
+   * Plain TCP only (ignored with `tls`): read into a ring of recycled buffers of about
+   * `readAheadBytes` instead of a fresh buffer per socket read, which spares the receiver most
+   * of its garbage collection (issue 17). The transport then lends what it reads (`lends`): the
+   * bytes `read` answers stay valid only until the next `read`. `FrameReader` handles that; a
+   * caller reading the transport itself copies what it keeps. Only a dialled socket can read
+   * this way (Node has no such option for the sockets a server accepts). Default false.
+   */
+  readonly recycledReads?: boolean
 }
 
 /** A bound TCP endpoint accepting connections. */
@@ -181,9 +191,15 @@ export const connect = (options: ConnectOptions): Effect.Effect<Transport, Trans
   const readAhead = options.readAheadBytes ?? defaultReadAhead
   const tlsOptions = options.tls
   const connecting = Effect.callback<Transport, TransportError>((resume) => {
+    const ring = tlsOptions === undefined && options.recycledReads === true ? recycledReads(readAhead) : undefined
     const socket =
       tlsOptions === undefined
-        ? net.connect({ host: options.host, port: options.port, allowHalfOpen: true })
+        ? net.connect({
+            host: options.host,
+            port: options.port,
+            allowHalfOpen: true,
+            ...(ring === undefined ? {} : { onread: ring.onread })
+          })
         : tls.connect(clientTls(options.host, options.port, tlsOptions))
     let tcpConnected = false
     const onError = (error: Error) => {
@@ -201,7 +217,7 @@ export const connect = (options: ConnectOptions): Effect.Effect<Transport, Trans
     })
     socket.once(tlsOptions === undefined ? "connect" : "secureConnect", () => {
       socket.off("error", onError)
-      resume(Effect.succeed(connection(socket, readAhead).transport))
+      resume(Effect.succeed(connection(socket, readAhead, ring).transport))
     })
     return Effect.sync(() => {
       socket.destroy()
@@ -304,11 +320,14 @@ interface Connection {
   readonly destroy: () => void
 }
 
-/** Adapts a socket at once, so its errors are handled from the moment it is connected. */
-const connection = (socket: net.Socket, readAheadBytes: number): Connection => {
+/**
+ * Adapts a socket at once, so its errors are handled from the moment it is connected; `ring`
+ * when the socket was built to read into it.
+ */
+const connection = (socket: net.Socket, readAheadBytes: number, ring?: RecycledReads): Connection => {
   socket.setNoDelay(true)
   const teardown = { local: false }
-  const source = sourceOf(socket, teardown, readAheadBytes)
+  const source = ring === undefined ? sourceOf(socket, teardown, readAheadBytes) : ring.attach(socket, teardown)
   const sink = sinkOf(socket, teardown)
   const destroy = () => {
     teardown.local = true
@@ -317,6 +336,7 @@ const connection = (socket: net.Socket, readAheadBytes: number): Connection => {
   const transport: Transport = {
     peer: `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`,
     read: source.read,
+    ...(source.lends === true ? { lends: true } : {}),
     write: sink.write,
     end: sink.end,
     close: Effect.sync(destroy)

@@ -6,9 +6,15 @@ export interface ByteSource {
   /**
    * The next bytes, as they arrived (never empty), or `None` once the writer has ended the
    * stream cleanly. Waits while nothing is available; reading nothing is what slows the writer.
-   * The returned buffer belongs to the caller.
+   * The returned buffer belongs to the caller, unless the source `lends`.
    */
   readonly read: Effect.Effect<Option.Option<Uint8Array>, TransportError>
+  /**
+   * Whether `read` lends its bytes instead of giving them: they stay valid only until the next
+   * `read`, after which the source reuses their memory (`TcpTransport.connect`'s `recycledReads`).
+   * A reader that keeps bytes across reads copies them (`FrameReader` does). Absent: false.
+   */
+  readonly lends?: boolean
 }
 
 /** Where bytes go: one direction of a channel, or a file. */

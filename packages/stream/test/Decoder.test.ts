@@ -40,6 +40,73 @@ describe("Decoder", () => {
     )
   })
 
+  /**
+   * Lent buffers, as a transport with recycled reads gives them: every slice lands in the same
+   * scratch buffer, overwritten with garbage before the next one. Each frame is copied when it
+   * comes out (a chunk's payload is valid until then); manifests and control frames are kept
+   * as returned and compared at the end, after every overwrite.
+   */
+  const decodeLent = (bytes: Uint8Array, cuts: ReadonlyArray<number>, detach: boolean) => {
+    const decoder = makeDecoder({ lent: true })
+    const scratch = new Uint8Array(bytes.length)
+    const frames: Array<Frame> = []
+    let error: unknown
+    const points = [...new Set(cuts.map((c) => Math.min(Math.max(c, 0), bytes.length)))].sort((a, b) => a - b)
+    let from = 0
+    for (const to of [...points, bytes.length]) {
+      if (detach) decoder.detach()
+      scratch.fill(0xee)
+      scratch.set(bytes.subarray(from, to))
+      decoder.push(scratch.subarray(0, to - from))
+      from = to
+      for (;;) {
+        const result = decoder.next()
+        if (Result.isFailure(result)) {
+          error = result.failure
+          break
+        }
+        const frame = result.success
+        if (frame === undefined) break
+        frames.push(frame._tag === "Chunk" ? { ...frame, payload: new Uint8Array(frame.payload) } : frame)
+      }
+      if (error !== undefined) break
+    }
+    return { frames, error, complete: decoder.complete }
+  }
+
+  it("decodes lent buffers, reused after each detach, to the frames encoded; manifests and controls stay intact", () => {
+    fc.assert(
+      fc.property(
+        planArb({ maxPayload: 200 }).chain((frames) => {
+          const bytes = bytesOf(frames)
+          return fc.tuple(fc.constant(frames), fc.constant(bytes), cutsArb(bytes.length))
+        }),
+        ([frames, bytes, cuts]) => {
+          const decoded = decodeLent(bytes, cuts, true)
+          expect(decoded.error).toBeUndefined()
+          expect(decoded.complete).toBe(true)
+          expect(exploded(decoded.frames)).toEqual(exploded(frames))
+        }
+      ),
+      { numRuns: 300 }
+    )
+  })
+
+  it("without detach, reusing a lent buffer under a partial frame breaks it (what detach prevents)", () => {
+    const payload = Uint8Array.from({ length: 3000 }, (_, i) => i % 251)
+    const frames: Array<Frame> = [
+      { _tag: "Manifest", devices: [{ id: "gpu0", kind: "pci", flags: 7, compat: new Uint8Array([1, 2, 3]) }] },
+      { _tag: "Chunk", device: 0, payload },
+      { _tag: "DeviceEnd", device: 0, bytes: payload.length },
+      { _tag: "StreamEnd", bytes: payload.length, chunks: 1 }
+    ]
+    const bytes = bytesOf(frames)
+    // Cut in the middle of the chunk's payload: its first half is still held when the buffer is reused.
+    const cut = bytes.length - 1500
+    expect(decodeLent(bytes, [cut], true).error).toBeUndefined()
+    expect(decodeLent(bytes, [cut], false).error).toMatchObject({ _tag: "FormatError" })
+  })
+
   it("hands out chunk payloads as views of the pushed buffer when a frame lies in one buffer", () => {
     const payload = new Uint8Array(1000).fill(7)
     const frames: Array<Frame> = [
