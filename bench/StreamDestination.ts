@@ -4,10 +4,11 @@
  * dropped, or written into its simulated devices, which then validate), and reports back.
  */
 import * as net from "node:net"
+import { constants, type PerformanceEntry, PerformanceObserver } from "node:perf_hooks"
 import { parentPort, workerData } from "node:worker_threads"
 import { makeSimDevice, type SimDevice } from "@lockstep/sim"
-import { FrameReader, makeDecoder, TcpTransport } from "@lockstep/stream"
-import { Effect, Option, Queue, Result } from "effect"
+import { FrameReader, makeDecoder, TcpTransport, type Transport, type TransportError } from "@lockstep/stream"
+import { Effect, Option, Queue, Result, type Scope } from "effect"
 import type { Command, DestinationSetup, Report } from "./StreamProtocol.js"
 import { walkTo } from "./Walk.js"
 
@@ -45,51 +46,30 @@ const bareDecoder = () => {
     bytes,
     problem: problem ?? (decoder.complete ? undefined : "the stream ended before its stream end frame")
   })
-  return { eat, counted, buffered: () => decoder.buffered }
+  return { eat, counted }
 }
 
-/** Size and count of the recycled read buffers of `dialRecycled`. */
-const slabBytes = 1024 * 1024
-const slabCount = 4
-
 /**
- * Dials the source and decodes with the bare decoder, reading through `onread` into a ring of
- * recycled slabs: each read lands after the previous one in the current slab, and a slab is
- * reused only once the decoder holds nothing older than the slab after it (it holds at most a
- * partial frame), which is checked.
+ * Dials the source and counts raw bytes read through `onread` into one reused 1 MiB buffer:
+ * the raw copy without Node's fresh buffer per socket read.
  */
-const dialRecycled = (dialPort: number): Promise<Counted> =>
+const dialRaw = (dialPort: number): Promise<Counted> =>
   new Promise((done) => {
-    const bare = bareDecoder()
-    const slabs = Array.from({ length: slabCount }, () => Buffer.allocUnsafe(slabBytes))
-    let current = 0
-    let used = 0
-    let problem: string | undefined
+    let bytes = 0
     const socket = net.connect({
       host: "127.0.0.1",
       port: dialPort,
       onread: {
-        buffer: () => {
-          if (slabBytes - used < 64 * 1024) {
-            current = (current + 1) % slabCount
-            used = 0
-            // What the decoder still holds must lie in the other slabs, or this one would overwrite it.
-            if (bare.buffered() > (slabCount - 1) * slabBytes - 64 * 1024)
-              problem ??= `the decoder holds ${bare.buffered()} bytes: more than the ring keeps`
-          }
-          return (slabs[current] as Buffer).subarray(used)
-        },
-        callback: (n: number, buffer: Uint8Array) => {
-          used += n
-          bare.eat(buffer.subarray(0, n))
+        buffer: Buffer.allocUnsafe(1024 * 1024),
+        callback: (n: number) => {
+          bytes += n
           return true
         }
       }
     })
     socket.on("end", () => {
       socket.end()
-      const counted = bare.counted()
-      done({ bytes: counted.bytes, problem: problem ?? counted.problem })
+      done({ bytes, problem: undefined })
     })
     socket.on("error", (error) => done({ bytes: 0, problem: error.message }))
   })
@@ -144,18 +124,26 @@ const receiveStream = (
   channels: number
 ) =>
   Effect.gen(function* () {
-    const received = yield* Effect.forEach(Array.from({ length: channels }), () => receiveChannel(listener, devices), {
-      concurrency: "unbounded"
-    })
+    const received = yield* Effect.forEach(
+      Array.from({ length: channels }),
+      () => receiveChannel(listener.accept, devices),
+      {
+        concurrency: "unbounded"
+      }
+    )
     // RESUMING → STOP checks every page and the trailer of each device's saved state.
     if (devices !== undefined) yield* Effect.forEach(devices, (d) => d.setState("STOP"), { discard: true })
     return received.reduce((a, b) => a + b, 0)
   })
 
-const receiveChannel = (listener: TcpTransport.Listener, devices: ReadonlyArray<SimDevice> | undefined) =>
+/** One connection (accepted, or dialled) from its manifest to its end. */
+const receiveChannel = (
+  open: Effect.Effect<Transport, TransportError, Scope.Scope>,
+  devices: ReadonlyArray<SimDevice> | undefined
+) =>
   Effect.scoped(
     Effect.gen(function* () {
-      const transport = yield* listener.accept
+      const transport = yield* open
       const reader = yield* FrameReader.make(transport)
       let bytes = 0
       let mine: ReadonlyArray<SimDevice | undefined> = []
@@ -173,7 +161,42 @@ const receiveChannel = (listener: TcpTransport.Listener, devices: ReadonlyArray<
     })
   )
 
+/**
+ * Counts this thread's full (mark-compact) collections and their pauses. `take` answers those
+ * since the last `take`, including entries not yet delivered to the observer.
+ */
+const majorCollections = () => {
+  let count = 0
+  let ms = 0
+  const add = (entries: ReadonlyArray<PerformanceEntry>) => {
+    for (const entry of entries) {
+      // A 'gc' entry's detail says which collection it was (its typings omit it).
+      const detail: unknown = "detail" in entry ? entry.detail : undefined
+      if (
+        typeof detail === "object" &&
+        detail !== null &&
+        "kind" in detail &&
+        detail.kind === constants.NODE_PERFORMANCE_GC_MAJOR
+      ) {
+        count += 1
+        ms += entry.duration
+      }
+    }
+  }
+  const observer = new PerformanceObserver((list) => add(list.getEntries()))
+  observer.observe({ entryTypes: ["gc"] })
+  const take = () => {
+    add(observer.takeRecords())
+    const taken = { majorGcs: count, majorGcMs: ms }
+    count = 0
+    ms = 0
+    return taken
+  }
+  return { take }
+}
+
 const main = Effect.gen(function* () {
+  const collections = majorCollections()
   const devices: Array<SimDevice> = []
   for (const id of setup.deviceIds) {
     devices.push(
@@ -200,8 +223,13 @@ const main = Effect.gen(function* () {
   const receive = (command: Extract<Command, { _tag: "Arm" }>): Effect.Effect<number, unknown> => {
     const { receiving, channels } = command
     switch (receiving) {
-      case "recycled":
-        return countedBy(() => dialRecycled(command.dialPort ?? 0))
+      case "rawDialled":
+        return countedBy(() => dialRaw(command.dialPort ?? 0))
+      case "dialled":
+        return receiveChannel(
+          TcpTransport.connect({ host: "127.0.0.1", port: command.dialPort ?? 0, recycledReads: true }),
+          undefined
+        )
       case "raw":
       case "bare":
         return countedBy(plain.next)
@@ -218,13 +246,15 @@ const main = Effect.gen(function* () {
     bare = command.receiving === "bare"
     const receiving = receive(command)
     const armed = performance.eventLoopUtilization()
+    collections.take()
     tell({ _tag: "Armed" })
     const outcome = yield* Effect.result(receiving)
     const busyMs = performance.eventLoopUtilization(armed).active
+    const gcs = collections.take()
     tell(
       outcome._tag === "Success"
-        ? { _tag: "Received", bytes: outcome.success, valid: true, problem: undefined, busyMs }
-        : { _tag: "Received", bytes: 0, valid: false, problem: String(outcome.failure), busyMs }
+        ? { _tag: "Received", bytes: outcome.success, valid: true, problem: undefined, busyMs, ...gcs }
+        : { _tag: "Received", bytes: 0, valid: false, problem: String(outcome.failure), busyMs, ...gcs }
     )
   }
 })
@@ -232,7 +262,7 @@ const main = Effect.gen(function* () {
 Effect.runPromise(Effect.scoped(main)).then(
   () => port.close(),
   (error: unknown) => {
-    tell({ _tag: "Received", bytes: 0, valid: false, problem: String(error), busyMs: 0 })
+    tell({ _tag: "Received", bytes: 0, valid: false, problem: String(error), busyMs: 0, majorGcs: 0, majorGcMs: 0 })
     port.close()
   }
 )

@@ -14,11 +14,16 @@ export type Receiving =
    */
   | "bare"
   /**
-   * The bare decoder again, but on a connection the destination dials (to `dialPort`), reading
-   * through `onread` into a ring of recycled buffers instead of a fresh buffer per socket read:
-   * what receiving costs without Node's per-read allocation (`onread` exists on dialled sockets only).
+   * Raw bytes again, on a connection the destination dials (to `dialPort`), read through Node's
+   * `onread` into one reused buffer: the raw copy without a fresh buffer per socket read.
    */
-  | "recycled"
+  | "rawDialled"
+  /**
+   * Frames decoded and checked, payloads counted and dropped, on a connection the destination
+   * dials (to `dialPort`) with `TcpTransport.connect`'s recycled reads: the product's reader on
+   * the read path that spares Node's per-read allocation (`onread` exists on dialled sockets only).
+   */
+  | "dialled"
   /** Frames decoded and checked, payloads counted and dropped. */
   | "decode"
   /** Frames decoded and checked, payloads written into the destination devices, which then validate (→ STOP). */
@@ -38,7 +43,7 @@ export type Command =
       readonly _tag: "Arm"
       readonly receiving: Receiving
       readonly channels: number
-      /** `recycled` only: the source's port to dial. */
+      /** `rawDialled` and `dialled`: the source's port to dial. */
       readonly dialPort?: number
     }
   | { readonly _tag: "Close" }
@@ -49,11 +54,17 @@ export type Report =
   /** Listening and, for `resume`, every destination device in RESUMING: the source may start. */
   | { readonly _tag: "Armed" }
   /** Everything received: payload bytes, and whether every device validated (`resume`) or the stream ended cleanly. */
-  /** `busyMs`: how long the destination thread was busy (event-loop active time) during the run. */
+  /**
+   * `busyMs`: how long the destination thread was busy (event-loop active time) during the run;
+   * `majorGcs`, `majorGcMs`: the full (mark-compact) collections of its heap during the run, and
+   * their pauses.
+   */
   | {
       readonly _tag: "Received"
       readonly bytes: number
       readonly valid: boolean
       readonly problem: string | undefined
       readonly busyMs: number
+      readonly majorGcs: number
+      readonly majorGcMs: number
     }

@@ -137,6 +137,60 @@ const sendRaw = (port: number, buffer: Uint8Array): Effect.Effect<void> =>
     socket.once("error", (error) => resume(Effect.die(error)))
   })
 
+/**
+ * A plain server for the raw copy the destination dials: each connection it accepts is handed
+ * to the next `sendRawTo`, which writes the buffer to it as `sendRaw` does.
+ */
+const rawServer = Effect.acquireRelease(
+  Effect.callback<{ readonly server: net.Server; readonly port: number; readonly next: () => Promise<net.Socket> }>(
+    (resume) => {
+      const pending: Array<net.Socket> = []
+      const waiting: Array<(socket: net.Socket) => void> = []
+      const server = net.createServer((socket) => {
+        const waiter = waiting.shift()
+        if (waiter === undefined) pending.push(socket)
+        else waiter(socket)
+      })
+      const next = () =>
+        new Promise<net.Socket>((done) => {
+          const socket = pending.shift()
+          if (socket === undefined) waiting.push(done)
+          else done(socket)
+        })
+      server.listen(0, "127.0.0.1", () => {
+        const address = server.address()
+        resume(
+          Effect.succeed({ server, port: typeof address === "object" && address !== null ? address.port : 0, next })
+        )
+      })
+    }
+  ),
+  ({ server }) => Effect.sync(() => server.close())
+)
+
+/** The raw copy over the next connection the destination dials to `next`. */
+const sendRawTo = (next: () => Promise<net.Socket>, buffer: Uint8Array): Effect.Effect<void> =>
+  Effect.flatMap(Effect.promise(next), (socket) =>
+    Effect.callback<void>((resume) => {
+      let at = 0
+      const pump = () => {
+        while (at < buffer.length) {
+          const more = socket.write(buffer.subarray(at, at + rawChunkBytes))
+          at += rawChunkBytes
+          if (!more) {
+            socket.once("drain", pump)
+            return
+          }
+        }
+        socket.end()
+      }
+      socket.on("data", () => {})
+      socket.once("close", () => resume(Effect.void))
+      socket.once("error", (error) => resume(Effect.die(error)))
+      pump()
+    })
+  )
+
 /** The destination worker, driven through its messages. */
 const startDestination = (setup: DestinationSetup) =>
   Effect.acquireRelease(
@@ -172,6 +226,11 @@ interface Run {
   readonly rssAfter: number
   /** How long the destination thread was busy receiving (event-loop active time). */
   readonly busyMs: number
+  /** How long this (the source's) thread was busy sending, measured the same way. */
+  readonly sourceBusyMs: number
+  /** The destination thread's full collections during the run, and their pauses. */
+  readonly majorGcs: number
+  readonly majorGcMs: number
 }
 
 const throughput = (run: Run) => run.bytes / GiB / (run.ms / 1000)
@@ -237,11 +296,13 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
       const armSources = Effect.forEach(devices, (d) => Effect.andThen(walkTo(d, "STOP"), walkTo(d, "STOP_COPY")), {
         discard: true
       })
-      /** Where the destination dials for `recycled` runs. */
+      /** Where the destination dials for `dialled` runs, and for `rawDialled` runs. */
       const dialled = yield* Effect.orDie(TcpTransport.listen({}))
+      const rawDialled = yield* rawServer
       const run = (receiving: Receiving, send: Effect.Effect<void, unknown>, channels = 1) =>
         Effect.gen(function* () {
-          destination.command({ _tag: "Arm", receiving, channels, dialPort: dialled.port })
+          const dialPort = receiving === "rawDialled" ? rawDialled.port : dialled.port
+          destination.command({ _tag: "Arm", receiving, channels, dialPort })
           yield* Effect.orDie(destination.expect("Armed"))
           const rssBefore = process.memoryUsage.rss()
           let peakRss = rssBefore
@@ -249,14 +310,26 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
             peakRss = Math.max(peakRss, process.memoryUsage.rss())
           }, 20)
           const start = performance.now()
+          const sourceStart = performance.eventLoopUtilization()
           yield* Effect.orDie(send)
           const received = yield* Effect.orDie(destination.expect("Received"))
           const ms = performance.now() - start
+          const sourceBusyMs = performance.eventLoopUtilization(sourceStart).active
           clearInterval(sampler)
           const rssAfter = process.memoryUsage.rss()
           peakRss = Math.max(peakRss, rssAfter)
           if (!received.valid) return yield* Effect.die(new Error(`${receiving}: ${received.problem ?? "invalid"}`))
-          return { ms, bytes: received.bytes, peakRss, rssBefore, rssAfter, busyMs: received.busyMs } satisfies Run
+          return {
+            ms,
+            bytes: received.bytes,
+            peakRss,
+            rssBefore,
+            rssAfter,
+            busyMs: received.busyMs,
+            sourceBusyMs,
+            majorGcs: received.majorGcs,
+            majorGcMs: received.majorGcMs
+          } satisfies Run
         })
       const devicesRun = (receiving: Receiving, channels = 1) =>
         Effect.andThen(
@@ -293,10 +366,11 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
           const raw = yield* run("raw", sendRaw(ready.rawPort, buffer))
           const decode = yield* devicesRun("decode")
           const bare = yield* devicesRun("bare")
-          const recycled = yield* Effect.andThen(
+          const rawDial = yield* run("rawDialled", sendRawTo(rawDialled.next, buffer))
+          const dial = yield* Effect.andThen(
             Effect.orDie(armSources),
             run(
-              "recycled",
+              "dialled",
               Effect.suspend(() =>
                 sendOn(
                   dialled.accept,
@@ -313,7 +387,7 @@ export const streamFigures = (options: StreamOptions): Effect.Effect<ReadonlyArr
             "decode",
             Effect.suspend(() => sendStream(ready.streamPort, ids, slices.map(bufferSource)))
           )
-          return { raw, decode, bare, recycled, decode2, decode4, resume, buffered }
+          return { raw, decode, bare, rawDial, dial, decode2, decode4, resume, buffered }
         })
       )
       const measured = repetitions.slice(options.warmup)
@@ -330,8 +404,10 @@ interface Repetition {
   readonly decode: Run
   /** The same device stream into a bare decoder on a plain socket (`bare`). */
   readonly bare: Run
-  /** The same into the bare decoder on recycled read buffers, over a connection the destination dials. */
-  readonly recycled: Run
+  /** The raw copy over a connection the destination dials, read into one reused buffer. */
+  readonly rawDial: Run
+  /** The device stream over a connection the destination dials, through FrameReader on recycled reads. */
+  readonly dial: Run
   readonly decode2: Run
   readonly decode4: Run
   readonly resume: Run
@@ -354,7 +430,15 @@ const streamFigure = (
   /** Milliseconds the destination thread was busy per GiB received. */
   const busy = (mode: Mode) => measured.map((r) => r[mode].busyMs / (r[mode].bytes / GiB))
   const busyOf = (mode: Mode) => median(busy(mode)).toFixed(0)
+  /** The destination's full collections per GiB received, and their pauses per GiB. */
+  const majorGcs = (mode: Mode) => measured.map((r) => r[mode].majorGcs / (r[mode].bytes / GiB))
+  const majorGcMs = (mode: Mode) => measured.map((r) => r[mode].majorGcMs / (r[mode].bytes / GiB))
+  const gcsOf = (mode: Mode) => median(majorGcs(mode)).toFixed(1)
+  /** Milliseconds the source thread was busy per GiB sent. */
+  const sourceBusy = (mode: Mode) => measured.map((r) => r[mode].sourceBusyMs / (r[mode].bytes / GiB))
   const met = ratio("decode") >= 0.7
+  /** The device stream against the raw copy when the destination dials both and reads into reused buffers. */
+  const dialledRatios = measured.map((r) => throughput(r.dial) / throughput(r.rawDial))
   const size = `${options.devices} × ${options.deviceStateBytes / MiB} MiB`
   return {
     figure: 4,
@@ -365,11 +449,22 @@ const streamFigure = (
       sampledRow("stream only: devices → frames → decode, dropped", rates("decode"), "GiB/s"),
       sampledRow("stream only / raw", ratios("decode"), "×", atLeast(0.7)),
       sampledRow("same stream into a bare decoder (no reader) / raw", ratios("bare"), "×"),
-      sampledRow("same, bare decoder on recycled read buffers (destination dials) / raw", ratios("recycled"), "×"),
+      sampledRow("raw copy, destination dials, one reused read buffer", rates("rawDial"), "GiB/s"),
+      sampledRow("stream only, destination dials, recycled reads (FrameReader)", rates("dial"), "GiB/s"),
+      sampledRow("stream only / raw, both dialled into reused buffers", dialledRatios, "×"),
+      sampledRow("stream only, destination dials / raw socket copy", ratios("dial"), "×"),
       sampledRow("destination busy per GiB: raw socket copy", busy("raw"), "ms"),
       sampledRow("destination busy per GiB: bare decoder", busy("bare"), "ms"),
-      sampledRow("destination busy per GiB: bare decoder, recycled buffers", busy("recycled"), "ms"),
       sampledRow("destination busy per GiB: stream only (FrameReader)", busy("decode"), "ms"),
+      sampledRow("destination busy per GiB: raw copy, dialled", busy("rawDial"), "ms"),
+      sampledRow("destination busy per GiB: stream only, dialled, recycled reads", busy("dial"), "ms"),
+      sampledRow("destination full GCs per GiB: raw socket copy", majorGcs("raw"), ""),
+      sampledRow("destination full GCs per GiB: stream only (FrameReader)", majorGcs("decode"), ""),
+      sampledRow("destination full GCs per GiB: stream only, dialled, recycled reads", majorGcs("dial"), ""),
+      sampledRow("destination full-GC pauses per GiB: stream only (FrameReader)", majorGcMs("decode"), "ms"),
+      sampledRow("source busy per GiB: raw socket copy", sourceBusy("raw"), "ms"),
+      sampledRow("source busy per GiB: stream only (devices)", sourceBusy("decode"), "ms"),
+      sampledRow("source busy per GiB: preallocated stream", sourceBusy("buffered"), "ms"),
       sampledRow("stream only over 2 TCP channels (multifd) / raw", ratios("decode2"), "×"),
       sampledRow("stream only over 4 TCP channels (multifd) / raw", ratios("decode4"), "×"),
       sampledRow(`end to end: … → ${options.devices} devices RESUMING → STOP`, rates("resume"), "GiB/s"),
@@ -381,11 +476,11 @@ const streamFigure = (
     notes: [
       `runs (GiB/s): raw ${runs("raw")}, stream only ${runs("decode")} (2 channels ${runs("decode2")}, 4 channels ${runs("decode4")}), end to end ${runs("resume")}, preallocated stream ${runs("buffered")}, device reads ${spread(readOnly, 2)}.`,
       "“stream only” still reads the simulated source devices on the sending thread (each read copies and checksums every page); “end to end” also writes into the destination devices (which checksum every page again) and validates them (RESUMING → STOP). “preallocated” leaves the devices out: what the stream costs by itself.",
-      "“bare decoder” receives the same device stream on a plain socket and decodes it inside each 'data' event with the stream's decoder alone (checksums and ordering rules, no reader, no fiber): what the format costs the receiver. “destination busy” is the receiving thread's event-loop active time per GiB; near the run's own time per GiB, that thread is what limits the rate. “recycled buffers” runs the bare decoder on a connection the destination dials (Node's onread, which exists on dialled sockets only), reading into a ring of four 1 MiB slabs instead of a fresh buffer per socket read: what receiving costs without that allocation and the collections it causes.",
+      "“bare decoder” receives the same device stream on a plain socket and decodes it inside each 'data' event with the stream's decoder alone (checksums and ordering rules, no reader, no fiber): what the format costs the receiver. “destination busy” is the receiving thread's event-loop active time per GiB; near the run's own time per GiB, that thread is what limits the rate. “destination dials” runs the same transfers over a connection the destination dials, reading through Node's onread (which exists on dialled sockets only) instead of a fresh buffer per socket read: the raw copy into one reused 1 MiB buffer, the device stream through FrameReader on TcpTransport.connect's recycled reads (a ring of four 1 MiB slabs). “full GCs” counts the destination thread's mark-compact collections (perf_hooks 'gc' entries) and their pauses: V8 counts each read's buffer as external memory and begins a full collection about every 64 MiB of it, whatever the heap holds.",
       ...(met
         ? []
         : [
-            `goal missed. The receiving thread limits the rate: per GiB it was busy ${busyOf("raw")} ms copying raw bytes, ${busyOf("bare")} ms decoding with the bare decoder (the checksum of every byte, on top of the same socket reads), and ${busyOf("decode")} ms reading through FrameReader. Measured apart (issue 17), that last difference is the transport's reading path, not FrameReader: a bare read loop over the same TcpTransport costs as much. On recycled read buffers the bare decoder was busy ${busyOf("recycled")} ms per GiB: most of every receiver's time here, the raw copy's included, is Node's fresh buffer per socket read and the collections it causes, which the product's reader does not avoid yet (onread exists on dialled sockets only, and its payloads would have to be valid only until the next frame).`
+            `goal missed. The receiving thread limits the rate: per GiB it was busy ${busyOf("raw")} ms copying raw bytes, ${busyOf("bare")} ms decoding with the bare decoder (the checksum of every byte, on top of the same socket reads), and ${busyOf("decode")} ms reading through FrameReader. Measured apart (issue 17), that last difference is the transport's reading path, not FrameReader: a bare read loop over the same TcpTransport costs as much. Through FrameReader on recycled reads (the destination dials) it was busy ${busyOf("dial")} ms per GiB: most of every receiver's time on an accepted socket, the raw copy's included, is Node's fresh buffer per socket read and the collections it causes (full collections per GiB: ${gcsOf("raw")} raw, ${gcsOf("decode")} through FrameReader, ${gcsOf("dial")} on recycled reads), which Node gives no way to avoid on a socket a server accepts.`
           ])
     ]
   }
