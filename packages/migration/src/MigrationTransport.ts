@@ -14,8 +14,10 @@ export class MigrationTransport extends Context.Service<MigrationTransport, Tran
     Layer.succeed(MigrationTransport, transport)
 
   /**
-   * A TCP connection to the destination's listener (the source's side), closed with the layer;
-   * extra channels (`channels` > 1) connect again with the same options.
+   * A TCP connection to the peer's listener, closed with the layer; extra channels (`channels`
+   * > 1) connect again with the same options. Usually the source's side; a destination that
+   * dials (the source then uses {@link MigrationTransport.accept}) can read into recycled
+   * buffers (`recycledReads`), which Node offers only on the sockets it dials.
    */
   static readonly connect = (
     options: TcpTransport.ConnectOptions
@@ -29,8 +31,8 @@ export class MigrationTransport extends Context.Service<MigrationTransport, Tran
     )
 
   /**
-   * The next connection `listener` accepts (the destination's side), closed with the layer;
-   * extra channels are the next ones it accepts.
+   * The next connection `listener` accepts, closed with the layer; extra channels are the next
+   * ones it accepts. Usually the destination's side; the source's when the destination dials.
    */
   static readonly accept = (
     listener: TcpTransport.Listener
