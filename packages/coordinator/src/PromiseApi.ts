@@ -26,6 +26,7 @@ export interface PromiseDevice {
   getState(): Promise<State>
   setState(to: State): Promise<void>
   read(maxBytes: number): Promise<ReadResult>
+  /** Resolves once `data` has been read: Lockstep may reuse its buffer then. */
   write(data: Uint8Array): Promise<void>
   precopyInfo(): Promise<PrecopyInfo>
   stopCopyLength(): Promise<number>

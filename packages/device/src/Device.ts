@@ -70,6 +70,7 @@ export interface Device {
    * bytes of an earlier read into it are still in use (queued on a socket, say).
    */
   readonly read: (maxBytes: number, into?: Uint8Array) => Effect.Effect<ReadResult, DeviceError>
+  /** Writes resuming data. The device has read `data` by the time this completes: the caller may then reuse it. */
   readonly write: (data: Uint8Array) => Effect.Effect<void, DeviceError>
   readonly precopyInfo: Effect.Effect<PrecopyInfo, DeviceError>
   readonly stopCopyLength: Effect.Effect<number, DeviceError>

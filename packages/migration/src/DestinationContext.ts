@@ -103,8 +103,8 @@ export const nextFrame = (ctx: DestinationContext, what: string): Effect.Effect<
 
 /**
  * The next frame of `reader` (channel 0's or an extra channel's); its end here is a violation.
- * A chunk's payload is the caller's to keep (the loader queues it for its device): copied when
- * the reader lends it (a connection with recycled reads).
+ * From a reader that lends (`reader.lends`), a chunk's payload is valid until the next frame:
+ * the loader copies it (`LoadPlan.lends`).
  */
 export const nextFrameOf = (
   ctx: DestinationContext,
@@ -112,13 +112,9 @@ export const nextFrameOf = (
   what: string
 ): Effect.Effect<Frame, SessionFault> =>
   locatedIn(ctx.log)(reader.next).pipe(
-    Effect.flatMap((frame) => {
-      if (Option.isNone(frame)) return Effect.fail(violation(ctx, what, "the end of the stream"))
-      const value = frame.value
-      return Effect.succeed(
-        reader.lends && value._tag === "Chunk" ? { ...value, payload: new Uint8Array(value.payload) } : value
-      )
-    })
+    Effect.flatMap((frame) =>
+      Option.isSome(frame) ? Effect.succeed(frame.value) : Effect.fail(violation(ctx, what, "the end of the stream"))
+    )
   )
 
 /** The session message a frame carries; the source's `Aborted` fails with its reason. */

@@ -50,6 +50,7 @@ export const load = (ctx: DestinationContext, input: LoadInput): Effect.Effect<v
               extra: extra.map((c) => nextOn(ctx, c)),
               stray: (got) => violation(ctx, "device data of the channel's own devices", got)
             },
+      lends: (channel) => (channel === 0 ? ctx.reader : extra[channel - 1]?.reader)?.lends === true,
       onControl: (control, channel) =>
         Effect.flatMap(messageOf(ctx, control, "device data"), (message) => {
           if (message._tag === "InitialDataSent" && control.device !== undefined) return Effect.succeed("ack" as const)

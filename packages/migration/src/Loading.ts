@@ -1,6 +1,6 @@
 import type { GroupRuntime } from "@lockstep/coordinator"
 import type { Device } from "@lockstep/device"
-import type { Control, Frame, Manifest } from "@lockstep/stream"
+import { BufferPool, type Control, type Frame, type Manifest } from "@lockstep/stream"
 import { type Cause, Deferred, Effect, Exit, Fiber, Queue, Semaphore } from "effect"
 import { carriedBy, deviceOnChannel } from "./Channels.js"
 import type { EventSink } from "./Events.js"
@@ -8,7 +8,8 @@ import type { SessionFault } from "./SessionFault.js"
 
 /** What a device's writer does next, in stream order. */
 type LoadItem =
-  | { readonly _tag: "Write"; readonly data: Uint8Array }
+  /** `release`: gives `data`'s buffer back once the device has taken it (a copy of lent bytes). */
+  | { readonly _tag: "Write"; readonly data: Uint8Array; readonly release?: (() => void) | undefined }
   | { readonly _tag: "Ack" }
   | { readonly _tag: "End" }
 
@@ -48,6 +49,12 @@ export interface LoadPlan {
   readonly nextFrame: Effect.Effect<Frame, SessionFault>
   /** The extra channels, read concurrently with channel 0. Default: none. */
   readonly channels?: LoadChannels | undefined
+  /**
+   * Whether the frames of `channel` lend their payloads (valid until its next frame: a
+   * connection with recycled reads). Those are copied into pooled buffers, each given back once
+   * its device has taken it (`Device.write` reads the bytes before it completes). Default: none.
+   */
+  readonly lends?: ((channel: number) => boolean) | undefined
   /**
    * What a control frame of `channel` means here (its device, if any, is by that channel's
    * manifest); fails for one that does not belong.
@@ -101,6 +108,7 @@ export const loadDevices = (plan: LoadPlan): Effect.Effect<ReadonlyArray<LoadTot
               ? plan.located(Semaphore.withPermit(writes, device.write(item.data)))
               : plan.acknowledge(i)
           )
+          if (item._tag === "Write") item.release?.()
           if (Exit.isFailure(done)) {
             stopping = true
             failure ??= done.cause
@@ -123,8 +131,10 @@ export const loadDevices = (plan: LoadPlan): Effect.Effect<ReadonlyArray<LoadTot
       return queue === undefined ? Effect.void : Effect.asVoid(Queue.offer(queue, item))
     }
     const n = (plan.channels?.extra.length ?? 0) + 1
+    // Copies of lent payloads: at most a queue's worth per device, and one being written each.
+    const pool = new BufferPool(lentCopyBytes, devices.length * (plan.queueDepth + 1))
     const read = (channel: number, nextFrame: Effect.Effect<Frame, SessionFault>) =>
-      readChannel({ plan, channels: n, channel, nextFrame, totals, offer })
+      readChannel({ plan, channels: n, channel, nextFrame, totals, offer, pool })
     const reads = Effect.forEach(
       [plan.nextFrame, ...(plan.channels?.extra ?? [])],
       (nextFrame, channel) => read(channel, nextFrame),
@@ -148,12 +158,28 @@ interface ChannelRead {
   readonly nextFrame: Effect.Effect<Frame, SessionFault>
   readonly totals: ReadonlyArray<LoadTotals>
   readonly offer: (device: number, item: LoadItem) => Effect.Effect<void>
+  readonly pool: BufferPool
+}
+
+/** Size of the pooled copies of lent payloads: a frame's payload as a source writes it by default. */
+const lentCopyBytes = 256 * 1024
+
+/** A lent payload copied into a buffer of `pool` (or a fresh one, if larger), and how to give it back. */
+const ownCopy = (
+  payload: Uint8Array,
+  pool: BufferPool
+): { readonly data: Uint8Array; readonly release?: () => void } => {
+  if (payload.length > pool.size) return { data: new Uint8Array(payload) }
+  const buffer = pool.take()
+  buffer.set(payload)
+  return { data: buffer.subarray(0, payload.length), release: pool.releaser(buffer) }
 }
 
 /** Reads one channel until each device of its manifest has ended, feeding the devices' writers. */
 const readChannel = (r: ChannelRead): Effect.Effect<void, SessionFault> =>
   Effect.gen(function* () {
-    const { plan, channels, channel, totals, offer } = r
+    const { plan, channels, channel, totals, offer, pool } = r
+    const lends = plan.lends?.(channel) === true
     // Channel 0's manifest names every device (it ends those it does not carry at once, with no data).
     const count = channel === 0 ? plan.devices.length : carriedBy(channel, channels, plan.devices.length).length
     let ended = 0
@@ -188,7 +214,10 @@ const readChannel = (r: ChannelRead): Effect.Effect<void, SessionFault> =>
         if (final) t.stopCopyBytes += frame.payload.length
         else t.precopyBytes += frame.payload.length
       }
-      yield* offer(i, { _tag: "Write", data: frame.payload })
+      yield* offer(
+        i,
+        lends ? { _tag: "Write", ...ownCopy(frame.payload, pool) } : { _tag: "Write", data: frame.payload }
+      )
     }
   })
 
