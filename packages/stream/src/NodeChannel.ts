@@ -62,31 +62,29 @@ export const transportErrorOf = (operation: TransportOperation, error: unknown, 
   return TransportError.transportFailed({ operation, code, reason })
 }
 
-/** The reading half of a Node stream as a `ByteSource`. */
-export const sourceOf = (readable: Readable, teardown: Teardown, readAheadBytes: number): ByteSource => {
-  const queue: Array<Uint8Array> = []
-  let queued = 0
-  let ended = false
-  let failure: TransportError | undefined
-  const waiters = new Waiters()
-  readable.on("data", (chunk: Uint8Array) => {
-    if (chunk.length === 0) return
-    queue.push(chunk)
-    queued += chunk.length
-    if (queued >= readAheadBytes) readable.pause()
-    waiters.wakeAll()
-  })
+/** How the reading of a Node stream has ended so far: cleanly ('end'), or with a failure. */
+export interface ReadEnd {
+  readonly ended: boolean
+  readonly failure: TransportError | undefined
+}
+
+/**
+ * Watches how `readable` ends ('end', 'error', 'close' before the end), waking `waiters` at each:
+ * a close before the end is the peer's, or this side's once it tore the channel down.
+ */
+export const readEndOf = (readable: Readable, teardown: Teardown, waiters: Waiters): ReadEnd => {
+  const end: { ended: boolean; failure: TransportError | undefined } = { ended: false, failure: undefined }
   readable.on("end", () => {
-    ended = true
+    end.ended = true
     waiters.wakeAll()
   })
   readable.on("error", (error) => {
-    failure ??= transportErrorOf("read", error, teardown)
+    end.failure ??= transportErrorOf("read", error, teardown)
     waiters.wakeAll()
   })
   readable.on("close", () => {
-    if (!ended) {
-      failure ??= teardown.local
+    if (!end.ended) {
+      end.failure ??= teardown.local
         ? TransportError.transportClosed({ operation: "read", by: "local", reason: "the channel was closed" })
         : TransportError.transportClosed({
             operation: "read",
@@ -96,6 +94,22 @@ export const sourceOf = (readable: Readable, teardown: Teardown, readAheadBytes:
     }
     waiters.wakeAll()
   })
+  return end
+}
+
+/** The reading half of a Node stream as a `ByteSource`. */
+export const sourceOf = (readable: Readable, teardown: Teardown, readAheadBytes: number): ByteSource => {
+  const queue: Array<Uint8Array> = []
+  let queued = 0
+  const waiters = new Waiters()
+  readable.on("data", (chunk: Uint8Array) => {
+    if (chunk.length === 0) return
+    queue.push(chunk)
+    queued += chunk.length
+    if (queued >= readAheadBytes) readable.pause()
+    waiters.wakeAll()
+  })
+  const end = readEndOf(readable, teardown, waiters)
   const read: Effect.Effect<Option.Option<Uint8Array>, TransportError> = Effect.suspend(() => {
     const chunk = queue.shift()
     if (chunk !== undefined) {
@@ -105,11 +119,11 @@ export const sourceOf = (readable: Readable, teardown: Teardown, readAheadBytes:
       if (queued <= readAheadBytes / 2 && readable.isPaused()) readable.resume()
       return Effect.succeed(Option.some(chunk))
     }
-    if (failure !== undefined) return Effect.fail(failure)
-    if (ended) return Effect.succeed(Option.none())
+    if (end.failure !== undefined) return Effect.fail(end.failure)
+    if (end.ended) return Effect.succeed(Option.none())
     if (readable.isPaused()) readable.resume()
     return Effect.andThen(
-      waiters.until(() => queue.length > 0 || failure !== undefined || ended),
+      waiters.until(() => queue.length > 0 || end.failure !== undefined || end.ended),
       read
     )
   })

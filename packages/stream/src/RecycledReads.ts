@@ -1,8 +1,8 @@
 import type * as net from "node:net"
 import { Effect, Option } from "effect"
-import { type Teardown, transportErrorOf } from "./NodeChannel.js"
+import { readEndOf, type Teardown } from "./NodeChannel.js"
 import type { ByteSource } from "./Transport.js"
-import { TransportError } from "./TransportError.js"
+import type { TransportError } from "./TransportError.js"
 import { Waiters } from "./Waiters.js"
 
 /**
@@ -41,8 +41,6 @@ export const recycledReads = (readAheadBytes: number, slabs = 4): RecycledReads 
   let lent: number | undefined
   let paused = false
   let socket: net.Socket | undefined
-  let ended = false
-  let failure: TransportError | undefined
   const waiters = new Waiters()
 
   const onread: net.OnReadOpts = {
@@ -83,26 +81,7 @@ export const recycledReads = (readAheadBytes: number, slabs = 4): RecycledReads 
 
   const attach = (bound: net.Socket, teardown: Teardown): ByteSource => {
     socket = bound
-    bound.on("end", () => {
-      ended = true
-      waiters.wakeAll()
-    })
-    bound.on("error", (error) => {
-      failure ??= transportErrorOf("read", error, teardown)
-      waiters.wakeAll()
-    })
-    bound.on("close", () => {
-      if (!ended) {
-        failure ??= teardown.local
-          ? TransportError.transportClosed({ operation: "read", by: "local", reason: "the channel was closed" })
-          : TransportError.transportClosed({
-              operation: "read",
-              by: "peer",
-              reason: "closed before the end of the stream"
-            })
-      }
-      waiters.wakeAll()
-    })
+    const end = readEndOf(bound, teardown, waiters)
     const read: Effect.Effect<Option.Option<Uint8Array>, TransportError> = Effect.suspend(() => {
       release()
       const next = queue.shift()
@@ -110,10 +89,10 @@ export const recycledReads = (readAheadBytes: number, slabs = 4): RecycledReads 
         lent = next.slab
         return Effect.succeed(Option.some(next.bytes))
       }
-      if (failure !== undefined) return Effect.fail(failure)
-      if (ended) return Effect.succeed(Option.none())
+      if (end.failure !== undefined) return Effect.fail(end.failure)
+      if (end.ended) return Effect.succeed(Option.none())
       return Effect.andThen(
-        waiters.until(() => queue.length > 0 || failure !== undefined || ended),
+        waiters.until(() => queue.length > 0 || end.failure !== undefined || end.ended),
         read
       )
     })
