@@ -130,7 +130,8 @@ class StreamDecoder implements Decoder {
 
   detach(): void {
     // Pieces not yet returned: copied one by one (a reader drains them before reading, so rare).
-    this.pieces = this.pieces.map((piece) => ({ ...piece, payload: new Uint8Array(piece.payload) }))
+    if (this.pieces.length > 0)
+      this.pieces = this.pieces.map((piece) => ({ ...piece, payload: new Uint8Array(piece.payload) }))
     const n = this.buffered
     if (n === 0) {
       this.segments = []
