@@ -114,32 +114,39 @@ const sendOn = (
     })
   )
 
+/**
+ * The raw copy on `socket`: `buffer` written in chunks with Node's own back-pressure, then the
+ * end; `resume` runs once the socket has closed. Answers the function that starts writing.
+ */
+const rawCopy = (socket: net.Socket, buffer: Uint8Array, resume: (done: Effect.Effect<void>) => void) => {
+  socket.on("data", () => {})
+  socket.once("close", () => resume(Effect.void))
+  socket.once("error", (error) => resume(Effect.die(error)))
+  let at = 0
+  const pump = () => {
+    while (at < buffer.length) {
+      const more = socket.write(buffer.subarray(at, at + rawChunkBytes))
+      at += rawChunkBytes
+      if (!more) {
+        socket.once("drain", pump)
+        return
+      }
+    }
+    socket.end()
+  }
+  return pump
+}
+
 /** The floor: a preallocated buffer written to a plain socket in chunks, with Node's own back-pressure. */
 const sendRaw = (port: number, buffer: Uint8Array): Effect.Effect<void> =>
   Effect.callback((resume) => {
-    const socket = net.connect({ host: "127.0.0.1", port }, () => {
-      let at = 0
-      const pump = () => {
-        while (at < buffer.length) {
-          const more = socket.write(buffer.subarray(at, at + rawChunkBytes))
-          at += rawChunkBytes
-          if (!more) {
-            socket.once("drain", pump)
-            return
-          }
-        }
-        socket.end()
-      }
-      pump()
-    })
-    socket.on("data", () => {})
-    socket.once("close", () => resume(Effect.void))
-    socket.once("error", (error) => resume(Effect.die(error)))
+    const socket = net.connect({ host: "127.0.0.1", port }, () => pump())
+    const pump = rawCopy(socket, buffer, resume)
   })
 
 /**
  * A plain server for the raw copy the destination dials: each connection it accepts is handed
- * to the next `sendRawTo`, which writes the buffer to it as `sendRaw` does.
+ * to the next `sendRawTo`, which writes the buffer to it as `sendRaw` does (`rawCopy`).
  */
 const rawServer = Effect.acquireRelease(
   Effect.callback<{ readonly server: net.Server; readonly port: number; readonly next: () => Promise<net.Socket> }>(
@@ -172,22 +179,7 @@ const rawServer = Effect.acquireRelease(
 const sendRawTo = (next: () => Promise<net.Socket>, buffer: Uint8Array): Effect.Effect<void> =>
   Effect.flatMap(Effect.promise(next), (socket) =>
     Effect.callback<void>((resume) => {
-      let at = 0
-      const pump = () => {
-        while (at < buffer.length) {
-          const more = socket.write(buffer.subarray(at, at + rawChunkBytes))
-          at += rawChunkBytes
-          if (!more) {
-            socket.once("drain", pump)
-            return
-          }
-        }
-        socket.end()
-      }
-      socket.on("data", () => {})
-      socket.once("close", () => resume(Effect.void))
-      socket.once("error", (error) => resume(Effect.die(error)))
-      pump()
+      rawCopy(socket, buffer, resume)()
     })
   )
 
