@@ -93,6 +93,50 @@ const carried = (frames: ReadonlyArray<Frame>) => {
   }
 }
 
+/** The layers that give each side its connection (and extra channels) over `listener`. */
+type TcpLinks = (listener: TcpTransport.Listener) => {
+  readonly source: ReturnType<typeof MigrationTransport.accept>
+  readonly destination: ReturnType<typeof MigrationTransport.accept>
+}
+
+/**
+ * A migration of `doc` over 3 TCP channels on a listener of this process, each side connected
+ * by `links`: the group arrives byte for byte (compared when the destination votes: validated, in
+ * STOP; once it runs, its devices write again), the source stays stopped, and the rule holds.
+ */
+const overTcp = (doc: GroupDoc, links: TcpLinks) =>
+  Effect.gen(function* () {
+    const pair = yield* makePair(doc)
+    const listener = yield* TcpTransport.listen({ host: "127.0.0.1", port: 0 })
+    const link = links(listener)
+    const limits = { compatibility: pair.compatibility, peerTimeoutMs: 10_000, arcTimeoutMs: 2_000 }
+    const source = Migration.source({ ...limits, channels: 3 }).pipe(
+      Effect.provide(
+        Layer.mergeAll(Layer.succeed(GroupRuntime, pair.source), link.source, MigrationJournal.layer(pair.journal))
+      )
+    )
+    const verified: Array<string> = []
+    const verify = Effect.forEach([...pair.source.devices.values()], (device) => {
+      const twin = pair.destination.devices.get(device.id)
+      return twin === undefined
+        ? Effect.void
+        : Effect.map(compareMemory(device, twin), (c) => {
+            verified.push(`${device.id} ${c._tag}`)
+          })
+    }).pipe(Effect.asVoid)
+    const destination = Migration.destination({ ...limits, beforeVote: verify }).pipe(
+      Effect.provide(Layer.mergeAll(Layer.succeed(GroupRuntime, pair.destination), link.destination))
+    )
+    const [sent, received] = yield* Effect.all([source, destination], { concurrency: 2 })
+    expect(received.migration).toBe(sent.migration)
+    expect(received.devices).toEqual(sent.devices)
+    expect(yield* allIn(pair.source, "STOP_COPY")).toBe(true)
+    expect(yield* allIn(pair.destination, "RUNNING")).toBe(true)
+    expect(verified).toEqual(ids.map((id) => `${id} Identical`))
+    yield* assertNeverBothRun(pair)
+    yield* assertSafe(pair)
+  }).pipe(Effect.scoped)
+
 describe("migration over several channels", () => {
   for (const n of [2, 3]) {
     it.effect(`${n} channels: device i travels on channel i mod ${n}, and the group arrives byte for byte`, () =>
@@ -223,97 +267,31 @@ describe("migration over several channels", () => {
   )
 
   it.live("3 channels over TCP, through the MigrationTransport layers: the group arrives byte for byte", () =>
-    Effect.gen(function* () {
-      const pair = yield* makePair(fiveGpus)
-      const listener = yield* TcpTransport.listen({ host: "127.0.0.1", port: 0 })
-      const limits = { compatibility: pair.compatibility, peerTimeoutMs: 10_000, arcTimeoutMs: 2_000 }
-      const source = Migration.source({ ...limits, channels: 3 }).pipe(
-        Effect.provide(
-          Layer.mergeAll(
-            Layer.succeed(GroupRuntime, pair.source),
-            MigrationTransport.connect({ host: "127.0.0.1", port: listener.port }),
-            MigrationJournal.layer(pair.journal)
-          )
-        )
-      )
-      // Compared when the destination votes (validated, in STOP): once it runs, its devices write again.
-      const verified: Array<string> = []
-      const verify = Effect.forEach([...pair.source.devices.values()], (device) => {
-        const twin = pair.destination.devices.get(device.id)
-        return twin === undefined
-          ? Effect.void
-          : Effect.map(compareMemory(device, twin), (c) => {
-              verified.push(`${device.id} ${c._tag}`)
-            })
-      }).pipe(Effect.asVoid)
-      const destination = Migration.destination({ ...limits, beforeVote: verify }).pipe(
-        Effect.provide(
-          Layer.mergeAll(Layer.succeed(GroupRuntime, pair.destination), MigrationTransport.accept(listener))
-        )
-      )
-      const [sent, received] = yield* Effect.all([source, destination], { concurrency: 2 })
-      expect(received.migration).toBe(sent.migration)
-      expect(received.devices).toEqual(sent.devices)
-      expect(yield* allIn(pair.source, "STOP_COPY")).toBe(true)
-      expect(yield* allIn(pair.destination, "RUNNING")).toBe(true)
-      expect(verified).toEqual(ids.map((id) => `${id} Identical`))
-      yield* assertNeverBothRun(pair)
-      yield* assertSafe(pair)
-    }).pipe(Effect.scoped)
+    overTcp(fiveGpus, (listener) => ({
+      source: MigrationTransport.connect({ host: "127.0.0.1", port: listener.port }),
+      destination: MigrationTransport.accept(listener)
+    }))
   )
 
   it.live("the destination dials, reading into recycled buffers: 3 channels, the group arrives byte for byte", () =>
-    Effect.gen(function* () {
-      // 1 MiB per device through rings of four 128 KiB slabs (the smallest; 256 KiB of read-ahead asks for less):
-      // a chunk frame (256 KiB) spans reads, and payloads wait in the devices queues while the ring turns.
-      const bigger: GroupDoc = {
+    // 1 MiB per device through rings of four 128 KiB slabs (the smallest; 256 KiB of read-ahead asks for less):
+    // a chunk frame (256 KiB) spans reads, and payloads wait in the devices queues while the ring turns.
+    overTcp(
+      {
         ...fiveGpus,
         devices: fiveGpus.devices.map((d) => ({ ...d, sim: { ...d.sim, stateSize: 1024 * 1024 } }))
-      }
-      const pair = yield* makePair(bigger)
-      const listener = yield* TcpTransport.listen({ host: "127.0.0.1", port: 0 })
-      const limits = { compatibility: pair.compatibility, peerTimeoutMs: 10_000, arcTimeoutMs: 2_000 }
+      },
       // The source listens: its channel 0 and extra channels are the connections it accepts.
-      const source = Migration.source({ ...limits, channels: 3 }).pipe(
-        Effect.provide(
-          Layer.mergeAll(
-            Layer.succeed(GroupRuntime, pair.source),
-            MigrationTransport.accept(listener),
-            MigrationJournal.layer(pair.journal)
-          )
-        )
-      )
-      const verified: Array<string> = []
-      const verify = Effect.forEach([...pair.source.devices.values()], (device) => {
-        const twin = pair.destination.devices.get(device.id)
-        return twin === undefined
-          ? Effect.void
-          : Effect.map(compareMemory(device, twin), (c) => {
-              verified.push(`${device.id} ${c._tag}`)
-            })
-      }).pipe(Effect.asVoid)
-      const destination = Migration.destination({ ...limits, beforeVote: verify }).pipe(
-        Effect.provide(
-          Layer.mergeAll(
-            Layer.succeed(GroupRuntime, pair.destination),
-            MigrationTransport.connect({
-              host: "127.0.0.1",
-              port: listener.port,
-              recycledReads: true,
-              readAheadBytes: 256 * 1024
-            })
-          )
-        )
-      )
-      const [sent, received] = yield* Effect.all([source, destination], { concurrency: 2 })
-      expect(received.migration).toBe(sent.migration)
-      expect(received.devices).toEqual(sent.devices)
-      expect(yield* allIn(pair.source, "STOP_COPY")).toBe(true)
-      expect(yield* allIn(pair.destination, "RUNNING")).toBe(true)
-      expect(verified).toEqual(ids.map((id) => `${id} Identical`))
-      yield* assertNeverBothRun(pair)
-      yield* assertSafe(pair)
-    }).pipe(Effect.scoped)
+      (listener) => ({
+        source: MigrationTransport.accept(listener),
+        destination: MigrationTransport.connect({
+          host: "127.0.0.1",
+          port: listener.port,
+          recycledReads: true,
+          readAheadBytes: 256 * 1024
+        })
+      })
+    )
   )
 
   it.effect("a source announcing more channels than the destination takes is refused before any data", () =>
